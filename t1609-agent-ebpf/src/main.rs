@@ -1,0 +1,331 @@
+//! eBPF side of t1609-agent: one tracepoint on `sched:sched_process_exec`.
+//!
+//! For an exec whose command name is in `WATCH` (or every exec with capture-all), it
+//! writes an [`ExecRecord`] and up to [`ARGV_MAX_CHUNKS`] [`ArgvChunkRecord`]s into
+//! `EVENTS`. argv is read from the new image's memory (`mm->arg_start..arg_end`) after
+//! the exec, so the caller cannot change it under us. Kernel struct offsets come from
+//! userspace (`OFFSETS`), derived from the running kernel's BTF.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes,
+        bpf_probe_read_user, bpf_probe_read_user_buf,
+    },
+    macros::{map, tracepoint},
+    maps::{HashMap, PerCpuArray, RingBuf},
+    programs::TracePointContext,
+};
+use t1609_common::{
+    ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, ArgvChunkRecord, ExecRecord, KIND_ARGV_CHUNK,
+    KIND_EXEC, KernelOffsets, PATH_LEN, ProbeConfig, RECORD_VERSION, RecordHeader, TTY_NAME_LEN,
+    WatchKey, counters, flags,
+};
+
+/// Filled by the agent before load (`EbpfLoader::set_global`).
+#[unsafe(no_mangle)]
+static OFFSETS: KernelOffsets = KernelOffsets {
+    task_mm: 0,
+    task_real_parent: 0,
+    task_tgid: 0,
+    task_cred: 0,
+    task_loginuid: 0,
+    task_signal: 0,
+    task_nsproxy: 0,
+    mm_arg_start: 0,
+    mm_arg_end: 0,
+    mm_start_stack: 0,
+    cred_euid: 0,
+    cred_egid: 0,
+    signal_tty: 0,
+    tty_index: 0,
+    tty_name: 0,
+    nsproxy_mnt_ns: 0,
+    nsproxy_pid_ns: 0,
+    mnt_ns_inum: 0,
+    pid_ns_inum: 0,
+    valid: 0,
+    has_loginuid: 0,
+};
+
+#[unsafe(no_mangle)]
+static CONFIG: ProbeConfig = ProbeConfig {
+    agent_tgid: 0,
+    capture_all: 0,
+};
+
+/// 8 MiB: about 1,800 exec records of 4.4 KiB in flight before any loss.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Command names to report. The agent fills and updates it in place.
+#[map]
+static WATCH: HashMap<WatchKey, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Per-CPU counters, indexed by `t1609_common::counters`.
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::LEN, 0);
+
+/// `__data_loc char[] filename` of the sched_process_exec tracepoint.
+const TP_FILENAME_LOC: usize = 8;
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    match try_sched_process_exec(&ctx) {
+        Ok(()) => 0,
+        Err(counter) => {
+            bump(counter);
+            0
+        }
+    }
+}
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+unsafe fn read_at<T>(base: u64, offset: u32) -> Result<T, u32> {
+    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }
+        .map_err(|_| counters::READ_ERROR)
+}
+
+fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
+    let config = unsafe { core::ptr::read_volatile(&CONFIG) };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid == config.agent_tgid {
+        return Ok(());
+    }
+    // exec has already set comm to the new executable's basename (15 bytes at most).
+    let comm = bpf_get_current_comm().map_err(|_| counters::READ_ERROR)?;
+    if config.capture_all == 0 && unsafe { WATCH.get(&comm) }.is_none() {
+        return Ok(());
+    }
+    let off = unsafe { core::ptr::read_volatile(&OFFSETS) };
+    if off.valid == 0 {
+        return Ok(());
+    }
+    bump(counters::MATCHED);
+
+    let Some(mut entry) = EVENTS.reserve::<ExecRecord>(0) else {
+        return Err(counters::RINGBUF_FULL);
+    };
+    let rec = entry.as_mut_ptr();
+    let ktime_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let mut rec_flags = 0u32;
+    let mut chunks = 0u32;
+    // SAFETY: `rec` points into a live ring-buffer reservation of size_of::<ExecRecord>().
+    let fill = unsafe { fill_exec(ctx, rec, &off, &comm, tgid, pid_tgid as u32, ktime_ns) };
+    match fill {
+        Ok(argv) => {
+            rec_flags |= argv.flags;
+            if argv.total > ARGV_CHUNK_LEN as u64 {
+                let (n, lost) = unsafe { emit_chunks(argv.start, argv.total, tgid, pid_tgid as u32, ktime_ns) };
+                chunks = n;
+                if lost {
+                    rec_flags |= flags::ARGV_CHUNK_LOST;
+                }
+            }
+            if argv.total > ARGV_MAX_TOTAL as u64 {
+                rec_flags |= flags::ARGV_TRUNCATED;
+            }
+        }
+        Err(f) => rec_flags |= f,
+    }
+    unsafe {
+        (*rec).header.flags |= rec_flags;
+        (*rec).chunks = chunks;
+    }
+    entry.submit(0);
+    Ok(())
+}
+
+struct ArgvSpan {
+    start: u64,
+    total: u64,
+    flags: u32,
+}
+
+/// Fills every field of the exec record. Failures to read optional context leave a
+/// neutral value; a failure to read argv is flagged, never fatal: the exec is still
+/// reported.
+#[inline(always)]
+unsafe fn fill_exec(
+    ctx: &TracePointContext,
+    rec: *mut ExecRecord,
+    off: &KernelOffsets,
+    comm: &[u8; 16],
+    tgid: u32,
+    pid: u32,
+    ktime_ns: u64,
+) -> Result<ArgvSpan, u32> {
+    let uid_gid = bpf_get_current_uid_gid();
+    let mut f = 0u32;
+    unsafe {
+        (*rec).header = RecordHeader {
+            version: RECORD_VERSION,
+            kind: KIND_EXEC,
+            flags: 0,
+            ktime_ns,
+            tgid,
+            pid,
+        };
+        (*rec).uid = uid_gid as u32;
+        (*rec).gid = (uid_gid >> 32) as u32;
+        (*rec).cgroup_id = bpf_get_current_cgroup_id();
+        (*rec).comm = *comm;
+        (*rec).ppid = 0;
+        (*rec).euid = u32::MAX;
+        (*rec).egid = u32::MAX;
+        (*rec).loginuid = u32::MAX;
+        (*rec).pid_ns = 0;
+        (*rec).mnt_ns = 0;
+        (*rec).tty_index = 0;
+        (*rec).argc = 0;
+        (*rec).argv_total_len = 0;
+        (*rec).argv_len = 0;
+        (*rec).chunks = 0;
+        (*rec).tty_name = [0; TTY_NAME_LEN];
+
+        // Executable path as the exec was asked for it.
+        let loc: u32 = ctx.read_at(TP_FILENAME_LOC).unwrap_or(0);
+        let (loc_off, loc_len) = ((loc & 0xffff) as usize, (loc >> 16) as usize);
+        let src = (ctx.as_ptr_u8()).add(loc_off);
+        (*rec).filename_len = match bpf_probe_read_kernel_str_bytes(src, &mut (*rec).filename) {
+            Ok(name) => name.len() as u32,
+            Err(_) => 0,
+        };
+        if loc_len > PATH_LEN {
+            f |= flags::PATH_TRUNCATED;
+        }
+
+        let task = bpf_get_current_task();
+        if let Ok(parent) = read_at::<u64>(task, off.task_real_parent) {
+            (*rec).ppid = read_at::<u32>(parent, off.task_tgid).unwrap_or(0);
+        }
+        if let Ok(cred) = read_at::<u64>(task, off.task_cred) {
+            (*rec).euid = read_at::<u32>(cred, off.cred_euid).unwrap_or(u32::MAX);
+            (*rec).egid = read_at::<u32>(cred, off.cred_egid).unwrap_or(u32::MAX);
+        }
+        if off.has_loginuid != 0 {
+            (*rec).loginuid = read_at::<u32>(task, off.task_loginuid).unwrap_or(u32::MAX);
+        } else {
+            f |= flags::NO_LOGINUID;
+        }
+        if let Ok(signal) = read_at::<u64>(task, off.task_signal) {
+            let tty = read_at::<u64>(signal, off.signal_tty).unwrap_or(0);
+            if tty != 0 {
+                f |= flags::HAS_TTY;
+                (*rec).tty_index = read_at::<u32>(tty, off.tty_index).unwrap_or(0);
+                let _ = bpf_probe_read_kernel_buf(
+                    (tty + u64::from(off.tty_name)) as *const u8,
+                    &mut (*rec).tty_name,
+                );
+            }
+        }
+        if let Ok(nsproxy) = read_at::<u64>(task, off.task_nsproxy) {
+            if nsproxy != 0 {
+                if let Ok(mnt) = read_at::<u64>(nsproxy, off.nsproxy_mnt_ns) {
+                    (*rec).mnt_ns = read_at::<u32>(mnt, off.mnt_ns_inum).unwrap_or(0);
+                }
+                if let Ok(pidns) = read_at::<u64>(nsproxy, off.nsproxy_pid_ns) {
+                    (*rec).pid_ns = read_at::<u32>(pidns, off.pid_ns_inum).unwrap_or(0);
+                }
+            }
+        }
+
+        let mm = read_at::<u64>(task, off.task_mm).map_err(|_| f | flags::ARGV_READ_FAILED)?;
+        let start = read_at::<u64>(mm, off.mm_arg_start).map_err(|_| f | flags::ARGV_READ_FAILED)?;
+        let end = read_at::<u64>(mm, off.mm_arg_end).map_err(|_| f | flags::ARGV_READ_FAILED)?;
+        let total = end.saturating_sub(start);
+        (*rec).argv_total_len = total.min(u64::from(u32::MAX)) as u32;
+        // For ELF images argc is the first word at the initial stack pointer.
+        if let Ok(stack) = read_at::<u64>(mm, off.mm_start_stack) {
+            if let Ok(argc) = bpf_probe_read_user(stack as *const u64) {
+                (*rec).argc = argc.min(u64::from(u32::MAX)) as u32;
+            }
+        }
+        let len = if total > ARGV_CHUNK_LEN as u64 { ARGV_CHUNK_LEN } else { total as usize };
+        if len > 0 {
+            let dst = &mut (&mut (*rec).argv)[..len];
+            if bpf_probe_read_user_buf(start as *const u8, dst).is_err() {
+                f |= flags::ARGV_READ_FAILED;
+            } else {
+                (*rec).argv_len = len as u32;
+            }
+        }
+        Ok(ArgvSpan { start, total, flags: f })
+    }
+}
+
+/// Emits the argv beyond the first chunk as continuation records. Returns how many were
+/// submitted and whether one could not be reserved.
+#[inline(always)]
+unsafe fn emit_chunks(start: u64, total: u64, tgid: u32, pid: u32, ktime_ns: u64) -> (u32, bool) {
+    let mut sent = 0u32;
+    for seq in 1..=ARGV_MAX_CHUNKS as u32 {
+        let offset = u64::from(seq) * ARGV_CHUNK_LEN as u64;
+        if offset >= total {
+            break;
+        }
+        let Some(mut entry) = EVENTS.reserve::<ArgvChunkRecord>(0) else {
+            bump(counters::CHUNK_RINGBUF_FULL);
+            return (sent, true);
+        };
+        let rec = entry.as_mut_ptr();
+        let remaining = total - offset;
+        let len = if remaining > ARGV_CHUNK_LEN as u64 { ARGV_CHUNK_LEN } else { remaining as usize };
+        unsafe {
+            (*rec).header = RecordHeader {
+                version: RECORD_VERSION,
+                kind: KIND_ARGV_CHUNK,
+                flags: 0,
+                ktime_ns,
+                tgid,
+                pid,
+            };
+            (*rec).seq = seq;
+            (*rec).offset = offset as u32;
+            (*rec)._pad = 0;
+            let dst = &mut (&mut (*rec).argv)[..len];
+            if bpf_probe_read_user_buf((start + offset) as *const u8, dst).is_err() {
+                (*rec).len = 0;
+                (*rec).header.flags = flags::ARGV_READ_FAILED;
+            } else {
+                (*rec).len = len as u32;
+            }
+        }
+        entry.submit(0);
+        sent += 1;
+    }
+    (sent, false)
+}
+
+trait CtxPtr {
+    fn as_ptr_u8(&self) -> *const u8;
+}
+
+impl CtxPtr for TracePointContext {
+    fn as_ptr_u8(&self) -> *const u8 {
+        use aya_ebpf::EbpfContext as _;
+        self.as_ptr() as *const u8
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,175 @@
+//! Types shared between the eBPF programs and the agent.
+//!
+//! Everything here is plain `#[repr(C)]` data with fixed-size buffers. The kernel writes
+//! these records into a ring buffer and the agent decodes them with length and version
+//! checks (see `t1609-agent/src/decode.rs`); nothing is transmuted.
+#![no_std]
+
+/// Bumped whenever a record layout changes; the agent refuses other versions.
+pub const RECORD_VERSION: u16 = 1;
+
+/// Record kinds, the `kind` field of [`RecordHeader`].
+pub const KIND_EXEC: u16 = 1;
+/// A continuation of the argv of the exec record with the same `tgid` and `ktime_ns`.
+pub const KIND_ARGV_CHUNK: u16 = 2;
+
+/// Task command name length (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+/// Bytes of the executable path kept from the tracepoint's `filename`.
+pub const PATH_LEN: usize = 256;
+/// argv bytes carried by one record (the exec record and each continuation).
+pub const ARGV_CHUNK_LEN: usize = 4096;
+/// Continuation records after the exec record: 1 + 7 chunks = 32 KiB of argv.
+pub const ARGV_MAX_CHUNKS: usize = 7;
+/// Total argv bytes the agent can receive for one exec.
+pub const ARGV_MAX_TOTAL: usize = ARGV_CHUNK_LEN * (1 + ARGV_MAX_CHUNKS);
+/// tty name bytes (`tty_struct.name`, e.g. `pts3`), truncated.
+pub const TTY_NAME_LEN: usize = 16;
+
+/// `flags` bits of [`ExecRecord`].
+pub mod flags {
+    /// argv was longer than [`super::ARGV_MAX_TOTAL`]; the tail is missing.
+    pub const ARGV_TRUNCATED: u32 = 1 << 0;
+    /// The process has a controlling terminal.
+    pub const HAS_TTY: u32 = 1 << 1;
+    /// A continuation record could not be reserved; some argv chunks are missing.
+    pub const ARGV_CHUNK_LOST: u32 = 1 << 2;
+    /// Reading argv from the new process's memory failed.
+    pub const ARGV_READ_FAILED: u32 = 1 << 3;
+    /// The executable path did not fit in [`super::PATH_LEN`].
+    pub const PATH_TRUNCATED: u32 = 1 << 4;
+    /// loginuid was not readable (kernel without audit support).
+    pub const NO_LOGINUID: u32 = 1 << 5;
+}
+
+/// Indexes of the per-CPU `COUNTERS` array.
+pub mod counters {
+    /// Exec records that could not be reserved in the ring buffer: lost events.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// Continuation records that could not be reserved: lost argv tails.
+    pub const CHUNK_RINGBUF_FULL: u32 = 1;
+    /// Kernel reads that failed (task fields, argv).
+    pub const READ_ERROR: u32 = 2;
+    /// Execs that matched the watch set (or all, with capture-all).
+    pub const MATCHED: u32 = 3;
+    pub const LEN: u32 = 4;
+}
+
+/// Common prefix of every record, so the agent can dispatch on `kind` first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecordHeader {
+    pub version: u16,
+    pub kind: u16,
+    pub flags: u32,
+    /// `bpf_ktime_get_boot_ns()` at the exec; also the key that ties chunks to their exec.
+    pub ktime_ns: u64,
+    pub tgid: u32,
+    pub pid: u32,
+}
+
+/// Kernel struct member offsets, read from the running kernel's BTF at start-up and
+/// handed to the program as a global, so no offset is baked in for one kernel build.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_mm: u32,
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_cred: u32,
+    pub task_loginuid: u32,
+    pub task_signal: u32,
+    pub task_nsproxy: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    /// `mm_struct.start_stack`: for ELF binaries, argc sits there right after exec.
+    pub mm_start_stack: u32,
+    pub cred_euid: u32,
+    pub cred_egid: u32,
+    pub signal_tty: u32,
+    pub tty_index: u32,
+    pub tty_name: u32,
+    pub nsproxy_mnt_ns: u32,
+    pub nsproxy_pid_ns: u32,
+    pub mnt_ns_inum: u32,
+    pub pid_ns_inum: u32,
+    /// 1 once filled in; the program emits nothing while this is 0.
+    pub valid: u32,
+    /// 1 when task_struct has a `loginuid` member (CONFIG_AUDIT).
+    pub has_loginuid: u32,
+}
+
+/// Runtime settings of the exec program, a global filled at load time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// The agent's own tgid: its execs are never reported.
+    pub agent_tgid: u32,
+    /// 1: report every exec, ignoring the watch set.
+    pub capture_all: u32,
+}
+
+/// Key of the `WATCH` hash map: a command name, NUL-padded to [`COMM_LEN`].
+/// The kernel matches the task's `comm`, which exec sets to the executable's basename
+/// truncated to 15 bytes; the agent checks the full name again.
+pub type WatchKey = [u8; COMM_LEN];
+
+/// One exec of a watched executable.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecRecord {
+    pub header: RecordHeader,
+    /// Tgid of the real parent (`task->real_parent->tgid`).
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// `u32::MAX` when unset or unknown (see `flags::NO_LOGINUID`).
+    pub loginuid: u32,
+    pub pid_ns: u32,
+    pub mnt_ns: u32,
+    pub cgroup_id: u64,
+    /// tty index, meaningful with `flags::HAS_TTY`.
+    pub tty_index: u32,
+    /// Number of argv strings (NULs between `arg_start` and `arg_end`).
+    pub argc: u32,
+    /// Full argv length in the process (`arg_end - arg_start`), before any cap.
+    pub argv_total_len: u32,
+    /// Bytes of argv in this record's `argv`.
+    pub argv_len: u32,
+    /// Continuation records that follow this one.
+    pub chunks: u32,
+    pub filename_len: u32,
+    pub comm: [u8; COMM_LEN],
+    pub tty_name: [u8; TTY_NAME_LEN],
+    pub filename: [u8; PATH_LEN],
+    pub argv: [u8; ARGV_CHUNK_LEN],
+}
+
+/// A further piece of argv for the exec record with the same `tgid` and `ktime_ns`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ArgvChunkRecord {
+    pub header: RecordHeader,
+    /// 1-based position after the exec record.
+    pub seq: u32,
+    /// Offset of this chunk in the full argv.
+    pub offset: u32,
+    pub len: u32,
+    pub _pad: u32,
+    pub argv: [u8; ARGV_CHUNK_LEN],
+}
+
+const _: () = assert!(core::mem::size_of::<RecordHeader>() == 24);
+const _: () = assert!(core::mem::size_of::<ExecRecord>() == 24 + 64 + 32 + PATH_LEN + ARGV_CHUNK_LEN);
+const _: () = assert!(core::mem::size_of::<ArgvChunkRecord>() == 24 + 16 + ARGV_CHUNK_LEN);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 21 * 4);
+const _: () = assert!(ARGV_MAX_TOTAL == 32 * 1024);
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data, no padding holes that matter, no pointers.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::ProbeConfig {}
+}
