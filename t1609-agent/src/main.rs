@@ -1,1 +1,124 @@
-fn main() {}
+//! t1609-agent command line.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use t1609_agent::{
+    config::{CaptureMode, Config},
+    daemon::{self, RunArgs},
+};
+
+#[derive(Parser)]
+#[command(name = "t1609-agent", version, about = "Detects MITRE ATT&CK T1609 (Container Administration Command) with eBPF")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the eBPF probe and watch execs (needs root or CAP_BPF + CAP_PERFMON).
+    Run {
+        /// TOML config file (every key optional).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// `rules`: only executables the rules can match; `all`: every exec.
+        #[arg(long, value_enum)]
+        capture: Option<CaptureMode>,
+        /// Append every captured event as one ECS JSON line to FILE (`-` for stdout).
+        #[arg(long, value_name = "FILE|-")]
+        record: Option<PathBuf>,
+        /// Extra rule file or directory (repeatable), loaded after the built-in pack.
+        #[arg(long = "rules", value_name = "PATH")]
+        rules: Vec<PathBuf>,
+        /// Alert sink (repeatable): stdout, journald, socket-server:PATH, socket-client:PATH, file:PATH.
+        #[arg(long = "output", value_name = "SINK")]
+        outputs: Vec<String>,
+    },
+    /// Run the rules over recorded ECS events (JSON lines, FILE or `-`), alerts to stdout.
+    Replay {
+        #[arg(value_name = "FILE|-")]
+        input: PathBuf,
+        #[arg(long = "rules", value_name = "PATH")]
+        rules: Vec<PathBuf>,
+    },
+    /// Rule tools.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Config tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate rule files or directories (the built-in pack when none are given).
+    Check { paths: Vec<PathBuf> },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file without starting.
+    Check { file: PathBuf },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("T1609_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn replay(input: &PathBuf, rules: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let engine = t1609_detect::Engine::load(rules).map_err(|e| anyhow::anyhow!("loading rules: {e}"))?;
+    let stdout = std::io::stdout().lock();
+    let stderr = std::io::stderr().lock();
+    let summary = if input.as_os_str() == "-" {
+        t1609_detect::replay(&engine, std::io::stdin().lock(), stdout, stderr)
+    } else {
+        let file = std::fs::File::open(input).map_err(|e| anyhow::anyhow!("opening {}: {e}", input.display()))?;
+        t1609_detect::replay(&engine, std::io::BufReader::new(file), stdout, stderr)
+    };
+    eprintln!("replay: {} lines, {} bad, {} alerts", summary.lines, summary.bad_lines, summary.alerts);
+    Ok(if summary.bad_lines > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Run { config, capture, record, rules, outputs } => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(daemon::run(RunArgs { config_path: config, capture, record, rules, outputs })))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Replay { input, rules } => replay(&input, &rules),
+        Command::Rules { command: RulesCommand::Check { paths } } => match t1609_detect::check_rules(&paths) {
+            Ok(n) => {
+                println!("ok: {n} rules");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Config { command: ConfigCommand::Check { file } } => Config::load(&file).map(|_| {
+            println!("ok: {}", file.display());
+            ExitCode::SUCCESS
+        }).map_err(anyhow::Error::from),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("t1609-agent: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

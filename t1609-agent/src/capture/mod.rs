@@ -1,0 +1,311 @@
+//! Capture stage: loads the exec probe, keeps its watch set, drains its ring buffer.
+
+pub mod offsets;
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use t1609_common::{COMM_LEN, KernelOffsets, ProbeConfig, WatchKey, counters};
+use tokio::{io::unix::AsyncFd, sync::mpsc};
+use tracing::{debug, warn};
+
+use crate::decode::{Assembler, CapturedExec};
+
+const PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/t1609-probes"));
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+const PROGRAM: &str = "sched_process_exec";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Offsets(#[from] offsets::OffsetError),
+    #[error(
+        "missing privilege: loading eBPF programs needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN); \
+         this process has effective capabilities {caps:#x}. Run as root or grant those capabilities"
+    )]
+    Privilege { caps: u64 },
+    #[error("tracefs is not mounted at {path} and mounting it failed: {source} (needs CAP_SYS_ADMIN, or mount it beforehand: mount -t tracefs nodev {path})")]
+    Tracefs { path: String, source: std::io::Error },
+    #[error("kernel feature missing: {feature} ({detail})")]
+    Feature { feature: &'static str, detail: String },
+    #[error("loading the eBPF object failed: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("eBPF program `{name}` failed to {step}: {source}")]
+    Program { name: &'static str, step: &'static str, source: aya::programs::ProgramError },
+    #[error("eBPF map `{name}`: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+    #[error("eBPF map `{0}` missing from the object")]
+    MissingMap(&'static str),
+    #[error("watch-set name {name:?} is empty or contains NUL or '/'")]
+    BadWatchName { name: String },
+    #[error("reading the ring buffer: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Clone, Debug)]
+pub struct CaptureOptions {
+    pub capture_all: bool,
+    pub watch: BTreeSet<String>,
+    pub btf_path: PathBuf,
+    pub ring_buffer_bytes: Option<u32>,
+}
+
+/// Kernel-side counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    pub ringbuf_full: u64,
+    pub chunk_ringbuf_full: u64,
+    pub read_errors: u64,
+    pub matched: u64,
+}
+
+/// Userspace-side counters of the reader.
+#[derive(Debug, Default)]
+pub struct ReaderStats {
+    pub records: AtomicU64,
+    pub execs: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub orphan_chunks: AtomicU64,
+}
+
+/// The loaded and attached probe. Dropping it detaches everything.
+pub struct Capture {
+    ebpf: Ebpf,
+    watch: BpfHashMap<MapData, WatchKey, u8>,
+    counters: PerCpuArray<MapData, u64>,
+    ring: Option<RingBuf<MapData>>,
+    watched: BTreeSet<WatchKey>,
+}
+
+fn effective_caps() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:").map(|v| u64::from_str_radix(v.trim(), 16).ok()))
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+const CAP_SYS_ADMIN: u64 = 1 << 21;
+const CAP_PERFMON: u64 = 1 << 38;
+const CAP_BPF: u64 = 1 << 39;
+
+/// Checks the privilege before trying, so the error names what is missing.
+fn check_privilege() -> Result<(), CaptureError> {
+    let caps = effective_caps();
+    if caps & CAP_SYS_ADMIN != 0 || (caps & CAP_BPF != 0 && caps & CAP_PERFMON != 0) {
+        Ok(())
+    } else {
+        Err(CaptureError::Privilege { caps })
+    }
+}
+
+/// Mounts tracefs when it is missing: tracepoint attachment needs it, and some hosts
+/// (and this project's build machine) boot without it.
+pub fn ensure_tracefs() -> Result<(), CaptureError> {
+    let events = Path::new(TRACEFS).join("events");
+    if events.exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return Ok(());
+    }
+    let target = std::ffi::CString::new(TRACEFS).expect("no NUL");
+    let fstype = std::ffi::CString::new("tracefs").expect("no NUL");
+    let source = std::ffi::CString::new("nodev").expect("no NUL");
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(CaptureError::Tracefs { path: TRACEFS.into(), source: std::io::Error::last_os_error() });
+    }
+    debug!("mounted tracefs at {TRACEFS}");
+    Ok(())
+}
+
+pub fn watch_key(name: &str) -> Result<WatchKey, CaptureError> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.contains(&0) || bytes.contains(&b'/') {
+        return Err(CaptureError::BadWatchName { name: name.to_owned() });
+    }
+    // The kernel's comm keeps the first 15 bytes; the agent re-checks the full name.
+    let mut key = [0u8; COMM_LEN];
+    let n = bytes.len().min(COMM_LEN - 1);
+    key[..n].copy_from_slice(&bytes[..n]);
+    Ok(key)
+}
+
+impl Capture {
+    pub fn start(opts: &CaptureOptions) -> Result<Self, CaptureError> {
+        check_privilege()?;
+        let offsets: KernelOffsets = offsets::from_btf(&opts.btf_path)?;
+        ensure_tracefs()?;
+        if !Path::new("/sys/kernel/btf/vmlinux").exists() && opts.btf_path == Path::new(offsets::VMLINUX_BTF) {
+            return Err(CaptureError::Feature { feature: "BTF", detail: "no /sys/kernel/btf/vmlinux".into() });
+        }
+        // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones ignore it.
+        let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        // SAFETY: plain syscall with a valid pointer.
+        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+            debug!("could not raise RLIMIT_MEMLOCK (fine on kernels >= 5.11)");
+        }
+        let config = ProbeConfig { agent_tgid: std::process::id(), capture_all: u32::from(opts.capture_all) };
+        let mut loader = EbpfLoader::new();
+        loader.override_global("OFFSETS", &offsets, true).override_global("CONFIG", &config, true);
+        if let Some(bytes) = opts.ring_buffer_bytes {
+            loader.map_max_entries("EVENTS", bytes);
+        }
+        let mut ebpf = loader.load(PROBES).map_err(|e| match &e {
+            aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EINVAL) =>
+            {
+                CaptureError::Feature { feature: "BPF ring buffer (Linux >= 5.8)", detail: e.to_string() }
+            }
+            _ => CaptureError::Load(e),
+        })?;
+
+        let watch = BpfHashMap::try_from(ebpf.take_map("WATCH").ok_or(CaptureError::MissingMap("WATCH"))?)
+            .map_err(|source| CaptureError::Map { name: "WATCH", source })?;
+        let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").ok_or(CaptureError::MissingMap("COUNTERS"))?)
+            .map_err(|source| CaptureError::Map { name: "COUNTERS", source })?;
+        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or(CaptureError::MissingMap("EVENTS"))?)
+            .map_err(|source| CaptureError::Map { name: "EVENTS", source })?;
+        let mut capture = Self { ebpf, watch, counters, ring: Some(ring), watched: BTreeSet::new() };
+        // Fill the watch set before attaching, so the first exec is already filtered.
+        capture.set_watch(&opts.watch)?;
+
+        let program: &mut TracePoint = capture
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or(CaptureError::Feature { feature: "program", detail: PROGRAM.into() })?
+            .try_into()
+            .map_err(|source| CaptureError::Program { name: PROGRAM, step: "convert", source })?;
+        program.load().map_err(|source| CaptureError::Program { name: PROGRAM, step: "load (verifier)", source })?;
+        program
+            .attach("sched", "sched_process_exec")
+            .map_err(|source| CaptureError::Program { name: PROGRAM, step: "attach to sched:sched_process_exec", source })?;
+        Ok(capture)
+    }
+
+    /// Replaces the watch set in place: adds new names first, then removes old ones, so
+    /// a name present in both sets is never missing, and nothing is detached.
+    pub fn set_watch(&mut self, names: &BTreeSet<String>) -> Result<(), CaptureError> {
+        let keys = names.iter().map(|n| watch_key(n)).collect::<Result<BTreeSet<_>, _>>()?;
+        for key in keys.difference(&self.watched) {
+            self.watch.insert(key, 1, 0).map_err(|source| CaptureError::Map { name: "WATCH", source })?;
+        }
+        for key in self.watched.difference(&keys) {
+            self.watch.remove(key).map_err(|source| CaptureError::Map { name: "WATCH", source })?;
+        }
+        self.watched = keys;
+        Ok(())
+    }
+
+    pub fn kernel_counters(&self) -> KernelCounters {
+        let sum = |idx: u32| -> u64 { self.counters.get(&idx, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+        KernelCounters {
+            ringbuf_full: sum(counters::RINGBUF_FULL),
+            chunk_ringbuf_full: sum(counters::CHUNK_RINGBUF_FULL),
+            read_errors: sum(counters::READ_ERROR),
+            matched: sum(counters::MATCHED),
+        }
+    }
+
+    /// In-kernel run time and run count of the exec program (non-zero only while
+    /// `kernel.bpf_stats_enabled` is on).
+    pub fn program_stats(&self) -> Option<(Duration, u64)> {
+        let prog = self.ebpf.program(PROGRAM)?;
+        let info = prog.info().ok()?;
+        Some((info.run_time(), info.run_count()))
+    }
+
+    /// Hands the ring buffer to a reader task. Can be called once.
+    pub fn take_reader(&mut self) -> Option<Reader> {
+        let ring = self.ring.take()?;
+        Some(Reader { ring, assembler: Assembler::default(), stats: Arc::new(ReaderStats::default()) })
+    }
+}
+
+/// Drains the ring buffer and joins records into execs.
+pub struct Reader {
+    ring: RingBuf<MapData>,
+    assembler: Assembler,
+    pub stats: Arc<ReaderStats>,
+}
+
+impl Reader {
+    /// Reads everything available now into `out`.
+    fn drain(ring: &mut RingBuf<MapData>, assembler: &mut Assembler, stats: &ReaderStats, out: &mut Vec<CapturedExec>) {
+        while let Some(item) = ring.next() {
+            stats.records.fetch_add(1, Ordering::Relaxed);
+            match assembler.push(&item) {
+                Ok(Some(exec)) => out.push(exec),
+                Ok(None) => {}
+                Err(e) => {
+                    stats.decode_errors.store(assembler.decode_errors, Ordering::Relaxed);
+                    stats.orphan_chunks.store(assembler.orphan_chunks, Ordering::Relaxed);
+                    warn!(error = %e, "dropping undecodable ring-buffer record");
+                }
+            }
+        }
+    }
+
+    /// Waits on the ring buffer's fd (epoll through tokio, no busy polling) and sends each
+    /// exec to `tx`, until `stop` fires. Before returning it drains what is left.
+    pub async fn run(self, tx: mpsc::Sender<CapturedExec>, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), CaptureError> {
+        let Reader { ring, mut assembler, stats } = self;
+        // SAFETY: the RingBuf owns its map fd, which stays open and unchanged while the
+        // AsyncFd owns the RingBuf.
+        let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| CaptureError::Io(std::io::Error::other(e.to_string())))?;
+        let mut batch = Vec::with_capacity(256);
+        loop {
+            tokio::select! {
+                guard = fd.readable_mut() => {
+                    let mut guard = guard?;
+                    Self::drain(guard.get_inner_mut(), &mut assembler, &stats, &mut batch);
+                    guard.clear_ready();
+                }
+                _ = stop.changed() => {
+                    Self::drain(fd.get_mut(), &mut assembler, &stats, &mut batch);
+                    for exec in batch.drain(..) {
+                        stats.execs.fetch_add(1, Ordering::Relaxed);
+                        let _ = tx.send(exec).await;
+                    }
+                    return Ok(());
+                }
+            }
+            for exec in batch.drain(..) {
+                stats.execs.fetch_add(1, Ordering::Relaxed);
+                if tx.send(exec).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_keys_truncate_like_comm() {
+        let k = watch_key("containerd-shim-runc-v2").unwrap();
+        assert_eq!(&k[..15], b"containerd-shim");
+        assert_eq!(k[15], 0);
+        assert_eq!(&watch_key("docker").unwrap()[..7], b"docker\0");
+        assert!(watch_key("").is_err());
+        assert!(watch_key("a/b").is_err());
+    }
+}

@@ -1,0 +1,336 @@
+//! Kernel records → typed events.
+//!
+//! Every record is checked for length and version before a field is read, and read with
+//! `read_unaligned` (ring-buffer samples carry no alignment promise to Rust). Continuation
+//! records are joined to their exec record by `(tgid, ktime_ns)`.
+
+use std::collections::HashMap;
+
+use t1609_common::{
+    ARGV_CHUNK_LEN, ArgvChunkRecord, COMM_LEN, ExecRecord, KIND_ARGV_CHUNK, KIND_EXEC,
+    RECORD_VERSION, RecordHeader, flags,
+};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than the {need}-byte {what}")]
+    Short { what: &'static str, len: usize, need: usize },
+    #[error("record version {found}, this agent decodes version {expected}")]
+    Version { found: u16, expected: u16 },
+    #[error("unknown record kind {kind}")]
+    Kind { kind: u16 },
+    #[error("{field} = {value} exceeds its buffer of {max} bytes")]
+    Length { field: &'static str, value: u32, max: usize },
+    #[error("argv chunk {seq} at offset {offset} for tgid {tgid} has no pending exec record")]
+    OrphanChunk { tgid: u32, seq: u32, offset: u32 },
+}
+
+/// One exec as the kernel reported it, argv joined from all its records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapturedExec {
+    pub ktime_ns: u64,
+    pub tgid: u32,
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// `None` when unset (`(uid_t)-1`) or unknown.
+    pub loginuid: Option<u32>,
+    pub pid_ns: u32,
+    pub mnt_ns: u32,
+    pub cgroup_id: u64,
+    pub tty: Option<Tty>,
+    pub comm: Vec<u8>,
+    pub filename: Vec<u8>,
+    /// argc read from the new image's stack; 0 when it could not be read.
+    pub argc: u32,
+    pub argv_total_len: u32,
+    /// Raw argv bytes, NUL-separated, as captured (at most 32 KiB).
+    pub argv: Vec<u8>,
+    /// argv exceeded the capture cap.
+    pub truncated: bool,
+    /// Some captured argv bytes were lost (a continuation record was dropped or unreadable).
+    pub incomplete: bool,
+    pub argv_read_failed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tty {
+    pub index: u32,
+    pub name: String,
+}
+
+impl CapturedExec {
+    /// argv split on NUL. A trailing NUL ends the last argument; an argv cut by the cap
+    /// keeps its partial last argument.
+    pub fn args(&self) -> Vec<&[u8]> {
+        if self.argv.is_empty() {
+            return Vec::new();
+        }
+        let body = self.argv.strip_suffix(&[0]).unwrap_or(&self.argv);
+        body.split(|b| *b == 0).collect()
+    }
+}
+
+/// A decoded ring-buffer record.
+#[derive(Debug)]
+pub enum Record {
+    Exec(Box<CapturedExec>, u32),
+    Chunk { tgid: u32, ktime_ns: u64, offset: u32, bytes: Vec<u8>, failed: bool },
+}
+
+fn read<T: Copy>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short { what, len: bytes.len(), need });
+    }
+    // SAFETY: length checked above; T is a plain repr(C) type valid for any bit pattern.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+fn nul_trimmed(buf: &[u8]) -> &[u8] {
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    &buf[..end]
+}
+
+/// Decodes one ring-buffer sample.
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let header: RecordHeader = read(bytes, "record header")?;
+    if header.version != RECORD_VERSION {
+        return Err(DecodeError::Version { found: header.version, expected: RECORD_VERSION });
+    }
+    match header.kind {
+        KIND_EXEC => {
+            let rec: ExecRecord = read(bytes, "exec record")?;
+            let argv_len = rec.argv_len;
+            if argv_len as usize > ARGV_CHUNK_LEN {
+                return Err(DecodeError::Length { field: "argv_len", value: argv_len, max: ARGV_CHUNK_LEN });
+            }
+            let filename_len = rec.filename_len;
+            if filename_len as usize > rec.filename.len() {
+                return Err(DecodeError::Length { field: "filename_len", value: filename_len, max: rec.filename.len() });
+            }
+            let f = rec.header.flags;
+            let tty = (f & flags::HAS_TTY != 0).then(|| Tty {
+                index: rec.tty_index,
+                name: String::from_utf8_lossy(nul_trimmed(&rec.tty_name)).into_owned(),
+            });
+            let loginuid = (f & flags::NO_LOGINUID == 0 && rec.loginuid != u32::MAX).then_some(rec.loginuid);
+            let exec = CapturedExec {
+                ktime_ns: rec.header.ktime_ns,
+                tgid: rec.header.tgid,
+                pid: rec.header.pid,
+                ppid: rec.ppid,
+                uid: rec.uid,
+                gid: rec.gid,
+                euid: rec.euid,
+                egid: rec.egid,
+                loginuid,
+                pid_ns: rec.pid_ns,
+                mnt_ns: rec.mnt_ns,
+                cgroup_id: rec.cgroup_id,
+                tty,
+                comm: nul_trimmed(&rec.comm[..COMM_LEN]).to_vec(),
+                filename: nul_trimmed(&rec.filename[..filename_len as usize]).to_vec(),
+                argc: rec.argc,
+                argv_total_len: rec.argv_total_len,
+                argv: rec.argv[..argv_len as usize].to_vec(),
+                truncated: f & flags::ARGV_TRUNCATED != 0,
+                incomplete: f & flags::ARGV_CHUNK_LOST != 0,
+                argv_read_failed: f & flags::ARGV_READ_FAILED != 0,
+            };
+            Ok(Record::Exec(Box::new(exec), rec.chunks))
+        }
+        KIND_ARGV_CHUNK => {
+            let rec: ArgvChunkRecord = read(bytes, "argv chunk record")?;
+            let len = rec.len;
+            if len as usize > ARGV_CHUNK_LEN {
+                return Err(DecodeError::Length { field: "len", value: len, max: ARGV_CHUNK_LEN });
+            }
+            Ok(Record::Chunk {
+                tgid: rec.header.tgid,
+                ktime_ns: rec.header.ktime_ns,
+                offset: rec.offset,
+                bytes: rec.argv[..len as usize].to_vec(),
+                failed: rec.header.flags & flags::ARGV_READ_FAILED != 0,
+            })
+        }
+        kind => Err(DecodeError::Kind { kind }),
+    }
+}
+
+struct Pending {
+    exec: Box<CapturedExec>,
+    remaining: u32,
+}
+
+/// Joins exec records with their continuation records. The kernel reserves the exec
+/// record first, so it always precedes its chunks in the ring; other CPUs' records may
+/// sit in between.
+#[derive(Default)]
+pub struct Assembler {
+    pending: HashMap<(u32, u64), Pending>,
+    /// Records that could not be decoded.
+    pub decode_errors: u64,
+    /// Chunks with no exec record (should not happen; counted, never silent).
+    pub orphan_chunks: u64,
+}
+
+/// At most this many execs wait for their chunks; older ones are flushed as incomplete.
+const MAX_PENDING: usize = 4096;
+
+impl Assembler {
+    /// Feeds one sample; returns the execs it completes.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Option<CapturedExec>, DecodeError> {
+        let record = match decode(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.decode_errors += 1;
+                return Err(e);
+            }
+        };
+        match record {
+            Record::Exec(exec, 0) => Ok(Some(*exec)),
+            Record::Exec(exec, chunks) => {
+                if self.pending.len() >= MAX_PENDING {
+                    // Cannot happen with a well-behaved kernel side; bound memory anyway.
+                    self.pending.clear();
+                }
+                self.pending.insert((exec.tgid, exec.ktime_ns), Pending { exec, remaining: chunks });
+                Ok(None)
+            }
+            Record::Chunk { tgid, ktime_ns, offset, bytes, failed } => {
+                let Some(p) = self.pending.get_mut(&(tgid, ktime_ns)) else {
+                    self.orphan_chunks += 1;
+                    return Err(DecodeError::OrphanChunk { tgid, seq: 0, offset });
+                };
+                // Chunks arrive in order; a gap means one was unreadable.
+                if failed || offset as usize != p.exec.argv.len() {
+                    p.exec.incomplete = true;
+                }
+                if !failed && offset as usize == p.exec.argv.len() {
+                    p.exec.argv.extend_from_slice(&bytes);
+                }
+                p.remaining -= 1;
+                if p.remaining == 0 {
+                    let done = self.pending.remove(&(tgid, ktime_ns)).expect("present");
+                    return Ok(Some(*done.exec));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn as_bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: test helper viewing a repr(C) value as bytes.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    pub fn exec_record(tgid: u32, argv: &[u8], total: usize, chunks: u32) -> Vec<u8> {
+        // SAFETY: all-zero is a valid ExecRecord.
+        let mut rec: ExecRecord = unsafe { std::mem::zeroed() };
+        rec.header = RecordHeader { version: RECORD_VERSION, kind: KIND_EXEC, flags: 0, ktime_ns: 42, tgid, pid: tgid };
+        rec.ppid = 1;
+        rec.loginuid = u32::MAX;
+        let n = argv.len().min(ARGV_CHUNK_LEN);
+        rec.argv[..n].copy_from_slice(&argv[..n]);
+        rec.argv_len = n as u32;
+        rec.argv_total_len = total as u32;
+        rec.chunks = chunks;
+        let path = b"/usr/bin/docker";
+        rec.filename[..path.len()].copy_from_slice(path);
+        rec.filename_len = path.len() as u32;
+        rec.comm[..6].copy_from_slice(b"docker");
+        as_bytes(&rec)
+    }
+
+    pub fn chunk_record(tgid: u32, seq: u32, bytes: &[u8]) -> Vec<u8> {
+        // SAFETY: all-zero is a valid ArgvChunkRecord.
+        let mut rec: ArgvChunkRecord = unsafe { std::mem::zeroed() };
+        rec.header = RecordHeader { version: RECORD_VERSION, kind: KIND_ARGV_CHUNK, flags: 0, ktime_ns: 42, tgid, pid: tgid };
+        rec.seq = seq;
+        rec.offset = seq * ARGV_CHUNK_LEN as u32;
+        rec.len = bytes.len() as u32;
+        rec.argv[..bytes.len()].copy_from_slice(bytes);
+        as_bytes(&rec)
+    }
+
+    #[test]
+    fn decodes_exec_and_splits_argv() {
+        let argv = b"docker\0exec\0-it\0\0c1\0/bin/sh\0";
+        let mut asm = Assembler::default();
+        let exec = asm.push(&exec_record(7, argv, argv.len(), 0)).unwrap().unwrap();
+        assert_eq!(exec.filename, b"/usr/bin/docker");
+        assert_eq!(exec.loginuid, None);
+        let args: Vec<&[u8]> = exec.args();
+        assert_eq!(args, vec![&b"docker"[..], b"exec", b"-it", b"", b"c1", b"/bin/sh"]);
+    }
+
+    #[test]
+    fn short_and_wrong_version_records_are_errors() {
+        assert!(matches!(decode(&[0u8; 3]), Err(DecodeError::Short { .. })));
+        let mut rec = exec_record(1, b"a\0", 2, 0);
+        rec[0] = 99;
+        assert_eq!(decode(&rec).unwrap_err(), DecodeError::Version { found: 99, expected: RECORD_VERSION });
+        let rec = exec_record(1, b"a\0", 2, 0);
+        assert!(matches!(decode(&rec[..100]), Err(DecodeError::Short { .. })));
+    }
+
+    #[test]
+    fn oversized_lengths_are_rejected_not_trusted() {
+        let mut rec = exec_record(1, b"a\0", 2, 0);
+        let off = std::mem::offset_of!(ExecRecord, argv_len);
+        rec[off..off + 4].copy_from_slice(&100_000u32.to_ne_bytes());
+        assert!(matches!(decode(&rec), Err(DecodeError::Length { field: "argv_len", .. })));
+    }
+
+    #[test]
+    fn chunks_join_in_order() {
+        let head = vec![b'a'; ARGV_CHUNK_LEN];
+        let tail = b"bbb\0";
+        let mut asm = Assembler::default();
+        assert!(asm.push(&exec_record(9, &head, ARGV_CHUNK_LEN + 4, 1)).unwrap().is_none());
+        assert_eq!(asm.pending(), 1);
+        let exec = asm.push(&chunk_record(9, 1, tail)).unwrap().unwrap();
+        assert_eq!(exec.argv.len(), ARGV_CHUNK_LEN + 4);
+        assert!(exec.argv.ends_with(b"bbb\0"));
+        assert!(!exec.incomplete);
+        assert_eq!(asm.pending(), 0);
+    }
+
+    #[test]
+    fn orphan_chunk_is_counted() {
+        let mut asm = Assembler::default();
+        assert!(asm.push(&chunk_record(3, 1, b"x")).is_err());
+        assert_eq!(asm.orphan_chunks, 1);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut asm = Assembler::default();
+        let mut seed = 0x1234_5678_u64;
+        for len in [0usize, 1, 23, 24, 25, 100, 4471, 4472, 4473, 5000] {
+            let mut buf = vec![0u8; len];
+            for b in &mut buf {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                *b = (seed >> 56) as u8;
+            }
+            if len >= 4 {
+                buf[0..2].copy_from_slice(&RECORD_VERSION.to_ne_bytes());
+                buf[2..4].copy_from_slice(&((len % 3) as u16).to_ne_bytes());
+            }
+            let _ = asm.push(&buf);
+        }
+    }
+}
