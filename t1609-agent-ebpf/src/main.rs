@@ -16,7 +16,7 @@ use aya_ebpf::{
         bpf_probe_read_user, bpf_probe_read_user_buf,
     },
     macros::{map, tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
 use t1609_common::{
@@ -25,9 +25,12 @@ use t1609_common::{
     WatchKey, counters, flags,
 };
 
+mod net;
+mod task;
+
 /// Filled by the agent before load (`EbpfLoader::set_global`).
 #[unsafe(no_mangle)]
-static OFFSETS: KernelOffsets = KernelOffsets {
+pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     task_mm: 0,
     task_real_parent: 0,
     task_tgid: 0,
@@ -52,18 +55,32 @@ static OFFSETS: KernelOffsets = KernelOffsets {
 };
 
 #[unsafe(no_mangle)]
-static CONFIG: ProbeConfig = ProbeConfig {
+pub(crate) static CONFIG: ProbeConfig = ProbeConfig {
     agent_tgid: 0,
     capture_all: 0,
+    wakeup_interval_ns: 0,
 };
 
-/// 8 MiB: about 1,800 exec records of 4.4 KiB in flight before any loss.
+/// 4 MiB (the agent may resize it): about 900 exec records of 4.4 KiB in flight.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// Boot-time ns of the last forced reader wake-up (slot 0).
+#[map]
+static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Command names to report. The agent fills and updates it in place.
 #[map]
 static WATCH: HashMap<WatchKey, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Command names whose exec starts an injected session (runc, crun, nsenter): the
+/// process and its descendants are tracked, and their execs reported, until they exit.
+#[map]
+static SESSION_SEEDS: HashMap<WatchKey, u8> = HashMap::with_max_entries(64, 0);
+
+/// tgid (or thread id, for threads forked in a session) → session id. LRU-bounded.
+#[map]
+pub(crate) static TRACKED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
 /// Per-CPU counters, indexed by `t1609_common::counters`.
 #[map]
@@ -84,7 +101,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 }
 
 #[inline(always)]
-fn bump(index: u32) {
+pub(crate) fn bump(index: u32) {
     if let Some(slot) = COUNTERS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { *slot += 1 };
@@ -92,7 +109,7 @@ fn bump(index: u32) {
 }
 
 #[inline(always)]
-unsafe fn read_at<T>(base: u64, offset: u32) -> Result<T, u32> {
+pub(crate) unsafe fn read_at<T>(base: u64, offset: u32) -> Result<T, u32> {
     unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }
         .map_err(|_| counters::READ_ERROR)
 }
@@ -106,8 +123,21 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
     }
     // exec has already set comm to the new executable's basename (15 bytes at most).
     let comm = bpf_get_current_comm().map_err(|_| counters::READ_ERROR)?;
-    if config.capture_all == 0 && unsafe { WATCH.get(&comm) }.is_none() {
+    let watched = config.capture_all != 0 || unsafe { WATCH.get(&comm) }.is_some();
+    // Execs inside an injected session are reported whatever their name.
+    let mut session = unsafe { TRACKED.get(&tgid) }.copied().unwrap_or(0);
+    if !watched && session == 0 {
         return Ok(());
+    }
+    let mut session_flags = if session != 0 { flags::IN_SESSION } else { 0 };
+    if watched && unsafe { SESSION_SEEDS.get(&comm) }.is_some() {
+        // A runtime exec (or nsenter) starts a session; the agent ends it early when the
+        // argv shows it is not an exec. Nested seeds keep the outer session.
+        if session == 0 {
+            session = unsafe { bpf_ktime_get_boot_ns() };
+            let _ = TRACKED.insert(&tgid, &session, 0);
+        }
+        session_flags |= flags::SESSION_ROOT;
     }
     let off = unsafe { core::ptr::read_volatile(&OFFSETS) };
     if off.valid == 0 {
@@ -120,7 +150,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
     };
     let rec = entry.as_mut_ptr();
     let ktime_ns = unsafe { bpf_ktime_get_boot_ns() };
-    let mut rec_flags = 0u32;
+    let mut rec_flags = session_flags;
     let mut chunks = 0u32;
     // SAFETY: `rec` points into a live ring-buffer reservation of size_of::<ExecRecord>().
     let fill = unsafe { fill_exec(ctx, rec, &off, &comm, tgid, pid_tgid as u32, ktime_ns) };
@@ -143,9 +173,44 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
     unsafe {
         (*rec).header.flags |= rec_flags;
         (*rec).chunks = chunks;
+        (*rec).session = session;
     }
-    entry.submit(0);
+    entry.submit(wakeup_flag(config.wakeup_interval_ns, ktime_ns));
     Ok(())
+}
+
+pub(crate) const BPF_RB_NO_WAKEUP: u64 = 1;
+
+#[inline(always)]
+pub(crate) fn config_wakeup() -> u64 {
+    unsafe { core::ptr::read_volatile(&CONFIG) }.wakeup_interval_ns
+}
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_RING_SIZE: u64 = 1;
+
+/// Wakes the reader at most once per `interval_ns` (it polls for a while after each
+/// wake-up), or at once when the ring is half full.
+#[inline(always)]
+pub(crate) fn wakeup_flag(interval_ns: u64, now: u64) -> u64 {
+    if interval_ns == 0 {
+        return 0;
+    }
+    if EVENTS.query(BPF_RB_AVAIL_DATA) > EVENTS.query(BPF_RB_RING_SIZE) / 2 {
+        return BPF_RB_FORCE_WAKEUP;
+    }
+    let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: slot 0 exists; a racing CPU at worst causes one extra wake-up.
+    unsafe {
+        if now.wrapping_sub(*last) >= interval_ns {
+            *last = now;
+            BPF_RB_FORCE_WAKEUP
+        } else {
+            BPF_RB_NO_WAKEUP
+        }
+    }
 }
 
 struct ArgvSpan {
@@ -181,6 +246,7 @@ unsafe fn fill_exec(
         (*rec).uid = uid_gid as u32;
         (*rec).gid = (uid_gid >> 32) as u32;
         (*rec).cgroup_id = bpf_get_current_cgroup_id();
+        (*rec).session = 0;
         (*rec).comm = *comm;
         (*rec).ppid = 0;
         (*rec).euid = u32::MAX;
@@ -303,7 +369,8 @@ unsafe fn emit_chunks(start: u64, total: u64, tgid: u32, pid: u32, ktime_ns: u64
                 (*rec).len = len as u32;
             }
         }
-        entry.submit(0);
+        // The exec record's submit, after the chunks, decides the wake-up.
+        entry.submit(BPF_RB_NO_WAKEUP);
         sent += 1;
     }
     (sent, false)

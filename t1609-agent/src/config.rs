@@ -38,6 +38,11 @@ pub struct CaptureConfig {
     pub btf_path: PathBuf,
     /// Ring-buffer size in bytes: a power of two, multiple of the page size.
     pub ring_buffer_bytes: u32,
+    /// Least time between two reader wake-ups the probe forces, in microseconds. Each
+    /// wake-up costs the exec ~10 µs; after one, the reader polls every millisecond for
+    /// three intervals, so records in between wait about 1 ms. 0 wakes the reader for
+    /// every record.
+    pub wakeup_interval_us: u32,
 }
 
 impl Default for CaptureConfig {
@@ -46,7 +51,8 @@ impl Default for CaptureConfig {
             mode: CaptureMode::Rules,
             extra_watch: BTreeSet::new(),
             btf_path: PathBuf::from("/sys/kernel/btf/vmlinux"),
-            ring_buffer_bytes: 8 * 1024 * 1024,
+            ring_buffer_bytes: 4 * 1024 * 1024,
+            wakeup_interval_us: 5000,
         }
     }
 }
@@ -87,6 +93,59 @@ impl Default for OutputConfig {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// TCP destination ports whose connects are reported (kubelet, Docker API).
+    pub ports: BTreeSet<u16>,
+    /// Unix socket paths of container runtime APIs.
+    pub runtime_sockets: BTreeSet<PathBuf>,
+    /// Executable names (globs) expected to use the runtime sockets.
+    pub expected_clients: Vec<String>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            ports: [10250, 10255, 2375, 2376].into(),
+            runtime_sockets: [
+                "/var/run/docker.sock",
+                "/run/docker.sock",
+                "/run/containerd/containerd.sock",
+                "/var/run/containerd/containerd.sock",
+                "/var/run/crio/crio.sock",
+                "/run/crio/crio.sock",
+                "/run/podman/podman.sock",
+                "/var/run/podman/podman.sock",
+            ]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+            expected_clients: [
+                "docker", "dockerd", "containerd", "containerd-shim*", "kubelet", "crictl", "ctr", "podman", "conmon", "runc",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Executables whose exec starts an injected session (tracked in the kernel).
+    pub seeds: BTreeSet<String>,
+    /// How long after an exec alert the commands run in its session are collected.
+    pub window_ms: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { seeds: ["runc", "crun", "nsenter"].into_iter().map(String::from).collect(), window_ms: 3000 }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -94,6 +153,8 @@ pub struct Config {
     pub rules: RulesConfig,
     pub host: HostConfig,
     pub output: OutputConfig,
+    pub network: NetworkConfig,
+    pub session: SessionConfig,
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -129,6 +190,9 @@ impl Config {
         if !rb.is_power_of_two() || rb < 4096 * 16 || rb > 1 << 30 {
             return Err(invalid("capture.ring_buffer_bytes", rb.to_string(), "a power of two from 65536 to 1073741824"));
         }
+        if self.capture.wakeup_interval_us > 100_000 {
+            return Err(invalid("capture.wakeup_interval_us", self.capture.wakeup_interval_us.to_string(), "0 to 100000 microseconds"));
+        }
         for name in &self.capture.extra_watch {
             if crate::capture::watch_key(name).is_err() {
                 return Err(invalid("capture.extra_watch", format!("{name:?}"), "non-empty executable names without '/' or NUL"));
@@ -145,6 +209,19 @@ impl Config {
                     "stdout, journald, socket-server:PATH, socket-client:PATH, file:PATH",
                 ));
             }
+        }
+        for p in &self.network.runtime_sockets {
+            if crate::capture::unix_path_key(p).is_err() {
+                return Err(invalid("network.runtime_sockets", p.display().to_string(), "non-empty paths shorter than 108 bytes"));
+            }
+        }
+        for name in &self.session.seeds {
+            if crate::capture::watch_key(name).is_err() {
+                return Err(invalid("session.seeds", format!("{name:?}"), "non-empty executable names without '/' or NUL"));
+            }
+        }
+        if self.session.window_ms == 0 || self.session.window_ms > 600_000 {
+            return Err(invalid("session.window_ms", self.session.window_ms.to_string(), "1 to 600000 milliseconds"));
         }
         for (key, p) in [("host.root", &self.host.root), ("host.proc", &self.host.proc)] {
             if !p.is_absolute() {

@@ -9,7 +9,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -19,14 +19,16 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, watch},
 };
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     capture::{Capture, CaptureOptions, KernelCounters},
     config::{CaptureMode, Config},
-    decode::CapturedExec,
+    decode::{Captured, CapturedExec, CapturedNet},
     deliver::Output,
     enrich::Enricher,
+    network::{AlertLinks, NetworkRules},
+    session::{Session, Sessions},
 };
 
 #[derive(Clone, Debug)]
@@ -73,7 +75,10 @@ fn watch_names(config: &Config, engine: &Engine) -> (BTreeSet<String>, bool) {
 #[derive(Default)]
 pub struct PipelineStats {
     pub events: AtomicU64,
+    pub net_events: AtomicU64,
     pub alerts: AtomicU64,
+    pub folded: AtomicU64,
+    pub sessions: AtomicU64,
 }
 
 /// Writes `--record` lines: one ECS document per captured exec.
@@ -98,33 +103,191 @@ impl Recorder {
     }
 }
 
-async fn pipeline(
-    mut rx: mpsc::Receiver<CapturedExec>,
-    mut enricher: Enricher,
+/// Requests from the pipeline to the task that owns the kernel maps.
+#[derive(Debug)]
+pub enum Control {
+    /// The exec that opened this session does not inject anything: stop tracking it.
+    EndSession(u64),
+}
+
+struct Pipeline {
+    enricher: Enricher,
     engine: watch::Receiver<Arc<Engine>>,
-    mut recorder: Option<Recorder>,
+    recorder: Option<Recorder>,
     output: Arc<Output>,
     stats: Arc<PipelineStats>,
-) {
-    while let Some(first) = rx.recv().await {
-        let engine = engine.borrow().clone();
-        let mut next = Some(first);
-        // Handle everything already queued before flushing the recorder.
-        while let Some(exec) = next.take().or_else(|| rx.try_recv().ok()) {
-            stats.events.fetch_add(1, Ordering::Relaxed);
-            let event = enricher.to_event(&exec);
-            if let Some(rec) = recorder.as_mut() {
-                let line = event.to_ecs().to_string();
-                if let Err(e) = writeln!(rec.out, "{line}") {
-                    error!(error = %e, "writing --record output");
-                }
-            }
-            for alert in engine.evaluate(&event) {
-                stats.alerts.fetch_add(1, Ordering::Relaxed);
-                output.submit(Arc::new(alert.to_ecs()));
+    network: NetworkRules,
+    links: AlertLinks,
+    sessions: Sessions,
+    session_window: Duration,
+    proc_root: PathBuf,
+    control: mpsc::UnboundedSender<Control>,
+    hostname: Option<String>,
+    seq: u64,
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+const EXEC_TOOLS: &[&str] = &["docker", "podman", "nerdctl", "kubectl", "oc", "crictl", "ctr", "compose"];
+
+impl Pipeline {
+    fn next_id(&mut self, prefix: &str) -> String {
+        self.seq += 1;
+        format!("{prefix}-{:x}-{:x}", std::process::id(), self.seq)
+    }
+
+    fn emit(&self, doc: serde_json::Value) {
+        self.stats.alerts.fetch_add(1, Ordering::Relaxed);
+        self.output.submit(Arc::new(doc));
+    }
+
+    fn on_exec(&mut self, exec: &CapturedExec) {
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        let event = self.enricher.to_event(exec);
+        let ecs = event.to_ecs();
+        if let Some(rec) = self.recorder.as_mut() {
+            if let Err(e) = writeln!(rec.out, "{ecs}") {
+                error!(error = %e, "writing --record output");
             }
         }
-        if let Some(rec) = recorder.as_mut() {
+        let now = Instant::now();
+        let name = event.process.name.clone().unwrap_or_default();
+        let args = event.process.args.clone().unwrap_or_default();
+
+        // Execs inside a tracked session are collected for its summary.
+        if exec.session != 0 && !exec.session_root {
+            let summary = json!({
+                "pid": exec.tgid, "name": name, "executable": event.process.executable,
+                "command_line": event.process.command_line, "args": args,
+                "container_id": event.container_id, "@timestamp": event.timestamp, "event_id": event.event_id,
+                "process": ecs.get("process").cloned(),
+            });
+            self.sessions.record_exec(exec.session, exec.tgid, summary);
+        }
+        let mut folded_into: Option<crate::session::PendingExec> = None;
+        if exec.session_root {
+            if crate::session::is_injection(&name, &args) {
+                self.stats.sessions.fetch_add(1, Ordering::Relaxed);
+                folded_into = self.sessions.start(Session {
+                    id: exec.session,
+                    root_pid: exec.tgid,
+                    root_name: name.clone(),
+                    root_args: args.clone(),
+                    root_event_id: event.event_id.clone().unwrap_or_default(),
+                    container_hint: crate::session::runtime_exec_target(&args),
+                    started: now,
+                    linked: None,
+                    injected: None,
+                    commands: Vec::new(),
+                    dropped_commands: 0,
+                    ended: false,
+                });
+            } else {
+                let _ = self.control.send(Control::EndSession(exec.session));
+            }
+        }
+
+        let engine = self.engine.borrow().clone();
+        for alert in engine.evaluate(&event) {
+            let doc = alert.to_ecs();
+            if let Some(pending) = &folded_into {
+                // The runtime exec that carries out an alerted docker/kubectl exec is its
+                // mechanism, not a second incident: it appears in the session alert.
+                debug!(rule = %alert.rule_id, linked = %pending.event_id, "folded runtime exec alert into its session");
+                self.stats.folded.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let group = doc["t1609"]["group_id"].as_str().map_or_else(|| alert.event_id.clone(), str::to_owned);
+            self.links.remember(exec.tgid, &group, &alert.event_id, now);
+            let argv = &doc["t1609"]["argv"];
+            let tool = argv["tool"].as_str().unwrap_or_default();
+            let verb = argv["verb"].as_str().unwrap_or_default();
+            if EXEC_TOOLS.contains(&tool) && matches!(verb, "exec" | "attach") {
+                let target = argv["container"].as_str().or_else(|| argv["pod"].as_str()).map(str::to_owned);
+                self.sessions.expect(crate::session::PendingExec {
+                    group_id: group.clone(),
+                    event_id: alert.event_id.clone(),
+                    at: now,
+                    target,
+                    tool: tool.to_owned(),
+                });
+            }
+            self.emit(doc);
+        }
+    }
+
+    fn on_net(&mut self, net: &CapturedNet) {
+        self.stats.net_events.fetch_add(1, Ordering::Relaxed);
+        let mut proc = crate::network::read_process(&self.proc_root, net.tgid);
+        proc.user_name = self.enricher.user_name_of(net.uid);
+        let comm = String::from_utf8_lossy(&net.comm).into_owned();
+        let exe_name = proc.executable.as_deref().map_or(comm.as_str(), crate::enrich::basename).to_owned();
+        let now = Instant::now();
+        let rules: Vec<_> = self.network.matching(net, &exe_name).into_iter().cloned().collect();
+        for rule in rules {
+            let (group, related) = match self.links.lookup(net.tgid, now) {
+                Some((g, e)) => (g.to_owned(), Some(e.to_owned())),
+                None => (self.next_id("net"), None),
+            };
+            let event_id = self.next_id("net");
+            let doc = crate::network::alert_doc(
+                &rule,
+                net,
+                &proc,
+                self.enricher.rfc3339(net.ktime_ns),
+                event_id,
+                group,
+                related.as_deref(),
+                self.hostname.as_deref(),
+            );
+            self.emit(doc);
+        }
+    }
+
+    fn on_task(&mut self, task: &crate::decode::TaskEvent) {
+        if task.exited {
+            self.sessions.exited(task.session, task.tgid);
+        }
+    }
+
+    fn flush_sessions(&mut self, all: bool) {
+        let window = if all { Duration::ZERO } else { self.session_window };
+        for s in self.sessions.take_due(window, Instant::now()) {
+            if s.commands.is_empty() && s.linked.is_none() {
+                continue; // a runtime exec that ran nothing we saw, tied to no alert
+            }
+            let id = self.next_id("session");
+            let doc = crate::session::session_alert(&s, now_rfc3339(), id, self.hostname.as_deref());
+            self.emit(doc);
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Captured>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                item = rx.recv() => {
+                    let Some(first) = item else { break };
+                    let mut next = Some(first);
+                    // Handle everything already queued before flushing the recorder.
+                    while let Some(c) = next.take().or_else(|| rx.try_recv().ok()) {
+                        match &c {
+                            Captured::Exec(exec) => self.on_exec(exec),
+                            Captured::Net(net) => self.on_net(net),
+                            Captured::Task(task) => self.on_task(task),
+                        }
+                    }
+                    if let Some(rec) = self.recorder.as_mut() {
+                        let _ = rec.out.flush();
+                    }
+                }
+                _ = tick.tick(), if !self.sessions.is_empty() => self.flush_sessions(false),
+            }
+        }
+        self.flush_sessions(true);
+        if let Some(rec) = self.recorder.as_mut() {
             let _ = rec.out.flush();
         }
     }
@@ -172,11 +335,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let output = Arc::new(Output::start(&config.output).await?);
     let recorder = args.record.as_ref().map(Recorder::open).transpose()?;
 
+    let mut network = NetworkRules::builtin()?;
+    network.set_expected_clients("t1609.runtime_socket_access", &config.network.expected_clients);
     let mut capture = Capture::start(&CaptureOptions {
         capture_all,
         watch: names.clone(),
         btf_path: config.capture.btf_path.clone(),
         ring_buffer_bytes: Some(config.capture.ring_buffer_bytes),
+        wakeup_interval: Duration::from_micros(u64::from(config.capture.wakeup_interval_us)),
+        ports: config.network.ports.clone(),
+        unix_paths: config.network.runtime_sockets.clone(),
+        session_seeds: config.session.seeds.clone(),
     })?;
     let reader = capture.take_reader().expect("reader taken once");
     let reader_stats = reader.stats.clone();
@@ -186,12 +355,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let stats = Arc::new(PipelineStats::default());
     let enricher = Enricher::new(&config.host.root, &config.host.proc);
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_owned());
+    let (control_tx, mut control_rx) = mpsc::unbounded_channel();
 
     let reader_task = tokio::spawn(reader.run(exec_tx, stop_rx));
-    let pipeline_task = tokio::spawn(pipeline(exec_rx, enricher, engine_rx, recorder, output.clone(), stats.clone()));
+    let pipeline = Pipeline {
+        enricher,
+        engine: engine_rx,
+        recorder,
+        output: output.clone(),
+        stats: stats.clone(),
+        network,
+        links: AlertLinks::default(),
+        sessions: Sessions::default(),
+        session_window: Duration::from_millis(config.session.window_ms),
+        proc_root: config.host.proc.clone(),
+        control: control_tx,
+        hostname: hostname.clone(),
+        seq: 0,
+    };
+    let pipeline_task = tokio::spawn(pipeline.run(exec_rx));
 
     info!(
-        watch = ?names, capture_all, pid = std::process::id(),
+        watch = ?names, capture_all, pid = std::process::id(), degraded = ?capture.degraded,
         "t1609-agent ready: sched_process_exec attached"
     );
     sd_notify("READY=1");
@@ -203,6 +388,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut last = KernelCounters::default();
     loop {
         tokio::select! {
+            Some(ctl) = control_rx.recv() => match ctl {
+                Control::EndSession(session) => capture.end_session(session),
+            },
             _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
             _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
             _ = sighup.recv() => {

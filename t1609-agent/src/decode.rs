@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use t1609_common::{
-    ARGV_CHUNK_LEN, ArgvChunkRecord, COMM_LEN, ExecRecord, KIND_ARGV_CHUNK, KIND_EXEC,
-    RECORD_VERSION, RecordHeader, flags,
+    ARGV_CHUNK_LEN, ArgvChunkRecord, COMM_LEN, ExecRecord, KIND_ARGV_CHUNK, KIND_EXEC, KIND_EXIT,
+    KIND_FORK, KIND_NET, NetRecord, RECORD_VERSION, RecordHeader, TaskRecord, flags, net_kind,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -54,6 +54,49 @@ pub struct CapturedExec {
     /// Some captured argv bytes were lost (a continuation record was dropped or unreadable).
     pub incomplete: bool,
     pub argv_read_failed: bool,
+    /// Injected-session id, 0 outside a session.
+    pub session: u64,
+    /// This exec (runc/crun/nsenter) started the session.
+    pub session_root: bool,
+}
+
+/// A connect() to a watched port or runtime socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapturedNet {
+    pub ktime_ns: u64,
+    pub tgid: u32,
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub cgroup_id: u64,
+    pub session: u64,
+    pub comm: Vec<u8>,
+    pub destination: Destination,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    Tcp(std::net::SocketAddr),
+    Unix(Vec<u8>),
+}
+
+/// Fork or exit of a process in a tracked session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskEvent {
+    pub ktime_ns: u64,
+    pub tgid: u32,
+    pub parent_tgid: Option<u32>,
+    pub session: u64,
+    pub exited: bool,
+    pub comm: Vec<u8>,
+}
+
+/// Everything the capture stage hands on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Captured {
+    Exec(Box<CapturedExec>),
+    Net(CapturedNet),
+    Task(TaskEvent),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +121,7 @@ impl CapturedExec {
 #[derive(Debug)]
 pub enum Record {
     Exec(Box<CapturedExec>, u32),
+    Other(Captured),
     Chunk { tgid: u32, ktime_ns: u64, offset: u32, bytes: Vec<u8>, failed: bool },
 }
 
@@ -140,6 +184,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 truncated: f & flags::ARGV_TRUNCATED != 0,
                 incomplete: f & flags::ARGV_CHUNK_LOST != 0,
                 argv_read_failed: f & flags::ARGV_READ_FAILED != 0,
+                session: rec.session,
+                session_root: f & flags::SESSION_ROOT != 0,
             };
             Ok(Record::Exec(Box::new(exec), rec.chunks))
         }
@@ -156,6 +202,40 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 bytes: rec.argv[..len as usize].to_vec(),
                 failed: rec.header.flags & flags::ARGV_READ_FAILED != 0,
             })
+        }
+        KIND_NET => {
+            let rec: NetRecord = read(bytes, "net record")?;
+            let destination = match rec.net_kind {
+                net_kind::TCP4 => {
+                    let ip = std::net::Ipv4Addr::new(rec.daddr[0], rec.daddr[1], rec.daddr[2], rec.daddr[3]);
+                    Destination::Tcp(std::net::SocketAddr::new(ip.into(), rec.dport))
+                }
+                net_kind::TCP6 => Destination::Tcp(std::net::SocketAddr::new(std::net::Ipv6Addr::from(rec.daddr).into(), rec.dport)),
+                net_kind::UNIX => Destination::Unix(nul_trimmed(&rec.path).to_vec()),
+                other => return Err(DecodeError::Kind { kind: other }),
+            };
+            Ok(Record::Other(Captured::Net(CapturedNet {
+                ktime_ns: rec.header.ktime_ns,
+                tgid: rec.header.tgid,
+                pid: rec.header.pid,
+                ppid: rec.ppid,
+                uid: rec.uid,
+                cgroup_id: rec.cgroup_id,
+                session: rec.session,
+                comm: nul_trimmed(&rec.comm).to_vec(),
+                destination,
+            })))
+        }
+        KIND_FORK | KIND_EXIT => {
+            let rec: TaskRecord = read(bytes, "task record")?;
+            Ok(Record::Other(Captured::Task(TaskEvent {
+                ktime_ns: rec.header.ktime_ns,
+                tgid: rec.header.tgid,
+                parent_tgid: (header.kind == KIND_FORK).then_some(rec.parent_tgid),
+                session: rec.session,
+                exited: header.kind == KIND_EXIT,
+                comm: nul_trimmed(&rec.comm).to_vec(),
+            })))
         }
         kind => Err(DecodeError::Kind { kind }),
     }
@@ -182,8 +262,8 @@ pub struct Assembler {
 const MAX_PENDING: usize = 4096;
 
 impl Assembler {
-    /// Feeds one sample; returns the execs it completes.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Option<CapturedExec>, DecodeError> {
+    /// Feeds one sample; returns what it completes.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Option<Captured>, DecodeError> {
         let record = match decode(bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -192,7 +272,8 @@ impl Assembler {
             }
         };
         match record {
-            Record::Exec(exec, 0) => Ok(Some(*exec)),
+            Record::Other(c) => Ok(Some(c)),
+            Record::Exec(exec, 0) => Ok(Some(Captured::Exec(exec))),
             Record::Exec(exec, chunks) => {
                 if self.pending.len() >= MAX_PENDING {
                     // Cannot happen with a well-behaved kernel side; bound memory anyway.
@@ -216,7 +297,7 @@ impl Assembler {
                 p.remaining -= 1;
                 if p.remaining == 0 {
                     let done = self.pending.remove(&(tgid, ktime_ns)).expect("present");
-                    return Ok(Some(*done.exec));
+                    return Ok(Some(Captured::Exec(done.exec)));
                 }
                 Ok(None)
             }
@@ -270,7 +351,7 @@ pub(crate) mod tests {
     fn decodes_exec_and_splits_argv() {
         let argv = b"docker\0exec\0-it\0\0c1\0/bin/sh\0";
         let mut asm = Assembler::default();
-        let exec = asm.push(&exec_record(7, argv, argv.len(), 0)).unwrap().unwrap();
+        let Some(Captured::Exec(exec)) = asm.push(&exec_record(7, argv, argv.len(), 0)).unwrap() else { panic!() };
         assert_eq!(exec.filename, b"/usr/bin/docker");
         assert_eq!(exec.loginuid, None);
         let args: Vec<&[u8]> = exec.args();
@@ -302,7 +383,7 @@ pub(crate) mod tests {
         let mut asm = Assembler::default();
         assert!(asm.push(&exec_record(9, &head, ARGV_CHUNK_LEN + 4, 1)).unwrap().is_none());
         assert_eq!(asm.pending(), 1);
-        let exec = asm.push(&chunk_record(9, 1, tail)).unwrap().unwrap();
+        let Some(Captured::Exec(exec)) = asm.push(&chunk_record(9, 1, tail)).unwrap() else { panic!() };
         assert_eq!(exec.argv.len(), ARGV_CHUNK_LEN + 4);
         assert!(exec.argv.ends_with(b"bbb\0"));
         assert!(!exec.incomplete);

@@ -86,6 +86,14 @@ impl Enricher {
         })
     }
 
+    pub fn user_name_of(&mut self, uid: u32) -> Option<String> {
+        self.user_name(uid)
+    }
+
+    pub fn rfc3339(&self, boottime_ns: u64) -> String {
+        self.clock.rfc3339(boottime_ns)
+    }
+
     fn user_name(&mut self, uid: u32) -> Option<String> {
         if let Some(v) = self.users.get(&uid) {
             return v.clone();

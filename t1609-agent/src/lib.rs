@@ -8,3 +8,5 @@ pub mod daemon;
 pub mod decode;
 pub mod deliver;
 pub mod enrich;
+pub mod network;
+pub mod session;

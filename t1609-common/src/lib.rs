@@ -13,6 +13,23 @@ pub const KIND_EXEC: u16 = 1;
 /// A continuation of the argv of the exec record with the same `tgid` and `ktime_ns`.
 pub const KIND_ARGV_CHUNK: u16 = 2;
 
+/// A connect to a watched TCP port or runtime socket path ([`NetRecord`]).
+pub const KIND_NET: u16 = 3;
+/// A tracked process forked ([`TaskRecord`]).
+pub const KIND_FORK: u16 = 4;
+/// A tracked process exited ([`TaskRecord`]).
+pub const KIND_EXIT: u16 = 5;
+
+/// `sun_path` length of `struct sockaddr_un`.
+pub const UNIX_PATH_LEN: usize = 108;
+
+/// `NetRecord::net_kind` values.
+pub mod net_kind {
+    pub const TCP4: u16 = 1;
+    pub const TCP6: u16 = 2;
+    pub const UNIX: u16 = 3;
+}
+
 /// Task command name length (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
 /// Bytes of the executable path kept from the tracepoint's `filename`.
@@ -40,6 +57,10 @@ pub mod flags {
     pub const PATH_TRUNCATED: u32 = 1 << 4;
     /// loginuid was not readable (kernel without audit support).
     pub const NO_LOGINUID: u32 = 1 << 5;
+    /// This exec started an injected session (runc/crun/nsenter): its descendants are tracked.
+    pub const SESSION_ROOT: u32 = 1 << 6;
+    /// Reported because the process belongs to a tracked session, not because it is watched.
+    pub const IN_SESSION: u32 = 1 << 7;
 }
 
 /// Indexes of the per-CPU `COUNTERS` array.
@@ -107,6 +128,10 @@ pub struct ProbeConfig {
     pub agent_tgid: u32,
     /// 1: report every exec, ignoring the watch set.
     pub capture_all: u32,
+    /// A ring-buffer wake-up costs the exec about 10 µs (an IPI, worse in VMs), so the
+    /// probe forces one at most this often and the reader polls briefly after each; 0
+    /// wakes the reader for every record.
+    pub wakeup_interval_ns: u64,
 }
 
 /// Key of the `WATCH` hash map: a command name, NUL-padded to [`COMM_LEN`].
@@ -130,6 +155,8 @@ pub struct ExecRecord {
     pub pid_ns: u32,
     pub mnt_ns: u32,
     pub cgroup_id: u64,
+    /// Injected-session id (the session root's exec time), 0 outside any session.
+    pub session: u64,
     /// tty index, meaningful with `flags::HAS_TTY`.
     pub tty_index: u32,
     /// Number of argv strings (NULs between `arg_start` and `arg_end`).
@@ -147,6 +174,42 @@ pub struct ExecRecord {
     pub argv: [u8; ARGV_CHUNK_LEN],
 }
 
+/// A connect() to a watched port (TCP, seen when the socket enters SYN_SENT, in the
+/// caller's context) or to a watched Unix socket path (seen at syscall entry).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NetRecord {
+    pub header: RecordHeader,
+    pub ppid: u32,
+    pub uid: u32,
+    pub cgroup_id: u64,
+    pub session: u64,
+    pub net_kind: u16,
+    /// Destination port, host byte order (0 for Unix sockets).
+    pub dport: u16,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub daddr: [u8; 16],
+    pub path: [u8; UNIX_PATH_LEN],
+    pub _pad2: [u8; 4],
+}
+
+/// Fork or exit of a process in a tracked session.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TaskRecord {
+    pub header: RecordHeader,
+    /// For a fork, the parent's tgid (`header.tgid` is the child); for an exit, 0.
+    pub parent_tgid: u32,
+    pub _pad: u32,
+    pub session: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Key of the `UNIX_PATHS` map: a socket path, NUL-padded.
+pub type UnixPathKey = [u8; UNIX_PATH_LEN];
+
 /// A further piece of argv for the exec record with the same `tgid` and `ktime_ns`.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -162,10 +225,13 @@ pub struct ArgvChunkRecord {
 }
 
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == 24);
-const _: () = assert!(core::mem::size_of::<ExecRecord>() == 24 + 64 + 32 + PATH_LEN + ARGV_CHUNK_LEN);
+const _: () = assert!(core::mem::size_of::<ExecRecord>() == 24 + 72 + 32 + PATH_LEN + ARGV_CHUNK_LEN);
+const _: () = assert!(core::mem::size_of::<NetRecord>() == 200);
+const _: () = assert!(core::mem::size_of::<TaskRecord>() == 56);
 const _: () = assert!(core::mem::size_of::<ArgvChunkRecord>() == 24 + 16 + ARGV_CHUNK_LEN);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 21 * 4);
 const _: () = assert!(ARGV_MAX_TOTAL == 32 * 1024);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 16);
 
 #[cfg(feature = "user")]
 mod user {

@@ -1,1 +1,78 @@
-fn main() {}
+//! Developer tasks: running things, not building them (the agent's build.rs builds the
+//! eBPF object). `cargo xtask test` runs every test for real; `cargo xtask bench` prints
+//! the overhead table.
+
+mod bench;
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start journald and dockerd, then run the whole test suite with the kernel tests
+    /// mandatory (T1609_REQUIRE_PRIVILEGED=1). Needs root.
+    Test {
+        /// Extra arguments passed to `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Overhead benchmark: in-kernel ns per exec and exec-storm slowdown, agent vs none,
+    /// interleaved rounds. Needs root.
+    Bench(bench::BenchArgs),
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd.status().with_context(|| format!("spawning {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn test(cargo_args: &[String]) -> anyhow::Result<()> {
+    let root = workspace_root();
+    run(Command::new("bash").arg(root.join("scripts/services.sh")))?;
+    let mut failures = Vec::new();
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .current_dir(&root)
+        .env("T1609_REQUIRE_PRIVILEGED", "1")
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(cargo_args);
+    if let Err(e) = run(&mut cargo) {
+        failures.push(format!("cargo test: {e:#}"));
+    }
+    let deploy_check = root.join("deploy/tests/check.sh");
+    if deploy_check.exists() {
+        if let Err(e) = run(Command::new("bash").arg(&deploy_check).current_dir(&root)) {
+            failures.push(format!("deploy checks: {e:#}"));
+        }
+    }
+    if failures.is_empty() {
+        eprintln!("xtask test: all suites passed");
+        Ok(())
+    } else {
+        bail!("xtask test failed:\n  {}", failures.join("\n  "))
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Test { cargo_args } => test(&cargo_args),
+        Cmd::Bench(args) => bench::run(&args),
+    }
+}

@@ -17,11 +17,11 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use t1609_common::{COMM_LEN, KernelOffsets, ProbeConfig, WatchKey, counters};
+use t1609_common::{COMM_LEN, KernelOffsets, ProbeConfig, UNIX_PATH_LEN, UnixPathKey, WatchKey, counters};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tracing::{debug, warn};
 
-use crate::decode::{Assembler, CapturedExec};
+use crate::decode::{Assembler, Captured};
 
 const PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/t1609-probes"));
 pub const TRACEFS: &str = "/sys/kernel/tracing";
@@ -50,6 +50,8 @@ pub enum CaptureError {
     MissingMap(&'static str),
     #[error("watch-set name {name:?} is empty or contains NUL or '/'")]
     BadWatchName { name: String },
+    #[error("runtime socket path {path:?} is empty or longer than {UNIX_PATH_LEN} bytes")]
+    BadSocketPath { path: PathBuf },
     #[error("reading the ring buffer: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -60,7 +62,24 @@ pub struct CaptureOptions {
     pub watch: BTreeSet<String>,
     pub btf_path: PathBuf,
     pub ring_buffer_bytes: Option<u32>,
+    /// Least time between two ring-buffer wake-ups forced by the probe; 0 = every record.
+    pub wakeup_interval: Duration,
+    /// TCP destination ports whose connects are reported (kubelet, Docker API).
+    pub ports: BTreeSet<u16>,
+    /// Unix socket paths whose connects are reported (container runtime APIs).
+    pub unix_paths: BTreeSet<PathBuf>,
+    /// Executables whose exec starts a tracked (injected) session.
+    pub session_seeds: BTreeSet<String>,
 }
+
+/// Programs beyond the exec probe; each may be missing on an older kernel, and the agent
+/// then runs without it and says so.
+const OPTIONAL_PROGRAMS: &[(&str, &str, &str)] = &[
+    ("sched_process_fork", "sched", "sched_process_fork"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
+    ("sys_enter_connect", "syscalls", "sys_enter_connect"),
+];
 
 /// Kernel-side counters, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -87,6 +106,9 @@ pub struct Capture {
     counters: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
     watched: BTreeSet<WatchKey>,
+    wakeup_interval: Duration,
+    /// Optional programs that could not be attached, with the reason.
+    pub degraded: Vec<String>,
 }
 
 fn effective_caps() -> u64 {
@@ -133,6 +155,17 @@ pub fn ensure_tracefs() -> Result<(), CaptureError> {
     Ok(())
 }
 
+pub fn unix_path_key(path: &Path) -> Result<UnixPathKey, CaptureError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() || bytes.len() >= UNIX_PATH_LEN || bytes.contains(&0) {
+        return Err(CaptureError::BadSocketPath { path: path.to_owned() });
+    }
+    let mut key = [0u8; UNIX_PATH_LEN];
+    key[..bytes.len()].copy_from_slice(bytes);
+    Ok(key)
+}
+
 pub fn watch_key(name: &str) -> Result<WatchKey, CaptureError> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes.contains(&0) || bytes.contains(&b'/') {
@@ -159,7 +192,11 @@ impl Capture {
         if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
             debug!("could not raise RLIMIT_MEMLOCK (fine on kernels >= 5.11)");
         }
-        let config = ProbeConfig { agent_tgid: std::process::id(), capture_all: u32::from(opts.capture_all) };
+        let config = ProbeConfig {
+            agent_tgid: std::process::id(),
+            capture_all: u32::from(opts.capture_all),
+            wakeup_interval_ns: u64::try_from(opts.wakeup_interval.as_nanos()).unwrap_or(u64::MAX),
+        };
         let mut loader = EbpfLoader::new();
         loader.override_global("OFFSETS", &offsets, true).override_global("CONFIG", &config, true);
         if let Some(bytes) = opts.ring_buffer_bytes {
@@ -180,9 +217,18 @@ impl Capture {
             .map_err(|source| CaptureError::Map { name: "COUNTERS", source })?;
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or(CaptureError::MissingMap("EVENTS"))?)
             .map_err(|source| CaptureError::Map { name: "EVENTS", source })?;
-        let mut capture = Self { ebpf, watch, counters, ring: Some(ring), watched: BTreeSet::new() };
-        // Fill the watch set before attaching, so the first exec is already filtered.
+        let mut capture = Self {
+            ebpf,
+            watch,
+            counters,
+            ring: Some(ring),
+            watched: BTreeSet::new(),
+            wakeup_interval: opts.wakeup_interval,
+            degraded: Vec::new(),
+        };
+        // Fill the filters before attaching, so the first event is already filtered.
         capture.set_watch(&opts.watch)?;
+        capture.fill_filters(opts)?;
 
         let program: &mut TracePoint = capture
             .ebpf
@@ -194,7 +240,61 @@ impl Capture {
         program
             .attach("sched", "sched_process_exec")
             .map_err(|source| CaptureError::Program { name: PROGRAM, step: "attach to sched:sched_process_exec", source })?;
+        for (name, category, event) in OPTIONAL_PROGRAMS {
+            if let Err(e) = capture.attach_optional(name, category, event) {
+                warn!(program = name, error = %e, "optional probe not attached; running without it");
+                capture.degraded.push(format!("{name}: {e}"));
+            }
+        }
+        // Parsing the kernel's BTF (ours and aya's) briefly takes tens of MB; give them back.
+        // SAFETY: malloc_trim has no preconditions.
+        unsafe { libc::malloc_trim(0) };
         Ok(capture)
+    }
+
+    fn attach_optional(&mut self, name: &'static str, category: &str, event: &str) -> Result<(), CaptureError> {
+        let program: &mut TracePoint = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(CaptureError::Feature { feature: "program", detail: name.into() })?
+            .try_into()
+            .map_err(|source| CaptureError::Program { name, step: "convert", source })?;
+        program.load().map_err(|source| CaptureError::Program { name, step: "load (verifier)", source })?;
+        program.attach(category, event).map_err(|source| CaptureError::Program { name, step: "attach", source })?;
+        Ok(())
+    }
+
+    fn fill_filters(&mut self, opts: &CaptureOptions) -> Result<(), CaptureError> {
+        let map = self.ebpf.map_mut("PORTS").ok_or(CaptureError::MissingMap("PORTS"))?;
+        let mut ports: BpfHashMap<_, u16, u8> =
+            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map { name: "PORTS", source })?;
+        for port in &opts.ports {
+            ports.insert(port, 1, 0).map_err(|source| CaptureError::Map { name: "PORTS", source })?;
+        }
+        let map = self.ebpf.map_mut("UNIX_PATHS").ok_or(CaptureError::MissingMap("UNIX_PATHS"))?;
+        let mut paths: BpfHashMap<_, UnixPathKey, u8> =
+            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map { name: "UNIX_PATHS", source })?;
+        for path in &opts.unix_paths {
+            paths.insert(unix_path_key(path)?, 1, 0).map_err(|source| CaptureError::Map { name: "UNIX_PATHS", source })?;
+        }
+        let map = self.ebpf.map_mut("SESSION_SEEDS").ok_or(CaptureError::MissingMap("SESSION_SEEDS"))?;
+        let mut seeds: BpfHashMap<_, WatchKey, u8> =
+            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map { name: "SESSION_SEEDS", source })?;
+        for name in &opts.session_seeds {
+            seeds.insert(watch_key(name)?, 1, 0).map_err(|source| CaptureError::Map { name: "SESSION_SEEDS", source })?;
+        }
+        Ok(())
+    }
+
+    /// Ends a session the kernel started for an exec that turned out not to inject
+    /// anything (runc create/start/state...): the root and whatever it forked since.
+    pub fn end_session(&mut self, session: u64) {
+        let Some(map) = self.ebpf.map_mut("TRACKED") else { return };
+        let Ok(mut tracked) = aya::maps::HashMap::<_, u32, u64>::try_from(map) else { return };
+        let members: Vec<u32> = tracked.iter().filter_map(Result::ok).filter(|(_, s)| *s == session).map(|(k, _)| k).collect();
+        for tgid in members {
+            let _ = tracked.remove(&tgid);
+        }
     }
 
     /// Replaces the watch set in place: adds new names first, then removes old ones, so
@@ -232,7 +332,12 @@ impl Capture {
     /// Hands the ring buffer to a reader task. Can be called once.
     pub fn take_reader(&mut self) -> Option<Reader> {
         let ring = self.ring.take()?;
-        Some(Reader { ring, assembler: Assembler::default(), stats: Arc::new(ReaderStats::default()) })
+        Some(Reader {
+            ring,
+            assembler: Assembler::default(),
+            stats: Arc::new(ReaderStats::default()),
+            wakeup_interval: self.wakeup_interval,
+        })
     }
 }
 
@@ -241,11 +346,12 @@ pub struct Reader {
     ring: RingBuf<MapData>,
     assembler: Assembler,
     pub stats: Arc<ReaderStats>,
+    wakeup_interval: Duration,
 }
 
 impl Reader {
     /// Reads everything available now into `out`.
-    fn drain(ring: &mut RingBuf<MapData>, assembler: &mut Assembler, stats: &ReaderStats, out: &mut Vec<CapturedExec>) {
+    fn drain(ring: &mut RingBuf<MapData>, assembler: &mut Assembler, stats: &ReaderStats, out: &mut Vec<Captured>) {
         while let Some(item) = ring.next() {
             stats.records.fetch_add(1, Ordering::Relaxed);
             match assembler.push(&item) {
@@ -262,34 +368,53 @@ impl Reader {
 
     /// Waits on the ring buffer's fd (epoll through tokio, no busy polling) and sends each
     /// exec to `tx`, until `stop` fires. Before returning it drains what is left.
-    pub async fn run(self, tx: mpsc::Sender<CapturedExec>, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), CaptureError> {
-        let Reader { ring, mut assembler, stats } = self;
+    ///
+    /// The probe suppresses wake-ups for `wakeup_interval` after forcing one, so after each
+    /// wake-up the reader keeps draining on a 1 ms timer for three intervals: a record
+    /// submitted without a wake-up is picked up within about a millisecond. Any wake-up
+    /// seen meanwhile leaves the fd ready and starts a new round.
+    pub async fn run(self, tx: mpsc::Sender<Captured>, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), CaptureError> {
+        let Reader { ring, mut assembler, stats, wakeup_interval } = self;
         // SAFETY: the RingBuf owns its map fd, which stays open and unchanged while the
         // AsyncFd owns the RingBuf.
         let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| CaptureError::Io(std::io::Error::other(e.to_string())))?;
         let mut batch = Vec::with_capacity(256);
+        // Poll faster than the probe's wake-up interval: a record that got no wake-up
+        // then waits at most one tick, while the exec pays for few wake-ups.
+        let tick = wakeup_interval.clamp(Duration::from_micros(100), Duration::from_millis(1));
+        let mut linger_until: Option<tokio::time::Instant> = None;
         loop {
-            tokio::select! {
+            let stopping = tokio::select! {
                 guard = fd.readable_mut() => {
                     let mut guard = guard?;
-                    Self::drain(guard.get_inner_mut(), &mut assembler, &stats, &mut batch);
                     guard.clear_ready();
+                    Self::drain(guard.get_inner_mut(), &mut assembler, &stats, &mut batch);
+                    if !wakeup_interval.is_zero() {
+                        linger_until = Some(tokio::time::Instant::now() + 3 * wakeup_interval);
+                    }
+                    false
+                }
+                () = tokio::time::sleep(tick), if linger_until.is_some() => {
+                    Self::drain(fd.get_mut(), &mut assembler, &stats, &mut batch);
+                    if linger_until.is_some_and(|t| tokio::time::Instant::now() >= t) && batch.is_empty() {
+                        linger_until = None;
+                    }
+                    false
                 }
                 _ = stop.changed() => {
                     Self::drain(fd.get_mut(), &mut assembler, &stats, &mut batch);
-                    for exec in batch.drain(..) {
-                        stats.execs.fetch_add(1, Ordering::Relaxed);
-                        let _ = tx.send(exec).await;
-                    }
-                    return Ok(());
+                    true
                 }
-            }
+            };
             for exec in batch.drain(..) {
                 stats.execs.fetch_add(1, Ordering::Relaxed);
                 if tx.send(exec).await.is_err() {
                     return Ok(());
                 }
+            }
+            if stopping {
+                return Ok(());
             }
         }
     }

@@ -1,0 +1,152 @@
+//! Network side of T1609: connects to the kubelet or a runtime API.
+//!
+//! TCP: `sock:inet_sock_set_state` entering SYN_SENT runs in the connecting task's
+//! context and carries kernel-side addresses (no user memory, nothing to race). Unix
+//! sockets: `syscalls:sys_enter_connect`, reading the `sockaddr_un` the caller passed.
+//! Both filter in the kernel: other ports and paths cost a compare and a map lookup.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+    },
+    macros::{map, tracepoint},
+    maps::HashMap,
+    programs::TracePointContext,
+};
+use t1609_common::{
+    KIND_NET, NetRecord, RECORD_VERSION, RecordHeader, UNIX_PATH_LEN, UnixPathKey, counters, net_kind,
+};
+
+use crate::{CONFIG, EVENTS, OFFSETS, TRACKED, bump, read_at, wakeup_flag};
+
+/// Watched TCP destination ports (host byte order).
+#[map]
+static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(64, 0);
+
+/// Watched Unix socket paths.
+#[map]
+static UNIX_PATHS: HashMap<UnixPathKey, u8> = HashMap::with_max_entries(64, 0);
+
+const TCP_SYN_SENT: i32 = 2;
+const IPPROTO_TCP: u16 = 6;
+const AF_UNIX: u16 = 1;
+const AF_INET: u16 = 2;
+
+// sock:inet_sock_set_state field offsets.
+const TP_NEWSTATE: usize = 20;
+const TP_DPORT: usize = 26;
+const TP_FAMILY: usize = 28;
+const TP_PROTOCOL: usize = 30;
+const TP_DADDR: usize = 36;
+const TP_DADDR_V6: usize = 56;
+// syscalls:sys_enter_connect field offsets.
+const TP_USERVADDR: usize = 24;
+
+#[tracepoint]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    match try_inet(&ctx) {
+        Ok(()) => 0,
+        Err(c) => {
+            bump(c);
+            0
+        }
+    }
+}
+
+fn try_inet(ctx: &TracePointContext) -> Result<(), u32> {
+    let newstate: i32 = unsafe { ctx.read_at(TP_NEWSTATE) }.map_err(|_| counters::READ_ERROR)?;
+    if newstate != TCP_SYN_SENT {
+        return Ok(());
+    }
+    let dport: u16 = unsafe { ctx.read_at(TP_DPORT) }.map_err(|_| counters::READ_ERROR)?;
+    if unsafe { PORTS.get(&dport) }.is_none() {
+        return Ok(());
+    }
+    let protocol: u16 = unsafe { ctx.read_at(TP_PROTOCOL) }.map_err(|_| counters::READ_ERROR)?;
+    if protocol != IPPROTO_TCP {
+        return Ok(());
+    }
+    let family: u16 = unsafe { ctx.read_at(TP_FAMILY) }.map_err(|_| counters::READ_ERROR)?;
+    let mut daddr = [0u8; 16];
+    let kind = if family == AF_INET {
+        let v4: [u8; 4] = unsafe { ctx.read_at(TP_DADDR) }.map_err(|_| counters::READ_ERROR)?;
+        daddr[..4].copy_from_slice(&v4);
+        net_kind::TCP4
+    } else {
+        daddr = unsafe { ctx.read_at(TP_DADDR_V6) }.map_err(|_| counters::READ_ERROR)?;
+        net_kind::TCP6
+    };
+    emit(kind, dport, &daddr, None)
+}
+
+#[tracepoint]
+pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    match try_connect(&ctx) {
+        Ok(()) => 0,
+        Err(c) => {
+            bump(c);
+            0
+        }
+    }
+}
+
+fn try_connect(ctx: &TracePointContext) -> Result<(), u32> {
+    let addr: u64 = unsafe { ctx.read_at(TP_USERVADDR) }.map_err(|_| counters::READ_ERROR)?;
+    let family: u16 = match unsafe { bpf_probe_read_user(addr as *const u16) } {
+        Ok(f) => f,
+        Err(_) => return Ok(()), // a bad pointer makes connect() fail with EFAULT anyway
+    };
+    if family != AF_UNIX {
+        return Ok(());
+    }
+    let mut key: UnixPathKey = [0; UNIX_PATH_LEN];
+    if unsafe { bpf_probe_read_user_str_bytes((addr + 2) as *const u8, &mut key) }.is_err() {
+        return Ok(());
+    }
+    if unsafe { UNIX_PATHS.get(&key) }.is_none() {
+        return Ok(());
+    }
+    emit(net_kind::UNIX, 0, &[0; 16], Some(&key))
+}
+
+#[inline(always)]
+fn emit(kind: u16, dport: u16, daddr: &[u8; 16], path: Option<&UnixPathKey>) -> Result<(), u32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let config = unsafe { core::ptr::read_volatile(&CONFIG) };
+    if tgid == config.agent_tgid {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<NetRecord>(0) else {
+        return Err(counters::RINGBUF_FULL);
+    };
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let rec = entry.as_mut_ptr();
+    let uid_gid = bpf_get_current_uid_gid();
+    let off = unsafe { core::ptr::read_volatile(&OFFSETS) };
+    unsafe {
+        (*rec).header =
+            RecordHeader { version: RECORD_VERSION, kind: KIND_NET, flags: 0, ktime_ns: now, tgid, pid: pid_tgid as u32 };
+        let task = bpf_get_current_task();
+        (*rec).ppid = match read_at::<u64>(task, off.task_real_parent) {
+            Ok(parent) => read_at::<u32>(parent, off.task_tgid).unwrap_or(0),
+            Err(_) => 0,
+        };
+        (*rec).uid = uid_gid as u32;
+        (*rec).cgroup_id = bpf_get_current_cgroup_id();
+        (*rec).session = TRACKED.get(&tgid).copied().unwrap_or(0);
+        (*rec).net_kind = kind;
+        (*rec).dport = dport;
+        (*rec)._pad = 0;
+        (*rec).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        (*rec).daddr = *daddr;
+        (*rec).path = match path {
+            Some(p) => *p,
+            None => [0; UNIX_PATH_LEN],
+        };
+        (*rec)._pad2 = [0; 4];
+    }
+    entry.submit(wakeup_flag(config.wakeup_interval_ns, now));
+    Ok(())
+}

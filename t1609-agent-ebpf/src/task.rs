@@ -1,0 +1,84 @@
+//! Fork and exit of processes in tracked (injected) sessions.
+//!
+//! Every fork and exit on the host pays one map lookup here; only tracked processes
+//! produce records.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use t1609_common::{KIND_EXIT, KIND_FORK, RECORD_VERSION, RecordHeader, TaskRecord, counters};
+
+use crate::{BPF_RB_NO_WAKEUP, EVENTS, TRACKED, bump, wakeup_flag};
+
+/// `pid_t child_pid` of sched_process_fork.
+const TP_FORK_CHILD_PID: usize = 20;
+/// `bool group_dead` of sched_process_exit (Linux >= 6.?; older kernels lack it and the
+/// read of a neighbouring byte is harmless: exits are then reported per thread leader).
+const TP_EXIT_GROUP_DEAD: usize = 32;
+
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    match try_fork(&ctx) {
+        Ok(()) => 0,
+        Err(c) => {
+            bump(c);
+            0
+        }
+    }
+}
+
+fn try_fork(ctx: &TracePointContext) -> Result<(), u32> {
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(session) = (unsafe { TRACKED.get(&parent) }).copied() else {
+        return Ok(());
+    };
+    let child: i32 = unsafe { ctx.read_at(TP_FORK_CHILD_PID) }.map_err(|_| counters::READ_ERROR)?;
+    let child = child as u32;
+    let _ = TRACKED.insert(&child, &session, 0);
+    emit(KIND_FORK, child, parent, session)
+}
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    match try_exit(&ctx) {
+        Ok(()) => 0,
+        Err(c) => {
+            bump(c);
+            0
+        }
+    }
+}
+
+fn try_exit(ctx: &TracePointContext) -> Result<(), u32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, pid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    let Some(session) = (unsafe { TRACKED.get(&pid) }).copied() else {
+        return Ok(());
+    };
+    let _ = TRACKED.remove(&pid);
+    let group_dead: u8 = unsafe { ctx.read_at(TP_EXIT_GROUP_DEAD) }.unwrap_or(1);
+    if pid == tgid && group_dead != 0 {
+        emit(KIND_EXIT, tgid, 0, session)?;
+    }
+    Ok(())
+}
+
+fn emit(kind: u16, tgid: u32, parent: u32, session: u64) -> Result<(), u32> {
+    let Some(mut entry) = EVENTS.reserve::<TaskRecord>(0) else {
+        return Err(counters::RINGBUF_FULL);
+    };
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let rec = entry.as_mut_ptr();
+    unsafe {
+        (*rec).header = RecordHeader { version: RECORD_VERSION, kind, flags: 0, ktime_ns: now, tgid, pid: tgid };
+        (*rec).parent_tgid = parent;
+        (*rec)._pad = 0;
+        (*rec).session = session;
+        (*rec).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    }
+    let _ = BPF_RB_NO_WAKEUP;
+    entry.submit(wakeup_flag(crate::config_wakeup(), now));
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! End-to-end capture tests: the real eBPF program in the running kernel, real execs.
+//! They need root; see `common::privileged_or_skip`.
+
+mod common;
+
+use std::{
+    os::unix::{ffi::OsStrExt, process::CommandExt},
+    process::Command,
+};
+
+use base64::Engine as _;
+use common::*;
+
+fn run_ok(cmd: &mut Command) -> u32 {
+    let mut child = cmd.spawn().expect("spawn");
+    let pid = child.id();
+    assert!(child.wait().unwrap().success());
+    pid
+}
+
+#[test]
+fn docker_exec_is_captured_exactly() {
+    if !privileged_or_skip("docker_exec_is_captured_exactly") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("rec.json");
+    let docker = fake_tool(dir.path(), "docker");
+    let agent = Agent::start(&["--record", record.to_str().unwrap()]);
+    let pid = run_ok(Command::new(&docker).args(["exec", "-it", "atomic-test-container", "/bin/sh"]));
+    agent.stop();
+
+    let records = read_records(&record);
+    let mine = records_for(&records, &docker);
+    assert_eq!(mine.len(), 1, "exactly one event: {mine:#?}");
+    let ev = mine[0];
+    assert_eq!(get(ev, "process.name"), "docker");
+    assert_eq!(str_args(ev), [docker.to_str().unwrap(), "exec", "-it", "atomic-test-container", "/bin/sh"]);
+    assert_eq!(get(ev, "process.args_count"), 5);
+    assert_eq!(
+        get(ev, "process.command_line").as_str().unwrap(),
+        format!("{} exec -it atomic-test-container /bin/sh", docker.display())
+    );
+    assert_eq!(get(ev, "process.pid"), pid);
+    assert_eq!(get(ev, "process.parent.pid"), std::process::id());
+    assert_eq!(get(ev, "user.id"), "0");
+    assert_eq!(get(ev, "group.id"), "0");
+    assert_eq!(get(ev, "event.kind"), "event");
+    assert_eq!(get(ev, "event.action"), "exec");
+    assert_eq!(get(ev, "event.category")[0], "process");
+    assert_eq!(get(ev, "event.type")[0], "start");
+    assert!(get(ev, "@timestamp").as_str().unwrap().starts_with("20"));
+    assert!(get(ev, "host.hostname").is_string());
+    assert!(get(ev, "t1609.mnt_ns").as_u64().unwrap() > 0);
+    assert!(get(ev, "t1609.pid_ns").as_u64().unwrap() > 0);
+    assert_eq!(get(ev, "t1609.argv_truncated"), false);
+}
+
+#[test]
+fn unwatched_binary_only_with_capture_all() {
+    if !privileged_or_skip("unwatched_binary_only_with_capture_all") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tool = fake_tool(dir.path(), "t1609-unwatched-tool");
+
+    let rules_rec = dir.path().join("rules.json");
+    let agent = Agent::start(&["--record", rules_rec.to_str().unwrap()]);
+    run_ok(Command::new(&tool).arg("marker-rules"));
+    agent.stop();
+    assert!(records_for(&read_records(&rules_rec), &tool).is_empty(), "unwatched exec must not be reported");
+
+    let all_rec = dir.path().join("all.json");
+    let agent = Agent::start(&["--capture", "all", "--record", all_rec.to_str().unwrap()]);
+    run_ok(Command::new(&tool).arg("marker-all"));
+    agent.stop();
+    let recs = read_records(&all_rec);
+    let mine = records_for(&recs, &tool);
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    assert_eq!(str_args(mine[0])[1], "marker-all");
+}
+
+#[test]
+fn exec_a_cannot_spoof_process_name() {
+    if !privileged_or_skip("exec_a_cannot_spoof_process_name") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("rec.json");
+    let kubectl = fake_tool(dir.path(), "kubectl");
+    let agent = Agent::start(&["--record", record.to_str().unwrap()]);
+    run_ok(Command::new(&kubectl).arg0("fakename").args(["exec", "pod", "--", "sh"]));
+    agent.stop();
+    let records = read_records(&record);
+    let mine = records_for(&records, &kubectl);
+    assert_eq!(mine.len(), 1);
+    assert_eq!(get(mine[0], "process.name"), "kubectl");
+    assert_eq!(str_args(mine[0])[0], "fakename");
+}
+
+#[test]
+fn long_argv_arrives_whole_up_to_32k_then_truncated() {
+    if !privileged_or_skip("long_argv_arrives_whole_up_to_32k_then_truncated") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("rec.json");
+    let docker = fake_tool(dir.path(), "docker");
+    let agent = Agent::start(&["--record", record.to_str().unwrap()]);
+    // 10,000 bytes: beyond one 4 KiB record, within the 32 KiB cap: arrives whole.
+    let pad10k = "A".repeat(10_000);
+    run_ok(Command::new(&docker).args(["exec", "-it", "c1", &pad10k, "sh", "tail-10k"]));
+    // 40,000 bytes: beyond the cap; the head arrives and the event says it is truncated.
+    let pad40k = "B".repeat(40_000);
+    run_ok(Command::new(&docker).args(["run", "--privileged", &pad40k, "tail-40k"]));
+    agent.stop();
+
+    let records = read_records(&record);
+    let mine = records_for(&records, &docker);
+    assert_eq!(mine.len(), 2, "{}", mine.len());
+    let ten = mine.iter().find(|r| str_args(r)[1] == "exec").unwrap();
+    let args = str_args(ten);
+    assert_eq!(args[4], pad10k, "the middle of a 10 KB argv is intact");
+    assert_eq!(args.last().unwrap(), "tail-10k", "the tail of a 10 KB argv arrives");
+    assert_eq!(get(ten, "t1609.argv_truncated"), false);
+    assert_eq!(get(ten, "t1609.argv_total_len").as_u64().unwrap() as usize, args.iter().map(|a| a.len() + 1).sum::<usize>());
+
+    let forty = mine.iter().find(|r| str_args(r)[1] == "run").unwrap();
+    let args = str_args(forty);
+    assert_eq!(get(forty, "t1609.argv_truncated"), true);
+    assert_eq!(&args[..2], &[docker.to_str().unwrap(), "run"]);
+    assert_eq!(args[2], "--privileged", "head intact");
+    assert!(args[3].len() > 30_000 && args[3].bytes().all(|b| b == b'B'));
+    assert_eq!(get(forty, "process.args_count"), 5, "argc is exact even when argv is cut");
+    assert!(get(forty, "t1609.argv_total_len").as_u64().unwrap() > 40_000);
+}
+
+#[test]
+fn awkward_arguments_survive() {
+    if !privileged_or_skip("awkward_arguments_survive") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("rec.json");
+    let docker = fake_tool(dir.path(), "docker");
+    let agent = Agent::start(&["--record", record.to_str().unwrap()]);
+    let invalid = std::ffi::OsStr::from_bytes(b"bad\xff\xfeutf8");
+    run_ok(
+        Command::new(&docker)
+            .arg("exec")
+            .arg("line1\nPRIORITY=0")
+            .arg("tab\there")
+            .arg("quote\"'`")
+            .arg("")
+            .arg(invalid)
+            .arg("\x1b[31mred"),
+    );
+    agent.stop();
+    let records = read_records(&record);
+    let mine = records_for(&records, &docker);
+    assert_eq!(mine.len(), 1);
+    let args = str_args(mine[0]);
+    assert_eq!(args[1..5], ["exec", "line1\nPRIORITY=0", "tab\there", "quote\"'`"]);
+    assert_eq!(args[5], "", "empty argument kept");
+    assert_eq!(args[6], "bad\u{fffd}\u{fffd}utf8", "invalid UTF-8 replaced by U+FFFD");
+    assert_eq!(args[7], "\x1b[31mred");
+    assert_eq!(get(mine[0], "process.args_count"), 8);
+    // The exact bytes stay recoverable.
+    let b64 = get(mine[0], "t1609.args_b64").as_array().expect("args_b64 present when an arg is not UTF-8");
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64[6].as_str().unwrap()).unwrap();
+    assert_eq!(raw, b"bad\xff\xfeutf8");
+}
+
+#[test]
+fn symlink_named_kubectl_reports_the_link() {
+    if !privileged_or_skip("symlink_named_kubectl_reports_the_link") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("rec.json");
+    let real = fake_tool(dir.path(), "k3s-multicall");
+    let link = dir.path().join("kubectl");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let agent = Agent::start(&["--record", record.to_str().unwrap()]);
+    run_ok(Command::new(&link).args(["exec", "-it", "pod", "--", "sh"]));
+    agent.stop();
+    let records = read_records(&record);
+    // Documented behaviour: executable is the path the exec asked for (the link) and
+    // name its basename, as the kernel names the task; the link target is not reported.
+    let mine = records_for(&records, &link);
+    assert_eq!(mine.len(), 1, "{records:#?}");
+    assert_eq!(get(mine[0], "process.name"), "kubectl");
+    assert!(records_for(&records, &real).is_empty());
+}
+
+#[test]
+fn burst_of_200_execs_all_delivered_without_loss() {
+    if !privileged_or_skip("burst_of_200_execs_all_delivered_without_loss") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("rec.json");
+    let crictl = fake_tool(dir.path(), "crictl");
+    let agent = Agent::start(&["--record", record.to_str().unwrap()]);
+    let mut children: Vec<_> = (0..200).map(|i| Command::new(&crictl).args(["exec", "-it", &format!("c{i}"), "sh"]).spawn().unwrap()).collect();
+    for c in &mut children {
+        assert!(c.wait().unwrap().success());
+    }
+    let (_, log) = agent.stop();
+    let records = read_records(&record);
+    let mine = records_for(&records, &crictl);
+    let mut seen: Vec<String> = mine.iter().map(|r| str_args(r)[2].clone()).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 200, "every exec delivered once");
+    assert_eq!(mine.len(), 200, "no duplicates");
+    let stopped = log.iter().find(|l| l.contains("t1609-agent stopped")).expect("final stats line");
+    assert!(stopped.contains("lost_events=0"), "loss counter must read 0: {stopped}");
+    assert!(stopped.contains("lost_argv_chunks=0"), "{stopped}");
+}
+
+#[test]
+fn missing_btf_stops_with_a_clear_error() {
+    if !privileged_or_skip("missing_btf_stops_with_a_clear_error") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[capture]\nbtf_path = \"/nonexistent/vmlinux\"\n").unwrap();
+    let out = Command::new(agent_bin()).args(["run", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("BTF") && err.contains("/nonexistent/vmlinux"), "{err}");
+}
+
+#[test]
+fn without_privilege_the_error_names_it() {
+    if !privileged_or_skip("without_privilege_the_error_names_it") {
+        return;
+    }
+    // Drop to an unprivileged uid (nobody) before exec: the agent must name the capability.
+    let out = unsafe {
+        Command::new(agent_bin())
+            .arg("run")
+            .pre_exec(|| {
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+            .output()
+            .unwrap()
+    };
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON"), "{err}");
+}

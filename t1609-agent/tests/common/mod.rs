@@ -1,0 +1,180 @@
+//! Shared helpers for the privileged end-to-end tests: they run the real agent binary,
+//! which loads the real eBPF program into the running kernel.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// True when the kernel tests can run here. Under `T1609_REQUIRE_PRIVILEGED=1` (set by
+/// `.ci/run` and `cargo xtask test`), a missing requirement is a test failure instead.
+pub fn privileged_or_skip(test: &str) -> bool {
+    let required = std::env::var("T1609_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1");
+    let reason = if unsafe { libc::geteuid() } != 0 {
+        Some("needs root (CAP_BPF + CAP_PERFMON)")
+    } else if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        Some("needs kernel BTF (/sys/kernel/btf/vmlinux)")
+    } else {
+        None
+    };
+    match reason {
+        None => true,
+        Some(r) if required => panic!("{test}: {r}, and T1609_REQUIRE_PRIVILEGED=1"),
+        Some(r) => {
+            eprintln!("skipping {test}: {r}");
+            false
+        }
+    }
+}
+
+pub fn agent_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_t1609-agent"))
+}
+
+/// A running agent. Stopping it (SIGTERM) waits for it to drain and exit.
+pub struct Agent {
+    pub child: Child,
+    pub stderr_lines: mpsc::Receiver<String>,
+    pub stdout_lines: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+fn pump(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Agent {
+    /// Starts `t1609-agent run ARGS` and waits until it reports it is attached.
+    pub fn start(args: &[&str]) -> Agent {
+        Self::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Agent {
+        let mut cmd = Command::new(agent_bin());
+        cmd.arg("run").args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn t1609-agent");
+        let stderr_lines = pump(child.stderr.take().unwrap());
+        let stdout_lines = pump(child.stdout.take().unwrap());
+        let mut agent = Agent { child, stderr_lines, stdout_lines, log: Vec::new() };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match agent.stderr_lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    let ready = line.contains("t1609-agent ready");
+                    agent.log.push(line);
+                    if ready {
+                        return agent;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = agent.child.try_wait() {
+                        panic!("agent exited with {status} before ready:\n{}", agent.drain_log().join("\n"));
+                    }
+                    assert!(Instant::now() < deadline, "agent not ready after 60 s:\n{}", agent.log.join("\n"));
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = agent.child.wait().unwrap();
+                    panic!("agent exited with {status} before ready:\n{}", agent.log.join("\n"));
+                }
+            }
+        }
+    }
+
+    pub fn drain_log(&mut self) -> Vec<String> {
+        while let Ok(l) = self.stderr_lines.try_recv() {
+            self.log.push(l);
+        }
+        self.log.clone()
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: plain kill(2) on our child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns stdout lines and the stderr log.
+    pub fn stop(mut self) -> (Vec<String>, Vec<String>) {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "agent did not stop within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = Vec::new();
+        // The pumps end at EOF after exit.
+        while let Ok(l) = self.stdout_lines.recv_timeout(Duration::from_secs(2)) {
+            out.push(l);
+        }
+        let log = {
+            while let Ok(l) = self.stderr_lines.recv_timeout(Duration::from_millis(500)) {
+                self.log.push(l);
+            }
+            self.log.clone()
+        };
+        assert!(status.success(), "agent exited with {status}:\n{}", log.join("\n"));
+        (out, log)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Reads a `--record` file: one JSON document per line, every line must parse.
+pub fn read_records(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("record line is not JSON ({e}): {l:?}")))
+        .collect()
+}
+
+/// A copy of /bin/true named `name` in `dir`: a harmless stand-in for a container tool.
+pub fn fake_tool(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::copy("/bin/true", &p).unwrap();
+    p
+}
+
+/// Follows a dotted ECS path through nested objects.
+pub fn get<'a>(v: &'a Value, path: &str) -> &'a Value {
+    path.split('.').fold(v, |v, k| v.get(k).unwrap_or(&Value::Null))
+}
+
+pub fn str_args(v: &Value) -> Vec<String> {
+    get(v, "process.args")
+        .as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap_or_default().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+pub fn records_for<'a>(records: &'a [Value], executable: &Path) -> Vec<&'a Value> {
+    let exe = executable.to_str().unwrap();
+    records.iter().filter(|r| get(r, "process.executable").as_str() == Some(exe)).collect()
+}
