@@ -16,6 +16,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, line: usize, column: usize, message: String },
     #[error("{path}: invalid value for `{key}`: {value} ({allowed})")]
     Invalid { path: PathBuf, key: &'static str, value: String, allowed: String },
+    #[error("{path}: [deliver] {source}")]
+    Deliver { path: PathBuf, source: t1609_deliver::ConfigError },
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -82,19 +84,6 @@ impl Default for HostConfig {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct OutputConfig {
-    /// Sinks for alerts: stdout, journald, socket-server:PATH, socket-client:PATH, file:PATH.
-    pub sinks: Vec<String>,
-}
-
-impl Default for OutputConfig {
-    fn default() -> Self {
-        Self { sinks: vec!["stdout".into()] }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
     /// TCP destination ports whose connects are reported (kubelet, Docker API).
     pub ports: BTreeSet<u16>,
@@ -146,15 +135,23 @@ impl Default for SessionConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub capture: CaptureConfig,
     pub rules: RulesConfig,
     pub host: HostConfig,
-    pub output: OutputConfig,
+    /// Alert sinks, queues and spool (see t1609-deliver). No sinks means stdout.
+    pub deliver: t1609_deliver::DeliverConfig,
     pub network: NetworkConfig,
     pub session: SessionConfig,
+    /// Process table, runtime lookups and deduplication.
+    pub context: crate::context::ContextConfig,
+    /// Tuning: each entry matches a rule id plus conditions and suppresses, lowers the
+    /// severity of, or tags the alert (format: t1609-context/README.md).
+    pub exceptions: Vec<t1609_context::ExceptionConfig>,
+    /// Kubernetes API server audit events (file and/or webhook); off unless configured.
+    pub audit: t1609_k8saudit::AuditConfig,
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -179,6 +176,15 @@ impl Config {
         Self::from_toml(path, &text)
     }
 
+    /// The delivery settings with the default sink (stdout) filled in.
+    pub fn deliver_config(&self) -> t1609_deliver::DeliverConfig {
+        let mut d = self.deliver.clone();
+        if d.sinks.is_empty() {
+            d.sinks.push(t1609_deliver::SinkSpec::Stdout);
+        }
+        d
+    }
+
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key, value: String, allowed: &str| ConfigError::Invalid {
             path: path.to_owned(),
@@ -198,17 +204,12 @@ impl Config {
                 return Err(invalid("capture.extra_watch", format!("{name:?}"), "non-empty executable names without '/' or NUL"));
             }
         }
-        for sink in &self.output.sinks {
-            let ok = sink == "stdout"
-                || sink == "journald"
-                || ["socket-server:", "socket-client:", "file:"].iter().any(|p| sink.strip_prefix(p).is_some_and(|r| !r.is_empty()));
-            if !ok {
-                return Err(invalid(
-                    "output.sinks",
-                    format!("{sink:?}"),
-                    "stdout, journald, socket-server:PATH, socket-client:PATH, file:PATH",
-                ));
-            }
+        let mut deliver = self.deliver.clone();
+        if deliver.sinks.is_empty() {
+            deliver.sinks.push(t1609_deliver::SinkSpec::Stdout);
+        }
+        if let Err(e) = deliver.validate() {
+            return Err(ConfigError::Deliver { path: path.to_owned(), source: e });
         }
         for p in &self.network.runtime_sockets {
             if crate::capture::unix_path_key(p).is_err() {
@@ -222,6 +223,12 @@ impl Config {
         }
         if self.session.window_ms == 0 || self.session.window_ms > 600_000 {
             return Err(invalid("session.window_ms", self.session.window_ms.to_string(), "1 to 600000 milliseconds"));
+        }
+        if let Err(e) = t1609_context::Exceptions::new(self.exceptions.clone()) {
+            return Err(invalid("exceptions", e.to_string(), "see t1609-context/README.md"));
+        }
+        if let Err(e) = self.audit.validate() {
+            return Err(invalid("audit", e.to_string(), "see t1609-k8saudit/README.md"));
         }
         for (key, p) in [("host.root", &self.host.root), ("host.proc", &self.host.proc)] {
             if !p.is_absolute() {
@@ -242,7 +249,9 @@ mod tests {
 
     #[test]
     fn empty_file_gives_defaults() {
-        assert_eq!(parse("").unwrap(), Config::default());
+        let c = parse("").unwrap();
+        assert_eq!(c.capture, CaptureConfig::default());
+        assert_eq!(c.deliver_config().sinks, vec![t1609_deliver::SinkSpec::Stdout]);
     }
 
     #[test]
@@ -258,8 +267,9 @@ mod tests {
             [host]
             root = "/host"
             proc = "/host/proc"
-            [output]
+            [deliver]
             sinks = ["journald", "socket-server:/run/t1609-agent/alerts.sock"]
+            spool_dir = "/var/lib/t1609-agent/spool"
             "#,
         )
         .unwrap();
@@ -284,8 +294,8 @@ mod tests {
     fn validate_names_key_value_and_allowed() {
         let err = parse("[capture]\nring_buffer_bytes = 1000\n").unwrap_err().to_string();
         assert!(err.contains("capture.ring_buffer_bytes") && err.contains("1000") && err.contains("power of two"), "{err}");
-        let err = parse("[output]\nsinks = [\"kafka\"]\n").unwrap_err().to_string();
-        assert!(err.contains("output.sinks") && err.contains("kafka"), "{err}");
+        let err = parse("[deliver]\nsinks = [\"kafka\"]\n").unwrap_err().to_string();
+        assert!(err.contains("kafka"), "{err}");
         let err = parse("[host]\nroot = \"host\"\n").unwrap_err().to_string();
         assert!(err.contains("host.root"), "{err}");
     }

@@ -27,6 +27,7 @@ use crate::{
     decode::{Captured, CapturedExec, CapturedNet},
     deliver::Output,
     enrich::Enricher,
+    context::{Context, augment},
     network::{AlertLinks, NetworkRules},
     session::{Session, Sessions},
 };
@@ -51,7 +52,11 @@ fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
     }
     config.rules.paths.extend(args.rules.iter().cloned());
     if !args.outputs.is_empty() {
-        config.output.sinks.clone_from(&args.outputs);
+        config.deliver.sinks = args
+            .outputs
+            .iter()
+            .map(|o| o.parse::<t1609_deliver::SinkSpec>().map_err(|e| anyhow::anyhow!("--output {o}: {e}")))
+            .collect::<anyhow::Result<_>>()?;
     }
     config.validate(args.config_path.as_deref().unwrap_or_else(|| std::path::Path::new("<command line>")))?;
     Ok(config)
@@ -79,6 +84,8 @@ pub struct PipelineStats {
     pub alerts: AtomicU64,
     pub folded: AtomicU64,
     pub sessions: AtomicU64,
+    pub suppressed: AtomicU64,
+    pub deduplicated: AtomicU64,
 }
 
 /// Writes `--record` lines: one ECS document per captured exec.
@@ -112,6 +119,8 @@ pub enum Control {
 
 struct Pipeline {
     enricher: Enricher,
+    context: Context,
+    first_docs: std::collections::HashMap<t1609_context::DedupKey, serde_json::Value>,
     engine: watch::Receiver<Arc<Engine>>,
     recorder: Option<Recorder>,
     output: Arc<Output>,
@@ -143,10 +152,33 @@ impl Pipeline {
         self.output.submit(Arc::new(doc));
     }
 
-    fn on_exec(&mut self, exec: &CapturedExec) {
+    async fn on_exec(&mut self, exec: &CapturedExec) {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
-        let event = self.enricher.to_event(exec);
-        let ecs = event.to_ecs();
+        let mut event = self.enricher.to_event(exec);
+        if event.process.parent.as_ref().is_none_or(|p| p.executable.is_none()) {
+            // The parent is gone from /proc: the process table still knows it.
+            if let Some(p) = self.context.parent_from_table(exec.ppid) {
+                event.process.parent = Some(Box::new(t1609_detect::event::ParentProcess {
+                    pid: Some(p.pid),
+                    name: Some(p.name.clone()),
+                    executable: p.executable.clone(),
+                    command_line: p.args.as_ref().map(|a| a.join(" ")),
+                    args: p.args.clone(),
+                }));
+            }
+        }
+        let ctx = self.context.on_exec(exec, &event);
+        if event.container_id.is_none() {
+            event.container_id.clone_from(&ctx.cgroup.container_id);
+        }
+        let mut ecs = event.to_ecs();
+        augment(&mut ecs, &ctx);
+        if exec.session != 0 {
+            if let Some(t) = ecs.get_mut("t1609").and_then(|t| t.as_object_mut()) {
+                t.insert("session_id".into(), json!(format!("{:x}", exec.session)));
+                t.insert("session_root".into(), json!(exec.session_root));
+            }
+        }
         if let Some(rec) = self.recorder.as_mut() {
             if let Err(e) = writeln!(rec.out, "{ecs}") {
                 error!(error = %e, "writing --record output");
@@ -191,7 +223,8 @@ impl Pipeline {
 
         let engine = self.engine.borrow().clone();
         for alert in engine.evaluate(&event) {
-            let doc = alert.to_ecs();
+            let mut doc = alert.to_ecs();
+            augment(&mut doc, &ctx);
             if let Some(pending) = &folded_into {
                 // The runtime exec that carries out an alerted docker/kubectl exec is its
                 // mechanism, not a second incident: it appears in the session alert.
@@ -201,17 +234,50 @@ impl Pipeline {
             }
             let group = doc["t1609"]["group_id"].as_str().map_or_else(|| alert.event_id.clone(), str::to_owned);
             self.links.remember(exec.tgid, &group, &alert.event_id, now);
-            let argv = &doc["t1609"]["argv"];
-            let tool = argv["tool"].as_str().unwrap_or_default();
+            let argv = doc["t1609"]["argv"].clone();
+            let tool = argv["tool"].as_str().unwrap_or_default().to_owned();
             let verb = argv["verb"].as_str().unwrap_or_default();
-            if EXEC_TOOLS.contains(&tool) && matches!(verb, "exec" | "attach") {
-                let target = argv["container"].as_str().or_else(|| argv["pod"].as_str()).map(str::to_owned);
+            let is_exec = EXEC_TOOLS.contains(&tool.as_str()) && matches!(verb, "exec" | "attach");
+            let mut target = argv["container"].as_str().or_else(|| argv["pod"].as_str()).map(str::to_owned);
+            if is_exec && matches!(tool.as_str(), "docker" | "podman" | "nerdctl") {
+                if let Some(name) = argv["container"].as_str().map(str::to_owned) {
+                    let resolved = self.context.resolve_target(&name).await;
+                    if let Some(id) = resolved.as_ref().and_then(|r| r["id"].as_str()) {
+                        target = Some(id.to_owned());
+                    }
+                    doc["t1609"]["target"] = match resolved {
+                        Some(r) => json!({"container": r, "resolved": true}),
+                        None => json!({"container": {"name": name}, "resolved": false,
+                                       "reason": "the container runtime did not answer (no socket, timeout or unknown name)"}),
+                    };
+                }
+            }
+            if !self.context.tune(&mut doc, &ctx, time::OffsetDateTime::now_utc()) {
+                self.stats.suppressed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if !self.context.first_of_kind(&doc) {
+                self.stats.deduplicated.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if let Some(cl) = doc["process"]["command_line"].as_str() {
+                let key = t1609_context::DedupKey::new(
+                    doc["rule"]["id"].as_str().unwrap_or_default(),
+                    cl,
+                    doc["process"]["parent"]["executable"].as_str(),
+                    doc["container"]["id"].as_str(),
+                );
+                if self.first_docs.len() < 4096 {
+                    self.first_docs.insert(key, doc.clone());
+                }
+            }
+            if is_exec {
                 self.sessions.expect(crate::session::PendingExec {
                     group_id: group.clone(),
                     event_id: alert.event_id.clone(),
                     at: now,
                     target,
-                    tool: tool.to_owned(),
+                    tool: tool.clone(),
                 });
             }
             self.emit(doc);
@@ -249,7 +315,29 @@ impl Pipeline {
     fn on_task(&mut self, task: &crate::decode::TaskEvent) {
         if task.exited {
             self.sessions.exited(task.session, task.tgid);
+            self.context.on_exit(task.tgid);
+        } else if let Some(parent) = task.parent_tgid {
+            self.context.on_fork(parent, task.tgid, task.ktime_ns);
         }
+    }
+
+    /// Follow-up alerts for deduplicated bursts, and table housekeeping.
+    fn housekeeping(&mut self) {
+        for (key, count) in self.context.repeats_due() {
+            if let Some(mut doc) = self.first_docs.remove(&key) {
+                let first_id = doc["event"]["id"].clone();
+                doc["event"]["id"] = json!(self.next_id("repeat"));
+                doc["@timestamp"] = json!(now_rfc3339());
+                doc["t1609"]["repeat_count"] = json!(count);
+                doc["t1609"]["repeat_of"] = first_id;
+                doc["message"] = json!(format!("{} (repeated {count} times)", doc["rule"]["name"].as_str().unwrap_or("")));
+                self.emit(doc);
+            }
+        }
+        if self.first_docs.len() > 2048 {
+            self.first_docs.clear();
+        }
+        self.context.housekeeping();
     }
 
     fn flush_sessions(&mut self, all: bool) {
@@ -266,6 +354,7 @@ impl Pipeline {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Captured>) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut housekeeping_ticks = 0u64;
         loop {
             tokio::select! {
                 item = rx.recv() => {
@@ -274,7 +363,7 @@ impl Pipeline {
                     // Handle everything already queued before flushing the recorder.
                     while let Some(c) = next.take().or_else(|| rx.try_recv().ok()) {
                         match &c {
-                            Captured::Exec(exec) => self.on_exec(exec),
+                            Captured::Exec(exec) => self.on_exec(exec).await,
                             Captured::Net(net) => self.on_net(net),
                             Captured::Task(task) => self.on_task(task),
                         }
@@ -283,10 +372,19 @@ impl Pipeline {
                         let _ = rec.out.flush();
                     }
                 }
-                _ = tick.tick(), if !self.sessions.is_empty() => self.flush_sessions(false),
+                _ = tick.tick() => {
+                    if !self.sessions.is_empty() {
+                        self.flush_sessions(false);
+                    }
+                    housekeeping_ticks += 1;
+                    if housekeeping_ticks % 10 == 0 {
+                        self.housekeeping();
+                    }
+                }
             }
         }
         self.flush_sessions(true);
+        self.housekeeping();
         if let Some(rec) = self.recorder.as_mut() {
             let _ = rec.out.flush();
         }
@@ -332,7 +430,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let engine = Arc::new(load_engine(&config)?);
     info!(rules = engine.rule_count(), "rules loaded");
     let (names, capture_all) = watch_names(&config, &engine);
-    let output = Arc::new(Output::start(&config.output).await?);
+    let output = Arc::new(Output::start(config.deliver_config()).await?);
     let recorder = args.record.as_ref().map(Recorder::open).transpose()?;
 
     let mut network = NetworkRules::builtin()?;
@@ -358,8 +456,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (control_tx, mut control_rx) = mpsc::unbounded_channel();
 
     let reader_task = tokio::spawn(reader.run(exec_tx, stop_rx));
+    let context = Context::new(&config.context, &config.host.proc, config.exceptions.clone())?;
     let pipeline = Pipeline {
         enricher,
+        context,
+        first_docs: std::collections::HashMap::new(),
         engine: engine_rx,
         recorder,
         output: output.clone(),
@@ -448,6 +549,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(
         events = stats.events.load(Ordering::Relaxed),
         alerts = stats.alerts.load(Ordering::Relaxed),
+        suppressed = stats.suppressed.load(Ordering::Relaxed),
+        deduplicated = stats.deduplicated.load(Ordering::Relaxed),
+        sessions = stats.sessions.load(Ordering::Relaxed),
         kernel_matched = final_counters.matched,
         lost_events = final_counters.ringbuf_full,
         lost_argv_chunks = final_counters.chunk_ringbuf_full,

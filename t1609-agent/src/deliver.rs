@@ -1,24 +1,31 @@
-//! Deliver stage: hands alert documents to the configured sinks.
+//! Deliver stage: hands alert documents to the configured sinks (t1609-deliver), which
+//! queue, spool to disk when a sink is down, and never block the capture loop.
 
-use std::{io::Write, sync::{Arc, Mutex}, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use crate::config::OutputConfig;
+use t1609_deliver::{DeliverConfig, DeliverStats, Dispatcher};
 
 pub struct Output {
-    stdout: Mutex<std::io::Stdout>,
+    dispatcher: Dispatcher,
 }
 
 impl Output {
-    pub async fn start(_config: &OutputConfig) -> anyhow::Result<Self> {
-        Ok(Self { stdout: Mutex::new(std::io::stdout()) })
+    pub async fn start(config: DeliverConfig) -> anyhow::Result<Self> {
+        let dispatcher = Dispatcher::start(config).await.map_err(|e| anyhow::anyhow!("starting alert delivery: {e}"))?;
+        Ok(Self { dispatcher })
     }
 
-    /// Never blocks the capture loop for long.
+    /// Never blocks: the alert is queued, spooled, or counted as dropped.
     pub fn submit(&self, alert: Arc<serde_json::Value>) {
-        let mut out = self.stdout.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = writeln!(out, "{alert}");
-        let _ = out.flush();
+        self.dispatcher.submit(alert);
     }
 
-    pub async fn shutdown(self, _deadline: Duration) {}
+    pub fn stats(&self) -> DeliverStats {
+        self.dispatcher.stats()
+    }
+
+    /// Drains the queues and flushes the spools, within `deadline`.
+    pub async fn shutdown(self, deadline: Duration) {
+        self.dispatcher.shutdown(deadline).await;
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod capture;
 pub mod config;
+pub mod context;
 pub mod daemon;
 pub mod decode;
 pub mod deliver;

@@ -99,7 +99,16 @@ impl Sessions {
     pub fn record_exec(&mut self, id: u64, pid: u32, doc: Value) {
         let Some(s) = self.sessions.get_mut(&id) else { return };
         if pid == s.root_pid && s.root_name != "nsenter" {
-            return; // runc re-exec'ing itself (runc init)
+            return; // the runtime re-exec'ing itself
+        }
+        // `runc init` (exec'd as /proc/self/exe or a memfd copy) is the runtime's own
+        // set-up inside the container, not a command the user ran.
+        let args = doc["args"].as_array();
+        let is_runtime_init = args.is_some_and(|a| {
+            a.len() == 2 && matches!(a[0].as_str(), Some("runc" | "crun" | "runc:[2:INIT]")) && a[1].as_str() == Some("init")
+        });
+        if is_runtime_init {
+            return;
         }
         if s.injected.is_none() {
             s.injected = Some(doc.clone());

@@ -1,0 +1,257 @@
+//! Context stage: who ran it (process table, ancestry, users), from where (cgroup,
+//! namespaces), into which container (runtime lookups), and tuning (exceptions, dedup).
+//! The heavy lifting is in t1609-context; this module applies it to our events.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use t1609_context::{
+    CgroupContext, DedupKey, DedupOutcome, Deduper, DockerClient, ExceptionConfig, Exceptions, Namespaces, ProcInfo,
+    ProcessTable, Subject, parse_cgroup,
+};
+use t1609_detect::event::ProcessEvent;
+
+use crate::decode::CapturedExec;
+
+/// Settings of the context stage (`[context]` in the config file).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContextConfig {
+    /// Process-table bound.
+    pub max_processes: usize,
+    /// How long an exited process stays in the table, so its children's alerts name it.
+    pub exit_grace_ms: u64,
+    /// Docker Engine socket used to resolve `docker exec` targets; empty disables it.
+    pub docker_socket: PathBuf,
+    /// Timeout of one runtime lookup.
+    pub runtime_timeout_ms: u64,
+    /// Identical alerts within this window collapse into one with a repeat count; 0 disables.
+    pub dedup_window_ms: u64,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        Self {
+            max_processes: 32_768,
+            exit_grace_ms: 60_000,
+            docker_socket: PathBuf::from("/var/run/docker.sock"),
+            runtime_timeout_ms: 300,
+            dedup_window_ms: 10_000,
+        }
+    }
+}
+
+/// Where an exec ran and who is behind it.
+#[derive(Clone, Debug, Default)]
+pub struct ExecContext {
+    pub cgroup: CgroupContext,
+    pub in_container: bool,
+    pub ancestry: Vec<t1609_context::Ancestor>,
+    pub session_leader: Option<u32>,
+}
+
+pub struct Context {
+    pub table: ProcessTable,
+    host_ns: Option<Namespaces>,
+    proc_root: PathBuf,
+    docker: Option<DockerClient>,
+    resolved: HashMap<String, (Option<Value>, Instant)>,
+    pub exceptions: Exceptions,
+    dedup: Option<Deduper>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("exception config: {0}")]
+    Exceptions(#[from] t1609_context::ExceptionError),
+}
+
+fn read_cgroup(proc_root: &Path, pid: u32) -> Option<String> {
+    std::fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")).ok()
+}
+
+impl Context {
+    pub fn new(cfg: &ContextConfig, proc_root: &Path, exceptions: Vec<ExceptionConfig>) -> Result<Self, ContextError> {
+        let mut table = ProcessTable::new(proc_root, cfg.max_processes, Duration::from_millis(cfg.exit_grace_ms));
+        table.seed_from_proc();
+        let docker = (!cfg.docker_socket.as_os_str().is_empty())
+            .then(|| DockerClient::new(cfg.docker_socket.clone(), Duration::from_millis(cfg.runtime_timeout_ms)));
+        Ok(Self {
+            table,
+            host_ns: t1609_context::host_namespaces(proc_root).ok(),
+            proc_root: proc_root.to_owned(),
+            docker,
+            resolved: HashMap::new(),
+            exceptions: Exceptions::new(exceptions)?,
+            dedup: (cfg.dedup_window_ms > 0).then(|| Deduper::new(Duration::from_millis(cfg.dedup_window_ms))),
+        })
+    }
+
+    /// Updates the table with an exec and works out where it ran.
+    pub fn on_exec(&mut self, exec: &CapturedExec, event: &ProcessEvent) -> ExecContext {
+        let cgroup_text = read_cgroup(&self.proc_root, exec.tgid);
+        // Keep the parent: if it exits soon, its children's alerts still name it.
+        if self.table.get(exec.ppid).is_none() {
+            self.table.refresh_from_proc(exec.ppid);
+        }
+        self.table.on_exec(ProcInfo {
+            pid: exec.tgid,
+            ppid: exec.ppid,
+            name: event.process.name.clone().unwrap_or_default(),
+            executable: event.process.executable.clone(),
+            args: event.process.args.clone(),
+            start_ns: Some(exec.ktime_ns),
+            uid: Some(exec.uid),
+            session_leader: None,
+            cgroup: cgroup_text.clone(),
+            exited: false,
+        });
+        let cgroup = cgroup_text.as_deref().map(parse_cgroup).unwrap_or_default();
+        let in_container = match &self.host_ns {
+            Some(host) => t1609_context::in_container(host, u64::from(exec.pid_ns), u64::from(exec.mnt_ns)),
+            None => cgroup.container_id.is_some(),
+        };
+        let ancestry = self.table.refresh_ancestry(exec.tgid, 8);
+        let session_leader = self.table.refresh_from_proc(exec.tgid).and_then(|p| p.session_leader);
+        ExecContext { cgroup, in_container, ancestry, session_leader }
+    }
+
+    /// The parent as the table knows it, for when /proc no longer has it.
+    pub fn parent_from_table(&self, ppid: u32) -> Option<&ProcInfo> {
+        self.table.get(ppid)
+    }
+
+    pub fn on_fork(&mut self, parent: u32, child: u32, ktime_ns: u64) {
+        self.table.on_fork(parent, child, ktime_ns);
+    }
+
+    pub fn on_exit(&mut self, tgid: u32) {
+        self.table.on_exit(tgid, Instant::now());
+    }
+
+    pub fn housekeeping(&mut self) -> usize {
+        self.table.evict(Instant::now())
+    }
+
+    /// Resolves a `docker exec` target (name or id prefix) to the container's details,
+    /// cached for 30 s. `None` when the runtime cannot answer: the alert says so.
+    pub async fn resolve_target(&mut self, target: &str) -> Option<Value> {
+        let docker = self.docker.as_ref()?;
+        if let Some((v, at)) = self.resolved.get(target) {
+            if at.elapsed() < Duration::from_secs(30) {
+                return v.clone();
+            }
+        }
+        let v = match docker.resolve(target).await {
+            Ok(meta) => Some(json!({
+                "id": meta.id, "name": meta.name, "image": {"name": meta.image},
+                "pod": {"name": meta.pod_name, "namespace": meta.pod_namespace, "uid": meta.pod_uid},
+            })),
+            Err(e) => {
+                tracing::debug!(target, error = %e, "docker target not resolved");
+                None
+            }
+        };
+        if self.resolved.len() > 1024 {
+            self.resolved.clear();
+        }
+        self.resolved.insert(target.to_owned(), (v.clone(), Instant::now()));
+        v
+    }
+
+    /// Applies the exceptions: returns `false` when the alert is suppressed.
+    pub fn tune(&self, doc: &mut Value, ctx: &ExecContext, now: time::OffsetDateTime) -> bool {
+        let rule_id = doc["rule"]["id"].as_str().unwrap_or_default().to_owned();
+        let s = |v: &Value| v.as_str().map(str::to_owned);
+        let (user, group) = (s(&doc["user"]["name"]), s(&doc["group"]["name"]));
+        let (parent_cl, cl) = (s(&doc["process"]["parent"]["command_line"]), s(&doc["process"]["command_line"]));
+        let (cid, image) = (s(&doc["container"]["id"]), s(&doc["container"]["image"]["name"]));
+        let subject = Subject {
+            rule_id: &rule_id,
+            ancestors: &ctx.ancestry,
+            user: user.as_deref(),
+            group: group.as_deref(),
+            parent_command_line: parent_cl.as_deref(),
+            command_line: cl.as_deref(),
+            container_id: cid.as_deref(),
+            image: image.as_deref(),
+            systemd_unit: ctx.cgroup.systemd_unit.as_deref(),
+        };
+        let decisions = self.exceptions.evaluate(&subject, now);
+        let (suppress, lower, tags) = t1609_context::summarize(&decisions);
+        if suppress {
+            return false;
+        }
+        if let Some(sev) = lower {
+            let n = match sev.as_str() {
+                "low" => 21,
+                "medium" => 47,
+                "high" => 73,
+                _ => 99,
+            };
+            doc["event"]["severity"] = json!(n);
+            doc["t1609"]["severity"] = json!(sev.as_str());
+            doc["t1609"]["severity_lowered_by_exception"] = json!(true);
+        }
+        if !tags.is_empty() {
+            doc["tags"] = json!(tags);
+        }
+        true
+    }
+
+    /// `true` for the first of identical alerts in the window; repeats are counted.
+    pub fn first_of_kind(&mut self, doc: &Value) -> bool {
+        let Some(dedup) = self.dedup.as_mut() else { return true };
+        let key = DedupKey::new(
+            doc["rule"]["id"].as_str().unwrap_or_default(),
+            doc["process"]["command_line"].as_str().unwrap_or_default(),
+            doc["process"]["parent"]["executable"].as_str(),
+            doc["container"]["id"].as_str(),
+        );
+        matches!(dedup.check(key, Instant::now()), DedupOutcome::First)
+    }
+
+    /// Windows that closed with repeats: (key, count).
+    pub fn repeats_due(&mut self) -> Vec<(DedupKey, u64)> {
+        self.dedup.as_mut().map(|d| d.flush_expired(Instant::now())).unwrap_or_default().into_iter().filter(|(_, n)| *n > 1).collect()
+    }
+}
+
+/// Adds what the context stage knows to an ECS document (event or alert).
+pub fn augment(doc: &mut Value, ctx: &ExecContext) {
+    let Some(obj) = doc.as_object_mut() else { return };
+    let container = obj.entry("container").or_insert_with(|| json!({}));
+    if let Some(c) = container.as_object_mut() {
+        if let Some(id) = &ctx.cgroup.container_id {
+            c.insert("id".into(), json!(id));
+        }
+        if ctx.cgroup.runtime.is_container() {
+            c.insert("runtime".into(), json!(ctx.cgroup.runtime.as_str()));
+        }
+    }
+    if let Some(uid) = &ctx.cgroup.pod_uid {
+        // No pod-name source is wired on this host yet: say so rather than leave a blank.
+        obj.insert(
+            "orchestrator".into(),
+            json!({"type": "kubernetes", "resource": {"type": "pod", "uid": uid}, "metadata_pending": true}),
+        );
+    }
+    let t = obj.entry("t1609").or_insert_with(|| json!({}));
+    if let Some(t) = t.as_object_mut() {
+        t.insert("in_container".into(), json!(ctx.in_container));
+        t.insert(
+            "ancestry".into(),
+            json!(ctx.ancestry.iter().map(|a| json!({"pid": a.pid, "name": a.name, "executable": a.executable})).collect::<Vec<_>>()),
+        );
+        if let Some(unit) = &ctx.cgroup.systemd_unit {
+            t.insert("systemd_unit".into(), json!(unit));
+        }
+        if let Some(leader) = ctx.session_leader {
+            t.insert("session_leader_pid".into(), json!(leader));
+        }
+    }
+}
