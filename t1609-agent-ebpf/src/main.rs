@@ -20,7 +20,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use t1609_common::{
-    ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, ArgvChunkRecord, ExecRecord, KIND_ARGV_CHUNK,
+    ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, ArgvChunkRecord, ExecRecord, KIND_ARGV_CHUNK, MAX_ANCESTORS,
     KIND_EXEC, KernelOffsets, PATH_LEN, ProbeConfig, RECORD_VERSION, RecordHeader, TTY_NAME_LEN,
     WatchKey, counters, flags,
 };
@@ -38,6 +38,7 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     task_loginuid: 0,
     task_signal: 0,
     task_nsproxy: 0,
+    task_comm: 0,
     mm_arg_start: 0,
     mm_arg_end: 0,
     mm_start_stack: 0,
@@ -130,13 +131,12 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
         return Ok(());
     }
     let mut session_flags = if session != 0 { flags::IN_SESSION } else { 0 };
-    if watched && unsafe { SESSION_SEEDS.get(&comm) }.is_some() {
+    if session == 0 && watched && unsafe { SESSION_SEEDS.get(&comm) }.is_some() {
         // A runtime exec (or nsenter) starts a session; the agent ends it early when the
-        // argv shows it is not an exec. Nested seeds keep the outer session.
-        if session == 0 {
-            session = unsafe { bpf_ktime_get_boot_ns() };
-            let _ = TRACKED.insert(&tgid, &session, 0);
-        }
+        // argv shows it is not an exec. Inside a session (runc re-exec'ing itself), the
+        // outer session stays.
+        session = unsafe { bpf_ktime_get_boot_ns() };
+        let _ = TRACKED.insert(&tgid, &session, 0);
         session_flags |= flags::SESSION_ROOT;
     }
     let off = unsafe { core::ptr::read_volatile(&OFFSETS) };
@@ -274,8 +274,25 @@ unsafe fn fill_exec(
         }
 
         let task = bpf_get_current_task();
-        if let Ok(parent) = read_at::<u64>(task, off.task_real_parent) {
-            (*rec).ppid = read_at::<u32>(parent, off.task_tgid).unwrap_or(0);
+        // The ancestry as it is now: short-lived parents may be gone when the agent looks.
+        let mut cur = task;
+        for i in 0..MAX_ANCESTORS {
+            let parent = read_at::<u64>(cur, off.task_real_parent).unwrap_or(0);
+            let tgid = if parent == 0 || parent == cur { 0 } else { read_at::<u32>(parent, off.task_tgid).unwrap_or(0) };
+            (*rec).ancestors[i].tgid = tgid;
+            (*rec).ancestors[i].comm = [0; 16];
+            if tgid == 0 {
+                cur = 0;
+                continue;
+            }
+            let _ = bpf_probe_read_kernel_buf((parent + u64::from(off.task_comm)) as *const u8, &mut (*rec).ancestors[i].comm);
+            if i == 0 {
+                (*rec).ppid = tgid;
+            }
+            cur = parent;
+            if tgid == 1 {
+                cur = 0; // init: the chain ends; later slots get tgid 0
+            }
         }
         if let Ok(cred) = read_at::<u64>(task, off.task_cred) {
             (*rec).euid = read_at::<u32>(cred, off.cred_euid).unwrap_or(u32::MAX);

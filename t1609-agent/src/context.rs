@@ -62,6 +62,10 @@ pub struct Context {
     resolved: HashMap<String, (Option<Value>, Instant)>,
     pub exceptions: Exceptions,
     dedup: Option<Deduper>,
+    /// mount namespace → cgroup context of a live process in it: a short-lived process
+    /// whose /proc entry is gone still gets its container from a sibling (the container's
+    /// init lives as long as the container).
+    by_mnt_ns: HashMap<u32, (Option<CgroupContext>, Instant)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +92,33 @@ impl Context {
             resolved: HashMap::new(),
             exceptions: Exceptions::new(exceptions)?,
             dedup: (cfg.dedup_window_ms > 0).then(|| Deduper::new(Duration::from_millis(cfg.dedup_window_ms))),
+            by_mnt_ns: HashMap::new(),
         })
+    }
+
+    fn cgroup_by_mnt_ns(&mut self, mnt_ns: u32) -> Option<CgroupContext> {
+        if mnt_ns == 0 {
+            return None;
+        }
+        if let Some((c, at)) = self.by_mnt_ns.get(&mnt_ns) {
+            if c.is_some() || at.elapsed() < Duration::from_secs(5) {
+                return c.clone();
+            }
+        }
+        let want = format!("mnt:[{mnt_ns}]");
+        let found = std::fs::read_dir(&self.proc_root).ok().and_then(|dir| {
+            dir.flatten().find_map(|e| {
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let ns = std::fs::read_link(e.path().join("ns/mnt")).ok()?;
+                (ns.to_str()? == want).then_some(())?;
+                read_cgroup(&self.proc_root, pid).map(|t| parse_cgroup(&t))
+            })
+        });
+        if self.by_mnt_ns.len() > 4096 {
+            self.by_mnt_ns.clear();
+        }
+        self.by_mnt_ns.insert(mnt_ns, (found.clone(), Instant::now()));
+        found
     }
 
     /// Updates the table with an exec and works out where it ran.
@@ -110,12 +140,36 @@ impl Context {
             cgroup: cgroup_text.clone(),
             exited: false,
         });
-        let cgroup = cgroup_text.as_deref().map(parse_cgroup).unwrap_or_default();
+        let cgroup = match cgroup_text.as_deref().map(parse_cgroup) {
+            Some(c) => {
+                if c.container_id.is_some() {
+                    self.by_mnt_ns.insert(exec.mnt_ns, (Some(c.clone()), Instant::now()));
+                }
+                c
+            }
+            None => self.cgroup_by_mnt_ns(exec.mnt_ns).unwrap_or_default(),
+        };
         let in_container = match &self.host_ns {
             Some(host) => t1609_context::in_container(host, u64::from(exec.pid_ns), u64::from(exec.mnt_ns)),
             None => cgroup.container_id.is_some(),
         };
-        let ancestry = self.table.refresh_ancestry(exec.tgid, 8);
+        // The kernel's chain is authoritative (taken at the exec, so short-lived parents
+        // are in it); the table and /proc add executables where they still know them.
+        let mut ancestry: Vec<t1609_context::Ancestor> = exec
+            .ancestors
+            .iter()
+            .map(|(tgid, comm)| {
+                let known = self.table.get(*tgid).cloned().or_else(|| self.table.refresh_from_proc(*tgid).cloned());
+                t1609_context::Ancestor {
+                    pid: *tgid,
+                    name: String::from_utf8_lossy(comm).into_owned(),
+                    executable: known.and_then(|k| k.executable),
+                }
+            })
+            .collect();
+        if ancestry.is_empty() {
+            ancestry = self.table.refresh_ancestry(exec.tgid, 8);
+        }
         let session_leader = self.table.refresh_from_proc(exec.tgid).and_then(|p| p.session_leader);
         ExecContext { cgroup, in_container, ancestry, session_leader }
     }

@@ -167,6 +167,15 @@ impl Pipeline {
                 }));
             }
         }
+        if event.process.parent.is_none() {
+            if let Some((ppid, comm)) = exec.ancestors.first() {
+                event.process.parent = Some(Box::new(t1609_detect::event::ParentProcess {
+                    pid: Some(*ppid),
+                    name: Some(String::from_utf8_lossy(comm).into_owned()),
+                    ..Default::default()
+                }));
+            }
+        }
         let ctx = self.context.on_exec(exec, &event);
         if event.container_id.is_none() {
             event.container_id.clone_from(&ctx.cgroup.container_id);
@@ -427,6 +436,8 @@ pub fn sd_notify(state: &str) {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut config = effective_config(&args)?;
+    // Fail on a missing privilege before touching sinks or spools.
+    crate::capture::check_privilege()?;
     let engine = Arc::new(load_engine(&config)?);
     info!(rules = engine.rule_count(), "rules loaded");
     let (names, capture_all) = watch_names(&config, &engine);

@@ -58,6 +58,8 @@ pub struct CapturedExec {
     pub session: u64,
     /// This exec (runc/crun/nsenter) started the session.
     pub session_root: bool,
+    /// (tgid, comm) of the ancestors at exec time, parent first.
+    pub ancestors: Vec<(u32, Vec<u8>)>,
 }
 
 /// A connect() to a watched port or runtime socket.
@@ -186,6 +188,12 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 argv_read_failed: f & flags::ARGV_READ_FAILED != 0,
                 session: rec.session,
                 session_root: f & flags::SESSION_ROOT != 0,
+                ancestors: rec
+                    .ancestors
+                    .iter()
+                    .take_while(|a| a.tgid != 0)
+                    .map(|a| (a.tgid, nul_trimmed(&a.comm).to_vec()))
+                    .collect(),
             };
             Ok(Record::Exec(Box::new(exec), rec.chunks))
         }

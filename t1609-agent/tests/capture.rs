@@ -209,7 +209,7 @@ fn burst_of_200_execs_all_delivered_without_loss() {
     let (_, log) = agent.stop();
     let records = read_records(&record);
     let mine = records_for(&records, &crictl);
-    let mut seen: Vec<String> = mine.iter().map(|r| str_args(r)[2].clone()).collect();
+    let mut seen: Vec<String> = mine.iter().map(|r| str_args(r)[3].clone()).collect();
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 200, "every exec delivered once");

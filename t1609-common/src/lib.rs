@@ -20,6 +20,18 @@ pub const KIND_FORK: u16 = 4;
 /// A tracked process exited ([`TaskRecord`]).
 pub const KIND_EXIT: u16 = 5;
 
+/// Ancestors recorded in the kernel at exec time (parent first).
+pub const MAX_ANCESTORS: usize = 8;
+
+/// One ancestor as the kernel saw it at the exec: it may be gone by the time the agent
+/// reads the record, so this is what lets alerts name short-lived parents.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AncestorSlot {
+    pub tgid: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
 /// `sun_path` length of `struct sockaddr_un`.
 pub const UNIX_PATH_LEN: usize = 108;
 
@@ -101,6 +113,7 @@ pub struct KernelOffsets {
     pub task_loginuid: u32,
     pub task_signal: u32,
     pub task_nsproxy: u32,
+    pub task_comm: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     /// `mm_struct.start_stack`: for ELF binaries, argc sits there right after exec.
@@ -170,6 +183,8 @@ pub struct ExecRecord {
     pub filename_len: u32,
     pub comm: [u8; COMM_LEN],
     pub tty_name: [u8; TTY_NAME_LEN],
+    /// Parent first; a slot with tgid 0 ends the chain.
+    pub ancestors: [AncestorSlot; MAX_ANCESTORS],
     pub filename: [u8; PATH_LEN],
     pub argv: [u8; ARGV_CHUNK_LEN],
 }
@@ -225,11 +240,11 @@ pub struct ArgvChunkRecord {
 }
 
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == 24);
-const _: () = assert!(core::mem::size_of::<ExecRecord>() == 24 + 72 + 32 + PATH_LEN + ARGV_CHUNK_LEN);
+const _: () = assert!(core::mem::size_of::<ExecRecord>() == 24 + 72 + 32 + 20 * MAX_ANCESTORS + PATH_LEN + ARGV_CHUNK_LEN);
 const _: () = assert!(core::mem::size_of::<NetRecord>() == 200);
 const _: () = assert!(core::mem::size_of::<TaskRecord>() == 56);
 const _: () = assert!(core::mem::size_of::<ArgvChunkRecord>() == 24 + 16 + ARGV_CHUNK_LEN);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 21 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 22 * 4);
 const _: () = assert!(ARGV_MAX_TOTAL == 32 * 1024);
 const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 16);
 

@@ -127,7 +127,7 @@ const CAP_PERFMON: u64 = 1 << 38;
 const CAP_BPF: u64 = 1 << 39;
 
 /// Checks the privilege before trying, so the error names what is missing.
-fn check_privilege() -> Result<(), CaptureError> {
+pub fn check_privilege() -> Result<(), CaptureError> {
     let caps = effective_caps();
     if caps & CAP_SYS_ADMIN != 0 || (caps & CAP_BPF != 0 && caps & CAP_PERFMON != 0) {
         Ok(())

@@ -74,6 +74,7 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, OffsetError> {
         task_loginuid: loginuid.unwrap_or(0),
         task_signal: of("task_struct", "signal")?,
         task_nsproxy: of("task_struct", "nsproxy")?,
+        task_comm: of("task_struct", "comm")?,
         mm_arg_start: of("mm_struct", "arg_start")?,
         mm_arg_end: of("mm_struct", "arg_end")?,
         mm_start_stack: of("mm_struct", "start_stack")?,

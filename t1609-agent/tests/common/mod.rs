@@ -39,6 +39,8 @@ pub fn agent_bin() -> PathBuf {
 
 /// A running agent. Stopping it (SIGTERM) waits for it to drain and exit.
 pub struct Agent {
+    /// Holds the agent's config and spool; removed when the agent is dropped.
+    pub dir: tempfile::TempDir,
     pub child: Child,
     pub stderr_lines: mpsc::Receiver<String>,
     pub stdout_lines: mpsc::Receiver<String>,
@@ -65,8 +67,22 @@ impl Agent {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Agent {
+        Self::start_full("", args, env)
+    }
+
+    /// Starts the agent with `extra_toml` appended to a config that gives it a private
+    /// spool directory (agents in parallel tests must not share one).
+    pub fn start_with_config(extra_toml: &str, args: &[&str]) -> Agent {
+        Self::start_full(extra_toml, args, &[])
+    }
+
+    pub fn start_full(extra_toml: &str, args: &[&str], env: &[(&str, &str)]) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        let spool = dir.path().join("spool");
+        std::fs::write(&config, format!("[deliver]\nspool_dir = {:?}\n{extra_toml}\n", spool.to_str().unwrap())).unwrap();
         let mut cmd = Command::new(agent_bin());
-        cmd.arg("run").args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.arg("run").arg("--config").arg(&config).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         cmd.env("NO_COLOR", "1");
         for (k, v) in env {
             cmd.env(k, v);
@@ -74,7 +90,7 @@ impl Agent {
         let mut child = cmd.spawn().expect("spawn t1609-agent");
         let stderr_lines = pump(child.stderr.take().unwrap());
         let stdout_lines = pump(child.stdout.take().unwrap());
-        let mut agent = Agent { child, stderr_lines, stdout_lines, log: Vec::new() };
+        let mut agent = Agent { dir, child, stderr_lines, stdout_lines, log: Vec::new() };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match agent.stderr_lines.recv_timeout(Duration::from_millis(200)) {
@@ -172,6 +188,18 @@ pub fn str_args(v: &Value) -> Vec<String> {
         .as_array()
         .map(|a| a.iter().map(|s| s.as_str().unwrap_or_default().to_owned()).collect())
         .unwrap_or_default()
+}
+
+/// Alerts (JSON lines on the agent's stdout) of one rule.
+pub fn alerts_of<'a>(alerts: &'a [Value], rule: &str) -> Vec<&'a Value> {
+    alerts.iter().filter(|a| get(a, "rule.id").as_str() == Some(rule)).collect()
+}
+
+pub fn parse_alerts(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("alert line is not one JSON document ({e}): {l:?}")))
+        .collect()
 }
 
 pub fn records_for<'a>(records: &'a [Value], executable: &Path) -> Vec<&'a Value> {
