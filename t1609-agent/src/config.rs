@@ -149,9 +149,12 @@ pub struct Config {
     pub context: crate::context::ContextConfig,
     /// Tuning: each entry matches a rule id plus conditions and suppresses, lowers the
     /// severity of, or tags the alert (format: t1609-context/README.md).
+    #[serde(alias = "exception")]
     pub exceptions: Vec<t1609_context::ExceptionConfig>,
     /// Kubernetes API server audit events (file and/or webhook); off unless configured.
     pub audit: t1609_k8saudit::AuditConfig,
+    /// Prometheus metrics and health endpoints.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -229,6 +232,9 @@ impl Config {
         }
         if let Err(e) = self.audit.validate() {
             return Err(invalid("audit", e.to_string(), "see t1609-k8saudit/README.md"));
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid("metrics.listen", format!("{:?}", self.metrics.listen), "an IP:port such as 127.0.0.1:9609, or \"\" to disable"));
         }
         for (key, p) in [("host.root", &self.host.root), ("host.proc", &self.host.proc)] {
             if !p.is_absolute() {

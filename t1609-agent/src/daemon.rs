@@ -86,6 +86,8 @@ pub struct PipelineStats {
     pub sessions: AtomicU64,
     pub suppressed: AtomicU64,
     pub deduplicated: AtomicU64,
+    pub table_size: AtomicU64,
+    pub by_rule: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// Writes `--record` lines: one ECS document per captured exec.
@@ -149,6 +151,10 @@ impl Pipeline {
 
     fn emit(&self, doc: serde_json::Value) {
         self.stats.alerts.fetch_add(1, Ordering::Relaxed);
+        if let Some(rule) = doc["rule"]["id"].as_str() {
+            let mut m = self.stats.by_rule.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            *m.entry(rule.to_owned()).or_default() += 1;
+        }
         self.output.submit(Arc::new(doc));
     }
 
@@ -347,6 +353,7 @@ impl Pipeline {
             self.first_docs.clear();
         }
         self.context.housekeeping();
+        self.stats.table_size.store(self.context.table.len() as u64, Ordering::Relaxed);
     }
 
     fn flush_sessions(&mut self, all: bool) {
@@ -487,8 +494,40 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let pipeline_task = tokio::spawn(pipeline.run(exec_rx));
 
+    let health = Arc::new(crate::metrics::Health::default());
+    let mut metrics_addr = String::from("off");
+    if !config.metrics.listen.is_empty() {
+        let listener = crate::metrics::bind(&config.metrics.listen).await?;
+        metrics_addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tokio::spawn(crate::metrics::serve(listener, health.clone()));
+    }
+    let refresh = |capture: &Capture, reader_alive: bool, last: KernelCounters| {
+        let k = last;
+        let mut snap = health.snapshot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        snap.events_captured = stats.events.load(Ordering::Relaxed);
+        snap.net_events = stats.net_events.load(Ordering::Relaxed);
+        snap.alerts_by_rule = stats.by_rule.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        snap.suppressed = stats.suppressed.load(Ordering::Relaxed);
+        snap.deduplicated = stats.deduplicated.load(Ordering::Relaxed);
+        snap.ringbuf_lost = k.ringbuf_full;
+        snap.argv_chunks_lost = k.chunk_ringbuf_full;
+        snap.kernel_read_errors = k.read_errors;
+        snap.decode_errors = reader_stats.decode_errors.load(Ordering::Relaxed);
+        snap.process_table = stats.table_size.load(Ordering::Relaxed);
+        snap.programs = capture.all_program_stats();
+        snap.sinks = output
+            .stats()
+            .sinks
+            .iter()
+            .map(|s| (s.name.clone(), s.queue_depth as u64, s.spooled, s.dropped, s.healthy))
+            .collect();
+        snap.attached = true;
+        snap.reader_alive = reader_alive;
+    };
+    refresh(&capture, true, KernelCounters::default());
+    health.ready.store(true, Ordering::Relaxed);
     info!(
-        watch = ?names, capture_all, pid = std::process::id(), degraded = ?capture.degraded,
+        watch = ?names, capture_all, pid = std::process::id(), degraded = ?capture.degraded, metrics = %metrics_addr,
         "t1609-agent ready: sched_process_exec attached"
     );
     sd_notify("READY=1");
@@ -532,7 +571,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     output.submit(Arc::new(loss_alert(hostname.as_deref(), lost, lost_chunks, now)));
                 }
                 last = now;
-                sd_notify("WATCHDOG=1");
+                refresh(&capture, !reader_task.is_finished(), now);
+                // Only a live pipeline pets the watchdog: a stuck reader gets us restarted.
+                if !reader_task.is_finished() {
+                    sd_notify("WATCHDOG=1");
+                }
             }
         }
     }

@@ -9,5 +9,6 @@ pub mod daemon;
 pub mod decode;
 pub mod deliver;
 pub mod enrich;
+pub mod metrics;
 pub mod network;
 pub mod session;

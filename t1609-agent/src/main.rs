@@ -68,7 +68,10 @@ enum ConfigCommand {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("T1609_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    use std::io::IsTerminal as _;
+    // No colour codes in journald or log files.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(ansi).init();
 }
 
 fn replay(input: &PathBuf, rules: &[PathBuf]) -> anyhow::Result<ExitCode> {

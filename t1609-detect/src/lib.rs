@@ -1,1 +1,31 @@
+//! Detection engine of t1609-agent: MITRE ATT&CK T1609 (Container Administration
+//! Command) from process exec events.
+//!
+//! - [`event`]: the ECS process event, its record format and parser;
+//! - [`eql`]: the EQL subset (`process where <condition>`);
+//! - [`sigma`]: Sigma process_creation rules (rsigma);
+//! - [`argv`]: structured argv parsing of container tools, kubelet clients and wrappers;
+//! - [`rules`]: the TOML rule format and loading; the shipped pack is `rules/t1609.toml`;
+//! - [`engine`]: rule index, evaluation, watch set; [`alert`]: ECS alerts;
+//! - [`replay`]: offline evaluation of recorded events.
 
+pub mod alert;
+pub mod argv;
+pub mod engine;
+pub mod eql;
+pub mod event;
+pub mod replay;
+pub mod rules;
+pub mod sigma;
+
+pub use alert::{Alert, Confidence, Severity};
+pub use engine::{Engine, WatchSet};
+pub use event::{EventError, ProcessEvent};
+pub use replay::{ReplaySummary, replay};
+pub use rules::RuleError;
+
+/// Validates the built-in pack plus `paths` (files or directories), returning the number
+/// of rules, or every error found.
+pub fn check_rules(paths: &[std::path::PathBuf]) -> Result<usize, Vec<RuleError>> {
+    rules::load_all(paths).map(|r| r.len())
+}

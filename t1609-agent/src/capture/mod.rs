@@ -329,6 +329,17 @@ impl Capture {
         Some((info.run_time(), info.run_count()))
     }
 
+    /// (name, in-kernel run time ns, run count) of every loaded program.
+    pub fn all_program_stats(&self) -> Vec<(String, u64, u64)> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, prog)| {
+                let info = prog.info().ok()?;
+                Some((name.to_owned(), u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX), info.run_count()))
+            })
+            .collect()
+    }
+
     /// Hands the ring buffer to a reader task. Can be called once.
     pub fn take_reader(&mut self) -> Option<Reader> {
         let ring = self.ring.take()?;

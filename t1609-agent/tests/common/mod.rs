@@ -80,7 +80,9 @@ impl Agent {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
         let spool = dir.path().join("spool");
-        std::fs::write(&config, format!("[deliver]\nspool_dir = {:?}\n{extra_toml}\n", spool.to_str().unwrap())).unwrap();
+        // Port 0: parallel agents must not fight over the metrics port.
+        let metrics = if extra_toml.contains("[metrics]") { "" } else { "[metrics]\nlisten = \"127.0.0.1:0\"\n" };
+        std::fs::write(&config, format!("[deliver]\nspool_dir = {:?}\n{metrics}{extra_toml}\n", spool.to_str().unwrap())).unwrap();
         let mut cmd = Command::new(agent_bin());
         cmd.arg("run").arg("--config").arg(&config).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         cmd.env("NO_COLOR", "1");
@@ -113,6 +115,13 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// The metrics/health address from the ready line.
+    pub fn metrics_addr(&self) -> String {
+        let ready = self.log.iter().find(|l| l.contains("t1609-agent ready")).expect("ready line");
+        let at = ready.find("metrics=").expect("metrics= in the ready line") + "metrics=".len();
+        ready[at..].split_whitespace().next().unwrap().to_owned()
     }
 
     pub fn drain_log(&mut self) -> Vec<String> {

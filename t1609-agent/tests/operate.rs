@@ -1,0 +1,123 @@
+//! Operating the agent: metrics and health endpoints, SIGHUP reload without a capture
+//! gap, config check.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    process::Command,
+    time::Duration,
+};
+
+use common::*;
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[test]
+fn metrics_and_health_endpoints() {
+    if !privileged_or_skip("metrics_and_health_endpoints") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let docker = fake_tool(dir.path(), "docker");
+    let agent = Agent::start(&[]);
+    let addr = agent.metrics_addr();
+    assert_eq!(http_get(&addr, "/readyz").0, 200);
+    let (code, body) = http_get(&addr, "/healthz");
+    assert_eq!(code, 200, "{body}");
+    assert!(Command::new(&docker).args(["exec", "-it", "metrics-c", "sh"]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(1500)); // the snapshot refreshes every second
+    let (code, text) = http_get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} missing from:\n{text}"))
+    };
+    assert!(value("t1609_events_captured_total") >= 1.0);
+    assert!(value("t1609_alerts_total{rule=\"t1609.container_exec\"}") >= 1.0);
+    assert_eq!(value("t1609_ringbuf_lost_events_total"), 0.0);
+    assert!(text.contains("t1609_bpf_program_run_count_total{program=\"sched_process_exec\"}"), "{text}");
+    assert!(text.contains("t1609_sink_queue_depth{sink="), "{text}");
+    assert!(value("t1609_process_table_entries") > 0.0);
+    assert_eq!(http_get(&addr, "/nope").0, 404);
+    agent.stop();
+}
+
+#[test]
+fn sighup_reloads_watch_set_in_place_without_gap_and_rejects_bad_config() {
+    if !privileged_or_skip("sighup_reloads_watch_set_in_place_without_gap_and_rejects_bad_config") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("rec.json");
+    let docker = fake_tool(dir.path(), "docker");
+    let newtool = fake_tool(dir.path(), "t1609-newtool");
+    let mut agent = Agent::start(&["--record", record.to_str().unwrap()]);
+    let config = agent.dir.path().join("config.toml");
+    let base = std::fs::read_to_string(&config).unwrap();
+
+    // Before: not watched.
+    assert!(Command::new(&newtool).arg("before").status().unwrap().success());
+    std::fs::write(&config, format!("{base}\n[capture]\nextra_watch = [\"t1609-newtool\"]\n")).unwrap();
+    // Execs of a watched binary straddle the reload: none may be missed.
+    let mut pids = Vec::new();
+    for i in 0..300 {
+        if i == 100 {
+            agent.signal(libc::SIGHUP);
+        }
+        let mut c = Command::new(&docker).args(["exec", "-it", &format!("reload-{i}"), "sh"]).spawn().unwrap();
+        pids.push(c.id());
+        assert!(c.wait().unwrap().success());
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new(&newtool).arg("after").status().unwrap().success());
+
+    // A broken config is rejected; the agent keeps running with the previous one.
+    std::fs::write(&config, format!("{base}\n[capture]\nextra_watch = [\"t1609-newtool\"]\nbogus_key = 1\n")).unwrap();
+    agent.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new(&newtool).arg("after-bad").status().unwrap().success());
+    assert!(agent.child.try_wait().unwrap().is_none(), "agent must survive a bad reload");
+    let (_, log) = agent.stop();
+    assert!(log.iter().any(|l| l.contains("reloaded config and rules")), "{log:#?}");
+    assert!(log.iter().any(|l| l.contains("reload rejected") && l.contains("bogus_key")), "{log:#?}");
+
+    let recs = read_records(&record);
+    let newtool_args: Vec<String> = records_for(&recs, &newtool).iter().map(|r| str_args(r)[1].clone()).collect();
+    assert_eq!(newtool_args, ["after", "after-bad"], "watched only after the reload, and still after the bad one");
+    let seen: std::collections::BTreeSet<u64> =
+        records_for(&recs, &docker).iter().filter_map(|r| get(r, "process.pid").as_u64()).collect();
+    let missing: Vec<_> = pids.iter().filter(|p| !seen.contains(&u64::from(**p))).collect();
+    assert!(missing.is_empty(), "{} execs missed around the reload", missing.len());
+}
+
+#[test]
+fn config_check_accepts_good_and_names_bad_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[capture]\nmode = \"rules\"\n[deliver]\nsinks = [\"stdout\"]\n[metrics]\nlisten = \"127.0.0.1:9609\"\n").unwrap();
+    let out = Command::new(agent_bin()).args(["config", "check", good.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[capture]\nmode = \"rules\"\n\n[network]\nports = [10250, 99999]\n").unwrap();
+    let out = Command::new(agent_bin()).args(["config", "check", bad.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:5:"), "{err}");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config.example.toml");
+    let out = Command::new(agent_bin()).args(["config", "check", example.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "the shipped example must validate: {}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,223 @@
+//! Collapse identical alerts within a window into one alert plus a repeat count.
+//!
+//! Identity ([`DedupKey`]) = rule id + normalized command line + parent executable +
+//! container id. Normalization ([`normalize_command_line`]): trim, collapse every run of
+//! whitespace to one space, and replace each run of **3 or more** ASCII digits that is not
+//! part of a longer alphanumeric word with `N` (pids, ports, sleep counts:
+//! `nsenter -t 4242 -m` ≡ `nsenter -t 5151 -m`, `/proc/1234/root` ≡ `/proc/99999/root`).
+//! 1–2 digit numbers are kept so `nsenter -t 1` (host init) stays distinct, and hex ids
+//! (`3f1c…`) are untouched because their digits touch letters.
+//!
+//! The window is fixed from the first occurrence (not sliding): a steady stream yields one
+//! `First` per window.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DedupKey {
+    pub rule_id: String,
+    /// Already normalized (use [`DedupKey::new`]).
+    pub command_line: String,
+    pub parent_executable: String,
+    /// Empty for host processes.
+    pub container_id: String,
+}
+
+impl DedupKey {
+    /// Builds a key, normalizing the command line. Missing parent / container → "".
+    pub fn new(
+        rule_id: &str,
+        command_line: &str,
+        parent_executable: Option<&str>,
+        container_id: Option<&str>,
+    ) -> Self {
+        Self {
+            rule_id: rule_id.to_string(),
+            command_line: normalize_command_line(command_line),
+            parent_executable: parent_executable.unwrap_or_default().to_string(),
+            container_id: container_id.unwrap_or_default().to_string(),
+        }
+    }
+}
+
+/// See the module docs.
+pub fn normalize_command_line(cmd: &str) -> String {
+    let collapsed = cmd.split_whitespace().collect::<Vec<_>>().join(" ");
+    let b = collapsed.as_bytes();
+    let mut out = String::with_capacity(collapsed.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            let mut j = i;
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            let before_alnum = i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+            let after_alnum = j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_');
+            if j - i >= 3 && !before_alnum && !after_alnum {
+                out.push('N');
+            } else {
+                out.push_str(&collapsed[i..j]);
+            }
+            i = j;
+        } else {
+            // Copy one UTF-8 character.
+            let ch = collapsed[i..].chars().next().unwrap_or(' ');
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupOutcome {
+    /// First occurrence in a window: emit the alert.
+    First,
+    /// A repeat; `count` is the total so far in this window, the first one included.
+    Repeat { count: u64 },
+}
+
+#[derive(Debug)]
+struct Slot {
+    first: Instant,
+    count: u64,
+}
+
+/// Windowed deduplicator. Bounded: beyond `max_keys` live windows, the oldest window is
+/// closed early (its count goes to the next [`flush_expired`](Self::flush_expired)).
+#[derive(Debug)]
+pub struct Deduper {
+    window: Duration,
+    max_keys: usize,
+    slots: HashMap<DedupKey, Slot>,
+    /// Windows closed by `check` (expired key seen again) or by the bound.
+    closed: Vec<(DedupKey, u64)>,
+}
+
+impl Deduper {
+    pub fn new(window: Duration) -> Self {
+        Self::with_max_keys(window, 65_536)
+    }
+
+    pub fn with_max_keys(window: Duration, max_keys: usize) -> Self {
+        Self {
+            window,
+            max_keys: max_keys.max(1),
+            slots: HashMap::new(),
+            closed: Vec::new(),
+        }
+    }
+
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    pub fn check(&mut self, key: DedupKey, now: Instant) -> DedupOutcome {
+        if let Some(slot) = self.slots.get_mut(&key) {
+            if now.saturating_duration_since(slot.first) < self.window {
+                slot.count += 1;
+                return DedupOutcome::Repeat { count: slot.count };
+            }
+            let old = std::mem::replace(
+                slot,
+                Slot {
+                    first: now,
+                    count: 1,
+                },
+            );
+            self.push_closed(key, old.count);
+            return DedupOutcome::First;
+        }
+        if self.slots.len() >= self.max_keys
+            && let Some(oldest) = self
+                .slots
+                .iter()
+                .min_by_key(|(_, s)| s.first)
+                .map(|(k, _)| k.clone())
+            && let Some(s) = self.slots.remove(&oldest)
+        {
+            self.push_closed(oldest, s.count);
+        }
+        self.slots.insert(
+            key,
+            Slot {
+                first: now,
+                count: 1,
+            },
+        );
+        DedupOutcome::First
+    }
+
+    /// Closes every window older than the window length and returns (key, total count) for
+    /// each closed window, count 1 included (emit a summary when count > 1).
+    pub fn flush_expired(&mut self, now: Instant) -> Vec<(DedupKey, u64)> {
+        let mut out = std::mem::take(&mut self.closed);
+        let window = self.window;
+        let expired: Vec<DedupKey> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| now.saturating_duration_since(s.first) >= window)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in expired {
+            if let Some(s) = self.slots.remove(&k) {
+                out.push((k, s.count));
+            }
+        }
+        out
+    }
+
+    /// Closed windows wait for the next flush; if nobody flushes, the oldest are dropped
+    /// beyond `max_keys` so memory stays bounded.
+    fn push_closed(&mut self, key: DedupKey, count: u64) {
+        if self.closed.len() >= self.max_keys {
+            self.closed.remove(0);
+        }
+        self.closed.push((key, count));
+    }
+
+    /// Open windows.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization() {
+        assert_eq!(
+            normalize_command_line("  docker   exec\t-it  c1 sh "),
+            "docker exec -it c1 sh"
+        );
+        assert_eq!(
+            normalize_command_line("nsenter -t 4242 -m -p"),
+            "nsenter -t N -m -p"
+        );
+        assert_eq!(
+            normalize_command_line("nsenter -t 1 -m -p"),
+            "nsenter -t 1 -m -p"
+        );
+        assert_eq!(
+            normalize_command_line("cat /proc/12345/environ"),
+            "cat /proc/N/environ"
+        );
+        assert_eq!(
+            normalize_command_line("curl -k https://10.0.0.1:10250/pods"),
+            "curl -k https://10.0.0.1:N/pods"
+        );
+        assert_eq!(
+            normalize_command_line("docker exec 3f1c9e2b7a4d sh"),
+            "docker exec 3f1c9e2b7a4d sh"
+        );
+        assert_eq!(normalize_command_line("echo héllo 123"), "echo héllo N");
+    }
+}

@@ -1,0 +1,574 @@
+//! A bounded process table (pid → [`ProcInfo`]) seeded from `/proc` and kept current from
+//! exec / fork / exit events, so alerts can name the parent and ancestry even after the
+//! parent has exited.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cgroup::compact_cgroup_text;
+
+/// Hard upper bound on [`ProcessTable::ancestry`] depth.
+pub const MAX_ANCESTRY: usize = 8;
+
+/// What the table knows about one process (thread-group leader).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    /// `comm` (at most 15 bytes, from `/proc/<pid>/stat` or the kernel event).
+    pub name: String,
+    /// Resolved `/proc/<pid>/exe` (may end in ` (deleted)`); `None` for kernel threads or
+    /// when unreadable.
+    pub executable: Option<String>,
+    /// argv; `None` for kernel threads / zombies (empty cmdline) or when unreadable.
+    pub args: Option<Vec<String>>,
+    /// Start time in ns since boot: `/proc/<pid>/stat` starttime (clock ticks) × 1e9/CLK_TCK
+    /// when seeded, the fork event's ktime when learned from a fork.
+    pub start_ns: Option<u64>,
+    /// Real uid (`Uid:` first column of `/proc/<pid>/status`; what `bpf_get_current_uid_gid`
+    /// reports). Effective and login uids: see [`read_creds`].
+    pub uid: Option<u32>,
+    /// Session id (`stat` field 6) – the pid of the session leader.
+    pub session_leader: Option<u32>,
+    /// Compacted `/proc/<pid>/cgroup` (one line per distinct path); feed to
+    /// [`crate::parse_cgroup`].
+    pub cgroup: Option<String>,
+    pub exited: bool,
+}
+
+impl ProcInfo {
+    /// argv joined by single spaces (no quoting), or the name when args are unknown.
+    pub fn command_line(&self) -> String {
+        match &self.args {
+            Some(a) if !a.is_empty() => a.join(" "),
+            _ => self.name.clone(),
+        }
+    }
+}
+
+/// One level of an ancestry chain.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub name: String,
+    pub executable: Option<String>,
+}
+
+/// Eviction order: (class, primary, seq). Class 0 = exited, ordered by exit time (ns since
+/// the table's base instant) then sequence; class 1 = live, ordered by last update.
+type OrderKey = (u8, u64, u64);
+
+#[derive(Debug, Clone)]
+struct Entry {
+    info: ProcInfo,
+    exited_at: Option<Instant>,
+    key: OrderKey,
+}
+
+/// Bounded pid → [`ProcInfo`] map.
+///
+/// Bound: whenever an insertion makes `len() > max_entries`, entries are evicted down to
+/// `max_entries` (exited entries first, oldest exit first; then live entries least recently
+/// updated first), so `len() <= max_entries` always holds. Every operation is O(log n):
+/// an ordered index replaces any scan.
+#[derive(Debug)]
+pub struct ProcessTable {
+    proc_root: PathBuf,
+    max_entries: usize,
+    exit_grace: Duration,
+    entries: HashMap<u32, Entry>,
+    order: BTreeMap<OrderKey, u32>,
+    base: Instant,
+    clock: u64,
+    clk_tck: u64,
+}
+
+impl ProcessTable {
+    pub fn new(proc_root: &Path, max_entries: usize, exit_grace: Duration) -> Self {
+        Self {
+            proc_root: proc_root.to_path_buf(),
+            max_entries: max_entries.max(1),
+            exit_grace,
+            entries: HashMap::new(),
+            order: BTreeMap::new(),
+            base: Instant::now(),
+            clock: 0,
+            clk_tck: clk_tck(),
+        }
+    }
+
+    pub fn proc_root(&self) -> &Path {
+        &self.proc_root
+    }
+
+    /// Reads every `/proc/<pid>` (thread-group leaders only) into the table. Returns how many
+    /// processes were read (the table may keep fewer if `max_entries` is smaller).
+    pub fn seed_from_proc(&mut self) -> usize {
+        let Ok(dir) = fs::read_dir(&self.proc_root) else {
+            return 0;
+        };
+        let mut n = 0;
+        for ent in dir.flatten() {
+            let Some(pid) = ent.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Ok(info) = read_proc_info_tck(&self.proc_root, pid, self.clk_tck) {
+                self.insert(info, None);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// An exec replaced the image of `info.pid`. Name, executable and args are replaced;
+    /// fields the event leaves `None` (start time, uid, session, cgroup) and a `ppid` of 0
+    /// keep the cached values, since exec does not change them.
+    pub fn on_exec(&mut self, mut info: ProcInfo) {
+        if let Some(old) = self.entries.get(&info.pid).filter(|e| !e.info.exited) {
+            let old = &old.info;
+            if info.ppid == 0 {
+                info.ppid = old.ppid;
+            }
+            info.start_ns = info.start_ns.or(old.start_ns);
+            info.uid = info.uid.or(old.uid);
+            info.session_leader = info.session_leader.or(old.session_leader);
+            if info.cgroup.is_none() {
+                info.cgroup = old.cgroup.clone();
+            }
+        }
+        info.exited = false;
+        self.insert(info, None);
+    }
+
+    /// A new process: it inherits the parent's name, executable, args, uid, session and
+    /// cgroup until its own exec. An unknown parent is read from `/proc` first; if that
+    /// fails, the child itself is read from `/proc`, else a minimal entry is kept.
+    pub fn on_fork(&mut self, parent_tgid: u32, child_tgid: u32, ktime_ns: u64) {
+        if parent_tgid == child_tgid {
+            return; // a thread, not a new process
+        }
+        if !self.entries.contains_key(&parent_tgid) {
+            self.refresh_from_proc(parent_tgid);
+        }
+        let child = match self.entries.get(&parent_tgid) {
+            Some(p) => ProcInfo {
+                pid: child_tgid,
+                ppid: parent_tgid,
+                start_ns: Some(ktime_ns),
+                exited: false,
+                ..p.info.clone()
+            },
+            None => match read_proc_info_tck(&self.proc_root, child_tgid, self.clk_tck) {
+                Ok(mut i) => {
+                    i.start_ns = Some(ktime_ns);
+                    i
+                }
+                Err(_) => ProcInfo {
+                    pid: child_tgid,
+                    ppid: parent_tgid,
+                    start_ns: Some(ktime_ns),
+                    ..Default::default()
+                },
+            },
+        };
+        self.insert(child, None);
+    }
+
+    /// Marks the process exited; it stays resolvable until `now + exit_grace` is passed to
+    /// [`evict`](Self::evict). Unknown pids are ignored.
+    pub fn on_exit(&mut self, tgid: u32, now: Instant) {
+        self.clock += 1;
+        let seq = self.clock;
+        let base = self.base;
+        let Some(e) = self.entries.get_mut(&tgid) else {
+            return;
+        };
+        e.info.exited = true;
+        if e.exited_at.is_some() {
+            return;
+        }
+        e.exited_at = Some(now);
+        self.order.remove(&e.key);
+        e.key = (0, nanos_since(base, now), seq);
+        self.order.insert(e.key, tgid);
+    }
+
+    pub fn get(&self, pid: u32) -> Option<&ProcInfo> {
+        self.entries.get(&pid).map(|e| &e.info)
+    }
+
+    /// Re-reads `/proc/<pid>` if the process is alive and replaces the entry; otherwise the
+    /// cached entry (if any) is returned unchanged.
+    pub fn refresh_from_proc(&mut self, pid: u32) -> Option<&ProcInfo> {
+        if let Ok(info) = read_proc_info_tck(&self.proc_root, pid, self.clk_tck) {
+            self.insert(info, None);
+        }
+        self.get(pid)
+    }
+
+    /// Like [`ancestry`](Self::ancestry) but first reads `pid` and each missing ancestor from
+    /// `/proc` (for events about processes the table has not seen).
+    pub fn refresh_ancestry(&mut self, pid: u32, max: usize) -> Vec<Ancestor> {
+        let max = max.min(MAX_ANCESTRY);
+        if !self.entries.contains_key(&pid) {
+            self.refresh_from_proc(pid);
+        }
+        let mut cur = pid;
+        let mut seen = HashSet::new();
+        for _ in 0..max {
+            let Some(ppid) = self.get(cur).map(|i| i.ppid) else {
+                break;
+            };
+            if ppid == 0 || !seen.insert(ppid) {
+                break;
+            }
+            if !self.entries.contains_key(&ppid) {
+                self.refresh_from_proc(ppid);
+            }
+            cur = ppid;
+        }
+        self.ancestry(pid, max)
+    }
+
+    /// Parent first, at most `min(max, 8)` levels. Stops at pid 0, at an unknown pid or on a
+    /// loop. Exited ancestors still within their grace period are included.
+    pub fn ancestry(&self, pid: u32, max: usize) -> Vec<Ancestor> {
+        let max = max.min(MAX_ANCESTRY);
+        let mut out = Vec::new();
+        let mut seen = HashSet::from([pid]);
+        let Some(mut cur) = self.get(pid) else {
+            return out;
+        };
+        while out.len() < max {
+            let ppid = cur.ppid;
+            if ppid == 0 || !seen.insert(ppid) {
+                break;
+            }
+            let Some(p) = self.get(ppid) else { break };
+            out.push(Ancestor {
+                pid: p.pid,
+                name: p.name.clone(),
+                executable: p.executable.clone(),
+            });
+            cur = p;
+        }
+        out
+    }
+
+    /// True when `ancestor` is on `pid`'s parent chain (at most 64 levels): the
+    /// "in the container's init tree" test (pass the container's init pid). A process
+    /// injected by `docker exec`/`kubectl exec` is *not* in its container's init tree.
+    pub fn is_descendant_of(&self, pid: u32, ancestor: u32) -> bool {
+        let mut cur = pid;
+        let mut seen = HashSet::from([pid]);
+        for _ in 0..64 {
+            let Some(p) = self.get(cur) else { return false };
+            if p.ppid == ancestor {
+                return true;
+            }
+            if p.ppid == 0 || !seen.insert(p.ppid) {
+                return false;
+            }
+            cur = p.ppid;
+        }
+        false
+    }
+
+    /// Drops exited entries whose grace has passed, then enforces `max_entries`. Returns the
+    /// number of entries removed.
+    pub fn evict(&mut self, now: Instant) -> usize {
+        let before = self.entries.len();
+        // Exited entries come first in `order`, oldest exit first: stop at the first one
+        // still in its grace period.
+        while let Some((&key, &pid)) = self.order.first_key_value() {
+            if key.0 != 0 {
+                break;
+            }
+            let expired = self
+                .entries
+                .get(&pid)
+                .and_then(|e| e.exited_at)
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.exit_grace);
+            if !expired {
+                break;
+            }
+            self.order.remove(&key);
+            self.entries.remove(&pid);
+        }
+        self.enforce_bound();
+        before - self.entries.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    fn insert(&mut self, info: ProcInfo, exited_at: Option<Instant>) {
+        self.clock += 1;
+        let seq = self.clock;
+        // A zombie read from /proc has exited already; its grace starts now.
+        let exited_at = exited_at.or_else(|| info.exited.then(Instant::now));
+        let key = match exited_at {
+            Some(t) => (0, nanos_since(self.base, t), seq),
+            None => (1, seq, 0),
+        };
+        let pid = info.pid;
+        if let Some(old) = self.entries.insert(
+            pid,
+            Entry {
+                info,
+                exited_at,
+                key,
+            },
+        ) {
+            self.order.remove(&old.key);
+        }
+        self.order.insert(key, pid);
+        if self.entries.len() > self.max_entries {
+            self.enforce_bound();
+        }
+    }
+
+    fn enforce_bound(&mut self) {
+        while self.entries.len() > self.max_entries {
+            let Some((_, pid)) = self.order.pop_first() else {
+                break;
+            };
+            self.entries.remove(&pid);
+        }
+    }
+}
+
+fn nanos_since(base: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn clk_tck() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 { v as u64 } else { 100 }
+}
+
+/// Fields of `/proc/<pid>/stat` the table uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub comm: String,
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: u32,
+    pub session: u32,
+    pub tty_nr: u32,
+    pub starttime_ticks: u64,
+}
+
+/// Parses `/proc/<pid>/stat`; the comm may contain spaces and parentheses.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_string();
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // rest[0] = state (field 3), rest[1] = ppid (4), … starttime is field 22 → rest[19].
+    Some(Stat {
+        comm,
+        state: rest.first()?.chars().next()?,
+        ppid: rest.get(1)?.parse().ok()?,
+        pgrp: rest.get(2)?.parse().ok()?,
+        session: rest.get(3)?.parse().ok()?,
+        tty_nr: rest.get(4)?.parse().ok()?,
+        starttime_ticks: rest.get(19)?.parse().ok()?,
+    })
+}
+
+/// Real, effective, saved and fs ids from `/proc/<pid>/status`, plus the login uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Creds {
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    /// `/proc/<pid>/loginuid`; `None` when unset (4294967295) or unreadable.
+    pub login_uid: Option<u32>,
+}
+
+fn status_ids(status: &str, key: &str) -> Option<(u32, u32)> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let mut it = line[key.len()..].split_whitespace();
+    let real = it.next()?.parse().ok()?;
+    let eff = it.next()?.parse().ok()?;
+    Some((real, eff))
+}
+
+/// Parses `Uid:`/`Gid:` from the text of `/proc/<pid>/status`.
+pub fn parse_status_creds(status: &str) -> Option<Creds> {
+    let (uid, euid) = status_ids(status, "Uid:")?;
+    let (gid, egid) = status_ids(status, "Gid:")?;
+    Some(Creds {
+        uid,
+        euid,
+        gid,
+        egid,
+        login_uid: None,
+    })
+}
+
+/// Real/effective uid and gid and login uid of a live process.
+pub fn read_creds(proc_root: &Path, pid: u32) -> io::Result<Creds> {
+    let dir = proc_root.join(pid.to_string());
+    let status = fs::read_to_string(dir.join("status"))?;
+    let mut c = parse_status_creds(&status)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad status"))?;
+    c.login_uid = fs::read_to_string(dir.join("loginuid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|&u| u != u32::MAX);
+    Ok(c)
+}
+
+/// The pid as seen in the process's own (innermost) pid namespace: the last value of the
+/// `NSpid:` line of `/proc/<pid>/status`. 1 means the namespace's init (a container's PID 1).
+pub fn read_ns_pid(proc_root: &Path, pid: u32) -> Option<u32> {
+    let status = fs::read_to_string(proc_root.join(pid.to_string()).join("status")).ok()?;
+    parse_ns_pid(&status)
+}
+
+/// See [`read_ns_pid`].
+pub fn parse_ns_pid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
+}
+
+/// Splits `/proc/<pid>/cmdline` (NUL-separated, maybe NUL-terminated). Empty → `None`.
+pub fn parse_cmdline(raw: &[u8]) -> Option<Vec<String>> {
+    if raw.is_empty() {
+        return None;
+    }
+    let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
+    Some(
+        raw.split(|b| *b == 0)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect(),
+    )
+}
+
+/// Reads one process from `<proc_root>/<pid>`. Fails if the process does not exist (its
+/// `stat` is unreadable); other files are best effort.
+pub fn read_proc_info(proc_root: &Path, pid: u32) -> io::Result<ProcInfo> {
+    read_proc_info_tck(proc_root, pid, clk_tck())
+}
+
+fn read_proc_info_tck(proc_root: &Path, pid: u32, tck: u64) -> io::Result<ProcInfo> {
+    let dir = proc_root.join(pid.to_string());
+    let stat_text = fs::read_to_string(dir.join("stat"))?;
+    let stat = parse_stat(&stat_text)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad stat"))?;
+    let executable = fs::read_link(dir.join("exe"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned());
+    let args = fs::read(dir.join("cmdline"))
+        .ok()
+        .and_then(|b| parse_cmdline(&b));
+    let uid = fs::read_to_string(dir.join("status"))
+        .ok()
+        .and_then(|s| status_ids(&s, "Uid:"))
+        .map(|(r, _)| r);
+    let cgroup = fs::read_to_string(dir.join("cgroup"))
+        .ok()
+        .map(|t| compact_cgroup_text(&t))
+        .filter(|s| !s.is_empty());
+    Ok(ProcInfo {
+        pid,
+        ppid: stat.ppid,
+        name: stat.comm,
+        executable,
+        args,
+        start_ns: Some(stat.starttime_ticks.saturating_mul(1_000_000_000) / tck.max(1)),
+        uid,
+        session_leader: Some(stat.session),
+        cgroup,
+        exited: stat.state == 'Z' || stat.state == 'X',
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_stays_consistent_under_random_ops() {
+        let dir = std::env::temp_dir().join(format!("t1609-ctx-empty-proc-{}", std::process::id()));
+        let _ = fs::create_dir_all(&dir);
+        let mut t = ProcessTable::new(&dir, 50, Duration::from_millis(100));
+        let t0 = Instant::now();
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for step in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let pid = (x % 120) as u32 + 2;
+            let now = t0 + Duration::from_millis(step / 10);
+            match x % 4 {
+                0 => t.on_exec(ProcInfo {
+                    pid,
+                    ppid: 1,
+                    name: "p".into(),
+                    ..Default::default()
+                }),
+                1 => t.on_fork(pid, pid + 1, step),
+                2 => t.on_exit(pid, now),
+                _ => {
+                    t.evict(now);
+                }
+            }
+            assert!(t.len() <= 50);
+            assert_eq!(t.order.len(), t.entries.len(), "step {step}");
+            for (k, p) in &t.order {
+                assert_eq!(t.entries[p].key, *k);
+            }
+        }
+        let _ = fs::remove_dir(&dir);
+    }
+
+    #[test]
+    fn stat_with_odd_comm() {
+        let s = "1234 (a) b (c)) S 1 1234 1234 34816 1234 4194304 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 200 18446744073709551615";
+        let st = parse_stat(s).unwrap();
+        assert_eq!(st.comm, "a) b (c)");
+        assert_eq!(st.ppid, 1);
+        assert_eq!(st.session, 1234);
+        assert_eq!(st.starttime_ticks, 98765);
+    }
+
+    #[test]
+    fn cmdline_split() {
+        assert_eq!(
+            parse_cmdline(b"sh\0-c\0echo a  b\0"),
+            Some(vec!["sh".into(), "-c".into(), "echo a  b".into()])
+        );
+        assert_eq!(parse_cmdline(b""), None);
+    }
+
+    #[test]
+    fn creds() {
+        let st = "Name:\tx\nUid:\t1000\t0\t0\t0\nGid:\t100\t100\t100\t100\n";
+        let c = parse_status_creds(st).unwrap();
+        assert_eq!((c.uid, c.euid, c.gid), (1000, 0, 100));
+    }
+}

@@ -1,0 +1,66 @@
+//! stdout sink: one JSON line per alert.
+
+use tokio::io::{AsyncWriteExt, Stdout};
+
+use super::{Sink, SinkError};
+use crate::Alert;
+
+/// Errors of the stdout sink.
+#[derive(Debug, thiserror::Error)]
+pub enum StdoutError {
+    #[error("stdout: write failed after {written} alerts: {source}")]
+    Write {
+        written: u64,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Writes JSON lines to the process's standard output (through tokio, so a blocked pipe
+/// stalls only this sink's worker).
+#[derive(Debug)]
+pub struct StdoutSink {
+    out: Stdout,
+    written: u64,
+    buf: Vec<u8>,
+}
+
+impl StdoutSink {
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            out: tokio::io::stdout(),
+            written: 0,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Default for StdoutSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sink for StdoutSink {
+    fn name(&self) -> &'static str {
+        "stdout"
+    }
+
+    async fn deliver(&mut self, alert: &Alert) -> Result<(), SinkError> {
+        self.buf.clear();
+        self.buf.extend_from_slice(alert.json().as_bytes());
+        self.buf.push(b'\n');
+        let r = async {
+            self.out.write_all(&self.buf).await?;
+            self.out.flush().await
+        }
+        .await;
+        r.map_err(|source| StdoutError::Write {
+            written: self.written,
+            source,
+        })?;
+        self.written += 1;
+        Ok(())
+    }
+}

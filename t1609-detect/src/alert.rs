@@ -1,0 +1,244 @@
+//! Alerts and their ECS documents.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::argv::Invocation;
+use crate::event::ProcessEvent;
+use crate::rules::{MitreRef, RuleMeta};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+    /// Elastic's numeric severity scale.
+    pub fn ecs_number(self) -> u8 {
+        match self {
+            Severity::Low => 21,
+            Severity::Medium => 47,
+            Severity::High => 73,
+            Severity::Critical => 99,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    Low,
+    Medium,
+    High,
+}
+
+impl Confidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Low => "low",
+            Confidence::Medium => "medium",
+            Confidence::High => "high",
+        }
+    }
+}
+
+/// One rule hit on one event.
+#[derive(Clone, Debug)]
+pub struct Alert {
+    pub rule_id: String,
+    pub rule_name: String,
+    pub severity: Severity,
+    pub risk_score: u8,
+    pub confidence: Confidence,
+    /// This alert's own unique `event.id`.
+    pub event_id: String,
+    /// Shared by the alerts of one event and by a wrapper's alert and its inner command's.
+    pub group_id: Option<String>,
+    /// `event.id` of the process event, when it had one.
+    pub source_event_id: Option<String>,
+    /// Detection time (RFC 3339).
+    pub created: String,
+    pub rule: Arc<RuleMeta>,
+    pub event: Arc<ProcessEvent>,
+    /// The parsed command the rule matched (the inner one for wrappers).
+    pub argv: Option<Arc<Invocation>>,
+}
+
+impl Alert {
+    /// The alert as one ECS document.
+    pub fn to_ecs(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// Writes the alert's ECS JSON (no newline) straight to `w`: the fast path, with no
+    /// intermediate `Value`. Same document as [`Alert::to_ecs`].
+    pub fn write_json(&self, w: impl std::io::Write) -> serde_json::Result<()> {
+        serde_json::to_writer(w, self)
+    }
+}
+
+impl Serialize for Alert {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = &*self.rule;
+        // The alert's time is the exec's when known (detection time is event.created).
+        let ts = self.event.timestamp.as_deref().unwrap_or(&self.created);
+        let mut doc = self.event.ecs_doc(
+            AlertMeta {
+                kind: "alert",
+                id: &self.event_id,
+                severity: self.severity.ecs_number(),
+                risk_score: self.risk_score,
+                category: ["process"],
+                kind_type: ["start"],
+                action: "exec",
+                created: &self.created,
+            },
+            AlertExtra {
+                rule: RuleOut { id: &r.id, name: &r.name, description: &r.description, reference: r.references.first().map(String::as_str), ruleset: &r.source },
+                threat: ThreatOut {
+                    framework: "MITRE ATT&CK",
+                    tactic: Refs(&r.tactics),
+                    technique: Refs(&r.techniques),
+                },
+            },
+            AlertT1609 {
+                severity: self.severity.as_str(),
+                confidence: self.confidence.as_str(),
+                group_id: self.group_id.as_deref(),
+                event_id: self.source_event_id.as_deref(),
+                argv: self.argv.as_deref(),
+            },
+        );
+        doc.ts = Some(ts);
+        doc.serialize(s)
+    }
+}
+
+#[derive(Serialize)]
+struct AlertMeta<'a> {
+    kind: &'static str,
+    id: &'a str,
+    severity: u8,
+    risk_score: u8,
+    category: [&'static str; 1],
+    #[serde(rename = "type")]
+    kind_type: [&'static str; 1],
+    action: &'static str,
+    created: &'a str,
+}
+
+#[derive(Serialize)]
+struct AlertExtra<'a> {
+    rule: RuleOut<'a>,
+    threat: ThreatOut<'a>,
+}
+
+#[derive(Serialize)]
+struct RuleOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    description: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a str>,
+    ruleset: &'a str,
+}
+
+#[derive(Serialize)]
+struct ThreatOut<'a> {
+    framework: &'static str,
+    tactic: Refs<'a>,
+    technique: Refs<'a>,
+}
+
+/// `{id: [...], name: [...], reference: [...]}` from a list of ATT&CK references.
+struct Refs<'a>(&'a [MitreRef]);
+
+impl Serialize for Refs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Col<'a>(&'a [MitreRef], fn(&MitreRef) -> &str);
+        impl Serialize for Col<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(self.1))
+            }
+        }
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("id", &Col(self.0, |r| r.id.as_str()))?;
+        m.serialize_entry("name", &Col(self.0, |r| r.name.as_str()))?;
+        m.serialize_entry("reference", &Col(self.0, |r| r.reference.as_str()))?;
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct AlertT1609<'a> {
+    severity: &'static str,
+    confidence: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    argv: Option<&'a Invocation>,
+}
+
+/// Random-looking, unique 128-bit ids: a per-process seed (time, pid, address) mixed with
+/// a counter, so no two alerts of a process collide and processes differ by seed.
+pub(crate) fn new_id() -> String {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let local = 0u8;
+        splitmix(t ^ u64::from(std::process::id()).rotate_left(32) ^ (&raw const local as u64))
+    });
+    let c = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let a = splitmix(seed ^ c);
+    let b = splitmix(a ^ seed.rotate_left(17) ^ c.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    format!("{a:016x}{b:016x}")
+}
+
+pub(crate) fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A stable 128-bit hex digest (FNV-1a, two lanes, finalised with splitmix).
+pub(crate) fn digest(parts: &[&[u8]]) -> String {
+    let (mut h1, mut h2) = (0xcbf2_9ce4_8422_2325u64, 0x84222325_cbf29ce4u64);
+    for p in parts {
+        for &b in *p {
+            h1 = (h1 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            h2 = (h2 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3).rotate_left(5);
+        }
+        // Separator so ["ab","c"] and ["a","bc"] differ.
+        h1 = (h1 ^ 0xff).wrapping_mul(0x100_0000_01b3);
+        h2 = (h2 ^ 0xfe).wrapping_mul(0x100_0000_01b3);
+    }
+    format!("{:016x}{:016x}", splitmix(h1), splitmix(h2))
+}
+
+/// Current time as RFC 3339.
+pub(crate) fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}

@@ -1,0 +1,198 @@
+//! kubectl, oc and kubeletctl.
+
+use super::{HELP_FLAGS, Invocation, Opts, http};
+
+/// Options (global or per verb) that take a value. kubectl accepts flags anywhere, so one
+/// table covers the verbs we parse.
+const KUBE_LONG: &[&str] = &[
+    "namespace", "context", "cluster", "kubeconfig", "server", "token", "user", "as", "as-group", "as-uid",
+    "request-timeout", "certificate-authority", "client-certificate", "client-key", "tls-server-name", "cache-dir",
+    "v", "log-file", "log-dir", "profile", "vmodule", "container", "filename", "pod-running-timeout", "image",
+    "overrides", "restart", "env", "labels", "port", "serviceaccount", "target", "copy-to", "image-pull-policy",
+    "attach", "output", "selector", "timeout", "field-selector", "limits", "requests", "annotations", "hostport",
+    "generator", "dry-run", "raw", "template", "custom-columns", "sort-by", "field-manager", "profile-output",
+    "retries", "custom", "set-image", "share-processes", "log-flush-frequency", "kustomize", "chunk-size",
+];
+const KUBE_SHORT: &str = "nscfvlo";
+
+fn strip_pod_prefix(p: &str) -> String {
+    p.strip_prefix("pod/").or_else(|| p.strip_prefix("pods/")).or_else(|| p.strip_prefix("po/")).unwrap_or(p).to_string()
+}
+
+/// Scans a `--overrides` JSON (kubectl run) for isolation-breaking pod settings. A
+/// substring scan of the whitespace-free text is enough: any of these keys set to true
+/// breaks isolation wherever it appears.
+fn apply_overrides(inv: &mut Invocation, json: &str) {
+    let j: String = json.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
+    for (key, ns) in [("\"hostpid\":true", "pid"), ("\"hostnetwork\":true", "net"), ("\"hostipc\":true", "ipc"), ("\"hostusers\":false", "user")] {
+        if j.contains(key) {
+            inv.host_namespaces.push(ns.to_string());
+        }
+    }
+    if j.contains("\"privileged\":true") {
+        inv.privileged = true;
+    }
+    if j.contains("\"hostpath\":{\"path\":\"/\"") {
+        inv.host_root_mount = true;
+    }
+    for s in ["docker.sock", "containerd.sock", "crio.sock"] {
+        if j.contains(s) {
+            inv.runtime_socket_mount = true;
+        }
+    }
+    if j.contains("\"sys_admin\"") || j.contains("\"all\"") && j.contains("\"add\"") {
+        inv.cap_add.push("SYS_ADMIN".into());
+    }
+}
+
+pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
+    let mut inv = Invocation::new(tool, argv);
+    let w = Opts { long_vals: KUBE_LONG, short_vals: KUBE_SHORT, stop_at_positional: false }.walk(&argv[1..]);
+    inv.help = w.has(HELP_FLAGS);
+    inv.namespace = w.value(&["-n", "--namespace"]);
+    if let Some(s) = w.value(&["-s", "--server"]) {
+        let u = http::parse_url(&s);
+        inv.remote_host = u.as_ref().and_then(|u| u.host.clone());
+        inv.remote_port = u.and_then(|u| u.port);
+    }
+    let Some(verb) = w.positionals.first().cloned() else {
+        return inv;
+    };
+    let pos = &w.positionals[1..];
+    let interactive = w.flag_true(&["-i", "--stdin"]);
+    let tty = w.flag_true(&["-t", "--tty"]);
+    match verb.as_str() {
+        // kubectl's deprecated form `kubectl exec POD CMD...` still works.
+        "exec" | "rsh" => {
+            inv.pod = pos.first().map(|p| strip_pod_prefix(p));
+            inv.container = w.value(&["-c", "--container"]);
+            let cmd = if w.saw_dashdash { w.rest.clone() } else { pos.get(1..).map(<[String]>::to_vec).unwrap_or_default() };
+            inv.interactive = interactive;
+            inv.tty = tty;
+            if verb == "rsh" {
+                // `oc rsh` opens a shell with a TTY unless given a command or -T.
+                let no_tty = w.has(&["-T", "--no-tty"]);
+                inv.tty = !no_tty && cmd.is_empty() || tty;
+                inv.interactive = true;
+                if cmd.is_empty() {
+                    inv.set_command(vec!["/bin/sh".into()]);
+                } else {
+                    inv.set_command(cmd);
+                }
+            } else {
+                inv.set_command(cmd);
+            }
+        }
+        "attach" => {
+            inv.pod = pos.first().map(|p| strip_pod_prefix(p));
+            inv.container = w.value(&["-c", "--container"]);
+            inv.interactive = interactive;
+            inv.tty = tty;
+        }
+        "cp" => {
+            // One side is `[ns/]pod:path`; cp runs tar in the pod through pods/exec.
+            for p in pos {
+                if let Some((lhs, _)) = p.split_once(':') {
+                    if lhs.is_empty() || lhs.contains('\\') {
+                        continue;
+                    }
+                    match lhs.split_once('/') {
+                        Some((ns, pod)) => {
+                            inv.namespace = Some(ns.to_string());
+                            inv.pod = Some(pod.to_string());
+                        }
+                        None => inv.pod = Some(lhs.to_string()),
+                    }
+                }
+            }
+            inv.container = w.value(&["-c", "--container"]);
+            if inv.pod.is_none() {
+                inv.verb = Some("cp-local".into());
+                return inv;
+            }
+        }
+        "debug" => {
+            let target = pos.first().cloned();
+            inv.image = w.value(&["--image"]);
+            inv.interactive = interactive;
+            inv.tty = tty;
+            if let Some(t) = &target {
+                if let Some(node) = t.strip_prefix("node/").or_else(|| t.strip_prefix("nodes/")) {
+                    // A node debug pod shares the host's PID/net/IPC namespaces and mounts
+                    // the host root at /host.
+                    inv.container = Some(format!("node/{node}"));
+                    inv.host_namespaces = vec!["pid".into(), "net".into(), "ipc".into()];
+                    inv.host_root_mount = true;
+                } else {
+                    inv.pod = Some(strip_pod_prefix(t));
+                }
+            }
+            if w.value(&["--profile"]).as_deref() == Some("sysadmin") {
+                inv.privileged = true;
+            }
+            let cmd = if w.saw_dashdash { w.rest.clone() } else { Vec::new() };
+            inv.set_command(cmd);
+        }
+        "run" => {
+            inv.pod = pos.first().cloned();
+            inv.image = w.value(&["--image"]);
+            inv.interactive = interactive;
+            inv.tty = tty;
+            inv.privileged = w.flag_true(&["--privileged"]);
+            if let Some(o) = w.value(&["--overrides"]) {
+                apply_overrides(&mut inv, &o);
+            }
+            let cmd = if w.saw_dashdash { w.rest.clone() } else { pos.get(1..).map(<[String]>::to_vec).unwrap_or_default() };
+            inv.set_command(cmd);
+        }
+        "get" | "create" | "replace" | "apply" => {
+            // `kubectl get --raw /api/v1/nodes/N/proxy/run/...` reaches the kubelet.
+            if let Some(raw) = w.value(&["--raw"]) {
+                http::apply_url(&mut inv, &raw);
+            }
+        }
+        _ => {}
+    }
+    inv.verb = Some(verb);
+    inv
+}
+
+/// kubeletctl: `exec "cmd" -p pod -c ctr -n ns -s server`, `run`, `attach`, `pods`, `scan rce`...
+pub(crate) fn parse_kubeletctl(argv: &[String]) -> Invocation {
+    let mut inv = Invocation::new("kubeletctl", argv);
+    let w = Opts {
+        long_vals: &["pod", "container", "namespace", "server", "port", "config", "token", "token-file", "cidr", "cacert", "cert", "key"],
+        short_vals: "pcns",
+        stop_at_positional: false,
+    }
+    .walk(&argv[1..]);
+    inv.help = w.has(HELP_FLAGS);
+    inv.pod = w.value(&["-p", "--pod"]);
+    inv.container = w.value(&["-c", "--container"]);
+    inv.namespace = w.value(&["-n", "--namespace"]);
+    inv.url_host = w.value(&["-s", "--server"]);
+    inv.url_port = w.value(&["--port"]).and_then(|p| p.parse().ok()).or(Some(10250));
+    inv.api = Some("kubelet");
+    let Some(verb) = w.positionals.first().cloned() else {
+        return inv;
+    };
+    inv.api_action = Some(match verb.as_str() {
+        "exec" => "exec",
+        "run" => "run",
+        "attach" => "attach",
+        "pods" => "pods",
+        "runningpods" => "runningpods",
+        "portForward" | "portforward" => "port_forward",
+        "metrics" => "metrics",
+        "healthz" => "healthz",
+        "containerLogs" | "logs" => "logs",
+        "scan" if w.positionals.get(1).map(String::as_str) == Some("rce") => "run",
+        _ => "other",
+    });
+    if matches!(verb.as_str(), "exec" | "run" | "attach") {
+        let cmd: Vec<String> = w.positionals.get(1).map(|c| c.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+        inv.set_command(cmd);
+    }
+    inv.verb = Some(verb);
+    inv
+}

@@ -1,0 +1,407 @@
+//! Structured argv parsing: turns a command line into the fields the sharper rules use
+//! (tool, verb, target, interactive, isolation-breaking flags, command run inside, kubelet
+//! URL parts), re-parsing the inner command of wrappers.
+//!
+//! The parsers follow each tool's real option grammar (which options take a value), so
+//! that an option value is never mistaken for a verb or a container name.
+
+mod container;
+mod http;
+mod kube;
+mod runtime;
+mod shell;
+
+use serde::Serialize;
+
+/// Caps that keep hostile input (deeply nested `sh -c`) cheap.
+const MAX_DEPTH: u8 = 4;
+const MAX_INVOCATIONS: usize = 32;
+
+/// One parsed command: the event's own, or one its wrapper runs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Invocation {
+    /// Canonical tool (`docker`, `kubectl`, `nsenter`, `curl`, `sudo`, ...).
+    pub tool: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verb: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    pub interactive: bool,
+    pub tty: bool,
+    pub privileged: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub host_namespaces: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub host_root_mount: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub runtime_socket_mount: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub security_unconfined: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    /// The command run inside the container (or by nsenter / a wrapper).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// `shell`, `downloader`, `escape` or `other` when there is a command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_class: Option<&'static str>,
+    /// nsenter: the target PID (`-t`, or `/proc/<pid>/ns/*` files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_pid: Option<String>,
+    /// `--help`, `--version` and the like: the command runs nothing.
+    #[serde(skip_serializing_if = "is_false")]
+    pub help: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_port: Option<u16>,
+    /// Percent-decoded, normalised path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_path: Option<String>,
+    /// `kubelet`, `apiserver` or `runtime` (Docker/Podman Engine API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<&'static str>,
+    /// What the API call does: `run`, `exec`, `attach`, `cri_exec`, `pods`,
+    /// `runningpods`, `port_forward`, `metrics`, `healthz`, `logs`, `create`, `start`, `other`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_action: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix_socket: Option<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub runtime_socket: bool,
+    /// `docker -H tcp://host:port` and the like.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_port: Option<u16>,
+    /// Wrappers around this command, outermost first (`sudo`, `sh -c`, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wrappers: Vec<String>,
+    /// The `#!` interpreter when the tool is a script shim (podman-docker's `docker`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shim: Option<String>,
+    /// The argv this invocation was parsed from (used to tie a wrapper to its child).
+    #[serde(skip)]
+    pub argv: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+pub(crate) fn basename(s: &str) -> &str {
+    s.rsplit('/').next().unwrap_or(s)
+}
+
+pub(crate) const SHELLS: &[&str] = &["sh", "bash", "ash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "rbash"];
+const DOWNLOADERS: &[&str] = &["curl", "wget", "fetch", "tftp", "ftp", "nc", "ncat", "socat", "scp", "aria2c"];
+const ESCAPE_TOOLS: &[&str] = &["chroot", "nsenter", "su", "unshare", "capsh", "mount", "sudo", "setpriv", "pivot_root"];
+const MULTI_CALL: &[&str] = &["busybox", "toybox", "k3s"];
+
+/// Known admin tools, by the executable basenames that run them. Shared with the
+/// engine's watch-set derivation, so a rule about a tool watches all its names.
+pub(crate) fn exe_names_for_tool(tool: &str) -> &'static [&'static str] {
+    match tool {
+        "docker" => &["docker"],
+        "podman" => &["podman", "podman-remote"],
+        "nerdctl" => &["nerdctl"],
+        "compose" => &["docker-compose", "podman-compose", "docker", "podman", "nerdctl"],
+        "kubectl" => &["kubectl", "k3s", "microk8s.kubectl", "kubectl-node_shell", "kubectl-node-shell"],
+        "oc" => &["oc"],
+        "crictl" => &["crictl", "k3s"],
+        "ctr" => &["ctr", "k3s"],
+        "runc" => &["runc"],
+        "crun" => &["crun"],
+        "nsenter" => &["nsenter", "busybox"],
+        "lxc" => &["lxc", "lxc-attach"],
+        "kubeletctl" => &["kubeletctl"],
+        "curl" => &["curl"],
+        "wget" => &["wget", "busybox"],
+        "python" => &[
+            "python", "python2", "python3", "python3.6", "python3.7", "python3.8", "python3.9", "python3.10",
+            "python3.11", "python3.12", "python3.13", "python3.14",
+        ],
+        "perl" => &["perl"],
+        "node" => &["node", "nodejs"],
+        "wscat" => &["wscat"],
+        "websocat" => &["websocat"],
+        "openssl" => &["openssl"],
+        "ssl_client" => &["ssl_client", "busybox"],
+        _ => &[],
+    }
+}
+
+/// Every tool name a rule may test for in `t1609.argv.tool`.
+pub(crate) const KNOWN_TOOLS: &[&str] = &[
+    "docker", "podman", "nerdctl", "compose", "kubectl", "oc", "crictl", "ctr", "runc", "crun", "nsenter", "lxc",
+    "kubeletctl", "curl", "wget", "python", "perl", "node", "wscat", "websocat", "openssl", "ssl_client",
+];
+
+/// Wrappers whose argv carries another command. Cheap ones are watched live; shells are
+/// only needed in replay (their child is exec'd and caught on its own).
+pub(crate) const LIVE_WRAPPERS: &[&str] = &[
+    "sudo", "doas", "env", "xargs", "nohup", "timeout", "setsid", "nice", "ionice", "stdbuf", "chroot", "su",
+    "runuser", "script", "watch", "busybox", "k3s", "toybox",
+];
+
+/// Maps an executable basename to its canonical tool name.
+fn canonical_tool(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "docker" => "docker",
+        "podman" | "podman-remote" => "podman",
+        "nerdctl" => "nerdctl",
+        "docker-compose" | "podman-compose" => "compose",
+        "kubectl" | "microk8s.kubectl" => "kubectl",
+        "oc" => "oc",
+        "crictl" => "crictl",
+        "ctr" => "ctr",
+        "runc" => "runc",
+        "crun" => "crun",
+        "nsenter" => "nsenter",
+        "lxc" | "lxc-attach" => "lxc",
+        "kubeletctl" => "kubeletctl",
+        "curl" => "curl",
+        "wget" => "wget",
+        "perl" => "perl",
+        "node" | "nodejs" => "node",
+        "wscat" => "wscat",
+        "websocat" => "websocat",
+        "openssl" => "openssl",
+        "ssl_client" => "ssl_client",
+        n if n.starts_with("python") && n[6..].chars().all(|c| c.is_ascii_digit() || c == '.') => "python",
+        _ => return None,
+    })
+}
+
+pub(crate) fn classify_command(cmd: &[String]) -> Option<&'static str> {
+    let first = cmd.first()?;
+    let mut name = basename(first);
+    if MULTI_CALL.contains(&name) {
+        name = cmd.get(1).map(|s| basename(s)).unwrap_or(name);
+    }
+    Some(if SHELLS.contains(&name) {
+        "shell"
+    } else if DOWNLOADERS.contains(&name) {
+        "downloader"
+    } else if ESCAPE_TOOLS.contains(&name) {
+        "escape"
+    } else {
+        "other"
+    })
+}
+
+impl Invocation {
+    fn new(tool: &str, argv: &[String]) -> Self {
+        Invocation { tool: tool.to_string(), argv: argv.to_vec(), ..Default::default() }
+    }
+
+    pub(crate) fn set_command(&mut self, cmd: Vec<String>) {
+        self.command_class = classify_command(&cmd);
+        self.command = cmd;
+    }
+
+    pub fn command_is_shell(&self) -> bool {
+        self.command_class == Some("shell")
+    }
+}
+
+/// Parses an event's argv. `exe_name` is `process.name` (the executed file's basename,
+/// which `exec -a` cannot spoof); it decides the tool unless it is a multi-call binary or
+/// a `#!` interpreter running a known tool's script.
+pub fn parse(exe_name: Option<&str>, argv: &[String]) -> Vec<Invocation> {
+    let mut out = Vec::new();
+    let name = match exe_name {
+        Some(n) => n,
+        None => match argv.first() {
+            Some(a) => basename(a),
+            None => return out,
+        },
+    };
+    parse_into(name, argv, &[], 0, &mut out);
+    out
+}
+
+/// Parses one command whose executable basename is `name`, appending it and any inner
+/// commands it wraps.
+pub(crate) fn parse_into(name: &str, argv: &[String], wrappers: &[String], depth: u8, out: &mut Vec<Invocation>) {
+    if depth > MAX_DEPTH || out.len() >= MAX_INVOCATIONS || argv.is_empty() {
+        return;
+    }
+    let mut name = name;
+    let mut argv = argv;
+    // Multi-call binaries: the applet is argv[0]'s basename, or argv[1] when argv[0] is
+    // the multi-call binary itself (`busybox nsenter`, `k3s kubectl`).
+    if MULTI_CALL.contains(&name) {
+        let a0 = basename(&argv[0]);
+        if MULTI_CALL.contains(&a0) {
+            match argv.get(1) {
+                Some(a1) if !a1.starts_with('-') => {
+                    name = basename(a1);
+                    argv = &argv[1..];
+                }
+                _ => return,
+            }
+        } else {
+            name = a0;
+        }
+    }
+    let mut shim = None;
+    // `#!` shim: the kernel runs the interpreter with the script path in argv[1]
+    // (after at most one interpreter option).
+    if SHELLS.contains(&name) || canonical_tool(name) == Some("python") || name == "perl" || name == "env" {
+        let skip = usize::from(argv.get(1).is_some_and(|a| a.starts_with('-') && a != "-c" && !a.contains('c')));
+        if let Some(script) = argv.get(1 + skip) {
+            let b = basename(script);
+            if script.contains('/') && canonical_tool(b).is_some_and(|t| !matches!(t, "python" | "perl" | "node")) {
+                shim = Some(name.to_string());
+                name = b;
+                argv = &argv[1 + skip..];
+            }
+        }
+    }
+    let before = out.len();
+    if let Some(tool) = canonical_tool(name) {
+        let inv = match tool {
+            "docker" | "podman" | "nerdctl" => container::parse_docker(tool, argv),
+            "compose" => container::parse_compose(argv, 1),
+            "lxc" => container::parse_lxc(name, argv),
+            "kubectl" | "oc" => kube::parse_kubectl(tool, argv),
+            "kubeletctl" => kube::parse_kubeletctl(argv),
+            "crictl" => runtime::parse_crictl(argv),
+            "ctr" => runtime::parse_ctr(argv),
+            "runc" | "crun" => runtime::parse_runc(tool, argv),
+            "nsenter" => runtime::parse_nsenter(argv),
+            _ => http::parse_client(tool, argv),
+        };
+        let mut inv = inv;
+        inv.wrappers = wrappers.to_vec();
+        inv.shim = shim;
+        // nsenter runs its command on the host side: re-parse it.
+        let inner = (inv.tool == "nsenter" && !inv.command.is_empty()).then(|| inv.command.clone());
+        out.push(inv);
+        if let Some(cmd) = inner {
+            let mut w = wrappers.to_vec();
+            w.push("nsenter".into());
+            parse_into(basename(&cmd[0]), &cmd, &w, depth + 1, out);
+        }
+    } else {
+        shell::parse_wrapper(name, argv, wrappers, depth, out);
+    }
+    let _ = before;
+}
+
+/// Splits `--name=value` into its parts.
+pub(crate) fn split_eq(arg: &str) -> (&str, Option<&str>) {
+    match arg.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (arg, None),
+    }
+}
+
+/// A generic getopt-style walker: `long_vals`/`short_vals` list options that take a
+/// value. Calls `on_opt(name, value)` for each option and returns the index of the first
+/// positional (or `--`+1), honouring `--`.
+pub(crate) struct Opts<'a> {
+    pub long_vals: &'a [&'a str],
+    pub short_vals: &'a str,
+    /// Stop at the first positional (tools whose options precede the verb / command).
+    pub stop_at_positional: bool,
+}
+
+pub(crate) struct Walk {
+    /// (option name with dashes, value)
+    pub opts: Vec<(String, Option<String>)>,
+    pub positionals: Vec<String>,
+    /// Arguments after `--` (or after the first positional when stopping there).
+    pub rest: Vec<String>,
+    pub saw_dashdash: bool,
+}
+
+impl Opts<'_> {
+    pub(crate) fn walk(&self, args: &[String]) -> Walk {
+        let mut w = Walk { opts: Vec::new(), positionals: Vec::new(), rest: Vec::new(), saw_dashdash: false };
+        let mut i = 0;
+        while i < args.len() {
+            let a = &args[i];
+            if a == "--" {
+                w.saw_dashdash = true;
+                w.rest = args[i + 1..].to_vec();
+                return w;
+            }
+            if let Some(long) = a.strip_prefix("--") {
+                let (k, v) = split_eq(long);
+                let name = format!("--{k}");
+                if v.is_none() && self.long_vals.contains(&k) {
+                    w.opts.push((name, args.get(i + 1).cloned()));
+                    i += 2;
+                } else {
+                    w.opts.push((name, v.map(str::to_string)));
+                    i += 1;
+                }
+                continue;
+            }
+            if a.len() > 1 && a.starts_with('-') {
+                let cluster: Vec<char> = a[1..].chars().collect();
+                let mut j = 0;
+                let mut consumed_next = false;
+                while j < cluster.len() {
+                    let c = cluster[j];
+                    if self.short_vals.contains(c) {
+                        let rest: String = cluster[j + 1..].iter().collect();
+                        let rest = rest.strip_prefix('=').map(str::to_string).unwrap_or(rest);
+                        if rest.is_empty() {
+                            w.opts.push((format!("-{c}"), args.get(i + 1).cloned()));
+                            consumed_next = true;
+                        } else {
+                            w.opts.push((format!("-{c}"), Some(rest)));
+                        }
+                        break;
+                    }
+                    w.opts.push((format!("-{c}"), None));
+                    j += 1;
+                }
+                i += if consumed_next { 2 } else { 1 };
+                continue;
+            }
+            if self.stop_at_positional {
+                w.positionals.push(a.clone());
+                w.rest = args[i + 1..].to_vec();
+                return w;
+            }
+            w.positionals.push(a.clone());
+            i += 1;
+        }
+        w
+    }
+}
+
+impl Walk {
+    pub(crate) fn has(&self, names: &[&str]) -> bool {
+        self.opts.iter().any(|(k, _)| names.contains(&k.as_str()))
+    }
+    pub(crate) fn flag_true(&self, names: &[&str]) -> bool {
+        self.opts
+            .iter()
+            .any(|(k, v)| names.contains(&k.as_str()) && v.as_deref().is_none_or(|v| !v.eq_ignore_ascii_case("false")))
+    }
+    pub(crate) fn values<'a>(&'a self, names: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {
+        self.opts.iter().filter(move |(k, _)| names.contains(&k.as_str())).filter_map(|(_, v)| v.as_deref())
+    }
+    pub(crate) fn value(&self, names: &[&str]) -> Option<String> {
+        self.opts.iter().rev().find(|(k, _)| names.contains(&k.as_str())).and_then(|(_, v)| v.clone())
+    }
+}
+
+pub(crate) const HELP_FLAGS: &[&str] = &["--help", "-h", "--version", "-V"];

@@ -1,0 +1,315 @@
+//! The engine: rules indexed by executable name, evaluation, and watch-set derivation.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::alert::{Alert, digest, new_id, now_rfc3339};
+use crate::argv::{self, Invocation};
+use crate::eql::{self, Field, Node, StrTest};
+use crate::event::ProcessEvent;
+use crate::rules::{self, Condition, Rule, RuleError};
+
+/// What the kernel side must capture for the loaded rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchSet {
+    /// Executable basenames to capture.
+    pub names: BTreeSet<String>,
+    /// Some rule can match any executable: capture every exec.
+    pub capture_all: bool,
+    /// Why capture_all is on (one line per rule), for the agent's warning.
+    pub capture_all_reasons: Vec<String>,
+    /// Shell names the wrapper rules also index. Not needed live (the command a shell
+    /// runs is exec'd and caught on its own), so not in `names`.
+    pub shells: BTreeSet<String>,
+    /// Rules that use shells as wrappers (replay-only coverage).
+    pub shell_rules: BTreeSet<String>,
+}
+
+struct Inner {
+    rules: Vec<Rule>,
+    /// Lowercased executable name -> rule indexes.
+    by_name: HashMap<String, Vec<usize>>,
+    /// Rules that can match any name.
+    any: Vec<usize>,
+    watch: WatchSet,
+    has_sigma: bool,
+}
+
+/// The rule engine. Cheap to clone (shared, immutable).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("rules", &self.inner.rules.len()).finish()
+    }
+}
+
+/// Names a condition can match on: `None` means any name.
+fn name_constraint(n: &Node) -> Option<BTreeSet<String>> {
+    match n {
+        Node::Const(false) => Some(BTreeSet::new()),
+        Node::Str(Field::ProcessName, t) => match t {
+            StrTest::Cmp(eql::Cmp::Eq, s) => Some([s.to_lowercase()].into()),
+            StrTest::In(v) | StrTest::InCi(v) => Some(v.iter().map(|s| s.to_lowercase()).collect()),
+            StrTest::Wild { pats, .. } => pats
+                .iter()
+                .map(|p| match p {
+                    eql::Pattern::Exact(s) => Some(s.to_lowercase()),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        },
+        Node::Str(Field::ArgvTool, t) => {
+            let tools: Vec<String> = match t {
+                StrTest::Cmp(eql::Cmp::Eq, s) => vec![s.clone()],
+                StrTest::In(v) | StrTest::InCi(v) => v.clone(),
+                StrTest::Wild { pats, .. } => pats
+                    .iter()
+                    .map(|p| match p {
+                        eql::Pattern::Exact(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()?,
+                _ => return None,
+            };
+            let mut names = BTreeSet::new();
+            for t in &tools {
+                let exe = argv::exe_names_for_tool(t);
+                if exe.is_empty() {
+                    // Not a tool we know executables for: any name might yield it.
+                    return None;
+                }
+                names.extend(exe.iter().map(|s| (*s).to_string()));
+            }
+            // Wrappers and shims can run any tool.
+            names.extend(argv::LIVE_WRAPPERS.iter().map(|s| (*s).to_string()));
+            names.extend(argv::SHELLS.iter().map(|s| (*s).to_string()));
+            names.extend(["python", "python3", "perl"].iter().map(|s| (*s).to_string()));
+            Some(names)
+        }
+        Node::And(v) => {
+            let mut acc: Option<BTreeSet<String>> = None;
+            for c in v {
+                if let Some(s) = name_constraint(c) {
+                    acc = Some(match acc {
+                        None => s,
+                        Some(a) => a.intersection(&s).cloned().collect(),
+                    });
+                }
+            }
+            acc
+        }
+        Node::Or(v) => {
+            let mut acc = BTreeSet::new();
+            for c in v {
+                acc.extend(name_constraint(c)?);
+            }
+            Some(acc)
+        }
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// The shipped pack.
+    pub fn builtin() -> Result<Engine, RuleError> {
+        Self::load(&[])
+    }
+
+    /// The built-in pack plus rule files or directories. Returns the first error; use
+    /// [`crate::check_rules`] to see them all.
+    pub fn load(extra: &[PathBuf]) -> Result<Engine, RuleError> {
+        match rules::load_all(extra) {
+            Ok(r) => Ok(Self::from_rules(r)),
+            Err(mut e) => Err(e.remove(0)),
+        }
+    }
+
+    pub(crate) fn from_rules(rules: Vec<Rule>) -> Engine {
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut any = Vec::new();
+        let mut watch = WatchSet::default();
+        let mut has_sigma = false;
+        for (i, r) in rules.iter().enumerate() {
+            let names = match &r.cond {
+                Condition::Eql(n) => name_constraint(n),
+                Condition::Sigma(_) => {
+                    has_sigma = true;
+                    None
+                }
+            };
+            match names {
+                Some(names) => {
+                    for n in names {
+                        if argv::SHELLS.contains(&n.as_str()) {
+                            watch.shells.insert(n.clone());
+                            watch.shell_rules.insert(r.meta.id.clone());
+                        } else {
+                            watch.names.insert(n.clone());
+                        }
+                        by_name.entry(n).or_default().push(i);
+                    }
+                }
+                None => {
+                    any.push(i);
+                    watch.capture_all = true;
+                    watch.capture_all_reasons.push(format!(
+                        "rule `{}` ({}) does not restrict process.name or t1609.argv.tool to known names, so every exec must be captured",
+                        r.meta.id, r.meta.source
+                    ));
+                }
+            }
+        }
+        Engine { inner: Arc::new(Inner { rules, by_name, any, watch, has_sigma }) }
+    }
+
+    pub fn watch_set(&self) -> WatchSet {
+        self.inner.watch.clone()
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.inner.rules.len()
+    }
+
+    /// Ids of the loaded rules, in load order.
+    pub fn rule_ids(&self) -> Vec<String> {
+        self.inner.rules.iter().map(|r| r.meta.id.clone()).collect()
+    }
+
+    /// Evaluates one event: one alert per rule hit, all sharing one group id.
+    pub fn evaluate(&self, ev: &ProcessEvent) -> Vec<Alert> {
+        let inner = &*self.inner;
+        let args: &[String] = ev.process.args.as_deref().unwrap_or(&[]);
+        let name: &str = match ev.process.name.as_deref() {
+            Some(n) => n,
+            None => args.first().map_or("", |a| argv::basename(a)),
+        };
+        let found = inner.by_name.get(name).or_else(|| {
+            if name.bytes().any(|b| b.is_ascii_uppercase()) || !name.is_ascii() {
+                inner.by_name.get(&name.to_lowercase())
+            } else {
+                None
+            }
+        });
+        let indexed: &[usize] = found.map_or(&[], Vec::as_slice);
+        if indexed.is_empty() && inner.any.is_empty() {
+            return Vec::new();
+        }
+        let mut parsed: Option<Vec<Invocation>> = None;
+        let mut sigma_doc: Option<serde_json::Value> = None;
+        let mut hits: Vec<(usize, Option<usize>)> = Vec::new();
+        for &ri in indexed.iter().chain(inner.any.iter()) {
+            let rule = &inner.rules[ri];
+            match &rule.cond {
+                Condition::Eql(node) => {
+                    if rule.needs_argv {
+                        let invs = parsed.get_or_insert_with(|| argv::parse(Some(name).filter(|n| !n.is_empty()), args));
+                        if invs.is_empty() {
+                            if node.eval(&eql::ctx(ev, None)) {
+                                hits.push((ri, None));
+                            }
+                        } else if let Some(k) = invs.iter().position(|inv| node.eval(&eql::ctx(ev, Some(inv)))) {
+                            hits.push((ri, Some(k)));
+                        }
+                    } else if node.eval(&eql::ctx(ev, None)) {
+                        hits.push((ri, None));
+                    }
+                }
+                Condition::Sigma(s) => {
+                    let doc = sigma_doc.get_or_insert_with(|| crate::sigma::sigma_doc(ev));
+                    if s.matches(doc) {
+                        hits.push((ri, None));
+                    }
+                }
+            }
+        }
+        let _ = inner.has_sigma;
+        if hits.is_empty() {
+            return Vec::new();
+        }
+        let invs = parsed.unwrap_or_else(|| argv::parse(Some(name).filter(|n| !n.is_empty()), args));
+        let invs: Vec<Arc<Invocation>> = invs.into_iter().map(Arc::new).collect();
+        let group = group_id(ev, &invs);
+        let created = now_rfc3339();
+        let shared = Arc::new(ev.clone());
+        hits.into_iter()
+            .map(|(ri, k)| {
+                let rule = &inner.rules[ri];
+                // Rules that don't look at argv still report the primary parse; for
+                // wrappers that is the innermost tool invocation.
+                let inv = match k {
+                    Some(k) => invs.get(k).cloned(),
+                    None => primary(&invs),
+                };
+                let mut severity = rule.meta.severity;
+                let mut risk = rule.meta.risk_score;
+                let ctx = eql::ctx(ev, inv.as_deref());
+                if let Some(o) = rule.overrides.iter().find(|o| o.cond.eval(&ctx)) {
+                    severity = o.severity;
+                    risk = o.risk_score.unwrap_or(risk);
+                }
+                Alert {
+                    rule_id: rule.meta.id.clone(),
+                    rule_name: rule.meta.name.clone(),
+                    severity,
+                    risk_score: risk,
+                    confidence: rule.meta.confidence,
+                    event_id: new_id(),
+                    group_id: Some(group.clone()),
+                    source_event_id: ev.event_id.clone(),
+                    created: created.clone(),
+                    rule: rule.meta.clone(),
+                    event: shared.clone(),
+                    argv: inv,
+                }
+            })
+            .collect()
+    }
+}
+
+fn is_wrapper_tool(inv: &Invocation) -> bool {
+    argv::exe_names_for_tool(&inv.tool).is_empty()
+}
+
+/// The first non-wrapper invocation, else the first.
+fn primary(invs: &[Arc<Invocation>]) -> Option<Arc<Invocation>> {
+    invs.iter().find(|i| !is_wrapper_tool(i)).or_else(|| invs.first()).cloned()
+}
+
+/// The argv of the command a wrapper chain ends in: basename of argv[0] plus the rest.
+fn command_key(invs: &[Arc<Invocation>]) -> Option<Vec<String>> {
+    let inv = primary(invs)?;
+    let mut key: Vec<String> = inv.argv.clone();
+    if let Some(first) = key.first_mut() {
+        *first = argv::basename(first).to_string();
+    }
+    Some(key)
+}
+
+/// One id for the alerts of an event and for the alerts of the wrapper that launched it:
+/// a digest of host, anchor PID and the innermost command. The anchor is the parent's PID
+/// when the parent's own argv wraps exactly this command (sudo forks its child), else our
+/// own PID (env and `sh -c` exec in place, keeping the PID).
+fn group_id(ev: &ProcessEvent, invs: &[Arc<Invocation>]) -> String {
+    let key = command_key(invs).unwrap_or_default();
+    let mut anchor = ev.process.pid;
+    if let Some(pp) = ev.process.parent.as_deref() {
+        if let Some(pargs) = pp.args.as_deref() {
+            let pname = pp.name.as_deref().or_else(|| pargs.first().map(|a| argv::basename(a)));
+            let pinvs: Vec<Arc<Invocation>> = argv::parse(pname, pargs).into_iter().map(Arc::new).collect();
+            if pinvs.len() > 1 && command_key(&pinvs).as_ref() == Some(&key) {
+                anchor = pp.pid;
+            }
+        }
+    }
+    let host = ev.host_hostname.as_deref().unwrap_or("");
+    let pid = anchor.map(|p| p.to_string()).unwrap_or_default();
+    let mut parts: Vec<&[u8]> = vec![host.as_bytes(), pid.as_bytes()];
+    parts.extend(key.iter().map(|s| s.as_bytes()));
+    digest(&parts)
+}

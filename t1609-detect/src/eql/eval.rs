@@ -1,0 +1,245 @@
+//! Evaluation. An absent field makes its predicate false; array fields match when any
+//! element does.
+
+use super::{Field, Node, Pattern, StrTest, Val};
+use crate::argv::Invocation;
+use crate::event::ProcessEvent;
+
+pub struct Ctx<'a> {
+    pub ev: &'a ProcessEvent,
+    /// The parsed invocation a rule is being tried against (None: no parse).
+    pub inv: Option<&'a Invocation>,
+}
+
+fn s(o: &Option<String>) -> Val<'_> {
+    o.as_deref().map_or(Val::Missing, Val::Str)
+}
+fn n<T: Copy + Into<i64>>(o: Option<T>) -> Val<'static> {
+    o.map_or(Val::Missing, |v| Val::Num(v.into()))
+}
+fn strs(v: &[String]) -> Val<'_> {
+    Val::Strs(v)
+}
+
+impl<'a> Ctx<'a> {
+    pub fn get(&self, f: Field) -> Val<'a> {
+        let ev = self.ev;
+        let p = &ev.process;
+        let parent = p.parent.as_deref();
+        match f {
+            Field::ProcessName => s(&p.name),
+            Field::ProcessExecutable => s(&p.executable),
+            Field::ProcessArgs => p.args.as_deref().map_or(Val::Missing, strs),
+            Field::ProcessArgsCount => p.args_count.map_or(Val::Missing, |c| Val::Num(i64::try_from(c).unwrap_or(i64::MAX))),
+            Field::ProcessCommandLine => s(&p.command_line),
+            Field::ProcessWorkingDirectory => s(&p.working_directory),
+            Field::ProcessPid => n(p.pid),
+            Field::ParentName => parent.map_or(Val::Missing, |pp| s(&pp.name)),
+            Field::ParentExecutable => parent.map_or(Val::Missing, |pp| s(&pp.executable)),
+            Field::ParentArgs => parent.and_then(|pp| pp.args.as_deref()).map_or(Val::Missing, strs),
+            Field::ParentCommandLine => parent.map_or(Val::Missing, |pp| s(&pp.command_line)),
+            Field::ParentPid => parent.map_or(Val::Missing, |pp| n(pp.pid)),
+            Field::UserId => s(&ev.user.id),
+            Field::UserName => s(&ev.user.name),
+            Field::GroupId => s(&ev.group.id),
+            Field::GroupName => s(&ev.group.name),
+            Field::ContainerId => s(&ev.container_id),
+            Field::HostHostname => s(&ev.host_hostname),
+            Field::CapArgvTruncated => Val::Bool(ev.capture.argv_truncated),
+            Field::CapArgvIncomplete => Val::Bool(ev.capture.argv_incomplete),
+            Field::CapTty => s(&ev.capture.tty),
+            Field::CapLoginUid => n(ev.capture.loginuid),
+            Field::CapEuid => n(ev.capture.euid),
+            _ => match self.inv {
+                None => Val::Missing,
+                Some(inv) => argv_field(inv, f),
+            },
+        }
+    }
+}
+
+fn b(v: bool) -> Val<'static> {
+    Val::Bool(v)
+}
+
+fn argv_field(inv: &Invocation, f: Field) -> Val<'_> {
+    match f {
+        Field::ArgvTool => Val::Str(&inv.tool),
+        Field::ArgvVerb => s(&inv.verb),
+        Field::ArgvContainer => s(&inv.container),
+        Field::ArgvPod => s(&inv.pod),
+        Field::ArgvNamespace => s(&inv.namespace),
+        Field::ArgvImage => s(&inv.image),
+        Field::ArgvInteractive => b(inv.interactive),
+        Field::ArgvTtyFlag => b(inv.tty),
+        Field::ArgvPrivileged => b(inv.privileged),
+        Field::ArgvHostNamespaces => strs(&inv.host_namespaces),
+        Field::ArgvMounts => strs(&inv.mounts),
+        Field::ArgvHostRootMount => b(inv.host_root_mount),
+        Field::ArgvRuntimeSocketMount => b(inv.runtime_socket_mount),
+        Field::ArgvCapAdd => strs(&inv.cap_add),
+        Field::ArgvSecurityUnconfined => b(inv.security_unconfined),
+        Field::ArgvDevices => strs(&inv.devices),
+        Field::ArgvCommand => strs(&inv.command),
+        Field::ArgvCommandClass => inv.command_class.map_or(Val::Missing, Val::Str),
+        Field::ArgvCommandIsShell => b(inv.command_is_shell()),
+        Field::ArgvTargetPid => s(&inv.target_pid),
+        Field::ArgvHelp => b(inv.help),
+        Field::ArgvUrl => s(&inv.url),
+        Field::ArgvUrlHost => s(&inv.url_host),
+        Field::ArgvUrlPort => n(inv.url_port),
+        Field::ArgvUrlPath => s(&inv.url_path),
+        Field::ArgvApi => inv.api.map_or(Val::Missing, Val::Str),
+        Field::ArgvApiAction => inv.api_action.map_or(Val::Missing, Val::Str),
+        Field::ArgvUnixSocket => s(&inv.unix_socket),
+        Field::ArgvRuntimeSocket => b(inv.runtime_socket),
+        Field::ArgvRemoteHost => s(&inv.remote_host),
+        Field::ArgvRemotePort => n(inv.remote_port),
+        Field::ArgvWrappers => strs(&inv.wrappers),
+        Field::ArgvShim => s(&inv.shim),
+        _ => Val::Missing,
+    }
+}
+
+pub fn eval(node: &Node, ctx: &Ctx<'_>) -> bool {
+    match node {
+        Node::And(v) => v.iter().all(|n| eval(n, ctx)),
+        Node::Or(v) => v.iter().any(|n| eval(n, ctx)),
+        Node::Not(n) => !eval(n, ctx),
+        Node::Const(c) => *c,
+        Node::Str(f, t) => match ctx.get(*f) {
+            Val::Str(x) => str_test(t, x),
+            Val::Strs(xs) => xs.iter().any(|x| str_test(t, x)),
+            _ => false,
+        },
+        Node::Num(f, c, want) => matches!(ctx.get(*f), Val::Num(x) if c.holds(x, *want)),
+        Node::NumIn(f, set) => matches!(ctx.get(*f), Val::Num(x) if set.contains(&x)),
+        Node::Bool(f, c, want) => matches!(ctx.get(*f), Val::Bool(x) if c.holds(x, *want)),
+        Node::Length(f, c, want) => {
+            let len = |x: &str| i64::try_from(x.chars().count()).unwrap_or(i64::MAX);
+            match ctx.get(*f) {
+                Val::Str(x) => c.holds(len(x), *want),
+                Val::Strs(xs) => xs.iter().any(|x| c.holds(len(x), *want)),
+                _ => false,
+            }
+        }
+    }
+}
+
+fn str_test(t: &StrTest, x: &str) -> bool {
+    match t {
+        StrTest::Cmp(c, want) => c.holds(x, want.as_str()),
+        StrTest::In(v) => v.iter().any(|w| w == x),
+        StrTest::InCi(v) => {
+            if x.is_ascii() {
+                v.iter().any(|w| w.eq_ignore_ascii_case(x))
+            } else {
+                let l = x.to_lowercase();
+                v.iter().any(|w| *w == l)
+            }
+        }
+        StrTest::Wild { pats, ci } => {
+            if !*ci {
+                return pats.iter().any(|p| pat_match(p, x, false));
+            }
+            if x.is_ascii() {
+                pats.iter().any(|p| pat_match(p, x, true))
+            } else {
+                // Non-ASCII text: lowercase it fully once, then match exactly.
+                let l = x.to_lowercase();
+                pats.iter().any(|p| pat_match(p, &l, false))
+            }
+        }
+        StrTest::Regex(re) => re.is_match(x),
+        StrTest::StartsWith(w, ci) => fold(x, *ci, |x| x.starts_with(w.as_str()), |x| starts_ci(x.as_bytes(), w.as_bytes())),
+        StrTest::EndsWith(w, ci) => fold(x, *ci, |x| x.ends_with(w.as_str()), |x| ends_ci(x.as_bytes(), w.as_bytes())),
+        StrTest::Contains(w, ci) => fold(x, *ci, |x| x.contains(w.as_str()), |x| contains_ci(x.as_bytes(), w.as_bytes())),
+    }
+}
+
+/// Runs the exact test, or the ASCII case-insensitive one, or lowercases non-ASCII text.
+fn fold(x: &str, ci: bool, exact: impl Fn(&str) -> bool, ascii_ci: impl Fn(&str) -> bool) -> bool {
+    if !ci {
+        exact(x)
+    } else if x.is_ascii() {
+        ascii_ci(x)
+    } else {
+        exact(&x.to_lowercase())
+    }
+}
+
+fn starts_ci(x: &[u8], p: &[u8]) -> bool {
+    x.len() >= p.len() && x[..p.len()].eq_ignore_ascii_case(p)
+}
+fn ends_ci(x: &[u8], p: &[u8]) -> bool {
+    x.len() >= p.len() && x[x.len() - p.len()..].eq_ignore_ascii_case(p)
+}
+fn contains_ci(x: &[u8], p: &[u8]) -> bool {
+    if p.is_empty() {
+        return true;
+    }
+    if x.len() < p.len() {
+        return false;
+    }
+    let first = p[0];
+    (0..=x.len() - p.len()).any(|i| x[i].to_ascii_lowercase() == first && x[i..i + p.len()].eq_ignore_ascii_case(p))
+}
+
+/// `ci` here means "compare ASCII case-insensitively" (pattern already lowercased).
+fn pat_match(p: &Pattern, x: &str, ci: bool) -> bool {
+    match p {
+        Pattern::Exact(w) => if ci { x.eq_ignore_ascii_case(w) } else { x == w },
+        Pattern::Prefix(w) => if ci { starts_ci(x.as_bytes(), w.as_bytes()) } else { x.starts_with(w.as_str()) },
+        Pattern::Suffix(w) => if ci { ends_ci(x.as_bytes(), w.as_bytes()) } else { x.ends_with(w.as_str()) },
+        Pattern::Contains(w) => if ci { contains_ci(x.as_bytes(), w.as_bytes()) } else { x.contains(w.as_str()) },
+        Pattern::Glob(g) => {
+            if x.is_ascii() && g.iter().all(char::is_ascii) {
+                glob(g, x.as_bytes(), |pc, b| if ci { pc as u8 == b.to_ascii_lowercase() } else { pc as u8 == b })
+            } else {
+                let xs: Vec<char> = x.chars().collect();
+                glob(g, &xs, |pc, c| pc == c)
+            }
+        }
+    }
+}
+
+/// Iterative wildcard match with single-star backtracking: linear in practice, never
+/// exponential.
+fn glob<T: Copy>(p: &[char], x: &[T], eq: impl Fn(char, T) -> bool) -> bool {
+    let (mut pi, mut xi) = (0usize, 0usize);
+    let (mut star, mut mark) = (None::<usize>, 0usize);
+    while xi < x.len() {
+        if pi < p.len() && p[pi] != '*' && (p[pi] == '?' || eq(p[pi], x[xi])) {
+            pi += 1;
+            xi += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = xi;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            xi = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn glob_basics() {
+        let g = |p: &str, x: &str| glob(&p.chars().collect::<Vec<_>>(), x.as_bytes(), |a, b| a as u8 == b);
+        assert!(g("*nsenter*pid*1*", "nsenter --pid -t 1"));
+        assert!(!g("*nsenter*pid*1*", "nsenter --pid"));
+        assert!(g("a?c", "abc"));
+        assert!(g("*", ""));
+        assert!(!g("a*b", "a"));
+    }
+}
