@@ -120,6 +120,7 @@ pub enum Control {
 }
 
 struct Pipeline {
+    correlator: Arc<std::sync::Mutex<t1609_k8saudit::Correlator>>,
     enricher: Enricher,
     context: Context,
     first_docs: std::collections::HashMap<t1609_context::DedupKey, serde_json::Value>,
@@ -149,7 +150,12 @@ impl Pipeline {
         format!("{prefix}-{:x}-{:x}", std::process::id(), self.seq)
     }
 
-    fn emit(&self, doc: serde_json::Value) {
+    fn emit(&self, mut doc: serde_json::Value) {
+        if doc["t1609"]["argv"]["tool"] == "kubectl" {
+            // A kubectl exec seen here and the API server's audit entry for it share a group.
+            let mut c = self.correlator.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            c.observe_process_alert(&mut doc, Instant::now());
+        }
         self.stats.alerts.fetch_add(1, Ordering::Relaxed);
         if let Some(rule) = doc["rule"]["id"].as_str() {
             let mut m = self.stats.by_rule.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -407,6 +413,36 @@ impl Pipeline {
     }
 }
 
+/// Starts the Kubernetes audit sources when `[audit]` configures one; their alerts go
+/// through the correlator to the same sinks.
+async fn start_audit(
+    config: &Config,
+    correlator: Arc<std::sync::Mutex<t1609_k8saudit::Correlator>>,
+    output: Arc<Output>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if config.audit.file.is_none() && config.audit.webhook.is_none() {
+        return Ok(None);
+    }
+    let rules = Arc::new(t1609_k8saudit::AuditRules::load(&config.audit.rule_files).map_err(|e| anyhow::anyhow!("audit rules: {e}"))?);
+    let stats = Arc::new(t1609_k8saudit::AuditStats::default());
+    let (tx, mut rx) = mpsc::channel::<serde_json::Value>(1024);
+    let cfg = config.audit.clone();
+    let sources = tokio::spawn(t1609_k8saudit::run_sources(cfg, rules, tx, stats, stop));
+    info!(file = config.audit.file.is_some(), webhook = config.audit.webhook.is_some(), "kubernetes audit sources started");
+    Ok(Some(tokio::spawn(async move {
+        while let Some(mut alert) = rx.recv().await {
+            correlator.lock().unwrap_or_else(std::sync::PoisonError::into_inner).observe_audit_alert(&mut alert, Instant::now());
+            output.submit(Arc::new(alert));
+        }
+        match sources.await {
+            Ok(Err(e)) => error!(error = %e, "kubernetes audit source failed"),
+            Err(e) => error!(error = %e, "kubernetes audit task panicked"),
+            Ok(Ok(())) => {}
+        }
+    })))
+}
+
 /// An ECS alert document reporting captured events the kernel had to drop.
 fn loss_alert(host: Option<&str>, lost: u64, lost_chunks: u64, total: KernelCounters) -> serde_json::Value {
     json!({
@@ -475,7 +511,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let reader_task = tokio::spawn(reader.run(exec_tx, stop_rx));
     let context = Context::new(&config.context, &config.host.proc, config.exceptions.clone())?;
+    let correlator = Arc::new(std::sync::Mutex::new(t1609_k8saudit::Correlator::new(config.audit.correlation_window())));
+    let audit_task = start_audit(&config, correlator.clone(), output.clone(), stop_tx.subscribe()).await?;
     let pipeline = Pipeline {
+        correlator,
         enricher,
         context,
         first_docs: std::collections::HashMap::new(),
@@ -585,6 +624,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         error!(error = %e, "ring-buffer reader failed");
     }
     let _ = pipeline_task.await;
+    if let Some(t) = audit_task {
+        let _ = t.await;
+    }
     let final_counters = capture.kernel_counters();
     drop(capture); // detaches the program
     let lost = final_counters.ringbuf_full - last.ringbuf_full;

@@ -298,15 +298,14 @@ fn command_key(invs: &[Arc<Invocation>]) -> Option<Vec<String>> {
 fn group_id(ev: &ProcessEvent, invs: &[Arc<Invocation>]) -> String {
     let key = command_key(invs).unwrap_or_default();
     let mut anchor = ev.process.pid;
-    if let Some(pp) = ev.process.parent.as_deref() {
-        if let Some(pargs) = pp.args.as_deref() {
+    if let Some(pp) = ev.process.parent.as_deref()
+        && let Some(pargs) = pp.args.as_deref() {
             let pname = pp.name.as_deref().or_else(|| pargs.first().map(|a| argv::basename(a)));
             let pinvs: Vec<Arc<Invocation>> = argv::parse(pname, pargs).into_iter().map(Arc::new).collect();
             if pinvs.len() > 1 && command_key(&pinvs).as_ref() == Some(&key) {
                 anchor = pp.pid;
             }
         }
-    }
     let host = ev.host_hostname.as_deref().unwrap_or("");
     let pid = anchor.map(|p| p.to_string()).unwrap_or_default();
     let mut parts: Vec<&[u8]> = vec![host.as_bytes(), pid.as_bytes()];

@@ -1,7 +1,7 @@
 //! Rule files: format errors with file/line/column, directories, Sigma.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use t1609_detect::{Engine, RuleError, check_rules};
 
@@ -14,7 +14,7 @@ fn tmpdir(tag: &str) -> PathBuf {
     d
 }
 
-fn write(dir: &PathBuf, name: &str, text: &str) -> PathBuf {
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::File::create(&p).and_then(|mut f| f.write_all(text.as_bytes())).expect("write");
     p
@@ -46,7 +46,7 @@ fn extra_rules_load_and_fire() {
     let d = tmpdir("good");
     write(&d, "local.toml", GOOD);
     write(&d, "README.md", "not a rule");
-    assert_eq!(check_rules(&[d.clone()]).expect("valid"), 9);
+    assert_eq!(check_rules(std::slice::from_ref(&d)).expect("valid"), 9);
     let e = Engine::load(&[d]).expect("load");
     let ev = t1609_detect::event::ProcessEvent {
         process: t1609_detect::event::Process {

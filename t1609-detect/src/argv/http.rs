@@ -27,13 +27,12 @@ pub(crate) fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+        if b[i] == b'%' && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
                 out.push(h * 16 + l);
                 i += 3;
                 continue;
             }
-        }
         out.push(b[i]);
         i += 1;
     }
@@ -300,11 +299,10 @@ pub(crate) fn parse_client(tool: &str, argv: &[String]) -> Invocation {
         }
         "openssl" => {
             // `openssl s_client -connect host:10250`: the path goes over stdin, unseen.
-            if let Some(i) = args.iter().position(|a| a == "-connect") {
-                if let Some(hp) = args.get(i + 1) {
+            if let Some(i) = args.iter().position(|a| a == "-connect")
+                && let Some(hp) = args.get(i + 1) {
                     candidates.push(format!("https://{hp}/"));
                 }
-            }
         }
         _ => {
             // Interpreters and websocket clients: URLs anywhere in their arguments.

@@ -94,11 +94,10 @@ pub(crate) fn parse_ctr(argv: &[String]) -> Invocation {
             }
             for ns in w.values(&["--with-ns"]) {
                 // `--with-ns pid:/proc/1/ns/pid` joins the host's namespace.
-                if let Some((kind, path)) = ns.split_once(':') {
-                    if path.starts_with("/proc/1/") {
+                if let Some((kind, path)) = ns.split_once(':')
+                    && path.starts_with("/proc/1/") {
                         inv.host_namespaces.push(kind.to_string());
                     }
-                }
             }
             for m in inv.mounts.clone() {
                 let src = m.split(',').filter_map(|kv| kv.split_once('=')).find(|(k, _)| matches!(*k, "src" | "source")).map(|(_, v)| v);

@@ -135,7 +135,7 @@ fn str_test(t: &StrTest, x: &str) -> bool {
                 v.iter().any(|w| w.eq_ignore_ascii_case(x))
             } else {
                 let l = x.to_lowercase();
-                v.iter().any(|w| *w == l)
+                v.contains(&l)
             }
         }
         StrTest::Wild { pats, ci } => {

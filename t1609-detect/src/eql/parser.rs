@@ -375,17 +375,13 @@ pub fn compile_pattern(p: &str) -> Pattern {
     let has_q = p.contains('?');
     let inner = p.trim_matches('*');
     if !has_q && !inner.contains('*') {
-        let lead = p.starts_with('*');
-        let trail = p.ends_with('*') && !inner.is_empty() || (p.ends_with('*') && p.len() > 0 && inner.is_empty());
-        return match (lead, p.ends_with('*')) {
+        return match (p.starts_with('*'), p.ends_with('*')) {
+            // `*` alone (or `**`): anything, including "".
             _ if inner.is_empty() && p.contains('*') => Pattern::Prefix(String::new()),
             (false, false) => Pattern::Exact(p.to_string()),
             (false, true) => Pattern::Prefix(inner.to_string()),
             (true, false) => Pattern::Suffix(inner.to_string()),
-            (true, true) => {
-                let _ = trail;
-                Pattern::Contains(inner.to_string())
-            }
+            (true, true) => Pattern::Contains(inner.to_string()),
         };
     }
     Pattern::Glob(p.chars().collect())
