@@ -478,6 +478,10 @@ pub fn sd_notify(state: &str) {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM during start-up must still stop us cleanly.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let mut config = effective_config(&args)?;
     // Fail on a missing privilege before touching sinks or spools.
     crate::capture::check_privilege()?;
@@ -511,6 +515,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let reader_task = tokio::spawn(reader.run(exec_tx, stop_rx));
     let context = Context::new(&config.context, &config.host.proc, config.exceptions.clone())?;
+    stats.table_size.store(context.table.len() as u64, Ordering::Relaxed);
     let correlator = Arc::new(std::sync::Mutex::new(t1609_k8saudit::Correlator::new(config.audit.correlation_window())));
     let audit_task = start_audit(&config, correlator.clone(), output.clone(), stop_tx.subscribe()).await?;
     let pipeline = Pipeline {
@@ -564,6 +569,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         snap.reader_alive = reader_alive;
     };
     refresh(&capture, true, KernelCounters::default());
+    // Everything that needs CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN is done: drop them.
+    let kept = crate::privilege::drop_after_attach()?;
+    info!(kept = ?kept, "dropped capabilities not needed after attach");
     health.ready.store(true, Ordering::Relaxed);
     info!(
         watch = ?names, capture_all, pid = std::process::id(), degraded = ?capture.degraded, metrics = %metrics_addr,
@@ -571,9 +579,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     sd_notify("READY=1");
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last = KernelCounters::default();
     loop {

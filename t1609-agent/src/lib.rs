@@ -11,4 +11,5 @@ pub mod deliver;
 pub mod enrich;
 pub mod metrics;
 pub mod network;
+pub mod privilege;
 pub mod session;

@@ -121,3 +121,45 @@ fn config_check_accepts_good_and_names_bad_keys() {
     let out = Command::new(agent_bin()).args(["config", "check", example.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "the shipped example must validate: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn capabilities_are_dropped_after_attach_and_capture_goes_on() {
+    if !privileged_or_skip("capabilities_are_dropped_after_attach_and_capture_goes_on") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("rec.json");
+    let docker = fake_tool(dir.path(), "docker");
+    let newtool = fake_tool(dir.path(), "t1609-capstool");
+    let agent = Agent::start(&["--record", record.to_str().unwrap()]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
+    let caps = |field: &str| -> u64 {
+        let v = status.lines().find_map(|l| l.strip_prefix(field)).unwrap().trim();
+        u64::from_str_radix(v, 16).unwrap()
+    };
+    const SYS_ADMIN: u64 = 1 << 21;
+    const PERFMON: u64 = 1 << 38;
+    const BPF: u64 = 1 << 39;
+    const SYS_PTRACE: u64 = 1 << 19;
+    for set in ["CapEff:", "CapPrm:"] {
+        let c = caps(set);
+        assert_eq!(c & (SYS_ADMIN | PERFMON | BPF), 0, "{set} {c:#x} still holds load-time capabilities");
+        assert_ne!(c & SYS_PTRACE, 0, "{set} {c:#x} lost CAP_SYS_PTRACE, needed for /proc/<pid>/exe");
+    }
+    assert_eq!(caps("CapAmb:"), 0);
+    // Still capturing, and a reload (map update through the fd) still works unprivileged.
+    assert!(Command::new(&docker).args(["exec", "-it", "after-drop", "sh"]).status().unwrap().success());
+    let config = agent.dir.path().join("config.toml");
+    let base = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{base}\n[capture]\nextra_watch = [\"t1609-capstool\"]\n")).unwrap();
+    agent.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(Command::new(&newtool).arg("x").status().unwrap().success());
+    let (_, log) = agent.stop();
+    assert!(log.iter().any(|l| l.contains("reloaded config and rules")), "{log:#?}");
+    let recs = read_records(&record);
+    assert_eq!(records_for(&recs, &docker).len(), 1);
+    assert_eq!(records_for(&recs, &newtool).len(), 1, "watch set updated after the drop");
+    // The parent's executable was still resolved (CAP_SYS_PTRACE kept).
+    assert!(get(records_for(&recs, &docker)[0], "process.parent.executable").is_string());
+}

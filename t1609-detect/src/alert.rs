@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::argv::Invocation;
 use crate::event::ProcessEvent;
-use crate::rules::{MitreRef, RuleMeta};
+use crate::rules::RuleMeta;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -109,14 +109,7 @@ impl Serialize for Alert {
                 action: "exec",
                 created: &self.created,
             },
-            AlertExtra {
-                rule: RuleOut { id: &r.id, name: &r.name, description: &r.description, reference: r.references.first().map(String::as_str), ruleset: &r.source },
-                threat: ThreatOut {
-                    framework: "MITRE ATT&CK",
-                    tactic: Refs(&r.tactics),
-                    technique: Refs(&r.techniques),
-                },
-            },
+            AlertExtra { rule: &r.ecs_rule, threat: &r.ecs_threat },
             AlertT1609 {
                 severity: self.severity.as_str(),
                 confidence: self.confidence.as_str(),
@@ -145,45 +138,8 @@ struct AlertMeta<'a> {
 
 #[derive(Serialize)]
 struct AlertExtra<'a> {
-    rule: RuleOut<'a>,
-    threat: ThreatOut<'a>,
-}
-
-#[derive(Serialize)]
-struct RuleOut<'a> {
-    id: &'a str,
-    name: &'a str,
-    description: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reference: Option<&'a str>,
-    ruleset: &'a str,
-}
-
-#[derive(Serialize)]
-struct ThreatOut<'a> {
-    framework: &'static str,
-    tactic: Refs<'a>,
-    technique: Refs<'a>,
-}
-
-/// `{id: [...], name: [...], reference: [...]}` from a list of ATT&CK references.
-struct Refs<'a>(&'a [MitreRef]);
-
-impl Serialize for Refs<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        struct Col<'a>(&'a [MitreRef], fn(&MitreRef) -> &str);
-        impl Serialize for Col<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_seq(self.0.iter().map(self.1))
-            }
-        }
-        let mut m = s.serialize_map(Some(3))?;
-        m.serialize_entry("id", &Col(self.0, |r| r.id.as_str()))?;
-        m.serialize_entry("name", &Col(self.0, |r| r.name.as_str()))?;
-        m.serialize_entry("reference", &Col(self.0, |r| r.reference.as_str()))?;
-        m.end()
-    }
+    rule: &'a serde_json::value::RawValue,
+    threat: &'a serde_json::value::RawValue,
 }
 
 #[derive(Serialize)]

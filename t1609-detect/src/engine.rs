@@ -281,14 +281,11 @@ fn primary(invs: &[Arc<Invocation>]) -> Option<Arc<Invocation>> {
     invs.iter().find(|i| !is_wrapper_tool(i)).or_else(|| invs.first()).cloned()
 }
 
-/// The argv of the command a wrapper chain ends in: basename of argv[0] plus the rest.
-fn command_key(invs: &[Arc<Invocation>]) -> Option<Vec<String>> {
-    let inv = primary(invs)?;
-    let mut key: Vec<String> = inv.argv.clone();
-    if let Some(first) = key.first_mut() {
-        *first = argv::basename(first).to_string();
-    }
-    Some(key)
+/// Same command: argv equal, argv[0] compared by basename (a wrapper may have resolved
+/// the path).
+fn same_command(a: &Invocation, b: &Invocation) -> bool {
+    a.argv.len() == b.argv.len()
+        && a.argv.iter().zip(&b.argv).enumerate().all(|(i, (x, y))| if i == 0 { argv::basename(x) == argv::basename(y) } else { x == y })
 }
 
 /// One id for the alerts of an event and for the alerts of the wrapper that launched it:
@@ -296,19 +293,27 @@ fn command_key(invs: &[Arc<Invocation>]) -> Option<Vec<String>> {
 /// when the parent's own argv wraps exactly this command (sudo forks its child), else our
 /// own PID (env and `sh -c` exec in place, keeping the PID).
 fn group_id(ev: &ProcessEvent, invs: &[Arc<Invocation>]) -> String {
-    let key = command_key(invs).unwrap_or_default();
+    let prim = primary(invs);
     let mut anchor = ev.process.pid;
-    if let Some(pp) = ev.process.parent.as_deref()
-        && let Some(pargs) = pp.args.as_deref() {
-            let pname = pp.name.as_deref().or_else(|| pargs.first().map(|a| argv::basename(a)));
-            let pinvs: Vec<Arc<Invocation>> = argv::parse(pname, pargs).into_iter().map(Arc::new).collect();
-            if pinvs.len() > 1 && command_key(&pinvs).as_ref() == Some(&key) {
-                anchor = pp.pid;
+    if let (Some(pp), Some(prim)) = (ev.process.parent.as_deref(), prim.as_deref()) {
+        if let Some(pargs) = pp.args.as_deref() {
+            let pname = pp.name.as_deref().or_else(|| pargs.first().map(|a| argv::basename(a))).unwrap_or("");
+            // Only wrappers can have launched this very command; skip parsing others.
+            if argv::LIVE_WRAPPERS.contains(&pname) || argv::SHELLS.contains(&pname) || pname == "nsenter" {
+                let pinvs: Vec<Arc<Invocation>> = argv::parse(Some(pname), pargs).into_iter().map(Arc::new).collect();
+                if pinvs.len() > 1 && primary(&pinvs).is_some_and(|p| same_command(&p, prim)) {
+                    anchor = pp.pid;
+                }
             }
         }
+    }
     let host = ev.host_hostname.as_deref().unwrap_or("");
     let pid = anchor.map(|p| p.to_string()).unwrap_or_default();
     let mut parts: Vec<&[u8]> = vec![host.as_bytes(), pid.as_bytes()];
-    parts.extend(key.iter().map(|s| s.as_bytes()));
+    if let Some(p) = prim.as_deref() {
+        for (i, a) in p.argv.iter().enumerate() {
+            parts.push(if i == 0 { argv::basename(a).as_bytes() } else { a.as_bytes() });
+        }
+    }
     digest(&parts)
 }

@@ -89,6 +89,37 @@ pub struct RuleMeta {
     pub false_positives: Vec<String>,
     /// File the rule came from (`builtin` for the shipped pack).
     pub source: String,
+    /// The alert's `rule` and `threat` objects, serialised once at load time.
+    pub(crate) ecs_rule: Box<serde_json::value::RawValue>,
+    pub(crate) ecs_threat: Box<serde_json::value::RawValue>,
+}
+
+impl RuleMeta {
+    /// Fills the pre-serialised alert fragments from the other fields.
+    pub(crate) fn finish(mut self) -> Self {
+        fn col(v: &[MitreRef], f: fn(&MitreRef) -> &str) -> Vec<String> {
+            v.iter().map(|r| f(r).to_string()).collect()
+        }
+        let mut rule = serde_json::json!({
+            "id": self.id, "name": self.name, "description": self.description, "ruleset": self.source,
+        });
+        if let (Some(first), Some(m)) = (self.references.first(), rule.as_object_mut()) {
+            m.insert("reference".into(), serde_json::Value::String(first.clone()));
+        }
+        let threat = serde_json::json!({
+            "framework": "MITRE ATT&CK",
+            "tactic": {"id": col(&self.tactics, |r| &r.id), "name": col(&self.tactics, |r| &r.name), "reference": col(&self.tactics, |r| &r.reference)},
+            "technique": {"id": col(&self.techniques, |r| &r.id), "name": col(&self.techniques, |r| &r.name), "reference": col(&self.techniques, |r| &r.reference)},
+        });
+        let raw = |v: &serde_json::Value| serde_json::value::RawValue::from_string(v.to_string()).unwrap_or_else(|_| empty_raw());
+        self.ecs_rule = raw(&rule);
+        self.ecs_threat = raw(&threat);
+        self
+    }
+}
+
+pub(crate) fn empty_raw() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string("{}".into()).unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
 }
 
 #[derive(Debug)]
@@ -261,7 +292,10 @@ fn compile_spec(file: &str, text: &str, spec: RuleSpec) -> Result<Option<Rule>, 
             references: spec.references,
             false_positives: spec.false_positives,
             source: file.into(),
-        }),
+            ecs_rule: empty_raw(),
+            ecs_threat: empty_raw(),
+        }
+        .finish()),
         cond: Condition::Eql(node),
         overrides,
         needs_argv,

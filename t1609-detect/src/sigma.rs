@@ -171,7 +171,10 @@ pub(crate) fn parse_sigma_rules(file: &str, text: &str) -> Result<Vec<Rule>, Vec
                 references: rule.references.clone(),
                 false_positives: rule.falsepositives.clone(),
                 source: file.into(),
-            }),
+                ecs_rule: crate::rules::empty_raw(),
+                ecs_threat: crate::rules::empty_raw(),
+            }
+            .finish()),
             cond: Condition::Sigma(Box::new(SigmaRule { compiled })),
             overrides: Vec::new(),
             needs_argv: false,

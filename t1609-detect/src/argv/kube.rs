@@ -62,8 +62,24 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
     let interactive = w.flag_true(&["-i", "--stdin"]);
     let tty = w.flag_true(&["-t", "--tty"]);
     match verb.as_str() {
+        // Plugins dispatched by kubectl: node-shell starts a privileged pod that
+        // nsenters the node; exec-as is exec with another identity.
+        "node-shell" | "node_shell" => {
+            inv.container = pos.first().cloned();
+            inv.privileged = true;
+            inv.host_namespaces = vec!["pid".into(), "net".into(), "ipc".into()];
+            inv.interactive = true;
+            inv.tty = true;
+            if w.saw_dashdash && !w.rest.is_empty() {
+                inv.set_command(w.rest.clone());
+            } else {
+                inv.command_class = Some("shell");
+            }
+            inv.verb = Some("node-shell".into());
+            return inv;
+        }
         // kubectl's deprecated form `kubectl exec POD CMD...` still works.
-        "exec" | "rsh" => {
+        "exec" | "rsh" | "exec-as" | "exec_as" => {
             inv.pod = pos.first().map(|p| strip_pod_prefix(p));
             inv.container = w.value(&["-c", "--container"]);
             let cmd = if w.saw_dashdash { w.rest.clone() } else { pos.get(1..).map(<[String]>::to_vec).unwrap_or_default() };
@@ -153,7 +169,7 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
         }
         _ => {}
     }
-    inv.verb = Some(verb);
+    inv.verb = Some(if verb == "exec-as" || verb == "exec_as" { "exec".into() } else { verb });
     inv
 }
 
@@ -186,7 +202,8 @@ pub(crate) fn parse_kubeletctl(argv: &[String]) -> Invocation {
         "metrics" => "metrics",
         "healthz" => "healthz",
         "containerLogs" | "logs" => "logs",
-        "scan" if w.positionals.get(1).map(String::as_str) == Some("rce") => "run",
+        // `scan rce` and `scan token` run commands in every pod through /run.
+        "scan" if matches!(w.positionals.get(1).map(String::as_str), Some("rce" | "token")) => "run",
         _ => "other",
     });
     if matches!(verb.as_str(), "exec" | "run" | "attach") {

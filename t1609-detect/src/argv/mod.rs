@@ -118,7 +118,7 @@ pub(crate) fn exe_names_for_tool(tool: &str) -> &'static [&'static str] {
         "podman" => &["podman", "podman-remote"],
         "nerdctl" => &["nerdctl"],
         "compose" => &["docker-compose", "podman-compose", "docker", "podman", "nerdctl"],
-        "kubectl" => &["kubectl", "k3s", "microk8s.kubectl", "kubectl-node_shell", "kubectl-node-shell"],
+        "kubectl" => &["kubectl", "k3s", "microk8s.kubectl", "kubectl-node_shell", "kubectl-node-shell", "kubectl-exec_as", "kubectl-exec-as"],
         "oc" => &["oc"],
         "crictl" => &["crictl", "k3s"],
         "ctr" => &["ctr", "k3s"],

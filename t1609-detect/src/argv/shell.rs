@@ -108,24 +108,21 @@ pub(crate) fn parse_wrapper(name: &str, argv: &[String], wrappers: &[String], de
         }
         n if n.starts_with("kubectl-") => {
             // kubectl plugins: node-shell runs a privileged nsenter pod on a node.
+            if matches!(n, "kubectl-exec_as" | "kubectl-exec-as" | "kubectl-node_shell" | "kubectl-node-shell") {
+                // The plugin binary takes kubectl's arguments after the plugin name.
+                let verb = if n.contains("exec") { "exec" } else { "node-shell" };
+                let mut full = vec!["kubectl".to_string(), verb.to_string()];
+                full.extend(args.iter().cloned());
+                let mut inv = super::kube::parse_kubectl("kubectl", &full);
+                inv.argv = argv.to_vec();
+                inv.wrappers = wrappers.to_vec();
+                out.push(inv);
+                return;
+            }
             let mut inv = Invocation::new("kubectl", argv);
             inv.wrappers = wrappers.to_vec();
-            if matches!(n, "kubectl-node_shell" | "kubectl-node-shell") {
-                inv.verb = Some("node-shell".into());
-                inv.container = args.iter().find(|a| !a.starts_with('-')).cloned();
-                inv.privileged = true;
-                inv.host_namespaces = vec!["pid".into(), "net".into(), "ipc".into()];
-                inv.interactive = true;
-                inv.tty = true;
-                let cmd: Vec<String> = args.iter().skip_while(|a| *a != "--").skip(1).cloned().collect();
-                if cmd.is_empty() {
-                    inv.command_class = Some("shell");
-                } else {
-                    inv.set_command(cmd);
-                }
-            } else {
-                inv.verb = Some(format!("plugin:{}", &n[8..]));
-            }
+            // Other plugins (and look-alikes such as `kubectl-exec`) run nothing we know.
+            inv.verb = Some(format!("plugin:{}", &n[8..]));
             out.push(inv);
             return;
         }

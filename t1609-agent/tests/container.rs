@@ -1,0 +1,93 @@
+//! The agent in a container on a real local dockerd (image imported from a rootfs: no
+//! registry), as in CI and on a Kubernetes node: hostPID, explicit capabilities, the
+//! kernel mounts. It must catch a `docker exec` run on the host.
+
+mod common;
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+fn services_docker() -> bool {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
+    let ok = Command::new("bash").arg(script).arg("docker").status().is_ok_and(|s| s.success());
+    if !ok {
+        assert!(!std::env::var("T1609_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1"), "dockerd could not start");
+        eprintln!("skipping: dockerd could not start");
+    }
+    ok
+}
+
+fn docker(args: &[&str]) -> std::process::Output {
+    Command::new("docker").args(args).output().unwrap()
+}
+
+#[test]
+fn containerised_agent_detects_host_docker_exec() {
+    if !privileged_or_skip("containerised_agent_detects_host_docker_exec") || !services_docker() {
+        return;
+    }
+    let tag = format!("local/t1609-agent:test-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[deliver]\nsinks = [\"stdout\"]\n[metrics]\nlisten = \"\"\n").unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/docker/make-local-image.sh");
+    let built = Command::new("bash")
+        .arg(script)
+        .arg(agent_bin())
+        .env("IMAGE", &tag)
+        .env("CONFIG", &config)
+        .status()
+        .unwrap();
+    assert!(built.success(), "make-local-image.sh failed");
+
+    let agent_name = format!("t1609-agent-{}", std::process::id());
+    let target = format!("t1609-target-{}", std::process::id());
+    let _ = docker(&["rm", "-f", &agent_name, &target]);
+    let out = docker(&["run", "-d", "--name", &target, "local/busybox:1", "sleep", "600"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Not --privileged: this machine's dockerd does not know CAP_BPF, so SYS_ADMIN stands in.
+    let out = docker(&[
+        "run", "-d", "--name", &agent_name, "--pid=host", "--read-only",
+        "--cap-drop", "ALL", "--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE", "--cap-add", "SETPCAP",
+        "--cap-add", "DAC_READ_SEARCH",
+        "-v", "/sys/kernel/tracing:/sys/kernel/tracing", "-v", "/sys/kernel/btf:/sys/kernel/btf:ro",
+        "--tmpfs", "/var/lib/t1609-agent", "--tmpfs", "/run/t1609-agent",
+        &tag,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let logs = docker(&["logs", &agent_name]);
+        if String::from_utf8_lossy(&logs.stderr).contains("t1609-agent ready") {
+            break;
+        }
+        let state = docker(&["inspect", "-f", "{{.State.Running}}", &agent_name]);
+        assert!(
+            String::from_utf8_lossy(&state.stdout).trim() == "true" && Instant::now() < deadline,
+            "containerised agent did not get ready:\n{}",
+            String::from_utf8_lossy(&logs.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = docker(&["exec", "-i", &target, "/bin/sh", "-c", "/bin/id"]);
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(1000));
+    let _ = docker(&["stop", "-t", "20", &agent_name]);
+    let logs = docker(&["logs", &agent_name]);
+    let _ = docker(&["rm", "-f", &agent_name, &target]);
+    let _ = docker(&["rmi", &tag]);
+    let stdout = String::from_utf8_lossy(&logs.stdout).into_owned();
+    let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    let alerts = parse_alerts(&lines);
+    let exec = alerts_of(&alerts, "t1609.container_exec");
+    assert!(
+        exec.iter().any(|a| get(a, "process.command_line").as_str().is_some_and(|c| c.contains(&target))),
+        "no container_exec alert for the host's docker exec:\n{stdout}\n{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+}
