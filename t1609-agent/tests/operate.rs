@@ -163,3 +163,73 @@ fn capabilities_are_dropped_after_attach_and_capture_goes_on() {
     // The parent's executable was still resolved (CAP_SYS_PTRACE kept).
     assert!(get(records_for(&recs, &docker)[0], "process.parent.executable").is_string());
 }
+
+#[test]
+fn broken_rules_file_during_sighup_keeps_old_rules() {
+    if !privileged_or_skip("broken_rules_file_during_sighup_keeps_old_rules") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.d");
+    std::fs::create_dir(&rules).unwrap();
+    let rule = |query: &str| {
+        format!(
+            "[[rule]]\nid = \"local.custom_tool\"\nname = \"custom tool\"\ndescription = \"d\"\nseverity = \"low\"\nconfidence = \"low\"\nrisk_score = 21\ntechniques = [\"T1609\"]\nquery = '''{query}'''\n"
+        )
+    };
+    std::fs::write(rules.join("local.toml"), rule("process where process.name == \"t1609-custom\"")).unwrap();
+    let tool = fake_tool(dir.path(), "t1609-custom");
+    let agent = Agent::start(&["--rules", rules.to_str().unwrap()]);
+    assert!(Command::new(&tool).arg("one").status().unwrap().success());
+    // Replace the rules with a broken file, then SIGHUP: rejected, old rules stay.
+    std::fs::write(rules.join("local.toml"), rule("process where process.nmae ==")).unwrap();
+    agent.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(Command::new(&tool).arg("two").status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    let (out, log) = agent.stop();
+    assert!(log.iter().any(|l| l.contains("reload rejected")), "{log:#?}");
+    let alerts = parse_alerts(&out);
+    let hits: Vec<String> = alerts_of(&alerts, "local.custom_tool").iter().map(|a| str_args(a)[1].clone()).collect();
+    assert_eq!(hits, ["one", "two"], "the custom rule and its watch entry survive a broken reload");
+}
+
+#[test]
+fn audit_file_source_alerts_and_correlates_with_kubectl_exec() {
+    if !privileged_or_skip("audit_file_source_alerts_and_correlates_with_kubectl_exec") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("audit.log");
+    std::fs::write(&log_path, "").unwrap();
+    let cfg = format!(
+        "[audit]\ncorrelation_window_secs = 60\n[audit.file]\npath = {:?}\nstate_file = {:?}\nstart_at = \"beginning\"\n",
+        log_path.to_str().unwrap(),
+        dir.path().join("audit.state").to_str().unwrap()
+    );
+    let kubectl = fake_tool(dir.path(), "kubectl");
+    let agent = Agent::start_with_config(&cfg, &[]);
+    assert!(Command::new(&kubectl).args(["exec", "-it", "atomic-exec-test", "--", "/bin/sh"]).status().unwrap().success());
+    // The API server's entry for it (imitated: built from the audit.k8s.io/v1 schema).
+    let event = serde_json::json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request", "auditID": format!("live-{}", std::process::id()),
+        "stage": "ResponseStarted", "verb": "create",
+        "requestURI": "/api/v1/namespaces/default/pods/atomic-exec-test/exec?command=%2Fbin%2Fsh&stdin=true&tty=true",
+        "user": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
+        "sourceIPs": ["127.0.0.1"], "userAgent": "kubectl/v1.31.0 (linux/amd64) kubernetes/abc",
+        "objectRef": {"resource": "pods", "namespace": "default", "name": "atomic-exec-test", "apiVersion": "v1", "subresource": "exec"},
+        "responseStatus": {"code": 101},
+        "requestReceivedTimestamp": "2026-11-28T10:00:00.100000Z", "stageTimestamp": "2026-11-28T10:00:00.200000Z",
+    });
+    std::fs::write(&log_path, format!("{event}\n")).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (out, _) = agent.stop();
+    let alerts = parse_alerts(&out);
+    let k8s = alerts_of(&alerts, "t1609.k8s_pod_exec");
+    assert_eq!(k8s.len(), 1, "{alerts:#?}");
+    let proc_alert = alerts_of(&alerts, "t1609.container_exec")
+        .into_iter()
+        .find(|a| get(a, "process.command_line").as_str().is_some_and(|c| c.contains("atomic-exec-test")))
+        .expect("kubectl exec process alert");
+    assert_eq!(get(k8s[0], "t1609.group_id"), get(proc_alert, "t1609.group_id"), "process and audit alerts share a group");
+}

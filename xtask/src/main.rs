@@ -3,6 +3,7 @@
 //! the overhead table.
 
 mod bench;
+mod latency;
 
 use std::{path::PathBuf, process::Command};
 
@@ -28,6 +29,8 @@ enum Cmd {
     /// Overhead benchmark: in-kernel ns per exec and exec-storm slowdown, agent vs none,
     /// interleaved rounds. Needs root.
     Bench(bench::BenchArgs),
+    /// Exec-to-delivery latency through the live agent to a socket subscriber. Needs root.
+    Latency(latency::LatencyArgs),
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -74,5 +77,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Test { cargo_args } => test(&cargo_args),
         Cmd::Bench(args) => bench::run(&args),
+        Cmd::Latency(args) => latency::run(&args),
     }
 }

@@ -1,0 +1,144 @@
+//! `cargo xtask latency`: exec-to-delivery latency through the live agent to a
+//! socket-server subscriber, at a paced rate of watched execs.
+
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::{net::UnixStream, process::CommandExt},
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{run as run_cmd, workspace_root};
+
+#[derive(clap::Args)]
+pub struct LatencyArgs {
+    /// Watched execs per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Agent binary (default: build target/release/t1609-agent).
+    #[arg(long)]
+    agent: Option<PathBuf>,
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
+    let root = workspace_root();
+    let agent_bin = match &args.agent {
+        Some(p) => p.clone(),
+        None => {
+            run_cmd(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(&root)
+                .args(["build", "--release", "-p", "t1609-agent"]))?;
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("release/t1609-agent")
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("t1609-latency-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let sock = dir.join("alerts.sock");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[deliver]\nsinks = [\"socket-server:{}\"]\nspool_dir = {:?}\n[metrics]\nlisten = \"\"\n[context]\ndedup_window_ms = 0\n",
+            sock.display(),
+            dir.join("spool").display().to_string()
+        ),
+    )?;
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().map(PathBuf::from).find(|p| p.exists()).context("busybox-static needed")?;
+    let docker = dir.join("docker");
+    std::fs::copy(&busybox, &docker)?;
+
+    let mut agent = Command::new(&agent_bin)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(agent.stderr.take().expect("piped")).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("t1609-agent ready") => break,
+            Some(Ok(_)) => {}
+            _ => bail!("agent exited before it was ready"),
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let stream = UnixStream::connect(&sock).context("connecting to the agent's socket")?;
+    let (tx, rx) = mpsc::channel::<(u64, u128)>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let t = now_ns();
+            // The marker arg is "lat-<seq>".
+            if let Some(i) = line.find("lat-") {
+                let seq: String = line[i + 4..].chars().take_while(char::is_ascii_digit).collect();
+                if let Ok(seq) = seq.parse() {
+                    let _ = tx.send((seq, t));
+                }
+            }
+        }
+    });
+
+    let total = args.rate * args.seconds;
+    let period = Duration::from_nanos(1_000_000_000 / args.rate.max(1));
+    let mut sent = vec![0u128; total as usize];
+    let start = Instant::now();
+    for seq in 0..total {
+        let due = start + period * u32::try_from(seq).unwrap_or(u32::MAX);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        sent[seq as usize] = now_ns();
+        // Fire and forget: waiting for each would cap the rate at the exec latency.
+        let _ = Command::new(&docker).arg0("true").args(["exec", "-it", &format!("lat-{seq}"), "sh"]).spawn().map(|mut c| {
+            std::thread::spawn(move || c.wait());
+        });
+    }
+    let achieved = total as f64 / start.elapsed().as_secs_f64();
+    let mut got = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < total as usize && Instant::now() < deadline {
+        if let Ok((seq, t)) = rx.recv_timeout(Duration::from_millis(200)) {
+            got.entry(seq).or_insert(t);
+        }
+    }
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let _ = agent.wait();
+    let mut lat: Vec<f64> =
+        got.iter().filter_map(|(seq, t)| sent.get(*seq as usize).map(|s| (*t as f64 - *s as f64) / 1e6)).collect();
+    lat.sort_by(f64::total_cmp);
+    println!();
+    println!("exec → socket-server subscriber latency ({} watched execs at {:.0}/s requested {}/s)", total, achieved, args.rate);
+    println!("| delivered | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | target p99 |");
+    println!("|-----------|----------|----------|----------|----------|------------|");
+    println!(
+        "| {:>4}/{:<4} | {:8.2} | {:8.2} | {:8.2} | {:8.2} | ≤ 5 ms     |",
+        lat.len(),
+        total,
+        pct(&lat, 0.5),
+        pct(&lat, 0.9),
+        pct(&lat, 0.99),
+        lat.last().copied().unwrap_or(f64::NAN)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
