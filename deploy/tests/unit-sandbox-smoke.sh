@@ -92,20 +92,24 @@ os.execv(argv[0], argv)
 PY
 
 # Only a key both the agent and this test rely on; the sink is given on the command line.
-printf '[capture]\nmode = "rules"\n' >"$work/config.toml"
+# The spool lives where the unit's StateDirectory= would make a writable directory:
+# a tmpfs mounted over $work/state inside the read-only sandbox below.
+mkdir -p "$work/state"
+printf '[capture]\nmode = "rules"\n[deliver]\nspool_dir = "%s/state/spool"\n[metrics]\nlisten = ""\n' "$work" >"$work/config.toml"
 
 # Execs of watched tools while the agent runs.
 ( sleep 4; for _ in 1 2 3; do docker --version >/dev/null 2>&1 || true; kubectl version --client >/dev/null 2>&1 || true; done ) &
 trigger=$!
 
 set +e
-timeout -s TERM 10 unshare --mount --propagation private /bin/sh -c '
+T1609_STATE="$work/state" timeout -s TERM 10 unshare --mount --propagation private /bin/sh -c '
     set -e
     mount -o remount,bind,ro / 2>/dev/null || { mount --bind / / && mount -o remount,bind,ro /; }
     for m in $(awk "\$2 ~ \"^/sys(/|\$)\" { print \$2 }" /proc/self/mounts); do
         mount -o remount,bind,ro "$m"
     done
     mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys
+    mount -t tmpfs -o mode=0700 t1609-state "$T1609_STATE"
     exec "$@"
 ' sh setpriv --bounding-set="$capspec" --inh-caps="$capspec" --ambient-caps="$capspec" \
     --no-new-privs -- /usr/bin/python3 "$work/stage2.py" "$work/allow" "${errno_name:-EPERM}" \
