@@ -60,8 +60,7 @@ pub struct Context {
     proc_root: PathBuf,
     docker: Option<DockerClient>,
     resolved: HashMap<String, (Option<Value>, Instant)>,
-    pub exceptions: Exceptions,
-    dedup: Option<Deduper>,
+    pub tuning: Tuning,
     /// mount namespace → cgroup context of a live process in it: a short-lived process
     /// whose /proc entry is gone still gets its container from a sibling (the container's
     /// init lives as long as the container).
@@ -90,8 +89,7 @@ impl Context {
             proc_root: proc_root.to_owned(),
             docker,
             resolved: HashMap::new(),
-            exceptions: Exceptions::new(exceptions)?,
-            dedup: (cfg.dedup_window_ms > 0).then(|| Deduper::new(Duration::from_millis(cfg.dedup_window_ms))),
+            tuning: Tuning::new(exceptions, cfg.dedup_window_ms)?,
             by_mnt_ns: HashMap::new(),
         })
     }
@@ -219,6 +217,38 @@ impl Context {
 
     /// Applies the exceptions: returns `false` when the alert is suppressed.
     pub fn tune(&self, doc: &mut Value, ctx: &ExecContext, now: time::OffsetDateTime) -> bool {
+        self.tuning.tune(doc, &ctx.ancestry, ctx.cgroup.systemd_unit.as_deref(), now)
+    }
+
+    /// `true` for the first of identical alerts in the window; repeats are counted.
+    pub fn first_of_kind(&mut self, doc: &Value) -> bool {
+        self.tuning.first_of_kind(doc, Instant::now())
+    }
+
+    /// Windows that closed with repeats: (key, count).
+    pub fn repeats_due(&mut self) -> Vec<(DedupKey, u64)> {
+        self.tuning.repeats_due(Instant::now())
+    }
+}
+
+/// Exceptions and deduplication: the part of the context stage that needs no kernel and
+/// no /proc, shared by live mode and `replay`.
+pub struct Tuning {
+    pub exceptions: Exceptions,
+    dedup: Option<Deduper>,
+}
+
+impl Tuning {
+    pub fn new(exceptions: Vec<ExceptionConfig>, dedup_window_ms: u64) -> Result<Self, ContextError> {
+        Ok(Self {
+            exceptions: Exceptions::new(exceptions)?,
+            dedup: (dedup_window_ms > 0).then(|| Deduper::new(Duration::from_millis(dedup_window_ms))),
+        })
+    }
+
+    /// Applies the exceptions at time `now` (the event's time in replay): returns `false`
+    /// when the alert is suppressed; lowers its severity or tags it otherwise.
+    pub fn tune(&self, doc: &mut Value, ancestry: &[t1609_context::Ancestor], systemd_unit: Option<&str>, now: time::OffsetDateTime) -> bool {
         let rule_id = doc["rule"]["id"].as_str().unwrap_or_default().to_owned();
         let s = |v: &Value| v.as_str().map(str::to_owned);
         let (user, group) = (s(&doc["user"]["name"]), s(&doc["group"]["name"]));
@@ -226,14 +256,14 @@ impl Context {
         let (cid, image) = (s(&doc["container"]["id"]), s(&doc["container"]["image"]["name"]));
         let subject = Subject {
             rule_id: &rule_id,
-            ancestors: &ctx.ancestry,
+            ancestors: ancestry,
             user: user.as_deref(),
             group: group.as_deref(),
             parent_command_line: parent_cl.as_deref(),
             command_line: cl.as_deref(),
             container_id: cid.as_deref(),
             image: image.as_deref(),
-            systemd_unit: ctx.cgroup.systemd_unit.as_deref(),
+            systemd_unit,
         };
         let decisions = self.exceptions.evaluate(&subject, now);
         let (suppress, lower, tags) = t1609_context::summarize(&decisions);
@@ -257,22 +287,39 @@ impl Context {
         true
     }
 
-    /// `true` for the first of identical alerts in the window; repeats are counted.
-    pub fn first_of_kind(&mut self, doc: &Value) -> bool {
+    pub fn first_of_kind(&mut self, doc: &Value, at: Instant) -> bool {
         let Some(dedup) = self.dedup.as_mut() else { return true };
-        let key = DedupKey::new(
-            doc["rule"]["id"].as_str().unwrap_or_default(),
-            doc["process"]["command_line"].as_str().unwrap_or_default(),
-            doc["process"]["parent"]["executable"].as_str(),
-            doc["container"]["id"].as_str(),
-        );
-        matches!(dedup.check(key, Instant::now()), DedupOutcome::First)
+        matches!(dedup.check(dedup_key(doc), at), DedupOutcome::First)
     }
 
-    /// Windows that closed with repeats: (key, count).
-    pub fn repeats_due(&mut self) -> Vec<(DedupKey, u64)> {
-        self.dedup.as_mut().map(|d| d.flush_expired(Instant::now())).unwrap_or_default().into_iter().filter(|(_, n)| *n > 1).collect()
+    pub fn repeats_due(&mut self, at: Instant) -> Vec<(DedupKey, u64)> {
+        self.dedup.as_mut().map(|d| d.flush_expired(at)).unwrap_or_default().into_iter().filter(|(_, n)| *n > 1).collect()
     }
+}
+
+pub fn dedup_key(doc: &Value) -> DedupKey {
+    DedupKey::new(
+        doc["rule"]["id"].as_str().unwrap_or_default(),
+        doc["process"]["command_line"].as_str().unwrap_or_default(),
+        doc["process"]["parent"]["executable"].as_str(),
+        doc["container"]["id"].as_str(),
+    )
+}
+
+/// The ancestry an alert document carries (`t1609.ancestry`), for tuning in replay.
+pub fn ancestry_from_doc(doc: &Value) -> Vec<t1609_context::Ancestor> {
+    doc["t1609"]["ancestry"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| t1609_context::Ancestor {
+                    pid: x["pid"].as_u64().and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+                    name: x["name"].as_str().unwrap_or_default().to_owned(),
+                    executable: x["executable"].as_str().map(str::to_owned),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Adds what the context stage knows to an ECS document (event or alert).

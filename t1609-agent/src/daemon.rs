@@ -281,16 +281,8 @@ impl Pipeline {
                 self.stats.deduplicated.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if let Some(cl) = doc["process"]["command_line"].as_str() {
-                let key = t1609_context::DedupKey::new(
-                    doc["rule"]["id"].as_str().unwrap_or_default(),
-                    cl,
-                    doc["process"]["parent"]["executable"].as_str(),
-                    doc["container"]["id"].as_str(),
-                );
-                if self.first_docs.len() < 4096 {
-                    self.first_docs.insert(key, doc.clone());
-                }
+            if self.first_docs.len() < 4096 {
+                self.first_docs.insert(crate::context::dedup_key(&doc), doc.clone());
             }
             if is_exec {
                 self.sessions.expect(crate::session::PendingExec {

@@ -12,4 +12,5 @@ pub mod enrich;
 pub mod metrics;
 pub mod network;
 pub mod privilege;
+pub mod replay;
 pub mod session;

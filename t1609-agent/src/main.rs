@@ -41,6 +41,9 @@ enum Command {
         input: PathBuf,
         #[arg(long = "rules", value_name = "PATH")]
         rules: Vec<PathBuf>,
+        /// Config file whose rules, exceptions and dedup window apply, as in `run`.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Rule tools.
     Rules {
@@ -74,48 +77,24 @@ fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(ansi).init();
 }
 
-fn replay(input: &PathBuf, rules: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    use std::io::{Read as _, Write as _};
-    let engine = t1609_detect::Engine::load(rules).map_err(|e| anyhow::anyhow!("loading rules: {e}"))?;
-    let audit = t1609_k8saudit::AuditRules::builtin().map_err(|e| anyhow::anyhow!("loading audit rules: {e}"))?;
+fn replay(input: &PathBuf, rules: &[PathBuf], config: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+    use std::io::Read as _;
+    let config = match config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
     let mut text = String::new();
     if input.as_os_str() == "-" {
         std::io::stdin().read_to_string(&mut text)?;
     } else {
         text = std::fs::read_to_string(input).map_err(|e| anyhow::anyhow!("opening {}: {e}", input.display()))?;
     }
-    // Kubernetes audit events go to the audit rules; their lines are blanked for the
-    // process engine so that its line numbers stay those of the file.
-    let mut process_lines = String::with_capacity(text.len());
-    let mut audit_alerts = 0u64;
-    let mut stdout = std::io::stdout().lock();
-    for line in text.lines() {
-        let audit_doc = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .filter(|v| t1609_k8saudit::looks_like_audit(v) || t1609_k8saudit::looks_like_audit_list(v));
-        match audit_doc.map(|v| audit.evaluate_value(&v)) {
-            Some(Ok(alerts)) => {
-                for a in alerts {
-                    writeln!(stdout, "{a}")?;
-                    audit_alerts += 1;
-                }
-                process_lines.push('\n');
-            }
-            _ => {
-                process_lines.push_str(line);
-                process_lines.push('\n');
-            }
-        }
-    }
-    let summary = t1609_detect::replay(&engine, process_lines.as_bytes(), &mut stdout, std::io::stderr().lock());
+    let o = t1609_agent::replay::replay(&text, rules, &config, std::io::stdout().lock(), std::io::stderr().lock())?;
     eprintln!(
-        "replay: {} lines, {} bad, {} alerts ({} from Kubernetes audit events)",
-        summary.lines,
-        summary.bad_lines,
-        summary.alerts + audit_alerts,
-        audit_alerts
+        "replay: {} lines, {} bad, {} alerts written ({} from Kubernetes audit events), {} suppressed by exceptions, {} deduplicated",
+        o.lines, o.bad_lines, o.alerts, o.audit_alerts, o.suppressed, o.deduplicated
     );
-    Ok(if summary.bad_lines > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if o.bad_lines > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn main() -> ExitCode {
@@ -129,7 +108,7 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(daemon::run(RunArgs { config_path: config, capture, record, rules, outputs })))
             .map(|()| ExitCode::SUCCESS),
-        Command::Replay { input, rules } => replay(&input, &rules),
+        Command::Replay { input, rules, config } => replay(&input, &rules, config.as_ref()),
         Command::Rules { command: RulesCommand::Check { paths } } => match t1609_detect::check_rules(&paths) {
             Ok(n) => {
                 println!("ok: {n} rules");

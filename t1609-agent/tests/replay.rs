@@ -63,3 +63,57 @@ fn rules_check_names_file_line_and_column() {
     let out = agent().args(["rules", "check"]).output().unwrap();
     assert!(out.status.success(), "the built-in pack is valid: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+fn exec_event(ts: &str, id: &str, args: &[&str]) -> Value {
+    json!({
+        "@timestamp": ts,
+        "event": {"kind": "event", "category": ["process"], "type": ["start"], "action": "exec", "id": id},
+        "process": {"pid": 7, "name": args[0], "executable": format!("/usr/bin/{}", args[0]), "args": args,
+                    "args_count": args.len(), "command_line": args.join(" "),
+                    "parent": {"pid": 6, "name": "bash", "executable": "/usr/bin/bash"}},
+        "user": {"id": "1000", "name": "alice"}, "group": {"id": "1000", "name": "devops"},
+        "t1609": {"ancestry": [{"pid": 6, "name": "bash", "executable": "/usr/bin/bash"}]},
+    })
+}
+
+#[test]
+fn replay_applies_business_hours_exception_at_event_time_and_dedups() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        r#"
+[context]
+dedup_window_ms = 60000
+[[exceptions]]
+name = "devops-business-hours"
+rule_id = "t1609.container_exec"
+group = "devops"
+time_window = { days = ["mon", "tue", "wed", "thu", "fri"], start = "09:00", end = "18:00", tz = "Europe/Paris" }
+action = "suppress"
+"#,
+    )
+    .unwrap();
+    let input = dir.path().join("events.jsonl");
+    // Wednesday 2026-11-25: 10:00 Paris (09:00Z) is inside the window, 03:00 Paris is not.
+    let mut lines = vec![
+        exec_event("2026-11-25T09:00:00Z", "day", &["kubectl", "exec", "-it", "pod-day", "--", "sh"]).to_string(),
+        exec_event("2026-11-25T02:00:00Z", "night", &["kubectl", "exec", "-it", "pod-night", "--", "sh"]).to_string(),
+    ];
+    for i in 0..5 {
+        lines.push(exec_event(&format!("2026-11-25T02:00:0{i}Z"), &format!("burst{i}"), &["kubectl", "exec", "-it", "pod-burst", "--", "sh"]).to_string());
+    }
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = agent().args(["replay", input.to_str().unwrap(), "--config", config.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let alerts: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let exec: Vec<&Value> = alerts.iter().filter(|a| a["rule"]["id"] == "t1609.container_exec").collect();
+    let pods: Vec<&str> = exec.iter().filter_map(|a| a["process"]["command_line"].as_str()).collect();
+    assert!(!pods.iter().any(|c| c.contains("pod-day")), "10:00 on a weekday is suppressed: {pods:?}");
+    assert!(pods.iter().any(|c| c.contains("pod-night")), "03:00 is not: {pods:?}");
+    let burst: Vec<&&Value> = exec.iter().filter(|a| a["process"]["command_line"].as_str().is_some_and(|c| c.contains("pod-burst"))).collect();
+    assert_eq!(burst.len(), 2, "one alert plus one repeat summary: {burst:#?}");
+    assert_eq!(burst[1]["t1609"]["repeat_count"], 5);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("suppressed by exceptions") && !err.contains(" 0 suppressed"), "{err}");
+}
