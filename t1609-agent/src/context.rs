@@ -73,6 +73,13 @@ pub enum ContextError {
     Exceptions(#[from] t1609_context::ExceptionError),
 }
 
+/// Session id (field 6 of /proc/<pid>/stat): the session leader's pid.
+fn session_id(proc_root: &Path, pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    after.split_whitespace().nth(3)?.parse().ok().filter(|s| *s != 0)
+}
+
 fn read_cgroup(proc_root: &Path, pid: u32) -> Option<String> {
     std::fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")).ok()
 }
@@ -119,13 +126,29 @@ impl Context {
         found
     }
 
+    /// The parent of an exec, from the table (read from /proc once, then cached), so it
+    /// is known even after it exits.
+    pub fn parent_of(&mut self, ppid: u32) -> Option<t1609_detect::event::ParentProcess> {
+        if ppid == 0 {
+            return None;
+        }
+        let fresh = self.table.get(ppid).is_none_or(|p| p.exited || p.executable.is_none());
+        if fresh {
+            self.table.refresh_from_proc(ppid);
+        }
+        let p = self.table.get(ppid)?;
+        Some(t1609_detect::event::ParentProcess {
+            pid: Some(p.pid),
+            name: Some(p.name.clone()),
+            executable: p.executable.clone(),
+            command_line: p.args.as_ref().map(|a| a.join(" ")),
+            args: p.args.clone(),
+        })
+    }
+
     /// Updates the table with an exec and works out where it ran.
     pub fn on_exec(&mut self, exec: &CapturedExec, event: &ProcessEvent) -> ExecContext {
         let cgroup_text = read_cgroup(&self.proc_root, exec.tgid);
-        // Keep the parent: if it exits soon, its children's alerts still name it.
-        if self.table.get(exec.ppid).is_none() {
-            self.table.refresh_from_proc(exec.ppid);
-        }
         self.table.on_exec(ProcInfo {
             pid: exec.tgid,
             ppid: exec.ppid,
@@ -157,18 +180,20 @@ impl Context {
             .ancestors
             .iter()
             .map(|(tgid, comm)| {
-                let known = self.table.get(*tgid).cloned().or_else(|| self.table.refresh_from_proc(*tgid).cloned());
+                if self.table.get(*tgid).is_none() {
+                    self.table.refresh_from_proc(*tgid);
+                }
                 t1609_context::Ancestor {
                     pid: *tgid,
                     name: String::from_utf8_lossy(comm).into_owned(),
-                    executable: known.and_then(|k| k.executable),
+                    executable: self.table.get(*tgid).and_then(|k| k.executable.clone()),
                 }
             })
             .collect();
         if ancestry.is_empty() {
             ancestry = self.table.refresh_ancestry(exec.tgid, 8);
         }
-        let session_leader = self.table.refresh_from_proc(exec.tgid).and_then(|p| p.session_leader);
+        let session_leader = session_id(&self.proc_root, exec.tgid);
         ExecContext { cgroup, in_container, ancestry, session_leader }
     }
 

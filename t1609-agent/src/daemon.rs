@@ -166,19 +166,8 @@ impl Pipeline {
 
     async fn on_exec(&mut self, exec: &CapturedExec) {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
-        let mut event = self.enricher.to_event(exec);
-        if event.process.parent.as_ref().is_none_or(|p| p.executable.is_none()) {
-            // The parent is gone from /proc: the process table still knows it.
-            if let Some(p) = self.context.parent_from_table(exec.ppid) {
-                event.process.parent = Some(Box::new(t1609_detect::event::ParentProcess {
-                    pid: Some(p.pid),
-                    name: Some(p.name.clone()),
-                    executable: p.executable.clone(),
-                    command_line: p.args.as_ref().map(|a| a.join(" ")),
-                    args: p.args.clone(),
-                }));
-            }
-        }
+        let parent = self.context.parent_of(exec.ppid);
+        let mut event = self.enricher.to_event_with_parent(exec, parent);
         if event.process.parent.is_none() {
             if let Some((ppid, comm)) = exec.ancestors.first() {
                 event.process.parent = Some(Box::new(t1609_detect::event::ParentProcess {
@@ -192,15 +181,17 @@ impl Pipeline {
         if event.container_id.is_none() {
             event.container_id.clone_from(&ctx.cgroup.container_id);
         }
-        let mut ecs = event.to_ecs();
+        // The event's own document is only needed for --record and session summaries.
+        let need_ecs = self.recorder.is_some() || (exec.session != 0 && !exec.session_root);
+        let mut ecs = if need_ecs { event.to_ecs() } else { serde_json::Value::Null };
         augment(&mut ecs, &ctx);
-        if exec.session != 0 {
+        if exec.session != 0 && need_ecs {
             if let Some(t) = ecs.get_mut("t1609").and_then(|t| t.as_object_mut()) {
                 t.insert("session_id".into(), json!(format!("{:x}", exec.session)));
                 t.insert("session_root".into(), json!(exec.session_root));
             }
         }
-        if let Some(rec) = self.recorder.as_mut() {
+        if let Some(rec) = self.recorder.as_mut().filter(|_| need_ecs) {
             if let Err(e) = writeln!(rec.out, "{ecs}") {
                 error!(error = %e, "writing --record output");
             }

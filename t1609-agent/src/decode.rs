@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use t1609_common::{
-    ARGV_CHUNK_LEN, ArgvChunkRecord, COMM_LEN, ExecRecord, KIND_ARGV_CHUNK, KIND_EXEC, KIND_EXIT,
+    ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, ArgvChunkRecord, COMM_LEN, ExecRecord, KIND_ARGV_CHUNK, KIND_EXEC, KIND_EXIT,
     KIND_FORK, KIND_NET, NetRecord, RECORD_VERSION, RecordHeader, TaskRecord, flags, net_kind,
 };
 
@@ -195,6 +195,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                     .map(|a| (a.tgid, nul_trimmed(&a.comm).to_vec()))
                     .collect(),
             };
+            if rec.chunks as usize > ARGV_MAX_CHUNKS {
+                return Err(DecodeError::Length { field: "chunks", value: rec.chunks, max: ARGV_MAX_CHUNKS });
+            }
             Ok(Record::Exec(Box::new(exec), rec.chunks))
         }
         KIND_ARGV_CHUNK => {
@@ -264,6 +267,8 @@ pub struct Assembler {
     pub decode_errors: u64,
     /// Chunks with no exec record (should not happen; counted, never silent).
     pub orphan_chunks: u64,
+    /// Execs flushed incomplete because too many were waiting for their chunks.
+    pub evicted_incomplete: u64,
 }
 
 /// At most this many execs wait for their chunks; older ones are flushed as incomplete.
@@ -284,8 +289,12 @@ impl Assembler {
             Record::Exec(exec, 0) => Ok(Some(Captured::Exec(exec))),
             Record::Exec(exec, chunks) => {
                 if self.pending.len() >= MAX_PENDING {
-                    // Cannot happen with a well-behaved kernel side; bound memory anyway.
-                    self.pending.clear();
+                    // Cannot happen with a well-behaved kernel side; bound memory anyway,
+                    // dropping the oldest waiting exec and counting it.
+                    if let Some(oldest) = self.pending.keys().min_by_key(|(_, t)| *t).copied() {
+                        self.pending.remove(&oldest);
+                        self.evicted_incomplete += 1;
+                    }
                 }
                 self.pending.insert((exec.tgid, exec.ktime_ns), Pending { exec, remaining: chunks });
                 Ok(None)
@@ -299,7 +308,7 @@ impl Assembler {
                 if failed || offset as usize != p.exec.argv.len() {
                     p.exec.incomplete = true;
                 }
-                if !failed && offset as usize == p.exec.argv.len() {
+                if !failed && offset as usize == p.exec.argv.len() && p.exec.argv.len() + bytes.len() <= ARGV_MAX_TOTAL {
                     p.exec.argv.extend_from_slice(&bytes);
                 }
                 p.remaining -= 1;
@@ -396,6 +405,12 @@ pub(crate) mod tests {
         assert!(exec.argv.ends_with(b"bbb\0"));
         assert!(!exec.incomplete);
         assert_eq!(asm.pending(), 0);
+    }
+
+    #[test]
+    fn chunk_count_beyond_the_kernel_cap_is_rejected() {
+        let rec = exec_record(5, b"a\0", 2, (ARGV_MAX_CHUNKS + 1) as u32);
+        assert!(matches!(decode(&rec), Err(DecodeError::Length { field: "chunks", .. })));
     }
 
     #[test]

@@ -145,19 +145,19 @@ impl Enricher {
         })
     }
 
-    /// Container id from the process's cgroup path (docker, containerd/CRI, cri-o,
-    /// podman): the last 64-hex-digit component.
-    fn container_id(&self, pid: u32) -> Option<String> {
-        let text = std::fs::read_to_string(self.proc_path(pid, "cgroup")).ok()?;
-        container_id_from_cgroup(&text)
-    }
-
     /// Stable, unique id of one exec: boot id + boot-time stamp + tgid.
     pub fn event_id(&self, exec: &CapturedExec) -> String {
         format!("{}-{:x}-{:x}", &self.boot_id[..self.boot_id.len().min(16)], exec.ktime_ns, exec.tgid)
     }
 
     pub fn to_event(&mut self, exec: &CapturedExec) -> ProcessEvent {
+        let parent = self.parent(exec.ppid);
+        self.to_event_with_parent(exec, parent)
+    }
+
+    /// Like [`Self::to_event`], with the parent already known (from the process table),
+    /// which saves three /proc reads per exec.
+    pub fn to_event_with_parent(&mut self, exec: &CapturedExec, parent: Option<ParentProcess>) -> ProcessEvent {
         let raw_args = exec.args();
         let lossy = raw_args.iter().any(|a| std::str::from_utf8(a).is_err());
         let args: Vec<String> = raw_args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
@@ -192,11 +192,12 @@ impl Enricher {
                 args_count: Some(args_count),
                 args: Some(args),
                 working_directory,
-                parent: self.parent(exec.ppid).map(Box::new),
+                parent: parent.map(Box::new),
             },
             user: Identity { id: Some(exec.uid.to_string()), name: self.user_name(exec.uid) },
             group: Identity { id: Some(exec.gid.to_string()), name: self.group_name(exec.gid) },
-            container_id: self.container_id(exec.tgid),
+            // Filled by the context stage, which reads the cgroup once.
+            container_id: None,
             host_hostname: self.hostname.clone(),
             capture: CaptureInfo {
                 cgroup_id: Some(exec.cgroup_id),

@@ -39,6 +39,8 @@ pub struct Session {
 }
 
 const MAX_COMMANDS: usize = 64;
+/// Host-side exec alerts waiting for their runtime exec, at most.
+const MAX_PENDING: usize = 1024;
 const LINK_WINDOW: Duration = Duration::from_secs(5);
 
 /// Does this runtime/nsenter argv inject a process into a container?
@@ -64,7 +66,10 @@ pub struct Sessions {
 impl Sessions {
     /// Remembers an exec-type alert so the runtime exec that follows can join its group.
     pub fn expect(&mut self, p: PendingExec) {
-        self.pending.retain(|e| e.at.elapsed() < LINK_WINDOW);
+        // Pending alerts arrive in time order: expire from the front, and keep a bound.
+        let expired = self.pending.iter().take_while(|e| p.at.duration_since(e.at) >= LINK_WINDOW).count();
+        let over = (self.pending.len() - expired + 1).saturating_sub(MAX_PENDING);
+        self.pending.drain(..expired + over);
         self.pending.push(p);
     }
 
@@ -72,7 +77,8 @@ impl Sessions {
     /// own alerts are then folded into that one rather than raised again.
     pub fn start(&mut self, mut s: Session) -> Option<PendingExec> {
         let now = s.started;
-        self.pending.retain(|e| now.duration_since(e.at) < LINK_WINDOW);
+        let expired = self.pending.iter().take_while(|e| now.duration_since(e.at) >= LINK_WINDOW).count();
+        self.pending.drain(..expired);
         // Prefer the alert whose target matches the runtime's container id.
         let idx = s
             .container_hint

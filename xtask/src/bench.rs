@@ -1,14 +1,23 @@
-//! `cargo xtask bench`: what the agent costs each exec on this machine.
+//! `cargo xtask bench`: what the agent costs each exec on this machine, side by side with
+//! peer monitors (auditd with an execve rule, bpftrace running an execsnoop-style argv
+//! join), and `cargo xtask bench --storm`: exec storms against the agent, counting loss.
 //!
-//! Absolute numbers on shared machines are noisy, so every figure that matters is a ratio
-//! against a baseline measured in the same run, with the agent-on and agent-off rounds
-//! interleaved (and their order alternated) so drift hits both sides alike.
+//! Absolute numbers on shared machines are noisy, so every latency figure is a ratio
+//! against the no-monitor baseline measured in the same run, with the monitors' rounds
+//! interleaved (their order rotated and alternated) so drift hits every side alike.
+//! A peer that cannot run here is reported as a row with the reason, not a failure.
 
 use std::{
-    io::{BufRead, BufReader},
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read as _, Write as _},
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -21,92 +30,145 @@ pub struct BenchArgs {
     /// Execs per measurement batch.
     #[arg(long, default_value_t = 2000)]
     execs: usize,
-    /// Interleaved rounds (each runs the baseline and the agent once).
+    /// Interleaved rounds (each runs every monitor once, order rotated and alternated).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Agent binary (default: build target/release/t1609-agent).
     #[arg(long)]
     agent: Option<PathBuf>,
+    /// Monitors compared against no monitor (comma list of agent, auditd, bpftrace).
+    #[arg(long, value_delimiter = ',', default_value = "agent,auditd,bpftrace")]
+    monitors: Vec<String>,
+    /// Do not run scripts/bench-setup.sh (auditd and bpftrace must then be installed).
+    #[arg(long)]
+    skip_setup: bool,
+    /// Exec-storm mode: watched execs as fast as possible, then a paced rate sweep.
+    #[arg(long)]
+    storm: bool,
+    /// Storm mode: length of the as-fast-as-possible storm, seconds.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Storm mode: parallel spawner threads (default: 2 per CPU, at least 4).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Storm mode: paced rates of the sweep, watched execs per second.
+    #[arg(long, value_delimiter = ',', default_value = "500,1000,1600,2000,5000")]
+    rates: Vec<u32>,
+    /// Storm mode: seconds per sweep step.
+    #[arg(long, default_value_t = 10)]
+    rate_seconds: u64,
 }
 
-struct Agent {
-    child: Child,
+// ---------------------------------------------------------------------------------------
+// /proc helpers
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }
 
-impl Agent {
-    fn start(bin: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(bin)
-            .arg("run")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting the agent")?;
-        let stderr = child.stderr.take().expect("piped");
-        let mut lines = BufReader::new(stderr).lines();
-        loop {
-            match lines.next() {
-                Some(Ok(l)) if l.contains("t1609-agent ready") => break,
-                Some(Ok(_)) => {}
-                _ => bail!("agent exited before it was ready"),
-            }
-        }
-        // Keep draining stderr so the agent never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Ok(Self { child })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// utime + stime of the agent in seconds.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        let after_comm = stat.rsplit(')').next().unwrap_or("");
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-            + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        ticks / hz
-    }
-
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// `run_time_ns` and `run_cnt` of the agent's eBPF program, from its fd's fdinfo.
-    fn prog_stats(&self) -> Option<(u64, u64)> {
-        let dir = format!("/proc/{}/fdinfo", self.pid());
-        for entry in std::fs::read_dir(dir).ok()?.flatten() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            if !text.contains("prog_type:") {
-                continue;
-            }
-            let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<u64>().ok());
-            if let (Some(t), Some(c)) = (field("run_time_ns:"), field("run_cnt:")) {
-                return Some((t, c));
-            }
-        }
-        None
-    }
-
-    fn stop(mut self) -> anyhow::Result<()> {
-        // SAFETY: kill(2) on our child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait()?;
-        if !status.success() {
-            bail!("agent exited with {status}");
-        }
-        Ok(())
-    }
+/// utime + stime of a process (all its threads), seconds; 0 if it is gone.
+fn proc_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_comm = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after_comm.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (t(11) + t(12)) / clk_tck()
 }
+
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim_start_matches(':').trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn find_pids_by_comm(comm: &str) -> Vec<u32> {
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Sum of `run_time_ns` and `run_cnt` over every eBPF program fd the process holds.
+fn bpf_prog_stats(pid: u32) -> Option<(u64, u64, usize)> {
+    let mut found = None::<(u64, u64, usize)>;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?.flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if !text.contains("prog_type:") {
+            continue;
+        }
+        let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<u64>().ok());
+        let (t, c) = (field("run_time_ns:").unwrap_or(0), field("run_cnt:").unwrap_or(0));
+        let acc = found.get_or_insert((0, 0, 0));
+        acc.0 += t;
+        acc.1 += c;
+        acc.2 += 1;
+    }
+    found
+}
+
+fn read_bpf_stats_enabled() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").ok().map(|s| s.trim().to_owned())
+}
+
+fn set_bpf_stats(v: &str) -> anyhow::Result<()> {
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", v).context("writing /proc/sys/kernel/bpf_stats_enabled (needs root)")
+}
+
+fn sigterm_and_wait(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    if let Ok(Some(s)) = child.try_wait() {
+        return Some(s);
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait().ok()
+}
+
+/// Parses `key=value` tokens of a log line.
+fn kv(line: &str, key: &str) -> Option<String> {
+    line.split_whitespace().find_map(|t| t.strip_prefix(key).and_then(|r| r.strip_prefix('='))).map(|v| v.trim_matches('"').to_owned())
+}
+
+/// GET /metrics over plain HTTP; `name{labels}` -> value.
+fn scrape(addr: &str) -> Option<BTreeMap<String, f64>> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let body = body.split("\r\n\r\n").nth(1)?;
+    Some(
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_owned(), v.parse().ok()?))
+            })
+            .collect(),
+    )
+}
+
+fn metric(m: &BTreeMap<String, f64>, name: &str) -> f64 {
+    m.get(name).copied().unwrap_or(0.0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Workload
 
 struct Workload {
     unwatched: PathBuf,
@@ -129,7 +191,9 @@ impl Workload {
         let unwatched = dir.join("t1609-bench-true");
         let watched = dir.join("docker");
         for p in [&unwatched, &watched] {
-            std::fs::copy(&busybox, p)?;
+            if !p.exists() {
+                std::fs::copy(&busybox, p)?;
+            }
         }
         let small_args = ["exec", "-it", "atomic-test-container", "/bin/sh"].map(String::from).to_vec();
         let mut big_args = small_args.clone();
@@ -137,39 +201,922 @@ impl Workload {
         Ok(Self { unwatched, watched, small_args, big_args })
     }
 
-    /// Sequential fork+exec+wait; returns mean µs per exec.
-    fn storm(&self, exe: &Path, args: &[String], n: usize) -> anyhow::Result<f64> {
-        let start = Instant::now();
+    /// Sequential fork+exec+wait; returns the µs of each exec.
+    fn storm(&self, exe: &Path, args: &[String], n: usize) -> anyhow::Result<Vec<f64>> {
+        let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            let status = Command::new(exe).arg0("true").args(args).status()?;
-            if !status.success() {
-                bail!("{} failed", exe.display());
-            }
+            let t = Instant::now();
+            spawn_wait(exe, args)?;
+            out.push(t.elapsed().as_secs_f64() * 1e6);
         }
-        Ok(start.elapsed().as_secs_f64() * 1e6 / n as f64)
+        Ok(out)
     }
 }
 
-fn set_bpf_stats(on: bool) -> anyhow::Result<()> {
-    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", if on { "1" } else { "0" })
-        .context("writing /proc/sys/kernel/bpf_stats_enabled (needs root)")
+fn spawn_wait(exe: &Path, args: &[String]) -> anyhow::Result<()> {
+    let status = Command::new(exe).arg0("true").args(args).stdin(Stdio::null()).status()?;
+    if !status.success() {
+        bail!("{} failed: {status}", exe.display());
+    }
+    Ok(())
 }
 
-fn median(v: &mut [f64]) -> f64 {
+// ---------------------------------------------------------------------------------------
+// Monitors
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Nothing,
+    Agent,
+    Auditd,
+    Bpftrace,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Nothing => "nothing",
+            Kind::Agent => "t1609-agent",
+            Kind::Auditd => "auditd (execve rule)",
+            Kind::Bpftrace => "bpftrace (argv join)",
+        }
+    }
+}
+
+const AUDIT_RULE: [&str; 7] = ["always,exit", "-F", "arch=b64", "-S", "execve", "-k", "t1609bench"];
+const BPFTRACE_PROG: &str = r#"tracepoint:syscalls:sys_enter_execve { printf("%-6d ", pid); join(args->argv); }"#;
+
+/// What the agent wrote on its way out.
+#[derive(Default, Clone, Debug)]
+struct AgentExit {
+    stopped_line: Option<String>,
+    status: Option<String>,
+    warnings: Vec<String>,
+}
+
+struct Monitor {
+    kind: Kind,
+    child: Option<Child>,
+    /// Processes whose CPU is charged to the monitor.
+    cpu_pids: Vec<u32>,
+    /// Processes whose memory is the monitor's.
+    mem_pids: Vec<u32>,
+    /// Processes holding the monitor's eBPF programs.
+    bpf_pids: Vec<u32>,
+    metrics: Option<String>,
+    stderr_thread: Option<JoinHandle<AgentExit>>,
+    audit_prev_enabled: Option<String>,
+}
+
+struct Env {
+    agent_bin: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Env {
+    fn agent_config(&self) -> anyhow::Result<PathBuf> {
+        let spool = self.tmp.join("spool");
+        std::fs::create_dir_all(&spool)?;
+        let path = self.tmp.join("agent.toml");
+        // stdout sink to /dev/null (the child's stdout); no runtime lookups so dockerd is
+        // not part of the measure; metrics on an ephemeral port for loss counters.
+        std::fs::write(
+            &path,
+            format!(
+                "[deliver]\nsinks = [\"stdout\"]\nspool_dir = \"{}\"\n\n[context]\ndocker_socket = \"\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+                spool.display()
+            ),
+        )?;
+        Ok(path)
+    }
+}
+
+impl Monitor {
+    fn start(kind: Kind, env: &Env, record: Option<&Path>) -> anyhow::Result<Self> {
+        let mut m = Monitor {
+            kind,
+            child: None,
+            cpu_pids: vec![],
+            mem_pids: vec![],
+            bpf_pids: vec![],
+            metrics: None,
+            stderr_thread: None,
+            audit_prev_enabled: None,
+        };
+        match kind {
+            Kind::Nothing => {}
+            Kind::Agent => m.start_agent(env, record)?,
+            Kind::Auditd => m.start_auditd()?,
+            Kind::Bpftrace => m.start_bpftrace()?,
+        }
+        Ok(m)
+    }
+
+    fn start_agent(&mut self, env: &Env, record: Option<&Path>) -> anyhow::Result<()> {
+        let config = env.agent_config()?;
+        let mut cmd = Command::new(&env.agent_bin);
+        cmd.arg("run").arg("--config").arg(&config);
+        if let Some(r) = record {
+            cmd.arg("--record").arg(r);
+        }
+        let mut child = cmd
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting the agent")?;
+        let stderr = child.stderr.take().expect("piped");
+        let mut lines = BufReader::new(stderr).lines();
+        let mut early = vec![];
+        let ready = loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("t1609-agent ready") => break l,
+                Some(Ok(l)) => early.push(l),
+                _ => {
+                    let _ = child.wait();
+                    bail!("agent exited before it was ready: {}", early.join(" | "));
+                }
+            }
+        };
+        self.metrics = kv(&ready, "metrics").filter(|a| a != "off" && !a.is_empty());
+        // Keep draining stderr so the agent never blocks on a full pipe; keep what matters.
+        self.stderr_thread = Some(std::thread::spawn(move || {
+            let mut exit = AgentExit::default();
+            for l in lines.map_while(Result::ok) {
+                if l.contains("t1609-agent stopped") {
+                    exit.stopped_line = Some(l);
+                } else if (l.contains("WARN") || l.contains("ERROR")) && exit.warnings.len() < 20 {
+                    exit.warnings.push(l);
+                }
+            }
+            exit
+        }));
+        let pid = child.id();
+        self.cpu_pids = vec![pid];
+        self.mem_pids = vec![pid];
+        self.bpf_pids = vec![pid];
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn start_auditd(&mut self) -> anyhow::Result<()> {
+        if Command::new("auditctl").arg("-v").output().is_err() {
+            bail!("auditctl not installed (scripts/bench-setup.sh failed?)");
+        }
+        let status = |what: &str| -> Option<String> {
+            let out = Command::new("auditctl").arg("-s").output().ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix(what).map(|v| v.trim().to_owned()))
+        };
+        self.audit_prev_enabled = status("enabled ");
+        let mut pids = find_pids_by_comm("auditd");
+        if pids.is_empty() {
+            let mut child = Command::new("auditd")
+                .args(["-n", "-s", "enable"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting auditd")?;
+            let pid = child.id();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Ok(Some(s)) = child.try_wait() {
+                    let mut err = String::new();
+                    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                    bail!("auditd exited at start ({s}): {}", err.trim().replace('\n', " | "));
+                }
+                if status("pid ").as_deref() == Some(&pid.to_string()) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = sigterm_and_wait(&mut child, Duration::from_secs(2));
+                    bail!("auditd did not register with the kernel within 5 s");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Drain its stderr.
+            if let Some(e) = child.stderr.take() {
+                std::thread::spawn(move || for _ in BufReader::new(e).lines() {});
+            }
+            pids = vec![pid];
+            self.child = Some(child);
+        }
+        let out = Command::new("auditctl").arg("-a").args(AUDIT_RULE).output()?;
+        if !out.status.success() {
+            let msg = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            self.stop_auditd();
+            bail!("auditctl -a failed: {msg}");
+        }
+        self.mem_pids = pids.clone();
+        // kauditd (kernel thread) formats and sends the records: its CPU is auditd's cost.
+        self.cpu_pids = pids;
+        self.cpu_pids.extend(find_pids_by_comm("kauditd"));
+        Ok(())
+    }
+
+    fn stop_auditd(&mut self) {
+        let _ = Command::new("auditctl").arg("-d").args(AUDIT_RULE).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if let Some(mut c) = self.child.take() {
+            let _ = sigterm_and_wait(&mut c, Duration::from_secs(5));
+        }
+        if self.audit_prev_enabled.as_deref() == Some("0") {
+            let _ = Command::new("auditctl").args(["-e", "0"]).stdout(Stdio::null()).status();
+        }
+    }
+
+    fn start_bpftrace(&mut self) -> anyhow::Result<()> {
+        let mut child = Command::new("bpftrace")
+            .args(["-e", BPFTRACE_PROG])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting bpftrace (scripts/bench-setup.sh failed?)")?;
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut said = vec![];
+        loop {
+            while let Ok(l) = rx.try_recv() {
+                said.push(l);
+            }
+            if let Ok(Some(s)) = child.try_wait() {
+                bail!("bpftrace exited ({s}): {}", said.join(" | "));
+            }
+            // Attached once it holds a program fd and a perf-event (tracepoint) fd. (Its
+            // "Attaching N probes" goes to stdout, which is /dev/null here.)
+            let has_perf = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().contains("perf_event")));
+            if has_perf && bpf_prog_stats(pid).is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = sigterm_and_wait(&mut child, Duration::from_secs(2));
+                bail!("bpftrace not attached within 30 s: {}", said.join(" | "));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        std::thread::spawn(move || for _ in rx {});
+        self.cpu_pids = vec![pid];
+        self.mem_pids = vec![pid];
+        self.bpf_pids = vec![pid];
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn cpu(&self) -> f64 {
+        self.cpu_pids.iter().map(|&p| proc_cpu(p)).sum()
+    }
+
+    fn rss_kib(&self) -> (u64, u64) {
+        let rss = self.mem_pids.iter().map(|&p| proc_status_kib(p, "VmRSS")).sum();
+        let hwm = self.mem_pids.iter().map(|&p| proc_status_kib(p, "VmHWM")).sum();
+        (rss, hwm)
+    }
+
+    fn bpf(&self) -> Option<(u64, u64, usize)> {
+        let mut acc = None::<(u64, u64, usize)>;
+        for &p in &self.bpf_pids {
+            if let Some((t, c, n)) = bpf_prog_stats(p) {
+                let a = acc.get_or_insert((0, 0, 0));
+                a.0 += t;
+                a.1 += c;
+                a.2 += n;
+            }
+        }
+        acc
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Stops what we started; for the agent, returns what it said on the way out.
+    fn stop(mut self) -> AgentExit {
+        match self.kind {
+            Kind::Nothing => AgentExit::default(),
+            Kind::Auditd => {
+                self.stop_auditd();
+                AgentExit::default()
+            }
+            Kind::Bpftrace => {
+                if let Some(mut c) = self.child.take() {
+                    // bpftrace prints its maps on SIGINT and exits.
+                    // SAFETY: kill(2) on our own child.
+                    unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+                    let _ = sigterm_and_wait(&mut c, Duration::from_secs(5));
+                }
+                AgentExit::default()
+            }
+            Kind::Agent => {
+                let status = self.child.take().and_then(|mut c| sigterm_and_wait(&mut c, Duration::from_secs(20)));
+                let mut exit = self.stderr_thread.take().and_then(|t| t.join().ok()).unwrap_or_default();
+                exit.status = status.map(|s| s.to_string());
+                exit
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Overhead table
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
 }
 
-/// In-kernel ns per exec of the agent's program over `n` execs of `exe`.
-fn kernel_ns(agent: &Agent, w: &Workload, exe: &Path, args: &[String], n: usize) -> anyhow::Result<f64> {
-    let (t0, c0) = agent.prog_stats().context("agent's eBPF program not found in its fdinfo")?;
-    w.storm(exe, args, n)?;
-    let (t1, c1) = agent.prog_stats().context("agent's eBPF program vanished")?;
-    Ok((t1 - t0) as f64 / (c1 - c0).max(1) as f64)
+#[derive(Default)]
+struct Row {
+    /// Every exec's µs, all rounds.
+    lat_u: Vec<f64>,
+    lat_w: Vec<f64>,
+    /// Each batch's mean µs.
+    mean_u: Vec<f64>,
+    mean_w: Vec<f64>,
+    cpu_per_1000: Vec<f64>,
+    rss_kib: u64,
+    hwm_kib: u64,
+    ns_u: Option<f64>,
+    ns_w: Option<f64>,
+    ns_w4k: Option<f64>,
+    runs_per_exec: Option<f64>,
+    failure: Option<String>,
+    lost: u64,
+    notes: Vec<String>,
 }
+
+fn kind_of(name: &str) -> anyhow::Result<Kind> {
+    Ok(match name.trim() {
+        "agent" | "t1609-agent" => Kind::Agent,
+        "auditd" => Kind::Auditd,
+        "bpftrace" => Kind::Bpftrace,
+        other => bail!("unknown monitor {other:?} (agent, auditd, bpftrace)"),
+    })
+}
+
+/// In-kernel ns per exec of the monitor's programs (all of them: a fork+exec+exit cycle
+/// may run several) over `n` execs.
+fn kernel_ns(m: &Monitor, w: &Workload, exe: &Path, args: &[String], n: usize) -> anyhow::Result<(f64, f64)> {
+    let (t0, c0, _) = m.bpf().context("no eBPF program fd found in the monitor's fdinfo")?;
+    w.storm(exe, args, n)?;
+    let (t1, c1, _) = m.bpf().context("the monitor's eBPF programs vanished")?;
+    Ok(((t1 - t0) as f64 / n as f64, (c1 - c0) as f64 / n as f64))
+}
+
+/// Err(true, e): the monitor could not start; Err(false, e): only the measure failed.
+fn ebpf_phase(kind: Kind, env: &Env, w: &Workload, n: usize, row: &mut Row) -> Result<(), (bool, anyhow::Error)> {
+    let mut m = Monitor::start(kind, env, None).map_err(|e| (true, e))?;
+    std::thread::sleep(Duration::from_millis(200));
+    let before = m.metrics.as_deref().and_then(scrape);
+    let r = (|| -> anyhow::Result<()> {
+        let (u, runs) = kernel_ns(&m, w, &w.unwatched, &w.small_args, n)?;
+        row.ns_u = Some(u);
+        row.runs_per_exec = Some(runs);
+        row.ns_w = Some(kernel_ns(&m, w, &w.watched, &w.small_args, n)?.0);
+        if kind == Kind::Agent {
+            row.ns_w4k = Some(kernel_ns(&m, w, &w.watched, &w.big_args, n)?.0);
+        }
+        Ok(())
+    })();
+    // Per-program split from the agent's own metrics (names the fdinfo lacks); they are
+    // refreshed once a second.
+    std::thread::sleep(Duration::from_millis(1300));
+    if let (Some(b), Some(a)) = (before, m.metrics.as_deref().and_then(scrape)) {
+        let mut parts = vec![];
+        for (k, v) in &a {
+            if let Some(prog) = k.strip_prefix("t1609_bpf_program_run_time_ns_total{program=\"") {
+                let prog = prog.trim_end_matches("\"}");
+                let cnt_key = format!("t1609_bpf_program_run_count_total{{program=\"{prog}\"}}");
+                let dt = v - metric(&b, k);
+                let dc = metric(&a, &cnt_key) - metric(&b, &cnt_key);
+                if dc > 0.0 {
+                    parts.push(format!("{prog} {:.0} ns/run × {:.0} runs", dt / dc, dc));
+                }
+            }
+        }
+        if !parts.is_empty() {
+            row.notes.push(format!("kernel split over the {}-exec phase: {}", if kind == Kind::Agent { 3 * n } else { 2 * n }, parts.join(", ")));
+        }
+    }
+    m.alive();
+    let exit = m.stop();
+    if let Some(l) = exit.stopped_line {
+        row.lost += kv(&l, "lost_events").and_then(|v| v.parse().ok()).unwrap_or(0);
+    }
+    r.map_err(|e| (false, e))
+}
+
+fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Result<()> {
+    let w = Workload::prepare()?;
+    let n = args.execs;
+    let mut kinds = vec![Kind::Nothing];
+    for name in &args.monitors {
+        let k = kind_of(name)?;
+        if !kinds.contains(&k) {
+            kinds.push(k);
+        }
+    }
+    let mut rows: BTreeMap<&'static str, Row> = kinds.iter().map(|k| (k.name(), Row::default())).collect();
+    for k in &kinds {
+        if let (Some(e), Kind::Auditd | Kind::Bpftrace) = (setup_err, k) {
+            rows.get_mut(k.name()).expect("row").failure = Some(format!("bench-setup.sh failed: {e}"));
+        }
+    }
+
+    // 1. In-kernel cost of the eBPF-based monitors, from the kernel's own BPF statistics.
+    let prev_stats = read_bpf_stats_enabled();
+    set_bpf_stats("1")?;
+    for &k in &kinds {
+        if matches!(k, Kind::Agent | Kind::Bpftrace) {
+            let row = rows.get_mut(k.name()).expect("row");
+            if row.failure.is_some() {
+                continue;
+            }
+            if let Err((start_failed, e)) = ebpf_phase(k, env, &w, n, row) {
+                eprintln!("bench: {}: kernel-stats phase: {e:#}", k.name());
+                if start_failed {
+                    row.failure = Some(format!("{e:#}"));
+                } else {
+                    row.notes.push(format!("kernel ns not measured: {e:#}"));
+                }
+            }
+        }
+    }
+    set_bpf_stats(prev_stats.as_deref().unwrap_or("0"))?;
+
+    // 2. Exec-storm latency, CPU and memory: interleaved rounds, order rotated and alternated.
+    for round in 0..args.rounds {
+        let mut order = kinds.clone();
+        order.rotate_left(round % kinds.len());
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for &k in &order {
+            let row = rows.get_mut(k.name()).expect("row");
+            if row.failure.is_some() {
+                continue;
+            }
+            let mut m = match Monitor::start(k, env, None) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("bench: {}: {e:#}", k.name());
+                    row.failure = Some(format!("{e:#}"));
+                    continue;
+                }
+            };
+            std::thread::sleep(Duration::from_millis(200));
+            let res = (|| -> anyhow::Result<()> {
+                let u = w.storm(&w.unwatched, &w.small_args, n)?;
+                row.mean_u.push(u.iter().sum::<f64>() / n as f64);
+                row.lat_u.extend(u);
+                let cpu0 = m.cpu();
+                let wt = w.storm(&w.watched, &w.small_args, n)?;
+                row.mean_w.push(wt.iter().sum::<f64>() / n as f64);
+                row.lat_w.extend(wt);
+                std::thread::sleep(Duration::from_millis(300)); // let it finish the batch
+                row.cpu_per_1000.push((m.cpu() - cpu0) * 1000.0 / n as f64);
+                let (rss, hwm) = m.rss_kib();
+                row.rss_kib = row.rss_kib.max(rss);
+                row.hwm_kib = row.hwm_kib.max(hwm);
+                Ok(())
+            })();
+            let alive = m.alive();
+            let exit = m.stop();
+            if k == Kind::Agent {
+                if !alive {
+                    row.notes.push(format!("round {}: agent had exited ({:?})", round + 1, exit.status));
+                }
+                if let Some(l) = &exit.stopped_line {
+                    row.lost += kv(l, "lost_events").and_then(|v| v.parse().ok()).unwrap_or(0);
+                } else {
+                    row.notes.push(format!("round {}: no `t1609-agent stopped` line (exit {:?})", round + 1, exit.status));
+                }
+            }
+            res?;
+        }
+        eprintln!("bench: round {}/{} done", round + 1, args.rounds);
+    }
+
+    // 3. The table.
+    let base = &rows[Kind::Nothing.name()];
+    let (bu, bw) = (median(&base.lat_u), median(&base.lat_w));
+    let (bmu, bmw) = (median(&base.mean_u), median(&base.mean_w));
+    let hz_note = 1000.0 / clk_tck();
+    println!();
+    println!(
+        "Overhead per monitor ({n} execs per batch, {} interleaved rounds; µs = median of every exec; ratio = vs `nothing` in the same run)",
+        args.rounds
+    );
+    println!(
+        "| monitor              | unwatched µs | ratio  | watched µs | ratio  | batch-mean ratio u/w | CPU s/1k watched | % core @1,600/s | RSS MiB | HWM MiB | kernel ns/exec unw. | kernel ns/exec watched | kernel ns/exec 4 KiB |"
+    );
+    println!(
+        "|----------------------|--------------|--------|------------|--------|----------------------|------------------|-----------------|---------|---------|---------------------|------------------------|----------------------|"
+    );
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+    let mut notes = vec![];
+    for &k in &kinds {
+        let r = &rows[k.name()];
+        if let (Some(f), true) = (&r.failure, r.lat_u.is_empty()) {
+            println!("| {:<20} | not run: {} |", k.name(), f.replace('|', "/").replace('\n', " "));
+            continue;
+        }
+        let (u, wt) = (median(&r.lat_u), median(&r.lat_w));
+        if k == Kind::Nothing {
+            println!(
+                "| {:<20} | {u:12.1} | {:6.3} | {wt:10.1} | {:6.3} | {:>20} | {:>16} | {:>15} | {:>7} | {:>7} | {:>19} | {:>22} | {:>20} |",
+                k.name(), 1.0, 1.0, "1.000 / 1.000", "-", "-", "-", "-", "-", "-", "-"
+            );
+            continue;
+        }
+        let cpu = median(&r.cpu_per_1000);
+        println!(
+            "| {:<20} | {u:12.1} | {:6.3} | {wt:10.1} | {:6.3} | {:>20} | {cpu:16.4} | {:14.2}% | {:7.1} | {:7.1} | {:>19} | {:>22} | {:>20} |",
+            k.name(),
+            u / bu,
+            wt / bw,
+            format!("{:.3} / {:.3}", median(&r.mean_u) / bmu, median(&r.mean_w) / bmw),
+            cpu * 1.6 * 100.0,
+            r.rss_kib as f64 / 1024.0,
+            r.hwm_kib as f64 / 1024.0,
+            opt(r.ns_u),
+            opt(r.ns_w),
+            opt(r.ns_w4k),
+        );
+        if let Some(f) = &r.failure {
+            notes.push(format!("{}: partly failed: {f}", k.name()));
+        }
+        if let Some(runs) = r.runs_per_exec {
+            notes.push(format!("{}: {runs:.2} eBPF program runs per unwatched fork+exec+exit", k.name()));
+        }
+        if k == Kind::Agent {
+            notes.push(format!("{}: ring-buffer events lost over the whole bench: {}", k.name(), r.lost));
+        }
+        notes.extend(r.notes.iter().map(|n| format!("{}: {n}", k.name())));
+    }
+    println!(
+        "| target (t1609-agent) |              | ≤1.010 |            | ≤1.030 |                      |         ≤ 0.0125 |          ≤ 2.00% |    ≤ 25 |         |                     |                        |                      |"
+    );
+    println!();
+    println!("Notes:");
+    println!("- µs = median over every exec of all rounds (robust to bursts from other load); batch-mean ratio = median of per-batch means, unwatched / watched.");
+    println!("- exec = fork+exec+wait of static busybox as `true`; unwatched = file named t1609-bench-true, watched = file named `docker`, argv `exec -it atomic-test-container /bin/sh`.");
+    println!("- CPU = utime+stime from /proc (auditd: auditd + kauditd kernel thread; tick = {hz_note:.0} ms) over the watched batch + 300 ms drain; % core @1,600/s = CPU s per exec × 1,600.");
+    println!("- RSS/HWM = VmRSS/VmHWM at the end of a round, max over rounds. kernel ns/exec = Σ run_time_ns of all the monitor's programs / execs issued (kernel.bpf_stats_enabled=1, separate phase).");
+    println!("- agent config: stdout sink to /dev/null, docker_socket = \"\" (no dockerd lookups), defaults otherwise; bpftrace: {BPFTRACE_PROG} > /dev/null; auditd: auditctl -a {}.", AUDIT_RULE.join(" "));
+    for n in notes {
+        println!("- {n}");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Storm mode
+
+/// Counts `--record` lines per marker step, read from a FIFO the agent writes.
+struct RecordCounter {
+    counts: Arc<Vec<AtomicU64>>,
+    other: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+const MARK: &str = "t1609bench-s";
+const MAX_STEPS: usize = 64;
+
+impl RecordCounter {
+    fn start(fifo: &Path) -> anyhow::Result<Self> {
+        let _ = std::fs::remove_file(fifo);
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())?;
+        // SAFETY: valid NUL-terminated path.
+        if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+            bail!("mkfifo {}: {}", fifo.display(), std::io::Error::last_os_error());
+        }
+        let counts: Arc<Vec<AtomicU64>> = Arc::new((0..MAX_STEPS).map(|_| AtomicU64::new(0)).collect());
+        let other = Arc::new(AtomicU64::new(0));
+        let (c2, o2, path) = (counts.clone(), other.clone(), fifo.to_owned());
+        let thread = std::thread::spawn(move || {
+            let Ok(f) = std::fs::File::open(&path) else { return };
+            let mut r = BufReader::with_capacity(1 << 20, f);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match r.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                // (str::find runs core's optimised searcher even in this debug build.)
+                let line = String::from_utf8_lossy(&buf);
+                let step = line.find(MARK).and_then(|i| {
+                    let rest = &line[i + MARK.len()..];
+                    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+                    rest[..end].parse::<usize>().ok()
+                });
+                match step {
+                    Some(s) if s < MAX_STEPS => {
+                        c2[s].fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        o2.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        Ok(Self { counts, other, thread: Some(thread) })
+    }
+
+    fn get(&self, step: usize) -> u64 {
+        self.counts[step].load(Ordering::Relaxed)
+    }
+
+    /// Waits until the count for `step` reaches `want` or stops moving for `quiet`.
+    fn settle(&self, step: usize, want: u64, quiet: Duration, max: Duration) -> u64 {
+        let start = Instant::now();
+        let (mut last, mut since) = (self.get(step), Instant::now());
+        while self.get(step) < want && start.elapsed() < max {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = self.get(step);
+            if now != last {
+                (last, since) = (now, Instant::now());
+            } else if since.elapsed() >= quiet {
+                break;
+            }
+        }
+        self.get(step)
+    }
+}
+
+struct StepResult {
+    issued: u64,
+    secs: f64,
+    failures: u64,
+}
+
+/// Runs watched execs from `threads` threads for `secs`; `rate` = None: as fast as
+/// possible, else paced to that total rate. `tick` is called about once a second.
+fn drive(
+    w: &Workload,
+    step: usize,
+    threads: usize,
+    secs: u64,
+    rate: Option<u32>,
+    mut tick: impl FnMut(f64, u64),
+) -> StepResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let issued = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let mut args = w.small_args.clone();
+    args.insert(3, format!("--label={MARK}{step}"));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (stop, issued, failures, args, exe) = (stop.clone(), issued.clone(), failures.clone(), args.clone(), w.watched.clone());
+            std::thread::spawn(move || {
+                // Paced: thread t owns slots t, t+threads, ...; a late thread does not sleep.
+                let interval = rate.map(|r| Duration::from_secs_f64(threads as f64 / f64::from(r.max(1))));
+                let offset = rate.map(|r| Duration::from_secs_f64(t as f64 / f64::from(r.max(1))));
+                let mut k: u32 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    if let (Some(iv), Some(off)) = (interval, offset) {
+                        let due = start + off + iv * k;
+                        let now = Instant::now();
+                        if due > now {
+                            std::thread::sleep(due - now);
+                        }
+                        k += 1;
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match spawn_wait(&exe, &args) {
+                        Ok(()) => issued.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => failures.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    let end = start + Duration::from_secs(secs);
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_secs(1).min(end.saturating_duration_since(Instant::now())));
+        tick(start.elapsed().as_secs_f64(), issued.load(Ordering::Relaxed));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    StepResult { issued: issued.load(Ordering::Relaxed), secs: start.elapsed().as_secs_f64(), failures: failures.load(Ordering::Relaxed) }
+}
+
+fn storm(args: &BenchArgs, env: &Env) -> anyhow::Result<()> {
+    let w = Workload::prepare()?;
+    let ncpu = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = args.threads.unwrap_or((2 * ncpu).max(4));
+    if args.rates.len() + 2 > MAX_STEPS {
+        bail!("at most {} rates", MAX_STEPS - 2);
+    }
+
+    // Step 0: the machine's own ceiling, no monitor (5 s).
+    eprintln!("bench: storm: machine ceiling without a monitor (5 s, {threads} threads)");
+    let ceiling = drive(&w, 0, threads, 5, None, |_, _| {});
+    let ceiling_rate = ceiling.issued as f64 / ceiling.secs;
+
+    let fifo = env.tmp.join("record.fifo");
+    let counter = RecordCounter::start(&fifo)?;
+    let mut agent = Monitor::start(Kind::Agent, env, Some(&fifo))?;
+    let addr = agent.metrics.clone();
+    let scrape_now = || addr.as_deref().and_then(scrape).unwrap_or_default();
+    std::thread::sleep(Duration::from_millis(1200)); // metrics refresh once a second
+    let m0 = scrape_now();
+    let (rss0, _) = agent.rss_kib();
+
+    // Step 1: as fast as possible.
+    eprintln!("bench: storm: {} s of watched execs as fast as possible, {threads} threads", args.seconds);
+    let cpu0 = agent.cpu();
+    let mut samples: Vec<(f64, u64, u64, f64, f64, bool)> = vec![]; // t, issued, rss, lost, captured, alive
+    let max_res = {
+        let agent_pid = agent.cpu_pids[0];
+        let mut last_print = 0.0;
+        drive(&w, 1, threads, args.seconds, None, |t, issued| {
+            let m = scrape_now();
+            let rss = proc_status_kib(agent_pid, "VmRSS");
+            let alive = std::path::Path::new(&format!("/proc/{agent_pid}/stat")).exists();
+            samples.push((t, issued, rss, metric(&m, "t1609_ringbuf_lost_events_total"), metric(&m, "t1609_events_captured_total"), alive));
+            if t - last_print >= 10.0 {
+                eprintln!("bench: storm t={t:.0}s issued={issued} rss={:.1} MiB lost={}", rss as f64 / 1024.0, metric(&m, "t1609_ringbuf_lost_events_total"));
+                last_print = t;
+            }
+        })
+    };
+    let captured1 = counter.settle(1, max_res.issued, Duration::from_secs(3), Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1200));
+    let cpu1 = agent.cpu();
+    let m1 = scrape_now();
+    let alive1 = agent.alive();
+    let (rss1, hwm1) = agent.rss_kib();
+
+    // Sweep.
+    struct Sweep {
+        rate: u32,
+        res: StepResult,
+        captured: u64,
+        lost_ev: f64,
+        lost_chunks: f64,
+        cpu_pct: f64,
+        rss: u64,
+    }
+    let mut sweep = vec![];
+    for (i, &rate) in args.rates.iter().enumerate() {
+        if !agent.alive() {
+            break;
+        }
+        let step = i + 2;
+        eprintln!("bench: sweep {rate}/s for {} s", args.rate_seconds);
+        let mb = scrape_now();
+        let c0 = agent.cpu();
+        let res = drive(&w, step, threads, args.rate_seconds, Some(rate), |_, _| {});
+        let c1 = agent.cpu();
+        let captured = counter.settle(step, res.issued, Duration::from_secs(2), Duration::from_secs(15));
+        std::thread::sleep(Duration::from_millis(1200));
+        let ma = scrape_now();
+        sweep.push(Sweep {
+            rate,
+            captured,
+            lost_ev: metric(&ma, "t1609_ringbuf_lost_events_total") - metric(&mb, "t1609_ringbuf_lost_events_total"),
+            lost_chunks: metric(&ma, "t1609_ringbuf_lost_argv_chunks_total") - metric(&mb, "t1609_ringbuf_lost_argv_chunks_total"),
+            cpu_pct: (c1 - c0) / res.secs * 100.0,
+            rss: agent.rss_kib().0,
+            res,
+        });
+    }
+    let alive_end = agent.alive();
+    let (rss_end, hwm_end) = agent.rss_kib();
+    let m_end = scrape_now();
+    let exit = agent.stop();
+    let _ = counter.thread.map(JoinHandle::join);
+    let _ = std::fs::remove_file(&fifo);
+
+    // Report.
+    let lost = |m: &BTreeMap<String, f64>| metric(m, "t1609_ringbuf_lost_events_total");
+    let lostc = |m: &BTreeMap<String, f64>| metric(m, "t1609_ringbuf_lost_argv_chunks_total");
+    let cap = |m: &BTreeMap<String, f64>| metric(m, "t1609_events_captured_total");
+    println!();
+    println!("Exec storm: t1609-agent, watched `docker exec -it …` execs (static busybox), {threads} spawner threads, {ncpu} CPUs");
+    println!("Machine ceiling without a monitor: {:.0} exec/s ({} execs in {:.1} s)", ceiling_rate, ceiling.issued, ceiling.secs);
+    println!();
+    println!("| phase | exec/s target | exec/s achieved | execs issued | recorded (marker) | missing | ringbuf lost events | lost argv chunks | agent CPU % of a core | agent RSS MiB | alive |");
+    println!("|-------|---------------|-----------------|--------------|-------------------|---------|---------------------|------------------|-----------------------|---------------|-------|");
+    println!(
+        "| max {} s | max | {:.0} | {} | {} | {} | {:.0} | {:.0} | {:.1}% | {:.1} | {} |",
+        args.seconds,
+        max_res.issued as f64 / max_res.secs,
+        max_res.issued,
+        captured1,
+        max_res.issued.saturating_sub(captured1),
+        lost(&m1) - lost(&m0),
+        lostc(&m1) - lostc(&m0),
+        (cpu1 - cpu0) / max_res.secs * 100.0,
+        rss1 as f64 / 1024.0,
+        if alive1 { "yes" } else { "NO" },
+    );
+    let mut knee = None;
+    for s in &sweep {
+        let missing = s.res.issued.saturating_sub(s.captured);
+        if knee.is_none() && (missing > 0 || s.lost_ev > 0.0) {
+            knee = Some(s.rate);
+        }
+        println!(
+            "| paced {} s | {} | {:.0} | {} | {} | {} | {:.0} | {:.0} | {:.1}% | {:.1} | yes |",
+            args.rate_seconds,
+            s.rate,
+            s.res.issued as f64 / s.res.secs,
+            s.res.issued,
+            s.captured,
+            missing,
+            s.lost_ev,
+            s.lost_chunks,
+            s.cpu_pct,
+            s.rss as f64 / 1024.0,
+        );
+    }
+    println!();
+    let rss_series: Vec<String> = samples
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| i % 5 == 4 || !s.5)
+        .map(|(_, s)| format!("{:.0}s:{:.1}", s.0, s.2 as f64 / 1024.0))
+        .collect();
+    println!("Agent RSS over the max-rate storm (MiB, every 5 s): start {:.1}, {}; after sweep {:.1}; VmHWM {:.1} (storm) / {:.1} (end)",
+        rss0 as f64 / 1024.0, rss_series.join(" "), rss_end as f64 / 1024.0, hwm1 as f64 / 1024.0, hwm_end as f64 / 1024.0);
+    println!(
+        "Loss counters over the whole run (metrics): captured {:.0}, ringbuf lost events {:.0}, lost argv chunks {:.0}; recorded lines without a marker: {}",
+        cap(&m_end) - cap(&m0),
+        lost(&m_end) - lost(&m0),
+        lostc(&m_end) - lostc(&m0),
+        counter.other.load(Ordering::Relaxed)
+    );
+    let fails: u64 = max_res.failures + sweep.iter().map(|s| s.res.failures).sum::<u64>() + ceiling.failures;
+    if fails > 0 {
+        println!("Spawn failures (not counted as issued): {fails}");
+    }
+    match &exit.stopped_line {
+        Some(l) => println!(
+            "Agent stop line: events={} alerts={} lost_events={} lost_argv_chunks={} kernel_read_errors={} decode_errors={} (exit {})",
+            kv(l, "events").unwrap_or_default(),
+            kv(l, "alerts").unwrap_or_default(),
+            kv(l, "lost_events").unwrap_or_default(),
+            kv(l, "lost_argv_chunks").unwrap_or_default(),
+            kv(l, "kernel_read_errors").unwrap_or_default(),
+            kv(l, "decode_errors").unwrap_or_default(),
+            exit.status.as_deref().unwrap_or("?"),
+        ),
+        None => println!("Agent stop line: MISSING (exit {})", exit.status.as_deref().unwrap_or("?")),
+    }
+    println!("Agent kept running through the storm and the sweep: {}", if alive1 && alive_end { "yes" } else { "NO" });
+    match knee {
+        Some(r) => println!("Knee: loss starts at the {r}/s step (first paced rate with a missing or lost event)"),
+        None => println!("Knee: no loss at any paced rate up to {}/s (as achieved above)", args.rates.iter().max().unwrap_or(&0)),
+    }
+    if let Some(s) = sweep.iter().find(|s| s.rate == 5000) {
+        let achieved = s.res.issued as f64 / s.res.secs;
+        let zero = s.res.issued == s.captured && s.lost_ev == 0.0;
+        println!(
+            "Sustained 5,000/s: achieved {achieved:.0}/s{}; {}",
+            if achieved < 4750.0 { " (machine could not sustain the target: not a valid 5,000/s test)" } else { "" },
+            if zero { "zero loss" } else { "LOSS" }
+        );
+    }
+    if !exit.warnings.is_empty() {
+        println!("Agent warnings/errors (first {}):", exit.warnings.len());
+        for w in &exit.warnings {
+            println!("  {w}");
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let root = workspace_root();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("cargo xtask bench needs root (eBPF, auditctl, kernel.bpf_stats_enabled)");
+    }
     let agent_bin = match &args.agent {
         Some(p) => p.clone(),
         None => {
@@ -179,55 +1126,26 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("release/t1609-agent")
         }
     };
-    let w = Workload::prepare()?;
-    let n = args.execs;
-
-    // 1. In-kernel cost, from the kernel's own BPF statistics.
-    let agent = Agent::start(&agent_bin)?;
-    set_bpf_stats(true)?;
-    let ns_unwatched = kernel_ns(&agent, &w, &w.unwatched, &w.small_args, n);
-    let ns_watched_small = kernel_ns(&agent, &w, &w.watched, &w.small_args, n);
-    let ns_watched_4k = kernel_ns(&agent, &w, &w.watched, &w.big_args, n);
-    set_bpf_stats(false)?;
-    agent.stop()?;
-    let (ns_unwatched, ns_watched_small, ns_watched_4k) = (ns_unwatched?, ns_watched_small?, ns_watched_4k?);
-
-    // 2. Exec-storm latency, agent vs none, interleaved rounds with alternating order.
-    let (mut base_u, mut base_w, mut agent_u, mut agent_w) = (vec![], vec![], vec![], vec![]);
-    let mut cpu_per_1000 = vec![];
-    let mut rss_kib = 0;
-    for round in 0..args.rounds {
-        for with_agent in if round % 2 == 0 { [false, true] } else { [true, false] } {
-            if with_agent {
-                let agent = Agent::start(&agent_bin)?;
-                std::thread::sleep(Duration::from_millis(200));
-                agent_u.push(w.storm(&w.unwatched, &w.small_args, n)?);
-                let cpu0 = agent.cpu_seconds();
-                agent_w.push(w.storm(&w.watched, &w.small_args, n)?);
-                std::thread::sleep(Duration::from_millis(300)); // let it finish the batch
-                cpu_per_1000.push((agent.cpu_seconds() - cpu0) * 1000.0 / n as f64);
-                rss_kib = rss_kib.max(agent.peak_rss_kib());
-                agent.stop()?;
-            } else {
-                base_u.push(w.storm(&w.unwatched, &w.small_args, n)?);
-                base_w.push(w.storm(&w.watched, &w.small_args, n)?);
+    let tmp = std::env::temp_dir().join(format!("t1609-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let env = Env { agent_bin, tmp: tmp.clone() };
+    let result = if args.storm {
+        storm(args, &env)
+    } else {
+        let mut setup_err = None;
+        if !args.skip_setup && args.monitors.iter().any(|m| m.trim() != "agent" && m.trim() != "t1609-agent") {
+            let out = Command::new("bash").arg(root.join("scripts/bench-setup.sh")).stdout(Stdio::inherit()).output();
+            match out {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => {
+                    let err = String::from_utf8_lossy(&o.stderr);
+                    setup_err = Some(err.lines().last().unwrap_or("failed").to_owned());
+                }
+                Err(e) => setup_err = Some(e.to_string()),
             }
         }
-        eprintln!("bench: round {}/{} done", round + 1, args.rounds);
-    }
-    let (bu, bw, au, aw) = (median(&mut base_u), median(&mut base_w), median(&mut agent_u), median(&mut agent_w));
-    let cpu = median(&mut cpu_per_1000);
-
-    println!();
-    println!("t1609-agent overhead ({} execs per batch, {} interleaved rounds, medians)", n, args.rounds);
-    println!("| measure                                   | baseline | t1609-agent | ratio  | target  |");
-    println!("|-------------------------------------------|----------|-------------|--------|---------|");
-    println!("| fork+exec+wait, unwatched binary (µs)     | {bu:8.1} | {au:11.1} | {:6.3} | ≤ 1.010 |", au / bu);
-    println!("| fork+exec+wait, watched `docker exec` (µs)| {bw:8.1} | {aw:11.1} | {:6.3} | ≤ 1.030 |", aw / bw);
-    println!("| in-kernel ns/exec, unwatched              |        - | {ns_unwatched:11.0} |      - | ≤ 250   |");
-    println!("| in-kernel ns/exec, watched, small argv    |        - | {ns_watched_small:11.0} |      - |       - |");
-    println!("| in-kernel ns/exec, watched, 4 KiB argv    |        - | {ns_watched_4k:11.0} |      - | ≤ 4000  |");
-    println!("| agent CPU s per 1,000 watched execs       |        - | {cpu:11.4} |      - |       - |");
-    println!("| agent peak RSS (MiB)                      |        - | {:11.1} |      - | ≤ 25    |", rss_kib as f64 / 1024.0);
-    Ok(())
+        overhead(args, &env, setup_err.as_deref())
+    };
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
 }

@@ -3,6 +3,7 @@
 //! the overhead table.
 
 mod bench;
+mod fuzz;
 mod latency;
 
 use std::{path::PathBuf, process::Command};
@@ -31,6 +32,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Exec-to-delivery latency through the live agent to a socket subscriber. Needs root.
     Latency(latency::LatencyArgs),
+    /// Run the cargo-fuzz targets (fuzz/) for a bounded time each; fails on any crash.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -65,6 +68,12 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
             failures.push(format!("deploy checks: {e:#}"));
         }
     }
+    // Fuzzing: each target for a short bounded time (the CI sets the budget).
+    if let Some(secs) = std::env::var("T1609_FUZZ_SECONDS").ok().and_then(|v| v.parse::<u64>().ok()).filter(|s| *s > 0) {
+        if let Err(e) = fuzz::run(&fuzz::FuzzArgs { seconds_per_target: secs, target: None }) {
+            failures.push(format!("fuzz: {e:#}"));
+        }
+    }
     if failures.is_empty() {
         eprintln!("xtask test: all suites passed");
         Ok(())
@@ -78,5 +87,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test { cargo_args } => test(&cargo_args),
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Latency(args) => latency::run(&args),
+        Cmd::Fuzz(args) => fuzz::run(&args),
     }
 }
