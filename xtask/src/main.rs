@@ -68,8 +68,10 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
             failures.push(format!("deploy checks: {e:#}"));
         }
     }
-    // Fuzzing: each target for a short bounded time (the CI sets the budget).
-    if let Some(secs) = std::env::var("T1609_FUZZ_SECONDS").ok().and_then(|v| v.parse::<u64>().ok()).filter(|s| *s > 0) {
+    // Fuzzing: each target for a short bounded time (T1609_FUZZ_SECONDS, default 10; 0
+    // skips it). `cargo xtask fuzz` runs longer on demand.
+    let fuzz_secs = std::env::var("T1609_FUZZ_SECONDS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(10);
+    if let Some(secs) = Some(fuzz_secs).filter(|s| *s > 0) {
         if let Err(e) = fuzz::run(&fuzz::FuzzArgs { seconds_per_target: secs, target: None }) {
             failures.push(format!("fuzz: {e:#}"));
         }
