@@ -89,7 +89,7 @@ impl Alert {
     /// Writes the alert's ECS JSON (no newline) straight to `w`: the fast path, with no
     /// intermediate `Value`. Same document as [`Alert::to_ecs`].
     pub fn write_json(&self, w: impl std::io::Write) -> serde_json::Result<()> {
-        serde_json::to_writer(w, self)
+        crate::fastjson::write_alert_to(self, w).map_err(serde_json::Error::io)
     }
 }
 
@@ -109,7 +109,10 @@ impl Serialize for Alert {
                 action: "exec",
                 created: &self.created,
             },
-            AlertExtra { rule: &r.ecs_rule, threat: &r.ecs_threat },
+            AlertExtra {
+                rule: &r.ecs_rule,
+                threat: &r.ecs_threat,
+            },
             AlertT1609 {
                 severity: self.severity.as_str(),
                 confidence: self.confidence.as_str(),
@@ -160,14 +163,76 @@ pub(crate) fn new_id() -> String {
     static SEED: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let seed = *SEED.get_or_init(|| {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         let local = 0u8;
         splitmix(t ^ u64::from(std::process::id()).rotate_left(32) ^ (&raw const local as u64))
     });
     let c = COUNTER.fetch_add(1, Ordering::Relaxed);
     let a = splitmix(seed ^ c);
     let b = splitmix(a ^ seed.rotate_left(17) ^ c.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    format!("{a:016x}{b:016x}")
+    hex128(a, b)
+}
+
+/// Two u64s as 32 lowercase hex digits (`format!("{a:016x}{b:016x}")`, without `fmt`).
+fn hex128(a: u64, b: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (half, v) in [(0, a), (16, b)] {
+        for i in 0..16 {
+            out[half + i] = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+        }
+    }
+    String::from_utf8(out.to_vec()).unwrap_or_default()
+}
+
+/// A stable 128-bit hex digest of a sequence of byte strings (FNV-1a, two lanes,
+/// finalised with splitmix), fed part by part.
+pub(crate) struct Digest {
+    h1: u64,
+    h2: u64,
+}
+
+impl Digest {
+    pub(crate) fn new() -> Self {
+        Digest {
+            h1: 0xcbf2_9ce4_8422_2325,
+            h2: 0x84222325_cbf29ce4,
+        }
+    }
+    pub(crate) fn part(&mut self, p: &[u8]) {
+        let (mut h1, mut h2) = (self.h1, self.h2);
+        for &b in p {
+            h1 = (h1 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            h2 = (h2 ^ u64::from(b))
+                .wrapping_mul(0x100_0000_01b3)
+                .rotate_left(5);
+        }
+        // Separator so ["ab","c"] and ["a","bc"] differ.
+        self.h1 = (h1 ^ 0xff).wrapping_mul(0x100_0000_01b3);
+        self.h2 = (h2 ^ 0xfe).wrapping_mul(0x100_0000_01b3);
+    }
+    pub(crate) fn finish(&self) -> String {
+        hex128(splitmix(self.h1), splitmix(self.h2))
+    }
+}
+
+/// [`Digest`] of `parts`.
+#[cfg(test)]
+pub(crate) fn digest(parts: &[&[u8]]) -> String {
+    let mut d = Digest::new();
+    for p in parts {
+        d.part(p);
+    }
+    d.finish()
+}
+
+/// Current time as RFC 3339.
+pub(crate) fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
 pub(crate) fn splitmix(mut z: u64) -> u64 {
@@ -177,24 +242,23 @@ pub(crate) fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A stable 128-bit hex digest (FNV-1a, two lanes, finalised with splitmix).
-pub(crate) fn digest(parts: &[&[u8]]) -> String {
-    let (mut h1, mut h2) = (0xcbf2_9ce4_8422_2325u64, 0x84222325_cbf29ce4u64);
-    for p in parts {
-        for &b in *p {
-            h1 = (h1 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-            h2 = (h2 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3).rotate_left(5);
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex128_matches_format() {
+        for (a, b) in [
+            (0u64, 0u64),
+            (1, u64::MAX),
+            (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210),
+        ] {
+            assert_eq!(super::hex128(a, b), format!("{a:016x}{b:016x}"));
         }
-        // Separator so ["ab","c"] and ["a","bc"] differ.
-        h1 = (h1 ^ 0xff).wrapping_mul(0x100_0000_01b3);
-        h2 = (h2 ^ 0xfe).wrapping_mul(0x100_0000_01b3);
     }
-    format!("{:016x}{:016x}", splitmix(h1), splitmix(h2))
-}
 
-/// Current time as RFC 3339.
-pub(crate) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+    #[test]
+    fn digest_is_stable() {
+        // Group ids (this digest) are also pinned by tests/alert_json.rs's golden file.
+        assert_eq!(super::digest(&[]), super::digest(&[]));
+        assert_ne!(super::digest(&[b"ab", b"c"]), super::digest(&[b"a", b"bc"]));
+    }
 }

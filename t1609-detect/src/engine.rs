@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::alert::{Alert, digest, new_id, now_rfc3339};
+use crate::alert::{Alert, Digest, new_id, now_rfc3339};
 use crate::argv::{self, Invocation};
 use crate::eql::{self, Field, Node, StrTest};
 use crate::event::ProcessEvent;
@@ -44,7 +44,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("rules", &self.inner.rules.len()).finish()
+        f.debug_struct("Engine")
+            .field("rules", &self.inner.rules.len())
+            .finish()
     }
 }
 
@@ -89,7 +91,11 @@ fn name_constraint(n: &Node) -> Option<BTreeSet<String>> {
             // Wrappers and shims can run any tool.
             names.extend(argv::LIVE_WRAPPERS.iter().map(|s| (*s).to_string()));
             names.extend(argv::SHELLS.iter().map(|s| (*s).to_string()));
-            names.extend(["python", "python3", "perl"].iter().map(|s| (*s).to_string()));
+            names.extend(
+                ["python", "python3", "perl"]
+                    .iter()
+                    .map(|s| (*s).to_string()),
+            );
             Some(names)
         }
         Node::And(v) => {
@@ -165,7 +171,15 @@ impl Engine {
                 }
             }
         }
-        Engine { inner: Arc::new(Inner { rules, by_name, any, watch, has_sigma }) }
+        Engine {
+            inner: Arc::new(Inner {
+                rules,
+                by_name,
+                any,
+                watch,
+                has_sigma,
+            }),
+        }
     }
 
     pub fn watch_set(&self) -> WatchSet {
@@ -200,7 +214,7 @@ impl Engine {
         if indexed.is_empty() && inner.any.is_empty() {
             return Vec::new();
         }
-        let mut parsed: Option<Vec<Invocation>> = None;
+        let mut parsed: Option<Vec<Arc<Invocation>>> = None;
         let mut sigma_doc: Option<serde_json::Value> = None;
         let mut hits: Vec<(usize, Option<usize>)> = Vec::new();
         for &ri in indexed.iter().chain(inner.any.iter()) {
@@ -208,12 +222,17 @@ impl Engine {
             match &rule.cond {
                 Condition::Eql(node) => {
                     if rule.needs_argv {
-                        let invs = parsed.get_or_insert_with(|| argv::parse(Some(name).filter(|n| !n.is_empty()), args));
+                        let invs = parsed.get_or_insert_with(|| {
+                            argv::parse_shared(Some(name).filter(|n| !n.is_empty()), args)
+                        });
                         if invs.is_empty() {
                             if node.eval(&eql::ctx(ev, None)) {
                                 hits.push((ri, None));
                             }
-                        } else if let Some(k) = invs.iter().position(|inv| node.eval(&eql::ctx(ev, Some(inv)))) {
+                        } else if let Some(k) = invs
+                            .iter()
+                            .position(|inv| node.eval(&eql::ctx(ev, Some(&**inv))))
+                        {
                             hits.push((ri, Some(k)));
                         }
                     } else if node.eval(&eql::ctx(ev, None)) {
@@ -232,8 +251,8 @@ impl Engine {
         if hits.is_empty() {
             return Vec::new();
         }
-        let invs = parsed.unwrap_or_else(|| argv::parse(Some(name).filter(|n| !n.is_empty()), args));
-        let invs: Vec<Arc<Invocation>> = invs.into_iter().map(Arc::new).collect();
+        let invs = parsed
+            .unwrap_or_else(|| argv::parse_shared(Some(name).filter(|n| !n.is_empty()), args));
         let group = group_id(ev, &invs);
         let created = now_rfc3339();
         let shared = Arc::new(ev.clone());
@@ -278,14 +297,23 @@ fn is_wrapper_tool(inv: &Invocation) -> bool {
 
 /// The first non-wrapper invocation, else the first.
 fn primary(invs: &[Arc<Invocation>]) -> Option<Arc<Invocation>> {
-    invs.iter().find(|i| !is_wrapper_tool(i)).or_else(|| invs.first()).cloned()
+    invs.iter()
+        .find(|i| !is_wrapper_tool(i))
+        .or_else(|| invs.first())
+        .cloned()
 }
 
 /// Same command: argv equal, argv[0] compared by basename (a wrapper may have resolved
 /// the path).
 fn same_command(a: &Invocation, b: &Invocation) -> bool {
     a.argv.len() == b.argv.len()
-        && a.argv.iter().zip(&b.argv).enumerate().all(|(i, (x, y))| if i == 0 { argv::basename(x) == argv::basename(y) } else { x == y })
+        && a.argv.iter().zip(&b.argv).enumerate().all(|(i, (x, y))| {
+            if i == 0 {
+                argv::basename(x) == argv::basename(y)
+            } else {
+                x == y
+            }
+        })
 }
 
 /// One id for the alerts of an event and for the alerts of the wrapper that launched it:
@@ -295,25 +323,40 @@ fn same_command(a: &Invocation, b: &Invocation) -> bool {
 fn group_id(ev: &ProcessEvent, invs: &[Arc<Invocation>]) -> String {
     let prim = primary(invs);
     let mut anchor = ev.process.pid;
-    if let (Some(pp), Some(prim)) = (ev.process.parent.as_deref(), prim.as_deref()) {
-        if let Some(pargs) = pp.args.as_deref() {
-            let pname = pp.name.as_deref().or_else(|| pargs.first().map(|a| argv::basename(a))).unwrap_or("");
-            // Only wrappers can have launched this very command; skip parsing others.
-            if argv::LIVE_WRAPPERS.contains(&pname) || argv::SHELLS.contains(&pname) || pname == "nsenter" {
-                let pinvs: Vec<Arc<Invocation>> = argv::parse(Some(pname), pargs).into_iter().map(Arc::new).collect();
-                if pinvs.len() > 1 && primary(&pinvs).is_some_and(|p| same_command(&p, prim)) {
-                    anchor = pp.pid;
-                }
+    if let (Some(pp), Some(prim)) = (ev.process.parent.as_deref(), prim.as_deref())
+        && let Some(pargs) = pp.args.as_deref()
+    {
+        let pname = pp
+            .name
+            .as_deref()
+            .or_else(|| pargs.first().map(|a| argv::basename(a)))
+            .unwrap_or("");
+        // Only wrappers can have launched this very command; skip parsing others.
+        if argv::LIVE_WRAPPERS.contains(&pname)
+            || argv::SHELLS.contains(&pname)
+            || pname == "nsenter"
+        {
+            let pinvs = argv::parse_shared(Some(pname), pargs);
+            if pinvs.len() > 1 && primary(&pinvs).is_some_and(|p| same_command(&p, prim)) {
+                anchor = pp.pid;
             }
         }
     }
     let host = ev.host_hostname.as_deref().unwrap_or("");
-    let pid = anchor.map(|p| p.to_string()).unwrap_or_default();
-    let mut parts: Vec<&[u8]> = vec![host.as_bytes(), pid.as_bytes()];
+    let mut d = Digest::new();
+    d.part(host.as_bytes());
+    match anchor {
+        Some(p) => d.part(crate::fastjson::u64_digits(u64::from(p), &mut [0u8; 20])),
+        None => d.part(b""),
+    }
     if let Some(p) = prim.as_deref() {
         for (i, a) in p.argv.iter().enumerate() {
-            parts.push(if i == 0 { argv::basename(a).as_bytes() } else { a.as_bytes() });
+            d.part(if i == 0 {
+                argv::basename(a).as_bytes()
+            } else {
+                a.as_bytes()
+            });
         }
     }
-    digest(&parts)
+    d.finish()
 }

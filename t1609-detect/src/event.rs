@@ -86,24 +86,36 @@ pub enum EventError {
     #[error("the event is not a JSON object")]
     NotObject,
     #[error("field `{field}`: expected {expected}")]
-    Field { field: String, expected: &'static str },
+    Field {
+        field: String,
+        expected: &'static str,
+    },
 }
 
 impl ProcessEvent {
     /// The `run --record` format: one nested ECS document; `None` fields are omitted.
     pub fn to_ecs(&self) -> Value {
-        serde_json::to_value(self.ecs_doc(RecordMeta::new(self), NoExtra {}, NoExtra {})).unwrap_or(Value::Null)
+        serde_json::to_value(self.ecs_doc(RecordMeta::new(self), NoExtra {}, NoExtra {}))
+            .unwrap_or(Value::Null)
     }
 
     /// Writes the `run --record` line (without newline) straight to `w`, with no
     /// intermediate `Value`.
     pub fn write_ecs(&self, w: impl std::io::Write) -> serde_json::Result<()> {
-        serde_json::to_writer(w, &self.ecs_doc(RecordMeta::new(self), NoExtra {}, NoExtra {}))
+        serde_json::to_writer(
+            w,
+            &self.ecs_doc(RecordMeta::new(self), NoExtra {}, NoExtra {}),
+        )
     }
 
     /// The event's ECS fields, with a caller's `event` object, extra top-level objects and
     /// extra `t1609.*` fields (alerts add theirs).
-    pub(crate) fn ecs_doc<E: Serialize, X: Serialize, T: Serialize>(&self, event: E, extra: X, t1609_extra: T) -> EcsDoc<'_, E, X, T> {
+    pub(crate) fn ecs_doc<E: Serialize, X: Serialize, T: Serialize>(
+        &self,
+        event: E,
+        extra: X,
+        t1609_extra: T,
+    ) -> EcsDoc<'_, E, X, T> {
         let p = &self.process;
         let c = &self.capture;
         EcsDoc {
@@ -126,10 +138,20 @@ impl ProcessEvent {
                     command_line: pp.command_line.as_deref(),
                 }),
             },
-            user: EcsIdentity { id: self.user.id.as_deref(), name: self.user.name.as_deref() },
-            group: EcsIdentity { id: self.group.id.as_deref(), name: self.group.name.as_deref() },
-            container: EcsOne { id: self.container_id.as_deref() },
-            host: EcsHost { hostname: self.host_hostname.as_deref() },
+            user: EcsIdentity {
+                id: self.user.id.as_deref(),
+                name: self.user.name.as_deref(),
+            },
+            group: EcsIdentity {
+                id: self.group.id.as_deref(),
+                name: self.group.name.as_deref(),
+            },
+            container: EcsOne {
+                id: self.container_id.as_deref(),
+            },
+            host: EcsHost {
+                hostname: self.host_hostname.as_deref(),
+            },
             t1609: EcsCapture {
                 cgroup_id: c.cgroup_id,
                 pid_ns: c.pid_ns,
@@ -180,8 +202,14 @@ impl ProcessEvent {
                 working_directory: r.string("process.working_directory")?,
                 parent: has_parent.then(|| Box::new(parent)),
             },
-            user: Identity { id: r.id("user.id")?, name: r.string("user.name")? },
-            group: Identity { id: r.id("group.id")?, name: r.string("group.name")? },
+            user: Identity {
+                id: r.id("user.id")?,
+                name: r.string("user.name")?,
+            },
+            group: Identity {
+                id: r.id("group.id")?,
+                name: r.string("group.name")?,
+            },
             container_id: r.string("container.id")?,
             host_hostname: r.string("host.hostname")?,
             capture: CaptureInfo {
@@ -213,7 +241,11 @@ fn flatten<'a>(
     depth: usize,
 ) {
     for (k, v) in obj {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             Value::Object(inner) if depth < MAX_DEPTH => flatten(&key, inner, out, depth + 1),
             _ => {
@@ -235,7 +267,10 @@ impl Reader<'_> {
         }
     }
     fn err(f: &str, expected: &'static str) -> EventError {
-        EventError::Field { field: f.to_string(), expected }
+        EventError::Field {
+            field: f.to_string(),
+            expected,
+        }
     }
     fn string(&self, f: &str) -> Result<Option<String>, EventError> {
         match self.get(f) {
@@ -256,15 +291,23 @@ impl Reader<'_> {
     fn u64(&self, f: &str) -> Result<Option<u64>, EventError> {
         match self.get(f) {
             None => Ok(None),
-            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| Self::err(f, "an unsigned integer")),
-            Some(Value::String(s)) => s.parse().map(Some).map_err(|_| Self::err(f, "an unsigned integer")),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| Self::err(f, "an unsigned integer")),
+            Some(Value::String(s)) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| Self::err(f, "an unsigned integer")),
             Some(_) => Err(Self::err(f, "an unsigned integer")),
         }
     }
     fn u32(&self, f: &str) -> Result<Option<u32>, EventError> {
         match self.u64(f)? {
             None => Ok(None),
-            Some(n) => u32::try_from(n).map(Some).map_err(|_| Self::err(f, "a 32-bit unsigned integer")),
+            Some(n) => u32::try_from(n)
+                .map(Some)
+                .map_err(|_| Self::err(f, "a 32-bit unsigned integer")),
         }
     }
     fn bool(&self, f: &str) -> Result<Option<bool>, EventError> {
@@ -330,7 +373,13 @@ pub(crate) struct RecordMeta<'a> {
 
 impl<'a> RecordMeta<'a> {
     fn new(ev: &'a ProcessEvent) -> Self {
-        RecordMeta { kind: "event", category: ["process"], kind_type: ["start"], action: "exec", id: ev.event_id.as_deref() }
+        RecordMeta {
+            kind: "event",
+            category: ["process"],
+            kind_type: ["start"],
+            action: "exec",
+            id: ev.event_id.as_deref(),
+        }
     }
 }
 

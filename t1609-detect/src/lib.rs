@@ -14,6 +14,7 @@ pub mod argv;
 pub mod engine;
 pub mod eql;
 pub mod event;
+mod fastjson;
 pub mod replay;
 pub mod rules;
 pub mod sigma;

@@ -15,7 +15,12 @@ pub struct ReplaySummary {
 /// Reads one JSON event per line, writes one alert JSON per line to `out`, and a message
 /// naming the line number to `err` for each bad line. Blank lines are skipped; invalid
 /// UTF-8 is replaced, never fatal.
-pub fn replay(engine: &Engine, mut input: impl BufRead, mut out: impl Write, mut err: impl Write) -> ReplaySummary {
+pub fn replay(
+    engine: &Engine,
+    mut input: impl BufRead,
+    mut out: impl Write,
+    mut err: impl Write,
+) -> ReplaySummary {
     let mut s = ReplaySummary::default();
     let mut buf = Vec::new();
     loop {

@@ -13,11 +13,23 @@ use crate::sigma::SigmaRule;
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
     #[error("{file}:{line}:{column}: {message}")]
-    Invalid { file: String, line: usize, column: usize, message: String },
+    Invalid {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{file}: cannot read: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}: duplicate rule id `{id}` (already defined in {first})")]
-    Duplicate { file: String, id: String, first: String },
+    Duplicate {
+        file: String,
+        id: String,
+        first: String,
+    },
     #[error("{file}: {message}")]
     Unsupported { file: String, message: String },
 }
@@ -111,7 +123,9 @@ impl RuleMeta {
             "tactic": {"id": col(&self.tactics, |r| &r.id), "name": col(&self.tactics, |r| &r.name), "reference": col(&self.tactics, |r| &r.reference)},
             "technique": {"id": col(&self.techniques, |r| &r.id), "name": col(&self.techniques, |r| &r.name), "reference": col(&self.techniques, |r| &r.reference)},
         });
-        let raw = |v: &serde_json::Value| serde_json::value::RawValue::from_string(v.to_string()).unwrap_or_else(|_| empty_raw());
+        let raw = |v: &serde_json::Value| {
+            serde_json::value::RawValue::from_string(v.to_string()).unwrap_or_else(|_| empty_raw())
+        };
         self.ecs_rule = raw(&rule);
         self.ecs_threat = raw(&threat);
         self
@@ -119,7 +133,8 @@ impl RuleMeta {
 }
 
 pub(crate) fn empty_raw() -> Box<serde_json::value::RawValue> {
-    serde_json::value::RawValue::from_string("{}".into()).unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
+    serde_json::value::RawValue::from_string("{}".into())
+        .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
 }
 
 #[derive(Debug)]
@@ -164,11 +179,22 @@ const TECHNIQUES: &[(&str, &str)] = &[
 
 pub(crate) fn technique(id: &str) -> Option<MitreRef> {
     let (id, name) = TECHNIQUES.iter().find(|(t, _)| *t == id)?;
-    Some(MitreRef { id: (*id).into(), name: (*name).into(), reference: format!("https://attack.mitre.org/techniques/{}/", id.replace('.', "/")) })
+    Some(MitreRef {
+        id: (*id).into(),
+        name: (*name).into(),
+        reference: format!(
+            "https://attack.mitre.org/techniques/{}/",
+            id.replace('.', "/")
+        ),
+    })
 }
 pub(crate) fn tactic(id: &str) -> Option<MitreRef> {
     let (id, name) = TACTICS.iter().find(|(t, _)| *t == id)?;
-    Some(MitreRef { id: (*id).into(), name: (*name).into(), reference: format!("https://attack.mitre.org/tactics/{id}/") })
+    Some(MitreRef {
+        id: (*id).into(),
+        name: (*name).into(),
+        reference: format!("https://attack.mitre.org/tactics/{id}/"),
+    })
 }
 
 /// 1-based line and column (in characters) of byte offset `at` in `text`.
@@ -206,14 +232,23 @@ fn eql_pos(text: &str, span: std::ops::Range<usize>, e: &EqlError) -> (usize, us
         start += 1;
     }
     let (l0, c0) = line_col(text, start);
-    if e.line == 1 { (l0, c0 + e.column - 1) } else { (l0 + e.line - 1, e.column) }
+    if e.line == 1 {
+        (l0, c0 + e.column - 1)
+    } else {
+        (l0 + e.line - 1, e.column)
+    }
 }
 
 /// Parses one TOML rule file.
 pub(crate) fn parse_toml_rules(file: &str, text: &str) -> Result<Vec<Rule>, Vec<RuleError>> {
     let parsed: RuleFile = toml::from_str(text).map_err(|e| {
         let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
-        vec![RuleError::Invalid { file: file.into(), line, column, message: e.message().trim().to_string() }]
+        vec![RuleError::Invalid {
+            file: file.into(),
+            line,
+            column,
+            message: e.message().trim().to_string(),
+        }]
     })?;
     let mut rules = Vec::new();
     let mut errors = Vec::new();
@@ -224,35 +259,83 @@ pub(crate) fn parse_toml_rules(file: &str, text: &str) -> Result<Vec<Rule>, Vec<
             Err(e) => errors.push(e),
         }
     }
-    if errors.is_empty() { Ok(rules) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(rules)
+    } else {
+        Err(errors)
+    }
 }
 
 fn compile_spec(file: &str, text: &str, spec: RuleSpec) -> Result<Option<Rule>, RuleError> {
     let at = |span: std::ops::Range<usize>, message: String| {
         let (line, column) = line_col(text, span.start);
-        RuleError::Invalid { file: file.into(), line, column, message }
+        RuleError::Invalid {
+            file: file.into(),
+            line,
+            column,
+            message,
+        }
     };
     let qspan = spec.query.span();
     if spec.id.trim().is_empty() || spec.id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(at(qspan, format!("rule `{}`: expected an id without spaces", spec.id)));
+        return Err(at(
+            qspan,
+            format!("rule `{}`: expected an id without spaces", spec.id),
+        ));
     }
     if spec.risk_score > 100 {
-        return Err(at(qspan, format!("rule `{}`: expected risk_score 0-100, found {}", spec.id, spec.risk_score)));
+        return Err(at(
+            qspan,
+            format!(
+                "rule `{}`: expected risk_score 0-100, found {}",
+                spec.id, spec.risk_score
+            ),
+        ));
     }
     let mut tactics = Vec::new();
     for t in &spec.tactics {
-        tactics.push(tactic(t).ok_or_else(|| at(qspan.clone(), format!("rule `{}`: unknown tactic `{t}`; expected one of {}", spec.id, TACTICS.iter().map(|t| t.0).collect::<Vec<_>>().join(", "))))?);
+        tactics.push(tactic(t).ok_or_else(|| {
+            at(
+                qspan.clone(),
+                format!(
+                    "rule `{}`: unknown tactic `{t}`; expected one of {}",
+                    spec.id,
+                    TACTICS.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?);
     }
     let mut techniques = Vec::new();
     for t in &spec.techniques {
-        techniques.push(technique(t).ok_or_else(|| at(qspan.clone(), format!("rule `{}`: unknown technique `{t}`; expected one of {}", spec.id, TECHNIQUES.iter().map(|t| t.0).collect::<Vec<_>>().join(", "))))?);
+        techniques.push(technique(t).ok_or_else(|| {
+            at(
+                qspan.clone(),
+                format!(
+                    "rule `{}`: unknown technique `{t}`; expected one of {}",
+                    spec.id,
+                    TECHNIQUES
+                        .iter()
+                        .map(|t| t.0)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?);
     }
     if techniques.is_empty() {
-        return Err(at(qspan, format!("rule `{}`: expected at least one technique", spec.id)));
+        return Err(at(
+            qspan,
+            format!("rule `{}`: expected at least one technique", spec.id),
+        ));
     }
     let node = eql::parse_query(spec.query.get_ref()).map_err(|e| {
         let (line, column) = eql_pos(text, qspan.clone(), &e);
-        RuleError::Invalid { file: file.into(), line, column, message: format!("rule `{}`: {}", spec.id, e.message) }
+        RuleError::Invalid {
+            file: file.into(),
+            line,
+            column,
+            message: format!("rule `{}`: {}", spec.id, e.message),
+        }
     })?;
     if let Some(bad) = unknown_tool(&node) {
         let (line, column) = line_col(text, qspan.start);
@@ -260,7 +343,11 @@ fn compile_spec(file: &str, text: &str, spec: RuleSpec) -> Result<Option<Rule>, 
             file: file.into(),
             line,
             column,
-            message: format!("rule `{}`: unknown t1609.argv.tool value `{bad}`; expected one of {}", spec.id, crate::argv::KNOWN_TOOLS.join(", ")),
+            message: format!(
+                "rule `{}`: unknown t1609.argv.tool value `{bad}`; expected one of {}",
+                spec.id,
+                crate::argv::KNOWN_TOOLS.join(", ")
+            ),
         });
     }
     let mut overrides = Vec::new();
@@ -268,34 +355,48 @@ fn compile_spec(file: &str, text: &str, spec: RuleSpec) -> Result<Option<Rule>, 
         let span = o.condition.span();
         let cond = eql::parse_condition(o.condition.get_ref()).map_err(|e| {
             let (line, column) = eql_pos(text, span.clone(), &e);
-            RuleError::Invalid { file: file.into(), line, column, message: format!("rule `{}` severity_when: {}", spec.id, e.message) }
+            RuleError::Invalid {
+                file: file.into(),
+                line,
+                column,
+                message: format!("rule `{}` severity_when: {}", spec.id, e.message),
+            }
         })?;
         if o.risk_score.is_some_and(|r| r > 100) {
-            return Err(at(span, format!("rule `{}`: expected risk_score 0-100", spec.id)));
+            return Err(at(
+                span,
+                format!("rule `{}`: expected risk_score 0-100", spec.id),
+            ));
         }
-        overrides.push(SeverityOverride { cond, severity: o.severity, risk_score: o.risk_score });
+        overrides.push(SeverityOverride {
+            cond,
+            severity: o.severity,
+            risk_score: o.risk_score,
+        });
     }
     if !spec.enabled {
         return Ok(None);
     }
     let needs_argv = node.needs_argv() || overrides.iter().any(|o| o.cond.needs_argv());
     Ok(Some(Rule {
-        meta: std::sync::Arc::new(RuleMeta {
-            id: spec.id,
-            name: spec.name,
-            description: spec.description,
-            severity: spec.severity,
-            confidence: spec.confidence,
-            risk_score: spec.risk_score,
-            tactics,
-            techniques,
-            references: spec.references,
-            false_positives: spec.false_positives,
-            source: file.into(),
-            ecs_rule: empty_raw(),
-            ecs_threat: empty_raw(),
-        }
-        .finish()),
+        meta: std::sync::Arc::new(
+            RuleMeta {
+                id: spec.id,
+                name: spec.name,
+                description: spec.description,
+                severity: spec.severity,
+                confidence: spec.confidence,
+                risk_score: spec.risk_score,
+                tactics,
+                techniques,
+                references: spec.references,
+                false_positives: spec.false_positives,
+                source: file.into(),
+                ecs_rule: empty_raw(),
+                ecs_threat: empty_raw(),
+            }
+            .finish(),
+        ),
         cond: Condition::Eql(node),
         overrides,
         needs_argv,
@@ -305,25 +406,37 @@ fn compile_spec(file: &str, text: &str, spec: RuleSpec) -> Result<Option<Rule>, 
 /// A `t1609.argv.tool` literal that no parser produces (a typo would silently never match).
 fn unknown_tool(n: &Node) -> Option<String> {
     use crate::eql::{Field, StrTest};
-    let known = |t: &str| crate::argv::KNOWN_TOOLS.contains(&t) || crate::argv::LIVE_WRAPPERS.contains(&t) || crate::argv::SHELLS.contains(&t);
+    let known = |t: &str| {
+        crate::argv::KNOWN_TOOLS.contains(&t)
+            || crate::argv::LIVE_WRAPPERS.contains(&t)
+            || crate::argv::SHELLS.contains(&t)
+    };
     match n {
         Node::And(v) | Node::Or(v) => v.iter().find_map(unknown_tool),
         Node::Not(x) => unknown_tool(x),
-        Node::Str(Field::ArgvTool, StrTest::In(v) | StrTest::InCi(v)) => v.iter().find(|t| !known(t)).cloned(),
+        Node::Str(Field::ArgvTool, StrTest::In(v) | StrTest::InCi(v)) => {
+            v.iter().find(|t| !known(t)).cloned()
+        }
         Node::Str(Field::ArgvTool, StrTest::Cmp(_, t)) => (!known(t)).then(|| t.clone()),
         _ => None,
     }
 }
 
 /// The shipped pack.
-pub(crate) const BUILTIN: &[(&str, &str)] = &[("builtin:rules/t1609.toml", include_str!("../rules/t1609.toml"))];
+pub(crate) const BUILTIN: &[(&str, &str)] = &[(
+    "builtin:rules/t1609.toml",
+    include_str!("../rules/t1609.toml"),
+)];
 
 fn load_file(path: &Path, out: &mut Vec<Rule>, errors: &mut Vec<RuleError>, explicit: bool) {
     let file = path.display().to_string();
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if !matches!(ext, "toml" | "yml" | "yaml") {
         if explicit {
-            errors.push(RuleError::Unsupported { file, message: "expected a .toml rule file or a .yml/.yaml Sigma rule".into() });
+            errors.push(RuleError::Unsupported {
+                file,
+                message: "expected a .toml rule file or a .yml/.yaml Sigma rule".into(),
+            });
         }
         return;
     }
@@ -334,7 +447,11 @@ fn load_file(path: &Path, out: &mut Vec<Rule>, errors: &mut Vec<RuleError>, expl
             return;
         }
     };
-    let r = if ext == "toml" { parse_toml_rules(&file, &text) } else { crate::sigma::parse_sigma_rules(&file, &text) };
+    let r = if ext == "toml" {
+        parse_toml_rules(&file, &text)
+    } else {
+        crate::sigma::parse_sigma_rules(&file, &text)
+    };
     match r {
         Ok(r) => out.extend(r),
         Err(e) => errors.extend(e),
@@ -346,7 +463,10 @@ fn load_path(path: &Path, out: &mut Vec<Rule>, errors: &mut Vec<RuleError>, dept
         let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
             Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
             Err(source) => {
-                errors.push(RuleError::Io { file: path.display().to_string(), source });
+                errors.push(RuleError::Io {
+                    file: path.display().to_string(),
+                    source,
+                });
                 return;
             }
         };
@@ -381,10 +501,18 @@ pub(crate) fn load_all(extra: &[PathBuf]) -> Result<Vec<Rule>, Vec<RuleError>> {
     let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for r in &rules {
         if let Some(first) = seen.get(&r.meta.id) {
-            errors.push(RuleError::Duplicate { file: r.meta.source.clone(), id: r.meta.id.clone(), first: first.clone() });
+            errors.push(RuleError::Duplicate {
+                file: r.meta.source.clone(),
+                id: r.meta.id.clone(),
+                first: first.clone(),
+            });
         } else {
             seen.insert(r.meta.id.clone(), r.meta.source.clone());
         }
     }
-    if errors.is_empty() { Ok(rules) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(rules)
+    } else {
+        Err(errors)
+    }
 }

@@ -23,8 +23,14 @@ fn load() -> Vec<Case> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("corpus line {}: {e}", i + 1));
-        let argv: Vec<&str> = v["argv"].as_array().expect("argv").iter().map(|a| a.as_str().expect("str")).collect();
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("corpus line {}: {e}", i + 1));
+        let argv: Vec<&str> = v["argv"]
+            .as_array()
+            .expect("argv")
+            .iter()
+            .map(|a| a.as_str().expect("str"))
+            .collect();
         let name = v.get("name").and_then(Value::as_str);
         let parent = v.get("parent").and_then(Value::as_str);
         let mut ev = common::event_named(name, &argv, parent);
@@ -32,8 +38,17 @@ fn load() -> Vec<Case> {
             ev.process.name = name.map(str::to_string);
         }
         ev.capture.argv_truncated = v.get("truncated").and_then(Value::as_bool).unwrap_or(false);
-        let expect = v["expect"].as_array().expect("expect").iter().map(|x| x.as_str().expect("str").to_string()).collect();
-        out.push(Case { line: i + 1, ev, expect });
+        let expect = v["expect"]
+            .as_array()
+            .expect("expect")
+            .iter()
+            .map(|x| x.as_str().expect("str").to_string())
+            .collect();
+        out.push(Case {
+            line: i + 1,
+            ev,
+            expect,
+        });
     }
     out
 }
@@ -43,10 +58,16 @@ fn sharper_rules_precision_and_recall() {
     let engine = Engine::builtin().expect("builtin");
     let cases = load();
     let (mut tp, mut fp, mut fnn) = (0u32, 0u32, 0u32);
-    let mut per_rule: std::collections::BTreeMap<&str, (u32, u32, u32)> = SHARPER.iter().map(|r| (*r, (0, 0, 0))).collect();
+    let mut per_rule: std::collections::BTreeMap<&str, (u32, u32, u32)> =
+        SHARPER.iter().map(|r| (*r, (0, 0, 0))).collect();
     let mut report = Vec::new();
     for c in &cases {
-        let got: BTreeSet<String> = engine.evaluate(&c.ev).into_iter().map(|a| a.rule_id).filter(|r| r != SEED).collect();
+        let got: BTreeSet<String> = engine
+            .evaluate(&c.ev)
+            .into_iter()
+            .map(|a| a.rule_id)
+            .filter(|r| r != SEED)
+            .collect();
         for r in SHARPER {
             let (g, e) = (got.contains(*r), c.expect.contains(*r));
             let s = per_rule.get_mut(r).expect("rule");
@@ -62,12 +83,19 @@ fn sharper_rules_precision_and_recall() {
         fp += got.len() as u32 - inter;
         fnn += c.expect.len() as u32 - inter;
         if got != c.expect {
-            report.push(format!("line {}: {:?}\n    expected {:?}\n    got      {:?}", c.line, c.ev.process.command_line, c.expect, got));
+            report.push(format!(
+                "line {}: {:?}\n    expected {:?}\n    got      {:?}",
+                c.line, c.ev.process.command_line, c.expect, got
+            ));
         }
     }
     let precision = f64::from(tp) / f64::from((tp + fp).max(1));
     let recall = f64::from(tp) / f64::from((tp + fnn).max(1));
-    println!("corpus: {} cases, {} labelled rule hits", cases.len(), tp + fnn);
+    println!(
+        "corpus: {} cases, {} labelled rule hits",
+        cases.len(),
+        tp + fnn
+    );
     println!("{:<32} {:>4} {:>4} {:>4}", "rule", "TP", "FP", "FN");
     for (r, (a, b, c)) in &per_rule {
         println!("{r:<32} {a:>4} {b:>4} {c:>4}");
@@ -84,18 +112,44 @@ fn sharper_rules_precision_and_recall() {
 /// case-sensitive; `:` is case-insensitive and any element of args may match; `*`
 /// wildcards in command_line.
 fn seed_oracle(ev: &ProcessEvent) -> bool {
-    let Some(name) = ev.process.name.as_deref() else { return false };
-    if !["docker", "kubectl", "crictl", "ctr", "podman", "nsenter", "runc"].contains(&name) {
+    let Some(name) = ev.process.name.as_deref() else {
+        return false;
+    };
+    if ![
+        "docker", "kubectl", "crictl", "ctr", "podman", "nsenter", "runc",
+    ]
+    .contains(&name)
+    {
         return false;
     }
-    let words = ["exec", "run", "create", "deploy", "--privileged", "--pid=host", "--net=host", "--cap-add", "sys_admin", "nsenter"];
-    let args_hit = ev.process.args.as_ref().is_some_and(|a| a.iter().any(|x| words.contains(&x.to_lowercase().as_str())));
+    let words = [
+        "exec",
+        "run",
+        "create",
+        "deploy",
+        "--privileged",
+        "--pid=host",
+        "--net=host",
+        "--cap-add",
+        "sys_admin",
+        "nsenter",
+    ];
+    let args_hit = ev
+        .process
+        .args
+        .as_ref()
+        .is_some_and(|a| a.iter().any(|x| words.contains(&x.to_lowercase().as_str())));
     let cl_hit = ev.process.command_line.as_ref().is_some_and(|cl| {
         let l = cl.to_lowercase();
-        l.contains("--privileged") || l.contains("--pid=host") || l.contains("--cap-add=sys_admin") || {
-            // *nsenter*pid*1*
-            l.find("nsenter").and_then(|i| l[i + 7..].find("pid").map(|j| i + 7 + j + 3)).is_some_and(|k| l[k..].contains('1'))
-        }
+        l.contains("--privileged")
+            || l.contains("--pid=host")
+            || l.contains("--cap-add=sys_admin")
+            || {
+                // *nsenter*pid*1*
+                l.find("nsenter")
+                    .and_then(|i| l[i + 7..].find("pid").map(|j| i + 7 + j + 3))
+                    .is_some_and(|k| l[k..].contains('1'))
+            }
     });
     args_hit || cl_hit
 }
@@ -107,7 +161,13 @@ fn seed_rule_agrees_with_eql_semantics_on_every_case() {
     let cases = load();
     for c in &cases {
         let got = engine.evaluate(&c.ev).iter().any(|a| a.rule_id == SEED);
-        assert_eq!(got, seed_oracle(&c.ev), "seed rule disagrees with EQL semantics on corpus line {}: {:?}", c.line, c.ev.process.args);
+        assert_eq!(
+            got,
+            seed_oracle(&c.ev),
+            "seed rule disagrees with EQL semantics on corpus line {}: {:?}",
+            c.line,
+            c.ev.process.args
+        );
         fired += usize::from(got);
     }
     println!("seed rule fired on {fired} of {} corpus cases", cases.len());

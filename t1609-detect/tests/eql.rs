@@ -8,7 +8,10 @@ use t1609_detect::eql::{self, parse_query};
 fn q(src: &str, argv: &[&str]) -> bool {
     let node = parse_query(src).unwrap_or_else(|e| panic!("{src}: {e}"));
     let ev = event(argv);
-    let invs = t1609_detect::argv::parse(ev.process.name.as_deref(), ev.process.args.as_deref().unwrap_or(&[]));
+    let invs = t1609_detect::argv::parse(
+        ev.process.name.as_deref(),
+        ev.process.args.as_deref().unwrap_or(&[]),
+    );
     if node.needs_argv() {
         invs.iter().any(|i| node.eval(&eql::ctx(&ev, Some(i))))
     } else {
@@ -18,53 +21,146 @@ fn q(src: &str, argv: &[&str]) -> bool {
 
 #[test]
 fn in_is_case_sensitive_colon_is_not() {
-    assert!(q(r#"process where process.name in ("docker")"#, &["docker", "ps"]));
-    assert!(!q(r#"process where process.name in ("Docker")"#, &["docker", "ps"]));
-    assert!(q(r#"process where process.name in~ ("DOCKER")"#, &["docker", "ps"]));
-    assert!(q(r#"process where process.name : "DoCkEr""#, &["docker", "ps"]));
-    assert!(q(r#"process where process.name : ("x", "DOCK*")"#, &["docker", "ps"]));
-    assert!(q(r#"process where process.name not in ("kubectl")"#, &["docker", "ps"]));
-    assert!(!q(r#"process where process.name not in ("docker")"#, &["docker", "ps"]));
-    assert!(q(r#"process where process.name == "docker" and process.name != "Docker""#, &["docker"]));
+    assert!(q(
+        r#"process where process.name in ("docker")"#,
+        &["docker", "ps"]
+    ));
+    assert!(!q(
+        r#"process where process.name in ("Docker")"#,
+        &["docker", "ps"]
+    ));
+    assert!(q(
+        r#"process where process.name in~ ("DOCKER")"#,
+        &["docker", "ps"]
+    ));
+    assert!(q(
+        r#"process where process.name : "DoCkEr""#,
+        &["docker", "ps"]
+    ));
+    assert!(q(
+        r#"process where process.name : ("x", "DOCK*")"#,
+        &["docker", "ps"]
+    ));
+    assert!(q(
+        r#"process where process.name not in ("kubectl")"#,
+        &["docker", "ps"]
+    ));
+    assert!(!q(
+        r#"process where process.name not in ("docker")"#,
+        &["docker", "ps"]
+    ));
+    assert!(q(
+        r#"process where process.name == "docker" and process.name != "Docker""#,
+        &["docker"]
+    ));
 }
 
 #[test]
 fn wildcards_like_and_regex() {
-    assert!(q(r#"process where process.command_line : "*nsenter*pid*1*""#, &["nsenter", "--pid", "-t", "1"]));
-    assert!(!q(r#"process where process.command_line : "*nsenter*pid*1*""#, &["nsenter", "--pid"]));
+    assert!(q(
+        r#"process where process.command_line : "*nsenter*pid*1*""#,
+        &["nsenter", "--pid", "-t", "1"]
+    ));
+    assert!(!q(
+        r#"process where process.command_line : "*nsenter*pid*1*""#,
+        &["nsenter", "--pid"]
+    ));
     assert!(q(r#"process where process.name : "d?cker""#, &["docker"]));
     assert!(!q(r#"process where process.name : "d?cker""#, &["dcker"]));
     assert!(q(r#"process where process.name like "dock*""#, &["docker"]));
-    assert!(!q(r#"process where process.name like "DOCK*""#, &["docker"]));
-    assert!(q(r#"process where process.name like~ "DOCK*""#, &["docker"]));
-    assert!(q(r#"process where process.name regex "d[o]ck.r""#, &["docker"]));
-    assert!(!q(r#"process where process.name regex "ock""#, &["docker"]), "regex is anchored");
-    assert!(q(r#"process where process.name regex~ "DOCKER""#, &["docker"]));
-    assert!(q(r#"process where process.command_line : "ÄRGER *""#, &["ärger", "x"]));
+    assert!(!q(
+        r#"process where process.name like "DOCK*""#,
+        &["docker"]
+    ));
+    assert!(q(
+        r#"process where process.name like~ "DOCK*""#,
+        &["docker"]
+    ));
+    assert!(q(
+        r#"process where process.name regex "d[o]ck.r""#,
+        &["docker"]
+    ));
+    assert!(
+        !q(r#"process where process.name regex "ock""#, &["docker"]),
+        "regex is anchored"
+    );
+    assert!(q(
+        r#"process where process.name regex~ "DOCKER""#,
+        &["docker"]
+    ));
+    assert!(q(
+        r#"process where process.command_line : "ÄRGER *""#,
+        &["ärger", "x"]
+    ));
 }
 
 #[test]
 fn functions() {
-    assert!(q(r#"process where startsWith(process.executable, "/usr/bin/")"#, &["docker"]));
-    assert!(!q(r#"process where startsWith(process.executable, "/USR/")"#, &["docker"]));
-    assert!(q(r#"process where startsWith~(process.executable, "/USR/")"#, &["docker"]));
-    assert!(q(r#"process where endsWith(process.name, "ker")"#, &["docker"]));
-    assert!(q(r#"process where endsWith~(process.name, "KER")"#, &["docker"]));
-    assert!(q(r#"process where stringContains(process.command_line, "exec -it")"#, &["docker", "exec", "-it", "x"]));
-    assert!(q(r#"process where stringContains~(process.command_line, "EXEC")"#, &["docker", "exec"]));
+    assert!(q(
+        r#"process where startsWith(process.executable, "/usr/bin/")"#,
+        &["docker"]
+    ));
+    assert!(!q(
+        r#"process where startsWith(process.executable, "/USR/")"#,
+        &["docker"]
+    ));
+    assert!(q(
+        r#"process where startsWith~(process.executable, "/USR/")"#,
+        &["docker"]
+    ));
+    assert!(q(
+        r#"process where endsWith(process.name, "ker")"#,
+        &["docker"]
+    ));
+    assert!(q(
+        r#"process where endsWith~(process.name, "KER")"#,
+        &["docker"]
+    ));
+    assert!(q(
+        r#"process where stringContains(process.command_line, "exec -it")"#,
+        &["docker", "exec", "-it", "x"]
+    ));
+    assert!(q(
+        r#"process where stringContains~(process.command_line, "EXEC")"#,
+        &["docker", "exec"]
+    ));
     assert!(q(r#"process where length(process.name) == 6"#, &["docker"]));
-    assert!(q(r#"process where length(process.args) > 10"#, &["docker", "--privileged"]));
-    assert!(q(r#"process where process.args_count >= 2 and process.pid in (4242, 1)"#, &["docker", "ps"]));
-    assert!(!q(r#"process where process.args_count < 2"#, &["docker", "ps"]));
+    assert!(q(
+        r#"process where length(process.args) > 10"#,
+        &["docker", "--privileged"]
+    ));
+    assert!(q(
+        r#"process where process.args_count >= 2 and process.pid in (4242, 1)"#,
+        &["docker", "ps"]
+    ));
+    assert!(!q(
+        r#"process where process.args_count < 2"#,
+        &["docker", "ps"]
+    ));
 }
 
 #[test]
 fn array_fields_match_any_element() {
-    assert!(q(r#"process where process.args : "exec""#, &["docker", "exec"]));
-    assert!(q(r#"process where process.args == "exec""#, &["docker", "exec"]));
-    assert!(!q(r#"process where process.args : "exec""#, &["docker", "--exec-opt"]));
-    assert!(q(r#"process where process.args : "--exec*""#, &["docker", "--exec-opt"]));
-    assert!(q(r#"process where process.parent.args : "bash""#, &["docker"]));
+    assert!(q(
+        r#"process where process.args : "exec""#,
+        &["docker", "exec"]
+    ));
+    assert!(q(
+        r#"process where process.args == "exec""#,
+        &["docker", "exec"]
+    ));
+    assert!(!q(
+        r#"process where process.args : "exec""#,
+        &["docker", "--exec-opt"]
+    ));
+    assert!(q(
+        r#"process where process.args : "--exec*""#,
+        &["docker", "--exec-opt"]
+    ));
+    assert!(q(
+        r#"process where process.parent.args : "bash""#,
+        &["docker"]
+    ));
 }
 
 #[test]
@@ -80,10 +176,22 @@ fn absent_fields_never_match() {
 
 #[test]
 fn argv_fields() {
-    assert!(q(r#"process where t1609.argv.verb == "exec" and t1609.argv.interactive"#, &["docker", "exec", "-it", "w", "sh"]));
-    assert!(q(r#"process where t1609.argv.cap_add in~ ("sys_admin")"#, &["docker", "run", "--cap-add", "SYS_ADMIN", "x"]));
-    assert!(q(r#"process where t1609.argv.url_port == 10250"#, &["curl", "https://n:10250/pods"]));
-    assert!(q(r#"process where t1609.argv.wrappers == "sudo""#, &["sudo", "docker", "ps"]));
+    assert!(q(
+        r#"process where t1609.argv.verb == "exec" and t1609.argv.interactive"#,
+        &["docker", "exec", "-it", "w", "sh"]
+    ));
+    assert!(q(
+        r#"process where t1609.argv.cap_add in~ ("sys_admin")"#,
+        &["docker", "run", "--cap-add", "SYS_ADMIN", "x"]
+    ));
+    assert!(q(
+        r#"process where t1609.argv.url_port == 10250"#,
+        &["curl", "https://n:10250/pods"]
+    ));
+    assert!(q(
+        r#"process where t1609.argv.wrappers == "sudo""#,
+        &["sudo", "docker", "ps"]
+    ));
 }
 
 fn err(src: &str) -> (usize, usize, String) {
@@ -120,7 +228,10 @@ fn errors_name_line_column_and_expectation() {
     let (_, _, m) = err("process where process.name in (\"a\" \"b\")");
     assert!(m.contains("expected `,` or `)`"), "{m}");
     let (_, _, m) = err("process where process.name == \"x\" | head 1");
-    assert!(m.contains("unexpected character") || m.contains("pipes"), "{m}");
+    assert!(
+        m.contains("unexpected character") || m.contains("pipes"),
+        "{m}"
+    );
     let (_, _, m) = err("process where process.name == 'x'");
     assert!(m.contains("double-quoted"), "{m}");
     let (_, _, m) = err("process where process.name regex \"(\"");

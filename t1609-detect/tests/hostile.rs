@@ -5,16 +5,86 @@ mod common;
 use t1609_detect::Engine;
 
 fn lcg(seed: &mut u64) -> u64 {
-    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     *seed >> 33
 }
 
 const PIECES: &[&str] = &[
-    "docker", "kubectl", "exec", "run", "-it", "-t", "-", "--", "-c", "sh", "sh -c", "'", "\"", "$(", ")", "`", "\\", "=", "--privileged",
-    "-v", "/:/h", "--mount", "type=bind,source=/", "nsenter", "-t", "1", "-at1", "-m", "/proc/1/ns/mnt", "curl", "https://", "[::1]:",
-    ":10250", "/run/", "%", "%2", "%zz", "%72un", "//", "..", "?cmd=", "\n", "\0", "\u{1b}[31m", "\u{fffd}", "ä", "𝕏", "sudo", "env", "-S",
-    "xargs", "busybox", "k3s", "--unix-socket", "/var/run/docker.sock", "/containers/create", "-H", "tcp://", ":2375", "&&", ";", "|",
-    "--overrides", "{\"hostPID\":true}", "kubeletctl", "python3", "-e", "wscat", "node/", "pod/", "ns/p:/x", "lxc-attach", "-n",
+    "docker",
+    "kubectl",
+    "exec",
+    "run",
+    "-it",
+    "-t",
+    "-",
+    "--",
+    "-c",
+    "sh",
+    "sh -c",
+    "'",
+    "\"",
+    "$(",
+    ")",
+    "`",
+    "\\",
+    "=",
+    "--privileged",
+    "-v",
+    "/:/h",
+    "--mount",
+    "type=bind,source=/",
+    "nsenter",
+    "-t",
+    "1",
+    "-at1",
+    "-m",
+    "/proc/1/ns/mnt",
+    "curl",
+    "https://",
+    "[::1]:",
+    ":10250",
+    "/run/",
+    "%",
+    "%2",
+    "%zz",
+    "%72un",
+    "//",
+    "..",
+    "?cmd=",
+    "\n",
+    "\0",
+    "\u{1b}[31m",
+    "\u{fffd}",
+    "ä",
+    "𝕏",
+    "sudo",
+    "env",
+    "-S",
+    "xargs",
+    "busybox",
+    "k3s",
+    "--unix-socket",
+    "/var/run/docker.sock",
+    "/containers/create",
+    "-H",
+    "tcp://",
+    ":2375",
+    "&&",
+    ";",
+    "|",
+    "--overrides",
+    "{\"hostPID\":true}",
+    "kubeletctl",
+    "python3",
+    "-e",
+    "wscat",
+    "node/",
+    "pod/",
+    "ns/p:/x",
+    "lxc-attach",
+    "-n",
 ];
 
 #[test]
@@ -52,7 +122,9 @@ fn deeply_nested_wrappers_are_bounded() {
     let argv = common::split(&cmd);
     let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let _ = e.evaluate(&common::event(&refs));
-    let long: Vec<String> = std::iter::repeat_n("sudo".to_string(), 10_000).chain(["docker".into(), "exec".into(), "w".into(), "id".into()]).collect();
+    let long: Vec<String> = std::iter::repeat_n("sudo".to_string(), 10_000)
+        .chain(["docker".into(), "exec".into(), "w".into(), "id".into()])
+        .collect();
     let refs: Vec<&str> = long.iter().map(String::as_str).collect();
     let _ = e.evaluate(&common::event(&refs));
     let many = format!("sh -c '{}'", "docker exec w id;".repeat(5000));

@@ -8,7 +8,10 @@ use t1609_detect::{Engine, RuleError, check_rules};
 fn tmpdir(tag: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let d = std::env::temp_dir().join(format!("t1609-detect-test-{tag}-{}-{n}", std::process::id()));
+    let d = std::env::temp_dir().join(format!(
+        "t1609-detect-test-{tag}-{}-{n}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("mkdir");
     d
@@ -16,7 +19,9 @@ fn tmpdir(tag: &str) -> PathBuf {
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
-    std::fs::File::create(&p).and_then(|mut f| f.write_all(text.as_bytes())).expect("write");
+    std::fs::File::create(&p)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .expect("write");
     p
 }
 
@@ -51,12 +56,21 @@ fn extra_rules_load_and_fire() {
     let ev = t1609_detect::event::ProcessEvent {
         process: t1609_detect::event::Process {
             name: Some("kubectl".into()),
-            args: Some(["kubectl", "-n", "prod", "exec", "p", "--", "id"].iter().map(|s| s.to_string()).collect()),
+            args: Some(
+                ["kubectl", "-n", "prod", "exec", "p", "--", "id"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
             ..Default::default()
         },
         ..Default::default()
     };
-    assert!(e.evaluate(&ev).iter().any(|a| a.rule_id == "local.kubectl_exec_prod"));
+    assert!(
+        e.evaluate(&ev)
+            .iter()
+            .any(|a| a.rule_id == "local.kubectl_exec_prod")
+    );
 }
 
 fn first_err(text: &str) -> (String, usize, usize, String) {
@@ -64,7 +78,12 @@ fn first_err(text: &str) -> (String, usize, usize, String) {
     let p = write(&d, "bad.toml", text);
     let errs = check_rules(&[p]).expect_err("invalid");
     match &errs[0] {
-        RuleError::Invalid { file, line, column, message } => (file.clone(), *line, *column, message.clone()),
+        RuleError::Invalid {
+            file,
+            line,
+            column,
+            message,
+        } => (file.clone(), *line, *column, message.clone()),
         other => panic!("unexpected {other}"),
     }
 }
@@ -76,7 +95,10 @@ fn unknown_field_in_query_names_file_line_column() {
     assert!(file.ends_with("bad.toml"));
     assert_eq!(line, 11, "{msg}");
     assert_eq!(col, 48, "{msg}");
-    assert!(msg.contains("unknown field `t1609.argv.namespaec`"), "{msg}");
+    assert!(
+        msg.contains("unknown field `t1609.argv.namespaec`"),
+        "{msg}"
+    );
     assert!(msg.contains("local.kubectl_exec_prod"), "{msg}");
 }
 
@@ -116,11 +138,19 @@ fn duplicate_ids_and_other_files_are_refused() {
     write(&d, "a.toml", GOOD);
     write(&d, "b.toml", GOOD);
     let errs = check_rules(&[d]).expect_err("dup");
-    assert!(errs.iter().any(|e| matches!(e, RuleError::Duplicate { .. })), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| matches!(e, RuleError::Duplicate { .. })),
+        "{errs:?}"
+    );
     let d = tmpdir("txt");
     let p = write(&d, "rule.txt", "x");
     let errs = check_rules(&[p]).expect_err("ext");
-    assert!(errs[0].to_string().contains("expected a .toml"), "{}", errs[0]);
+    assert!(
+        errs[0].to_string().contains("expected a .toml"),
+        "{}",
+        errs[0]
+    );
     let errs = check_rules(&[PathBuf::from("/nonexistent/t1609/rule.toml")]).expect_err("io");
     assert!(matches!(errs[0], RuleError::Io { .. }));
 }
@@ -128,10 +158,21 @@ fn duplicate_ids_and_other_files_are_refused() {
 #[test]
 fn capture_all_rule_sets_watch_flag_with_reason() {
     let d = tmpdir("any");
-    write(&d, "any.toml", &GOOD.replace("t1609.argv.tool == \"kubectl\" and ", "process.command_line : \"*kubelet*\" and "));
+    write(
+        &d,
+        "any.toml",
+        &GOOD.replace(
+            "t1609.argv.tool == \"kubectl\" and ",
+            "process.command_line : \"*kubelet*\" and ",
+        ),
+    );
     let w = Engine::load(&[d]).expect("load").watch_set();
     assert!(w.capture_all);
-    assert!(w.capture_all_reasons.iter().any(|r| r.contains("local.kubectl_exec_prod")));
+    assert!(
+        w.capture_all_reasons
+            .iter()
+            .any(|r| r.contains("local.kubectl_exec_prod"))
+    );
 }
 
 const SIGMA: &str = r#"
@@ -161,30 +202,62 @@ fn sigma_linux_process_creation_rules_work() {
     let d = tmpdir("sigma");
     write(&d, "docker_exec.yml", SIGMA);
     let e = Engine::load(&[d]).expect("load");
-    assert!(e.watch_set().capture_all, "sigma rules cannot be indexed by name");
+    assert!(
+        e.watch_set().capture_all,
+        "sigma rules cannot be indexed by name"
+    );
     let mut ev = t1609_detect::event::ProcessEvent::default();
     ev.process.executable = Some("/usr/bin/docker".into());
     ev.process.name = Some("docker".into());
     ev.process.command_line = Some("docker exec web id".into());
-    ev.process.args = Some(vec!["docker".into(), "exec".into(), "web".into(), "id".into()]);
-    ev.process.parent = Some(Box::new(t1609_detect::event::ParentProcess { executable: Some("/usr/sbin/nginx".into()), ..Default::default() }));
+    ev.process.args = Some(vec![
+        "docker".into(),
+        "exec".into(),
+        "web".into(),
+        "id".into(),
+    ]);
+    ev.process.parent = Some(Box::new(t1609_detect::event::ParentProcess {
+        executable: Some("/usr/sbin/nginx".into()),
+        ..Default::default()
+    }));
     let alerts = e.evaluate(&ev);
-    let a = alerts.iter().find(|a| a.rule_id == "5b0c3c9e-2f4b-4a0e-9c56-000000000001").expect("sigma alert");
+    let a = alerts
+        .iter()
+        .find(|a| a.rule_id == "5b0c3c9e-2f4b-4a0e-9c56-000000000001")
+        .expect("sigma alert");
     assert_eq!(a.severity, t1609_detect::Severity::High);
     assert_eq!(a.to_ecs()["threat"]["technique"]["id"][0], "T1609");
     ev.process.parent = None;
-    assert!(!e.evaluate(&ev).iter().any(|a| a.rule_id.starts_with("5b0c")));
+    assert!(
+        !e.evaluate(&ev)
+            .iter()
+            .any(|a| a.rule_id.starts_with("5b0c"))
+    );
 }
 
 #[test]
 fn sigma_other_logsources_and_unknown_fields_are_refused() {
     let d = tmpdir("sigma-bad");
-    let p = write(&d, "win.yml", &SIGMA.replace("product: linux", "product: windows"));
+    let p = write(
+        &d,
+        "win.yml",
+        &SIGMA.replace("product: linux", "product: windows"),
+    );
     let errs = check_rules(&[p]).expect_err("refused");
-    assert!(errs[0].to_string().contains("only product `linux`, category `process_creation`"), "{}", errs[0]);
+    assert!(
+        errs[0]
+            .to_string()
+            .contains("only product `linux`, category `process_creation`"),
+        "{}",
+        errs[0]
+    );
     let p = write(&d, "field.yml", &SIGMA.replace("ParentImage", "ParentUser"));
     let errs = check_rules(&[p]).expect_err("refused");
-    assert!(errs[0].to_string().contains("unknown field `ParentUser`"), "{}", errs[0]);
+    assert!(
+        errs[0].to_string().contains("unknown field `ParentUser`"),
+        "{}",
+        errs[0]
+    );
     let p = write(&d, "broken.yml", "title: x\n  bad: [\n");
     assert!(check_rules(&[p]).is_err());
 }

@@ -20,15 +20,34 @@ fn seed(e: &Engine, argv: &[&str]) -> bool {
 }
 
 const READ_ONLY: &[&str] = &[
-    "docker ps", "docker images", "kubectl get pods", "kubectl logs web-0", "crictl ps", "podman version", "ctr images ls",
-    "runc list", "nsenter --help",
+    "docker ps",
+    "docker images",
+    "kubectl get pods",
+    "kubectl logs web-0",
+    "crictl ps",
+    "podman version",
+    "ctr images ls",
+    "runc list",
+    "nsenter --help",
 ];
 
 #[test]
 fn sharper_rules_ignore_read_only_commands_and_look_alikes() {
     let e = engine();
-    for cmd in READ_ONLY.iter().chain(["dockerd --exec-opt native.cgroupdriver=systemd", "docker-compose ps", "kubectl-exec mypod", "docker run --exec-opt x alpine"].iter()) {
-        assert!(fires(&e, cmd).is_empty(), "{cmd} fired {:?}", fires(&e, cmd));
+    for cmd in READ_ONLY.iter().chain(
+        [
+            "dockerd --exec-opt native.cgroupdriver=systemd",
+            "docker-compose ps",
+            "kubectl-exec mypod",
+            "docker run --exec-opt x alpine",
+        ]
+        .iter(),
+    ) {
+        assert!(
+            fires(&e, cmd).is_empty(),
+            "{cmd} fired {:?}",
+            fires(&e, cmd)
+        );
     }
 }
 
@@ -41,9 +60,24 @@ fn seed_rule_positive() {
     assert!(seed(&e, &["nsenter", "--target", "1", "--pid"]));
     // `:` ignores case.
     assert!(seed(&e, &["docker", "EXEC", "web"]));
-    assert!(seed(&e, &["docker", "run", "--cap-add", "sys_admin", "alpine"]));
+    assert!(seed(
+        &e,
+        &["docker", "run", "--cap-add", "sys_admin", "alpine"]
+    ));
     // The seed's known noise: runtime plumbing.
-    assert!(seed(&e, &["runc", "--root", "/run/containerd/runc/k8s.io", "exec", "--process", "/tmp/p", "--detach", "abc"]));
+    assert!(seed(
+        &e,
+        &[
+            "runc",
+            "--root",
+            "/run/containerd/runc/k8s.io",
+            "exec",
+            "--process",
+            "/tmp/p",
+            "--detach",
+            "abc"
+        ]
+    ));
 }
 
 #[test]
@@ -62,15 +96,37 @@ fn seed_rule_negative() {
         assert!(!seed(&e, argv), "{argv:?}");
     }
     // `in` is case-sensitive: DOCKER is not docker.
-    assert!(!ids(&e, &event_named(Some("DOCKER"), &["DOCKER", "exec", "web"], None)).iter().any(|r| r == SEED));
+    assert!(
+        !ids(
+            &e,
+            &event_named(Some("DOCKER"), &["DOCKER", "exec", "web"], None)
+        )
+        .iter()
+        .any(|r| r == SEED)
+    );
     // Verbatim EQL: process.args includes argv[0], so `process.args : "nsenter"` makes
     // every nsenter invocation, even `nsenter --help`, fire the seed rule (the sharper
     // rules do not).
     assert!(seed(&e, &["nsenter", "--help"]));
     // Look-alikes are other names.
-    assert!(!ids(&e, &event(&["dockerd", "--exec-opt", "native.cgroupdriver=systemd"])).iter().any(|r| r == SEED));
-    assert!(!ids(&e, &event(&["docker-compose", "run", "web"])).iter().any(|r| r == SEED));
-    assert!(!ids(&e, &event(&["kubectl-exec", "mypod"])).iter().any(|r| r == SEED));
+    assert!(
+        !ids(
+            &e,
+            &event(&["dockerd", "--exec-opt", "native.cgroupdriver=systemd"])
+        )
+        .iter()
+        .any(|r| r == SEED)
+    );
+    assert!(
+        !ids(&e, &event(&["docker-compose", "run", "web"]))
+            .iter()
+            .any(|r| r == SEED)
+    );
+    assert!(
+        !ids(&e, &event(&["kubectl-exec", "mypod"]))
+            .iter()
+            .any(|r| r == SEED)
+    );
 }
 
 #[test]
@@ -96,21 +152,43 @@ fn container_exec_positive_and_severity() {
     let sev = |cmd: &str| {
         let argv = common::split(cmd);
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-        e.evaluate(&event(&refs)).into_iter().find(|a| a.rule_id == r).map(|a| (a.severity, a.risk_score))
+        e.evaluate(&event(&refs))
+            .into_iter()
+            .find(|a| a.rule_id == r)
+            .map(|a| (a.severity, a.risk_score))
     };
     assert_eq!(sev("docker exec web id"), Some((Severity::Medium, 47)));
     assert_eq!(sev("docker exec -it web id"), Some((Severity::High, 73)));
     assert_eq!(sev("docker exec web sh"), Some((Severity::High, 73)));
-    assert_eq!(sev("kubectl exec web-0 -- /bin/bash -c id"), Some((Severity::High, 73)));
-    assert_eq!(sev("kubectl exec web-0 -- busybox sh"), Some((Severity::High, 73)));
-    assert_eq!(sev("kubectl exec web-0 -- cat /etc/passwd"), Some((Severity::Medium, 47)));
+    assert_eq!(
+        sev("kubectl exec web-0 -- /bin/bash -c id"),
+        Some((Severity::High, 73))
+    );
+    assert_eq!(
+        sev("kubectl exec web-0 -- busybox sh"),
+        Some((Severity::High, 73))
+    );
+    assert_eq!(
+        sev("kubectl exec web-0 -- cat /etc/passwd"),
+        Some((Severity::Medium, 47))
+    );
 }
 
 #[test]
 fn container_exec_negative() {
     let e = engine();
     let r = "t1609.container_exec";
-    for cmd in ["docker ps", "kubectl get pods", "kubectl EXEC -it web-0 -- sh", "kubectl exec", "docker exec --help", "docker run alpine", "docker run --rm alpine sleep 1d", "kubectl port-forward svc/web 80", "docker-compose up -d"] {
+    for cmd in [
+        "docker ps",
+        "kubectl get pods",
+        "kubectl EXEC -it web-0 -- sh",
+        "kubectl exec",
+        "docker exec --help",
+        "docker run alpine",
+        "docker run --rm alpine sleep 1d",
+        "kubectl port-forward svc/web 80",
+        "docker-compose up -d",
+    ] {
         assert!(!has(&e, cmd, r), "{cmd}");
     }
 }
@@ -128,12 +206,29 @@ fn kubelet_api_exec_positive_negative_and_decoding() {
     ] {
         assert!(has(&e, cmd, r), "{cmd}");
     }
-    for cmd in ["curl -k https://10.0.0.1:10250/pods", "curl http://10.0.0.1:10255/runningpods/", "curl -k https://10.0.0.1:10250/healthz", "curl -k https://10.0.0.1:10250/portForward/ns/p", "curl -k https://10.0.0.1:8443/run/ns/p/c", "curl --help"] {
+    for cmd in [
+        "curl -k https://10.0.0.1:10250/pods",
+        "curl http://10.0.0.1:10255/runningpods/",
+        "curl -k https://10.0.0.1:10250/healthz",
+        "curl -k https://10.0.0.1:10250/portForward/ns/p",
+        "curl -k https://10.0.0.1:8443/run/ns/p/c",
+        "curl --help",
+    ] {
         assert!(!has(&e, cmd, r), "{cmd}");
     }
     // The decoded target appears in the alert.
-    let ev = event(&["curl", "-k", "https://10.0.0.1:10250/run/kube%2Dsystem/etcd-m/etcd", "-d", "cmd=cat+/etc/shadow"]);
-    let a = e.evaluate(&ev).into_iter().find(|a| a.rule_id == r).expect("alert");
+    let ev = event(&[
+        "curl",
+        "-k",
+        "https://10.0.0.1:10250/run/kube%2Dsystem/etcd-m/etcd",
+        "-d",
+        "cmd=cat+/etc/shadow",
+    ]);
+    let a = e
+        .evaluate(&ev)
+        .into_iter()
+        .find(|a| a.rule_id == r)
+        .expect("alert");
     let doc = a.to_ecs();
     assert_eq!(doc["t1609"]["argv"]["namespace"], "kube-system");
     assert_eq!(doc["t1609"]["argv"]["pod"], "etcd-m");
@@ -146,14 +241,28 @@ fn kubelet_api_exec_positive_negative_and_decoding() {
 fn kubelet_api_discovery_positive_negative() {
     let e = engine();
     let r = "t1613.kubelet_api_discovery";
-    for cmd in ["curl -sk https://10.0.0.1:10250/pods", "curl http://10.0.0.1:10255/pods", "kubeletctl runningpods -s 10.0.0.1", "curl -k https://10.0.0.1:10250/portForward/ns/p?port=80"] {
+    for cmd in [
+        "curl -sk https://10.0.0.1:10250/pods",
+        "curl http://10.0.0.1:10255/pods",
+        "kubeletctl runningpods -s 10.0.0.1",
+        "curl -k https://10.0.0.1:10250/portForward/ns/p?port=80",
+    ] {
         assert!(has(&e, cmd, r), "{cmd}");
         assert!(!has(&e, cmd, "t1609.kubelet_api_exec"), "{cmd}");
     }
-    for cmd in ["curl -sk https://10.0.0.1:10250/healthz", "curl https://example.com/pods", "curl -k https://10.0.0.1:10250/run/ns/p/c -d cmd=id", "kubectl get pods"] {
+    for cmd in [
+        "curl -sk https://10.0.0.1:10250/healthz",
+        "curl https://example.com/pods",
+        "curl -k https://10.0.0.1:10250/run/ns/p/c -d cmd=id",
+        "kubectl get pods",
+    ] {
         assert!(!has(&e, cmd, r), "{cmd}");
     }
-    let a = e.evaluate(&event(&["curl", "-sk", "https://10.0.0.1:10250/pods"])).into_iter().next().expect("alert");
+    let a = e
+        .evaluate(&event(&["curl", "-sk", "https://10.0.0.1:10250/pods"]))
+        .into_iter()
+        .next()
+        .expect("alert");
     assert_eq!(a.severity, Severity::Low);
     assert_eq!(a.to_ecs()["threat"]["technique"]["id"][0], "T1613");
 }
@@ -178,13 +287,30 @@ fn host_namespace_escape_positive_negative() {
     ] {
         assert!(has(&e, cmd, r), "{cmd}");
     }
-    for cmd in ["nsenter --help", "nsenter -t 4242 -n ip a", "docker run -v /srv:/srv alpine", "docker run --cap-add NET_ADMIN alpine", "docker exec --privileged web id", "docker run --uts=host alpine", "docker ps --privileged"] {
+    for cmd in [
+        "nsenter --help",
+        "nsenter -t 4242 -n ip a",
+        "docker run -v /srv:/srv alpine",
+        "docker run --cap-add NET_ADMIN alpine",
+        "docker exec --privileged web id",
+        "docker run --uts=host alpine",
+        "docker ps --privileged",
+    ] {
         assert!(!has(&e, cmd, r), "{cmd}");
     }
-    let a = e.evaluate(&event(&["nsenter", "-t", "1", "-a"])).into_iter().find(|a| a.rule_id == r).expect("alert");
+    let a = e
+        .evaluate(&event(&["nsenter", "-t", "1", "-a"]))
+        .into_iter()
+        .find(|a| a.rule_id == r)
+        .expect("alert");
     assert_eq!(a.severity, Severity::Critical);
     let doc = a.to_ecs();
-    let techs: Vec<&str> = doc["threat"]["technique"]["id"].as_array().expect("ids").iter().filter_map(|v| v.as_str()).collect();
+    let techs: Vec<&str> = doc["threat"]["technique"]["id"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
     assert!(techs.contains(&"T1609") && techs.contains(&"T1611"));
 }
 
@@ -201,7 +327,12 @@ fn runtime_api_direct_positive_negative() {
     ] {
         assert!(has(&e, cmd, r), "{cmd}");
     }
-    for cmd in ["curl --unix-socket /var/run/docker.sock http://localhost/containers/json", "docker -H tcp://10.0.0.5:2375 ps", "curl http://10.0.0.5:8080/containers/create", "docker exec web id"] {
+    for cmd in [
+        "curl --unix-socket /var/run/docker.sock http://localhost/containers/json",
+        "docker -H tcp://10.0.0.5:2375 ps",
+        "curl http://10.0.0.5:8080/containers/create",
+        "docker exec web id",
+    ] {
         assert!(!has(&e, cmd, r), "{cmd}");
     }
 }
@@ -210,12 +341,47 @@ fn runtime_api_direct_positive_negative() {
 fn runc_exec_direct_positive_negative() {
     let e = engine();
     let r = "t1609.runc_exec_direct";
-    let fired = |argv: &[&str], parent: &str| ids(&e, &event_named(None, argv, Some(parent))).iter().any(|x| x == r);
+    let fired = |argv: &[&str], parent: &str| {
+        ids(&e, &event_named(None, argv, Some(parent)))
+            .iter()
+            .any(|x| x == r)
+    };
     assert!(fired(&["runc", "exec", "-t", "web", "sh"], "bash"));
     assert!(fired(&["crun", "exec", "web", "id"], "sshd"));
-    assert!(fired(&["runc", "--root", "/run/containerd/runc/k8s.io", "exec", "-t", "abc", "sh"], "zsh"));
-    assert!(!fired(&["runc", "exec", "--process", "/tmp/p.json", "--detach", "abc"], "containerd-shim-runc-v2"));
-    assert!(!fired(&["crun", "exec", "--process", "/tmp/p.json", "--detach", "abc"], "conmon"));
+    assert!(fired(
+        &[
+            "runc",
+            "--root",
+            "/run/containerd/runc/k8s.io",
+            "exec",
+            "-t",
+            "abc",
+            "sh"
+        ],
+        "zsh"
+    ));
+    assert!(!fired(
+        &[
+            "runc",
+            "exec",
+            "--process",
+            "/tmp/p.json",
+            "--detach",
+            "abc"
+        ],
+        "containerd-shim-runc-v2"
+    ));
+    assert!(!fired(
+        &[
+            "crun",
+            "exec",
+            "--process",
+            "/tmp/p.json",
+            "--detach",
+            "abc"
+        ],
+        "conmon"
+    ));
     assert!(!fired(&["runc", "list"], "bash"));
     assert!(!fired(&["runc", "exec", "--help"], "bash"));
     assert!(!fired(&["runc", "exec"], "bash"));
@@ -252,15 +418,29 @@ fn wrapper_and_inner_command_share_a_group_id() {
     if let Some(p) = inner.process.parent.as_deref_mut() {
         p.pid = Some(100);
         p.name = Some("sudo".into());
-        p.args = Some(["sudo", "docker", "exec", "-it", "web", "sh"].iter().map(|s| s.to_string()).collect());
+        p.args = Some(
+            ["sudo", "docker", "exec", "-it", "web", "sh"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        );
     }
     let wa = e.evaluate(&wrapper);
     let ia = e.evaluate(&inner);
     assert!(!wa.is_empty() && !ia.is_empty());
     let g = wa[0].group_id.clone();
     assert!(g.is_some());
-    assert!(wa.iter().chain(ia.iter()).all(|a| a.group_id == g), "one incident");
-    assert_eq!(wa.iter().find(|a| a.rule_id == "t1609.container_exec").and_then(|a| a.argv.as_ref()).map(|i| i.wrappers.clone()), Some(vec!["sudo".to_string()]));
+    assert!(
+        wa.iter().chain(ia.iter()).all(|a| a.group_id == g),
+        "one incident"
+    );
+    assert_eq!(
+        wa.iter()
+            .find(|a| a.rule_id == "t1609.container_exec")
+            .and_then(|a| a.argv.as_ref())
+            .map(|i| i.wrappers.clone()),
+        Some(vec!["sudo".to_string()])
+    );
     // env execs in place: same pid, different parent.
     let mut env = event(&["env", "A=1", "docker", "exec", "web", "id"]);
     env.process.pid = Some(200);
@@ -270,7 +450,14 @@ fn wrapper_and_inner_command_share_a_group_id() {
     // Unrelated commands differ.
     assert_ne!(e.evaluate(&env)[0].group_id, ia[0].group_id);
     // Several rules on one event share the group.
-    let multi = e.evaluate(&event(&["docker", "run", "--privileged", "-it", "alpine", "sh"]));
+    let multi = e.evaluate(&event(&[
+        "docker",
+        "run",
+        "--privileged",
+        "-it",
+        "alpine",
+        "sh",
+    ]));
     assert!(multi.len() >= 3);
     assert!(multi.iter().all(|a| a.group_id == multi[0].group_id));
     // But alert ids are unique.
@@ -284,7 +471,28 @@ fn wrapper_and_inner_command_share_a_group_id() {
 fn watch_set_covers_rule_names() {
     let w = engine().watch_set();
     assert!(!w.capture_all, "{:?}", w.capture_all_reasons);
-    for n in ["docker", "kubectl", "crictl", "ctr", "podman", "nsenter", "runc", "crun", "nerdctl", "oc", "lxc", "curl", "wget", "kubeletctl", "busybox", "k3s", "sudo", "env", "python3", "docker-compose"] {
+    for n in [
+        "docker",
+        "kubectl",
+        "crictl",
+        "ctr",
+        "podman",
+        "nsenter",
+        "runc",
+        "crun",
+        "nerdctl",
+        "oc",
+        "lxc",
+        "curl",
+        "wget",
+        "kubeletctl",
+        "busybox",
+        "k3s",
+        "sudo",
+        "env",
+        "python3",
+        "docker-compose",
+    ] {
         assert!(w.names.contains(n), "{n} missing from {:?}", w.names);
     }
     assert!(!w.names.contains("sh") && !w.names.contains("bash"));
@@ -295,7 +503,13 @@ fn watch_set_covers_rule_names() {
 #[test]
 fn alert_ecs_document_has_the_delivery_paths() {
     let e = engine();
-    let a = e.evaluate(&event(&["kubectl", "exec", "-it", "web-0", "-n", "prod", "--", "sh"])).into_iter().find(|a| a.rule_id == "t1609.container_exec").expect("alert");
+    let a = e
+        .evaluate(&event(&[
+            "kubectl", "exec", "-it", "web-0", "-n", "prod", "--", "sh",
+        ]))
+        .into_iter()
+        .find(|a| a.rule_id == "t1609.container_exec")
+        .expect("alert");
     let d = a.to_ecs();
     assert_eq!(d["event"]["kind"], "alert");
     assert_eq!(d["event"]["severity"], 73);
@@ -304,12 +518,19 @@ fn alert_ecs_document_has_the_delivery_paths() {
     assert_eq!(d["event"]["type"][0], "start");
     assert_eq!(d["event"]["id"].as_str().map(str::len), Some(32));
     assert_eq!(d["rule"]["id"], "t1609.container_exec");
-    assert!(d["rule"]["name"].is_string() && d["rule"]["description"].is_string() && d["rule"]["reference"].is_string());
+    assert!(
+        d["rule"]["name"].is_string()
+            && d["rule"]["description"].is_string()
+            && d["rule"]["reference"].is_string()
+    );
     assert_eq!(d["threat"]["framework"], "MITRE ATT&CK");
     assert_eq!(d["threat"]["tactic"]["id"][0], "TA0002");
     assert_eq!(d["threat"]["tactic"]["name"][0], "Execution");
     assert_eq!(d["threat"]["technique"]["id"][0], "T1609");
-    assert_eq!(d["threat"]["technique"]["name"][0], "Container Administration Command");
+    assert_eq!(
+        d["threat"]["technique"]["name"][0],
+        "Container Administration Command"
+    );
     assert_eq!(d["t1609"]["severity"], "high");
     assert_eq!(d["t1609"]["confidence"], "high");
     assert!(d["t1609"]["group_id"].is_string());
@@ -328,5 +549,8 @@ fn alert_ecs_document_has_the_delivery_paths() {
     // The streaming writer produces the same document.
     let mut buf = Vec::new();
     a.write_json(&mut buf).expect("write");
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&buf).expect("json"), d);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&buf).expect("json"),
+        d
+    );
 }

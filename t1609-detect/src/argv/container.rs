@@ -4,45 +4,215 @@ use super::{HELP_FLAGS, Invocation, Opts, Walk, basename};
 
 /// Global options (before the verb) that take a value.
 const GLOBAL_LONG: &[&str] = &[
-    "host", "context", "config", "log-level", "tlscacert", "tlscert", "tlskey", "namespace", "address", "connection",
-    "url", "identity", "root", "runroot", "storage-driver", "storage-opt", "cgroup-manager", "snapshotter", "cni-path",
-    "cni-netconfpath", "data-root", "events-backend", "hooks-dir", "network-cmd-path", "runtime", "runtime-flag",
-    "tmpdir", "volumepath", "imagestore", "module", "conmon", "db-backend", "network-config-dir", "ssh", "host-gateway-ip",
-    "hosts-dir", "cgroup-parent",
+    "host",
+    "context",
+    "config",
+    "log-level",
+    "tlscacert",
+    "tlscert",
+    "tlskey",
+    "namespace",
+    "address",
+    "connection",
+    "url",
+    "identity",
+    "root",
+    "runroot",
+    "storage-driver",
+    "storage-opt",
+    "cgroup-manager",
+    "snapshotter",
+    "cni-path",
+    "cni-netconfpath",
+    "data-root",
+    "events-backend",
+    "hooks-dir",
+    "network-cmd-path",
+    "runtime",
+    "runtime-flag",
+    "tmpdir",
+    "volumepath",
+    "imagestore",
+    "module",
+    "conmon",
+    "db-backend",
+    "network-config-dir",
+    "ssh",
+    "host-gateway-ip",
+    "hosts-dir",
+    "cgroup-parent",
 ];
 const GLOBAL_SHORT: &str = "Hcln";
 
 /// Options of run/create/exec that take a value (docker, podman and nerdctl combined).
 const RUN_LONG: &[&str] = &[
-    "add-host", "annotation", "attach", "blkio-weight", "blkio-weight-device", "cap-add", "cap-drop", "cgroup-parent",
-    "cgroupns", "cgroups", "cidfile", "cpu-period", "cpu-quota", "cpu-rt-period", "cpu-rt-runtime", "cpu-shares",
-    "cpus", "cpuset-cpus", "cpuset-mems", "device", "device-cgroup-rule", "device-read-bps", "device-read-iops",
-    "device-write-bps", "device-write-iops", "dns", "dns-option", "dns-opt", "dns-search", "domainname", "entrypoint",
-    "env", "env-file", "expose", "gpus", "group-add", "health-cmd", "health-interval", "health-retries",
-    "health-start-period", "health-timeout", "hostname", "ip", "ip6", "ipc", "isolation", "kernel-memory", "label",
-    "label-file", "link", "link-local-ip", "log-driver", "log-opt", "mac-address", "memory", "memory-reservation",
-    "memory-swap", "memory-swappiness", "mount", "name", "network", "net", "network-alias", "net-alias",
-    "oom-score-adj", "pid", "pids-limit", "platform", "publish", "pull", "restart", "runtime", "security-opt",
-    "shm-size", "stop-signal", "stop-timeout", "storage-opt", "sysctl", "tmpfs", "ulimit", "user", "userns", "uts",
-    "volume", "volume-driver", "volumes-from", "workdir", "detach-keys", "pod", "uidmap", "gidmap", "subuidname",
-    "subgidname", "arch", "os", "variant", "secret", "systemd", "init-path", "chrootdirs", "pidfile", "requires",
-    "seccomp-policy", "sdnotify", "timezone", "umask", "image-volume", "preserve-fds", "hooks-dir", "log-level",
-    "cgroup-conf", "personality", "rdt-class", "hostuser", "group-entry", "passwd-entry", "decryption-key",
-    "authfile", "cert-dir", "creds", "health-on-failure", "health-startup-cmd", "infra-name", "retry", "retry-delay",
-    "unsetenv", "snapshotter", "cosign-key", "verify", "ipfs-address", "pid-file", "cni-netconfpath", "index",
+    "add-host",
+    "annotation",
+    "attach",
+    "blkio-weight",
+    "blkio-weight-device",
+    "cap-add",
+    "cap-drop",
+    "cgroup-parent",
+    "cgroupns",
+    "cgroups",
+    "cidfile",
+    "cpu-period",
+    "cpu-quota",
+    "cpu-rt-period",
+    "cpu-rt-runtime",
+    "cpu-shares",
+    "cpus",
+    "cpuset-cpus",
+    "cpuset-mems",
+    "device",
+    "device-cgroup-rule",
+    "device-read-bps",
+    "device-read-iops",
+    "device-write-bps",
+    "device-write-iops",
+    "dns",
+    "dns-option",
+    "dns-opt",
+    "dns-search",
+    "domainname",
+    "entrypoint",
+    "env",
+    "env-file",
+    "expose",
+    "gpus",
+    "group-add",
+    "health-cmd",
+    "health-interval",
+    "health-retries",
+    "health-start-period",
+    "health-timeout",
+    "hostname",
+    "ip",
+    "ip6",
+    "ipc",
+    "isolation",
+    "kernel-memory",
+    "label",
+    "label-file",
+    "link",
+    "link-local-ip",
+    "log-driver",
+    "log-opt",
+    "mac-address",
+    "memory",
+    "memory-reservation",
+    "memory-swap",
+    "memory-swappiness",
+    "mount",
+    "name",
+    "network",
+    "net",
+    "network-alias",
+    "net-alias",
+    "oom-score-adj",
+    "pid",
+    "pids-limit",
+    "platform",
+    "publish",
+    "pull",
+    "restart",
+    "runtime",
+    "security-opt",
+    "shm-size",
+    "stop-signal",
+    "stop-timeout",
+    "storage-opt",
+    "sysctl",
+    "tmpfs",
+    "ulimit",
+    "user",
+    "userns",
+    "uts",
+    "volume",
+    "volume-driver",
+    "volumes-from",
+    "workdir",
+    "detach-keys",
+    "pod",
+    "uidmap",
+    "gidmap",
+    "subuidname",
+    "subgidname",
+    "arch",
+    "os",
+    "variant",
+    "secret",
+    "systemd",
+    "init-path",
+    "chrootdirs",
+    "pidfile",
+    "requires",
+    "seccomp-policy",
+    "sdnotify",
+    "timezone",
+    "umask",
+    "image-volume",
+    "preserve-fds",
+    "hooks-dir",
+    "log-level",
+    "cgroup-conf",
+    "personality",
+    "rdt-class",
+    "hostuser",
+    "group-entry",
+    "passwd-entry",
+    "decryption-key",
+    "authfile",
+    "cert-dir",
+    "creds",
+    "health-on-failure",
+    "health-startup-cmd",
+    "infra-name",
+    "retry",
+    "retry-delay",
+    "unsetenv",
+    "snapshotter",
+    "cosign-key",
+    "verify",
+    "ipfs-address",
+    "pid-file",
+    "cni-netconfpath",
+    "index",
 ];
 const RUN_SHORT: &str = "acehlmpuvwe";
 
-const NS_OPTS: &[(&str, &str)] =
-    &[("--pid", "pid"), ("--net", "net"), ("--network", "net"), ("--ipc", "ipc"), ("--uts", "uts"), ("--userns", "user"), ("--cgroupns", "cgroup")];
+const NS_OPTS: &[(&str, &str)] = &[
+    ("--pid", "pid"),
+    ("--net", "net"),
+    ("--network", "net"),
+    ("--ipc", "ipc"),
+    ("--uts", "uts"),
+    ("--userns", "user"),
+    ("--cgroupns", "cgroup"),
+];
 
-pub(crate) const RUNTIME_SOCKETS: &[&str] =
-    &["docker.sock", "containerd.sock", "crio.sock", "podman.sock", "cri-dockerd.sock", "dockershim.sock"];
+pub(crate) const RUNTIME_SOCKETS: &[&str] = &[
+    "docker.sock",
+    "containerd.sock",
+    "crio.sock",
+    "podman.sock",
+    "cri-dockerd.sock",
+    "dockershim.sock",
+];
 
 pub(crate) fn is_runtime_socket(path: &str) -> bool {
     let b = basename(path.trim_end_matches('/'));
     RUNTIME_SOCKETS.contains(&b)
-        || matches!(path.trim_end_matches('/'), "/var/run" | "/run" | "/run/containerd" | "/var/run/containerd" | "/var/run/docker" | "/run/crio")
+        || matches!(
+            path.trim_end_matches('/'),
+            "/var/run"
+                | "/run"
+                | "/run/containerd"
+                | "/var/run/containerd"
+                | "/var/run/docker"
+                | "/run/crio"
+        )
 }
 
 fn is_host_root(src: &str) -> bool {
@@ -77,7 +247,9 @@ pub(crate) fn apply_run_opts(inv: &mut Invocation, w: &Walk) {
     inv.interactive |= w.flag_true(&["-i", "--interactive"]);
     inv.tty |= w.flag_true(&["-t", "--tty"]);
     for (opt, ns) in NS_OPTS {
-        if w.values(&[opt]).any(|v| v.eq_ignore_ascii_case("host")) && !inv.host_namespaces.iter().any(|n| n == ns) {
+        if w.values(&[opt]).any(|v| v.eq_ignore_ascii_case("host"))
+            && !inv.host_namespaces.iter().any(|n| n == ns)
+        {
             inv.host_namespaces.push((*ns).to_string());
         }
     }
@@ -102,12 +274,17 @@ pub(crate) fn apply_run_opts(inv: &mut Invocation, w: &Walk) {
         let s = s.to_ascii_lowercase().replace(':', "=");
         if matches!(
             s.as_str(),
-            "apparmor=unconfined" | "seccomp=unconfined" | "label=disable" | "systempaths=unconfined" | "label=type=spc_t"
+            "apparmor=unconfined"
+                | "seccomp=unconfined"
+                | "label=disable"
+                | "systempaths=unconfined"
+                | "label=type=spc_t"
         ) {
             inv.security_unconfined = true;
         }
     }
-    inv.devices.extend(w.values(&["--device"]).map(str::to_string));
+    inv.devices
+        .extend(w.values(&["--device"]).map(str::to_string));
 }
 
 fn host_port(spec: &str) -> (Option<String>, Option<u16>) {
@@ -115,18 +292,29 @@ fn host_port(spec: &str) -> (Option<String>, Option<u16>) {
     let hostport = rest.split('/').next().unwrap_or(rest);
     let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
     match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') => (Some(h.trim_matches(['[', ']']).to_string()), p.parse().ok()),
+        Some((h, p)) if !h.ends_with(':') => {
+            (Some(h.trim_matches(['[', ']']).to_string()), p.parse().ok())
+        }
         _ => (Some(hostport.to_string()), None),
     }
 }
 
 pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     let mut inv = Invocation::new(tool, argv);
-    let g = Opts { long_vals: GLOBAL_LONG, short_vals: GLOBAL_SHORT, stop_at_positional: true }.walk(&argv[1..]);
+    let g = Opts {
+        long_vals: GLOBAL_LONG,
+        short_vals: GLOBAL_SHORT,
+        stop_at_positional: true,
+    }
+    .walk(&argv[1..]);
     inv.help = g.has(HELP_FLAGS) || g.has(&["-v"]);
     if let Some(h) = g.value(&["-H", "--host", "--url"]) {
         // `-H host:port` without a scheme is TCP too.
-        let h = if h.contains("://") || h.starts_with('/') || h.starts_with("fd") { h } else { format!("tcp://{h}") };
+        let h = if h.contains("://") || h.starts_with('/') || h.starts_with("fd") {
+            h
+        } else {
+            format!("tcp://{h}")
+        };
         if h.starts_with("tcp://") || h.starts_with("http") || h.starts_with("ssh://") {
             let (host, port) = host_port(&h);
             inv.remote_host = host;
@@ -146,7 +334,7 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
         match args.first() {
             Some(v) if !v.starts_with('-') => {
                 verb = v.clone();
-                args.remove(0);
+                args = &args[1..];
             }
             _ => {
                 inv.verb = Some(verb);
@@ -155,7 +343,7 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
         }
     }
     if verb == "compose" {
-        let mut c = parse_compose_args(&args);
+        let mut c = parse_compose_args(args);
         c.argv = argv.to_vec();
         c.remote_host = inv.remote_host;
         c.remote_port = inv.remote_port;
@@ -171,12 +359,20 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     }
     // `start -ai` has flag-only short options.
     let short = if verb == "start" { "" } else { RUN_SHORT };
-    let w = Opts { long_vals: RUN_LONG, short_vals: short, stop_at_positional: verb != "cp" }.walk(&args);
+    let w = Opts {
+        long_vals: RUN_LONG,
+        short_vals: short,
+        stop_at_positional: verb != "cp",
+    }
+    .walk(args);
     inv.help |= w.has(&["--help"]);
     let (first, rest) = if !w.positionals.is_empty() {
-        (w.positionals.first().cloned(), w.rest.clone())
+        (w.positionals.first().cloned(), w.rest.to_vec())
     } else if w.saw_dashdash {
-        (w.rest.first().cloned(), w.rest.get(1..).map(<[String]>::to_vec).unwrap_or_default())
+        (
+            w.rest.first().cloned(),
+            w.rest.get(1..).map(<[String]>::to_vec).unwrap_or_default(),
+        )
     } else {
         (None, Vec::new())
     };
@@ -202,7 +398,11 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
         }
         "cp" => {
             // `docker cp` copies through the daemon's archive API, not an exec.
-            if let Some(p) = w.positionals.iter().find(|p| p.contains(':') && !p.starts_with('/')) {
+            if let Some(p) = w
+                .positionals
+                .iter()
+                .find(|p| p.contains(':') && !p.starts_with('/'))
+            {
                 inv.container = p.split(':').next().map(str::to_string);
             }
         }
@@ -222,11 +422,32 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     inv
 }
 
-const COMPOSE_GLOBAL_LONG: &[&str] =
-    &["file", "project-name", "profile", "env-file", "project-directory", "ansi", "progress", "parallel", "host", "log-level"];
+const COMPOSE_GLOBAL_LONG: &[&str] = &[
+    "file",
+    "project-name",
+    "profile",
+    "env-file",
+    "project-directory",
+    "ansi",
+    "progress",
+    "parallel",
+    "host",
+    "log-level",
+];
 const COMPOSE_LONG: &[&str] = &[
-    "env", "user", "workdir", "index", "label", "name", "publish", "volume", "entrypoint", "cap-add", "cap-drop",
-    "detach-keys", "env-from-file",
+    "env",
+    "user",
+    "workdir",
+    "index",
+    "label",
+    "name",
+    "publish",
+    "volume",
+    "entrypoint",
+    "cap-add",
+    "cap-drop",
+    "detach-keys",
+    "env-from-file",
 ];
 
 pub(crate) fn parse_compose(argv: &[String], skip: usize) -> Invocation {
@@ -237,13 +458,23 @@ pub(crate) fn parse_compose(argv: &[String], skip: usize) -> Invocation {
 
 fn parse_compose_args(args: &[String]) -> Invocation {
     let mut inv = Invocation::new("compose", &[]);
-    let g = Opts { long_vals: COMPOSE_GLOBAL_LONG, short_vals: "fpH", stop_at_positional: true }.walk(args);
+    let g = Opts {
+        long_vals: COMPOSE_GLOBAL_LONG,
+        short_vals: "fpH",
+        stop_at_positional: true,
+    }
+    .walk(args);
     inv.help = g.has(HELP_FLAGS);
     let Some(verb) = g.positionals.first().cloned() else {
         return inv;
     };
     if verb == "exec" || verb == "run" || verb == "attach" {
-        let w = Opts { long_vals: COMPOSE_LONG, short_vals: "eluwpv", stop_at_positional: true }.walk(&g.rest);
+        let w = Opts {
+            long_vals: COMPOSE_LONG,
+            short_vals: "eluwpv",
+            stop_at_positional: true,
+        }
+        .walk(g.rest);
         inv.help |= w.has(&["--help"]);
         inv.container = w.positionals.first().cloned();
         let no_tty = w.has(&["-T", "--no-TTY", "--no-tty"]) || w.has(&["-d", "--detach"]);
@@ -258,7 +489,8 @@ fn parse_compose_args(args: &[String]) -> Invocation {
         cmd.extend(w.rest.iter().cloned());
         inv.set_command(cmd);
         for c in w.values(&["--cap-add"]) {
-            inv.cap_add.push(c.trim_start_matches("CAP_").to_ascii_uppercase());
+            inv.cap_add
+                .push(c.trim_start_matches("CAP_").to_ascii_uppercase());
         }
     }
     inv.verb = Some(verb);
@@ -270,15 +502,44 @@ fn parse_compose_args(args: &[String]) -> Invocation {
 pub(crate) fn parse_lxc(name: &str, argv: &[String]) -> Invocation {
     let mut inv = Invocation::new("lxc", argv);
     if name == "lxc-attach" {
-        let w = Opts { long_vals: &["name", "lxcpath", "rcfile", "set-var", "keep-var", "elevated-privileges", "namespaces", "arch", "context", "uid", "gid", "logfile", "logpriority"], short_vals: "nPfvsaeuglo", stop_at_positional: false }.walk(&argv[1..]);
+        let w = Opts {
+            long_vals: &[
+                "name",
+                "lxcpath",
+                "rcfile",
+                "set-var",
+                "keep-var",
+                "elevated-privileges",
+                "namespaces",
+                "arch",
+                "context",
+                "uid",
+                "gid",
+                "logfile",
+                "logpriority",
+            ],
+            short_vals: "nPfvsaeuglo",
+            stop_at_positional: false,
+        }
+        .walk(&argv[1..]);
         inv.help = w.has(HELP_FLAGS);
         inv.verb = Some("attach".into());
-        inv.container = w.value(&["-n", "--name"]).or_else(|| w.positionals.first().cloned());
+        inv.container = w
+            .value(&["-n", "--name"])
+            .or_else(|| w.positionals.first().cloned());
         inv.interactive = true;
-        inv.set_command(w.rest.clone());
+        inv.set_command(w.rest.to_vec());
         return inv;
     }
-    let w = Opts { long_vals: &["mode", "env", "user", "group", "cwd", "config", "project", "profile", "type", "target", "storage", "network", "remote"], short_vals: "cpe", stop_at_positional: false }.walk(&argv[1..]);
+    let w = Opts {
+        long_vals: &[
+            "mode", "env", "user", "group", "cwd", "config", "project", "profile", "type",
+            "target", "storage", "network", "remote",
+        ],
+        short_vals: "cpe",
+        stop_at_positional: false,
+    }
+    .walk(&argv[1..]);
     inv.help = w.has(HELP_FLAGS);
     let Some(verb) = w.positionals.first().cloned() else {
         return inv;
@@ -289,7 +550,14 @@ pub(crate) fn parse_lxc(name: &str, argv: &[String]) -> Invocation {
             let mode = w.value(&["--mode"]);
             inv.interactive = mode.as_deref() != Some("non-interactive");
             inv.tty = inv.interactive;
-            let cmd = if w.saw_dashdash { w.rest.clone() } else { w.positionals.get(2..).map(<[String]>::to_vec).unwrap_or_default() };
+            let cmd = if w.saw_dashdash {
+                w.rest.to_vec()
+            } else {
+                w.positionals
+                    .get(2..)
+                    .map(<[String]>::to_vec)
+                    .unwrap_or_default()
+            };
             inv.set_command(cmd);
         }
         "console" => {

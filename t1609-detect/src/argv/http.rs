@@ -27,12 +27,14 @@ pub(crate) fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
         out.push(b[i]);
         i += 1;
     }
@@ -80,13 +82,21 @@ pub(crate) fn parse_url(raw: &str) -> Option<Url> {
         // A bare path (`kubectl get --raw /api/...`): no host or port.
         if scheme.is_empty() && raw.starts_with('/') {
             let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
-            return Some(Url { host: None, port: None, path: normalize_path(&percent_decode(path)), query: percent_decode(query) });
+            return Some(Url {
+                host: None,
+                port: None,
+                path: normalize_path(&percent_decode(path)),
+                query: percent_decode(query),
+            });
         }
         return None;
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (h, p) = v6.split_once(']')?;
-        (h.to_string(), p.strip_prefix(':').and_then(|p| p.parse().ok()))
+        (
+            h.to_string(),
+            p.strip_prefix(':').and_then(|p| p.parse().ok()),
+        )
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h.to_string(), Some(p.parse().ok()?)),
@@ -103,7 +113,12 @@ pub(crate) fn parse_url(raw: &str) -> Option<Url> {
         None => (pathq, ""),
     };
     let path = normalize_path(&percent_decode(path.split('#').next().unwrap_or(path)));
-    Some(Url { host: Some(host.to_ascii_lowercase()), port, path, query: percent_decode(query) })
+    Some(Url {
+        host: Some(host.to_ascii_lowercase()),
+        port,
+        path,
+        query: percent_decode(query),
+    })
 }
 
 const KUBELET_PORTS: &[u16] = &[10250, 10255];
@@ -141,7 +156,12 @@ pub(crate) fn apply_url(inv: &mut Invocation, raw: &str) -> bool {
         inv.api_action = Some(kubelet_action(rest));
         set_target(inv, rest);
         classified = true;
-    } else if segs.len() >= 7 && segs[0] == "api" && segs[2] == "namespaces" && segs[4] == "pods" && matches!(segs[6], "exec" | "attach") {
+    } else if segs.len() >= 7
+        && segs[0] == "api"
+        && segs[2] == "namespaces"
+        && segs[4] == "pods"
+        && matches!(segs[6], "exec" | "attach")
+    {
         // API server pods/<pod>/exec|attach subresource.
         inv.api = Some("apiserver");
         inv.api_action = Some(if segs[6] == "exec" { "exec" } else { "attach" });
@@ -153,7 +173,9 @@ pub(crate) fn apply_url(inv: &mut Invocation, raw: &str) -> bool {
         inv.api_action = Some(kubelet_action(&segs));
         set_target(inv, &segs);
         classified = true;
-    } else if inv.unix_socket.as_deref().is_some_and(is_runtime_socket) || u.port.is_some_and(|p| RUNTIME_TCP_PORTS.contains(&p)) {
+    } else if inv.unix_socket.as_deref().is_some_and(is_runtime_socket)
+        || u.port.is_some_and(|p| RUNTIME_TCP_PORTS.contains(&p))
+    {
         inv.api = Some("runtime");
         inv.api_action = Some(runtime_action(&segs));
         classified = true;
@@ -182,7 +204,10 @@ pub(crate) fn apply_url(inv: &mut Invocation, raw: &str) -> bool {
 
 /// `/run|exec|attach/<ns>/<pod>/<ctr>` or `/<ns>/<pod>/<uid>/<ctr>`.
 fn set_target(inv: &mut Invocation, segs: &[&str]) {
-    if matches!(segs.first().copied(), Some("run" | "exec" | "attach" | "portForward" | "containerLogs")) {
+    if matches!(
+        segs.first().copied(),
+        Some("run" | "exec" | "attach" | "portForward" | "containerLogs")
+    ) {
         let t = &segs[1..];
         match t.len() {
             0 => {}
@@ -209,7 +234,9 @@ fn set_target(inv: &mut Invocation, segs: &[&str]) {
 /// `/exec/<id>/start`, `/containers/<id>/attach`.
 fn runtime_action(segs: &[&str]) -> &'static str {
     let mut s = segs;
-    if s.first().is_some_and(|v| v.starts_with('v') && v[1..].starts_with(|c: char| c.is_ascii_digit())) {
+    if s.first()
+        .is_some_and(|v| v.starts_with('v') && v[1..].starts_with(|c: char| c.is_ascii_digit()))
+    {
         s = &s[1..];
     }
     if s.first() == Some(&"libpod") {
@@ -221,25 +248,95 @@ fn runtime_action(segs: &[&str]) -> &'static str {
         ["exec", _, "start", ..] => "exec",
         ["containers", _, "attach", ..] => "attach",
         ["containers", _, "start", ..] => "start",
-        ["containers", "json", ..] | ["containers", _, "json", ..] | ["info", ..] | ["version", ..] | ["_ping", ..] | ["images", ..] => "read",
+        ["containers", "json", ..]
+        | ["containers", _, "json", ..]
+        | ["info", ..]
+        | ["version", ..]
+        | ["_ping", ..]
+        | ["images", ..] => "read",
         _ => "other",
     }
 }
 
 const CURL_LONG: &[&str] = &[
-    "unix-socket", "abstract-unix-socket", "data", "data-raw", "data-binary", "data-urlencode", "header", "request",
-    "output", "user", "cacert", "cert", "key", "url", "user-agent", "referer", "cookie", "connect-timeout",
-    "max-time", "proxy", "form", "resolve", "connect-to", "retry", "write-out", "config", "oauth2-bearer",
-    "interface", "limit-rate", "upload-file", "range", "dump-header", "trace", "trace-ascii", "stderr", "cert-type",
-    "key-type", "pass", "capath", "ciphers", "proto", "proto-redir", "socks5", "socks5-hostname", "max-redirs",
-    "output-dir", "expect100-timeout", "aws-sigv4", "json",
+    "unix-socket",
+    "abstract-unix-socket",
+    "data",
+    "data-raw",
+    "data-binary",
+    "data-urlencode",
+    "header",
+    "request",
+    "output",
+    "user",
+    "cacert",
+    "cert",
+    "key",
+    "url",
+    "user-agent",
+    "referer",
+    "cookie",
+    "connect-timeout",
+    "max-time",
+    "proxy",
+    "form",
+    "resolve",
+    "connect-to",
+    "retry",
+    "write-out",
+    "config",
+    "oauth2-bearer",
+    "interface",
+    "limit-rate",
+    "upload-file",
+    "range",
+    "dump-header",
+    "trace",
+    "trace-ascii",
+    "stderr",
+    "cert-type",
+    "key-type",
+    "pass",
+    "capath",
+    "ciphers",
+    "proto",
+    "proto-redir",
+    "socks5",
+    "socks5-hostname",
+    "max-redirs",
+    "output-dir",
+    "expect100-timeout",
+    "aws-sigv4",
+    "json",
 ];
 const CURL_SHORT: &str = "dHXoucEAeKbmxFTrwCYyztQ";
 
 const WGET_LONG: &[&str] = &[
-    "output-document", "output-file", "header", "post-data", "post-file", "body-data", "method", "user", "password",
-    "ca-certificate", "certificate", "private-key", "user-agent", "tries", "timeout", "directory-prefix", "append-output",
-    "input-file", "load-cookies", "save-cookies", "referer", "bind-address", "execute", "limit-rate", "wait",
+    "output-document",
+    "output-file",
+    "header",
+    "post-data",
+    "post-file",
+    "body-data",
+    "method",
+    "user",
+    "password",
+    "ca-certificate",
+    "certificate",
+    "private-key",
+    "user-agent",
+    "tries",
+    "timeout",
+    "directory-prefix",
+    "append-output",
+    "input-file",
+    "load-cookies",
+    "save-cookies",
+    "referer",
+    "bind-address",
+    "execute",
+    "limit-rate",
+    "wait",
 ];
 const WGET_SHORT: &str = "OoaHUTtPeiYwlAR";
 
@@ -261,12 +358,18 @@ fn urls_in_text(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut from = 0;
     while out.len() < 8 {
-        let Some(rel) = ["http://", "https://", "ws://", "wss://"].iter().filter_map(|p| lower[from..].find(p)).min() else {
+        let Some(rel) = ["http://", "https://", "ws://", "wss://"]
+            .iter()
+            .filter_map(|p| lower[from..].find(p))
+            .min()
+        else {
             break;
         };
         let start = from + rel;
         let end = text[start..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '`' | ')' | '>' | '<' | ',' | ';'))
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '\'' | '"' | '`' | ')' | '>' | '<' | ',' | ';')
+            })
             .map_or(text.len(), |e| start + e);
         out.push(text[start..end].to_string());
         from = end.max(start + 1);
@@ -283,16 +386,37 @@ pub(crate) fn parse_client(tool: &str, argv: &[String]) -> Invocation {
     let mut candidates: Vec<String> = Vec::new();
     match tool {
         "curl" | "wget" => {
-            let (long, short) = if tool == "curl" { (CURL_LONG, CURL_SHORT) } else { (WGET_LONG, WGET_SHORT) };
-            let w = Opts { long_vals: long, short_vals: short, stop_at_positional: false }.walk(args);
+            let (long, short) = if tool == "curl" {
+                (CURL_LONG, CURL_SHORT)
+            } else {
+                (WGET_LONG, WGET_SHORT)
+            };
+            let w = Opts {
+                long_vals: long,
+                short_vals: short,
+                stop_at_positional: false,
+            }
+            .walk(args);
             inv.help = w.has(&["--help", "--version", "-V"]) || (tool == "curl" && w.has(&["-h"]));
             inv.unix_socket = w.value(&["--unix-socket", "--abstract-unix-socket"]);
             inv.runtime_socket = inv.unix_socket.as_deref().is_some_and(is_runtime_socket);
             candidates.extend(w.values(&["--url"]).map(str::to_string));
             candidates.extend(w.positionals.iter().cloned());
             candidates.extend(w.rest.iter().cloned());
-            let data: Vec<String> =
-                w.values(&["-d", "--data", "--data-raw", "--data-binary", "--data-urlencode", "--post-data", "--body-data", "-F", "--form"]).map(str::to_string).collect();
+            let data: Vec<String> = w
+                .values(&[
+                    "-d",
+                    "--data",
+                    "--data-raw",
+                    "--data-binary",
+                    "--data-urlencode",
+                    "--post-data",
+                    "--body-data",
+                    "-F",
+                    "--form",
+                ])
+                .map(str::to_string)
+                .collect();
             for d in data {
                 data_command(&mut inv, &d);
             }
@@ -300,9 +424,10 @@ pub(crate) fn parse_client(tool: &str, argv: &[String]) -> Invocation {
         "openssl" => {
             // `openssl s_client -connect host:10250`: the path goes over stdin, unseen.
             if let Some(i) = args.iter().position(|a| a == "-connect")
-                && let Some(hp) = args.get(i + 1) {
-                    candidates.push(format!("https://{hp}/"));
-                }
+                && let Some(hp) = args.get(i + 1)
+            {
+                candidates.push(format!("https://{hp}/"));
+            }
         }
         _ => {
             // Interpreters and websocket clients: URLs anywhere in their arguments.
@@ -316,7 +441,8 @@ pub(crate) fn parse_client(tool: &str, argv: &[String]) -> Invocation {
         }
     }
     for c in candidates {
-        let looks_like_url = c.contains("://") || c.contains(':') || c.starts_with('/') || c.contains('/');
+        let looks_like_url =
+            c.contains("://") || c.contains(':') || c.starts_with('/') || c.contains('/');
         if !looks_like_url {
             continue;
         }

@@ -5,26 +5,90 @@ use super::{HELP_FLAGS, Invocation, Opts, http};
 /// Options (global or per verb) that take a value. kubectl accepts flags anywhere, so one
 /// table covers the verbs we parse.
 const KUBE_LONG: &[&str] = &[
-    "namespace", "context", "cluster", "kubeconfig", "server", "token", "user", "as", "as-group", "as-uid",
-    "request-timeout", "certificate-authority", "client-certificate", "client-key", "tls-server-name", "cache-dir",
-    "v", "log-file", "log-dir", "profile", "vmodule", "container", "filename", "pod-running-timeout", "image",
-    "overrides", "restart", "env", "labels", "port", "serviceaccount", "target", "copy-to", "image-pull-policy",
-    "attach", "output", "selector", "timeout", "field-selector", "limits", "requests", "annotations", "hostport",
-    "generator", "dry-run", "raw", "template", "custom-columns", "sort-by", "field-manager", "profile-output",
-    "retries", "custom", "set-image", "share-processes", "log-flush-frequency", "kustomize", "chunk-size",
+    "namespace",
+    "context",
+    "cluster",
+    "kubeconfig",
+    "server",
+    "token",
+    "user",
+    "as",
+    "as-group",
+    "as-uid",
+    "request-timeout",
+    "certificate-authority",
+    "client-certificate",
+    "client-key",
+    "tls-server-name",
+    "cache-dir",
+    "v",
+    "log-file",
+    "log-dir",
+    "profile",
+    "vmodule",
+    "container",
+    "filename",
+    "pod-running-timeout",
+    "image",
+    "overrides",
+    "restart",
+    "env",
+    "labels",
+    "port",
+    "serviceaccount",
+    "target",
+    "copy-to",
+    "image-pull-policy",
+    "attach",
+    "output",
+    "selector",
+    "timeout",
+    "field-selector",
+    "limits",
+    "requests",
+    "annotations",
+    "hostport",
+    "generator",
+    "dry-run",
+    "raw",
+    "template",
+    "custom-columns",
+    "sort-by",
+    "field-manager",
+    "profile-output",
+    "retries",
+    "custom",
+    "set-image",
+    "share-processes",
+    "log-flush-frequency",
+    "kustomize",
+    "chunk-size",
 ];
 const KUBE_SHORT: &str = "nscfvlo";
 
 fn strip_pod_prefix(p: &str) -> String {
-    p.strip_prefix("pod/").or_else(|| p.strip_prefix("pods/")).or_else(|| p.strip_prefix("po/")).unwrap_or(p).to_string()
+    p.strip_prefix("pod/")
+        .or_else(|| p.strip_prefix("pods/"))
+        .or_else(|| p.strip_prefix("po/"))
+        .unwrap_or(p)
+        .to_string()
 }
 
 /// Scans a `--overrides` JSON (kubectl run) for isolation-breaking pod settings. A
 /// substring scan of the whitespace-free text is enough: any of these keys set to true
 /// breaks isolation wherever it appears.
 fn apply_overrides(inv: &mut Invocation, json: &str) {
-    let j: String = json.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
-    for (key, ns) in [("\"hostpid\":true", "pid"), ("\"hostnetwork\":true", "net"), ("\"hostipc\":true", "ipc"), ("\"hostusers\":false", "user")] {
+    let j: String = json
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    for (key, ns) in [
+        ("\"hostpid\":true", "pid"),
+        ("\"hostnetwork\":true", "net"),
+        ("\"hostipc\":true", "ipc"),
+        ("\"hostusers\":false", "user"),
+    ] {
         if j.contains(key) {
             inv.host_namespaces.push(ns.to_string());
         }
@@ -47,7 +111,12 @@ fn apply_overrides(inv: &mut Invocation, json: &str) {
 
 pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
     let mut inv = Invocation::new(tool, argv);
-    let w = Opts { long_vals: KUBE_LONG, short_vals: KUBE_SHORT, stop_at_positional: false }.walk(&argv[1..]);
+    let w = Opts {
+        long_vals: KUBE_LONG,
+        short_vals: KUBE_SHORT,
+        stop_at_positional: false,
+    }
+    .walk(&argv[1..]);
     inv.help = w.has(HELP_FLAGS);
     inv.namespace = w.value(&["-n", "--namespace"]);
     if let Some(s) = w.value(&["-s", "--server"]) {
@@ -71,7 +140,7 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
             inv.interactive = true;
             inv.tty = true;
             if w.saw_dashdash && !w.rest.is_empty() {
-                inv.set_command(w.rest.clone());
+                inv.set_command(w.rest.to_vec());
             } else {
                 inv.command_class = Some("shell");
             }
@@ -82,7 +151,11 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
         "exec" | "rsh" | "exec-as" | "exec_as" => {
             inv.pod = pos.first().map(|p| strip_pod_prefix(p));
             inv.container = w.value(&["-c", "--container"]);
-            let cmd = if w.saw_dashdash { w.rest.clone() } else { pos.get(1..).map(<[String]>::to_vec).unwrap_or_default() };
+            let cmd = if w.saw_dashdash {
+                w.rest.to_vec()
+            } else {
+                pos.get(1..).map(<[String]>::to_vec).unwrap_or_default()
+            };
             inv.interactive = interactive;
             inv.tty = tty;
             if verb == "rsh" {
@@ -146,7 +219,11 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
             if w.value(&["--profile"]).as_deref() == Some("sysadmin") {
                 inv.privileged = true;
             }
-            let cmd = if w.saw_dashdash { w.rest.clone() } else { Vec::new() };
+            let cmd = if w.saw_dashdash {
+                w.rest.to_vec()
+            } else {
+                Vec::new()
+            };
             inv.set_command(cmd);
         }
         "run" => {
@@ -158,7 +235,11 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
             if let Some(o) = w.value(&["--overrides"]) {
                 apply_overrides(&mut inv, &o);
             }
-            let cmd = if w.saw_dashdash { w.rest.clone() } else { pos.get(1..).map(<[String]>::to_vec).unwrap_or_default() };
+            let cmd = if w.saw_dashdash {
+                w.rest.to_vec()
+            } else {
+                pos.get(1..).map(<[String]>::to_vec).unwrap_or_default()
+            };
             inv.set_command(cmd);
         }
         "get" | "create" | "replace" | "apply" => {
@@ -169,7 +250,11 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
         }
         _ => {}
     }
-    inv.verb = Some(if verb == "exec-as" || verb == "exec_as" { "exec".into() } else { verb });
+    inv.verb = Some(if verb == "exec-as" || verb == "exec_as" {
+        "exec".into()
+    } else {
+        verb
+    });
     inv
 }
 
@@ -177,7 +262,20 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
 pub(crate) fn parse_kubeletctl(argv: &[String]) -> Invocation {
     let mut inv = Invocation::new("kubeletctl", argv);
     let w = Opts {
-        long_vals: &["pod", "container", "namespace", "server", "port", "config", "token", "token-file", "cidr", "cacert", "cert", "key"],
+        long_vals: &[
+            "pod",
+            "container",
+            "namespace",
+            "server",
+            "port",
+            "config",
+            "token",
+            "token-file",
+            "cidr",
+            "cacert",
+            "cert",
+            "key",
+        ],
         short_vals: "pcns",
         stop_at_positional: false,
     }
@@ -187,7 +285,10 @@ pub(crate) fn parse_kubeletctl(argv: &[String]) -> Invocation {
     inv.container = w.value(&["-c", "--container"]);
     inv.namespace = w.value(&["-n", "--namespace"]);
     inv.url_host = w.value(&["-s", "--server"]);
-    inv.url_port = w.value(&["--port"]).and_then(|p| p.parse().ok()).or(Some(10250));
+    inv.url_port = w
+        .value(&["--port"])
+        .and_then(|p| p.parse().ok())
+        .or(Some(10250));
     inv.api = Some("kubelet");
     let Some(verb) = w.positionals.first().cloned() else {
         return inv;
@@ -203,11 +304,22 @@ pub(crate) fn parse_kubeletctl(argv: &[String]) -> Invocation {
         "healthz" => "healthz",
         "containerLogs" | "logs" => "logs",
         // `scan rce` and `scan token` run commands in every pod through /run.
-        "scan" if matches!(w.positionals.get(1).map(String::as_str), Some("rce" | "token")) => "run",
+        "scan"
+            if matches!(
+                w.positionals.get(1).map(String::as_str),
+                Some("rce" | "token")
+            ) =>
+        {
+            "run"
+        }
         _ => "other",
     });
     if matches!(verb.as_str(), "exec" | "run" | "attach") {
-        let cmd: Vec<String> = w.positionals.get(1).map(|c| c.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+        let cmd: Vec<String> = w
+            .positionals
+            .get(1)
+            .map(|c| c.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
         inv.set_command(cmd);
     }
     inv.verb = Some(verb);

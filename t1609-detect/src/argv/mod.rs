@@ -11,6 +11,9 @@ mod kube;
 mod runtime;
 mod shell;
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use serde::Serialize;
 
 /// Caps that keep hostile input (deeply nested `sh -c`) cheap.
@@ -105,9 +108,23 @@ pub(crate) fn basename(s: &str) -> &str {
     s.rsplit('/').next().unwrap_or(s)
 }
 
-pub(crate) const SHELLS: &[&str] = &["sh", "bash", "ash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "rbash"];
-const DOWNLOADERS: &[&str] = &["curl", "wget", "fetch", "tftp", "ftp", "nc", "ncat", "socat", "scp", "aria2c"];
-const ESCAPE_TOOLS: &[&str] = &["chroot", "nsenter", "su", "unshare", "capsh", "mount", "sudo", "setpriv", "pivot_root"];
+pub(crate) const SHELLS: &[&str] = &[
+    "sh", "bash", "ash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "rbash",
+];
+const DOWNLOADERS: &[&str] = &[
+    "curl", "wget", "fetch", "tftp", "ftp", "nc", "ncat", "socat", "scp", "aria2c",
+];
+const ESCAPE_TOOLS: &[&str] = &[
+    "chroot",
+    "nsenter",
+    "su",
+    "unshare",
+    "capsh",
+    "mount",
+    "sudo",
+    "setpriv",
+    "pivot_root",
+];
 const MULTI_CALL: &[&str] = &["busybox", "toybox", "k3s"];
 
 /// Known admin tools, by the executable basenames that run them. Shared with the
@@ -117,8 +134,22 @@ pub(crate) fn exe_names_for_tool(tool: &str) -> &'static [&'static str] {
         "docker" => &["docker"],
         "podman" => &["podman", "podman-remote"],
         "nerdctl" => &["nerdctl"],
-        "compose" => &["docker-compose", "podman-compose", "docker", "podman", "nerdctl"],
-        "kubectl" => &["kubectl", "k3s", "microk8s.kubectl", "kubectl-node_shell", "kubectl-node-shell", "kubectl-exec_as", "kubectl-exec-as"],
+        "compose" => &[
+            "docker-compose",
+            "podman-compose",
+            "docker",
+            "podman",
+            "nerdctl",
+        ],
+        "kubectl" => &[
+            "kubectl",
+            "k3s",
+            "microk8s.kubectl",
+            "kubectl-node_shell",
+            "kubectl-node-shell",
+            "kubectl-exec_as",
+            "kubectl-exec-as",
+        ],
         "oc" => &["oc"],
         "crictl" => &["crictl", "k3s"],
         "ctr" => &["ctr", "k3s"],
@@ -130,8 +161,18 @@ pub(crate) fn exe_names_for_tool(tool: &str) -> &'static [&'static str] {
         "curl" => &["curl"],
         "wget" => &["wget", "busybox"],
         "python" => &[
-            "python", "python2", "python3", "python3.6", "python3.7", "python3.8", "python3.9", "python3.10",
-            "python3.11", "python3.12", "python3.13", "python3.14",
+            "python",
+            "python2",
+            "python3",
+            "python3.6",
+            "python3.7",
+            "python3.8",
+            "python3.9",
+            "python3.10",
+            "python3.11",
+            "python3.12",
+            "python3.13",
+            "python3.14",
         ],
         "perl" => &["perl"],
         "node" => &["node", "nodejs"],
@@ -145,15 +186,35 @@ pub(crate) fn exe_names_for_tool(tool: &str) -> &'static [&'static str] {
 
 /// Every tool name a rule may test for in `t1609.argv.tool`.
 pub(crate) const KNOWN_TOOLS: &[&str] = &[
-    "docker", "podman", "nerdctl", "compose", "kubectl", "oc", "crictl", "ctr", "runc", "crun", "nsenter", "lxc",
-    "kubeletctl", "curl", "wget", "python", "perl", "node", "wscat", "websocat", "openssl", "ssl_client",
+    "docker",
+    "podman",
+    "nerdctl",
+    "compose",
+    "kubectl",
+    "oc",
+    "crictl",
+    "ctr",
+    "runc",
+    "crun",
+    "nsenter",
+    "lxc",
+    "kubeletctl",
+    "curl",
+    "wget",
+    "python",
+    "perl",
+    "node",
+    "wscat",
+    "websocat",
+    "openssl",
+    "ssl_client",
 ];
 
 /// Wrappers whose argv carries another command. Cheap ones are watched live; shells are
 /// only needed in replay (their child is exec'd and caught on its own).
 pub(crate) const LIVE_WRAPPERS: &[&str] = &[
-    "sudo", "doas", "env", "xargs", "nohup", "timeout", "setsid", "nice", "ionice", "stdbuf", "chroot", "su",
-    "runuser", "script", "watch", "busybox", "k3s", "toybox",
+    "sudo", "doas", "env", "xargs", "nohup", "timeout", "setsid", "nice", "ionice", "stdbuf",
+    "chroot", "su", "runuser", "script", "watch", "busybox", "k3s", "toybox",
 ];
 
 /// Maps an executable basename to its canonical tool name.
@@ -180,7 +241,9 @@ fn canonical_tool(name: &str) -> Option<&'static str> {
         "websocat" => "websocat",
         "openssl" => "openssl",
         "ssl_client" => "ssl_client",
-        n if n.starts_with("python") && n[6..].chars().all(|c| c.is_ascii_digit() || c == '.') => "python",
+        n if n.starts_with("python") && n[6..].chars().all(|c| c.is_ascii_digit() || c == '.') => {
+            "python"
+        }
         _ => return None,
     })
 }
@@ -204,7 +267,11 @@ pub(crate) fn classify_command(cmd: &[String]) -> Option<&'static str> {
 
 impl Invocation {
     fn new(tool: &str, argv: &[String]) -> Self {
-        Invocation { tool: tool.to_string(), argv: argv.to_vec(), ..Default::default() }
+        Invocation {
+            tool: tool.to_string(),
+            argv: argv.to_vec(),
+            ..Default::default()
+        }
     }
 
     pub(crate) fn set_command(&mut self, cmd: Vec<String>) {
@@ -221,6 +288,15 @@ impl Invocation {
 /// which `exec -a` cannot spoof); it decides the tool unless it is a multi-call binary or
 /// a `#!` interpreter running a known tool's script.
 pub fn parse(exe_name: Option<&str>, argv: &[String]) -> Vec<Invocation> {
+    parse_shared(exe_name, argv)
+        .into_iter()
+        .map(|a| Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()))
+        .collect()
+}
+
+/// [`parse`], each invocation behind an `Arc` as alerts hold them (no copies, and no
+/// large contiguous allocation of invocations).
+pub(crate) fn parse_shared(exe_name: Option<&str>, argv: &[String]) -> Vec<Arc<Invocation>> {
     let mut out = Vec::new();
     let name = match exe_name {
         Some(n) => n,
@@ -235,7 +311,13 @@ pub fn parse(exe_name: Option<&str>, argv: &[String]) -> Vec<Invocation> {
 
 /// Parses one command whose executable basename is `name`, appending it and any inner
 /// commands it wraps.
-pub(crate) fn parse_into(name: &str, argv: &[String], wrappers: &[String], depth: u8, out: &mut Vec<Invocation>) {
+pub(crate) fn parse_into(
+    name: &str,
+    argv: &[String],
+    wrappers: &[String],
+    depth: u8,
+    out: &mut Vec<Arc<Invocation>>,
+) {
     if depth > MAX_DEPTH || out.len() >= MAX_INVOCATIONS || argv.is_empty() {
         return;
     }
@@ -260,11 +342,20 @@ pub(crate) fn parse_into(name: &str, argv: &[String], wrappers: &[String], depth
     let mut shim = None;
     // `#!` shim: the kernel runs the interpreter with the script path in argv[1]
     // (after at most one interpreter option).
-    if SHELLS.contains(&name) || canonical_tool(name) == Some("python") || name == "perl" || name == "env" {
-        let skip = usize::from(argv.get(1).is_some_and(|a| a.starts_with('-') && a != "-c" && !a.contains('c')));
+    if SHELLS.contains(&name)
+        || canonical_tool(name) == Some("python")
+        || name == "perl"
+        || name == "env"
+    {
+        let skip = usize::from(
+            argv.get(1)
+                .is_some_and(|a| a.starts_with('-') && a != "-c" && !a.contains('c')),
+        );
         if let Some(script) = argv.get(1 + skip) {
             let b = basename(script);
-            if script.contains('/') && canonical_tool(b).is_some_and(|t| !matches!(t, "python" | "perl" | "node")) {
+            if script.contains('/')
+                && canonical_tool(b).is_some_and(|t| !matches!(t, "python" | "perl" | "node"))
+            {
                 shim = Some(name.to_string());
                 name = b;
                 argv = &argv[1 + skip..];
@@ -289,12 +380,13 @@ pub(crate) fn parse_into(name: &str, argv: &[String], wrappers: &[String], depth
         inv.wrappers = wrappers.to_vec();
         inv.shim = shim;
         // nsenter runs its command on the host side: re-parse it.
-        let inner = (inv.tool == "nsenter" && !inv.command.is_empty()).then(|| inv.command.clone());
-        out.push(inv);
-        if let Some(cmd) = inner {
+        let inv = Arc::new(inv);
+        out.push(Arc::clone(&inv));
+        if inv.tool == "nsenter" && !inv.command.is_empty() {
+            let cmd = &inv.command;
             let mut w = wrappers.to_vec();
             w.push("nsenter".into());
-            parse_into(basename(&cmd[0]), &cmd, &w, depth + 1, out);
+            parse_into(basename(&cmd[0]), cmd, &w, depth + 1, out);
         }
     } else {
         shell::parse_wrapper(name, argv, wrappers, depth, out);
@@ -320,87 +412,117 @@ pub(crate) struct Opts<'a> {
     pub stop_at_positional: bool,
 }
 
-pub(crate) struct Walk {
-    /// (option name with dashes, value)
-    pub opts: Vec<(String, Option<String>)>,
+pub(crate) struct Walk<'a> {
+    /// (option name with dashes, value), borrowed from the argv where possible.
+    pub opts: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
     pub positionals: Vec<String>,
-    /// Arguments after `--` (or after the first positional when stopping there).
-    pub rest: Vec<String>,
+    /// Arguments after `--` (or after the first positional when stopping there): a
+    /// suffix of the walked argv, borrowed.
+    pub rest: &'a [String],
     pub saw_dashdash: bool,
 }
 
+/// `-X` for every printable ASCII `X`, so short option names need no allocation.
+const SHORT_NAMES: &str = r##"-!-"-#-$-%-&-'-(-)-*-+-,---.-/-0-1-2-3-4-5-6-7-8-9-:-;-<-=->-?-@-A-B-C-D-E-F-G-H-I-J-K-L-M-N-O-P-Q-R-S-T-U-V-W-X-Y-Z-[-\-]-^-_-`-a-b-c-d-e-f-g-h-i-j-k-l-m-n-o-p-q-r-s-t-u-v-w-x-y-z-{-|-}-~"##;
+
+fn short_name(c: char) -> Cow<'static, str> {
+    match u8::try_from(c) {
+        Ok(b @ 0x21..=0x7e) => {
+            let i = usize::from(b - 0x21) * 2;
+            Cow::Borrowed(&SHORT_NAMES[i..i + 2])
+        }
+        _ => Cow::Owned(format!("-{c}")),
+    }
+}
+
 impl Opts<'_> {
-    pub(crate) fn walk(&self, args: &[String]) -> Walk {
-        let mut w = Walk { opts: Vec::new(), positionals: Vec::new(), rest: Vec::new(), saw_dashdash: false };
+    pub(crate) fn walk<'a>(&self, args: &'a [String]) -> Walk<'a> {
+        let mut w = Walk {
+            opts: Vec::new(),
+            positionals: Vec::new(),
+            rest: &[],
+            saw_dashdash: false,
+        };
         let mut i = 0;
         while i < args.len() {
-            let a = &args[i];
+            let a: &'a str = &args[i];
             if a == "--" {
                 w.saw_dashdash = true;
-                w.rest = args[i + 1..].to_vec();
+                w.rest = &args[i + 1..];
                 return w;
             }
             if let Some(long) = a.strip_prefix("--") {
                 let (k, v) = split_eq(long);
-                let name = format!("--{k}");
+                // `--k` is a prefix of the argument itself.
+                let name = Cow::Borrowed(&a[..2 + k.len()]);
                 if v.is_none() && self.long_vals.contains(&k) {
-                    w.opts.push((name, args.get(i + 1).cloned()));
+                    w.opts
+                        .push((name, args.get(i + 1).map(|s| Cow::Borrowed(s.as_str()))));
                     i += 2;
                 } else {
-                    w.opts.push((name, v.map(str::to_string)));
+                    w.opts.push((name, v.map(Cow::Borrowed)));
                     i += 1;
                 }
                 continue;
             }
             if a.len() > 1 && a.starts_with('-') {
-                let cluster: Vec<char> = a[1..].chars().collect();
-                let mut j = 0;
+                let cluster = &a[1..];
                 let mut consumed_next = false;
-                while j < cluster.len() {
-                    let c = cluster[j];
+                for (j, c) in cluster.char_indices() {
                     if self.short_vals.contains(c) {
-                        let rest: String = cluster[j + 1..].iter().collect();
-                        let rest = rest.strip_prefix('=').map(str::to_string).unwrap_or(rest);
+                        let rest = &cluster[j + c.len_utf8()..];
+                        let rest = rest.strip_prefix('=').unwrap_or(rest);
                         if rest.is_empty() {
-                            w.opts.push((format!("-{c}"), args.get(i + 1).cloned()));
+                            w.opts.push((
+                                short_name(c),
+                                args.get(i + 1).map(|s| Cow::Borrowed(s.as_str())),
+                            ));
                             consumed_next = true;
                         } else {
-                            w.opts.push((format!("-{c}"), Some(rest)));
+                            w.opts.push((short_name(c), Some(Cow::Borrowed(rest))));
                         }
                         break;
                     }
-                    w.opts.push((format!("-{c}"), None));
-                    j += 1;
+                    w.opts.push((short_name(c), None));
                 }
                 i += if consumed_next { 2 } else { 1 };
                 continue;
             }
             if self.stop_at_positional {
-                w.positionals.push(a.clone());
-                w.rest = args[i + 1..].to_vec();
+                w.positionals.push(a.to_string());
+                w.rest = &args[i + 1..];
                 return w;
             }
-            w.positionals.push(a.clone());
+            w.positionals.push(a.to_string());
             i += 1;
         }
         w
     }
 }
 
-impl Walk {
+impl Walk<'_> {
     pub(crate) fn has(&self, names: &[&str]) -> bool {
-        self.opts.iter().any(|(k, _)| names.contains(&k.as_str()))
+        self.opts.iter().any(|(k, _)| names.contains(&k.as_ref()))
     }
     pub(crate) fn flag_true(&self, names: &[&str]) -> bool {
+        self.opts.iter().any(|(k, v)| {
+            names.contains(&k.as_ref())
+                && v.as_deref()
+                    .is_none_or(|v| !v.eq_ignore_ascii_case("false"))
+        })
+    }
+    pub(crate) fn values<'b>(&'b self, names: &'b [&'b str]) -> impl Iterator<Item = &'b str> + 'b {
         self.opts
             .iter()
-            .any(|(k, v)| names.contains(&k.as_str()) && v.as_deref().is_none_or(|v| !v.eq_ignore_ascii_case("false")))
-    }
-    pub(crate) fn values<'a>(&'a self, names: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {
-        self.opts.iter().filter(move |(k, _)| names.contains(&k.as_str())).filter_map(|(_, v)| v.as_deref())
+            .filter(move |(k, _)| names.contains(&k.as_ref()))
+            .filter_map(|(_, v)| v.as_deref())
     }
     pub(crate) fn value(&self, names: &[&str]) -> Option<String> {
-        self.opts.iter().rev().find(|(k, _)| names.contains(&k.as_str())).and_then(|(_, v)| v.clone())
+        self.opts
+            .iter()
+            .rev()
+            .find(|(k, _)| names.contains(&k.as_ref()))
+            .and_then(|(_, v)| v.as_deref().map(str::to_string))
     }
 }
 

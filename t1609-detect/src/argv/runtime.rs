@@ -6,22 +6,33 @@ use super::{HELP_FLAGS, Invocation, Opts};
 pub(crate) fn parse_crictl(argv: &[String]) -> Invocation {
     let mut inv = Invocation::new("crictl", argv);
     // Before the verb, -i is --image-endpoint (takes a value), not --interactive.
-    let g = Opts { long_vals: &["runtime-endpoint", "image-endpoint", "timeout", "config"], short_vals: "ritc", stop_at_positional: true }
-        .walk(&argv[1..]);
+    let g = Opts {
+        long_vals: &["runtime-endpoint", "image-endpoint", "timeout", "config"],
+        short_vals: "ritc",
+        stop_at_positional: true,
+    }
+    .walk(&argv[1..]);
     inv.help = g.has(HELP_FLAGS) || g.has(&["-v"]);
     let Some(verb) = g.positionals.first().cloned() else {
         return inv;
     };
     if matches!(verb.as_str(), "exec" | "attach") {
-        let w = Opts { long_vals: &["timeout", "transport", "name", "label", "pod", "namespace"], short_vals: "", stop_at_positional: true }
-            .walk(&g.rest);
+        let w = Opts {
+            long_vals: &["timeout", "transport", "name", "label", "pod", "namespace"],
+            short_vals: "",
+            stop_at_positional: true,
+        }
+        .walk(g.rest);
         inv.help |= w.has(&["--help", "-h"]);
         inv.interactive = w.flag_true(&["-i", "--interactive"]);
         inv.tty = w.flag_true(&["-t", "--tty"]);
         let (first, rest) = if let Some(f) = w.positionals.first() {
-            (Some(f.clone()), w.rest.clone())
+            (Some(f.clone()), w.rest.to_vec())
         } else if w.saw_dashdash {
-            (w.rest.first().cloned(), w.rest.get(1..).map(<[String]>::to_vec).unwrap_or_default())
+            (
+                w.rest.first().cloned(),
+                w.rest.get(1..).map(<[String]>::to_vec).unwrap_or_default(),
+            )
         } else {
             (None, Vec::new())
         };
@@ -35,17 +46,57 @@ pub(crate) fn parse_crictl(argv: &[String]) -> Invocation {
 }
 
 const CTR_RUN_LONG: &[&str] = &[
-    "mount", "env", "env-file", "label", "cwd", "runtime", "runtime-config-path", "snapshotter", "snapshotter-label",
-    "with-ns", "user", "memory-limit", "cpus", "cpu-shares", "cpu-quota", "cpu-period", "gpus", "device", "cap-add",
-    "cap-drop", "fifo-dir", "cgroup", "platform", "seccomp-profile", "apparmor-default-profile", "apparmor-profile",
-    "runc-binary", "rootfs-propagation", "hostname", "pid-file", "log-uri", "annotation", "uidmap", "gidmap",
-    "blockio-config-file", "blockio-class", "rdt-class", "sandbox", "cni-config", "exec-id", "detach-keys",
+    "mount",
+    "env",
+    "env-file",
+    "label",
+    "cwd",
+    "runtime",
+    "runtime-config-path",
+    "snapshotter",
+    "snapshotter-label",
+    "with-ns",
+    "user",
+    "memory-limit",
+    "cpus",
+    "cpu-shares",
+    "cpu-quota",
+    "cpu-period",
+    "gpus",
+    "device",
+    "cap-add",
+    "cap-drop",
+    "fifo-dir",
+    "cgroup",
+    "platform",
+    "seccomp-profile",
+    "apparmor-default-profile",
+    "apparmor-profile",
+    "runc-binary",
+    "rootfs-propagation",
+    "hostname",
+    "pid-file",
+    "log-uri",
+    "annotation",
+    "uidmap",
+    "gidmap",
+    "blockio-config-file",
+    "blockio-class",
+    "rdt-class",
+    "sandbox",
+    "cni-config",
+    "exec-id",
+    "detach-keys",
 ];
 
 pub(crate) fn parse_ctr(argv: &[String]) -> Invocation {
     let mut inv = Invocation::new("ctr", argv);
-    let g = Opts { long_vals: &["address", "namespace", "timeout", "connect-timeout"], short_vals: "an", stop_at_positional: true }
-        .walk(&argv[1..]);
+    let g = Opts {
+        long_vals: &["address", "namespace", "timeout", "connect-timeout"],
+        short_vals: "an",
+        stop_at_positional: true,
+    }
+    .walk(&argv[1..]);
     inv.help = g.has(HELP_FLAGS) || g.has(&["-v"]);
     inv.namespace = g.value(&["-n", "--namespace"]);
     if let Some(a) = g.value(&["-a", "--address"]) {
@@ -64,13 +115,18 @@ pub(crate) fn parse_ctr(argv: &[String]) -> Invocation {
             Some(sub) => (format!("container-{sub}"), Vec::new()),
             None => (first.clone(), Vec::new()),
         },
-        "run" => ("run".into(), g.rest.clone()),
+        "run" => ("run".into(), g.rest.to_vec()),
         _ => {
             inv.verb = Some(first);
             return inv;
         }
     };
-    let w = Opts { long_vals: CTR_RUN_LONG, short_vals: "", stop_at_positional: true }.walk(&args);
+    let w = Opts {
+        long_vals: CTR_RUN_LONG,
+        short_vals: "",
+        stop_at_positional: true,
+    }
+    .walk(&args);
     inv.help |= w.has(&["--help", "-h"]);
     inv.tty = w.flag_true(&["-t", "--tty"]);
     // ctr attaches stdin unless detached or --null-io.
@@ -79,7 +135,12 @@ pub(crate) fn parse_ctr(argv: &[String]) -> Invocation {
         "exec" => {
             inv.interactive = inv.tty || !w.has(&["-d", "--detach"]);
             inv.container = pos_and_rest.first().cloned();
-            inv.set_command(pos_and_rest.get(1..).map(<[String]>::to_vec).unwrap_or_default());
+            inv.set_command(
+                pos_and_rest
+                    .get(1..)
+                    .map(<[String]>::to_vec)
+                    .unwrap_or_default(),
+            );
         }
         "attach" => {
             inv.interactive = true;
@@ -95,12 +156,17 @@ pub(crate) fn parse_ctr(argv: &[String]) -> Invocation {
             for ns in w.values(&["--with-ns"]) {
                 // `--with-ns pid:/proc/1/ns/pid` joins the host's namespace.
                 if let Some((kind, path)) = ns.split_once(':')
-                    && path.starts_with("/proc/1/") {
-                        inv.host_namespaces.push(kind.to_string());
-                    }
+                    && path.starts_with("/proc/1/")
+                {
+                    inv.host_namespaces.push(kind.to_string());
+                }
             }
             for m in inv.mounts.clone() {
-                let src = m.split(',').filter_map(|kv| kv.split_once('=')).find(|(k, _)| matches!(*k, "src" | "source")).map(|(_, v)| v);
+                let src = m
+                    .split(',')
+                    .filter_map(|kv| kv.split_once('='))
+                    .find(|(k, _)| matches!(*k, "src" | "source"))
+                    .map(|(_, v)| v);
                 if let Some(src) = src {
                     inv.host_root_mount |= src.trim_end_matches('/').is_empty();
                     inv.runtime_socket_mount |= is_runtime_socket(src);
@@ -108,7 +174,12 @@ pub(crate) fn parse_ctr(argv: &[String]) -> Invocation {
             }
             inv.image = pos_and_rest.first().cloned();
             inv.container = pos_and_rest.get(1).cloned();
-            inv.set_command(pos_and_rest.get(2..).map(<[String]>::to_vec).unwrap_or_default());
+            inv.set_command(
+                pos_and_rest
+                    .get(2..)
+                    .map(<[String]>::to_vec)
+                    .unwrap_or_default(),
+            );
         }
         _ => {}
     }
@@ -118,30 +189,56 @@ pub(crate) fn parse_ctr(argv: &[String]) -> Invocation {
 
 pub(crate) fn parse_runc(tool: &str, argv: &[String]) -> Invocation {
     let mut inv = Invocation::new(tool, argv);
-    let g = Opts { long_vals: &["root", "log", "log-format", "rootless", "criu", "cgroup-manager"], short_vals: "", stop_at_positional: true }
-        .walk(&argv[1..]);
+    let g = Opts {
+        long_vals: &[
+            "root",
+            "log",
+            "log-format",
+            "rootless",
+            "criu",
+            "cgroup-manager",
+        ],
+        short_vals: "",
+        stop_at_positional: true,
+    }
+    .walk(&argv[1..]);
     inv.help = g.has(HELP_FLAGS) || g.has(&["-v"]);
     let Some(verb) = g.positionals.first().cloned() else {
         return inv;
     };
     let w = Opts {
         long_vals: &[
-            "cwd", "env", "user", "additional-gids", "process", "pid-file", "process-label", "apparmor", "cap", "preserve-fds",
-            "cgroup", "bundle", "console-socket", "pidfd-socket",
+            "cwd",
+            "env",
+            "user",
+            "additional-gids",
+            "process",
+            "pid-file",
+            "process-label",
+            "apparmor",
+            "cap",
+            "preserve-fds",
+            "cgroup",
+            "bundle",
+            "console-socket",
+            "pidfd-socket",
         ],
         short_vals: "eupcgb",
         stop_at_positional: true,
     }
-    .walk(&g.rest);
+    .walk(g.rest);
     inv.help |= w.has(&["--help", "-h"]);
     match verb.as_str() {
         "exec" => {
             inv.tty = w.flag_true(&["-t", "--tty"]);
             inv.interactive = !w.has(&["-d", "--detach"]);
             let (first, rest) = if let Some(f) = w.positionals.first() {
-                (Some(f.clone()), w.rest.clone())
+                (Some(f.clone()), w.rest.to_vec())
             } else if w.saw_dashdash {
-                (w.rest.first().cloned(), w.rest.get(1..).map(<[String]>::to_vec).unwrap_or_default())
+                (
+                    w.rest.first().cloned(),
+                    w.rest.get(1..).map(<[String]>::to_vec).unwrap_or_default(),
+                )
             } else {
                 (None, Vec::new())
             };
@@ -151,7 +248,9 @@ pub(crate) fn parse_runc(tool: &str, argv: &[String]) -> Invocation {
                 // The command is in a process.json we cannot see.
                 inv.command_class = Some("other");
             }
-            inv.privileged = w.values(&["--cap", "-c"]).any(|c| c.eq_ignore_ascii_case("CAP_SYS_ADMIN"));
+            inv.privileged = w
+                .values(&["--cap", "-c"])
+                .any(|c| c.eq_ignore_ascii_case("CAP_SYS_ADMIN"));
         }
         "run" | "create" => {
             inv.container = w.positionals.first().cloned();
@@ -252,9 +351,16 @@ pub(crate) fn parse_nsenter(argv: &[String]) -> Invocation {
     let _ = entered;
     // `-t 01` is PID 1 too.
     inv.target_pid = target
-        .map(|t| t.trim().parse::<u64>().map_or_else(|_| t.trim().to_string(), |n| n.to_string()))
+        .map(|t| {
+            t.trim()
+                .parse::<u64>()
+                .map_or_else(|_| t.trim().to_string(), |n| n.to_string())
+        })
         .or(ns_target);
-    let cmd = argv.get(cmd_start..).map(<[String]>::to_vec).unwrap_or_default();
+    let cmd = argv
+        .get(cmd_start..)
+        .map(<[String]>::to_vec)
+        .unwrap_or_default();
     // With no command nsenter runs ${SHELL}.
     if inv.target_pid.is_some() {
         inv.interactive = cmd.is_empty();

@@ -1,10 +1,18 @@
 //! Wrappers whose argv carries another command (sudo, env, xargs, sh -c, ...): the inner
 //! command is re-parsed, with the wrapper recorded in `wrappers`.
 
+use std::sync::Arc;
+
 use super::{Invocation, Opts, SHELLS, basename, parse_into};
 
 /// Re-parses `inner` as a command run by `wrapper`.
-fn recurse(wrapper: &str, inner: &[String], wrappers: &[String], depth: u8, out: &mut Vec<Invocation>) {
+fn recurse(
+    wrapper: &str,
+    inner: &[String],
+    wrappers: &[String],
+    depth: u8,
+    out: &mut Vec<Arc<Invocation>>,
+) {
     let Some(first) = inner.first() else {
         return;
     };
@@ -13,77 +21,236 @@ fn recurse(wrapper: &str, inner: &[String], wrappers: &[String], depth: u8, out:
     parse_into(basename(first), inner, &w, depth + 1, out);
 }
 
-fn push_wrapper(name: &str, argv: &[String], wrappers: &[String], out: &mut Vec<Invocation>, cmd: &[String]) {
+fn push_wrapper(
+    name: &str,
+    argv: &[String],
+    wrappers: &[String],
+    out: &mut Vec<Arc<Invocation>>,
+    cmd: &[String],
+) {
     let mut inv = Invocation::new(name, argv);
     inv.wrappers = wrappers.to_vec();
     inv.set_command(cmd.to_vec());
-    out.push(inv);
+    out.push(Arc::new(inv));
 }
 
-pub(crate) fn parse_wrapper(name: &str, argv: &[String], wrappers: &[String], depth: u8, out: &mut Vec<Invocation>) {
+pub(crate) fn parse_wrapper(
+    name: &str,
+    argv: &[String],
+    wrappers: &[String],
+    depth: u8,
+    out: &mut Vec<Arc<Invocation>>,
+) {
     let args = &argv[1..];
     let inner: Vec<String> = match name {
         "sudo" => {
-            let w = Opts { long_vals: &["user", "group", "close-from", "chdir", "host", "prompt", "role", "type", "command-timeout", "other-user", "chroot"], short_vals: "ugCDhprtTUR", stop_at_positional: true }.walk(args);
-            let mut cmd: Vec<String> = w.positionals.into_iter().chain(w.rest).collect();
+            let w = Opts {
+                long_vals: &[
+                    "user",
+                    "group",
+                    "close-from",
+                    "chdir",
+                    "host",
+                    "prompt",
+                    "role",
+                    "type",
+                    "command-timeout",
+                    "other-user",
+                    "chroot",
+                ],
+                short_vals: "ugCDhprtTUR",
+                stop_at_positional: true,
+            }
+            .walk(args);
+            let mut cmd: Vec<String> = w
+                .positionals
+                .into_iter()
+                .chain(w.rest.iter().cloned())
+                .collect();
             // `sudo -s cmd` / `sudo -i cmd` run the command through a shell.
-            if w.opts.iter().any(|(k, _)| k == "-s" || k == "-i" || k == "--shell" || k == "--login") && !cmd.is_empty() {
+            if w.opts
+                .iter()
+                .any(|(k, _)| k == "-s" || k == "-i" || k == "--shell" || k == "--login")
+                && !cmd.is_empty()
+            {
                 cmd = vec!["sh".into(), "-c".into(), cmd.join(" ")];
             }
             cmd
         }
         "doas" => {
-            let w = Opts { long_vals: &[], short_vals: "uC", stop_at_positional: true }.walk(args);
-            w.positionals.into_iter().chain(w.rest).collect()
+            let w = Opts {
+                long_vals: &[],
+                short_vals: "uC",
+                stop_at_positional: true,
+            }
+            .walk(args);
+            w.positionals
+                .into_iter()
+                .chain(w.rest.iter().cloned())
+                .collect()
         }
         "env" => {
-            let w = Opts { long_vals: &["unset", "chdir", "split-string", "block-signal", "default-signal", "ignore-signal"], short_vals: "uCS", stop_at_positional: true }.walk(args);
-            let mut cmd: Vec<String> = w.positionals.into_iter().chain(w.rest).skip_while(|a| is_assignment(a)).collect();
+            let w = Opts {
+                long_vals: &[
+                    "unset",
+                    "chdir",
+                    "split-string",
+                    "block-signal",
+                    "default-signal",
+                    "ignore-signal",
+                ],
+                short_vals: "uCS",
+                stop_at_positional: true,
+            }
+            .walk(args);
+            let mut cmd: Vec<String> = w
+                .positionals
+                .into_iter()
+                .chain(w.rest.iter().cloned())
+                .skip_while(|a| is_assignment(a))
+                .collect();
             // `env -S "docker exec ..."` splits one string into argv.
-            if let Some(s) = w.opts.iter().rev().find(|(k, _)| k == "-S" || k == "--split-string").and_then(|(_, v)| v.clone()) {
+            if let Some(s) = w
+                .opts
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "-S" || k == "--split-string")
+                .and_then(|(_, v)| v.clone())
+            {
                 let mut split = split_words(&s);
                 split.extend(cmd);
                 cmd = split.into_iter().skip_while(|a| is_assignment(a)).collect();
             }
             cmd
         }
-        "nohup" | "setsid" | "stdbuf" | "nice" | "ionice" | "unbuffer" | "time" | "runuser" | "chronic" | "caffeinate" | "strace" | "ltrace" | "flock" => {
-            let w = Opts { long_vals: &["adjustment", "class", "classdata", "user", "group", "output", "input", "error", "output-file"], short_vals: "nciugoeE", stop_at_positional: true }.walk(args);
-            let mut cmd: Vec<String> = w.positionals.into_iter().chain(w.rest).collect();
+        "nohup" | "setsid" | "stdbuf" | "nice" | "ionice" | "unbuffer" | "time" | "runuser"
+        | "chronic" | "caffeinate" | "strace" | "ltrace" | "flock" => {
+            let w = Opts {
+                long_vals: &[
+                    "adjustment",
+                    "class",
+                    "classdata",
+                    "user",
+                    "group",
+                    "output",
+                    "input",
+                    "error",
+                    "output-file",
+                ],
+                short_vals: "nciugoeE",
+                stop_at_positional: true,
+            }
+            .walk(args);
+            let mut cmd: Vec<String> = w
+                .positionals
+                .into_iter()
+                .chain(w.rest.iter().cloned())
+                .collect();
             if name == "flock" && !cmd.is_empty() {
                 cmd.remove(0);
             }
             cmd
         }
         "timeout" => {
-            let w = Opts { long_vals: &["signal", "kill-after"], short_vals: "sk", stop_at_positional: true }.walk(args);
+            let w = Opts {
+                long_vals: &["signal", "kill-after"],
+                short_vals: "sk",
+                stop_at_positional: true,
+            }
+            .walk(args);
             // The first positional is the duration.
-            w.rest
+            w.rest.to_vec()
         }
         "chroot" => {
-            let w = Opts { long_vals: &["userspec", "groups"], short_vals: "", stop_at_positional: true }.walk(args);
-            let cmd = w.rest;
-            if cmd.is_empty() && !w.positionals.is_empty() { vec!["/bin/sh".into(), "-i".into()] } else { cmd }
+            let w = Opts {
+                long_vals: &["userspec", "groups"],
+                short_vals: "",
+                stop_at_positional: true,
+            }
+            .walk(args);
+            let cmd = w.rest.to_vec();
+            if cmd.is_empty() && !w.positionals.is_empty() {
+                vec!["/bin/sh".into(), "-i".into()]
+            } else {
+                cmd
+            }
         }
         "xargs" => {
-            let w = Opts { long_vals: &["arg-file", "delimiter", "eof", "replace", "max-lines", "max-args", "max-procs", "max-chars", "process-slot-var"], short_vals: "adEeIiLlnPs", stop_at_positional: true }.walk(args);
-            w.positionals.into_iter().chain(w.rest).collect()
+            let w = Opts {
+                long_vals: &[
+                    "arg-file",
+                    "delimiter",
+                    "eof",
+                    "replace",
+                    "max-lines",
+                    "max-args",
+                    "max-procs",
+                    "max-chars",
+                    "process-slot-var",
+                ],
+                short_vals: "adEeIiLlnPs",
+                stop_at_positional: true,
+            }
+            .walk(args);
+            w.positionals
+                .into_iter()
+                .chain(w.rest.iter().cloned())
+                .collect()
         }
         "watch" => {
-            let w = Opts { long_vals: &["interval", "differences"], short_vals: "nd", stop_at_positional: true }.walk(args);
-            let cmd: Vec<String> = w.positionals.into_iter().chain(w.rest).collect();
+            let w = Opts {
+                long_vals: &["interval", "differences"],
+                short_vals: "nd",
+                stop_at_positional: true,
+            }
+            .walk(args);
+            let cmd: Vec<String> = w
+                .positionals
+                .into_iter()
+                .chain(w.rest.iter().cloned())
+                .collect();
             // watch runs its arguments through `sh -c`.
-            if cmd.is_empty() { cmd } else { vec!["sh".into(), "-c".into(), cmd.join(" ")] }
+            if cmd.is_empty() {
+                cmd
+            } else {
+                vec!["sh".into(), "-c".into(), cmd.join(" ")]
+            }
         }
         "su" => {
-            let w = Opts { long_vals: &["command", "group", "supp-group", "shell", "whitelist-environment"], short_vals: "cgGsw", stop_at_positional: false }.walk(args);
+            let w = Opts {
+                long_vals: &[
+                    "command",
+                    "group",
+                    "supp-group",
+                    "shell",
+                    "whitelist-environment",
+                ],
+                short_vals: "cgGsw",
+                stop_at_positional: false,
+            }
+            .walk(args);
             match w.value(&["-c", "--command"]) {
                 Some(c) => vec!["sh".into(), "-c".into(), c],
                 None => Vec::new(),
             }
         }
         "script" => {
-            let w = Opts { long_vals: &["command", "log-io", "log-in", "log-out", "log-timing", "logging-format", "output-limit", "echo", "timing"], short_vals: "cIOBTmEt", stop_at_positional: false }.walk(args);
+            let w = Opts {
+                long_vals: &[
+                    "command",
+                    "log-io",
+                    "log-in",
+                    "log-out",
+                    "log-timing",
+                    "logging-format",
+                    "output-limit",
+                    "echo",
+                    "timing",
+                ],
+                short_vals: "cIOBTmEt",
+                stop_at_positional: false,
+            }
+            .walk(args);
             match w.value(&["-c", "--command"]) {
                 Some(c) => vec!["sh".into(), "-c".into(), c],
                 None => Vec::new(),
@@ -108,22 +275,29 @@ pub(crate) fn parse_wrapper(name: &str, argv: &[String], wrappers: &[String], de
         }
         n if n.starts_with("kubectl-") => {
             // kubectl plugins: node-shell runs a privileged nsenter pod on a node.
-            if matches!(n, "kubectl-exec_as" | "kubectl-exec-as" | "kubectl-node_shell" | "kubectl-node-shell") {
+            if matches!(
+                n,
+                "kubectl-exec_as" | "kubectl-exec-as" | "kubectl-node_shell" | "kubectl-node-shell"
+            ) {
                 // The plugin binary takes kubectl's arguments after the plugin name.
-                let verb = if n.contains("exec") { "exec" } else { "node-shell" };
+                let verb = if n.contains("exec") {
+                    "exec"
+                } else {
+                    "node-shell"
+                };
                 let mut full = vec!["kubectl".to_string(), verb.to_string()];
                 full.extend(args.iter().cloned());
                 let mut inv = super::kube::parse_kubectl("kubectl", &full);
                 inv.argv = argv.to_vec();
                 inv.wrappers = wrappers.to_vec();
-                out.push(inv);
+                out.push(Arc::new(inv));
                 return;
             }
             let mut inv = Invocation::new("kubectl", argv);
             inv.wrappers = wrappers.to_vec();
             // Other plugins (and look-alikes such as `kubectl-exec`) run nothing we know.
             inv.verb = Some(format!("plugin:{}", &n[8..]));
-            out.push(inv);
+            out.push(Arc::new(inv));
             return;
         }
         _ => return,
@@ -134,7 +308,11 @@ pub(crate) fn parse_wrapper(name: &str, argv: &[String], wrappers: &[String], de
 
 fn is_assignment(a: &str) -> bool {
     match a.split_once('=') {
-        Some((k, _)) => !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !k.starts_with(|c: char| c.is_ascii_digit()),
+        Some((k, _)) => {
+            !k.is_empty()
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !k.starts_with(|c: char| c.is_ascii_digit())
+        }
         None => false,
     }
 }
@@ -174,7 +352,25 @@ fn strip_prefix_words(seg: &[String]) -> &[String] {
     let mut s = seg;
     while let Some(first) = s.first() {
         let f = first.as_str();
-        if is_assignment(f) || matches!(f, "exec" | "command" | "builtin" | "time" | "!" | "then" | "do" | "else" | "{" | "(" | "if" | "while" | "until" | "nohup") {
+        if is_assignment(f)
+            || matches!(
+                f,
+                "exec"
+                    | "command"
+                    | "builtin"
+                    | "time"
+                    | "!"
+                    | "then"
+                    | "do"
+                    | "else"
+                    | "{"
+                    | "("
+                    | "if"
+                    | "while"
+                    | "until"
+                    | "nohup"
+            )
+        {
             s = &s[1..];
         } else {
             break;
@@ -229,7 +425,10 @@ pub(crate) fn split_commands(s: &str, depth: u8) -> Vec<Vec<String>> {
                 in_word = true;
                 i += 1;
                 while i < chars.len() && chars[i] != '"' {
-                    if chars[i] == '\\' && i + 1 < chars.len() && matches!(chars[i + 1], '"' | '\\' | '$' | '`') {
+                    if chars[i] == '\\'
+                        && i + 1 < chars.len()
+                        && matches!(chars[i + 1], '"' | '\\' | '$' | '`')
+                    {
                         i += 1;
                     } else if chars[i] == '$' && chars.get(i + 1) == Some(&'(') || chars[i] == '`' {
                         let (inner, end) = substitution(&chars, i);
@@ -277,7 +476,10 @@ pub(crate) fn split_commands(s: &str, depth: u8) -> Vec<Vec<String>> {
                 while i < chars.len() && chars[i].is_whitespace() {
                     i += 1;
                 }
-                while i < chars.len() && !chars[i].is_whitespace() && !matches!(chars[i], ';' | '&' | '|' | ')') {
+                while i < chars.len()
+                    && !chars[i].is_whitespace()
+                    && !matches!(chars[i], ';' | '&' | '|' | ')')
+                {
                     i += 1;
                 }
                 continue;

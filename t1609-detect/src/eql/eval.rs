@@ -30,13 +30,17 @@ impl<'a> Ctx<'a> {
             Field::ProcessName => s(&p.name),
             Field::ProcessExecutable => s(&p.executable),
             Field::ProcessArgs => p.args.as_deref().map_or(Val::Missing, strs),
-            Field::ProcessArgsCount => p.args_count.map_or(Val::Missing, |c| Val::Num(i64::try_from(c).unwrap_or(i64::MAX))),
+            Field::ProcessArgsCount => p.args_count.map_or(Val::Missing, |c| {
+                Val::Num(i64::try_from(c).unwrap_or(i64::MAX))
+            }),
             Field::ProcessCommandLine => s(&p.command_line),
             Field::ProcessWorkingDirectory => s(&p.working_directory),
             Field::ProcessPid => n(p.pid),
             Field::ParentName => parent.map_or(Val::Missing, |pp| s(&pp.name)),
             Field::ParentExecutable => parent.map_or(Val::Missing, |pp| s(&pp.executable)),
-            Field::ParentArgs => parent.and_then(|pp| pp.args.as_deref()).map_or(Val::Missing, strs),
+            Field::ParentArgs => parent
+                .and_then(|pp| pp.args.as_deref())
+                .map_or(Val::Missing, strs),
             Field::ParentCommandLine => parent.map_or(Val::Missing, |pp| s(&pp.command_line)),
             Field::ParentPid => parent.map_or(Val::Missing, |pp| n(pp.pid)),
             Field::UserId => s(&ev.user.id),
@@ -151,9 +155,24 @@ fn str_test(t: &StrTest, x: &str) -> bool {
             }
         }
         StrTest::Regex(re) => re.is_match(x),
-        StrTest::StartsWith(w, ci) => fold(x, *ci, |x| x.starts_with(w.as_str()), |x| starts_ci(x.as_bytes(), w.as_bytes())),
-        StrTest::EndsWith(w, ci) => fold(x, *ci, |x| x.ends_with(w.as_str()), |x| ends_ci(x.as_bytes(), w.as_bytes())),
-        StrTest::Contains(w, ci) => fold(x, *ci, |x| x.contains(w.as_str()), |x| contains_ci(x.as_bytes(), w.as_bytes())),
+        StrTest::StartsWith(w, ci) => fold(
+            x,
+            *ci,
+            |x| x.starts_with(w.as_str()),
+            |x| starts_ci(x.as_bytes(), w.as_bytes()),
+        ),
+        StrTest::EndsWith(w, ci) => fold(
+            x,
+            *ci,
+            |x| x.ends_with(w.as_str()),
+            |x| ends_ci(x.as_bytes(), w.as_bytes()),
+        ),
+        StrTest::Contains(w, ci) => fold(
+            x,
+            *ci,
+            |x| x.contains(w.as_str()),
+            |x| contains_ci(x.as_bytes(), w.as_bytes()),
+        ),
     }
 }
 
@@ -182,19 +201,50 @@ fn contains_ci(x: &[u8], p: &[u8]) -> bool {
         return false;
     }
     let first = p[0];
-    (0..=x.len() - p.len()).any(|i| x[i].to_ascii_lowercase() == first && x[i..i + p.len()].eq_ignore_ascii_case(p))
+    (0..=x.len() - p.len())
+        .any(|i| x[i].to_ascii_lowercase() == first && x[i..i + p.len()].eq_ignore_ascii_case(p))
 }
 
 /// `ci` here means "compare ASCII case-insensitively" (pattern already lowercased).
 fn pat_match(p: &Pattern, x: &str, ci: bool) -> bool {
     match p {
-        Pattern::Exact(w) => if ci { x.eq_ignore_ascii_case(w) } else { x == w },
-        Pattern::Prefix(w) => if ci { starts_ci(x.as_bytes(), w.as_bytes()) } else { x.starts_with(w.as_str()) },
-        Pattern::Suffix(w) => if ci { ends_ci(x.as_bytes(), w.as_bytes()) } else { x.ends_with(w.as_str()) },
-        Pattern::Contains(w) => if ci { contains_ci(x.as_bytes(), w.as_bytes()) } else { x.contains(w.as_str()) },
+        Pattern::Exact(w) => {
+            if ci {
+                x.eq_ignore_ascii_case(w)
+            } else {
+                x == w
+            }
+        }
+        Pattern::Prefix(w) => {
+            if ci {
+                starts_ci(x.as_bytes(), w.as_bytes())
+            } else {
+                x.starts_with(w.as_str())
+            }
+        }
+        Pattern::Suffix(w) => {
+            if ci {
+                ends_ci(x.as_bytes(), w.as_bytes())
+            } else {
+                x.ends_with(w.as_str())
+            }
+        }
+        Pattern::Contains(w) => {
+            if ci {
+                contains_ci(x.as_bytes(), w.as_bytes())
+            } else {
+                x.contains(w.as_str())
+            }
+        }
         Pattern::Glob(g) => {
             if x.is_ascii() && g.iter().all(char::is_ascii) {
-                glob(g, x.as_bytes(), |pc, b| if ci { pc as u8 == b.to_ascii_lowercase() } else { pc as u8 == b })
+                glob(g, x.as_bytes(), |pc, b| {
+                    if ci {
+                        pc as u8 == b.to_ascii_lowercase()
+                    } else {
+                        pc as u8 == b
+                    }
+                })
             } else {
                 let xs: Vec<char> = x.chars().collect();
                 glob(g, &xs, |pc, c| pc == c)
@@ -235,7 +285,11 @@ mod tests {
     use super::*;
     #[test]
     fn glob_basics() {
-        let g = |p: &str, x: &str| glob(&p.chars().collect::<Vec<_>>(), x.as_bytes(), |a, b| a as u8 == b);
+        let g = |p: &str, x: &str| {
+            glob(&p.chars().collect::<Vec<_>>(), x.as_bytes(), |a, b| {
+                a as u8 == b
+            })
+        };
         assert!(g("*nsenter*pid*1*", "nsenter --pid -t 1"));
         assert!(!g("*nsenter*pid*1*", "nsenter --pid"));
         assert!(g("a?c", "abc"));

@@ -26,7 +26,11 @@ pub fn lex(src: &str) -> Result<Vec<Token>, EqlError> {
     let chars: Vec<char> = src.chars().collect();
     let mut out = Vec::new();
     let (mut i, mut line, mut col) = (0usize, 1usize, 1usize);
-    let err = |line, col, msg: String| EqlError { line, column: col, message: msg };
+    let err = |line, col, msg: String| EqlError {
+        line,
+        column: col,
+        message: msg,
+    };
     while i < chars.len() {
         let c = chars[i];
         let (tl, tc) = (line, col);
@@ -89,7 +93,13 @@ pub fn lex(src: &str) -> Result<Vec<Token>, EqlError> {
                     ('>', true) => ">=",
                     ('<', false) => "<",
                     ('>', false) => ">",
-                    ('=', false) => return Err(err(tl, tc, "expected `==` (a single `=` is not an EQL operator)".into())),
+                    ('=', false) => {
+                        return Err(err(
+                            tl,
+                            tc,
+                            "expected `==` (a single `=` is not an EQL operator)".into(),
+                        ));
+                    }
                     _ => return Err(err(tl, tc, "expected `!=` (use `not` for negation)".into())),
                 };
                 adv(if two { 2 } else { 1 }, &mut i, &mut line, &mut col);
@@ -104,7 +114,10 @@ pub fn lex(src: &str) -> Result<Vec<Token>, EqlError> {
                         if i >= chars.len() {
                             return Err(err(tl, tc, "unterminated string".into()));
                         }
-                        if chars[i] == '"' && chars.get(i + 1) == Some(&'"') && chars.get(i + 2) == Some(&'"') {
+                        if chars[i] == '"'
+                            && chars.get(i + 1) == Some(&'"')
+                            && chars.get(i + 2) == Some(&'"')
+                        {
                             adv(3, &mut i, &mut line, &mut col);
                             break;
                         }
@@ -113,7 +126,11 @@ pub fn lex(src: &str) -> Result<Vec<Token>, EqlError> {
                     }
                     Tok::Str(s)
                 } else if c == '\'' {
-                    return Err(err(tl, tc, "expected a double-quoted string (EQL does not allow single quotes)".into()));
+                    return Err(err(
+                        tl,
+                        tc,
+                        "expected a double-quoted string (EQL does not allow single quotes)".into(),
+                    ));
                 } else {
                     adv(1, &mut i, &mut line, &mut col);
                     let mut s = String::new();
@@ -122,7 +139,11 @@ pub fn lex(src: &str) -> Result<Vec<Token>, EqlError> {
                             return Err(err(tl, tc, "unterminated string".into()));
                         };
                         if ch == '\n' {
-                            return Err(err(line, col, "unterminated string (newline inside quotes)".into()));
+                            return Err(err(
+                                line,
+                                col,
+                                "unterminated string (newline inside quotes)".into(),
+                            ));
                         }
                         if ch == '"' {
                             adv(1, &mut i, &mut line, &mut col);
@@ -139,7 +160,13 @@ pub fn lex(src: &str) -> Result<Vec<Token>, EqlError> {
                                 Some('"') => '"',
                                 Some('\\') => '\\',
                                 Some('\'') => '\'',
-                                _ => return Err(err(el, ec, "expected an escape: \\n \\t \\r \\\" \\\\".into())),
+                                _ => {
+                                    return Err(err(
+                                        el,
+                                        ec,
+                                        "expected an escape: \\n \\t \\r \\\" \\\\".into(),
+                                    ));
+                                }
                             });
                             adv(1, &mut i, &mut line, &mut col);
                             continue;
@@ -150,7 +177,9 @@ pub fn lex(src: &str) -> Result<Vec<Token>, EqlError> {
                     Tok::Str(s)
                 }
             }
-            c if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) => {
+            c if c.is_ascii_digit()
+                || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) =>
+            {
                 let mut s = String::from(c);
                 adv(1, &mut i, &mut line, &mut col);
                 while i < chars.len() && chars[i].is_ascii_digit() {
@@ -158,14 +187,23 @@ pub fn lex(src: &str) -> Result<Vec<Token>, EqlError> {
                     adv(1, &mut i, &mut line, &mut col);
                 }
                 if i < chars.len() && (chars[i] == '.' || chars[i].is_alphabetic()) {
-                    return Err(err(tl, tc, format!("expected an integer, found `{s}{}`", chars[i])));
+                    return Err(err(
+                        tl,
+                        tc,
+                        format!("expected an integer, found `{s}{}`", chars[i]),
+                    ));
                 }
-                Tok::Num(s.parse().map_err(|_| err(tl, tc, format!("integer `{s}` out of range")))?)
+                Tok::Num(
+                    s.parse()
+                        .map_err(|_| err(tl, tc, format!("integer `{s}` out of range")))?,
+                )
             }
             c if c.is_alphabetic() || c == '_' || c == '@' || c == '?' => {
                 let mut s = String::from(c);
                 adv(1, &mut i, &mut line, &mut col);
-                while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '.' | '@')) {
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '.' | '@'))
+                {
                     s.push(chars[i]);
                     adv(1, &mut i, &mut line, &mut col);
                 }
@@ -191,11 +229,25 @@ pub fn lex(src: &str) -> Result<Vec<Token>, EqlError> {
             }
             other => {
                 let shown: String = other.escape_debug().collect();
-                return Err(err(tl, tc, format!("unexpected character `{shown}`; expected a field, string, number, operator or parenthesis")));
+                return Err(err(
+                    tl,
+                    tc,
+                    format!(
+                        "unexpected character `{shown}`; expected a field, string, number, operator or parenthesis"
+                    ),
+                ));
             }
         };
-        out.push(Token { tok, line: tl, col: tc });
+        out.push(Token {
+            tok,
+            line: tl,
+            col: tc,
+        });
     }
-    out.push(Token { tok: Tok::Eof, line, col });
+    out.push(Token {
+        tok: Tok::Eof,
+        line,
+        col,
+    });
     Ok(out)
 }

@@ -165,7 +165,10 @@ pub enum StrTest {
     /// `in~`: case-insensitive membership (entries lowercased).
     InCi(Vec<String>),
     /// `:`, `like`, `like~`; `ci` says whether patterns were lowercased.
-    Wild { pats: Vec<Pattern>, ci: bool },
+    Wild {
+        pats: Vec<Pattern>,
+        ci: bool,
+    },
     Regex(regex::Regex),
     StartsWith(String, bool),
     EndsWith(String, bool),
@@ -193,7 +196,11 @@ impl Node {
             Node::And(v) | Node::Or(v) => v.iter().for_each(|n| n.fields(f)),
             Node::Not(n) => n.fields(f),
             Node::Const(_) => {}
-            Node::Str(x, _) | Node::Num(x, _, _) | Node::NumIn(x, _) | Node::Bool(x, _, _) | Node::Length(x, _, _) => f(*x),
+            Node::Str(x, _)
+            | Node::Num(x, _, _)
+            | Node::NumIn(x, _)
+            | Node::Bool(x, _, _)
+            | Node::Length(x, _, _) => f(*x),
         }
     }
 

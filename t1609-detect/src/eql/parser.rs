@@ -6,15 +6,24 @@ use super::{Cmp, EqlError, Field, Kind, Node, Pattern, StrTest};
 
 /// Parses `process where <condition>`.
 pub fn parse_query(src: &str) -> Result<Node, EqlError> {
-    let mut p = Parser { toks: lex(src)?, pos: 0 };
+    let mut p = Parser {
+        toks: lex(src)?,
+        pos: 0,
+    };
     let cat = p.next();
     match &cat.tok {
         Tok::Ident(s) if s == "process" => {}
         Tok::Ident(s) if matches!(s.as_str(), "sequence" | "sample") => {
-            return Err(p.err_at(&cat, format!("`{s}` queries are not supported; expected `process where <condition>`")));
+            return Err(p.err_at(
+                &cat,
+                format!("`{s}` queries are not supported; expected `process where <condition>`"),
+            ));
         }
         Tok::Ident(s) if p.peek_is_ident("where") => {
-            return Err(p.err_at(&cat, format!("event category `{s}` is not supported; expected `process`")));
+            return Err(p.err_at(
+                &cat,
+                format!("event category `{s}` is not supported; expected `process`"),
+            ));
         }
         _ => return Err(p.err_at(&cat, "expected `process where <condition>`".into())),
     }
@@ -29,7 +38,10 @@ pub fn parse_query(src: &str) -> Result<Node, EqlError> {
 
 /// Parses a bare condition (used by severity overrides).
 pub fn parse_condition(src: &str) -> Result<Node, EqlError> {
-    let mut p = Parser { toks: lex(src)?, pos: 0 };
+    let mut p = Parser {
+        toks: lex(src)?,
+        pos: 0,
+    };
     let node = p.expr()?;
     p.expect_eof()?;
     Ok(node)
@@ -74,14 +86,24 @@ impl Parser {
         matches!(&self.peek().tok, Tok::Ident(x) if x == s)
     }
     fn err_at(&self, t: &Token, message: String) -> EqlError {
-        EqlError { line: t.line, column: t.col, message }
+        EqlError {
+            line: t.line,
+            column: t.col,
+            message,
+        }
     }
     fn expect_eof(&mut self) -> Result<(), EqlError> {
         let t = self.next();
         match t.tok {
             Tok::Eof => Ok(()),
             Tok::Op("|") => Err(self.err_at(&t, "pipes are not supported".into())),
-            ref other => Err(self.err_at(&t, format!("expected `and`, `or` or end of query, found {}", describe(other)))),
+            ref other => Err(self.err_at(
+                &t,
+                format!(
+                    "expected `and`, `or` or end of query, found {}",
+                    describe(other)
+                ),
+            )),
         }
     }
 
@@ -91,7 +113,11 @@ impl Parser {
             self.next();
             v.push(self.and()?);
         }
-        Ok(if v.len() == 1 { v.pop().unwrap_or(Node::Const(false)) } else { Node::Or(v) })
+        Ok(if v.len() == 1 {
+            v.pop().unwrap_or(Node::Const(false))
+        } else {
+            Node::Or(v)
+        })
     }
 
     fn and(&mut self) -> Result<Node, EqlError> {
@@ -100,7 +126,11 @@ impl Parser {
             self.next();
             v.push(self.not()?);
         }
-        Ok(if v.len() == 1 { v.pop().unwrap_or(Node::Const(false)) } else { Node::And(v) })
+        Ok(if v.len() == 1 {
+            v.pop().unwrap_or(Node::Const(false))
+        } else {
+            Node::And(v)
+        })
     }
 
     fn not(&mut self) -> Result<Node, EqlError> {
@@ -118,21 +148,31 @@ impl Parser {
                 let n = self.expr()?;
                 let c = self.next();
                 if c.tok != Tok::RParen {
-                    return Err(self.err_at(&c, format!("expected `)`, found {}", describe(&c.tok))));
+                    return Err(
+                        self.err_at(&c, format!("expected `)`, found {}", describe(&c.tok)))
+                    );
                 }
                 Ok(n)
             }
             Tok::Ident(s) if s == "true" => Ok(Node::Const(true)),
             Tok::Ident(s) if s == "false" => Ok(Node::Const(false)),
             Tok::Ident(s) if self.peek().tok == Tok::LParen => self.function(&t, s.clone()),
-            Tok::Ident(s) if matches!(s.as_str(), "and" | "or" | "in" | "where" | "like" | "regex") => {
+            Tok::Ident(s)
+                if matches!(s.as_str(), "and" | "or" | "in" | "where" | "like" | "regex") =>
+            {
                 Err(self.err_at(&t, format!("expected a field or `(`, found keyword `{s}`")))
             }
             Tok::Ident(s) => {
                 let field = self.field(&t, s)?;
                 self.predicate(field, &t)
             }
-            other => Err(self.err_at(&t, format!("expected a field, function or `(`, found {}", describe(other)))),
+            other => Err(self.err_at(
+                &t,
+                format!(
+                    "expected a field, function or `(`, found {}",
+                    describe(other)
+                ),
+            )),
         }
     }
 
@@ -161,7 +201,13 @@ impl Parser {
         if self.peek().tok != Tok::LParen {
             if list_required {
                 let t = self.peek().clone();
-                return Err(self.err_at(&t, format!("expected `(` starting a value list, found {}", describe(&t.tok))));
+                return Err(self.err_at(
+                    &t,
+                    format!(
+                        "expected `(` starting a value list, found {}",
+                        describe(&t.tok)
+                    ),
+                ));
             }
             return Ok(vec![self.literal()?]);
         }
@@ -172,12 +218,25 @@ impl Parser {
             match t.tok {
                 Tok::Comma => v.push(self.literal()?),
                 Tok::RParen => return Ok(v),
-                ref other => return Err(self.err_at(&t, format!("expected `,` or `)` in value list, found {}", describe(other)))),
+                ref other => {
+                    return Err(self.err_at(
+                        &t,
+                        format!(
+                            "expected `,` or `)` in value list, found {}",
+                            describe(other)
+                        ),
+                    ));
+                }
             }
         }
     }
 
-    fn strings(&mut self, field: Field, ft: &Token, list_required: bool) -> Result<Vec<String>, EqlError> {
+    fn strings(
+        &mut self,
+        field: Field,
+        ft: &Token,
+        list_required: bool,
+    ) -> Result<Vec<String>, EqlError> {
         let lits = self.literals(list_required)?;
         let mut out = Vec::with_capacity(lits.len());
         for (l, t) in lits {
@@ -185,7 +244,9 @@ impl Parser {
                 Lit::Str(s) => out.push(s),
                 _ => {
                     let _ = ft;
-                    return Err(self.err_at(&t, format!("expected a string for `{}`", field.name())));
+                    return Err(
+                        self.err_at(&t, format!("expected a string for `{}`", field.name()))
+                    );
                 }
             }
         }
@@ -197,7 +258,17 @@ impl Parser {
         let op = self.peek().clone();
         let is_str = matches!(kind, Kind::Str | Kind::StrArray);
         let need_str = |p: &Self, what: &str| -> Result<(), EqlError> {
-            if is_str { Ok(()) } else { Err(p.err_at(&op, format!("`{what}` needs a string field; `{}` is not one", field.name()))) }
+            if is_str {
+                Ok(())
+            } else {
+                Err(p.err_at(
+                    &op,
+                    format!(
+                        "`{what}` needs a string field; `{}` is not one",
+                        field.name()
+                    ),
+                ))
+            }
         };
         match &op.tok {
             Tok::Op(o) => {
@@ -205,7 +276,16 @@ impl Parser {
                 if *o == ":" {
                     need_str(self, ":")?;
                     let pats = self.strings(field, ft, false)?;
-                    return Ok(Node::Str(field, StrTest::Wild { pats: pats.iter().map(|p| compile_pattern(&p.to_lowercase())).collect(), ci: true }));
+                    return Ok(Node::Str(
+                        field,
+                        StrTest::Wild {
+                            pats: pats
+                                .iter()
+                                .map(|p| compile_pattern(&p.to_lowercase()))
+                                .collect(),
+                            ci: true,
+                        },
+                    ));
                 }
                 let cmp = match *o {
                     "==" => Cmp::Eq,
@@ -217,10 +297,21 @@ impl Parser {
                 };
                 let (lit, lt) = self.literal()?;
                 match (kind, lit) {
-                    (Kind::Str | Kind::StrArray, Lit::Str(s)) => Ok(Node::Str(field, StrTest::Cmp(cmp, s))),
+                    (Kind::Str | Kind::StrArray, Lit::Str(s)) => {
+                        Ok(Node::Str(field, StrTest::Cmp(cmp, s)))
+                    }
                     (Kind::Num, Lit::Num(n)) => Ok(Node::Num(field, cmp, n)),
-                    (Kind::Bool, Lit::Bool(b)) if matches!(cmp, Cmp::Eq | Cmp::Ne) => Ok(Node::Bool(field, cmp, b)),
-                    _ => Err(self.err_at(&lt, format!("expected a {} value for `{}`", kind_name(kind), field.name()))),
+                    (Kind::Bool, Lit::Bool(b)) if matches!(cmp, Cmp::Eq | Cmp::Ne) => {
+                        Ok(Node::Bool(field, cmp, b))
+                    }
+                    _ => Err(self.err_at(
+                        &lt,
+                        format!(
+                            "expected a {} value for `{}`",
+                            kind_name(kind),
+                            field.name()
+                        ),
+                    )),
                 }
             }
             Tok::Ident(kw) => {
@@ -266,7 +357,14 @@ impl Parser {
             }
             // A bare boolean field is a condition of its own.
             _ if kind == Kind::Bool => Ok(Node::Bool(field, Cmp::Eq, true)),
-            other => Err(self.err_at(&op, format!("expected an operator after `{}`, found {}", field.name(), describe(other)))),
+            other => Err(self.err_at(
+                &op,
+                format!(
+                    "expected an operator after `{}`, found {}",
+                    field.name(),
+                    describe(other)
+                ),
+            )),
         }
     }
 
@@ -274,7 +372,14 @@ impl Parser {
         match field.kind() {
             Kind::Str | Kind::StrArray => {
                 let v = self.strings(field, ft, true)?;
-                Ok(Node::Str(field, if ci { StrTest::InCi(v.iter().map(|s| s.to_lowercase()).collect()) } else { StrTest::In(v) }))
+                Ok(Node::Str(
+                    field,
+                    if ci {
+                        StrTest::InCi(v.iter().map(|s| s.to_lowercase()).collect())
+                    } else {
+                        StrTest::In(v)
+                    },
+                ))
             }
             Kind::Num => {
                 let lits = self.literals(true)?;
@@ -282,12 +387,18 @@ impl Parser {
                 for (l, t) in lits {
                     match l {
                         Lit::Num(n) => v.push(n),
-                        _ => return Err(self.err_at(&t, format!("expected a number for `{}`", field.name()))),
+                        _ => {
+                            return Err(self
+                                .err_at(&t, format!("expected a number for `{}`", field.name())));
+                        }
                     }
                 }
                 Ok(Node::NumIn(field, v))
             }
-            Kind::Bool => Err(self.err_at(ft, format!("`in` is not supported on boolean field `{}`", field.name()))),
+            Kind::Bool => Err(self.err_at(
+                ft,
+                format!("`in` is not supported on boolean field `{}`", field.name()),
+            )),
         }
     }
 
@@ -307,15 +418,35 @@ impl Parser {
         let ft = self.next();
         let field = match &ft.tok {
             Tok::Ident(s) => self.field(&ft, s)?,
-            other => return Err(self.err_at(&ft, format!("expected a field as first argument of `{name}`, found {}", describe(other)))),
+            other => {
+                return Err(self.err_at(
+                    &ft,
+                    format!(
+                        "expected a field as first argument of `{name}`, found {}",
+                        describe(other)
+                    ),
+                ));
+            }
         };
         if !matches!(field.kind(), Kind::Str | Kind::StrArray) {
-            return Err(self.err_at(&ft, format!("`{name}` needs a string field; `{}` is not one", field.name())));
+            return Err(self.err_at(
+                &ft,
+                format!(
+                    "`{name}` needs a string field; `{}` is not one",
+                    field.name()
+                ),
+            ));
         }
         if base == "length" {
             let c = self.next();
             if c.tok != Tok::RParen {
-                return Err(self.err_at(&c, format!("expected `)` after length's argument, found {}", describe(&c.tok))));
+                return Err(self.err_at(
+                    &c,
+                    format!(
+                        "expected `)` after length's argument, found {}",
+                        describe(&c.tok)
+                    ),
+                ));
             }
             let o = self.next();
             let cmp = match o.tok {
@@ -325,11 +456,22 @@ impl Parser {
                 Tok::Op("<=") => Cmp::Le,
                 Tok::Op(">") => Cmp::Gt,
                 Tok::Op(">=") => Cmp::Ge,
-                ref other => return Err(self.err_at(&o, format!("expected a comparison after `length(...)`, found {}", describe(other)))),
+                ref other => {
+                    return Err(self.err_at(
+                        &o,
+                        format!(
+                            "expected a comparison after `length(...)`, found {}",
+                            describe(other)
+                        ),
+                    ));
+                }
             };
             let (lit, lt) = self.literal()?;
             let Lit::Num(n) = lit else {
-                return Err(self.err_at(&lt, "expected a number to compare `length(...)` with".into()));
+                return Err(self.err_at(
+                    &lt,
+                    "expected a number to compare `length(...)` with".into(),
+                ));
             };
             return Ok(Node::Length(field, cmp, n));
         }
@@ -341,7 +483,9 @@ impl Parser {
                 Tok::Comma => {
                     let (lit, lt) = self.literal()?;
                     let Lit::Str(s) = lit else {
-                        return Err(self.err_at(&lt, format!("expected a string argument to `{name}`")));
+                        return Err(
+                            self.err_at(&lt, format!("expected a string argument to `{name}`"))
+                        );
                     };
                     let s = if ci { s.to_lowercase() } else { s };
                     tests.push(match base.as_str() {
@@ -351,14 +495,29 @@ impl Parser {
                     });
                 }
                 Tok::RParen => break,
-                ref other => return Err(self.err_at(&c, format!("expected `,` or `)` in `{name}(...)`, found {}", describe(other)))),
+                ref other => {
+                    return Err(self.err_at(
+                        &c,
+                        format!(
+                            "expected `,` or `)` in `{name}(...)`, found {}",
+                            describe(other)
+                        ),
+                    ));
+                }
             }
         }
         if tests.is_empty() {
-            return Err(self.err_at(t, format!("`{name}` needs a string argument after the field")));
+            return Err(self.err_at(
+                t,
+                format!("`{name}` needs a string argument after the field"),
+            ));
         }
         let mut nodes: Vec<Node> = tests.into_iter().map(|s| Node::Str(field, s)).collect();
-        Ok(if nodes.len() == 1 { nodes.pop().unwrap_or(Node::Const(false)) } else { Node::Or(nodes) })
+        Ok(if nodes.len() == 1 {
+            nodes.pop().unwrap_or(Node::Const(false))
+        } else {
+            Node::Or(nodes)
+        })
     }
 }
 

@@ -21,7 +21,9 @@ pub fn basename(s: &str) -> &str {
 /// An exec event as the agent builds it: name is the executable's basename.
 pub fn event_named(name: Option<&str>, argv: &[&str], parent: Option<&str>) -> ProcessEvent {
     let args: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    let name = name.map(str::to_string).or_else(|| argv.first().map(|a| basename(a).to_string()));
+    let name = name
+        .map(str::to_string)
+        .or_else(|| argv.first().map(|a| basename(a).to_string()));
     ProcessEvent {
         timestamp: Some("2026-11-28T12:00:00Z".into()),
         event_id: Some("ev-1".into()),
@@ -41,8 +43,14 @@ pub fn event_named(name: Option<&str>, argv: &[&str], parent: Option<&str>) -> P
                 command_line: Some(parent.unwrap_or("bash").to_string()),
             })),
         },
-        user: t1609_detect::event::Identity { id: Some("0".into()), name: Some("root".into()) },
-        group: t1609_detect::event::Identity { id: Some("0".into()), name: Some("root".into()) },
+        user: t1609_detect::event::Identity {
+            id: Some("0".into()),
+            name: Some("root".into()),
+        },
+        group: t1609_detect::event::Identity {
+            id: Some("0".into()),
+            name: Some("root".into()),
+        },
         container_id: None,
         host_hostname: Some("node-1".into()),
         capture: Default::default(),
@@ -95,5 +103,8 @@ pub fn ids(engine: &t1609_detect::Engine, ev: &ProcessEvent) -> Vec<String> {
 pub fn fires(engine: &t1609_detect::Engine, cmd: &str) -> Vec<String> {
     let argv = split(cmd);
     let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-    ids(engine, &event(&refs)).into_iter().filter(|r| r != SEED).collect()
+    ids(engine, &event(&refs))
+        .into_iter()
+        .filter(|r| r != SEED)
+        .collect()
 }

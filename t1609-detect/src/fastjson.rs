@@ -1,0 +1,352 @@
+//! Hand-written alert JSON, the `Alert::write_json` fast path.
+//!
+//! Writes byte for byte the document that the `Serialize` impls produce (serde_json's
+//! compact formatter: same key order, same omissions, same string escaping), without
+//! going through serde's map/flatten machinery and with a faster escaper. The
+//! `Serialize` impls remain the definition of the document (`Alert::to_ecs` uses them);
+//! `tests/alert_json.rs` checks the two agree on the corpus and against a golden file.
+//! A field added to the event, the alert or [`Invocation`] must be added here too.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Weak};
+
+use crate::alert::Alert;
+use crate::argv::Invocation;
+use crate::event::ProcessEvent;
+
+/// JSON string contents escaped exactly as serde_json does: `"` and `\`, the short forms
+/// `\b \t \n \f \r`, other control bytes as `\u00xx` (lowercase hex); nothing else.
+pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    // Most strings need no escaping: one branch-free pass (vectorised) to check, then a
+    // single copy.
+    let dirty = b.iter().fold(false, |acc, &c| {
+        acc | (c < 0x20) | (c == b'"') | (c == b'\\')
+    });
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    if !dirty {
+        out.extend_from_slice(b);
+        out.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c >= 0x20 && c != b'"' && c != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&b[start..i]);
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x09 => out.extend_from_slice(b"\\t"),
+            0x0a => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0x0d => out.extend_from_slice(b"\\r"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(c >> 4)],
+                    HEX[usize::from(c & 0xf)],
+                ]);
+            }
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
+
+/// Decimal digits of `n` (what `n.to_string()` gives), in `tmp`.
+pub(crate) fn u64_digits(mut n: u64, tmp: &mut [u8; 20]) -> &[u8] {
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &tmp[i..]
+}
+
+pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(u64_digits(n, &mut [0u8; 20]));
+}
+
+/// Writes object members, handling the commas.
+struct Obj<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Obj<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Obj { out, first: true }
+    }
+    /// Continues an object whose `{` (and possibly members) are already written.
+    fn resume(out: &'a mut Vec<u8>, first: bool) -> Self {
+        Obj { out, first }
+    }
+    /// `"key":` with the separating comma. Keys are plain ASCII identifiers.
+    fn key(&mut self, k: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(k.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self.out
+    }
+    fn str(&mut self, k: &str, v: &str) {
+        push_str(self.key(k), v);
+    }
+    fn opt_str(&mut self, k: &str, v: Option<&str>) {
+        if let Some(v) = v {
+            self.str(k, v);
+        }
+    }
+    fn num(&mut self, k: &str, v: u64) {
+        push_u64(self.key(k), v);
+    }
+    fn opt_num<T: Into<u64>>(&mut self, k: &str, v: Option<T>) {
+        if let Some(v) = v {
+            self.num(k, v.into());
+        }
+    }
+    fn bool(&mut self, k: &str, v: bool) {
+        let out = self.key(k);
+        out.extend_from_slice(if v { b"true" } else { b"false" });
+    }
+    fn true_only(&mut self, k: &str, v: bool) {
+        if v {
+            self.bool(k, true);
+        }
+    }
+    fn strs(&mut self, k: &str, v: &[String]) {
+        let out = self.key(k);
+        push_strs(out, v);
+    }
+    fn opt_strs(&mut self, k: &str, v: Option<&[String]>) {
+        if let Some(v) = v {
+            self.strs(k, v);
+        }
+    }
+    fn nonempty_strs(&mut self, k: &str, v: &[String]) {
+        if !v.is_empty() {
+            self.strs(k, v);
+        }
+    }
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+fn push_strs(out: &mut Vec<u8>, v: &[String]) {
+    out.push(b'[');
+    for (i, s) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_str(out, s);
+    }
+    out.push(b']');
+}
+
+/// The event's part of an alert, from `"process"` through the capture fields of
+/// `"t1609"` (its object left open). The same for every alert of one event.
+fn write_event_part(out: &mut Vec<u8>, ev: &ProcessEvent) {
+    let p = &ev.process;
+    // Leading comma: the document's `event`, `rule` and `threat` members precede it.
+    let mut doc = Obj::resume(out, false);
+    let process_empty = p.pid.is_none()
+        && p.name.is_none()
+        && p.executable.is_none()
+        && p.args.is_none()
+        && p.args_count.is_none()
+        && p.command_line.is_none()
+        && p.working_directory.is_none()
+        && p.parent.is_none();
+    if !process_empty {
+        let mut o = Obj::open(doc.key("process"));
+        o.opt_num("pid", p.pid);
+        o.opt_str("name", p.name.as_deref());
+        o.opt_str("executable", p.executable.as_deref());
+        o.opt_strs("args", p.args.as_deref());
+        o.opt_num("args_count", p.args_count);
+        o.opt_str("command_line", p.command_line.as_deref());
+        o.opt_str("working_directory", p.working_directory.as_deref());
+        if let Some(pp) = p.parent.as_deref() {
+            let mut q = Obj::open(o.key("parent"));
+            q.opt_num("pid", pp.pid);
+            q.opt_str("name", pp.name.as_deref());
+            q.opt_str("executable", pp.executable.as_deref());
+            q.opt_strs("args", pp.args.as_deref());
+            q.opt_str("command_line", pp.command_line.as_deref());
+            q.close();
+        }
+        o.close();
+    }
+    for (k, id) in [("user", &ev.user), ("group", &ev.group)] {
+        if id.id.is_some() || id.name.is_some() {
+            let mut o = Obj::open(doc.key(k));
+            o.opt_str("id", id.id.as_deref());
+            o.opt_str("name", id.name.as_deref());
+            o.close();
+        }
+    }
+    if let Some(c) = ev.container_id.as_deref() {
+        let mut o = Obj::open(doc.key("container"));
+        o.str("id", c);
+        o.close();
+    }
+    if let Some(h) = ev.host_hostname.as_deref() {
+        let mut o = Obj::open(doc.key("host"));
+        o.str("hostname", h);
+        o.close();
+    }
+    let c = &ev.capture;
+    let mut o = Obj::open(doc.key("t1609"));
+    o.opt_num("cgroup_id", c.cgroup_id);
+    o.opt_num("pid_ns", c.pid_ns);
+    o.opt_num("mnt_ns", c.mnt_ns);
+    o.opt_num("tgid", c.tgid);
+    o.opt_num("euid", c.euid);
+    o.opt_num("egid", c.egid);
+    o.opt_num("loginuid", c.loginuid);
+    o.opt_str("tty", c.tty.as_deref());
+    o.opt_num("argv_total_len", c.argv_total_len);
+    o.bool("argv_truncated", c.argv_truncated);
+    o.bool("argv_incomplete", c.argv_incomplete);
+    o.opt_strs("args_b64", c.args_b64.as_deref());
+    o.opt_str("executable_b64", c.executable_b64.as_deref());
+    // Left open: the alert's own t1609 members follow.
+}
+
+fn write_invocation(out: &mut Vec<u8>, inv: &Invocation) {
+    let mut o = Obj::open(out);
+    o.str("tool", &inv.tool);
+    o.opt_str("verb", inv.verb.as_deref());
+    o.opt_str("container", inv.container.as_deref());
+    o.opt_str("pod", inv.pod.as_deref());
+    o.opt_str("namespace", inv.namespace.as_deref());
+    o.opt_str("image", inv.image.as_deref());
+    o.bool("interactive", inv.interactive);
+    o.bool("tty", inv.tty);
+    o.bool("privileged", inv.privileged);
+    o.nonempty_strs("host_namespaces", &inv.host_namespaces);
+    o.nonempty_strs("mounts", &inv.mounts);
+    o.true_only("host_root_mount", inv.host_root_mount);
+    o.true_only("runtime_socket_mount", inv.runtime_socket_mount);
+    o.nonempty_strs("cap_add", &inv.cap_add);
+    o.true_only("security_unconfined", inv.security_unconfined);
+    o.nonempty_strs("devices", &inv.devices);
+    o.nonempty_strs("command", &inv.command);
+    o.opt_str("command_class", inv.command_class);
+    o.opt_str("target_pid", inv.target_pid.as_deref());
+    o.true_only("help", inv.help);
+    o.opt_str("url", inv.url.as_deref());
+    o.opt_str("url_host", inv.url_host.as_deref());
+    o.opt_num("url_port", inv.url_port);
+    o.opt_str("url_path", inv.url_path.as_deref());
+    o.opt_str("api", inv.api);
+    o.opt_str("api_action", inv.api_action);
+    o.opt_str("unix_socket", inv.unix_socket.as_deref());
+    o.true_only("runtime_socket", inv.runtime_socket);
+    o.opt_str("remote_host", inv.remote_host.as_deref());
+    o.opt_num("remote_port", inv.remote_port);
+    o.nonempty_strs("wrappers", &inv.wrappers);
+    o.opt_str("shim", inv.shim.as_deref());
+    o.close();
+}
+
+/// The last event whose part was written on this thread, and those bytes. Alerts of one
+/// event share one `Arc<ProcessEvent>`. The `Weak` keeps its allocation from being freed
+/// (so its address cannot be reused by another event) without keeping the event alive,
+/// and while it exists `Arc::get_mut` fails and `Arc::make_mut` moves to a new
+/// allocation: pointer equality means the same, unmodified event.
+struct EventCache {
+    ev: Weak<ProcessEvent>,
+    bytes: Vec<u8>,
+}
+
+thread_local! {
+    static CACHE: RefCell<EventCache> = const {
+        RefCell::new(EventCache { ev: Weak::new(), bytes: Vec::new() })
+    };
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The whole alert document into `out`.
+pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert) {
+    let r = &*a.rule;
+    let ts = a.event.timestamp.as_deref().unwrap_or(&a.created);
+    let mut doc = Obj::open(out);
+    doc.str("@timestamp", ts);
+    {
+        let mut e = Obj::open(doc.key("event"));
+        e.str("kind", "alert");
+        e.str("id", &a.event_id);
+        e.num("severity", u64::from(a.severity.ecs_number()));
+        e.num("risk_score", u64::from(a.risk_score));
+        e.key("category").extend_from_slice(b"[\"process\"]");
+        e.key("type").extend_from_slice(b"[\"start\"]");
+        e.str("action", "exec");
+        e.str("created", &a.created);
+        e.close();
+    }
+    doc.key("rule")
+        .extend_from_slice(r.ecs_rule.get().as_bytes());
+    doc.key("threat")
+        .extend_from_slice(r.ecs_threat.get().as_bytes());
+    CACHE.with(|c| match c.try_borrow_mut() {
+        Ok(mut c) => {
+            if !std::ptr::eq(c.ev.as_ptr(), Arc::as_ptr(&a.event)) {
+                c.bytes.clear();
+                write_event_part(&mut c.bytes, &a.event);
+                c.ev = Arc::downgrade(&a.event);
+            }
+            doc.out.extend_from_slice(&c.bytes);
+        }
+        Err(_) => write_event_part(doc.out, &a.event),
+    });
+    // Inside the open t1609 object, which always has members by now.
+    let mut t = Obj::resume(&mut *doc.out, false);
+    t.str("severity", a.severity.as_str());
+    t.str("confidence", a.confidence.as_str());
+    t.opt_str("group_id", a.group_id.as_deref());
+    t.opt_str("event_id", a.source_event_id.as_deref());
+    if let Some(inv) = a.argv.as_deref() {
+        write_invocation(t.key("argv"), inv);
+    }
+    t.close();
+    doc.out.push(b'}');
+}
+
+/// Builds the document in a reused per-thread buffer and hands it to `w` in one write.
+pub(crate) fn write_alert_to(a: &Alert, mut w: impl std::io::Write) -> std::io::Result<()> {
+    BUF.with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            write_alert(&mut buf, a);
+            let r = w.write_all(&buf);
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
+            }
+            r
+        }
+        Err(_) => {
+            let mut buf = Vec::with_capacity(4096);
+            write_alert(&mut buf, a);
+            w.write_all(&buf)
+        }
+    })
+}
