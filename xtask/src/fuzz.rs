@@ -49,6 +49,10 @@ pub struct FuzzArgs {
     /// Run only this target (decode_record, eql_parse, config_parse, replay_line).
     #[arg(long)]
     pub target: Option<String>,
+    /// cargo-fuzz sanitizer (address by default; `none` builds in a fraction of the time,
+    /// which is what the short CI run uses: panics and hangs are still caught).
+    #[arg(long)]
+    pub sanitizer: Option<String>,
 }
 
 /// One target's outcome.
@@ -84,6 +88,9 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
     // and the per-target time limits only measure fuzzing.
     let mut build = cargo_fuzz(&root);
     build.args(["build", "--fuzz-dir"]).arg(&fuzz_dir);
+    if let Some(san) = &args.sanitizer {
+        build.args(["--sanitizer", san]);
+    }
     // `cargo fuzz build` takes one target, or none for all of them.
     if let [(t, _)] = targets.as_slice() {
         build.arg(t);
@@ -92,7 +99,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
 
     let mut outcomes = Vec::new();
     for (target, max_len) in targets {
-        outcomes.push(run_target(&root, &fuzz_dir, target, max_len, args.seconds_per_target)?);
+        outcomes.push(run_target(&root, &fuzz_dir, target, max_len, args.seconds_per_target, args.sanitizer.as_deref())?);
     }
 
     eprintln!("\nxtask fuzz: {} s per target", args.seconds_per_target);
@@ -195,12 +202,21 @@ fn kill_group(child: &Child) {
     }
 }
 
-fn run_target(root: &Path, fuzz_dir: &Path, target: &'static str, max_len: usize, seconds: u64) -> anyhow::Result<Outcome> {
+fn run_target(
+    root: &Path,
+    fuzz_dir: &Path,
+    target: &'static str,
+    max_len: usize,
+    seconds: u64,
+    sanitizer: Option<&str>,
+) -> anyhow::Result<Outcome> {
     let before = artifacts(fuzz_dir, target);
     let mut cmd = cargo_fuzz(root);
-    cmd.args(["run", "--fuzz-dir"])
-        .arg(fuzz_dir)
-        .arg(target)
+    cmd.args(["run", "--fuzz-dir"]).arg(fuzz_dir);
+    if let Some(san) = sanitizer {
+        cmd.args(["--sanitizer", san]);
+    }
+    cmd.arg(target)
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))
         .arg("-rss_limit_mb=2048")

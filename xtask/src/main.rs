@@ -72,7 +72,8 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     // skips it). `cargo xtask fuzz` runs longer on demand.
     let fuzz_secs = std::env::var("T1609_FUZZ_SECONDS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(10);
     if let Some(secs) = Some(fuzz_secs).filter(|s| *s > 0) {
-        if let Err(e) = fuzz::run(&fuzz::FuzzArgs { seconds_per_target: secs, target: None }) {
+        let args = fuzz::FuzzArgs { seconds_per_target: secs, target: None, sanitizer: Some("none".into()) };
+        if let Err(e) = fuzz::run(&args) {
             failures.push(format!("fuzz: {e:#}"));
         }
     }
