@@ -39,11 +39,13 @@ impl Default for ContextConfig {
             max_processes: 32_768,
             exit_grace_ms: 60_000,
             docker_socket: PathBuf::from("/var/run/docker.sock"),
-            runtime_timeout_ms: 300,
+            runtime_timeout_ms: 100,
             dedup_window_ms: 10_000,
         }
     }
 }
+
+const MAX_LOOKUPS_PER_SEC: u32 = 20;
 
 /// Where an exec ran and who is behind it.
 #[derive(Clone, Debug, Default)]
@@ -60,6 +62,9 @@ pub struct Context {
     proc_root: PathBuf,
     docker: Option<DockerClient>,
     resolved: HashMap<String, (Option<Value>, Instant)>,
+    /// Runtime lookups run inline in the pipeline: at most this many a second, so a
+    /// flood of unique target names cannot stall detection.
+    lookup_budget: (Instant, u32),
     pub tuning: Tuning,
     /// mount namespace → cgroup context of a live process in it: a short-lived process
     /// whose /proc entry is gone still gets its container from a sibling (the container's
@@ -96,6 +101,7 @@ impl Context {
             proc_root: proc_root.to_owned(),
             docker,
             resolved: HashMap::new(),
+            lookup_budget: (Instant::now(), 0),
             tuning: Tuning::new(exceptions, cfg.dedup_window_ms)?,
             by_mnt_ns: HashMap::new(),
         })
@@ -223,6 +229,13 @@ impl Context {
                 return v.clone();
             }
         }
+        if self.lookup_budget.0.elapsed() >= Duration::from_secs(1) {
+            self.lookup_budget = (Instant::now(), 0);
+        }
+        if self.lookup_budget.1 >= MAX_LOOKUPS_PER_SEC {
+            return None;
+        }
+        self.lookup_budget.1 += 1;
         let v = match docker.resolve(target).await {
             Ok(meta) => Some(json!({
                 "id": meta.id, "name": meta.name, "image": {"name": meta.image},
