@@ -18,7 +18,10 @@ fn main() -> anyhow::Result<()> {
         unsafe { std::env::set_var("PATH", joined) };
     }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../t1609-agent-ebpf");
-    let root = root.to_str().context("non-UTF-8 path to t1609-agent-ebpf")?.to_owned();
+    let root = root
+        .to_str()
+        .context("non-UTF-8 path to t1609-agent-ebpf")?
+        .to_owned();
     aya_build::build_ebpf(
         [aya_build::Package { name: "t1609-agent-ebpf", root_dir: &root, ..Default::default() }],
         aya_build::Toolchain::default(),

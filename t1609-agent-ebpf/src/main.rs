@@ -20,9 +20,9 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use t1609_common::{
-    ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, ArgvChunkRecord, ExecRecord, KIND_ARGV_CHUNK, MAX_ANCESTORS,
-    KIND_EXEC, KernelOffsets, PATH_LEN, ProbeConfig, RECORD_VERSION, RecordHeader, TTY_NAME_LEN,
-    WatchKey, counters, flags,
+    ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, ArgvChunkRecord, ExecRecord, KIND_ARGV_CHUNK,
+    KIND_EXEC, KernelOffsets, MAX_ANCESTORS, PATH_LEN, ProbeConfig, RECORD_VERSION, RecordHeader,
+    TTY_NAME_LEN, WatchKey, counters, flags,
 };
 
 mod net;
@@ -158,7 +158,8 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
         Ok(argv) => {
             rec_flags |= argv.flags;
             if argv.total > ARGV_CHUNK_LEN as u64 {
-                let (n, lost) = unsafe { emit_chunks(argv.start, argv.total, tgid, pid_tgid as u32, ktime_ns) };
+                let (n, lost) =
+                    unsafe { emit_chunks(argv.start, argv.total, tgid, pid_tgid as u32, ktime_ns) };
                 chunks = n;
                 if lost {
                     rec_flags |= flags::ARGV_CHUNK_LOST;
@@ -278,14 +279,21 @@ unsafe fn fill_exec(
         let mut cur = task;
         for i in 0..MAX_ANCESTORS {
             let parent = read_at::<u64>(cur, off.task_real_parent).unwrap_or(0);
-            let tgid = if parent == 0 || parent == cur { 0 } else { read_at::<u32>(parent, off.task_tgid).unwrap_or(0) };
+            let tgid = if parent == 0 || parent == cur {
+                0
+            } else {
+                read_at::<u32>(parent, off.task_tgid).unwrap_or(0)
+            };
             (*rec).ancestors[i].tgid = tgid;
             (*rec).ancestors[i].comm = [0; 16];
             if tgid == 0 {
                 cur = 0;
                 continue;
             }
-            let _ = bpf_probe_read_kernel_buf((parent + u64::from(off.task_comm)) as *const u8, &mut (*rec).ancestors[i].comm);
+            let _ = bpf_probe_read_kernel_buf(
+                (parent + u64::from(off.task_comm)) as *const u8,
+                &mut (*rec).ancestors[i].comm,
+            );
             if i == 0 {
                 (*rec).ppid = tgid;
             }
@@ -326,7 +334,8 @@ unsafe fn fill_exec(
         }
 
         let mm = read_at::<u64>(task, off.task_mm).map_err(|_| f | flags::ARGV_READ_FAILED)?;
-        let start = read_at::<u64>(mm, off.mm_arg_start).map_err(|_| f | flags::ARGV_READ_FAILED)?;
+        let start =
+            read_at::<u64>(mm, off.mm_arg_start).map_err(|_| f | flags::ARGV_READ_FAILED)?;
         let end = read_at::<u64>(mm, off.mm_arg_end).map_err(|_| f | flags::ARGV_READ_FAILED)?;
         let total = end.saturating_sub(start);
         (*rec).argv_total_len = total.min(u64::from(u32::MAX)) as u32;
@@ -336,7 +345,11 @@ unsafe fn fill_exec(
                 (*rec).argc = argc.min(u64::from(u32::MAX)) as u32;
             }
         }
-        let len = if total > ARGV_CHUNK_LEN as u64 { ARGV_CHUNK_LEN } else { total as usize };
+        let len = if total > ARGV_CHUNK_LEN as u64 {
+            ARGV_CHUNK_LEN
+        } else {
+            total as usize
+        };
         if len > 0 {
             let dst = &mut (&mut (*rec).argv)[..len];
             if bpf_probe_read_user_buf(start as *const u8, dst).is_err() {
@@ -345,7 +358,11 @@ unsafe fn fill_exec(
                 (*rec).argv_len = len as u32;
             }
         }
-        Ok(ArgvSpan { start, total, flags: f })
+        Ok(ArgvSpan {
+            start,
+            total,
+            flags: f,
+        })
     }
 }
 
@@ -365,7 +382,11 @@ unsafe fn emit_chunks(start: u64, total: u64, tgid: u32, pid: u32, ktime_ns: u64
         };
         let rec = entry.as_mut_ptr();
         let remaining = total - offset;
-        let len = if remaining > ARGV_CHUNK_LEN as u64 { ARGV_CHUNK_LEN } else { remaining as usize };
+        let len = if remaining > ARGV_CHUNK_LEN as u64 {
+            ARGV_CHUNK_LEN
+        } else {
+            remaining as usize
+        };
         unsafe {
             (*rec).header = RecordHeader {
                 version: RECORD_VERSION,

@@ -7,15 +7,17 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
-        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_user,
+        bpf_probe_read_user_str_bytes,
     },
     macros::{map, tracepoint},
     maps::HashMap,
     programs::TracePointContext,
 };
 use t1609_common::{
-    KIND_NET, NetRecord, RECORD_VERSION, RecordHeader, UNIX_PATH_LEN, UnixPathKey, counters, net_kind,
+    KIND_NET, NetRecord, RECORD_VERSION, RecordHeader, UNIX_PATH_LEN, UnixPathKey, counters,
+    net_kind,
 };
 
 use crate::{CONFIG, EVENTS, OFFSETS, TRACKED, bump, read_at, wakeup_flag};
@@ -126,8 +128,14 @@ fn emit(kind: u16, dport: u16, daddr: &[u8; 16], path: Option<&UnixPathKey>) -> 
     let uid_gid = bpf_get_current_uid_gid();
     let off = unsafe { core::ptr::read_volatile(&OFFSETS) };
     unsafe {
-        (*rec).header =
-            RecordHeader { version: RECORD_VERSION, kind: KIND_NET, flags: 0, ktime_ns: now, tgid, pid: pid_tgid as u32 };
+        (*rec).header = RecordHeader {
+            version: RECORD_VERSION,
+            kind: KIND_NET,
+            flags: 0,
+            ktime_ns: now,
+            tgid,
+            pid: pid_tgid as u32,
+        };
         let task = bpf_get_current_task();
         (*rec).ppid = match read_at::<u64>(task, off.task_real_parent) {
             Ok(parent) => read_at::<u32>(parent, off.task_tgid).unwrap_or(0),

@@ -72,7 +72,14 @@ fn emit(kind: u16, tgid: u32, parent: u32, session: u64) -> Result<(), u32> {
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let rec = entry.as_mut_ptr();
     unsafe {
-        (*rec).header = RecordHeader { version: RECORD_VERSION, kind, flags: 0, ktime_ns: now, tgid, pid: tgid };
+        (*rec).header = RecordHeader {
+            version: RECORD_VERSION,
+            kind,
+            flags: 0,
+            ktime_ns: now,
+            tgid,
+            pid: tgid,
+        };
         (*rec).parent_tgid = parent;
         (*rec)._pad = 0;
         (*rec).session = session;

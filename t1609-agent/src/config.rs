@@ -11,13 +11,29 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}:{column}: {message}")]
-    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{path}: invalid value for `{key}`: {value} ({allowed})")]
-    Invalid { path: PathBuf, key: &'static str, value: String, allowed: String },
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        value: String,
+        allowed: String,
+    },
     #[error("{path}: [deliver] {source}")]
-    Deliver { path: PathBuf, source: t1609_deliver::ConfigError },
+    Deliver {
+        path: PathBuf,
+        source: t1609_deliver::ConfigError,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -78,7 +94,10 @@ pub struct HostConfig {
 
 impl Default for HostConfig {
     fn default() -> Self {
-        Self { root: PathBuf::from("/"), proc: PathBuf::from("/proc") }
+        Self {
+            root: PathBuf::from("/"),
+            proc: PathBuf::from("/proc"),
+        }
     }
 }
 
@@ -111,7 +130,16 @@ impl Default for NetworkConfig {
             .map(PathBuf::from)
             .collect(),
             expected_clients: [
-                "docker", "dockerd", "containerd", "containerd-shim*", "kubelet", "crictl", "ctr", "podman", "conmon", "runc",
+                "docker",
+                "dockerd",
+                "containerd",
+                "containerd-shim*",
+                "kubelet",
+                "crictl",
+                "ctr",
+                "podman",
+                "conmon",
+                "runc",
             ]
             .into_iter()
             .map(String::from)
@@ -131,7 +159,13 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { seeds: ["runc", "crun", "nsenter"].into_iter().map(String::from).collect(), window_ms: 3000 }
+        Self {
+            seeds: ["runc", "crun", "nsenter"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            window_ms: 3000,
+        }
     }
 }
 
@@ -168,14 +202,22 @@ impl Config {
     pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
-            ConfigError::Parse { path: path.to_owned(), line, column, message: e.message().to_owned() }
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
         })?;
         config.validate(path)?;
         Ok(config)
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_toml(path, &text)
     }
 
@@ -197,14 +239,26 @@ impl Config {
         };
         let rb = self.capture.ring_buffer_bytes;
         if !rb.is_power_of_two() || rb < 4096 * 16 || rb > 1 << 30 {
-            return Err(invalid("capture.ring_buffer_bytes", rb.to_string(), "a power of two from 65536 to 1073741824"));
+            return Err(invalid(
+                "capture.ring_buffer_bytes",
+                rb.to_string(),
+                "a power of two from 65536 to 1073741824",
+            ));
         }
         if self.capture.wakeup_interval_us > 100_000 {
-            return Err(invalid("capture.wakeup_interval_us", self.capture.wakeup_interval_us.to_string(), "0 to 100000 microseconds"));
+            return Err(invalid(
+                "capture.wakeup_interval_us",
+                self.capture.wakeup_interval_us.to_string(),
+                "0 to 100000 microseconds",
+            ));
         }
         for name in &self.capture.extra_watch {
             if crate::capture::watch_key(name).is_err() {
-                return Err(invalid("capture.extra_watch", format!("{name:?}"), "non-empty executable names without '/' or NUL"));
+                return Err(invalid(
+                    "capture.extra_watch",
+                    format!("{name:?}"),
+                    "non-empty executable names without '/' or NUL",
+                ));
             }
         }
         let mut deliver = self.deliver.clone();
@@ -212,31 +266,63 @@ impl Config {
             deliver.sinks.push(t1609_deliver::SinkSpec::Stdout);
         }
         if let Err(e) = deliver.validate() {
-            return Err(ConfigError::Deliver { path: path.to_owned(), source: e });
+            return Err(ConfigError::Deliver {
+                path: path.to_owned(),
+                source: e,
+            });
         }
         for p in &self.network.runtime_sockets {
             if crate::capture::unix_path_key(p).is_err() {
-                return Err(invalid("network.runtime_sockets", p.display().to_string(), "non-empty paths shorter than 108 bytes"));
+                return Err(invalid(
+                    "network.runtime_sockets",
+                    p.display().to_string(),
+                    "non-empty paths shorter than 108 bytes",
+                ));
             }
         }
         for name in &self.session.seeds {
             if crate::capture::watch_key(name).is_err() {
-                return Err(invalid("session.seeds", format!("{name:?}"), "non-empty executable names without '/' or NUL"));
+                return Err(invalid(
+                    "session.seeds",
+                    format!("{name:?}"),
+                    "non-empty executable names without '/' or NUL",
+                ));
             }
         }
         if self.session.window_ms == 0 || self.session.window_ms > 600_000 {
-            return Err(invalid("session.window_ms", self.session.window_ms.to_string(), "1 to 600000 milliseconds"));
+            return Err(invalid(
+                "session.window_ms",
+                self.session.window_ms.to_string(),
+                "1 to 600000 milliseconds",
+            ));
         }
         if let Err(e) = t1609_context::Exceptions::new(self.exceptions.clone()) {
-            return Err(invalid("exceptions", e.to_string(), "see t1609-context/README.md"));
+            return Err(invalid(
+                "exceptions",
+                e.to_string(),
+                "see t1609-context/README.md",
+            ));
         }
         if let Err(e) = self.audit.validate() {
-            return Err(invalid("audit", e.to_string(), "see t1609-k8saudit/README.md"));
+            return Err(invalid(
+                "audit",
+                e.to_string(),
+                "see t1609-k8saudit/README.md",
+            ));
         }
-        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(invalid("metrics.listen", format!("{:?}", self.metrics.listen), "an IP:port such as 127.0.0.1:9609, or \"\" to disable"));
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "metrics.listen",
+                format!("{:?}", self.metrics.listen),
+                "an IP:port such as 127.0.0.1:9609, or \"\" to disable",
+            ));
         }
-        for (key, p) in [("host.root", &self.host.root), ("host.proc", &self.host.proc)] {
+        for (key, p) in [
+            ("host.root", &self.host.root),
+            ("host.proc", &self.host.proc),
+        ] {
             if !p.is_absolute() {
                 return Err(invalid(key, p.display().to_string(), "an absolute path"));
             }
@@ -257,7 +343,10 @@ mod tests {
     fn empty_file_gives_defaults() {
         let c = parse("").unwrap();
         assert_eq!(c.capture, CaptureConfig::default());
-        assert_eq!(c.deliver_config().sinks, vec![t1609_deliver::SinkSpec::Stdout]);
+        assert_eq!(
+            c.deliver_config().sinks,
+            vec![t1609_deliver::SinkSpec::Stdout]
+        );
     }
 
     #[test]
@@ -285,22 +374,38 @@ mod tests {
 
     #[test]
     fn unknown_key_names_line_and_key() {
-        let err = parse("[capture]\nmode = \"rules\"\nwatchh = []\n").unwrap_err().to_string();
+        let err = parse("[capture]\nmode = \"rules\"\nwatchh = []\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("test.toml:3:1:"), "{err}");
         assert!(err.contains("watchh"), "{err}");
     }
 
     #[test]
     fn bad_enum_value_is_named() {
-        let err = parse("[capture]\nmode = \"some\"\n").unwrap_err().to_string();
-        assert!(err.contains("test.toml:2:") && err.contains("some"), "{err}");
+        let err = parse("[capture]\nmode = \"some\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("test.toml:2:") && err.contains("some"),
+            "{err}"
+        );
     }
 
     #[test]
     fn validate_names_key_value_and_allowed() {
-        let err = parse("[capture]\nring_buffer_bytes = 1000\n").unwrap_err().to_string();
-        assert!(err.contains("capture.ring_buffer_bytes") && err.contains("1000") && err.contains("power of two"), "{err}");
-        let err = parse("[deliver]\nsinks = [\"kafka\"]\n").unwrap_err().to_string();
+        let err = parse("[capture]\nring_buffer_bytes = 1000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("capture.ring_buffer_bytes")
+                && err.contains("1000")
+                && err.contains("power of two"),
+            "{err}"
+        );
+        let err = parse("[deliver]\nsinks = [\"kafka\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("kafka"), "{err}");
         let err = parse("[host]\nroot = \"host\"\n").unwrap_err().to_string();
         assert!(err.contains("host.root"), "{err}");

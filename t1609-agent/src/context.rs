@@ -10,8 +10,8 @@ use std::{
 
 use serde_json::{Value, json};
 use t1609_context::{
-    CgroupContext, DedupKey, DedupOutcome, Deduper, DockerClient, ExceptionConfig, Exceptions, Namespaces, ProcInfo,
-    ProcessTable, Subject, parse_cgroup,
+    CgroupContext, DedupKey, DedupOutcome, Deduper, DockerClient, ExceptionConfig, Exceptions,
+    Namespaces, ProcInfo, ProcessTable, Subject, parse_cgroup,
 };
 use t1609_detect::event::ProcessEvent;
 
@@ -82,7 +82,12 @@ pub enum ContextError {
 fn session_id(proc_root: &Path, pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
-    after.split_whitespace().nth(3)?.parse().ok().filter(|s| *s != 0)
+    after
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+        .filter(|s| *s != 0)
 }
 
 fn read_cgroup(proc_root: &Path, pid: u32) -> Option<String> {
@@ -90,11 +95,23 @@ fn read_cgroup(proc_root: &Path, pid: u32) -> Option<String> {
 }
 
 impl Context {
-    pub fn new(cfg: &ContextConfig, proc_root: &Path, exceptions: Vec<ExceptionConfig>) -> Result<Self, ContextError> {
-        let mut table = ProcessTable::new(proc_root, cfg.max_processes, Duration::from_millis(cfg.exit_grace_ms));
+    pub fn new(
+        cfg: &ContextConfig,
+        proc_root: &Path,
+        exceptions: Vec<ExceptionConfig>,
+    ) -> Result<Self, ContextError> {
+        let mut table = ProcessTable::new(
+            proc_root,
+            cfg.max_processes,
+            Duration::from_millis(cfg.exit_grace_ms),
+        );
         table.seed_from_proc();
-        let docker = (!cfg.docker_socket.as_os_str().is_empty())
-            .then(|| DockerClient::new(cfg.docker_socket.clone(), Duration::from_millis(cfg.runtime_timeout_ms)));
+        let docker = (!cfg.docker_socket.as_os_str().is_empty()).then(|| {
+            DockerClient::new(
+                cfg.docker_socket.clone(),
+                Duration::from_millis(cfg.runtime_timeout_ms),
+            )
+        });
         Ok(Self {
             table,
             host_ns: t1609_context::host_namespaces(proc_root).ok(),
@@ -128,7 +145,8 @@ impl Context {
         if self.by_mnt_ns.len() > 4096 {
             self.by_mnt_ns.clear();
         }
-        self.by_mnt_ns.insert(mnt_ns, (found.clone(), Instant::now()));
+        self.by_mnt_ns
+            .insert(mnt_ns, (found.clone(), Instant::now()));
         found
     }
 
@@ -138,7 +156,10 @@ impl Context {
         if ppid == 0 {
             return None;
         }
-        let fresh = self.table.get(ppid).is_none_or(|p| p.exited || p.executable.is_none());
+        let fresh = self
+            .table
+            .get(ppid)
+            .is_none_or(|p| p.exited || p.executable.is_none());
         if fresh {
             self.table.refresh_from_proc(ppid);
         }
@@ -170,14 +191,17 @@ impl Context {
         let cgroup = match cgroup_text.as_deref().map(parse_cgroup) {
             Some(c) => {
                 if c.container_id.is_some() {
-                    self.by_mnt_ns.insert(exec.mnt_ns, (Some(c.clone()), Instant::now()));
+                    self.by_mnt_ns
+                        .insert(exec.mnt_ns, (Some(c.clone()), Instant::now()));
                 }
                 c
             }
             None => self.cgroup_by_mnt_ns(exec.mnt_ns).unwrap_or_default(),
         };
         let in_container = match &self.host_ns {
-            Some(host) => t1609_context::in_container(host, u64::from(exec.pid_ns), u64::from(exec.mnt_ns)),
+            Some(host) => {
+                t1609_context::in_container(host, u64::from(exec.pid_ns), u64::from(exec.mnt_ns))
+            }
             None => cgroup.container_id.is_some(),
         };
         // The kernel's chain is authoritative (taken at the exec, so short-lived parents
@@ -200,7 +224,12 @@ impl Context {
             ancestry = self.table.refresh_ancestry(exec.tgid, 8);
         }
         let session_leader = session_id(&self.proc_root, exec.tgid);
-        ExecContext { cgroup, in_container, ancestry, session_leader }
+        ExecContext {
+            cgroup,
+            in_container,
+            ancestry,
+            session_leader,
+        }
     }
 
     /// The parent as the table knows it, for when /proc no longer has it.
@@ -249,13 +278,15 @@ impl Context {
         if self.resolved.len() > 1024 {
             self.resolved.clear();
         }
-        self.resolved.insert(target.to_owned(), (v.clone(), Instant::now()));
+        self.resolved
+            .insert(target.to_owned(), (v.clone(), Instant::now()));
         v
     }
 
     /// Applies the exceptions: returns `false` when the alert is suppressed.
     pub fn tune(&self, doc: &mut Value, ctx: &ExecContext, now: time::OffsetDateTime) -> bool {
-        self.tuning.tune(doc, &ctx.ancestry, ctx.cgroup.systemd_unit.as_deref(), now)
+        self.tuning
+            .tune(doc, &ctx.ancestry, ctx.cgroup.systemd_unit.as_deref(), now)
     }
 
     /// `true` for the first of identical alerts in the window; repeats are counted.
@@ -277,21 +308,37 @@ pub struct Tuning {
 }
 
 impl Tuning {
-    pub fn new(exceptions: Vec<ExceptionConfig>, dedup_window_ms: u64) -> Result<Self, ContextError> {
+    pub fn new(
+        exceptions: Vec<ExceptionConfig>,
+        dedup_window_ms: u64,
+    ) -> Result<Self, ContextError> {
         Ok(Self {
             exceptions: Exceptions::new(exceptions)?,
-            dedup: (dedup_window_ms > 0).then(|| Deduper::new(Duration::from_millis(dedup_window_ms))),
+            dedup: (dedup_window_ms > 0)
+                .then(|| Deduper::new(Duration::from_millis(dedup_window_ms))),
         })
     }
 
     /// Applies the exceptions at time `now` (the event's time in replay): returns `false`
     /// when the alert is suppressed; lowers its severity or tags it otherwise.
-    pub fn tune(&self, doc: &mut Value, ancestry: &[t1609_context::Ancestor], systemd_unit: Option<&str>, now: time::OffsetDateTime) -> bool {
+    pub fn tune(
+        &self,
+        doc: &mut Value,
+        ancestry: &[t1609_context::Ancestor],
+        systemd_unit: Option<&str>,
+        now: time::OffsetDateTime,
+    ) -> bool {
         let rule_id = doc["rule"]["id"].as_str().unwrap_or_default().to_owned();
         let s = |v: &Value| v.as_str().map(str::to_owned);
         let (user, group) = (s(&doc["user"]["name"]), s(&doc["group"]["name"]));
-        let (parent_cl, cl) = (s(&doc["process"]["parent"]["command_line"]), s(&doc["process"]["command_line"]));
-        let (cid, image) = (s(&doc["container"]["id"]), s(&doc["container"]["image"]["name"]));
+        let (parent_cl, cl) = (
+            s(&doc["process"]["parent"]["command_line"]),
+            s(&doc["process"]["command_line"]),
+        );
+        let (cid, image) = (
+            s(&doc["container"]["id"]),
+            s(&doc["container"]["image"]["name"]),
+        );
         let subject = Subject {
             rule_id: &rule_id,
             ancestors: ancestry,
@@ -326,12 +373,20 @@ impl Tuning {
     }
 
     pub fn first_of_kind(&mut self, doc: &Value, at: Instant) -> bool {
-        let Some(dedup) = self.dedup.as_mut() else { return true };
+        let Some(dedup) = self.dedup.as_mut() else {
+            return true;
+        };
         matches!(dedup.check(dedup_key(doc), at), DedupOutcome::First)
     }
 
     pub fn repeats_due(&mut self, at: Instant) -> Vec<(DedupKey, u64)> {
-        self.dedup.as_mut().map(|d| d.flush_expired(at)).unwrap_or_default().into_iter().filter(|(_, n)| *n > 1).collect()
+        self.dedup
+            .as_mut()
+            .map(|d| d.flush_expired(at))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .collect()
     }
 }
 
@@ -351,7 +406,10 @@ pub fn ancestry_from_doc(doc: &Value) -> Vec<t1609_context::Ancestor> {
         .map(|a| {
             a.iter()
                 .map(|x| t1609_context::Ancestor {
-                    pid: x["pid"].as_u64().and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+                    pid: x["pid"]
+                        .as_u64()
+                        .and_then(|p| u32::try_from(p).ok())
+                        .unwrap_or(0),
                     name: x["name"].as_str().unwrap_or_default().to_owned(),
                     executable: x["executable"].as_str().map(str::to_owned),
                 })
@@ -362,7 +420,9 @@ pub fn ancestry_from_doc(doc: &Value) -> Vec<t1609_context::Ancestor> {
 
 /// Adds what the context stage knows to an ECS document (event or alert).
 pub fn augment(doc: &mut Value, ctx: &ExecContext) {
-    let Some(obj) = doc.as_object_mut() else { return };
+    let Some(obj) = doc.as_object_mut() else {
+        return;
+    };
     let container = obj.entry("container").or_insert_with(|| json!({}));
     if let Some(c) = container.as_object_mut() {
         if let Some(id) = &ctx.cgroup.container_id {
@@ -384,7 +444,12 @@ pub fn augment(doc: &mut Value, ctx: &ExecContext) {
         t.insert("in_container".into(), json!(ctx.in_container));
         t.insert(
             "ancestry".into(),
-            json!(ctx.ancestry.iter().map(|a| json!({"pid": a.pid, "name": a.name, "executable": a.executable})).collect::<Vec<_>>()),
+            json!(
+                ctx.ancestry
+                    .iter()
+                    .map(|a| json!({"pid": a.pid, "name": a.name, "executable": a.executable}))
+                    .collect::<Vec<_>>()
+            ),
         );
         if let Some(unit) = &ctx.cgroup.systemd_unit {
             t.insert("systemd_unit".into(), json!(unit));

@@ -24,10 +24,10 @@ use tracing::{debug, error, info, warn};
 use crate::{
     capture::{Capture, CaptureOptions, KernelCounters},
     config::{CaptureMode, Config},
+    context::{Context, augment},
     decode::{Captured, CapturedExec, CapturedNet},
     deliver::Output,
     enrich::Enricher,
-    context::{Context, augment},
     network::{AlertLinks, NetworkRules},
     session::{Session, Sessions},
 };
@@ -55,15 +55,24 @@ fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
         config.deliver.sinks = args
             .outputs
             .iter()
-            .map(|o| o.parse::<t1609_deliver::SinkSpec>().map_err(|e| anyhow::anyhow!("--output {o}: {e}")))
+            .map(|o| {
+                o.parse::<t1609_deliver::SinkSpec>()
+                    .map_err(|e| anyhow::anyhow!("--output {o}: {e}"))
+            })
             .collect::<anyhow::Result<_>>()?;
     }
-    config.validate(args.config_path.as_deref().unwrap_or_else(|| std::path::Path::new("<command line>")))?;
+    config.validate(
+        args.config_path
+            .as_deref()
+            .unwrap_or_else(|| std::path::Path::new("<command line>")),
+    )?;
     Ok(config)
 }
 
 fn load_engine(config: &Config) -> anyhow::Result<Engine> {
-    Engine::load(&config.rules.paths).map_err(|e| anyhow::anyhow!("{e}")).context("loading rules")
+    Engine::load(&config.rules.paths)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("loading rules")
 }
 
 fn watch_names(config: &Config, engine: &Engine) -> (BTreeSet<String>, bool) {
@@ -108,7 +117,9 @@ impl Recorder {
                     .with_context(|| format!("opening --record file {}", path.display()))?,
             )
         };
-        Ok(Self { out: Box::new(std::io::BufWriter::new(out)) })
+        Ok(Self {
+            out: Box::new(std::io::BufWriter::new(out)),
+        })
     }
 }
 
@@ -139,10 +150,14 @@ struct Pipeline {
 }
 
 fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
-const EXEC_TOOLS: &[&str] = &["docker", "podman", "nerdctl", "kubectl", "oc", "crictl", "ctr", "compose"];
+const EXEC_TOOLS: &[&str] = &[
+    "docker", "podman", "nerdctl", "kubectl", "oc", "crictl", "ctr", "compose",
+];
 
 impl Pipeline {
     fn next_id(&mut self, prefix: &str) -> String {
@@ -153,12 +168,19 @@ impl Pipeline {
     fn emit(&self, mut doc: serde_json::Value) {
         if doc["t1609"]["argv"]["tool"] == "kubectl" {
             // A kubectl exec seen here and the API server's audit entry for it share a group.
-            let mut c = self.correlator.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut c = self
+                .correlator
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             c.observe_process_alert(&mut doc, Instant::now());
         }
         self.stats.alerts.fetch_add(1, Ordering::Relaxed);
         if let Some(rule) = doc["rule"]["id"].as_str() {
-            let mut m = self.stats.by_rule.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut m = self
+                .stats
+                .by_rule
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             *m.entry(rule.to_owned()).or_default() += 1;
         }
         self.output.submit(Arc::new(doc));
@@ -183,7 +205,11 @@ impl Pipeline {
         }
         // The event's own document is only needed for --record and session summaries.
         let need_ecs = self.recorder.is_some() || (exec.session != 0 && !exec.session_root);
-        let mut ecs = if need_ecs { event.to_ecs() } else { serde_json::Value::Null };
+        let mut ecs = if need_ecs {
+            event.to_ecs()
+        } else {
+            serde_json::Value::Null
+        };
         augment(&mut ecs, &ctx);
         if exec.session != 0 && need_ecs {
             if let Some(t) = ecs.get_mut("t1609").and_then(|t| t.as_object_mut()) {
@@ -244,13 +270,18 @@ impl Pipeline {
                 self.stats.folded.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let group = doc["t1609"]["group_id"].as_str().map_or_else(|| alert.event_id.clone(), str::to_owned);
+            let group = doc["t1609"]["group_id"]
+                .as_str()
+                .map_or_else(|| alert.event_id.clone(), str::to_owned);
             self.links.remember(exec.tgid, &group, &alert.event_id, now);
             let argv = doc["t1609"]["argv"].clone();
             let tool = argv["tool"].as_str().unwrap_or_default().to_owned();
             let verb = argv["verb"].as_str().unwrap_or_default();
             let is_exec = EXEC_TOOLS.contains(&tool.as_str()) && matches!(verb, "exec" | "attach");
-            let mut target = argv["container"].as_str().or_else(|| argv["pod"].as_str()).map(str::to_owned);
+            let mut target = argv["container"]
+                .as_str()
+                .or_else(|| argv["pod"].as_str())
+                .map(str::to_owned);
             if is_exec && matches!(tool.as_str(), "docker" | "podman" | "nerdctl") {
                 if let Some(name) = argv["container"].as_str().map(str::to_owned) {
                     let resolved = self.context.resolve_target(&name).await;
@@ -264,7 +295,10 @@ impl Pipeline {
                     };
                 }
             }
-            if !self.context.tune(&mut doc, &ctx, time::OffsetDateTime::now_utc()) {
+            if !self
+                .context
+                .tune(&mut doc, &ctx, time::OffsetDateTime::now_utc())
+            {
                 self.stats.suppressed.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
@@ -273,7 +307,8 @@ impl Pipeline {
                 continue;
             }
             if self.first_docs.len() < 4096 {
-                self.first_docs.insert(crate::context::dedup_key(&doc), doc.clone());
+                self.first_docs
+                    .insert(crate::context::dedup_key(&doc), doc.clone());
             }
             if is_exec {
                 self.sessions.expect(crate::session::PendingExec {
@@ -293,9 +328,18 @@ impl Pipeline {
         let mut proc = crate::network::read_process(&self.proc_root, net.tgid);
         proc.user_name = self.enricher.user_name_of(net.uid);
         let comm = String::from_utf8_lossy(&net.comm).into_owned();
-        let exe_name = proc.executable.as_deref().map_or(comm.as_str(), crate::enrich::basename).to_owned();
+        let exe_name = proc
+            .executable
+            .as_deref()
+            .map_or(comm.as_str(), crate::enrich::basename)
+            .to_owned();
         let now = Instant::now();
-        let rules: Vec<_> = self.network.matching(net, &exe_name).into_iter().cloned().collect();
+        let rules: Vec<_> = self
+            .network
+            .matching(net, &exe_name)
+            .into_iter()
+            .cloned()
+            .collect();
         for rule in rules {
             let (group, related) = match self.links.lookup(net.tgid, now) {
                 Some((g, e)) => (g.to_owned(), Some(e.to_owned())),
@@ -334,7 +378,10 @@ impl Pipeline {
                 doc["@timestamp"] = json!(now_rfc3339());
                 doc["t1609"]["repeat_count"] = json!(count);
                 doc["t1609"]["repeat_of"] = first_id;
-                doc["message"] = json!(format!("{} (repeated {count} times)", doc["rule"]["name"].as_str().unwrap_or("")));
+                doc["message"] = json!(format!(
+                    "{} (repeated {count} times)",
+                    doc["rule"]["name"].as_str().unwrap_or("")
+                ));
                 self.emit(doc);
             }
         }
@@ -342,17 +389,24 @@ impl Pipeline {
             self.first_docs.clear();
         }
         self.context.housekeeping();
-        self.stats.table_size.store(self.context.table.len() as u64, Ordering::Relaxed);
+        self.stats
+            .table_size
+            .store(self.context.table.len() as u64, Ordering::Relaxed);
     }
 
     fn flush_sessions(&mut self, all: bool) {
-        let window = if all { Duration::ZERO } else { self.session_window };
+        let window = if all {
+            Duration::ZERO
+        } else {
+            self.session_window
+        };
         for s in self.sessions.take_due(window, Instant::now()) {
             if s.commands.is_empty() && s.linked.is_none() {
                 continue; // a runtime exec that ran nothing we saw, tied to no alert
             }
             let id = self.next_id("session");
-            let doc = crate::session::session_alert(&s, now_rfc3339(), id, self.hostname.as_deref());
+            let doc =
+                crate::session::session_alert(&s, now_rfc3339(), id, self.hostname.as_deref());
             self.emit(doc);
         }
     }
@@ -407,15 +461,25 @@ async fn start_audit(
     if config.audit.file.is_none() && config.audit.webhook.is_none() {
         return Ok(None);
     }
-    let rules = Arc::new(t1609_k8saudit::AuditRules::load(&config.audit.rule_files).map_err(|e| anyhow::anyhow!("audit rules: {e}"))?);
+    let rules = Arc::new(
+        t1609_k8saudit::AuditRules::load(&config.audit.rule_files)
+            .map_err(|e| anyhow::anyhow!("audit rules: {e}"))?,
+    );
     let stats = Arc::new(t1609_k8saudit::AuditStats::default());
     let (tx, mut rx) = mpsc::channel::<serde_json::Value>(1024);
     let cfg = config.audit.clone();
     let sources = tokio::spawn(t1609_k8saudit::run_sources(cfg, rules, tx, stats, stop));
-    info!(file = config.audit.file.is_some(), webhook = config.audit.webhook.is_some(), "kubernetes audit sources started");
+    info!(
+        file = config.audit.file.is_some(),
+        webhook = config.audit.webhook.is_some(),
+        "kubernetes audit sources started"
+    );
     Ok(Some(tokio::spawn(async move {
         while let Some(mut alert) = rx.recv().await {
-            correlator.lock().unwrap_or_else(std::sync::PoisonError::into_inner).observe_audit_alert(&mut alert, Instant::now());
+            correlator
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .observe_audit_alert(&mut alert, Instant::now());
             output.submit(Arc::new(alert));
         }
         match sources.await {
@@ -427,7 +491,12 @@ async fn start_audit(
 }
 
 /// An ECS alert document reporting captured events the kernel had to drop.
-fn loss_alert(host: Option<&str>, lost: u64, lost_chunks: u64, total: KernelCounters) -> serde_json::Value {
+fn loss_alert(
+    host: Option<&str>,
+    lost: u64,
+    lost_chunks: u64,
+    total: KernelCounters,
+) -> serde_json::Value {
     json!({
         "@timestamp": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         "event": {"kind": "alert", "id": format!("loss-{}-{}", std::process::id(), total.ringbuf_full + total.chunk_ringbuf_full),
@@ -443,7 +512,9 @@ fn loss_alert(host: Option<&str>, lost: u64, lost_chunks: u64, total: KernelCoun
 
 /// Tells systemd (when it started us with Type=notify) what state we are in.
 pub fn sd_notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     let sock = match std::os::unix::net::UnixDatagram::unbound() {
         Ok(s) => s,
         Err(_) => return,
@@ -451,7 +522,8 @@ pub fn sd_notify(state: &str) {
     let bytes = path.as_encoded_bytes();
     let result = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt as _;
-        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name).and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
     } else {
         sock.send_to(state.as_bytes(), &path)
     };
@@ -475,7 +547,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let recorder = args.record.as_ref().map(Recorder::open).transpose()?;
 
     let mut network = NetworkRules::builtin()?;
-    network.set_expected_clients("t1609.runtime_socket_access", &config.network.expected_clients);
+    network.set_expected_clients(
+        "t1609.runtime_socket_access",
+        &config.network.expected_clients,
+    );
     let mut capture = Capture::start(&CaptureOptions {
         capture_all,
         watch: names.clone(),
@@ -493,14 +568,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (engine_tx, engine_rx) = watch::channel(engine);
     let stats = Arc::new(PipelineStats::default());
     let enricher = Enricher::new(&config.host.root, &config.host.proc);
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_owned());
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned());
     let (control_tx, mut control_rx) = mpsc::unbounded_channel();
 
     let reader_task = tokio::spawn(reader.run(exec_tx, stop_rx));
-    let context = Context::new(&config.context, &config.host.proc, config.exceptions.clone())?;
-    stats.table_size.store(context.table.len() as u64, Ordering::Relaxed);
-    let correlator = Arc::new(std::sync::Mutex::new(t1609_k8saudit::Correlator::new(config.audit.correlation_window())));
-    let audit_task = start_audit(&config, correlator.clone(), output.clone(), stop_tx.subscribe()).await?;
+    let context = Context::new(
+        &config.context,
+        &config.host.proc,
+        config.exceptions.clone(),
+    )?;
+    stats
+        .table_size
+        .store(context.table.len() as u64, Ordering::Relaxed);
+    let correlator = Arc::new(std::sync::Mutex::new(t1609_k8saudit::Correlator::new(
+        config.audit.correlation_window(),
+    )));
+    let audit_task = start_audit(
+        &config,
+        correlator.clone(),
+        output.clone(),
+        stop_tx.subscribe(),
+    )
+    .await?;
     let pipeline = Pipeline {
         correlator,
         enricher,
@@ -525,15 +616,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut metrics_addr = String::from("off");
     if !config.metrics.listen.is_empty() {
         let listener = crate::metrics::bind(&config.metrics.listen).await?;
-        metrics_addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        metrics_addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         tokio::spawn(crate::metrics::serve(listener, health.clone()));
     }
     let refresh = |capture: &Capture, reader_alive: bool, last: KernelCounters| {
         let k = last;
-        let mut snap = health.snapshot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut snap = health
+            .snapshot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         snap.events_captured = stats.events.load(Ordering::Relaxed);
         snap.net_events = stats.net_events.load(Ordering::Relaxed);
-        snap.alerts_by_rule = stats.by_rule.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        snap.alerts_by_rule = stats
+            .by_rule
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         snap.suppressed = stats.suppressed.load(Ordering::Relaxed);
         snap.deduplicated = stats.deduplicated.load(Ordering::Relaxed);
         snap.ringbuf_lost = k.ringbuf_full;
@@ -546,7 +647,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .stats()
             .sinks
             .iter()
-            .map(|s| (s.name.clone(), s.queue_depth as u64, s.spooled, s.dropped, s.healthy))
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.queue_depth as u64,
+                    s.spooled,
+                    s.dropped,
+                    s.healthy,
+                )
+            })
             .collect();
         snap.attached = true;
         snap.reader_alive = reader_alive;

@@ -7,20 +7,29 @@
 use std::collections::HashMap;
 
 use t1609_common::{
-    ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, ArgvChunkRecord, COMM_LEN, ExecRecord, KIND_ARGV_CHUNK, KIND_EXEC, KIND_EXIT,
-    KIND_FORK, KIND_NET, NetRecord, RECORD_VERSION, RecordHeader, TaskRecord, flags, net_kind,
+    ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, ArgvChunkRecord, COMM_LEN, ExecRecord,
+    KIND_ARGV_CHUNK, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_NET, NetRecord, RECORD_VERSION,
+    RecordHeader, TaskRecord, flags, net_kind,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record of {len} bytes is shorter than the {need}-byte {what}")]
-    Short { what: &'static str, len: usize, need: usize },
+    Short {
+        what: &'static str,
+        len: usize,
+        need: usize,
+    },
     #[error("record version {found}, this agent decodes version {expected}")]
     Version { found: u16, expected: u16 },
     #[error("unknown record kind {kind}")]
     Kind { kind: u16 },
     #[error("{field} = {value} exceeds its buffer of {max} bytes")]
-    Length { field: &'static str, value: u32, max: usize },
+    Length {
+        field: &'static str,
+        value: u32,
+        max: usize,
+    },
     #[error("argv chunk {seq} at offset {offset} for tgid {tgid} has no pending exec record")]
     OrphanChunk { tgid: u32, seq: u32, offset: u32 },
 }
@@ -124,13 +133,23 @@ impl CapturedExec {
 pub enum Record {
     Exec(Box<CapturedExec>, u32),
     Other(Captured),
-    Chunk { tgid: u32, ktime_ns: u64, offset: u32, bytes: Vec<u8>, failed: bool },
+    Chunk {
+        tgid: u32,
+        ktime_ns: u64,
+        offset: u32,
+        bytes: Vec<u8>,
+        failed: bool,
+    },
 }
 
 fn read<T: Copy>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
     let need = size_of::<T>();
     if bytes.len() < need {
-        return Err(DecodeError::Short { what, len: bytes.len(), need });
+        return Err(DecodeError::Short {
+            what,
+            len: bytes.len(),
+            need,
+        });
     }
     // SAFETY: length checked above; T is a plain repr(C) type valid for any bit pattern.
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
@@ -145,25 +164,37 @@ fn nul_trimmed(buf: &[u8]) -> &[u8] {
 pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     let header: RecordHeader = read(bytes, "record header")?;
     if header.version != RECORD_VERSION {
-        return Err(DecodeError::Version { found: header.version, expected: RECORD_VERSION });
+        return Err(DecodeError::Version {
+            found: header.version,
+            expected: RECORD_VERSION,
+        });
     }
     match header.kind {
         KIND_EXEC => {
             let rec: ExecRecord = read(bytes, "exec record")?;
             let argv_len = rec.argv_len;
             if argv_len as usize > ARGV_CHUNK_LEN {
-                return Err(DecodeError::Length { field: "argv_len", value: argv_len, max: ARGV_CHUNK_LEN });
+                return Err(DecodeError::Length {
+                    field: "argv_len",
+                    value: argv_len,
+                    max: ARGV_CHUNK_LEN,
+                });
             }
             let filename_len = rec.filename_len;
             if filename_len as usize > rec.filename.len() {
-                return Err(DecodeError::Length { field: "filename_len", value: filename_len, max: rec.filename.len() });
+                return Err(DecodeError::Length {
+                    field: "filename_len",
+                    value: filename_len,
+                    max: rec.filename.len(),
+                });
             }
             let f = rec.header.flags;
             let tty = (f & flags::HAS_TTY != 0).then(|| Tty {
                 index: rec.tty_index,
                 name: String::from_utf8_lossy(nul_trimmed(&rec.tty_name)).into_owned(),
             });
-            let loginuid = (f & flags::NO_LOGINUID == 0 && rec.loginuid != u32::MAX).then_some(rec.loginuid);
+            let loginuid =
+                (f & flags::NO_LOGINUID == 0 && rec.loginuid != u32::MAX).then_some(rec.loginuid);
             let exec = CapturedExec {
                 ktime_ns: rec.header.ktime_ns,
                 tgid: rec.header.tgid,
@@ -196,7 +227,11 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                     .collect(),
             };
             if rec.chunks as usize > ARGV_MAX_CHUNKS {
-                return Err(DecodeError::Length { field: "chunks", value: rec.chunks, max: ARGV_MAX_CHUNKS });
+                return Err(DecodeError::Length {
+                    field: "chunks",
+                    value: rec.chunks,
+                    max: ARGV_MAX_CHUNKS,
+                });
             }
             Ok(Record::Exec(Box::new(exec), rec.chunks))
         }
@@ -204,7 +239,11 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
             let rec: ArgvChunkRecord = read(bytes, "argv chunk record")?;
             let len = rec.len;
             if len as usize > ARGV_CHUNK_LEN {
-                return Err(DecodeError::Length { field: "len", value: len, max: ARGV_CHUNK_LEN });
+                return Err(DecodeError::Length {
+                    field: "len",
+                    value: len,
+                    max: ARGV_CHUNK_LEN,
+                });
             }
             Ok(Record::Chunk {
                 tgid: rec.header.tgid,
@@ -218,10 +257,18 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
             let rec: NetRecord = read(bytes, "net record")?;
             let destination = match rec.net_kind {
                 net_kind::TCP4 => {
-                    let ip = std::net::Ipv4Addr::new(rec.daddr[0], rec.daddr[1], rec.daddr[2], rec.daddr[3]);
+                    let ip = std::net::Ipv4Addr::new(
+                        rec.daddr[0],
+                        rec.daddr[1],
+                        rec.daddr[2],
+                        rec.daddr[3],
+                    );
                     Destination::Tcp(std::net::SocketAddr::new(ip.into(), rec.dport))
                 }
-                net_kind::TCP6 => Destination::Tcp(std::net::SocketAddr::new(std::net::Ipv6Addr::from(rec.daddr).into(), rec.dport)),
+                net_kind::TCP6 => Destination::Tcp(std::net::SocketAddr::new(
+                    std::net::Ipv6Addr::from(rec.daddr).into(),
+                    rec.dport,
+                )),
                 net_kind::UNIX => Destination::Unix(nul_trimmed(&rec.path).to_vec()),
                 other => return Err(DecodeError::Kind { kind: other }),
             };
@@ -296,19 +343,38 @@ impl Assembler {
                         self.evicted_incomplete += 1;
                     }
                 }
-                self.pending.insert((exec.tgid, exec.ktime_ns), Pending { exec, remaining: chunks });
+                self.pending.insert(
+                    (exec.tgid, exec.ktime_ns),
+                    Pending {
+                        exec,
+                        remaining: chunks,
+                    },
+                );
                 Ok(None)
             }
-            Record::Chunk { tgid, ktime_ns, offset, bytes, failed } => {
+            Record::Chunk {
+                tgid,
+                ktime_ns,
+                offset,
+                bytes,
+                failed,
+            } => {
                 let Some(p) = self.pending.get_mut(&(tgid, ktime_ns)) else {
                     self.orphan_chunks += 1;
-                    return Err(DecodeError::OrphanChunk { tgid, seq: 0, offset });
+                    return Err(DecodeError::OrphanChunk {
+                        tgid,
+                        seq: 0,
+                        offset,
+                    });
                 };
                 // Chunks arrive in order; a gap means one was unreadable.
                 if failed || offset as usize != p.exec.argv.len() {
                     p.exec.incomplete = true;
                 }
-                if !failed && offset as usize == p.exec.argv.len() && p.exec.argv.len() + bytes.len() <= ARGV_MAX_TOTAL {
+                if !failed
+                    && offset as usize == p.exec.argv.len()
+                    && p.exec.argv.len() + bytes.len() <= ARGV_MAX_TOTAL
+                {
                     p.exec.argv.extend_from_slice(&bytes);
                 }
                 p.remaining -= 1;
@@ -338,7 +404,14 @@ pub(crate) mod tests {
     pub fn exec_record(tgid: u32, argv: &[u8], total: usize, chunks: u32) -> Vec<u8> {
         // SAFETY: all-zero is a valid ExecRecord.
         let mut rec: ExecRecord = unsafe { std::mem::zeroed() };
-        rec.header = RecordHeader { version: RECORD_VERSION, kind: KIND_EXEC, flags: 0, ktime_ns: 42, tgid, pid: tgid };
+        rec.header = RecordHeader {
+            version: RECORD_VERSION,
+            kind: KIND_EXEC,
+            flags: 0,
+            ktime_ns: 42,
+            tgid,
+            pid: tgid,
+        };
         rec.ppid = 1;
         rec.loginuid = u32::MAX;
         let n = argv.len().min(ARGV_CHUNK_LEN);
@@ -356,7 +429,14 @@ pub(crate) mod tests {
     pub fn chunk_record(tgid: u32, seq: u32, bytes: &[u8]) -> Vec<u8> {
         // SAFETY: all-zero is a valid ArgvChunkRecord.
         let mut rec: ArgvChunkRecord = unsafe { std::mem::zeroed() };
-        rec.header = RecordHeader { version: RECORD_VERSION, kind: KIND_ARGV_CHUNK, flags: 0, ktime_ns: 42, tgid, pid: tgid };
+        rec.header = RecordHeader {
+            version: RECORD_VERSION,
+            kind: KIND_ARGV_CHUNK,
+            flags: 0,
+            ktime_ns: 42,
+            tgid,
+            pid: tgid,
+        };
         rec.seq = seq;
         rec.offset = seq * ARGV_CHUNK_LEN as u32;
         rec.len = bytes.len() as u32;
@@ -368,11 +448,17 @@ pub(crate) mod tests {
     fn decodes_exec_and_splits_argv() {
         let argv = b"docker\0exec\0-it\0\0c1\0/bin/sh\0";
         let mut asm = Assembler::default();
-        let Some(Captured::Exec(exec)) = asm.push(&exec_record(7, argv, argv.len(), 0)).unwrap() else { panic!() };
+        let Some(Captured::Exec(exec)) = asm.push(&exec_record(7, argv, argv.len(), 0)).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(exec.filename, b"/usr/bin/docker");
         assert_eq!(exec.loginuid, None);
         let args: Vec<&[u8]> = exec.args();
-        assert_eq!(args, vec![&b"docker"[..], b"exec", b"-it", b"", b"c1", b"/bin/sh"]);
+        assert_eq!(
+            args,
+            vec![&b"docker"[..], b"exec", b"-it", b"", b"c1", b"/bin/sh"]
+        );
     }
 
     #[test]
@@ -380,9 +466,18 @@ pub(crate) mod tests {
         assert!(matches!(decode(&[0u8; 3]), Err(DecodeError::Short { .. })));
         let mut rec = exec_record(1, b"a\0", 2, 0);
         rec[0] = 99;
-        assert_eq!(decode(&rec).unwrap_err(), DecodeError::Version { found: 99, expected: RECORD_VERSION });
+        assert_eq!(
+            decode(&rec).unwrap_err(),
+            DecodeError::Version {
+                found: 99,
+                expected: RECORD_VERSION
+            }
+        );
         let rec = exec_record(1, b"a\0", 2, 0);
-        assert!(matches!(decode(&rec[..100]), Err(DecodeError::Short { .. })));
+        assert!(matches!(
+            decode(&rec[..100]),
+            Err(DecodeError::Short { .. })
+        ));
     }
 
     #[test]
@@ -390,7 +485,13 @@ pub(crate) mod tests {
         let mut rec = exec_record(1, b"a\0", 2, 0);
         let off = std::mem::offset_of!(ExecRecord, argv_len);
         rec[off..off + 4].copy_from_slice(&100_000u32.to_ne_bytes());
-        assert!(matches!(decode(&rec), Err(DecodeError::Length { field: "argv_len", .. })));
+        assert!(matches!(
+            decode(&rec),
+            Err(DecodeError::Length {
+                field: "argv_len",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -398,9 +499,15 @@ pub(crate) mod tests {
         let head = vec![b'a'; ARGV_CHUNK_LEN];
         let tail = b"bbb\0";
         let mut asm = Assembler::default();
-        assert!(asm.push(&exec_record(9, &head, ARGV_CHUNK_LEN + 4, 1)).unwrap().is_none());
+        assert!(
+            asm.push(&exec_record(9, &head, ARGV_CHUNK_LEN + 4, 1))
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(asm.pending(), 1);
-        let Some(Captured::Exec(exec)) = asm.push(&chunk_record(9, 1, tail)).unwrap() else { panic!() };
+        let Some(Captured::Exec(exec)) = asm.push(&chunk_record(9, 1, tail)).unwrap() else {
+            panic!()
+        };
         assert_eq!(exec.argv.len(), ARGV_CHUNK_LEN + 4);
         assert!(exec.argv.ends_with(b"bbb\0"));
         assert!(!exec.incomplete);
@@ -410,7 +517,13 @@ pub(crate) mod tests {
     #[test]
     fn chunk_count_beyond_the_kernel_cap_is_rejected() {
         let rec = exec_record(5, b"a\0", 2, (ARGV_MAX_CHUNKS + 1) as u32);
-        assert!(matches!(decode(&rec), Err(DecodeError::Length { field: "chunks", .. })));
+        assert!(matches!(
+            decode(&rec),
+            Err(DecodeError::Length {
+                field: "chunks",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -11,7 +11,9 @@ pub struct Output {
 
 impl Output {
     pub async fn start(config: DeliverConfig) -> anyhow::Result<Self> {
-        let dispatcher = Dispatcher::start(config).await.map_err(|e| anyhow::anyhow!("starting alert delivery: {e}"))?;
+        let dispatcher = Dispatcher::start(config)
+            .await
+            .map_err(|e| anyhow::anyhow!("starting alert delivery: {e}"))?;
         Ok(Self { dispatcher })
     }
 

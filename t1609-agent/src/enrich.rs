@@ -22,7 +22,10 @@ pub struct Clock {
 }
 
 fn clock_ns(id: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(id, &mut ts) };
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
@@ -32,14 +35,19 @@ impl Clock {
     pub fn now() -> Self {
         let boot = clock_ns(libc::CLOCK_BOOTTIME);
         let real = clock_ns(libc::CLOCK_REALTIME);
-        Self { realtime_minus_boottime_ns: real - boot }
+        Self {
+            realtime_minus_boottime_ns: real - boot,
+        }
     }
 
     pub fn rfc3339(&self, boottime_ns: u64) -> String {
         let ns = i128::from(boottime_ns) + self.realtime_minus_boottime_ns;
         time::OffsetDateTime::from_unix_timestamp_nanos(ns)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_default()
     }
 }
@@ -122,20 +130,33 @@ impl Enricher {
         }
         let executable = std::fs::read_link(self.proc_path(ppid, "exe"))
             .ok()
-            .map(|p| p.to_string_lossy().trim_end_matches(" (deleted)").to_owned());
-        let args: Option<Vec<String>> = std::fs::read(self.proc_path(ppid, "cmdline")).ok().map(|raw| {
-            let body = raw.strip_suffix(&[0]).unwrap_or(&raw);
-            if body.is_empty() {
-                Vec::new()
-            } else {
-                body.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
-            }
-        });
+            .map(|p| {
+                p.to_string_lossy()
+                    .trim_end_matches(" (deleted)")
+                    .to_owned()
+            });
+        let args: Option<Vec<String>> =
+            std::fs::read(self.proc_path(ppid, "cmdline"))
+                .ok()
+                .map(|raw| {
+                    let body = raw.strip_suffix(&[0]).unwrap_or(&raw);
+                    if body.is_empty() {
+                        Vec::new()
+                    } else {
+                        body.split(|b| *b == 0)
+                            .map(|a| String::from_utf8_lossy(a).into_owned())
+                            .collect()
+                    }
+                });
         let name = executable
             .as_deref()
             .map(basename)
             .map(str::to_owned)
-            .or_else(|| std::fs::read_to_string(self.proc_path(ppid, "comm")).ok().map(|s| s.trim_end().to_owned()));
+            .or_else(|| {
+                std::fs::read_to_string(self.proc_path(ppid, "comm"))
+                    .ok()
+                    .map(|s| s.trim_end().to_owned())
+            });
         Some(ParentProcess {
             pid: Some(ppid),
             name,
@@ -147,7 +168,12 @@ impl Enricher {
 
     /// Stable, unique id of one exec: boot id + boot-time stamp + tgid.
     pub fn event_id(&self, exec: &CapturedExec) -> String {
-        format!("{}-{:x}-{:x}", &self.boot_id[..self.boot_id.len().min(16)], exec.ktime_ns, exec.tgid)
+        format!(
+            "{}-{:x}-{:x}",
+            &self.boot_id[..self.boot_id.len().min(16)],
+            exec.ktime_ns,
+            exec.tgid
+        )
     }
 
     pub fn to_event(&mut self, exec: &CapturedExec) -> ProcessEvent {
@@ -157,15 +183,24 @@ impl Enricher {
 
     /// Like [`Self::to_event`], with the parent already known (from the process table),
     /// which saves three /proc reads per exec.
-    pub fn to_event_with_parent(&mut self, exec: &CapturedExec, parent: Option<ParentProcess>) -> ProcessEvent {
+    pub fn to_event_with_parent(
+        &mut self,
+        exec: &CapturedExec,
+        parent: Option<ParentProcess>,
+    ) -> ProcessEvent {
         let raw_args = exec.args();
         let lossy = raw_args.iter().any(|a| std::str::from_utf8(a).is_err());
-        let args: Vec<String> = raw_args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let args: Vec<String> = raw_args
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
         let b64 = base64::engine::general_purpose::STANDARD;
         let args_b64 = lossy.then(|| raw_args.iter().map(|a| b64.encode(a)).collect());
 
         let mut executable = String::from_utf8_lossy(&exec.filename).into_owned();
-        let executable_b64 = std::str::from_utf8(&exec.filename).is_err().then(|| b64.encode(&exec.filename));
+        let executable_b64 = std::str::from_utf8(&exec.filename)
+            .is_err()
+            .then(|| b64.encode(&exec.filename));
         if !executable.starts_with('/') && !executable.is_empty() {
             // A relative exec path is relative to the caller's cwd, which the new image inherits.
             if let Ok(cwd) = std::fs::read_link(self.proc_path(exec.tgid, "cwd")) {
@@ -180,7 +215,11 @@ impl Enricher {
         let working_directory = std::fs::read_link(self.proc_path(exec.tgid, "cwd"))
             .ok()
             .map(|p| p.to_string_lossy().into_owned());
-        let args_count = if exec.argc > 0 { u64::from(exec.argc) } else { args.len() as u64 };
+        let args_count = if exec.argc > 0 {
+            u64::from(exec.argc)
+        } else {
+            args.len() as u64
+        };
         ProcessEvent {
             timestamp: Some(self.clock.rfc3339(exec.ktime_ns)),
             event_id: Some(self.event_id(exec)),
@@ -194,8 +233,14 @@ impl Enricher {
                 working_directory,
                 parent: parent.map(Box::new),
             },
-            user: Identity { id: Some(exec.uid.to_string()), name: self.user_name(exec.uid) },
-            group: Identity { id: Some(exec.gid.to_string()), name: self.group_name(exec.gid) },
+            user: Identity {
+                id: Some(exec.uid.to_string()),
+                name: self.user_name(exec.uid),
+            },
+            group: Identity {
+                id: Some(exec.gid.to_string()),
+                name: self.group_name(exec.gid),
+            },
             // Filled by the context stage, which reads the cgroup once.
             container_id: None,
             host_hostname: self.hostname.clone(),
@@ -247,19 +292,31 @@ mod tests {
         for text in [
             format!("12:pids:/docker/{id}\n"),
             format!("0::/system.slice/docker-{id}.scope\n"),
-            format!("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1234.slice/cri-containerd-{id}.scope\n"),
+            format!(
+                "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1234.slice/cri-containerd-{id}.scope\n"
+            ),
             format!("0::/machine.slice/libpod-{id}.scope/container\n"),
             format!("0::/kubepods/besteffort/pod0c7c/{id}\n"),
         ] {
-            assert_eq!(container_id_from_cgroup(&text).as_deref(), Some(id.as_str()), "{text}");
+            assert_eq!(
+                container_id_from_cgroup(&text).as_deref(),
+                Some(id.as_str()),
+                "{text}"
+            );
         }
-        assert_eq!(container_id_from_cgroup("0::/user.slice/user-0.slice/session-1.scope\n"), None);
+        assert_eq!(
+            container_id_from_cgroup("0::/user.slice/user-0.slice/session-1.scope\n"),
+            None
+        );
     }
 
     #[test]
     fn clock_formats_rfc3339() {
         let c = Clock::now();
         let s = c.rfc3339(clock_ns(libc::CLOCK_BOOTTIME) as u64);
-        assert!(s.starts_with("20") && s.contains('T') && s.ends_with('Z'), "{s}");
+        assert!(
+            s.starts_with("20") && s.contains('T') && s.ends_with('Z'),
+            "{s}"
+        );
     }
 }

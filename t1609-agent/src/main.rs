@@ -9,7 +9,11 @@ use t1609_agent::{
 };
 
 #[derive(Parser)]
-#[command(name = "t1609-agent", version, about = "Detects MITRE ATT&CK T1609 (Container Administration Command) with eBPF")]
+#[command(
+    name = "t1609-agent",
+    version,
+    about = "Detects MITRE ATT&CK T1609 (Container Administration Command) with eBPF"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -70,14 +74,24 @@ enum ConfigCommand {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("T1609_LOG").unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("T1609_LOG").unwrap_or_else(|_| "info".into());
     use std::io::IsTerminal as _;
     // No colour codes in journald or log files.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(ansi).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .init();
 }
 
-fn replay(input: &PathBuf, rules: &[PathBuf], config: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+fn replay(
+    input: &PathBuf,
+    rules: &[PathBuf],
+    config: Option<&PathBuf>,
+) -> anyhow::Result<ExitCode> {
     use std::io::Read as _;
     let config = match config {
         Some(p) => Config::load(p)?,
@@ -87,29 +101,60 @@ fn replay(input: &PathBuf, rules: &[PathBuf], config: Option<&PathBuf>) -> anyho
     if input.as_os_str() == "-" {
         std::io::stdin().read_to_string(&mut text)?;
     } else {
-        text = std::fs::read_to_string(input).map_err(|e| anyhow::anyhow!("opening {}: {e}", input.display()))?;
+        text = std::fs::read_to_string(input)
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", input.display()))?;
     }
-    let o = t1609_agent::replay::replay(&text, rules, &config, std::io::stdout().lock(), std::io::stderr().lock())?;
+    let o = t1609_agent::replay::replay(
+        &text,
+        rules,
+        &config,
+        std::io::stdout().lock(),
+        std::io::stderr().lock(),
+    )?;
     eprintln!(
         "replay: {} lines, {} bad, {} alerts written ({} from Kubernetes audit events), {} suppressed by exceptions, {} deduplicated",
         o.lines, o.bad_lines, o.alerts, o.audit_alerts, o.suppressed, o.deduplicated
     );
-    Ok(if o.bad_lines > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if o.bad_lines > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Run { config, capture, record, rules, outputs } => tokio::runtime::Builder::new_multi_thread()
+        Command::Run {
+            config,
+            capture,
+            record,
+            rules,
+            outputs,
+        } => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(daemon::run(RunArgs { config_path: config, capture, record, rules, outputs })))
+            .and_then(|rt| {
+                rt.block_on(daemon::run(RunArgs {
+                    config_path: config,
+                    capture,
+                    record,
+                    rules,
+                    outputs,
+                }))
+            })
             .map(|()| ExitCode::SUCCESS),
-        Command::Replay { input, rules, config } => replay(&input, &rules, config.as_ref()),
-        Command::Rules { command: RulesCommand::Check { paths } } => match t1609_detect::check_rules(&paths) {
+        Command::Replay {
+            input,
+            rules,
+            config,
+        } => replay(&input, &rules, config.as_ref()),
+        Command::Rules {
+            command: RulesCommand::Check { paths },
+        } => match t1609_detect::check_rules(&paths) {
             Ok(n) => {
                 println!("ok: {n} rules");
                 Ok(ExitCode::SUCCESS)
@@ -121,10 +166,14 @@ fn main() -> ExitCode {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Config { command: ConfigCommand::Check { file } } => Config::load(&file).map(|_| {
-            println!("ok: {}", file.display());
-            ExitCode::SUCCESS
-        }).map_err(anyhow::Error::from),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => Config::load(&file)
+            .map(|_| {
+                println!("ok: {}", file.display());
+                ExitCode::SUCCESS
+            })
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => code,

@@ -30,7 +30,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:9609".into() }
+        Self {
+            listen: "127.0.0.1:9609".into(),
+        }
     }
 }
 
@@ -63,7 +65,10 @@ pub struct Health {
 
 impl Health {
     pub fn healthy(&self) -> Result<(), String> {
-        let s = self.snapshot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let s = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !s.attached {
             return Err("eBPF programs not attached".into());
         }
@@ -86,32 +91,86 @@ pub fn render(s: &Snapshot) -> String {
         c.inc_by(v);
         reg.register(name, help, c);
     };
-    counter(&mut reg, "events_captured", "Exec events captured by the kernel probe", s.events_captured);
-    counter(&mut reg, "network_events_captured", "Watched connects captured", s.net_events);
-    counter(&mut reg, "alerts_suppressed", "Alerts suppressed by exceptions", s.suppressed);
-    counter(&mut reg, "alerts_deduplicated", "Alerts folded into an earlier identical one", s.deduplicated);
-    counter(&mut reg, "ringbuf_lost_events", "Exec events the kernel could not queue (ring buffer full)", s.ringbuf_lost);
-    counter(&mut reg, "ringbuf_lost_argv_chunks", "argv continuation records lost", s.argv_chunks_lost);
-    counter(&mut reg, "kernel_read_errors", "Failed kernel reads in the probes", s.kernel_read_errors);
-    counter(&mut reg, "decode_errors", "Ring-buffer records that could not be decoded", s.decode_errors);
+    counter(
+        &mut reg,
+        "events_captured",
+        "Exec events captured by the kernel probe",
+        s.events_captured,
+    );
+    counter(
+        &mut reg,
+        "network_events_captured",
+        "Watched connects captured",
+        s.net_events,
+    );
+    counter(
+        &mut reg,
+        "alerts_suppressed",
+        "Alerts suppressed by exceptions",
+        s.suppressed,
+    );
+    counter(
+        &mut reg,
+        "alerts_deduplicated",
+        "Alerts folded into an earlier identical one",
+        s.deduplicated,
+    );
+    counter(
+        &mut reg,
+        "ringbuf_lost_events",
+        "Exec events the kernel could not queue (ring buffer full)",
+        s.ringbuf_lost,
+    );
+    counter(
+        &mut reg,
+        "ringbuf_lost_argv_chunks",
+        "argv continuation records lost",
+        s.argv_chunks_lost,
+    );
+    counter(
+        &mut reg,
+        "kernel_read_errors",
+        "Failed kernel reads in the probes",
+        s.kernel_read_errors,
+    );
+    counter(
+        &mut reg,
+        "decode_errors",
+        "Ring-buffer records that could not be decoded",
+        s.decode_errors,
+    );
     let g: Gauge = Gauge::default();
     g.set(i64::try_from(s.process_table).unwrap_or(i64::MAX));
     reg.register("process_table_entries", "Processes in the process table", g);
 
     let alerts = Family::<Labels, Counter>::default();
     for (rule, n) in &s.alerts_by_rule {
-        alerts.get_or_create(&vec![("rule".into(), rule.clone())]).inc_by(*n);
+        alerts
+            .get_or_create(&vec![("rule".into(), rule.clone())])
+            .inc_by(*n);
     }
     reg.register("alerts", "Alerts raised, by rule", alerts);
 
     let run_time = Family::<Labels, Counter>::default();
     let run_count = Family::<Labels, Counter>::default();
     for (prog, ns, cnt) in &s.programs {
-        run_time.get_or_create(&vec![("program".into(), prog.clone())]).inc_by(*ns);
-        run_count.get_or_create(&vec![("program".into(), prog.clone())]).inc_by(*cnt);
+        run_time
+            .get_or_create(&vec![("program".into(), prog.clone())])
+            .inc_by(*ns);
+        run_count
+            .get_or_create(&vec![("program".into(), prog.clone())])
+            .inc_by(*cnt);
     }
-    reg.register("bpf_program_run_time_ns", "In-kernel run time of each eBPF program (needs kernel.bpf_stats_enabled=1)", run_time);
-    reg.register("bpf_program_run_count", "Runs of each eBPF program (needs kernel.bpf_stats_enabled=1)", run_count);
+    reg.register(
+        "bpf_program_run_time_ns",
+        "In-kernel run time of each eBPF program (needs kernel.bpf_stats_enabled=1)",
+        run_time,
+    );
+    reg.register(
+        "bpf_program_run_count",
+        "Runs of each eBPF program (needs kernel.bpf_stats_enabled=1)",
+        run_count,
+    );
 
     let depth = Family::<Labels, Gauge>::default();
     let spooled = Family::<Labels, Counter>::default();
@@ -119,14 +178,28 @@ pub fn render(s: &Snapshot) -> String {
     let healthy = Family::<Labels, Gauge>::default();
     for (sink, d, sp, dr, h) in &s.sinks {
         let l = vec![("sink".to_owned(), sink.clone())];
-        depth.get_or_create(&l).set(i64::try_from(*d).unwrap_or(i64::MAX));
+        depth
+            .get_or_create(&l)
+            .set(i64::try_from(*d).unwrap_or(i64::MAX));
         spooled.get_or_create(&l).inc_by(*sp);
         dropped.get_or_create(&l).inc_by(*dr);
         healthy.get_or_create(&l).set(i64::from(*h));
     }
-    reg.register("sink_queue_depth", "Alerts queued in memory per sink", depth);
-    reg.register("sink_spooled", "Alerts written to the on-disk spool per sink", spooled);
-    reg.register("sink_dropped", "Alerts dropped per sink (queue or spool cap)", dropped);
+    reg.register(
+        "sink_queue_depth",
+        "Alerts queued in memory per sink",
+        depth,
+    );
+    reg.register(
+        "sink_spooled",
+        "Alerts written to the on-disk spool per sink",
+        spooled,
+    );
+    reg.register(
+        "sink_dropped",
+        "Alerts dropped per sink (queue or spool cap)",
+        dropped,
+    );
     reg.register("sink_healthy", "1 when the sink accepts alerts", healthy);
 
     let mut out = String::new();
@@ -163,8 +236,18 @@ async fn handle(mut sock: tokio::net::TcpStream, health: Arc<Health>) {
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let reply = match (method, path) {
         ("GET", "/metrics") => {
-            let text = render(&health.snapshot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone());
-            response("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", &text)
+            let text = render(
+                &health
+                    .snapshot
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone(),
+            );
+            response(
+                "200 OK",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                &text,
+            )
         }
         ("GET", "/healthz") => match health.healthy() {
             Ok(()) => response("200 OK", "text/plain", "ok\n"),
@@ -184,13 +267,19 @@ async fn handle(mut sock: tokio::net::TcpStream, health: Arc<Health>) {
 }
 
 pub async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
-    let addr: SocketAddr = listen.parse().map_err(|e| anyhow::anyhow!("metrics.listen = {listen:?}: {e}"))?;
-    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("metrics.listen = {listen:?}: cannot bind: {e}"))
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|e| anyhow::anyhow!("metrics.listen = {listen:?}: {e}"))?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("metrics.listen = {listen:?}: cannot bind: {e}"))
 }
 
 pub async fn serve(listener: TcpListener, health: Arc<Health>) {
     loop {
-        let Ok((sock, _)) = listener.accept().await else { continue };
+        let Ok((sock, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::spawn(handle(sock, health.clone()));
     }
 }
@@ -201,15 +290,32 @@ mod tests {
 
     #[test]
     fn renders_prometheus_text() {
-        let mut s = Snapshot { events_captured: 5, process_table: 7, attached: true, reader_alive: true, ..Default::default() };
+        let mut s = Snapshot {
+            events_captured: 5,
+            process_table: 7,
+            attached: true,
+            reader_alive: true,
+            ..Default::default()
+        };
         s.alerts_by_rule.insert("t1609.container_exec".into(), 3);
         s.programs.push(("sched_process_exec".into(), 1000, 10));
         s.sinks.push(("stdout".into(), 1, 0, 2, true));
         let text = render(&s);
         assert!(text.contains("t1609_events_captured_total 5"), "{text}");
-        assert!(text.contains("t1609_alerts_total{rule=\"t1609.container_exec\"} 3"), "{text}");
-        assert!(text.contains("t1609_bpf_program_run_time_ns_total{program=\"sched_process_exec\"} 1000"), "{text}");
-        assert!(text.contains("t1609_sink_dropped_total{sink=\"stdout\"} 2"), "{text}");
+        assert!(
+            text.contains("t1609_alerts_total{rule=\"t1609.container_exec\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "t1609_bpf_program_run_time_ns_total{program=\"sched_process_exec\"} 1000"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("t1609_sink_dropped_total{sink=\"stdout\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("t1609_process_table_entries 7"), "{text}");
     }
 
@@ -219,7 +325,11 @@ mod tests {
         assert!(h.healthy().unwrap_err().contains("not attached"));
         h.snapshot.lock().unwrap().attached = true;
         h.snapshot.lock().unwrap().reader_alive = true;
-        h.snapshot.lock().unwrap().sinks.push(("journald".into(), 0, 5, 0, false));
+        h.snapshot
+            .lock()
+            .unwrap()
+            .sinks
+            .push(("journald".into(), 0, 5, 0, false));
         assert!(h.healthy().unwrap_err().contains("journald"));
     }
 }

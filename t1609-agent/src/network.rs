@@ -17,9 +17,18 @@ const BUILTIN_NAME: &str = "t1609-agent/rules/network.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkRuleError {
     #[error("{file}:{line}:{column}: {message}")]
-    Parse { file: String, line: usize, column: usize, message: String },
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{file}: rule {id}: {message}")]
-    Invalid { file: String, id: String, message: String },
+    Invalid {
+        file: String,
+        id: String,
+        message: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -74,7 +83,10 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
         return pattern == text;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
+    if !text.starts_with(first)
+        || !text[first.len()..].ends_with(last)
+        || text.len() < first.len() + last.len()
+    {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
@@ -109,12 +121,18 @@ impl NetworkRules {
                     return Err(NetworkRuleError::Invalid {
                         file: file.to_owned(),
                         id: r.id.clone(),
-                        message: format!("severity {s:?} is not one of low, medium, high, critical"),
+                        message: format!(
+                            "severity {s:?} is not one of low, medium, high, critical"
+                        ),
                     });
                 }
             }
             if r.kind == NetKind::Tcp && r.ports.is_empty() {
-                return Err(NetworkRuleError::Invalid { file: file.to_owned(), id: r.id.clone(), message: "a tcp rule needs ports".into() });
+                return Err(NetworkRuleError::Invalid {
+                    file: file.to_owned(),
+                    id: r.id.clone(),
+                    message: "a tcp rule needs ports".into(),
+                });
             }
         }
         Ok(Self { rules: parsed.rule })
@@ -161,18 +179,37 @@ pub struct NetProcess {
 
 pub fn read_process(proc_root: &Path, pid: u32) -> NetProcess {
     let dir = proc_root.join(pid.to_string());
-    let executable = std::fs::read_link(dir.join("exe")).ok().map(|p| p.to_string_lossy().trim_end_matches(" (deleted)").to_owned());
+    let executable = std::fs::read_link(dir.join("exe")).ok().map(|p| {
+        p.to_string_lossy()
+            .trim_end_matches(" (deleted)")
+            .to_owned()
+    });
     let args = std::fs::read(dir.join("cmdline")).ok().map(|raw| {
         let body = raw.strip_suffix(&[0]).unwrap_or(&raw);
-        if body.is_empty() { vec![] } else { body.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect() }
+        if body.is_empty() {
+            vec![]
+        } else {
+            body.split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        }
     });
-    let container_id = std::fs::read_to_string(dir.join("cgroup")).ok().and_then(|t| crate::enrich::container_id_from_cgroup(&t));
+    let container_id = std::fs::read_to_string(dir.join("cgroup"))
+        .ok()
+        .and_then(|t| crate::enrich::container_id_from_cgroup(&t));
     let ns = |p: PathBuf| std::fs::read_link(p).ok();
     let in_container = match (ns(dir.join("ns/mnt")), ns(proc_root.join("1/ns/mnt"))) {
         (Some(a), Some(b)) => a != b,
         _ => container_id.is_some(),
     };
-    NetProcess { executable, args, parent: None, container_id, in_container, user_name: None }
+    NetProcess {
+        executable,
+        args,
+        parent: None,
+        container_id,
+        in_container,
+        user_name: None,
+    }
 }
 
 /// Remembers recent argv alerts per process, so a socket-level alert from the same
@@ -190,7 +227,8 @@ const LINK_MAX: usize = 8192;
 
 impl AlertLinks {
     pub fn remember(&mut self, tgid: u32, group_id: &str, event_id: &str, now: Instant) {
-        self.by_tgid.insert(tgid, (group_id.to_owned(), event_id.to_owned(), now));
+        self.by_tgid
+            .insert(tgid, (group_id.to_owned(), event_id.to_owned(), now));
         self.order.push_back((tgid, now));
         while let Some(&(old, at)) = self.order.front() {
             if now.duration_since(at) < LINK_WINDOW && self.order.len() <= LINK_MAX {
@@ -220,7 +258,10 @@ impl AlertLinks {
     }
 }
 
-#[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename these")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename these"
+)]
 pub fn alert_doc(
     rule: &NetworkRule,
     net: &CapturedNet,
@@ -232,12 +273,20 @@ pub fn alert_doc(
     host: Option<&str>,
 ) -> Value {
     let (severity, risk) = if proc.in_container {
-        (rule.severity_in_container.as_str(), rule.risk_score_in_container)
+        (
+            rule.severity_in_container.as_str(),
+            rule.risk_score_in_container,
+        )
     } else {
         (rule.severity.as_str(), rule.risk_score)
     };
     let comm = String::from_utf8_lossy(&net.comm).into_owned();
-    let name = proc.executable.as_deref().map(crate::enrich::basename).unwrap_or(&comm).to_owned();
+    let name = proc
+        .executable
+        .as_deref()
+        .map(crate::enrich::basename)
+        .unwrap_or(&comm)
+        .to_owned();
     let mut destination = json!({});
     let mut network = json!({});
     match &net.destination {
@@ -300,10 +349,16 @@ mod tests {
 
     #[test]
     fn bad_rule_file_names_line() {
-        let err = NetworkRules::parse("x.toml", "[[rule]]\nid = \"a\"\nkind = \"udp\"\n").err().unwrap().to_string();
+        let err = NetworkRules::parse("x.toml", "[[rule]]\nid = \"a\"\nkind = \"udp\"\n")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.starts_with("x.toml:3:"), "{err}");
         let text = BUILTIN.replacen("severity = \"medium\"", "severity = \"severe\"", 1);
-        let err = NetworkRules::parse("x.toml", &text).err().unwrap().to_string();
+        let err = NetworkRules::parse("x.toml", &text)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("severe"), "{err}");
     }
 
@@ -318,7 +373,10 @@ mod tests {
         assert!(l.lookup(19_999, t0).is_some());
         l.remember(1, "g2", "e2", t0 + LINK_WINDOW + Duration::from_secs(1));
         assert_eq!(l.len(), 1, "everything older than the window is gone");
-        assert_eq!(l.lookup(1, t0 + LINK_WINDOW + Duration::from_secs(1)), Some(("g2", "e2")));
+        assert_eq!(
+            l.lookup(1, t0 + LINK_WINDOW + Duration::from_secs(1)),
+            Some(("g2", "e2"))
+        );
     }
 
     #[test]
@@ -348,7 +406,12 @@ mod tests {
     #[test]
     fn runtime_socket_rule_skips_expected_clients() {
         let r = NetworkRules::builtin().unwrap();
-        let ids = |exe: &str| r.matching(&unix("/var/run/docker.sock"), exe).iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        let ids = |exe: &str| {
+            r.matching(&unix("/var/run/docker.sock"), exe)
+                .iter()
+                .map(|r| r.id.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids("curl"), ["t1609.runtime_socket_access"]);
         assert!(ids("docker").is_empty());
         assert!(ids("containerd-shim-runc-v2").is_empty());

@@ -19,7 +19,10 @@ pub const KEPT: [Capability; 2] = [Capability::CAP_SYS_PTRACE, Capability::CAP_D
 #[derive(Debug, thiserror::Error)]
 pub enum PrivilegeError {
     #[error("dropping capabilities from the {set} set failed: {source}")]
-    Drop { set: &'static str, source: caps::errors::CapsError },
+    Drop {
+        set: &'static str,
+        source: caps::errors::CapsError,
+    },
 }
 
 /// Drops every capability but [`KEPT`]; returns what remains effective.
@@ -34,11 +37,27 @@ pub fn drop_after_attach() -> Result<CapsHashSet, PrivilegeError> {
             }
         }
     }
-    let permitted_now = caps::read(None, CapSet::Permitted).map_err(|source| PrivilegeError::Drop { set: "permitted", source })?;
+    let permitted_now =
+        caps::read(None, CapSet::Permitted).map_err(|source| PrivilegeError::Drop {
+            set: "permitted",
+            source,
+        })?;
     let kept: CapsHashSet = permitted_now.intersection(&keep).copied().collect();
-    caps::clear(None, CapSet::Ambient).map_err(|source| PrivilegeError::Drop { set: "ambient", source })?;
-    caps::clear(None, CapSet::Inheritable).map_err(|source| PrivilegeError::Drop { set: "inheritable", source })?;
-    caps::set(None, CapSet::Effective, &kept).map_err(|source| PrivilegeError::Drop { set: "effective", source })?;
-    caps::set(None, CapSet::Permitted, &kept).map_err(|source| PrivilegeError::Drop { set: "permitted", source })?;
+    caps::clear(None, CapSet::Ambient).map_err(|source| PrivilegeError::Drop {
+        set: "ambient",
+        source,
+    })?;
+    caps::clear(None, CapSet::Inheritable).map_err(|source| PrivilegeError::Drop {
+        set: "inheritable",
+        source,
+    })?;
+    caps::set(None, CapSet::Effective, &kept).map_err(|source| PrivilegeError::Drop {
+        set: "effective",
+        source,
+    })?;
+    caps::set(None, CapSet::Permitted, &kept).map_err(|source| PrivilegeError::Drop {
+        set: "permitted",
+        source,
+    })?;
     Ok(kept)
 }

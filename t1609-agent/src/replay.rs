@@ -32,7 +32,9 @@ impl<W: Write> TunedOutput<'_, W> {
         };
         let at = doc["@timestamp"]
             .as_str()
-            .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
             .unwrap_or_else(time::OffsetDateTime::now_utc);
         let (t0, i0) = *self.base.get_or_insert((at, Instant::now()));
         let mono = i0 + Duration::try_from(at - t0).unwrap_or_default();
@@ -49,7 +51,8 @@ impl<W: Write> TunedOutput<'_, W> {
             self.deduplicated += 1;
             return Ok(());
         }
-        self.first_docs.insert(crate::context::dedup_key(&doc), doc.clone());
+        self.first_docs
+            .insert(crate::context::dedup_key(&doc), doc.clone());
         self.written += 1;
         serde_json::to_writer(&mut self.out, &doc)?;
         self.out.write_all(b"\n")
@@ -106,11 +109,19 @@ pub struct ReplayOutcome {
 }
 
 /// Runs the replay of `text`; alerts go to `out`, line errors to `err`.
-pub fn replay(text: &str, rules: &[PathBuf], config: &Config, out: impl Write, err: impl Write) -> anyhow::Result<ReplayOutcome> {
+pub fn replay(
+    text: &str,
+    rules: &[PathBuf],
+    config: &Config,
+    out: impl Write,
+    err: impl Write,
+) -> anyhow::Result<ReplayOutcome> {
     let mut all_rules = config.rules.paths.clone();
     all_rules.extend(rules.iter().cloned());
-    let engine = t1609_detect::Engine::load(&all_rules).map_err(|e| anyhow::anyhow!("loading rules: {e}"))?;
-    let audit = t1609_k8saudit::AuditRules::load(&config.audit.rule_files).map_err(|e| anyhow::anyhow!("loading audit rules: {e}"))?;
+    let engine = t1609_detect::Engine::load(&all_rules)
+        .map_err(|e| anyhow::anyhow!("loading rules: {e}"))?;
+    let audit = t1609_k8saudit::AuditRules::load(&config.audit.rule_files)
+        .map_err(|e| anyhow::anyhow!("loading audit rules: {e}"))?;
     let mut tuning = Tuning::new(config.exceptions.clone(), config.context.dedup_window_ms)?;
     let mut tuned = TunedOutput {
         out,
@@ -127,9 +138,9 @@ pub fn replay(text: &str, rules: &[PathBuf], config: &Config, out: impl Write, e
     let mut process_lines = String::with_capacity(text.len());
     let mut audit_alerts = 0u64;
     for line in text.lines() {
-        let audit_doc = serde_json::from_str::<Value>(line)
-            .ok()
-            .filter(|v| t1609_k8saudit::looks_like_audit(v) || t1609_k8saudit::looks_like_audit_list(v));
+        let audit_doc = serde_json::from_str::<Value>(line).ok().filter(|v| {
+            t1609_k8saudit::looks_like_audit(v) || t1609_k8saudit::looks_like_audit_list(v)
+        });
         match audit_doc.map(|v| audit.evaluate_value(&v)) {
             Some(Ok(alerts)) => {
                 for a in alerts {

@@ -47,14 +47,21 @@ const LINK_WINDOW: Duration = Duration::from_secs(5);
 pub fn is_injection(name: &str, args: &[String]) -> bool {
     match name {
         "runc" | "crun" => args.iter().skip(1).any(|a| a == "exec"),
-        "nsenter" => !args.iter().skip(1).any(|a| a == "--help" || a == "-h" || a == "--version" || a == "-V"),
+        "nsenter" => !args
+            .iter()
+            .skip(1)
+            .any(|a| a == "--help" || a == "-h" || a == "--version" || a == "-V"),
         _ => false,
     }
 }
 
 /// The container id a `runc exec ... <id>` targets: its last non-flag argument.
 pub fn runtime_exec_target(args: &[String]) -> Option<String> {
-    args.iter().rev().find(|a| !a.starts_with('-')).filter(|a| a.len() >= 12).cloned()
+    args.iter()
+        .rev()
+        .find(|a| !a.starts_with('-'))
+        .filter(|a| a.len() >= 12)
+        .cloned()
 }
 
 #[derive(Default)]
@@ -67,7 +74,11 @@ impl Sessions {
     /// Remembers an exec-type alert so the runtime exec that follows can join its group.
     pub fn expect(&mut self, p: PendingExec) {
         // Pending alerts arrive in time order: expire from the front, and keep a bound.
-        let expired = self.pending.iter().take_while(|e| p.at.duration_since(e.at) >= LINK_WINDOW).count();
+        let expired = self
+            .pending
+            .iter()
+            .take_while(|e| p.at.duration_since(e.at) >= LINK_WINDOW)
+            .count();
         let over = (self.pending.len() - expired + 1).saturating_sub(MAX_PENDING);
         self.pending.drain(..expired + over);
         self.pending.push(p);
@@ -77,16 +88,22 @@ impl Sessions {
     /// own alerts are then folded into that one rather than raised again.
     pub fn start(&mut self, mut s: Session) -> Option<PendingExec> {
         let now = s.started;
-        let expired = self.pending.iter().take_while(|e| now.duration_since(e.at) >= LINK_WINDOW).count();
+        let expired = self
+            .pending
+            .iter()
+            .take_while(|e| now.duration_since(e.at) >= LINK_WINDOW)
+            .count();
         self.pending.drain(..expired);
         // Prefer the alert whose target matches the runtime's container id.
         let idx = s
             .container_hint
             .as_deref()
             .and_then(|id| {
-                self.pending
-                    .iter()
-                    .rposition(|p| p.target.as_deref().is_some_and(|t| id.starts_with(t) || t.starts_with(id)))
+                self.pending.iter().rposition(|p| {
+                    p.target
+                        .as_deref()
+                        .is_some_and(|t| id.starts_with(t) || t.starts_with(id))
+                })
             })
             .or_else(|| (!self.pending.is_empty()).then(|| self.pending.len() - 1));
         if s.root_name != "nsenter" {
@@ -103,7 +120,9 @@ impl Sessions {
 
     /// An exec inside a session: the first one is the injected process.
     pub fn record_exec(&mut self, id: u64, pid: u32, doc: Value) {
-        let Some(s) = self.sessions.get_mut(&id) else { return };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
         if pid == s.root_pid && s.root_name != "nsenter" {
             return; // the runtime re-exec'ing itself
         }
@@ -111,7 +130,9 @@ impl Sessions {
         // set-up inside the container, not a command the user ran.
         let args = doc["args"].as_array();
         let is_runtime_init = args.is_some_and(|a| {
-            a.len() == 2 && matches!(a[0].as_str(), Some("runc" | "crun" | "runc:[2:INIT]")) && a[1].as_str() == Some("init")
+            a.len() == 2
+                && matches!(a[0].as_str(), Some("runc" | "crun" | "runc:[2:INIT]"))
+                && a[1].as_str() == Some("init")
         });
         if is_runtime_init {
             return;
@@ -139,10 +160,15 @@ impl Sessions {
         let due: Vec<u64> = self
             .sessions
             .values()
-            .filter(|s| now.duration_since(s.started) >= window || (s.ended && now.duration_since(s.started) >= Duration::from_millis(200)))
+            .filter(|s| {
+                now.duration_since(s.started) >= window
+                    || (s.ended && now.duration_since(s.started) >= Duration::from_millis(200))
+            })
             .map(|s| s.id)
             .collect();
-        due.into_iter().filter_map(|id| self.sessions.remove(&id)).collect()
+        due.into_iter()
+            .filter_map(|id| self.sessions.remove(&id))
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -155,13 +181,29 @@ impl Sessions {
 }
 
 /// The follow-up alert naming the injected process and what ran in the session.
-pub fn session_alert(s: &Session, timestamp: String, event_id: String, host: Option<&str>) -> Value {
-    let group_id = s.linked.as_ref().map_or_else(|| format!("session-{:x}", s.id), |l| l.group_id.clone());
+pub fn session_alert(
+    s: &Session,
+    timestamp: String,
+    event_id: String,
+    host: Option<&str>,
+) -> Value {
+    let group_id = s
+        .linked
+        .as_ref()
+        .map_or_else(|| format!("session-{:x}", s.id), |l| l.group_id.clone());
     let injected = s.injected.clone().unwrap_or(Value::Null);
     let container = injected["container_id"].clone();
-    let commands: Vec<Value> = s.commands.iter().map(|c| c["command_line"].clone()).collect();
+    let commands: Vec<Value> = s
+        .commands
+        .iter()
+        .map(|c| c["command_line"].clone())
+        .collect();
     let names: Vec<Value> = s.commands.iter().map(|c| c["name"].clone()).collect();
-    let via = s.linked.as_ref().map(|l| l.tool.clone()).unwrap_or_else(|| s.root_name.clone());
+    let via = s
+        .linked
+        .as_ref()
+        .map(|l| l.tool.clone())
+        .unwrap_or_else(|| s.root_name.clone());
     json!({
         "@timestamp": timestamp,
         "message": format!("T1609 session injected via {via}: {} command(s) ran inside: {}", commands.len(),
@@ -203,25 +245,57 @@ mod tests {
 
     #[test]
     fn runtime_exec_is_an_injection_other_verbs_are_not() {
-        assert!(is_injection("runc", &v(&["runc", "--root", "/run/docker/runtime-runc/moby", "exec", "--process", "/tmp/p.json", "abc"])));
-        assert!(!is_injection("runc", &v(&["runc", "--root", "/x", "create", "--bundle", "/b", "abc"])));
+        assert!(is_injection(
+            "runc",
+            &v(&[
+                "runc",
+                "--root",
+                "/run/docker/runtime-runc/moby",
+                "exec",
+                "--process",
+                "/tmp/p.json",
+                "abc"
+            ])
+        ));
+        assert!(!is_injection(
+            "runc",
+            &v(&["runc", "--root", "/x", "create", "--bundle", "/b", "abc"])
+        ));
         assert!(!is_injection("runc", &v(&["runc", "state", "abc"])));
-        assert!(is_injection("nsenter", &v(&["nsenter", "-t", "1", "-m", "sh"])));
+        assert!(is_injection(
+            "nsenter",
+            &v(&["nsenter", "-t", "1", "-m", "sh"])
+        ));
         assert!(!is_injection("nsenter", &v(&["nsenter", "--help"])));
     }
 
     #[test]
     fn target_is_last_positional() {
         let id = "0123456789abcdef".repeat(4);
-        assert_eq!(runtime_exec_target(&v(&["runc", "exec", "--process", "/p", &id])), Some(id));
+        assert_eq!(
+            runtime_exec_target(&v(&["runc", "exec", "--process", "/p", &id])),
+            Some(id)
+        );
     }
 
     #[test]
     fn session_links_to_matching_pending_alert_and_collects_commands() {
         let mut s = Sessions::default();
         let now = Instant::now();
-        s.expect(PendingExec { group_id: "g1".into(), event_id: "e1".into(), at: now, target: Some("c1".into()), tool: "docker".into() });
-        s.expect(PendingExec { group_id: "g2".into(), event_id: "e2".into(), at: now, target: Some("abcdef012345".into()), tool: "docker".into() });
+        s.expect(PendingExec {
+            group_id: "g1".into(),
+            event_id: "e1".into(),
+            at: now,
+            target: Some("c1".into()),
+            tool: "docker".into(),
+        });
+        s.expect(PendingExec {
+            group_id: "g2".into(),
+            event_id: "e2".into(),
+            at: now,
+            target: Some("abcdef012345".into()),
+            tool: "docker".into(),
+        });
         let linked = s.start(Session {
             id: 7,
             root_pid: 100,
@@ -237,15 +311,26 @@ mod tests {
             ended: false,
         });
         assert_eq!(linked.unwrap().group_id, "g2");
-        s.record_exec(7, 101, json!({"pid": 101, "name": "sh", "command_line": "/bin/sh -c id"}));
-        s.record_exec(7, 102, json!({"pid": 102, "name": "id", "command_line": "id"}));
+        s.record_exec(
+            7,
+            101,
+            json!({"pid": 101, "name": "sh", "command_line": "/bin/sh -c id"}),
+        );
+        s.record_exec(
+            7,
+            102,
+            json!({"pid": 102, "name": "id", "command_line": "id"}),
+        );
         assert!(s.take_due(Duration::from_secs(3), now).is_empty());
         s.exited(7, 101);
         let due = s.take_due(Duration::from_secs(3), now + Duration::from_millis(300));
         assert_eq!(due.len(), 1);
         let alert = session_alert(&due[0], "t".into(), "e".into(), None);
         assert_eq!(alert["t1609"]["group_id"], "g2");
-        assert_eq!(alert["t1609"]["session"]["commands"], json!(["/bin/sh -c id", "id"]));
+        assert_eq!(
+            alert["t1609"]["session"]["commands"],
+            json!(["/bin/sh -c id", "id"])
+        );
         assert_eq!(alert["t1609"]["session"]["injected"]["pid"], 101);
     }
 }

@@ -14,7 +14,11 @@ use serde_json::Value;
 
 fn services(which: &str) -> bool {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
-    let ok = Command::new("bash").arg(script).arg(which).status().is_ok_and(|s| s.success());
+    let ok = Command::new("bash")
+        .arg(script)
+        .arg(which)
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
         if std::env::var("T1609_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1") {
             panic!("could not start {which}, and T1609_REQUIRE_PRIVILEGED=1");
@@ -34,7 +38,10 @@ fn text_fields(mut e: Value) -> Value {
     if let Some(obj) = e.as_object_mut() {
         for v in obj.values_mut() {
             if let Some(bytes) = v.as_array().filter(|a| a.iter().all(Value::is_u64)) {
-                let raw: Vec<u8> = bytes.iter().filter_map(|b| b.as_u64().map(|b| b as u8)).collect();
+                let raw: Vec<u8> = bytes
+                    .iter()
+                    .filter_map(|b| b.as_u64().map(|b| b as u8))
+                    .collect();
                 *v = Value::String(String::from_utf8_lossy(&raw).into_owned());
             }
         }
@@ -45,12 +52,19 @@ fn text_fields(mut e: Value) -> Value {
 fn journal_entries(filter: &str, marker: &str) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let out = Command::new("journalctl").args(["-o", "json", "--all", "--no-pager", filter]).output().unwrap();
+        let out = Command::new("journalctl")
+            .args(["-o", "json", "--all", "--no-pager", filter])
+            .output()
+            .unwrap();
         let found: Vec<Value> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .map(text_fields)
-            .filter(|e| e["T1609_COMMAND_LINE"].as_str().is_some_and(|c| c.contains(marker)))
+            .filter(|e| {
+                e["T1609_COMMAND_LINE"]
+                    .as_str()
+                    .is_some_and(|c| c.contains(marker))
+            })
             .collect();
         if !found.is_empty() || Instant::now() > deadline {
             return found;
@@ -61,7 +75,9 @@ fn journal_entries(filter: &str, marker: &str) -> Vec<Value> {
 
 #[test]
 fn docker_exec_alert_reaches_journald_with_every_field() {
-    if !privileged_or_skip("docker_exec_alert_reaches_journald_with_every_field") || !services("journald") {
+    if !privileged_or_skip("docker_exec_alert_reaches_journald_with_every_field")
+        || !services("journald")
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -71,20 +87,37 @@ fn docker_exec_alert_reaches_journald_with_every_field() {
     run_ok(Command::new(&docker).args(["exec", "-it", &marker, "/bin/sh"]));
     let (out, _) = agent.stop();
     let alerts = parse_alerts(&out);
-    assert!(!alerts_of(&alerts, "t1609.container_admin_command").is_empty(), "{out:#?}");
+    assert!(
+        !alerts_of(&alerts, "t1609.container_admin_command").is_empty(),
+        "{out:#?}"
+    );
 
     let entries = journal_entries("T1609_RULE_ID=t1609.container_admin_command", &marker);
     assert_eq!(entries.len(), 1, "exactly one journal entry for the exec");
     let e = &entries[0];
     for field in [
-        "MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "MESSAGE_ID", "T1609_RULE_ID", "T1609_SEVERITY", "T1609_RISK_SCORE",
-        "T1609_PROCESS_PID", "T1609_PROCESS_EXECUTABLE", "T1609_COMMAND_LINE", "T1609_USER", "T1609_EVENT_ID", "T1609_ECS",
+        "MESSAGE",
+        "PRIORITY",
+        "SYSLOG_IDENTIFIER",
+        "MESSAGE_ID",
+        "T1609_RULE_ID",
+        "T1609_SEVERITY",
+        "T1609_RISK_SCORE",
+        "T1609_PROCESS_PID",
+        "T1609_PROCESS_EXECUTABLE",
+        "T1609_COMMAND_LINE",
+        "T1609_USER",
+        "T1609_EVENT_ID",
+        "T1609_ECS",
     ] {
         assert!(e.get(field).is_some(), "journal entry lacks {field}: {e:#}");
     }
     assert_eq!(e["SYSLOG_IDENTIFIER"], "t1609-agent");
     assert_eq!(e["T1609_SEVERITY"], "high");
-    assert_eq!(e["PRIORITY"], "3", "high maps to err (t1609-deliver/README.md)");
+    assert_eq!(
+        e["PRIORITY"], "3",
+        "high maps to err (t1609-deliver/README.md)"
+    );
     assert_eq!(e["T1609_PROCESS_EXECUTABLE"], docker.to_str().unwrap());
     let ecs: Value = serde_json::from_str(e["T1609_ECS"].as_str().unwrap()).unwrap();
     assert_eq!(get(&ecs, "rule.id"), "t1609.container_admin_command");
@@ -94,7 +127,9 @@ fn docker_exec_alert_reaches_journald_with_every_field() {
 
 #[test]
 fn hostile_argv_cannot_forge_journal_fields_or_split_json() {
-    if !privileged_or_skip("hostile_argv_cannot_forge_journal_fields_or_split_json") || !services("journald") {
+    if !privileged_or_skip("hostile_argv_cannot_forge_journal_fields_or_split_json")
+        || !services("journald")
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -114,10 +149,20 @@ fn hostile_argv_cannot_forge_journal_fields_or_split_json() {
     let alerts = parse_alerts(&out);
     let mine: Vec<&Value> = alerts
         .iter()
-        .filter(|a| get(a, "process.command_line").as_str().is_some_and(|c| c.contains(&marker)))
+        .filter(|a| {
+            get(a, "process.command_line")
+                .as_str()
+                .is_some_and(|c| c.contains(&marker))
+        })
         .collect();
     assert!(!mine.is_empty());
-    assert!(get(mine[0], "process.command_line").as_str().unwrap().contains("\nPRIORITY=0\n"), "newlines kept in JSON");
+    assert!(
+        get(mine[0], "process.command_line")
+            .as_str()
+            .unwrap()
+            .contains("\nPRIORITY=0\n"),
+        "newlines kept in JSON"
+    );
 
     let entries = journal_entries("SYSLOG_IDENTIFIER=t1609-agent", &marker);
     assert!(!entries.is_empty());
@@ -125,31 +170,67 @@ fn hostile_argv_cannot_forge_journal_fields_or_split_json() {
         assert_ne!(e["PRIORITY"], "0", "PRIORITY forged");
         assert_ne!(e["T1609_RULE_ID"], "forged", "rule id forged");
         assert_eq!(e["SYSLOG_IDENTIFIER"], "t1609-agent");
-        assert!(!e["MESSAGE"].as_str().unwrap_or("\n").contains('\n'), "MESSAGE is one line");
-        assert!(!e["MESSAGE"].as_str().unwrap_or("\x1b").contains('\x1b'), "no raw escape in MESSAGE");
+        assert!(
+            !e["MESSAGE"].as_str().unwrap_or("\n").contains('\n'),
+            "MESSAGE is one line"
+        );
+        assert!(
+            !e["MESSAGE"].as_str().unwrap_or("\x1b").contains('\x1b'),
+            "no raw escape in MESSAGE"
+        );
         let ecs: Value = serde_json::from_str(e["T1609_ECS"].as_str().unwrap()).unwrap();
-        assert!(get(&ecs, "process.command_line").as_str().unwrap().contains("\x1b[2J"), "exact bytes kept in T1609_ECS");
+        assert!(
+            get(&ecs, "process.command_line")
+                .as_str()
+                .unwrap()
+                .contains("\x1b[2J"),
+            "exact bytes kept in T1609_ECS"
+        );
     }
     assert!(entries.iter().all(|e| e["T1609_RULE_ID"] != "forged"));
 }
 
 fn docker_container(name: &str) -> String {
     let _ = Command::new("docker").args(["rm", "-f", name]).output();
-    let out = Command::new("docker").args(["run", "-d", "--name", name, "local/busybox:1", "sleep", "600"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            name,
+            "local/busybox:1",
+            "sleep",
+            "600",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 #[test]
 fn real_docker_exec_carries_ancestry_target_and_session_commands() {
-    if !privileged_or_skip("real_docker_exec_carries_ancestry_target_and_session_commands") || !services("docker") {
+    if !privileged_or_skip("real_docker_exec_carries_ancestry_target_and_session_commands")
+        || !services("docker")
+    {
         return;
     }
     let name = format!("t1609-c1-{}", std::process::id());
     let id = docker_container(&name);
     let agent = Agent::start(&[]);
     // `/bin/id` with a path: busybox's shell would otherwise run `id` in-process (no exec).
-    run_ok(Command::new("docker").args(["exec", "-i", &name, "/bin/sh", "-c", "/bin/id; cat /etc/hostname"]));
+    run_ok(Command::new("docker").args([
+        "exec",
+        "-i",
+        &name,
+        "/bin/sh",
+        "-c",
+        "/bin/id; cat /etc/hostname",
+    ]));
     // A command inside the container, not through an exec: carries the container's id.
     std::thread::sleep(Duration::from_millis(500));
     let (out, _) = agent.stop();
@@ -159,22 +240,46 @@ fn real_docker_exec_carries_ancestry_target_and_session_commands() {
     let exec = alerts_of(&alerts, "t1609.container_exec");
     assert_eq!(exec.len(), 1, "one exec alert: {alerts:#?}");
     let exec = exec[0];
-    assert_eq!(get(exec, "t1609.target.container.id"), id.as_str(), "target resolved to the full id");
+    assert_eq!(
+        get(exec, "t1609.target.container.id"),
+        id.as_str(),
+        "target resolved to the full id"
+    );
     assert_eq!(get(exec, "t1609.target.resolved"), true);
-    assert_eq!(get(exec, "process.parent.pid"), std::process::id(), "docker client's parent is this test");
+    assert_eq!(
+        get(exec, "process.parent.pid"),
+        std::process::id(),
+        "docker client's parent is this test"
+    );
     let ancestry = get(exec, "t1609.ancestry").as_array().unwrap();
-    assert!(!ancestry.is_empty() && ancestry[0]["pid"] == std::process::id(), "{ancestry:?}");
+    assert!(
+        !ancestry.is_empty() && ancestry[0]["pid"] == std::process::id(),
+        "{ancestry:?}"
+    );
     assert_eq!(get(exec, "t1609.in_container"), false);
 
     let sessions = alerts_of(&alerts, "t1609.injected_session");
     assert_eq!(sessions.len(), 1, "{alerts:#?}");
     let s = sessions[0];
-    assert_eq!(get(s, "t1609.group_id"), get(exec, "t1609.group_id"), "session alert shares the exec alert's group");
-    let cmds: Vec<&str> = get(s, "t1609.session.commands").as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(
+        get(s, "t1609.group_id"),
+        get(exec, "t1609.group_id"),
+        "session alert shares the exec alert's group"
+    );
+    let cmds: Vec<&str> = get(s, "t1609.session.commands")
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert!(cmds.iter().any(|c| c.starts_with("/bin/id")), "{cmds:?}");
     assert!(cmds.iter().any(|c| c.starts_with("cat ")), "{cmds:?}");
     let injected = get(s, "t1609.session.injected");
-    assert_eq!(injected["container_id"], id.as_str(), "the injected process runs in the target container");
+    assert_eq!(
+        injected["container_id"],
+        id.as_str(),
+        "the injected process runs in the target container"
+    );
     // The runc exec that containerd-shim ran for it is folded, not a second alert.
     assert!(
         alerts.iter().all(|a| get(a, "process.name") != "runc"),
@@ -184,7 +289,9 @@ fn real_docker_exec_carries_ancestry_target_and_session_commands() {
 
 #[test]
 fn command_inside_container_carries_its_id_and_in_container_flag() {
-    if !privileged_or_skip("command_inside_container_carries_its_id_and_in_container_flag") || !services("docker") {
+    if !privileged_or_skip("command_inside_container_carries_its_id_and_in_container_flag")
+        || !services("docker")
+    {
         return;
     }
     let name = format!("t1609-c2-{}", std::process::id());
@@ -192,13 +299,21 @@ fn command_inside_container_carries_its_id_and_in_container_flag() {
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("rec.json");
     let agent = Agent::start(&["--capture", "all", "--record", record.to_str().unwrap()]);
-    run_ok(Command::new("docker").args(["exec", &name, "/bin/sh", "-c", "/bin/echo inside-marker"]));
+    run_ok(Command::new("docker").args([
+        "exec",
+        &name,
+        "/bin/sh",
+        "-c",
+        "/bin/echo inside-marker",
+    ]));
     agent.stop();
     let _ = Command::new("docker").args(["rm", "-f", &name]).output();
     let recs = read_records(&record);
     let echo = recs
         .iter()
-        .find(|r| str_args(r).iter().any(|a| a == "inside-marker") && get(r, "process.name") == "echo")
+        .find(|r| {
+            str_args(r).iter().any(|a| a == "inside-marker") && get(r, "process.name") == "echo"
+        })
         .expect("the echo inside the container is captured");
     assert_eq!(get(echo, "container.id"), id.as_str());
     assert_eq!(get(echo, "t1609.in_container"), true);
@@ -213,7 +328,14 @@ fn gitlab_runner_exception_suppresses_and_counts() {
     let dir = tempfile::tempdir().unwrap();
     let docker = fake_tool(dir.path(), "docker");
     let runner = dir.path().join("gitlab-runner");
-    std::fs::write(&runner, format!("#!/bin/sh\n{} exec -it build-container sh\n", docker.display())).unwrap();
+    std::fs::write(
+        &runner,
+        format!(
+            "#!/bin/sh\n{} exec -it build-container sh\n",
+            docker.display()
+        ),
+    )
+    .unwrap();
     std::fs::set_permissions(&runner, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let exceptions = r#"
 [[exceptions]]
@@ -222,16 +344,34 @@ rule_id = "*"
 ancestor_name = "gitlab-runner"
 action = "suppress"
 "#;
-    let agent = Agent::start_with_config(&format!("{exceptions}\n[context]\ndedup_window_ms = 0\n"), &[]);
+    let agent = Agent::start_with_config(
+        &format!("{exceptions}\n[context]\ndedup_window_ms = 0\n"),
+        &[],
+    );
     run_ok(&mut Command::new(&runner));
     run_ok(Command::new(&docker).args(["exec", "-it", "not-ci", "sh"]));
     let (out, log) = agent.stop();
     let alerts = parse_alerts(&out);
-    let lines: Vec<&str> = alerts.iter().filter_map(|a| get(a, "process.command_line").as_str()).collect();
-    assert!(lines.iter().all(|c| !c.contains("build-container")), "suppressed: {lines:?}");
-    assert!(lines.iter().any(|c| c.contains("not-ci")), "others still alert: {lines:?}");
-    let stopped = log.iter().find(|l| l.contains("t1609-agent stopped")).unwrap();
-    assert!(!stopped.contains("suppressed=0"), "suppressed hits are counted: {stopped}");
+    let lines: Vec<&str> = alerts
+        .iter()
+        .filter_map(|a| get(a, "process.command_line").as_str())
+        .collect();
+    assert!(
+        lines.iter().all(|c| !c.contains("build-container")),
+        "suppressed: {lines:?}"
+    );
+    assert!(
+        lines.iter().any(|c| c.contains("not-ci")),
+        "others still alert: {lines:?}"
+    );
+    let stopped = log
+        .iter()
+        .find(|l| l.contains("t1609-agent stopped"))
+        .unwrap();
+    assert!(
+        !stopped.contains("suppressed=0"),
+        "suppressed hits are counted: {stopped}"
+    );
 }
 
 #[test]
@@ -250,10 +390,20 @@ fn repeat_burst_collapses_with_count() {
     let alerts = parse_alerts(&out);
     let mine: Vec<&Value> = alerts_of(&alerts, "t1609.container_exec")
         .into_iter()
-        .filter(|a| get(a, "process.command_line").as_str().is_some_and(|c| c.contains("burst-pod")))
+        .filter(|a| {
+            get(a, "process.command_line")
+                .as_str()
+                .is_some_and(|c| c.contains("burst-pod"))
+        })
         .collect();
-    let firsts: Vec<_> = mine.iter().filter(|a| get(a, "t1609.repeat_count").is_null()).collect();
-    let repeats: Vec<_> = mine.iter().filter(|a| !get(a, "t1609.repeat_count").is_null()).collect();
+    let firsts: Vec<_> = mine
+        .iter()
+        .filter(|a| get(a, "t1609.repeat_count").is_null())
+        .collect();
+    let repeats: Vec<_> = mine
+        .iter()
+        .filter(|a| !get(a, "t1609.repeat_count").is_null())
+        .collect();
     assert_eq!(firsts.len(), 1, "{mine:#?}");
     assert_eq!(repeats.len(), 1, "{mine:#?}");
     assert_eq!(get(repeats[0], "t1609.repeat_count"), 20);

@@ -27,7 +27,8 @@ fn docker_exec_is_captured_exactly() {
     let record = dir.path().join("rec.json");
     let docker = fake_tool(dir.path(), "docker");
     let agent = Agent::start(&["--record", record.to_str().unwrap()]);
-    let pid = run_ok(Command::new(&docker).args(["exec", "-it", "atomic-test-container", "/bin/sh"]));
+    let pid =
+        run_ok(Command::new(&docker).args(["exec", "-it", "atomic-test-container", "/bin/sh"]));
     agent.stop();
 
     let records = read_records(&record);
@@ -35,11 +36,23 @@ fn docker_exec_is_captured_exactly() {
     assert_eq!(mine.len(), 1, "exactly one event: {mine:#?}");
     let ev = mine[0];
     assert_eq!(get(ev, "process.name"), "docker");
-    assert_eq!(str_args(ev), [docker.to_str().unwrap(), "exec", "-it", "atomic-test-container", "/bin/sh"]);
+    assert_eq!(
+        str_args(ev),
+        [
+            docker.to_str().unwrap(),
+            "exec",
+            "-it",
+            "atomic-test-container",
+            "/bin/sh"
+        ]
+    );
     assert_eq!(get(ev, "process.args_count"), 5);
     assert_eq!(
         get(ev, "process.command_line").as_str().unwrap(),
-        format!("{} exec -it atomic-test-container /bin/sh", docker.display())
+        format!(
+            "{} exec -it atomic-test-container /bin/sh",
+            docker.display()
+        )
     );
     assert_eq!(get(ev, "process.pid"), pid);
     assert_eq!(get(ev, "process.parent.pid"), std::process::id());
@@ -68,7 +81,10 @@ fn unwatched_binary_only_with_capture_all() {
     let agent = Agent::start(&["--record", rules_rec.to_str().unwrap()]);
     run_ok(Command::new(&tool).arg("marker-rules"));
     agent.stop();
-    assert!(records_for(&read_records(&rules_rec), &tool).is_empty(), "unwatched exec must not be reported");
+    assert!(
+        records_for(&read_records(&rules_rec), &tool).is_empty(),
+        "unwatched exec must not be reported"
+    );
 
     let all_rec = dir.path().join("all.json");
     let agent = Agent::start(&["--capture", "all", "--record", all_rec.to_str().unwrap()]);
@@ -89,7 +105,11 @@ fn exec_a_cannot_spoof_process_name() {
     let record = dir.path().join("rec.json");
     let kubectl = fake_tool(dir.path(), "kubectl");
     let agent = Agent::start(&["--record", record.to_str().unwrap()]);
-    run_ok(Command::new(&kubectl).arg0("fakename").args(["exec", "pod", "--", "sh"]));
+    run_ok(
+        Command::new(&kubectl)
+            .arg0("fakename")
+            .args(["exec", "pod", "--", "sh"]),
+    );
     agent.stop();
     let records = read_records(&record);
     let mine = records_for(&records, &kubectl);
@@ -121,9 +141,16 @@ fn long_argv_arrives_whole_up_to_32k_then_truncated() {
     let ten = mine.iter().find(|r| str_args(r)[1] == "exec").unwrap();
     let args = str_args(ten);
     assert_eq!(args[4], pad10k, "the middle of a 10 KB argv is intact");
-    assert_eq!(args.last().unwrap(), "tail-10k", "the tail of a 10 KB argv arrives");
+    assert_eq!(
+        args.last().unwrap(),
+        "tail-10k",
+        "the tail of a 10 KB argv arrives"
+    );
     assert_eq!(get(ten, "t1609.argv_truncated"), false);
-    assert_eq!(get(ten, "t1609.argv_total_len").as_u64().unwrap() as usize, args.iter().map(|a| a.len() + 1).sum::<usize>());
+    assert_eq!(
+        get(ten, "t1609.argv_total_len").as_u64().unwrap() as usize,
+        args.iter().map(|a| a.len() + 1).sum::<usize>()
+    );
 
     let forty = mine.iter().find(|r| str_args(r)[1] == "run").unwrap();
     let args = str_args(forty);
@@ -131,7 +158,11 @@ fn long_argv_arrives_whole_up_to_32k_then_truncated() {
     assert_eq!(&args[..2], &[docker.to_str().unwrap(), "run"]);
     assert_eq!(args[2], "--privileged", "head intact");
     assert!(args[3].len() > 30_000 && args[3].bytes().all(|b| b == b'B'));
-    assert_eq!(get(forty, "process.args_count"), 5, "argc is exact even when argv is cut");
+    assert_eq!(
+        get(forty, "process.args_count"),
+        5,
+        "argc is exact even when argv is cut"
+    );
     assert!(get(forty, "t1609.argv_total_len").as_u64().unwrap() > 40_000);
 }
 
@@ -160,14 +191,24 @@ fn awkward_arguments_survive() {
     let mine = records_for(&records, &docker);
     assert_eq!(mine.len(), 1);
     let args = str_args(mine[0]);
-    assert_eq!(args[1..5], ["exec", "line1\nPRIORITY=0", "tab\there", "quote\"'`"]);
+    assert_eq!(
+        args[1..5],
+        ["exec", "line1\nPRIORITY=0", "tab\there", "quote\"'`"]
+    );
     assert_eq!(args[5], "", "empty argument kept");
-    assert_eq!(args[6], "bad\u{fffd}\u{fffd}utf8", "invalid UTF-8 replaced by U+FFFD");
+    assert_eq!(
+        args[6], "bad\u{fffd}\u{fffd}utf8",
+        "invalid UTF-8 replaced by U+FFFD"
+    );
     assert_eq!(args[7], "\x1b[31mred");
     assert_eq!(get(mine[0], "process.args_count"), 8);
     // The exact bytes stay recoverable.
-    let b64 = get(mine[0], "t1609.args_b64").as_array().expect("args_b64 present when an arg is not UTF-8");
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64[6].as_str().unwrap()).unwrap();
+    let b64 = get(mine[0], "t1609.args_b64")
+        .as_array()
+        .expect("args_b64 present when an arg is not UTF-8");
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64[6].as_str().unwrap())
+        .unwrap();
     assert_eq!(raw, b"bad\xff\xfeutf8");
 }
 
@@ -202,7 +243,14 @@ fn burst_of_200_execs_all_delivered_without_loss() {
     let record = dir.path().join("rec.json");
     let crictl = fake_tool(dir.path(), "crictl");
     let agent = Agent::start(&["--record", record.to_str().unwrap()]);
-    let mut children: Vec<_> = (0..200).map(|i| Command::new(&crictl).args(["exec", "-it", &format!("c{i}"), "sh"]).spawn().unwrap()).collect();
+    let mut children: Vec<_> = (0..200)
+        .map(|i| {
+            Command::new(&crictl)
+                .args(["exec", "-it", &format!("c{i}"), "sh"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
     for c in &mut children {
         assert!(c.wait().unwrap().success());
     }
@@ -214,8 +262,14 @@ fn burst_of_200_execs_all_delivered_without_loss() {
     seen.dedup();
     assert_eq!(seen.len(), 200, "every exec delivered once");
     assert_eq!(mine.len(), 200, "no duplicates");
-    let stopped = log.iter().find(|l| l.contains("t1609-agent stopped")).expect("final stats line");
-    assert!(stopped.contains("lost_events=0"), "loss counter must read 0: {stopped}");
+    let stopped = log
+        .iter()
+        .find(|l| l.contains("t1609-agent stopped"))
+        .expect("final stats line");
+    assert!(
+        stopped.contains("lost_events=0"),
+        "loss counter must read 0: {stopped}"
+    );
     assert!(stopped.contains("lost_argv_chunks=0"), "{stopped}");
 }
 
@@ -227,10 +281,16 @@ fn missing_btf_stops_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "[capture]\nbtf_path = \"/nonexistent/vmlinux\"\n").unwrap();
-    let out = Command::new(agent_bin()).args(["run", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(agent_bin())
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("BTF") && err.contains("/nonexistent/vmlinux"), "{err}");
+    assert!(
+        err.contains("BTF") && err.contains("/nonexistent/vmlinux"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -253,5 +313,8 @@ fn without_privilege_the_error_names_it() {
     };
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON"), "{err}");
+    assert!(
+        err.contains("CAP_BPF") && err.contains("CAP_PERFMON"),
+        "{err}"
+    );
 }

@@ -14,9 +14,16 @@ use common::*;
 
 fn services_docker() -> bool {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
-    let ok = Command::new("bash").arg(script).arg("docker").status().is_ok_and(|s| s.success());
+    let ok = Command::new("bash")
+        .arg(script)
+        .arg("docker")
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
-        assert!(!std::env::var("T1609_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1"), "dockerd could not start");
+        assert!(
+            !std::env::var("T1609_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1"),
+            "dockerd could not start"
+        );
         eprintln!("skipping: dockerd could not start");
     }
     ok
@@ -34,7 +41,11 @@ fn containerised_agent_detects_host_docker_exec() {
     let tag = format!("local/t1609-agent:test-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
-    std::fs::write(&config, "[deliver]\nsinks = [\"stdout\"]\n[metrics]\nlisten = \"\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "[deliver]\nsinks = [\"stdout\"]\n[metrics]\nlisten = \"\"\n",
+    )
+    .unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/docker/make-local-image.sh");
     let built = Command::new("bash")
         .arg(script)
@@ -48,18 +59,53 @@ fn containerised_agent_detects_host_docker_exec() {
     let agent_name = format!("t1609-agent-{}", std::process::id());
     let target = format!("t1609-target-{}", std::process::id());
     let _ = docker(&["rm", "-f", &agent_name, &target]);
-    let out = docker(&["run", "-d", "--name", &target, "local/busybox:1", "sleep", "600"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &target,
+        "local/busybox:1",
+        "sleep",
+        "600",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Not --privileged: this machine's dockerd does not know CAP_BPF, so SYS_ADMIN stands in.
     let out = docker(&[
-        "run", "-d", "--name", &agent_name, "--pid=host", "--read-only",
-        "--cap-drop", "ALL", "--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE", "--cap-add", "SETPCAP",
-        "--cap-add", "DAC_READ_SEARCH",
-        "-v", "/sys/kernel/tracing:/sys/kernel/tracing", "-v", "/sys/kernel/btf:/sys/kernel/btf:ro",
-        "--tmpfs", "/var/lib/t1609-agent", "--tmpfs", "/run/t1609-agent",
+        "run",
+        "-d",
+        "--name",
+        &agent_name,
+        "--pid=host",
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--cap-add",
+        "SYS_PTRACE",
+        "--cap-add",
+        "SETPCAP",
+        "--cap-add",
+        "DAC_READ_SEARCH",
+        "-v",
+        "/sys/kernel/tracing:/sys/kernel/tracing",
+        "-v",
+        "/sys/kernel/btf:/sys/kernel/btf:ro",
+        "--tmpfs",
+        "/var/lib/t1609-agent",
+        "--tmpfs",
+        "/run/t1609-agent",
         &tag,
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let logs = docker(&["logs", &agent_name]);
@@ -86,7 +132,9 @@ fn containerised_agent_detects_host_docker_exec() {
     let alerts = parse_alerts(&lines);
     let exec = alerts_of(&alerts, "t1609.container_exec");
     assert!(
-        exec.iter().any(|a| get(a, "process.command_line").as_str().is_some_and(|c| c.contains(&target))),
+        exec.iter().any(|a| get(a, "process.command_line")
+            .as_str()
+            .is_some_and(|c| c.contains(&target))),
         "no container_exec alert for the host's docker exec:\n{stdout}\n{}",
         String::from_utf8_lossy(&logs.stderr)
     );

@@ -51,9 +51,17 @@ impl Drop for Server {
 }
 
 fn server(args: &[&str]) -> Server {
-    let mut child = Command::new("python3").arg("-c").arg(SERVER).args(args).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(SERVER)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert_eq!(line.trim(), "listening", "test server did not start");
     Server(child)
 }
@@ -61,7 +69,17 @@ fn server(args: &[&str]) -> Server {
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let ok = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -74,7 +92,11 @@ fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn curl() -> PathBuf {
-    ["/usr/bin/curl", "/bin/curl"].iter().map(PathBuf::from).find(|p| p.exists()).expect("curl installed")
+    ["/usr/bin/curl", "/bin/curl"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("curl installed")
 }
 
 /// The kubelet port is fixed (10250), so the tests that use it take turns.
@@ -85,13 +107,26 @@ fn kubelet_run_via_curl_raises_argv_and_connect_alerts_linked() {
     if !privileged_or_skip("kubelet_run_via_curl_raises_argv_and_connect_alerts_linked") {
         return;
     }
-    let _port = KUBELET_PORT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _port = KUBELET_PORT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path());
-    let _srv = server(&["tls", "10250", cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let _srv = server(&[
+        "tls",
+        "10250",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    ]);
     let agent = Agent::start(&[]);
     let out = Command::new(curl())
-        .args(["-sk", "-XPOST", "https://127.0.0.1:10250/run/default/atomic-pod/ctr", "-d", "cmd=id"])
+        .args([
+            "-sk",
+            "-XPOST",
+            "https://127.0.0.1:10250/run/default/atomic-pod/ctr",
+            "-d",
+            "cmd=id",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "curl to the local kubelet failed");
@@ -104,7 +139,10 @@ fn kubelet_run_via_curl_raises_argv_and_connect_alerts_linked() {
     let a = argv[0];
     let url = get(a, "t1609.argv");
     let dump = url.to_string();
-    assert!(dump.contains("atomic-pod") && dump.contains("\"default\"") && dump.contains("ctr"), "decoded URL parts: {dump}");
+    assert!(
+        dump.contains("atomic-pod") && dump.contains("\"default\"") && dump.contains("ctr"),
+        "decoded URL parts: {dump}"
+    );
 
     let connect = alerts_of(&alerts, "t1609.kubelet_api_connect");
     assert_eq!(connect.len(), 1, "{alerts:#?}");
@@ -113,7 +151,11 @@ fn kubelet_run_via_curl_raises_argv_and_connect_alerts_linked() {
     assert_eq!(get(c, "destination.ip"), "127.0.0.1");
     assert_eq!(get(c, "t1609.origin"), "host");
     assert_eq!(get(c, "process.name"), "curl");
-    assert_eq!(get(c, "t1609.group_id"), get(a, "t1609.group_id"), "the two alerts are linked");
+    assert_eq!(
+        get(c, "t1609.group_id"),
+        get(a, "t1609.group_id"),
+        "the two alerts are linked"
+    );
     assert_eq!(get(c, "t1609.related_event_id"), get(a, "event.id"));
 }
 
@@ -122,18 +164,32 @@ fn renamed_client_still_raises_the_connect_alert() {
     if !privileged_or_skip("renamed_client_still_raises_the_connect_alert") {
         return;
     }
-    let _port = KUBELET_PORT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _port = KUBELET_PORT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path());
-    let _srv = server(&["tls", "10250", cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let _srv = server(&[
+        "tls",
+        "10250",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    ]);
     let renamed = dir.path().join("x");
     std::fs::copy(curl(), &renamed).unwrap();
     let agent = Agent::start(&[]);
-    let status = Command::new(&renamed).args(["-sk", "https://127.0.0.1:10250/pods"]).stdout(Stdio::null()).status().unwrap();
+    let status = Command::new(&renamed)
+        .args(["-sk", "https://127.0.0.1:10250/pods"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     assert!(status.success());
     // And a python socket, the other classic custom client.
     let py = Command::new("python3")
-        .args(["-c", "import socket; s=socket.create_connection(('127.0.0.1',10250)); s.close()"])
+        .args([
+            "-c",
+            "import socket; s=socket.create_connection(('127.0.0.1',10250)); s.close()",
+        ])
         .status()
         .unwrap();
     assert!(py.success());
@@ -141,10 +197,19 @@ fn renamed_client_still_raises_the_connect_alert() {
     let (lines, _) = agent.stop();
     let alerts = parse_alerts(&lines);
     let connect = alerts_of(&alerts, "t1609.kubelet_api_connect");
-    let names: Vec<&str> = connect.iter().filter_map(|a| get(a, "process.name").as_str()).collect();
+    let names: Vec<&str> = connect
+        .iter()
+        .filter_map(|a| get(a, "process.name").as_str())
+        .collect();
     assert!(names.contains(&"x"), "renamed curl: {names:?}");
-    assert!(names.iter().any(|n| n.starts_with("python")), "python socket: {names:?}");
-    assert!(alerts_of(&alerts, "t1609.kubelet_api_exec").is_empty(), "an unwatched name raises no argv alert");
+    assert!(
+        names.iter().any(|n| n.starts_with("python")),
+        "python socket: {names:?}"
+    );
+    assert!(
+        alerts_of(&alerts, "t1609.kubelet_api_exec").is_empty(),
+        "an unwatched name raises no argv alert"
+    );
 }
 
 #[test]
@@ -157,13 +222,30 @@ fn runtime_socket_access_by_unexpected_client_only() {
     let _srv = server(&["unix", sock.to_str().unwrap()]);
     let docker_named = dir.path().join("docker");
     std::fs::copy(curl(), &docker_named).unwrap();
-    let cfg = format!("[network]\nruntime_sockets = [{:?}]\n", sock.to_str().unwrap());
+    let cfg = format!(
+        "[network]\nruntime_sockets = [{:?}]\n",
+        sock.to_str().unwrap()
+    );
     let agent = Agent::start_with_config(&cfg, &[]);
     let url = "http://localhost/containers/json";
     let s = sock.to_str().unwrap();
-    assert!(Command::new(curl()).args(["-s", "--unix-socket", s, url]).stdout(Stdio::null()).status().unwrap().success());
+    assert!(
+        Command::new(curl())
+            .args(["-s", "--unix-socket", s, url])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
     // A listed client (named docker) does not alert.
-    assert!(Command::new(&docker_named).args(["-s", "--unix-socket", s, url]).stdout(Stdio::null()).status().unwrap().success());
+    assert!(
+        Command::new(&docker_named)
+            .args(["-s", "--unix-socket", s, url])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
     std::thread::sleep(Duration::from_millis(300));
     let (lines, _) = agent.stop();
     let alerts = parse_alerts(&lines);
@@ -181,11 +263,23 @@ fn unrelated_port_raises_nothing() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path());
-    let _srv = server(&["tls", "18443", cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let _srv = server(&[
+        "tls",
+        "18443",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    ]);
     let renamed = dir.path().join("x");
     std::fs::copy(curl(), &renamed).unwrap();
     let agent = Agent::start(&[]);
-    assert!(Command::new(&renamed).args(["-sk", "https://127.0.0.1:18443/run/default/p/c"]).stdout(Stdio::null()).status().unwrap().success());
+    assert!(
+        Command::new(&renamed)
+            .args(["-sk", "https://127.0.0.1:18443/run/default/p/c"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
     std::thread::sleep(Duration::from_millis(300));
     let (lines, _) = agent.stop();
     let alerts = parse_alerts(&lines);
@@ -193,16 +287,37 @@ fn unrelated_port_raises_nothing() {
     let mine = renamed.to_str().unwrap();
     let net: Vec<&Value> = alerts
         .iter()
-        .filter(|a| get(a, "event.category")[0] == "network" && get(a, "process.executable") == mine)
+        .filter(|a| {
+            get(a, "event.category")[0] == "network" && get(a, "process.executable") == mine
+        })
         .collect();
     assert!(net.is_empty(), "{net:#?}");
     // The same client to the kubelet port does alert, so the filter above is not vacuous.
-    let _port = KUBELET_PORT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let _srv2 = server(&["tls", "10250", cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let _port = KUBELET_PORT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _srv2 = server(&[
+        "tls",
+        "10250",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    ]);
     let agent = Agent::start(&[]);
-    assert!(Command::new(&renamed).args(["-sk", "https://127.0.0.1:10250/pods"]).stdout(Stdio::null()).status().unwrap().success());
+    assert!(
+        Command::new(&renamed)
+            .args(["-sk", "https://127.0.0.1:10250/pods"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
     std::thread::sleep(Duration::from_millis(300));
     let (lines, _) = agent.stop();
     let alerts = parse_alerts(&lines);
-    assert!(alerts.iter().any(|a| get(a, "rule.id") == "t1609.kubelet_api_connect" && get(a, "process.executable") == mine));
+    assert!(
+        alerts
+            .iter()
+            .any(|a| get(a, "rule.id") == "t1609.kubelet_api_connect"
+                && get(a, "process.executable") == mine)
+    );
 }

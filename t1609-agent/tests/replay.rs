@@ -35,15 +35,30 @@ fn replay_mixes_process_and_audit_events_and_names_bad_lines() {
     });
     let text = format!("{process}\n{{not json\n{audit}\n");
     std::fs::write(&input, text).unwrap();
-    let out = agent().args(["replay", input.to_str().unwrap()]).output().unwrap();
-    assert!(!out.status.success(), "a bad line makes the exit status non-zero");
+    let out = agent()
+        .args(["replay", input.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a bad line makes the exit status non-zero"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains('2'), "the bad line is named by number: {err}");
-    let alerts: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let rules: Vec<&str> = alerts.iter().filter_map(|a| a["rule"]["id"].as_str()).collect();
+    let alerts: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rules: Vec<&str> = alerts
+        .iter()
+        .filter_map(|a| a["rule"]["id"].as_str())
+        .collect();
     assert!(rules.contains(&"t1609.container_exec"), "{rules:?}");
     assert!(rules.contains(&"t1609.k8s_pod_exec"), "{rules:?}");
-    let k8s = alerts.iter().find(|a| a["rule"]["id"] == "t1609.k8s_pod_exec").unwrap();
+    let k8s = alerts
+        .iter()
+        .find(|a| a["rule"]["id"] == "t1609.k8s_pod_exec")
+        .unwrap();
     assert_eq!(k8s["orchestrator"]["resource"]["name"], "atomic-exec-test");
 }
 
@@ -56,12 +71,22 @@ fn rules_check_names_file_line_and_column() {
         "[[rule]]\nid = \"x.bad\"\nname = \"bad\"\ndescription = \"d\"\nseverity = \"high\"\nconfidence = \"low\"\nrisk_score = 50\ntechniques = [\"T1609\"]\nquery = '''process where process.nmae == \"docker\"'''\n",
     )
     .unwrap();
-    let out = agent().args(["rules", "check", bad.to_str().unwrap()]).output().unwrap();
+    let out = agent()
+        .args(["rules", "check", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml") && err.contains("process.nmae"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("process.nmae"),
+        "{err}"
+    );
     let out = agent().args(["rules", "check"]).output().unwrap();
-    assert!(out.status.success(), "the built-in pack is valid: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the built-in pack is valid: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn exec_event(ts: &str, id: &str, args: &[&str]) -> Value {
@@ -97,23 +122,81 @@ action = "suppress"
     let input = dir.path().join("events.jsonl");
     // Wednesday 2026-11-25: 10:00 Paris (09:00Z) is inside the window, 03:00 Paris is not.
     let mut lines = vec![
-        exec_event("2026-11-25T09:00:00Z", "day", &["kubectl", "exec", "-it", "pod-day", "--", "sh"]).to_string(),
-        exec_event("2026-11-25T02:00:00Z", "night", &["kubectl", "exec", "-it", "pod-night", "--", "sh"]).to_string(),
+        exec_event(
+            "2026-11-25T09:00:00Z",
+            "day",
+            &["kubectl", "exec", "-it", "pod-day", "--", "sh"],
+        )
+        .to_string(),
+        exec_event(
+            "2026-11-25T02:00:00Z",
+            "night",
+            &["kubectl", "exec", "-it", "pod-night", "--", "sh"],
+        )
+        .to_string(),
     ];
     for i in 0..5 {
-        lines.push(exec_event(&format!("2026-11-25T02:00:0{i}Z"), &format!("burst{i}"), &["kubectl", "exec", "-it", "pod-burst", "--", "sh"]).to_string());
+        lines.push(
+            exec_event(
+                &format!("2026-11-25T02:00:0{i}Z"),
+                &format!("burst{i}"),
+                &["kubectl", "exec", "-it", "pod-burst", "--", "sh"],
+            )
+            .to_string(),
+        );
     }
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let out = agent().args(["replay", input.to_str().unwrap(), "--config", config.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let alerts: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let exec: Vec<&Value> = alerts.iter().filter(|a| a["rule"]["id"] == "t1609.container_exec").collect();
-    let pods: Vec<&str> = exec.iter().filter_map(|a| a["process"]["command_line"].as_str()).collect();
-    assert!(!pods.iter().any(|c| c.contains("pod-day")), "10:00 on a weekday is suppressed: {pods:?}");
-    assert!(pods.iter().any(|c| c.contains("pod-night")), "03:00 is not: {pods:?}");
-    let burst: Vec<&&Value> = exec.iter().filter(|a| a["process"]["command_line"].as_str().is_some_and(|c| c.contains("pod-burst"))).collect();
-    assert_eq!(burst.len(), 2, "one alert plus one repeat summary: {burst:#?}");
+    let out = agent()
+        .args([
+            "replay",
+            input.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let exec: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["rule"]["id"] == "t1609.container_exec")
+        .collect();
+    let pods: Vec<&str> = exec
+        .iter()
+        .filter_map(|a| a["process"]["command_line"].as_str())
+        .collect();
+    assert!(
+        !pods.iter().any(|c| c.contains("pod-day")),
+        "10:00 on a weekday is suppressed: {pods:?}"
+    );
+    assert!(
+        pods.iter().any(|c| c.contains("pod-night")),
+        "03:00 is not: {pods:?}"
+    );
+    let burst: Vec<&&Value> = exec
+        .iter()
+        .filter(|a| {
+            a["process"]["command_line"]
+                .as_str()
+                .is_some_and(|c| c.contains("pod-burst"))
+        })
+        .collect();
+    assert_eq!(
+        burst.len(),
+        2,
+        "one alert plus one repeat summary: {burst:#?}"
+    );
     assert_eq!(burst[1]["t1609"]["repeat_count"], 5);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("suppressed by exceptions") && !err.contains(" 0 suppressed"), "{err}");
+    assert!(
+        err.contains("suppressed by exceptions") && !err.contains(" 0 suppressed"),
+        "{err}"
+    );
 }

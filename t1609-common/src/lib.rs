@@ -240,7 +240,10 @@ pub struct ArgvChunkRecord {
 }
 
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == 24);
-const _: () = assert!(core::mem::size_of::<ExecRecord>() == 24 + 72 + 32 + 20 * MAX_ANCESTORS + PATH_LEN + ARGV_CHUNK_LEN);
+const _: () = assert!(
+    core::mem::size_of::<ExecRecord>()
+        == 24 + 72 + 32 + 20 * MAX_ANCESTORS + PATH_LEN + ARGV_CHUNK_LEN
+);
 const _: () = assert!(core::mem::size_of::<NetRecord>() == 200);
 const _: () = assert!(core::mem::size_of::<TaskRecord>() == 56);
 const _: () = assert!(core::mem::size_of::<ArgvChunkRecord>() == 24 + 16 + ARGV_CHUNK_LEN);

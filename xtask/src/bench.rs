@@ -81,15 +81,25 @@ fn proc_status_kib(pid: u32, key: &str) -> u64 {
     status
         .lines()
         .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim_start_matches(':').trim().trim_end_matches("kB").trim().parse().ok())
+        .and_then(|v| {
+            v.trim_start_matches(':')
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
 fn find_pids_by_comm(comm: &str) -> Vec<u32> {
     let mut out = vec![];
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm) {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm)
+        {
             out.push(pid);
         }
     }
@@ -99,13 +109,23 @@ fn find_pids_by_comm(comm: &str) -> Vec<u32> {
 /// Sum of `run_time_ns` and `run_cnt` over every eBPF program fd the process holds.
 fn bpf_prog_stats(pid: u32) -> Option<(u64, u64, usize)> {
     let mut found = None::<(u64, u64, usize)>;
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?.flatten() {
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .ok()?
+        .flatten()
+    {
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         if !text.contains("prog_type:") {
             continue;
         }
-        let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<u64>().ok());
-        let (t, c) = (field("run_time_ns:").unwrap_or(0), field("run_cnt:").unwrap_or(0));
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let (t, c) = (
+            field("run_time_ns:").unwrap_or(0),
+            field("run_cnt:").unwrap_or(0),
+        );
         let acc = found.get_or_insert((0, 0, 0));
         acc.0 += t;
         acc.1 += c;
@@ -115,11 +135,14 @@ fn bpf_prog_stats(pid: u32) -> Option<(u64, u64, usize)> {
 }
 
 fn read_bpf_stats_enabled() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").ok().map(|s| s.trim().to_owned())
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 fn set_bpf_stats(v: &str) -> anyhow::Result<()> {
-    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", v).context("writing /proc/sys/kernel/bpf_stats_enabled (needs root)")
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", v)
+        .context("writing /proc/sys/kernel/bpf_stats_enabled (needs root)")
 }
 
 fn sigterm_and_wait(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
@@ -141,14 +164,20 @@ fn sigterm_and_wait(child: &mut Child, grace: Duration) -> Option<std::process::
 
 /// Parses `key=value` tokens of a log line.
 fn kv(line: &str, key: &str) -> Option<String> {
-    line.split_whitespace().find_map(|t| t.strip_prefix(key).and_then(|r| r.strip_prefix('='))).map(|v| v.trim_matches('"').to_owned())
+    line.split_whitespace()
+        .find_map(|t| t.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .map(|v| v.trim_matches('"').to_owned())
 }
 
 /// GET /metrics over plain HTTP; `name{labels}` -> value.
 fn scrape(addr: &str) -> Option<BTreeMap<String, f64>> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     let body = body.split("\r\n\r\n").nth(1)?;
@@ -195,10 +224,17 @@ impl Workload {
                 std::fs::copy(&busybox, p)?;
             }
         }
-        let small_args = ["exec", "-it", "atomic-test-container", "/bin/sh"].map(String::from).to_vec();
+        let small_args = ["exec", "-it", "atomic-test-container", "/bin/sh"]
+            .map(String::from)
+            .to_vec();
         let mut big_args = small_args.clone();
         big_args.push("P".repeat(4096 - 64));
-        Ok(Self { unwatched, watched, small_args, big_args })
+        Ok(Self {
+            unwatched,
+            watched,
+            small_args,
+            big_args,
+        })
     }
 
     /// Sequential fork+exec+wait; returns the µs of each exec.
@@ -214,7 +250,11 @@ impl Workload {
 }
 
 fn spawn_wait(exe: &Path, args: &[String]) -> anyhow::Result<()> {
-    let status = Command::new(exe).arg0("true").args(args).stdin(Stdio::null()).status()?;
+    let status = Command::new(exe)
+        .arg0("true")
+        .args(args)
+        .stdin(Stdio::null())
+        .status()?;
     if !status.success() {
         bail!("{} failed: {status}", exe.display());
     }
@@ -243,8 +283,17 @@ impl Kind {
     }
 }
 
-const AUDIT_RULE: [&str; 7] = ["always,exit", "-F", "arch=b64", "-S", "execve", "-k", "t1609bench"];
-const BPFTRACE_PROG: &str = r#"tracepoint:syscalls:sys_enter_execve { printf("%-6d ", pid); join(args->argv); }"#;
+const AUDIT_RULE: [&str; 7] = [
+    "always,exit",
+    "-F",
+    "arch=b64",
+    "-S",
+    "execve",
+    "-k",
+    "t1609bench",
+];
+const BPFTRACE_PROG: &str =
+    r#"tracepoint:syscalls:sys_enter_execve { printf("%-6d ", pid); join(args->argv); }"#;
 
 /// What the agent wrote on its way out.
 #[derive(Default, Clone, Debug)]
@@ -386,7 +435,10 @@ impl Monitor {
                 if let Ok(Some(s)) = child.try_wait() {
                     let mut err = String::new();
                     let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-                    bail!("auditd exited at start ({s}): {}", err.trim().replace('\n', " | "));
+                    bail!(
+                        "auditd exited at start ({s}): {}",
+                        err.trim().replace('\n', " | ")
+                    );
                 }
                 if status("pid ").as_deref() == Some(&pid.to_string()) {
                     break;
@@ -404,7 +456,10 @@ impl Monitor {
             pids = vec![pid];
             self.child = Some(child);
         }
-        let out = Command::new("auditctl").arg("-a").args(AUDIT_RULE).output()?;
+        let out = Command::new("auditctl")
+            .arg("-a")
+            .args(AUDIT_RULE)
+            .output()?;
         if !out.status.success() {
             let msg = String::from_utf8_lossy(&out.stderr).trim().to_owned();
             self.stop_auditd();
@@ -418,12 +473,20 @@ impl Monitor {
     }
 
     fn stop_auditd(&mut self) {
-        let _ = Command::new("auditctl").arg("-d").args(AUDIT_RULE).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = Command::new("auditctl")
+            .arg("-d")
+            .args(AUDIT_RULE)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         if let Some(mut c) = self.child.take() {
             let _ = sigterm_and_wait(&mut c, Duration::from_secs(5));
         }
         if self.audit_prev_enabled.as_deref() == Some("0") {
-            let _ = Command::new("auditctl").args(["-e", "0"]).stdout(Stdio::null()).status();
+            let _ = Command::new("auditctl")
+                .args(["-e", "0"])
+                .stdout(Stdio::null())
+                .status();
         }
     }
 
@@ -458,7 +521,10 @@ impl Monitor {
                 .into_iter()
                 .flatten()
                 .flatten()
-                .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().contains("perf_event")));
+                .any(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|t| t.to_string_lossy().contains("perf_event"))
+                });
             if has_perf && bpf_prog_stats(pid).is_some() {
                 break;
             }
@@ -482,8 +548,16 @@ impl Monitor {
     }
 
     fn rss_kib(&self) -> (u64, u64) {
-        let rss = self.mem_pids.iter().map(|&p| proc_status_kib(p, "VmRSS")).sum();
-        let hwm = self.mem_pids.iter().map(|&p| proc_status_kib(p, "VmHWM")).sum();
+        let rss = self
+            .mem_pids
+            .iter()
+            .map(|&p| proc_status_kib(p, "VmRSS"))
+            .sum();
+        let hwm = self
+            .mem_pids
+            .iter()
+            .map(|&p| proc_status_kib(p, "VmHWM"))
+            .sum();
         (rss, hwm)
     }
 
@@ -501,7 +575,9 @@ impl Monitor {
     }
 
     fn alive(&mut self) -> bool {
-        self.child.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_none_or(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Stops what we started; for the agent, returns what it said on the way out.
@@ -522,8 +598,15 @@ impl Monitor {
                 AgentExit::default()
             }
             Kind::Agent => {
-                let status = self.child.take().and_then(|mut c| sigterm_and_wait(&mut c, Duration::from_secs(20)));
-                let mut exit = self.stderr_thread.take().and_then(|t| t.join().ok()).unwrap_or_default();
+                let status = self
+                    .child
+                    .take()
+                    .and_then(|mut c| sigterm_and_wait(&mut c, Duration::from_secs(20)));
+                let mut exit = self
+                    .stderr_thread
+                    .take()
+                    .and_then(|t| t.join().ok())
+                    .unwrap_or_default();
                 exit.status = status.map(|s| s.to_string());
                 exit
             }
@@ -537,7 +620,11 @@ impl Monitor {
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
 }
 
 #[derive(Default)]
@@ -571,15 +658,29 @@ fn kind_of(name: &str) -> anyhow::Result<Kind> {
 
 /// In-kernel ns per exec of the monitor's programs (all of them: a fork+exec+exit cycle
 /// may run several) over `n` execs.
-fn kernel_ns(m: &Monitor, w: &Workload, exe: &Path, args: &[String], n: usize) -> anyhow::Result<(f64, f64)> {
-    let (t0, c0, _) = m.bpf().context("no eBPF program fd found in the monitor's fdinfo")?;
+fn kernel_ns(
+    m: &Monitor,
+    w: &Workload,
+    exe: &Path,
+    args: &[String],
+    n: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let (t0, c0, _) = m
+        .bpf()
+        .context("no eBPF program fd found in the monitor's fdinfo")?;
     w.storm(exe, args, n)?;
     let (t1, c1, _) = m.bpf().context("the monitor's eBPF programs vanished")?;
     Ok(((t1 - t0) as f64 / n as f64, (c1 - c0) as f64 / n as f64))
 }
 
 /// Err(true, e): the monitor could not start; Err(false, e): only the measure failed.
-fn ebpf_phase(kind: Kind, env: &Env, w: &Workload, n: usize, row: &mut Row) -> Result<(), (bool, anyhow::Error)> {
+fn ebpf_phase(
+    kind: Kind,
+    env: &Env,
+    w: &Workload,
+    n: usize,
+    row: &mut Row,
+) -> Result<(), (bool, anyhow::Error)> {
     let mut m = Monitor::start(kind, env, None).map_err(|e| (true, e))?;
     std::thread::sleep(Duration::from_millis(200));
     let before = m.metrics.as_deref().and_then(scrape);
@@ -610,13 +711,19 @@ fn ebpf_phase(kind: Kind, env: &Env, w: &Workload, n: usize, row: &mut Row) -> R
             }
         }
         if !parts.is_empty() {
-            row.notes.push(format!("kernel split over the {}-exec phase: {}", if kind == Kind::Agent { 3 * n } else { 2 * n }, parts.join(", ")));
+            row.notes.push(format!(
+                "kernel split over the {}-exec phase: {}",
+                if kind == Kind::Agent { 3 * n } else { 2 * n },
+                parts.join(", ")
+            ));
         }
     }
     m.alive();
     let exit = m.stop();
     if let Some(l) = exit.stopped_line {
-        row.lost += kv(&l, "lost_events").and_then(|v| v.parse().ok()).unwrap_or(0);
+        row.lost += kv(&l, "lost_events")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
     }
     r.map_err(|e| (false, e))
 }
@@ -631,10 +738,12 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
             kinds.push(k);
         }
     }
-    let mut rows: BTreeMap<&'static str, Row> = kinds.iter().map(|k| (k.name(), Row::default())).collect();
+    let mut rows: BTreeMap<&'static str, Row> =
+        kinds.iter().map(|k| (k.name(), Row::default())).collect();
     for k in &kinds {
         if let (Some(e), Kind::Auditd | Kind::Bpftrace) = (setup_err, k) {
-            rows.get_mut(k.name()).expect("row").failure = Some(format!("bench-setup.sh failed: {e}"));
+            rows.get_mut(k.name()).expect("row").failure =
+                Some(format!("bench-setup.sh failed: {e}"));
         }
     }
 
@@ -699,12 +808,22 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
             let exit = m.stop();
             if k == Kind::Agent {
                 if !alive {
-                    row.notes.push(format!("round {}: agent had exited ({:?})", round + 1, exit.status));
+                    row.notes.push(format!(
+                        "round {}: agent had exited ({:?})",
+                        round + 1,
+                        exit.status
+                    ));
                 }
                 if let Some(l) = &exit.stopped_line {
-                    row.lost += kv(l, "lost_events").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    row.lost += kv(l, "lost_events")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
                 } else {
-                    row.notes.push(format!("round {}: no `t1609-agent stopped` line (exit {:?})", round + 1, exit.status));
+                    row.notes.push(format!(
+                        "round {}: no `t1609-agent stopped` line (exit {:?})",
+                        round + 1,
+                        exit.status
+                    ));
                 }
             }
             res?;
@@ -733,14 +852,28 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
     for &k in &kinds {
         let r = &rows[k.name()];
         if let (Some(f), true) = (&r.failure, r.lat_u.is_empty()) {
-            println!("| {:<20} | not run: {} |", k.name(), f.replace('|', "/").replace('\n', " "));
+            println!(
+                "| {:<20} | not run: {} |",
+                k.name(),
+                f.replace('|', "/").replace('\n', " ")
+            );
             continue;
         }
         let (u, wt) = (median(&r.lat_u), median(&r.lat_w));
         if k == Kind::Nothing {
             println!(
                 "| {:<20} | {u:12.1} | {:6.3} | {wt:10.1} | {:6.3} | {:>20} | {:>16} | {:>15} | {:>7} | {:>7} | {:>19} | {:>22} | {:>20} |",
-                k.name(), 1.0, 1.0, "1.000 / 1.000", "-", "-", "-", "-", "-", "-", "-"
+                k.name(),
+                1.0,
+                1.0,
+                "1.000 / 1.000",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-"
             );
             continue;
         }
@@ -750,7 +883,11 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
             k.name(),
             u / bu,
             wt / bw,
-            format!("{:.3} / {:.3}", median(&r.mean_u) / bmu, median(&r.mean_w) / bmw),
+            format!(
+                "{:.3} / {:.3}",
+                median(&r.mean_u) / bmu,
+                median(&r.mean_w) / bmw
+            ),
             cpu * 1.6 * 100.0,
             r.rss_kib as f64 / 1024.0,
             r.hwm_kib as f64 / 1024.0,
@@ -762,10 +899,17 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
             notes.push(format!("{}: partly failed: {f}", k.name()));
         }
         if let Some(runs) = r.runs_per_exec {
-            notes.push(format!("{}: {runs:.2} eBPF program runs per unwatched fork+exec+exit", k.name()));
+            notes.push(format!(
+                "{}: {runs:.2} eBPF program runs per unwatched fork+exec+exit",
+                k.name()
+            ));
         }
         if k == Kind::Agent {
-            notes.push(format!("{}: ring-buffer events lost over the whole bench: {}", k.name(), r.lost));
+            notes.push(format!(
+                "{}: ring-buffer events lost over the whole bench: {}",
+                k.name(),
+                r.lost
+            ));
         }
         notes.extend(r.notes.iter().map(|n| format!("{}: {n}", k.name())));
     }
@@ -774,11 +918,22 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
     );
     println!();
     println!("Notes:");
-    println!("- µs = median over every exec of all rounds (robust to bursts from other load); batch-mean ratio = median of per-batch means, unwatched / watched.");
-    println!("- exec = fork+exec+wait of static busybox as `true`; unwatched = file named t1609-bench-true, watched = file named `docker`, argv `exec -it atomic-test-container /bin/sh`.");
-    println!("- CPU = utime+stime from /proc (auditd: auditd + kauditd kernel thread; tick = {hz_note:.0} ms) over the watched batch + 300 ms drain; % core @1,600/s = CPU s per exec × 1,600.");
-    println!("- RSS/HWM = VmRSS/VmHWM at the end of a round, max over rounds. kernel ns/exec = Σ run_time_ns of all the monitor's programs / execs issued (kernel.bpf_stats_enabled=1, separate phase).");
-    println!("- agent config: stdout sink to /dev/null, docker_socket = \"\" (no dockerd lookups), defaults otherwise; bpftrace: {BPFTRACE_PROG} > /dev/null; auditd: auditctl -a {}.", AUDIT_RULE.join(" "));
+    println!(
+        "- µs = median over every exec of all rounds (robust to bursts from other load); batch-mean ratio = median of per-batch means, unwatched / watched."
+    );
+    println!(
+        "- exec = fork+exec+wait of static busybox as `true`; unwatched = file named t1609-bench-true, watched = file named `docker`, argv `exec -it atomic-test-container /bin/sh`."
+    );
+    println!(
+        "- CPU = utime+stime from /proc (auditd: auditd + kauditd kernel thread; tick = {hz_note:.0} ms) over the watched batch + 300 ms drain; % core @1,600/s = CPU s per exec × 1,600."
+    );
+    println!(
+        "- RSS/HWM = VmRSS/VmHWM at the end of a round, max over rounds. kernel ns/exec = Σ run_time_ns of all the monitor's programs / execs issued (kernel.bpf_stats_enabled=1, separate phase)."
+    );
+    println!(
+        "- agent config: stdout sink to /dev/null, docker_socket = \"\" (no dockerd lookups), defaults otherwise; bpftrace: {BPFTRACE_PROG} > /dev/null; auditd: auditctl -a {}.",
+        AUDIT_RULE.join(" ")
+    );
     for n in notes {
         println!("- {n}");
     }
@@ -804,13 +959,20 @@ impl RecordCounter {
         let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())?;
         // SAFETY: valid NUL-terminated path.
         if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-            bail!("mkfifo {}: {}", fifo.display(), std::io::Error::last_os_error());
+            bail!(
+                "mkfifo {}: {}",
+                fifo.display(),
+                std::io::Error::last_os_error()
+            );
         }
-        let counts: Arc<Vec<AtomicU64>> = Arc::new((0..MAX_STEPS).map(|_| AtomicU64::new(0)).collect());
+        let counts: Arc<Vec<AtomicU64>> =
+            Arc::new((0..MAX_STEPS).map(|_| AtomicU64::new(0)).collect());
         let other = Arc::new(AtomicU64::new(0));
         let (c2, o2, path) = (counts.clone(), other.clone(), fifo.to_owned());
         let thread = std::thread::spawn(move || {
-            let Ok(f) = std::fs::File::open(&path) else { return };
+            let Ok(f) = std::fs::File::open(&path) else {
+                return;
+            };
             let mut r = BufReader::with_capacity(1 << 20, f);
             let mut buf = Vec::new();
             loop {
@@ -823,7 +985,9 @@ impl RecordCounter {
                 let line = String::from_utf8_lossy(&buf);
                 let step = line.find(MARK).and_then(|i| {
                     let rest = &line[i + MARK.len()..];
-                    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+                    let end = rest
+                        .find(|c: char| !c.is_ascii_digit())
+                        .unwrap_or(rest.len());
                     rest[..end].parse::<usize>().ok()
                 });
                 match step {
@@ -836,7 +1000,11 @@ impl RecordCounter {
                 }
             }
         });
-        Ok(Self { counts, other, thread: Some(thread) })
+        Ok(Self {
+            counts,
+            other,
+            thread: Some(thread),
+        })
     }
 
     fn get(&self, step: usize) -> u64 {
@@ -884,10 +1052,17 @@ fn drive(
     let start = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (stop, issued, failures, args, exe) = (stop.clone(), issued.clone(), failures.clone(), args.clone(), w.watched.clone());
+            let (stop, issued, failures, args, exe) = (
+                stop.clone(),
+                issued.clone(),
+                failures.clone(),
+                args.clone(),
+                w.watched.clone(),
+            );
             std::thread::spawn(move || {
                 // Paced: thread t owns slots t, t+threads, ...; a late thread does not sleep.
-                let interval = rate.map(|r| Duration::from_secs_f64(threads as f64 / f64::from(r.max(1))));
+                let interval =
+                    rate.map(|r| Duration::from_secs_f64(threads as f64 / f64::from(r.max(1))));
                 let offset = rate.map(|r| Duration::from_secs_f64(t as f64 / f64::from(r.max(1))));
                 let mut k: u32 = 0;
                 while !stop.load(Ordering::Relaxed) {
@@ -912,14 +1087,23 @@ fn drive(
         .collect();
     let end = start + Duration::from_secs(secs);
     while Instant::now() < end {
-        std::thread::sleep(Duration::from_secs(1).min(end.saturating_duration_since(Instant::now())));
-        tick(start.elapsed().as_secs_f64(), issued.load(Ordering::Relaxed));
+        std::thread::sleep(
+            Duration::from_secs(1).min(end.saturating_duration_since(Instant::now())),
+        );
+        tick(
+            start.elapsed().as_secs_f64(),
+            issued.load(Ordering::Relaxed),
+        );
     }
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
     }
-    StepResult { issued: issued.load(Ordering::Relaxed), secs: start.elapsed().as_secs_f64(), failures: failures.load(Ordering::Relaxed) }
+    StepResult {
+        issued: issued.load(Ordering::Relaxed),
+        secs: start.elapsed().as_secs_f64(),
+        failures: failures.load(Ordering::Relaxed),
+    }
 }
 
 fn storm(args: &BenchArgs, env: &Env) -> anyhow::Result<()> {
@@ -945,7 +1129,10 @@ fn storm(args: &BenchArgs, env: &Env) -> anyhow::Result<()> {
     let (rss0, _) = agent.rss_kib();
 
     // Step 1: as fast as possible.
-    eprintln!("bench: storm: {} s of watched execs as fast as possible, {threads} threads", args.seconds);
+    eprintln!(
+        "bench: storm: {} s of watched execs as fast as possible, {threads} threads",
+        args.seconds
+    );
     let cpu0 = agent.cpu();
     let mut samples: Vec<(f64, u64, u64, f64, f64, bool)> = vec![]; // t, issued, rss, lost, captured, alive
     let max_res = {
@@ -955,14 +1142,30 @@ fn storm(args: &BenchArgs, env: &Env) -> anyhow::Result<()> {
             let m = scrape_now();
             let rss = proc_status_kib(agent_pid, "VmRSS");
             let alive = std::path::Path::new(&format!("/proc/{agent_pid}/stat")).exists();
-            samples.push((t, issued, rss, metric(&m, "t1609_ringbuf_lost_events_total"), metric(&m, "t1609_events_captured_total"), alive));
+            samples.push((
+                t,
+                issued,
+                rss,
+                metric(&m, "t1609_ringbuf_lost_events_total"),
+                metric(&m, "t1609_events_captured_total"),
+                alive,
+            ));
             if t - last_print >= 10.0 {
-                eprintln!("bench: storm t={t:.0}s issued={issued} rss={:.1} MiB lost={}", rss as f64 / 1024.0, metric(&m, "t1609_ringbuf_lost_events_total"));
+                eprintln!(
+                    "bench: storm t={t:.0}s issued={issued} rss={:.1} MiB lost={}",
+                    rss as f64 / 1024.0,
+                    metric(&m, "t1609_ringbuf_lost_events_total")
+                );
                 last_print = t;
             }
         })
     };
-    let captured1 = counter.settle(1, max_res.issued, Duration::from_secs(3), Duration::from_secs(30));
+    let captured1 = counter.settle(
+        1,
+        max_res.issued,
+        Duration::from_secs(3),
+        Duration::from_secs(30),
+    );
     std::thread::sleep(Duration::from_millis(1200));
     let cpu1 = agent.cpu();
     let m1 = scrape_now();
@@ -990,14 +1193,21 @@ fn storm(args: &BenchArgs, env: &Env) -> anyhow::Result<()> {
         let c0 = agent.cpu();
         let res = drive(&w, step, threads, args.rate_seconds, Some(rate), |_, _| {});
         let c1 = agent.cpu();
-        let captured = counter.settle(step, res.issued, Duration::from_secs(2), Duration::from_secs(15));
+        let captured = counter.settle(
+            step,
+            res.issued,
+            Duration::from_secs(2),
+            Duration::from_secs(15),
+        );
         std::thread::sleep(Duration::from_millis(1200));
         let ma = scrape_now();
         sweep.push(Sweep {
             rate,
             captured,
-            lost_ev: metric(&ma, "t1609_ringbuf_lost_events_total") - metric(&mb, "t1609_ringbuf_lost_events_total"),
-            lost_chunks: metric(&ma, "t1609_ringbuf_lost_argv_chunks_total") - metric(&mb, "t1609_ringbuf_lost_argv_chunks_total"),
+            lost_ev: metric(&ma, "t1609_ringbuf_lost_events_total")
+                - metric(&mb, "t1609_ringbuf_lost_events_total"),
+            lost_chunks: metric(&ma, "t1609_ringbuf_lost_argv_chunks_total")
+                - metric(&mb, "t1609_ringbuf_lost_argv_chunks_total"),
             cpu_pct: (c1 - c0) / res.secs * 100.0,
             rss: agent.rss_kib().0,
             res,
@@ -1015,11 +1225,20 @@ fn storm(args: &BenchArgs, env: &Env) -> anyhow::Result<()> {
     let lostc = |m: &BTreeMap<String, f64>| metric(m, "t1609_ringbuf_lost_argv_chunks_total");
     let cap = |m: &BTreeMap<String, f64>| metric(m, "t1609_events_captured_total");
     println!();
-    println!("Exec storm: t1609-agent, watched `docker exec -it …` execs (static busybox), {threads} spawner threads, {ncpu} CPUs");
-    println!("Machine ceiling without a monitor: {:.0} exec/s ({} execs in {:.1} s)", ceiling_rate, ceiling.issued, ceiling.secs);
+    println!(
+        "Exec storm: t1609-agent, watched `docker exec -it …` execs (static busybox), {threads} spawner threads, {ncpu} CPUs"
+    );
+    println!(
+        "Machine ceiling without a monitor: {:.0} exec/s ({} execs in {:.1} s)",
+        ceiling_rate, ceiling.issued, ceiling.secs
+    );
     println!();
-    println!("| phase | exec/s target | exec/s achieved | execs issued | recorded (marker) | missing | ringbuf lost events | lost argv chunks | agent CPU % of a core | agent RSS MiB | alive |");
-    println!("|-------|---------------|-----------------|--------------|-------------------|---------|---------------------|------------------|-----------------------|---------------|-------|");
+    println!(
+        "| phase | exec/s target | exec/s achieved | execs issued | recorded (marker) | missing | ringbuf lost events | lost argv chunks | agent CPU % of a core | agent RSS MiB | alive |"
+    );
+    println!(
+        "|-------|---------------|-----------------|--------------|-------------------|---------|---------------------|------------------|-----------------------|---------------|-------|"
+    );
     println!(
         "| max {} s | max | {:.0} | {} | {} | {} | {:.0} | {:.0} | {:.1}% | {:.1} | {} |",
         args.seconds,
@@ -1060,8 +1279,14 @@ fn storm(args: &BenchArgs, env: &Env) -> anyhow::Result<()> {
         .filter(|(i, s)| i % 5 == 4 || !s.5)
         .map(|(_, s)| format!("{:.0}s:{:.1}", s.0, s.2 as f64 / 1024.0))
         .collect();
-    println!("Agent RSS over the max-rate storm (MiB, every 5 s): start {:.1}, {}; after sweep {:.1}; VmHWM {:.1} (storm) / {:.1} (end)",
-        rss0 as f64 / 1024.0, rss_series.join(" "), rss_end as f64 / 1024.0, hwm1 as f64 / 1024.0, hwm_end as f64 / 1024.0);
+    println!(
+        "Agent RSS over the max-rate storm (MiB, every 5 s): start {:.1}, {}; after sweep {:.1}; VmHWM {:.1} (storm) / {:.1} (end)",
+        rss0 as f64 / 1024.0,
+        rss_series.join(" "),
+        rss_end as f64 / 1024.0,
+        hwm1 as f64 / 1024.0,
+        hwm_end as f64 / 1024.0
+    );
     println!(
         "Loss counters over the whole run (metrics): captured {:.0}, ringbuf lost events {:.0}, lost argv chunks {:.0}; recorded lines without a marker: {}",
         cap(&m_end) - cap(&m0),
@@ -1069,7 +1294,8 @@ fn storm(args: &BenchArgs, env: &Env) -> anyhow::Result<()> {
         lostc(&m_end) - lostc(&m0),
         counter.other.load(Ordering::Relaxed)
     );
-    let fails: u64 = max_res.failures + sweep.iter().map(|s| s.res.failures).sum::<u64>() + ceiling.failures;
+    let fails: u64 =
+        max_res.failures + sweep.iter().map(|s| s.res.failures).sum::<u64>() + ceiling.failures;
     if fails > 0 {
         println!("Spawn failures (not counted as issued): {fails}");
     }
@@ -1084,19 +1310,34 @@ fn storm(args: &BenchArgs, env: &Env) -> anyhow::Result<()> {
             kv(l, "decode_errors").unwrap_or_default(),
             exit.status.as_deref().unwrap_or("?"),
         ),
-        None => println!("Agent stop line: MISSING (exit {})", exit.status.as_deref().unwrap_or("?")),
+        None => println!(
+            "Agent stop line: MISSING (exit {})",
+            exit.status.as_deref().unwrap_or("?")
+        ),
     }
-    println!("Agent kept running through the storm and the sweep: {}", if alive1 && alive_end { "yes" } else { "NO" });
+    println!(
+        "Agent kept running through the storm and the sweep: {}",
+        if alive1 && alive_end { "yes" } else { "NO" }
+    );
     match knee {
-        Some(r) => println!("Knee: loss starts at the {r}/s step (first paced rate with a missing or lost event)"),
-        None => println!("Knee: no loss at any paced rate up to {}/s (as achieved above)", args.rates.iter().max().unwrap_or(&0)),
+        Some(r) => println!(
+            "Knee: loss starts at the {r}/s step (first paced rate with a missing or lost event)"
+        ),
+        None => println!(
+            "Knee: no loss at any paced rate up to {}/s (as achieved above)",
+            args.rates.iter().max().unwrap_or(&0)
+        ),
     }
     if let Some(s) = sweep.iter().find(|s| s.rate == 5000) {
         let achieved = s.res.issued as f64 / s.res.secs;
         let zero = s.res.issued == s.captured && s.lost_ev == 0.0;
         println!(
             "Sustained 5,000/s: achieved {achieved:.0}/s{}; {}",
-            if achieved < 4750.0 { " (machine could not sustain the target: not a valid 5,000/s test)" } else { "" },
+            if achieved < 4750.0 {
+                " (machine could not sustain the target: not a valid 5,000/s test)"
+            } else {
+                ""
+            },
             if zero { "zero loss" } else { "LOSS" }
         );
     }
@@ -1120,21 +1361,36 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let agent_bin = match &args.agent {
         Some(p) => p.clone(),
         None => {
-            run_cmd(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(&root)
-                .args(["build", "--release", "-p", "t1609-agent"]))?;
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("release/t1609-agent")
+            run_cmd(
+                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                    .current_dir(&root)
+                    .args(["build", "--release", "-p", "t1609-agent"]),
+            )?;
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| root.join("target"), PathBuf::from)
+                .join("release/t1609-agent")
         }
     };
     let tmp = std::env::temp_dir().join(format!("t1609-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
-    let env = Env { agent_bin, tmp: tmp.clone() };
+    let env = Env {
+        agent_bin,
+        tmp: tmp.clone(),
+    };
     let result = if args.storm {
         storm(args, &env)
     } else {
         let mut setup_err = None;
-        if !args.skip_setup && args.monitors.iter().any(|m| m.trim() != "agent" && m.trim() != "t1609-agent") {
-            let out = Command::new("bash").arg(root.join("scripts/bench-setup.sh")).stdout(Stdio::inherit()).output();
+        if !args.skip_setup
+            && args
+                .monitors
+                .iter()
+                .any(|m| m.trim() != "agent" && m.trim() != "t1609-agent")
+        {
+            let out = Command::new("bash")
+                .arg(root.join("scripts/bench-setup.sh"))
+                .stdout(Stdio::inherit())
+                .output();
             match out {
                 Ok(o) if o.status.success() => {}
                 Ok(o) => {

@@ -74,7 +74,11 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
             Some(t) => vec![*t],
             None => bail!(
                 "unknown fuzz target {name:?}; targets: {}",
-                TARGETS.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ")
+                TARGETS
+                    .iter()
+                    .map(|(t, _)| *t)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         },
     };
@@ -99,13 +103,26 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
 
     let mut outcomes = Vec::new();
     for (target, max_len) in targets {
-        outcomes.push(run_target(&root, &fuzz_dir, target, max_len, args.seconds_per_target, args.sanitizer.as_deref())?);
+        outcomes.push(run_target(
+            &root,
+            &fuzz_dir,
+            target,
+            max_len,
+            args.seconds_per_target,
+            args.sanitizer.as_deref(),
+        )?);
     }
 
     eprintln!("\nxtask fuzz: {} s per target", args.seconds_per_target);
     for o in &outcomes {
         let verdict = if o.failure.is_some() { "FAILED" } else { "ok" };
-        eprintln!("  {:<14} {verdict:<6} {}", o.target, o.last_status.as_deref().unwrap_or("(no libFuzzer status line)"));
+        eprintln!(
+            "  {:<14} {verdict:<6} {}",
+            o.target,
+            o.last_status
+                .as_deref()
+                .unwrap_or("(no libFuzzer status line)")
+        );
         for a in &o.artifacts {
             eprintln!("    artifact: {}", a.display());
             eprintln!(
@@ -116,8 +133,10 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let failed: Vec<String> =
-        outcomes.iter().filter_map(|o| o.failure.as_ref().map(|f| format!("{}: {f}", o.target))).collect();
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.failure.as_ref().map(|f| format!("{}: {f}", o.target)))
+        .collect();
     if failed.is_empty() {
         eprintln!("xtask fuzz: no crashes");
         Ok(())
@@ -165,12 +184,20 @@ fn ensure_cargo_fuzz(root: &Path) -> anyhow::Result<()> {
         .stderr(Stdio::null())
         .status();
     if !matches!(nightly, Ok(s) if s.success()) {
-        bail!("`cargo {TOOLCHAIN}` is not available: run scripts/setup.sh (it installs the nightly toolchain)");
+        bail!(
+            "`cargo {TOOLCHAIN}` is not available: run scripts/setup.sh (it installs the nightly toolchain)"
+        );
     }
     eprintln!("xtask fuzz: cargo-fuzz missing, installing cargo-fuzz {CARGO_FUZZ_VERSION}");
     crate::run(
         Command::new("cargo")
-            .args(["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION])
+            .args([
+                "install",
+                "cargo-fuzz",
+                "--locked",
+                "--version",
+                CARGO_FUZZ_VERSION,
+            ])
             .current_dir(root)
             .env_remove("RUSTUP_TOOLCHAIN")
             // Our CARGO_TARGET_DIR (if any) is for the workspace, not for tools.
@@ -182,7 +209,9 @@ fn ensure_cargo_fuzz(root: &Path) -> anyhow::Result<()> {
             eprintln!("xtask fuzz: installed {v}");
             Ok(())
         }
-        None => bail!("cargo-fuzz was installed but `cargo {TOOLCHAIN} fuzz --version` still fails (is ~/.cargo/bin on PATH?)"),
+        None => bail!(
+            "cargo-fuzz was installed but `cargo {TOOLCHAIN} fuzz --version` still fails (is ~/.cargo/bin on PATH?)"
+        ),
     }
 }
 
@@ -190,7 +219,12 @@ fn ensure_cargo_fuzz(root: &Path) -> anyhow::Result<()> {
 fn artifacts(fuzz_dir: &Path, target: &str) -> BTreeSet<PathBuf> {
     let dir = fuzz_dir.join("artifacts").join(target);
     std::fs::read_dir(&dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -229,7 +263,9 @@ fn run_target(
         .process_group(0);
     eprintln!("xtask: {cmd:?}");
     let started = Instant::now();
-    let mut child = cmd.spawn().with_context(|| format!("spawning cargo fuzz run {target}"))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("spawning cargo fuzz run {target}"))?;
 
     // libFuzzer reports on stderr: pass it through and keep the last status line.
     let last_status = Arc::new(Mutex::new(None::<String>));
@@ -267,16 +303,26 @@ fn run_target(
     };
     let _ = reader.join();
 
-    let new: Vec<PathBuf> = artifacts(fuzz_dir, target).difference(&before).cloned().collect();
+    let new: Vec<PathBuf> = artifacts(fuzz_dir, target)
+        .difference(&before)
+        .cloned()
+        .collect();
     let failure = match status {
         None => Some(format!("did not finish within {deadline:?}")),
         Some(s) if !s.success() => Some(match new.first() {
             Some(a) => format!("libFuzzer failed ({s}); artifact {}", a.display()),
-            None => format!("cargo fuzz run exited with {s} (no new artifact under fuzz/artifacts/{target}/)"),
+            None => format!(
+                "cargo fuzz run exited with {s} (no new artifact under fuzz/artifacts/{target}/)"
+            ),
         }),
         Some(_) if !new.is_empty() => Some(format!("new artifact {}", new[0].display())),
         Some(_) => None,
     };
     let last_status = last_status.lock().expect("status lock").clone();
-    Ok(Outcome { target, last_status, artifacts: new, failure })
+    Ok(Outcome {
+        target,
+        last_status,
+        artifacts: new,
+        failure,
+    })
 }

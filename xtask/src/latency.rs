@@ -28,7 +28,10 @@ pub struct LatencyArgs {
 }
 
 fn now_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -43,10 +46,14 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
     let agent_bin = match &args.agent {
         Some(p) => p.clone(),
         None => {
-            run_cmd(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(&root)
-                .args(["build", "--release", "-p", "t1609-agent"]))?;
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("release/t1609-agent")
+            run_cmd(
+                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                    .current_dir(&root)
+                    .args(["build", "--release", "-p", "t1609-agent"]),
+            )?;
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| root.join("target"), PathBuf::from)
+                .join("release/t1609-agent")
         }
     };
     let dir = std::env::temp_dir().join(format!("t1609-latency-{}", std::process::id()));
@@ -61,7 +68,11 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
             dir.join("spool").display().to_string()
         ),
     )?;
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().map(PathBuf::from).find(|p| p.exists()).context("busybox-static needed")?;
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .context("busybox-static needed")?;
     let docker = dir.join("docker");
     std::fs::copy(&busybox, &docker)?;
 
@@ -89,7 +100,10 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
             let t = now_ns();
             // The marker arg is "lat-<seq>".
             if let Some(i) = line.find("lat-") {
-                let seq: String = line[i + 4..].chars().take_while(char::is_ascii_digit).collect();
+                let seq: String = line[i + 4..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
                 if let Ok(seq) = seq.parse() {
                     let _ = tx.send((seq, t));
                 }
@@ -108,9 +122,13 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
         }
         sent[seq as usize] = now_ns();
         // Fire and forget: waiting for each would cap the rate at the exec latency.
-        let _ = Command::new(&docker).arg0("true").args(["exec", "-it", &format!("lat-{seq}"), "sh"]).spawn().map(|mut c| {
-            std::thread::spawn(move || c.wait());
-        });
+        let _ = Command::new(&docker)
+            .arg0("true")
+            .args(["exec", "-it", &format!("lat-{seq}"), "sh"])
+            .spawn()
+            .map(|mut c| {
+                std::thread::spawn(move || c.wait());
+            });
     }
     let achieved = total as f64 / start.elapsed().as_secs_f64();
     let mut got = std::collections::HashMap::new();
@@ -123,11 +141,19 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
     // SAFETY: kill(2) on our child.
     unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
     let _ = agent.wait();
-    let mut lat: Vec<f64> =
-        got.iter().filter_map(|(seq, t)| sent.get(*seq as usize).map(|s| (*t as f64 - *s as f64) / 1e6)).collect();
+    let mut lat: Vec<f64> = got
+        .iter()
+        .filter_map(|(seq, t)| {
+            sent.get(*seq as usize)
+                .map(|s| (*t as f64 - *s as f64) / 1e6)
+        })
+        .collect();
     lat.sort_by(f64::total_cmp);
     println!();
-    println!("exec → socket-server subscriber latency ({} watched execs at {:.0}/s requested {}/s)", total, achieved, args.rate);
+    println!(
+        "exec → socket-server subscriber latency ({} watched execs at {:.0}/s requested {}/s)",
+        total, achieved, args.rate
+    );
     println!("| delivered | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | target p99 |");
     println!("|-----------|----------|----------|----------|----------|------------|");
     println!(

@@ -37,7 +37,10 @@ enum Cmd {
 }
 
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
 }
 
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
@@ -57,7 +60,13 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     cargo
         .current_dir(&root)
         .env("T1609_REQUIRE_PRIVILEGED", "1")
-        .args(["test", "--workspace", "--exclude", "t1609-agent-ebpf", "--no-fail-fast"])
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "t1609-agent-ebpf",
+            "--no-fail-fast",
+        ])
         .args(cargo_args);
     if let Err(e) = run(&mut cargo) {
         failures.push(format!("cargo test: {e:#}"));
@@ -70,9 +79,16 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     }
     // Fuzzing: each target for a short bounded time (T1609_FUZZ_SECONDS, default 10; 0
     // skips it). `cargo xtask fuzz` runs longer on demand.
-    let fuzz_secs = std::env::var("T1609_FUZZ_SECONDS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(10);
+    let fuzz_secs = std::env::var("T1609_FUZZ_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(10);
     if let Some(secs) = Some(fuzz_secs).filter(|s| *s > 0) {
-        let args = fuzz::FuzzArgs { seconds_per_target: secs, target: None, sanitizer: Some("none".into()) };
+        let args = fuzz::FuzzArgs {
+            seconds_per_target: secs,
+            target: None,
+            sanitizer: Some("none".into()),
+        };
         if let Err(e) = fuzz::run(&args) {
             failures.push(format!("fuzz: {e:#}"));
         }

@@ -17,7 +17,9 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use t1609_common::{COMM_LEN, KernelOffsets, ProbeConfig, UNIX_PATH_LEN, UnixPathKey, WatchKey, counters};
+use t1609_common::{
+    COMM_LEN, KernelOffsets, ProbeConfig, UNIX_PATH_LEN, UnixPathKey, WatchKey, counters,
+};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tracing::{debug, warn};
 
@@ -36,16 +38,31 @@ pub enum CaptureError {
          this process has effective capabilities {caps:#x}. Run as root or grant those capabilities"
     )]
     Privilege { caps: u64 },
-    #[error("tracefs is not mounted at {path} and mounting it failed: {source} (needs CAP_SYS_ADMIN, or mount it beforehand: mount -t tracefs nodev {path})")]
-    Tracefs { path: String, source: std::io::Error },
+    #[error(
+        "tracefs is not mounted at {path} and mounting it failed: {source} (needs CAP_SYS_ADMIN, or mount it beforehand: mount -t tracefs nodev {path})"
+    )]
+    Tracefs {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("kernel feature missing: {feature} ({detail})")]
-    Feature { feature: &'static str, detail: String },
+    Feature {
+        feature: &'static str,
+        detail: String,
+    },
     #[error("loading the eBPF object failed: {0}")]
     Load(#[source] aya::EbpfError),
     #[error("eBPF program `{name}` failed to {step}: {source}")]
-    Program { name: &'static str, step: &'static str, source: aya::programs::ProgramError },
+    Program {
+        name: &'static str,
+        step: &'static str,
+        source: aya::programs::ProgramError,
+    },
     #[error("eBPF map `{name}`: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
     #[error("eBPF map `{0}` missing from the object")]
     MissingMap(&'static str),
     #[error("watch-set name {name:?} is empty or contains NUL or '/'")]
@@ -116,7 +133,10 @@ fn effective_caps() -> u64 {
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:").map(|v| u64::from_str_radix(v.trim(), 16).ok()))
+                .find_map(|l| {
+                    l.strip_prefix("CapEff:")
+                        .map(|v| u64::from_str_radix(v.trim(), 16).ok())
+                })
                 .flatten()
         })
         .unwrap_or(0)
@@ -147,9 +167,20 @@ pub fn ensure_tracefs() -> Result<(), CaptureError> {
     let fstype = std::ffi::CString::new("tracefs").expect("no NUL");
     let source = std::ffi::CString::new("nodev").expect("no NUL");
     // SAFETY: valid NUL-terminated strings; no data argument.
-    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
     if rc != 0 {
-        return Err(CaptureError::Tracefs { path: TRACEFS.into(), source: std::io::Error::last_os_error() });
+        return Err(CaptureError::Tracefs {
+            path: TRACEFS.into(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     debug!("mounted tracefs at {TRACEFS}");
     Ok(())
@@ -159,7 +190,9 @@ pub fn unix_path_key(path: &Path) -> Result<UnixPathKey, CaptureError> {
     use std::os::unix::ffi::OsStrExt as _;
     let bytes = path.as_os_str().as_bytes();
     if bytes.is_empty() || bytes.len() >= UNIX_PATH_LEN || bytes.contains(&0) {
-        return Err(CaptureError::BadSocketPath { path: path.to_owned() });
+        return Err(CaptureError::BadSocketPath {
+            path: path.to_owned(),
+        });
     }
     let mut key = [0u8; UNIX_PATH_LEN];
     key[..bytes.len()].copy_from_slice(bytes);
@@ -169,7 +202,9 @@ pub fn unix_path_key(path: &Path) -> Result<UnixPathKey, CaptureError> {
 pub fn watch_key(name: &str) -> Result<WatchKey, CaptureError> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes.contains(&0) || bytes.contains(&b'/') {
-        return Err(CaptureError::BadWatchName { name: name.to_owned() });
+        return Err(CaptureError::BadWatchName {
+            name: name.to_owned(),
+        });
     }
     // The kernel's comm keeps the first 15 bytes; the agent re-checks the full name.
     let mut key = [0u8; COMM_LEN];
@@ -183,11 +218,19 @@ impl Capture {
         check_privilege()?;
         let offsets: KernelOffsets = offsets::from_btf(&opts.btf_path)?;
         ensure_tracefs()?;
-        if !Path::new("/sys/kernel/btf/vmlinux").exists() && opts.btf_path == Path::new(offsets::VMLINUX_BTF) {
-            return Err(CaptureError::Feature { feature: "BTF", detail: "no /sys/kernel/btf/vmlinux".into() });
+        if !Path::new("/sys/kernel/btf/vmlinux").exists()
+            && opts.btf_path == Path::new(offsets::VMLINUX_BTF)
+        {
+            return Err(CaptureError::Feature {
+                feature: "BTF",
+                detail: "no /sys/kernel/btf/vmlinux".into(),
+            });
         }
         // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones ignore it.
-        let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        let rlim = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
         // SAFETY: plain syscall with a valid pointer.
         if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
             debug!("could not raise RLIMIT_MEMLOCK (fine on kernels >= 5.11)");
@@ -198,7 +241,9 @@ impl Capture {
             wakeup_interval_ns: u64::try_from(opts.wakeup_interval.as_nanos()).unwrap_or(u64::MAX),
         };
         let mut loader = EbpfLoader::new();
-        loader.override_global("OFFSETS", &offsets, true).override_global("CONFIG", &config, true);
+        loader
+            .override_global("OFFSETS", &offsets, true)
+            .override_global("CONFIG", &config, true);
         if let Some(bytes) = opts.ring_buffer_bytes {
             loader.map_max_entries("EVENTS", bytes);
         }
@@ -206,17 +251,38 @@ impl Capture {
             aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
                 if io_error.raw_os_error() == Some(libc::EINVAL) =>
             {
-                CaptureError::Feature { feature: "BPF ring buffer (Linux >= 5.8)", detail: e.to_string() }
+                CaptureError::Feature {
+                    feature: "BPF ring buffer (Linux >= 5.8)",
+                    detail: e.to_string(),
+                }
             }
             _ => CaptureError::Load(e),
         })?;
 
-        let watch = BpfHashMap::try_from(ebpf.take_map("WATCH").ok_or(CaptureError::MissingMap("WATCH"))?)
-            .map_err(|source| CaptureError::Map { name: "WATCH", source })?;
-        let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").ok_or(CaptureError::MissingMap("COUNTERS"))?)
-            .map_err(|source| CaptureError::Map { name: "COUNTERS", source })?;
-        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or(CaptureError::MissingMap("EVENTS"))?)
-            .map_err(|source| CaptureError::Map { name: "EVENTS", source })?;
+        let watch = BpfHashMap::try_from(
+            ebpf.take_map("WATCH")
+                .ok_or(CaptureError::MissingMap("WATCH"))?,
+        )
+        .map_err(|source| CaptureError::Map {
+            name: "WATCH",
+            source,
+        })?;
+        let counters = PerCpuArray::try_from(
+            ebpf.take_map("COUNTERS")
+                .ok_or(CaptureError::MissingMap("COUNTERS"))?,
+        )
+        .map_err(|source| CaptureError::Map {
+            name: "COUNTERS",
+            source,
+        })?;
+        let ring = RingBuf::try_from(
+            ebpf.take_map("EVENTS")
+                .ok_or(CaptureError::MissingMap("EVENTS"))?,
+        )
+        .map_err(|source| CaptureError::Map {
+            name: "EVENTS",
+            source,
+        })?;
         let mut capture = Self {
             ebpf,
             watch,
@@ -233,13 +299,28 @@ impl Capture {
         let program: &mut TracePoint = capture
             .ebpf
             .program_mut(PROGRAM)
-            .ok_or(CaptureError::Feature { feature: "program", detail: PROGRAM.into() })?
+            .ok_or(CaptureError::Feature {
+                feature: "program",
+                detail: PROGRAM.into(),
+            })?
             .try_into()
-            .map_err(|source| CaptureError::Program { name: PROGRAM, step: "convert", source })?;
-        program.load().map_err(|source| CaptureError::Program { name: PROGRAM, step: "load (verifier)", source })?;
+            .map_err(|source| CaptureError::Program {
+                name: PROGRAM,
+                step: "convert",
+                source,
+            })?;
+        program.load().map_err(|source| CaptureError::Program {
+            name: PROGRAM,
+            step: "load (verifier)",
+            source,
+        })?;
         program
             .attach("sched", "sched_process_exec")
-            .map_err(|source| CaptureError::Program { name: PROGRAM, step: "attach to sched:sched_process_exec", source })?;
+            .map_err(|source| CaptureError::Program {
+                name: PROGRAM,
+                step: "attach to sched:sched_process_exec",
+                source,
+            })?;
         for (name, category, event) in OPTIONAL_PROGRAMS {
             if let Err(e) = capture.attach_optional(name, category, event) {
                 warn!(program = name, error = %e, "optional probe not attached; running without it");
@@ -252,36 +333,91 @@ impl Capture {
         Ok(capture)
     }
 
-    fn attach_optional(&mut self, name: &'static str, category: &str, event: &str) -> Result<(), CaptureError> {
+    fn attach_optional(
+        &mut self,
+        name: &'static str,
+        category: &str,
+        event: &str,
+    ) -> Result<(), CaptureError> {
         let program: &mut TracePoint = self
             .ebpf
             .program_mut(name)
-            .ok_or(CaptureError::Feature { feature: "program", detail: name.into() })?
+            .ok_or(CaptureError::Feature {
+                feature: "program",
+                detail: name.into(),
+            })?
             .try_into()
-            .map_err(|source| CaptureError::Program { name, step: "convert", source })?;
-        program.load().map_err(|source| CaptureError::Program { name, step: "load (verifier)", source })?;
-        program.attach(category, event).map_err(|source| CaptureError::Program { name, step: "attach", source })?;
+            .map_err(|source| CaptureError::Program {
+                name,
+                step: "convert",
+                source,
+            })?;
+        program.load().map_err(|source| CaptureError::Program {
+            name,
+            step: "load (verifier)",
+            source,
+        })?;
+        program
+            .attach(category, event)
+            .map_err(|source| CaptureError::Program {
+                name,
+                step: "attach",
+                source,
+            })?;
         Ok(())
     }
 
     fn fill_filters(&mut self, opts: &CaptureOptions) -> Result<(), CaptureError> {
-        let map = self.ebpf.map_mut("PORTS").ok_or(CaptureError::MissingMap("PORTS"))?;
+        let map = self
+            .ebpf
+            .map_mut("PORTS")
+            .ok_or(CaptureError::MissingMap("PORTS"))?;
         let mut ports: BpfHashMap<_, u16, u8> =
-            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map { name: "PORTS", source })?;
+            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map {
+                name: "PORTS",
+                source,
+            })?;
         for port in &opts.ports {
-            ports.insert(port, 1, 0).map_err(|source| CaptureError::Map { name: "PORTS", source })?;
+            ports
+                .insert(port, 1, 0)
+                .map_err(|source| CaptureError::Map {
+                    name: "PORTS",
+                    source,
+                })?;
         }
-        let map = self.ebpf.map_mut("UNIX_PATHS").ok_or(CaptureError::MissingMap("UNIX_PATHS"))?;
+        let map = self
+            .ebpf
+            .map_mut("UNIX_PATHS")
+            .ok_or(CaptureError::MissingMap("UNIX_PATHS"))?;
         let mut paths: BpfHashMap<_, UnixPathKey, u8> =
-            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map { name: "UNIX_PATHS", source })?;
+            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map {
+                name: "UNIX_PATHS",
+                source,
+            })?;
         for path in &opts.unix_paths {
-            paths.insert(unix_path_key(path)?, 1, 0).map_err(|source| CaptureError::Map { name: "UNIX_PATHS", source })?;
+            paths
+                .insert(unix_path_key(path)?, 1, 0)
+                .map_err(|source| CaptureError::Map {
+                    name: "UNIX_PATHS",
+                    source,
+                })?;
         }
-        let map = self.ebpf.map_mut("SESSION_SEEDS").ok_or(CaptureError::MissingMap("SESSION_SEEDS"))?;
+        let map = self
+            .ebpf
+            .map_mut("SESSION_SEEDS")
+            .ok_or(CaptureError::MissingMap("SESSION_SEEDS"))?;
         let mut seeds: BpfHashMap<_, WatchKey, u8> =
-            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map { name: "SESSION_SEEDS", source })?;
+            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map {
+                name: "SESSION_SEEDS",
+                source,
+            })?;
         for name in &opts.session_seeds {
-            seeds.insert(watch_key(name)?, 1, 0).map_err(|source| CaptureError::Map { name: "SESSION_SEEDS", source })?;
+            seeds
+                .insert(watch_key(name)?, 1, 0)
+                .map_err(|source| CaptureError::Map {
+                    name: "SESSION_SEEDS",
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -289,9 +425,18 @@ impl Capture {
     /// Ends a session the kernel started for an exec that turned out not to inject
     /// anything (runc create/start/state...): the root and whatever it forked since.
     pub fn end_session(&mut self, session: u64) {
-        let Some(map) = self.ebpf.map_mut("TRACKED") else { return };
-        let Ok(mut tracked) = aya::maps::HashMap::<_, u32, u64>::try_from(map) else { return };
-        let members: Vec<u32> = tracked.iter().filter_map(Result::ok).filter(|(_, s)| *s == session).map(|(k, _)| k).collect();
+        let Some(map) = self.ebpf.map_mut("TRACKED") else {
+            return;
+        };
+        let Ok(mut tracked) = aya::maps::HashMap::<_, u32, u64>::try_from(map) else {
+            return;
+        };
+        let members: Vec<u32> = tracked
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, s)| *s == session)
+            .map(|(k, _)| k)
+            .collect();
         for tgid in members {
             let _ = tracked.remove(&tgid);
         }
@@ -300,19 +445,35 @@ impl Capture {
     /// Replaces the watch set in place: adds new names first, then removes old ones, so
     /// a name present in both sets is never missing, and nothing is detached.
     pub fn set_watch(&mut self, names: &BTreeSet<String>) -> Result<(), CaptureError> {
-        let keys = names.iter().map(|n| watch_key(n)).collect::<Result<BTreeSet<_>, _>>()?;
+        let keys = names
+            .iter()
+            .map(|n| watch_key(n))
+            .collect::<Result<BTreeSet<_>, _>>()?;
         for key in keys.difference(&self.watched) {
-            self.watch.insert(key, 1, 0).map_err(|source| CaptureError::Map { name: "WATCH", source })?;
+            self.watch
+                .insert(key, 1, 0)
+                .map_err(|source| CaptureError::Map {
+                    name: "WATCH",
+                    source,
+                })?;
         }
         for key in self.watched.difference(&keys) {
-            self.watch.remove(key).map_err(|source| CaptureError::Map { name: "WATCH", source })?;
+            self.watch.remove(key).map_err(|source| CaptureError::Map {
+                name: "WATCH",
+                source,
+            })?;
         }
         self.watched = keys;
         Ok(())
     }
 
     pub fn kernel_counters(&self) -> KernelCounters {
-        let sum = |idx: u32| -> u64 { self.counters.get(&idx, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+        let sum = |idx: u32| -> u64 {
+            self.counters
+                .get(&idx, 0)
+                .map(|v| v.iter().sum())
+                .unwrap_or(0)
+        };
         KernelCounters {
             ringbuf_full: sum(counters::RINGBUF_FULL),
             chunk_ringbuf_full: sum(counters::CHUNK_RINGBUF_FULL),
@@ -335,7 +496,11 @@ impl Capture {
             .programs()
             .filter_map(|(name, prog)| {
                 let info = prog.info().ok()?;
-                Some((name.to_owned(), u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX), info.run_count()))
+                Some((
+                    name.to_owned(),
+                    u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+                    info.run_count(),
+                ))
             })
             .collect()
     }
@@ -362,15 +527,24 @@ pub struct Reader {
 
 impl Reader {
     /// Reads everything available now into `out`.
-    fn drain(ring: &mut RingBuf<MapData>, assembler: &mut Assembler, stats: &ReaderStats, out: &mut Vec<Captured>) {
+    fn drain(
+        ring: &mut RingBuf<MapData>,
+        assembler: &mut Assembler,
+        stats: &ReaderStats,
+        out: &mut Vec<Captured>,
+    ) {
         while let Some(item) = ring.next() {
             stats.records.fetch_add(1, Ordering::Relaxed);
             match assembler.push(&item) {
                 Ok(Some(exec)) => out.push(exec),
                 Ok(None) => {}
                 Err(e) => {
-                    stats.decode_errors.store(assembler.decode_errors, Ordering::Relaxed);
-                    stats.orphan_chunks.store(assembler.orphan_chunks, Ordering::Relaxed);
+                    stats
+                        .decode_errors
+                        .store(assembler.decode_errors, Ordering::Relaxed);
+                    stats
+                        .orphan_chunks
+                        .store(assembler.orphan_chunks, Ordering::Relaxed);
                     warn!(error = %e, "dropping undecodable ring-buffer record");
                 }
             }
@@ -384,12 +558,22 @@ impl Reader {
     /// wake-up the reader keeps draining on a 1 ms timer for three intervals: a record
     /// submitted without a wake-up is picked up within about a millisecond. Any wake-up
     /// seen meanwhile leaves the fd ready and starts a new round.
-    pub async fn run(self, tx: mpsc::Sender<Captured>, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), CaptureError> {
-        let Reader { ring, mut assembler, stats, wakeup_interval } = self;
+    pub async fn run(
+        self,
+        tx: mpsc::Sender<Captured>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), CaptureError> {
+        let Reader {
+            ring,
+            mut assembler,
+            stats,
+            wakeup_interval,
+        } = self;
         // SAFETY: the RingBuf owns its map fd, which stays open and unchanged while the
         // AsyncFd owns the RingBuf.
-        let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-            .map_err(|e| CaptureError::Io(std::io::Error::other(e.to_string())))?;
+        let mut fd =
+            unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+                .map_err(|e| CaptureError::Io(std::io::Error::other(e.to_string())))?;
         let mut batch = Vec::with_capacity(256);
         // Poll faster than the probe's wake-up interval: a record that got no wake-up
         // then waits at most one tick, while the exec pays for few wake-ups.

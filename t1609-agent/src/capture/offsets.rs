@@ -19,15 +19,25 @@ pub enum OffsetError {
     )]
     NoBtf { path: PathBuf },
     #[error("cannot read kernel BTF {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot parse kernel BTF {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("kernel BTF has no type `{type_name}`")]
     NoType { type_name: &'static str },
     #[error("kernel BTF: cannot resolve `{type_name}.{member}`: {message}")]
-    NoMember { type_name: &'static str, member: &'static str, message: String },
+    NoMember {
+        type_name: &'static str,
+        member: &'static str,
+        message: String,
+    },
     #[error("kernel BTF: `{type_name}.{member}` is a bitfield, not a readable member")]
-    Bitfield { type_name: &'static str, member: &'static str },
+    Bitfield {
+        type_name: &'static str,
+        member: &'static str,
+    },
 }
 
 struct BtfBytes(Vec<u8>);
@@ -35,7 +45,10 @@ struct BtfBytes(Vec<u8>);
 impl Readable for BtfBytes {
     fn read(&self, offset: u64, buffer: &mut [u8]) -> btfparse::Result<()> {
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        match start.checked_add(buffer.len()).and_then(|end| self.0.get(start..end)) {
+        match start
+            .checked_add(buffer.len())
+            .and_then(|end| self.0.get(start..end))
+        {
             Some(src) => {
                 buffer.copy_from_slice(src);
                 Ok(())
@@ -51,17 +64,32 @@ impl Readable for BtfBytes {
 /// Resolves every offset the exec program needs from the BTF file at `path`.
 pub fn from_btf(path: &Path) -> Result<KernelOffsets, OffsetError> {
     if !path.exists() {
-        return Err(OffsetError::NoBtf { path: path.to_owned() });
+        return Err(OffsetError::NoBtf {
+            path: path.to_owned(),
+        });
     }
-    let bytes = std::fs::read(path).map_err(|source| OffsetError::Read { path: path.to_owned(), source })?;
-    let info = TypeInformation::new(&BtfBytes(bytes))
-        .map_err(|e| OffsetError::Parse { path: path.to_owned(), message: format!("{e:?}") })?;
+    let bytes = std::fs::read(path).map_err(|source| OffsetError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let info = TypeInformation::new(&BtfBytes(bytes)).map_err(|e| OffsetError::Parse {
+        path: path.to_owned(),
+        message: format!("{e:?}"),
+    })?;
     let of = |type_name: &'static str, member: &'static str| -> Result<u32, OffsetError> {
-        let tid = info.id_of(type_name).ok_or(OffsetError::NoType { type_name })?;
+        let tid = info
+            .id_of(type_name)
+            .ok_or(OffsetError::NoType { type_name })?;
         match info.offset_of(tid, member) {
             Ok((_, Offset::ByteOffset(off))) => Ok(off),
-            Ok((_, Offset::BitOffsetAndSize(..))) => Err(OffsetError::Bitfield { type_name, member }),
-            Err(e) => Err(OffsetError::NoMember { type_name, member, message: format!("{e:?}") }),
+            Ok((_, Offset::BitOffsetAndSize(..))) => {
+                Err(OffsetError::Bitfield { type_name, member })
+            }
+            Err(e) => Err(OffsetError::NoMember {
+                type_name,
+                member,
+                message: format!("{e:?}"),
+            }),
         }
     };
     // loginuid exists only with CONFIG_AUDIT; its absence is reported per event.

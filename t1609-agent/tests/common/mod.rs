@@ -81,10 +81,27 @@ impl Agent {
         let config = dir.path().join("config.toml");
         let spool = dir.path().join("spool");
         // Port 0: parallel agents must not fight over the metrics port.
-        let metrics = if extra_toml.contains("[metrics]") { "" } else { "[metrics]\nlisten = \"127.0.0.1:0\"\n" };
-        std::fs::write(&config, format!("[deliver]\nspool_dir = {:?}\n{metrics}{extra_toml}\n", spool.to_str().unwrap())).unwrap();
+        let metrics = if extra_toml.contains("[metrics]") {
+            ""
+        } else {
+            "[metrics]\nlisten = \"127.0.0.1:0\"\n"
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "[deliver]\nspool_dir = {:?}\n{metrics}{extra_toml}\n",
+                spool.to_str().unwrap()
+            ),
+        )
+        .unwrap();
         let mut cmd = Command::new(agent_bin());
-        cmd.arg("run").arg("--config").arg(&config).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
         cmd.env("NO_COLOR", "1");
         for (k, v) in env {
             cmd.env(k, v);
@@ -92,7 +109,13 @@ impl Agent {
         let mut child = cmd.spawn().expect("spawn t1609-agent");
         let stderr_lines = pump(child.stderr.take().unwrap());
         let stdout_lines = pump(child.stdout.take().unwrap());
-        let mut agent = Agent { dir, child, stderr_lines, stdout_lines, log: Vec::new() };
+        let mut agent = Agent {
+            dir,
+            child,
+            stderr_lines,
+            stdout_lines,
+            log: Vec::new(),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match agent.stderr_lines.recv_timeout(Duration::from_millis(200)) {
@@ -105,13 +128,23 @@ impl Agent {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Ok(Some(status)) = agent.child.try_wait() {
-                        panic!("agent exited with {status} before ready:\n{}", agent.drain_log().join("\n"));
+                        panic!(
+                            "agent exited with {status} before ready:\n{}",
+                            agent.drain_log().join("\n")
+                        );
                     }
-                    assert!(Instant::now() < deadline, "agent not ready after 60 s:\n{}", agent.log.join("\n"));
+                    assert!(
+                        Instant::now() < deadline,
+                        "agent not ready after 60 s:\n{}",
+                        agent.log.join("\n")
+                    );
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = agent.child.wait().unwrap();
-                    panic!("agent exited with {status} before ready:\n{}", agent.log.join("\n"));
+                    panic!(
+                        "agent exited with {status} before ready:\n{}",
+                        agent.log.join("\n")
+                    );
                 }
             }
         }
@@ -119,7 +152,11 @@ impl Agent {
 
     /// The metrics/health address from the ready line.
     pub fn metrics_addr(&self) -> String {
-        let ready = self.log.iter().find(|l| l.contains("t1609-agent ready")).expect("ready line");
+        let ready = self
+            .log
+            .iter()
+            .find(|l| l.contains("t1609-agent ready"))
+            .expect("ready line");
         let at = ready.find("metrics=").expect("metrics= in the ready line") + "metrics=".len();
         ready[at..].split_whitespace().next().unwrap().to_owned()
     }
@@ -144,7 +181,10 @@ impl Agent {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
             }
-            assert!(Instant::now() < deadline, "agent did not stop within 30 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "agent did not stop within 30 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         let mut out = Vec::new();
@@ -158,7 +198,11 @@ impl Agent {
             }
             self.log.clone()
         };
-        assert!(status.success(), "agent exited with {status}:\n{}", log.join("\n"));
+        assert!(
+            status.success(),
+            "agent exited with {status}:\n{}",
+            log.join("\n")
+        );
         (out, log)
     }
 }
@@ -176,7 +220,10 @@ impl Drop for Agent {
 pub fn read_records(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("record line is not JSON ({e}): {l:?}")))
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("record line is not JSON ({e}): {l:?}"))
+        })
         .collect()
 }
 
@@ -189,29 +236,43 @@ pub fn fake_tool(dir: &Path, name: &str) -> PathBuf {
 
 /// Follows a dotted ECS path through nested objects.
 pub fn get<'a>(v: &'a Value, path: &str) -> &'a Value {
-    path.split('.').fold(v, |v, k| v.get(k).unwrap_or(&Value::Null))
+    path.split('.')
+        .fold(v, |v, k| v.get(k).unwrap_or(&Value::Null))
 }
 
 pub fn str_args(v: &Value) -> Vec<String> {
     get(v, "process.args")
         .as_array()
-        .map(|a| a.iter().map(|s| s.as_str().unwrap_or_default().to_owned()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Alerts (JSON lines on the agent's stdout) of one rule.
 pub fn alerts_of<'a>(alerts: &'a [Value], rule: &str) -> Vec<&'a Value> {
-    alerts.iter().filter(|a| get(a, "rule.id").as_str() == Some(rule)).collect()
+    alerts
+        .iter()
+        .filter(|a| get(a, "rule.id").as_str() == Some(rule))
+        .collect()
 }
 
 pub fn parse_alerts(lines: &[String]) -> Vec<Value> {
     lines
         .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("alert line is not one JSON document ({e}): {l:?}")))
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("alert line is not one JSON document ({e}): {l:?}"))
+        })
         .collect()
 }
 
 pub fn records_for<'a>(records: &'a [Value], executable: &Path) -> Vec<&'a Value> {
     let exe = executable.to_str().unwrap();
-    records.iter().filter(|r| get(r, "process.executable").as_str() == Some(exe)).collect()
+    records
+        .iter()
+        .filter(|r| get(r, "process.executable").as_str() == Some(exe))
+        .collect()
 }
