@@ -537,7 +537,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
-    let mut config = effective_config(&args)?;
+    let config = effective_config(&args)?;
     // Fail on a missing privilege before touching sinks or spools.
     crate::capture::check_privilege()?;
     let engine = Arc::new(load_engine(&config)?);
@@ -691,7 +691,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                         } else {
                             info!(rules = new_engine.rule_count(), watch = ?names, "reloaded config and rules");
                             let _ = engine_tx.send(Arc::new(new_engine));
-                            config = new_config;
                         }
                     }
                     Err(e) => error!("reload rejected, the previous config and rules stay active: {e:#}"),
@@ -738,7 +737,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Ok(output) = Arc::try_unwrap(output) {
         output.shutdown(Duration::from_secs(5)).await;
     }
-    let _ = config;
     info!(
         events = stats.events.load(Ordering::Relaxed),
         alerts = stats.alerts.load(Ordering::Relaxed),

@@ -124,48 +124,6 @@ impl Enricher {
         self.proc_root.join(pid.to_string()).join(leaf)
     }
 
-    fn parent(&self, ppid: u32) -> Option<ParentProcess> {
-        if ppid == 0 {
-            return None;
-        }
-        let executable = std::fs::read_link(self.proc_path(ppid, "exe"))
-            .ok()
-            .map(|p| {
-                p.to_string_lossy()
-                    .trim_end_matches(" (deleted)")
-                    .to_owned()
-            });
-        let args: Option<Vec<String>> =
-            std::fs::read(self.proc_path(ppid, "cmdline"))
-                .ok()
-                .map(|raw| {
-                    let body = raw.strip_suffix(&[0]).unwrap_or(&raw);
-                    if body.is_empty() {
-                        Vec::new()
-                    } else {
-                        body.split(|b| *b == 0)
-                            .map(|a| String::from_utf8_lossy(a).into_owned())
-                            .collect()
-                    }
-                });
-        let name = executable
-            .as_deref()
-            .map(basename)
-            .map(str::to_owned)
-            .or_else(|| {
-                std::fs::read_to_string(self.proc_path(ppid, "comm"))
-                    .ok()
-                    .map(|s| s.trim_end().to_owned())
-            });
-        Some(ParentProcess {
-            pid: Some(ppid),
-            name,
-            executable,
-            command_line: args.as_ref().map(|a| a.join(" ")),
-            args,
-        })
-    }
-
     /// Stable, unique id of one exec: boot id + boot-time stamp + tgid.
     pub fn event_id(&self, exec: &CapturedExec) -> String {
         format!(
@@ -176,13 +134,8 @@ impl Enricher {
         )
     }
 
-    pub fn to_event(&mut self, exec: &CapturedExec) -> ProcessEvent {
-        let parent = self.parent(exec.ppid);
-        self.to_event_with_parent(exec, parent)
-    }
-
-    /// Like [`Self::to_event`], with the parent already known (from the process table),
-    /// which saves three /proc reads per exec.
+    /// The ECS event of an exec; `parent` comes from the process table (read from /proc
+    /// once per parent, then cached).
     pub fn to_event_with_parent(
         &mut self,
         exec: &CapturedExec,
@@ -201,9 +154,10 @@ impl Enricher {
         let executable_b64 = std::str::from_utf8(&exec.filename)
             .is_err()
             .then(|| b64.encode(&exec.filename));
+        let cwd = std::fs::read_link(self.proc_path(exec.tgid, "cwd")).ok();
         if !executable.starts_with('/') && !executable.is_empty() {
             // A relative exec path is relative to the caller's cwd, which the new image inherits.
-            if let Ok(cwd) = std::fs::read_link(self.proc_path(exec.tgid, "cwd")) {
+            if let Some(cwd) = &cwd {
                 executable = cwd.join(&executable).to_string_lossy().into_owned();
             }
         }
@@ -212,9 +166,7 @@ impl Enricher {
         } else {
             basename(&executable).to_owned()
         };
-        let working_directory = std::fs::read_link(self.proc_path(exec.tgid, "cwd"))
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned());
+        let working_directory = cwd.map(|p| p.to_string_lossy().into_owned());
         let args_count = if exec.argc > 0 {
             u64::from(exec.argc)
         } else {

@@ -171,7 +171,6 @@ impl NetworkRules {
 pub struct NetProcess {
     pub executable: Option<String>,
     pub args: Option<Vec<String>>,
-    pub parent: Option<Value>,
     pub container_id: Option<String>,
     pub in_container: bool,
     pub user_name: Option<String>,
@@ -205,7 +204,6 @@ pub fn read_process(proc_root: &Path, pid: u32) -> NetProcess {
     NetProcess {
         executable,
         args,
-        parent: None,
         container_id,
         in_container,
         user_name: None,
