@@ -4,29 +4,12 @@
 mod common;
 
 use std::{
-    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
 
 use common::*;
 use serde_json::Value;
-
-fn services(which: &str) -> bool {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
-    let ok = Command::new("bash")
-        .arg(script)
-        .arg(which)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("T1609_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1") {
-            panic!("could not start {which}, and T1609_REQUIRE_PRIVILEGED=1");
-        }
-        eprintln!("skipping: {which} could not be started");
-    }
-    ok
-}
 
 fn run_ok(cmd: &mut Command) {
     assert!(cmd.status().unwrap().success(), "{cmd:?}");

@@ -12,30 +12,13 @@ use std::{
 
 use common::*;
 
-fn services_docker() -> bool {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
-    let ok = Command::new("bash")
-        .arg(script)
-        .arg("docker")
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            !std::env::var("T1609_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1"),
-            "dockerd could not start"
-        );
-        eprintln!("skipping: dockerd could not start");
-    }
-    ok
-}
-
 fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker").args(args).output().unwrap()
 }
 
 #[test]
 fn containerised_agent_detects_host_docker_exec() {
-    if !privileged_or_skip("containerised_agent_detects_host_docker_exec") || !services_docker() {
+    if !privileged_or_skip("containerised_agent_detects_host_docker_exec") || !services("docker") {
         return;
     }
     let tag = format!("local/t1609-agent:test-{}", std::process::id());

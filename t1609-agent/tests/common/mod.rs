@@ -276,3 +276,21 @@ pub fn records_for<'a>(records: &'a [Value], executable: &Path) -> Vec<&'a Value
         .filter(|r| get(r, "process.executable").as_str() == Some(exe))
         .collect()
 }
+
+/// Starts a real service the test needs (`scripts/services.sh journald|docker`). When it
+/// cannot start: a failure under `T1609_REQUIRE_PRIVILEGED=1`, otherwise a printed skip.
+pub fn services(which: &str) -> bool {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
+    let ok = Command::new("bash")
+        .arg(script)
+        .arg(which)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var("T1609_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1") {
+            panic!("could not start {which}, and T1609_REQUIRE_PRIVILEGED=1");
+        }
+        eprintln!("skipping: {which} could not be started");
+    }
+    ok
+}
