@@ -1,5 +1,6 @@
 //! Alerts and their ECS documents.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -228,11 +229,68 @@ pub(crate) fn digest(parts: &[&[u8]]) -> String {
     d.finish()
 }
 
-/// Current time as RFC 3339.
+/// Current time as RFC 3339, exactly as `time` formats it (UTC `Z`, fraction without
+/// trailing zeros). Date and time of day are formatted once per second per thread: every
+/// alert needs a timestamp, and the calendar arithmetic dominated the cost.
 pub(crate) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+    thread_local! {
+        static SECOND: Cell<Option<(u64, [u8; 19])>> = const { Cell::new(None) };
+    }
+    let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else {
+        return rfc3339_slow(time::OffsetDateTime::now_utc());
+    };
+    let secs = d.as_secs();
+    let cached = SECOND
+        .try_with(|c| c.get().filter(|(s, _)| *s == secs).map(|(_, p)| p))
+        .ok()
+        .flatten();
+    let prefix = match cached {
+        Some(p) => p,
+        None => match second_prefix(secs) {
+            Some(p) => {
+                let _ = SECOND.try_with(|c| c.set(Some((secs, p))));
+                p
+            }
+            None => return rfc3339_slow(time::OffsetDateTime::now_utc()),
+        },
+    };
+    with_fraction(&prefix, d.subsec_nanos())
+}
+
+fn rfc3339_slow(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix second; None outside what RFC 3339 can express.
+fn second_prefix(secs: u64) -> Option<[u8; 19]> {
+    let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).ok()?).ok()?;
+    let s = t
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()?;
+    s.as_bytes().get(..19)?.try_into().ok()
+}
+
+/// The prefix, `.` and the nanoseconds without trailing zeros (none when 0), then `Z`.
+fn with_fraction(prefix: &[u8; 19], nanos: u32) -> String {
+    let mut out = [0u8; 30];
+    out[..19].copy_from_slice(prefix);
+    let mut len = 19;
+    if nanos != 0 {
+        out[19] = b'.';
+        let mut digits = [0u8; 9];
+        let mut n = nanos;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        let keep = 9 - digits.iter().rev().take_while(|&&d| d == b'0').count();
+        out[20..20 + keep].copy_from_slice(&digits[..keep]);
+        len = 20 + keep;
+    }
+    out[len] = b'Z';
+    // Only ASCII digits and punctuation were written.
+    String::from_utf8_lossy(&out[..=len]).into_owned()
 }
 
 pub(crate) fn splitmix(mut z: u64) -> u64 {
@@ -253,6 +311,42 @@ mod tests {
         ] {
             assert_eq!(super::hex128(a, b), format!("{a:016x}{b:016x}"));
         }
+    }
+
+    #[test]
+    fn timestamp_matches_time_crate() {
+        use time::format_description::well_known::Rfc3339;
+        for secs in [
+            0u64,
+            1,
+            59,
+            86_399,
+            951_782_400,
+            1_700_000_000,
+            4_102_444_799,
+        ] {
+            for nanos in [
+                0u32,
+                1,
+                10,
+                999,
+                1_000,
+                120_000_000,
+                123_456_789,
+                999_999_999,
+            ] {
+                let t = time::OffsetDateTime::from_unix_timestamp(secs as i64)
+                    .unwrap()
+                    .replace_nanosecond(nanos)
+                    .unwrap();
+                let prefix = super::second_prefix(secs).unwrap();
+                assert_eq!(
+                    super::with_fraction(&prefix, nanos),
+                    t.format(&Rfc3339).unwrap()
+                );
+            }
+        }
+        assert!(super::now_rfc3339().ends_with('Z'));
     }
 
     #[test]

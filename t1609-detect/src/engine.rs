@@ -1,6 +1,7 @@
 //! The engine: rules indexed by executable name, evaluation, and watch-set derivation.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -29,11 +30,36 @@ pub struct WatchSet {
 struct Inner {
     rules: Vec<Rule>,
     /// Lowercased executable name -> rule indexes.
-    by_name: HashMap<String, Vec<usize>>,
+    by_name: HashMap<String, Vec<usize>, BuildHasherDefault<NameHasher>>,
     /// Rules that can match any name.
     any: Vec<usize>,
     watch: WatchSet,
     has_sigma: bool,
+}
+
+/// FNV-1a over the executable name, for the per-exec rule lookup (SipHash was most of
+/// the cost of an unwatched exec). The table is filled from the rules only, so a hostile
+/// name can at worst collide with a few keys: no flooding.
+struct NameHasher(u64);
+
+impl Default for NameHasher {
+    fn default() -> Self {
+        NameHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.0;
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 = h;
+    }
+    fn finish(&self) -> u64 {
+        // The table picks buckets and tags from different bits: spread them all.
+        crate::alert::splitmix(self.0)
+    }
 }
 
 /// The rule engine. Cheap to clone (shared, immutable).
@@ -137,7 +163,8 @@ impl Engine {
     }
 
     pub(crate) fn from_rules(rules: Vec<Rule>) -> Engine {
-        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_name: HashMap<String, Vec<usize>, BuildHasherDefault<NameHasher>> =
+            HashMap::default();
         let mut any = Vec::new();
         let mut watch = WatchSet::default();
         let mut has_sigma = false;
@@ -255,7 +282,7 @@ impl Engine {
             .unwrap_or_else(|| argv::parse_shared(Some(name).filter(|n| !n.is_empty()), args));
         let group = group_id(ev, &invs);
         let created = now_rfc3339();
-        let shared = Arc::new(ev.clone());
+        let shared = crate::reuse::share(ev);
         hits.into_iter()
             .map(|(ri, k)| {
                 let rule = &inner.rules[ri];
@@ -307,13 +334,17 @@ fn primary(invs: &[Arc<Invocation>]) -> Option<Arc<Invocation>> {
 /// the path).
 fn same_command(a: &Invocation, b: &Invocation) -> bool {
     a.argv.len() == b.argv.len()
-        && a.argv.iter().zip(&b.argv).enumerate().all(|(i, (x, y))| {
-            if i == 0 {
-                argv::basename(x) == argv::basename(y)
-            } else {
-                x == y
-            }
-        })
+        && a.argv
+            .iter()
+            .zip(b.argv.iter())
+            .enumerate()
+            .all(|(i, (x, y))| {
+                if i == 0 {
+                    argv::basename_bytes(x) == argv::basename_bytes(y)
+                } else {
+                    x == y
+                }
+            })
 }
 
 /// One id for the alerts of an event and for the alerts of the wrapper that launched it:
@@ -351,11 +382,7 @@ fn group_id(ev: &ProcessEvent, invs: &[Arc<Invocation>]) -> String {
     }
     if let Some(p) = prim.as_deref() {
         for (i, a) in p.argv.iter().enumerate() {
-            d.part(if i == 0 {
-                argv::basename(a).as_bytes()
-            } else {
-                a.as_bytes()
-            });
+            d.part(if i == 0 { argv::basename_bytes(a) } else { a });
         }
     }
     d.finish()

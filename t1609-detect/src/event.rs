@@ -171,6 +171,95 @@ impl ProcessEvent {
         }
     }
 
+    /// Makes `self` equal to `src`, reusing `self`'s string and vector buffers (the
+    /// derived `clone_from` would reallocate everything). The destructuring makes a new
+    /// field a compile error here rather than a silently stale copy.
+    pub(crate) fn assign_from(&mut self, src: &ProcessEvent) {
+        let ProcessEvent {
+            timestamp,
+            event_id,
+            process,
+            user,
+            group,
+            container_id,
+            host_hostname,
+            capture,
+        } = src;
+        self.timestamp.clone_from(timestamp);
+        self.event_id.clone_from(event_id);
+        let Process {
+            pid,
+            name,
+            executable,
+            args,
+            args_count,
+            command_line,
+            working_directory,
+            parent,
+        } = process;
+        let p = &mut self.process;
+        p.pid = *pid;
+        p.name.clone_from(name);
+        p.executable.clone_from(executable);
+        p.args.clone_from(args);
+        p.args_count = *args_count;
+        p.command_line.clone_from(command_line);
+        p.working_directory.clone_from(working_directory);
+        match (&mut p.parent, parent) {
+            (Some(dst), Some(src)) => {
+                let ParentProcess {
+                    pid,
+                    name,
+                    executable,
+                    args,
+                    command_line,
+                } = &**src;
+                dst.pid = *pid;
+                dst.name.clone_from(name);
+                dst.executable.clone_from(executable);
+                dst.args.clone_from(args);
+                dst.command_line.clone_from(command_line);
+            }
+            (dst, src) => dst.clone_from(src),
+        }
+        for (dst, src) in [(&mut self.user, user), (&mut self.group, group)] {
+            let Identity { id, name } = src;
+            dst.id.clone_from(id);
+            dst.name.clone_from(name);
+        }
+        self.container_id.clone_from(container_id);
+        self.host_hostname.clone_from(host_hostname);
+        let CaptureInfo {
+            cgroup_id,
+            pid_ns,
+            mnt_ns,
+            tgid,
+            euid,
+            egid,
+            loginuid,
+            tty,
+            argv_total_len,
+            argv_truncated,
+            argv_incomplete,
+            args_b64,
+            executable_b64,
+        } = capture;
+        let c = &mut self.capture;
+        c.cgroup_id = *cgroup_id;
+        c.pid_ns = *pid_ns;
+        c.mnt_ns = *mnt_ns;
+        c.tgid = *tgid;
+        c.euid = *euid;
+        c.egid = *egid;
+        c.loginuid = *loginuid;
+        c.tty.clone_from(tty);
+        c.argv_total_len = *argv_total_len;
+        c.argv_truncated = *argv_truncated;
+        c.argv_incomplete = *argv_incomplete;
+        c.args_b64.clone_from(args_b64);
+        c.executable_b64.clone_from(executable_b64);
+    }
+
     /// Reads an ECS document, nested objects and dotted keys mixed. Unknown fields are
     /// ignored (Elasticsearch documents carry many); known fields of the wrong type are
     /// errors naming the field.
@@ -496,4 +585,70 @@ pub(crate) struct EcsCapture<'a, T> {
     executable_b64: Option<&'a str>,
     #[serde(flatten)]
     extra: T,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> ProcessEvent {
+        let s = |v: &str| Some(v.to_string());
+        ProcessEvent {
+            timestamp: s("2026-01-01T00:00:00Z"),
+            event_id: s("e1"),
+            process: Process {
+                pid: Some(7),
+                name: s("docker"),
+                executable: s("/usr/bin/docker"),
+                args: Some(vec!["docker".into(), "exec".into(), "web".into()]),
+                args_count: Some(3),
+                command_line: s("docker exec web"),
+                working_directory: s("/root"),
+                parent: Some(Box::new(ParentProcess {
+                    pid: Some(1),
+                    name: s("bash"),
+                    executable: s("/bin/bash"),
+                    args: Some(vec!["bash".into()]),
+                    command_line: s("bash"),
+                })),
+            },
+            user: Identity {
+                id: s("0"),
+                name: s("root"),
+            },
+            group: Identity {
+                id: s("0"),
+                name: None,
+            },
+            container_id: s("4f2a"),
+            host_hostname: s("node-1"),
+            capture: CaptureInfo {
+                cgroup_id: Some(9),
+                tty: s("pts1"),
+                argv_truncated: true,
+                args_b64: Some(vec!["ZG9ja2Vy".into()]),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn assign_from_copies_every_shape() {
+        let mut no_parent = full();
+        no_parent.process.parent = None;
+        no_parent.process.args = Some(vec!["a".into()]);
+        let mut other_parent = full();
+        if let Some(p) = other_parent.process.parent.as_deref_mut() {
+            p.args = None;
+            p.name = Some("sudo".into());
+        }
+        let shapes = [ProcessEvent::default(), full(), no_parent, other_parent];
+        for src in &shapes {
+            for start in &shapes {
+                let mut dst = start.clone();
+                dst.assign_from(src);
+                assert_eq!(&dst, src);
+            }
+        }
+    }
 }

@@ -18,11 +18,8 @@ use crate::event::ProcessEvent;
 /// `\b \t \n \f \r`, other control bytes as `\u00xx` (lowercase hex); nothing else.
 pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
-    // Most strings need no escaping: one branch-free pass (vectorised) to check, then a
-    // single copy.
-    let dirty = b.iter().fold(false, |acc, &c| {
-        acc | (c < 0x20) | (c == b'"') | (c == b'\\')
-    });
+    // Most strings need no escaping: a cheap check, then a single copy.
+    let dirty = needs_escape(b);
     out.reserve(b.len() + 2);
     out.push(b'"');
     if !dirty {
@@ -62,6 +59,29 @@ pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Whether `b` holds a control byte, `"` or `\\`. Eight bytes at a time: short strings
+/// dominate, and a byte loop did not vectorise.
+fn needs_escape(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Some byte of `x` is below `n` (n <= 0x80); exact as a yes/no answer.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH != 0;
+    let has = |x: u64, c: u8| below(x ^ (ONES * u64::from(c)), 1);
+    let word = |x: u64| below(x, 0x20) || has(x, b'"') || has(x, b'\\');
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        if word(u64::from_le_bytes(w)) {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+}
+
 /// Decimal digits of `n` (what `n.to_string()` gives), in `tmp`.
 pub(crate) fn u64_digits(mut n: u64, tmp: &mut [u8; 20]) -> &[u8] {
     let mut i = tmp.len();
@@ -77,7 +97,20 @@ pub(crate) fn u64_digits(mut n: u64, tmp: &mut [u8; 20]) -> &[u8] {
 }
 
 pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(u64_digits(n, &mut [0u8; 20]));
+    if n < 10 {
+        // Flags, counts and ids are mostly one digit.
+        out.push(b'0' + n as u8);
+    } else {
+        out.extend_from_slice(u64_digits(n, &mut [0u8; 20]));
+    }
+}
+
+/// `,"name":`, the form [`Obj::key`] takes: a member's separator and key written in one
+/// copy. Keys are plain ASCII identifiers.
+macro_rules! k {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
 }
 
 /// Writes object members, handling the commas.
@@ -95,15 +128,11 @@ impl<'a> Obj<'a> {
     fn resume(out: &'a mut Vec<u8>, first: bool) -> Self {
         Obj { out, first }
     }
-    /// `"key":` with the separating comma. Keys are plain ASCII identifiers.
+    /// `,"key":` from [`k!`], without the comma for the first member: one copy.
     fn key(&mut self, k: &str) -> &mut Vec<u8> {
-        if !self.first {
-            self.out.push(b',');
-        }
+        let k = if self.first { &k[1..] } else { k };
         self.first = false;
-        self.out.push(b'"');
         self.out.extend_from_slice(k.as_bytes());
-        self.out.extend_from_slice(b"\":");
         self.out
     }
     fn str(&mut self, k: &str, v: &str) {
@@ -176,95 +205,95 @@ fn write_event_part(out: &mut Vec<u8>, ev: &ProcessEvent) {
         && p.working_directory.is_none()
         && p.parent.is_none();
     if !process_empty {
-        let mut o = Obj::open(doc.key("process"));
-        o.opt_num("pid", p.pid);
-        o.opt_str("name", p.name.as_deref());
-        o.opt_str("executable", p.executable.as_deref());
-        o.opt_strs("args", p.args.as_deref());
-        o.opt_num("args_count", p.args_count);
-        o.opt_str("command_line", p.command_line.as_deref());
-        o.opt_str("working_directory", p.working_directory.as_deref());
+        let mut o = Obj::open(doc.key(k!("process")));
+        o.opt_num(k!("pid"), p.pid);
+        o.opt_str(k!("name"), p.name.as_deref());
+        o.opt_str(k!("executable"), p.executable.as_deref());
+        o.opt_strs(k!("args"), p.args.as_deref());
+        o.opt_num(k!("args_count"), p.args_count);
+        o.opt_str(k!("command_line"), p.command_line.as_deref());
+        o.opt_str(k!("working_directory"), p.working_directory.as_deref());
         if let Some(pp) = p.parent.as_deref() {
-            let mut q = Obj::open(o.key("parent"));
-            q.opt_num("pid", pp.pid);
-            q.opt_str("name", pp.name.as_deref());
-            q.opt_str("executable", pp.executable.as_deref());
-            q.opt_strs("args", pp.args.as_deref());
-            q.opt_str("command_line", pp.command_line.as_deref());
+            let mut q = Obj::open(o.key(k!("parent")));
+            q.opt_num(k!("pid"), pp.pid);
+            q.opt_str(k!("name"), pp.name.as_deref());
+            q.opt_str(k!("executable"), pp.executable.as_deref());
+            q.opt_strs(k!("args"), pp.args.as_deref());
+            q.opt_str(k!("command_line"), pp.command_line.as_deref());
             q.close();
         }
         o.close();
     }
-    for (k, id) in [("user", &ev.user), ("group", &ev.group)] {
+    for (k, id) in [(k!("user"), &ev.user), (k!("group"), &ev.group)] {
         if id.id.is_some() || id.name.is_some() {
             let mut o = Obj::open(doc.key(k));
-            o.opt_str("id", id.id.as_deref());
-            o.opt_str("name", id.name.as_deref());
+            o.opt_str(k!("id"), id.id.as_deref());
+            o.opt_str(k!("name"), id.name.as_deref());
             o.close();
         }
     }
     if let Some(c) = ev.container_id.as_deref() {
-        let mut o = Obj::open(doc.key("container"));
-        o.str("id", c);
+        let mut o = Obj::open(doc.key(k!("container")));
+        o.str(k!("id"), c);
         o.close();
     }
     if let Some(h) = ev.host_hostname.as_deref() {
-        let mut o = Obj::open(doc.key("host"));
-        o.str("hostname", h);
+        let mut o = Obj::open(doc.key(k!("host")));
+        o.str(k!("hostname"), h);
         o.close();
     }
     let c = &ev.capture;
-    let mut o = Obj::open(doc.key("t1609"));
-    o.opt_num("cgroup_id", c.cgroup_id);
-    o.opt_num("pid_ns", c.pid_ns);
-    o.opt_num("mnt_ns", c.mnt_ns);
-    o.opt_num("tgid", c.tgid);
-    o.opt_num("euid", c.euid);
-    o.opt_num("egid", c.egid);
-    o.opt_num("loginuid", c.loginuid);
-    o.opt_str("tty", c.tty.as_deref());
-    o.opt_num("argv_total_len", c.argv_total_len);
-    o.bool("argv_truncated", c.argv_truncated);
-    o.bool("argv_incomplete", c.argv_incomplete);
-    o.opt_strs("args_b64", c.args_b64.as_deref());
-    o.opt_str("executable_b64", c.executable_b64.as_deref());
+    let mut o = Obj::open(doc.key(k!("t1609")));
+    o.opt_num(k!("cgroup_id"), c.cgroup_id);
+    o.opt_num(k!("pid_ns"), c.pid_ns);
+    o.opt_num(k!("mnt_ns"), c.mnt_ns);
+    o.opt_num(k!("tgid"), c.tgid);
+    o.opt_num(k!("euid"), c.euid);
+    o.opt_num(k!("egid"), c.egid);
+    o.opt_num(k!("loginuid"), c.loginuid);
+    o.opt_str(k!("tty"), c.tty.as_deref());
+    o.opt_num(k!("argv_total_len"), c.argv_total_len);
+    o.bool(k!("argv_truncated"), c.argv_truncated);
+    o.bool(k!("argv_incomplete"), c.argv_incomplete);
+    o.opt_strs(k!("args_b64"), c.args_b64.as_deref());
+    o.opt_str(k!("executable_b64"), c.executable_b64.as_deref());
     // Left open: the alert's own t1609 members follow.
 }
 
 fn write_invocation(out: &mut Vec<u8>, inv: &Invocation) {
     let mut o = Obj::open(out);
-    o.str("tool", &inv.tool);
-    o.opt_str("verb", inv.verb.as_deref());
-    o.opt_str("container", inv.container.as_deref());
-    o.opt_str("pod", inv.pod.as_deref());
-    o.opt_str("namespace", inv.namespace.as_deref());
-    o.opt_str("image", inv.image.as_deref());
-    o.bool("interactive", inv.interactive);
-    o.bool("tty", inv.tty);
-    o.bool("privileged", inv.privileged);
-    o.nonempty_strs("host_namespaces", &inv.host_namespaces);
-    o.nonempty_strs("mounts", &inv.mounts);
-    o.true_only("host_root_mount", inv.host_root_mount);
-    o.true_only("runtime_socket_mount", inv.runtime_socket_mount);
-    o.nonempty_strs("cap_add", &inv.cap_add);
-    o.true_only("security_unconfined", inv.security_unconfined);
-    o.nonempty_strs("devices", &inv.devices);
-    o.nonempty_strs("command", &inv.command);
-    o.opt_str("command_class", inv.command_class);
-    o.opt_str("target_pid", inv.target_pid.as_deref());
-    o.true_only("help", inv.help);
-    o.opt_str("url", inv.url.as_deref());
-    o.opt_str("url_host", inv.url_host.as_deref());
-    o.opt_num("url_port", inv.url_port);
-    o.opt_str("url_path", inv.url_path.as_deref());
-    o.opt_str("api", inv.api);
-    o.opt_str("api_action", inv.api_action);
-    o.opt_str("unix_socket", inv.unix_socket.as_deref());
-    o.true_only("runtime_socket", inv.runtime_socket);
-    o.opt_str("remote_host", inv.remote_host.as_deref());
-    o.opt_num("remote_port", inv.remote_port);
-    o.nonempty_strs("wrappers", &inv.wrappers);
-    o.opt_str("shim", inv.shim.as_deref());
+    o.str(k!("tool"), &inv.tool);
+    o.opt_str(k!("verb"), inv.verb.as_deref());
+    o.opt_str(k!("container"), inv.container.as_deref());
+    o.opt_str(k!("pod"), inv.pod.as_deref());
+    o.opt_str(k!("namespace"), inv.namespace.as_deref());
+    o.opt_str(k!("image"), inv.image.as_deref());
+    o.bool(k!("interactive"), inv.interactive);
+    o.bool(k!("tty"), inv.tty);
+    o.bool(k!("privileged"), inv.privileged);
+    o.nonempty_strs(k!("host_namespaces"), &inv.host_namespaces);
+    o.nonempty_strs(k!("mounts"), &inv.mounts);
+    o.true_only(k!("host_root_mount"), inv.host_root_mount);
+    o.true_only(k!("runtime_socket_mount"), inv.runtime_socket_mount);
+    o.nonempty_strs(k!("cap_add"), &inv.cap_add);
+    o.true_only(k!("security_unconfined"), inv.security_unconfined);
+    o.nonempty_strs(k!("devices"), &inv.devices);
+    o.nonempty_strs(k!("command"), &inv.command);
+    o.opt_str(k!("command_class"), inv.command_class);
+    o.opt_str(k!("target_pid"), inv.target_pid.as_deref());
+    o.true_only(k!("help"), inv.help);
+    o.opt_str(k!("url"), inv.url.as_deref());
+    o.opt_str(k!("url_host"), inv.url_host.as_deref());
+    o.opt_num(k!("url_port"), inv.url_port);
+    o.opt_str(k!("url_path"), inv.url_path.as_deref());
+    o.opt_str(k!("api"), inv.api);
+    o.opt_str(k!("api_action"), inv.api_action);
+    o.opt_str(k!("unix_socket"), inv.unix_socket.as_deref());
+    o.true_only(k!("runtime_socket"), inv.runtime_socket);
+    o.opt_str(k!("remote_host"), inv.remote_host.as_deref());
+    o.opt_num(k!("remote_port"), inv.remote_port);
+    o.nonempty_strs(k!("wrappers"), &inv.wrappers);
+    o.opt_str(k!("shim"), inv.shim.as_deref());
     o.close();
 }
 
@@ -288,44 +317,50 @@ thread_local! {
 /// The whole alert document into `out`.
 pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert) {
     let r = &*a.rule;
+    // The rule's fragments plus room for a typical event: one allocation at most.
+    out.reserve(r.ecs_rule.get().len() + r.ecs_threat.get().len() + 2048);
     let ts = a.event.timestamp.as_deref().unwrap_or(&a.created);
-    let mut doc = Obj::open(out);
-    doc.str("@timestamp", ts);
-    {
-        let mut e = Obj::open(doc.key("event"));
-        e.str("kind", "alert");
-        e.str("id", &a.event_id);
-        e.num("severity", u64::from(a.severity.ecs_number()));
-        e.num("risk_score", u64::from(a.risk_score));
-        e.key("category").extend_from_slice(b"[\"process\"]");
-        e.key("type").extend_from_slice(b"[\"start\"]");
-        e.str("action", "exec");
-        e.str("created", &a.created);
-        e.close();
-    }
-    doc.key("rule")
-        .extend_from_slice(r.ecs_rule.get().as_bytes());
-    doc.key("threat")
-        .extend_from_slice(r.ecs_threat.get().as_bytes());
-    CACHE.with(|c| match c.try_borrow_mut() {
-        Ok(mut c) => {
-            if !std::ptr::eq(c.ev.as_ptr(), Arc::as_ptr(&a.event)) {
-                c.bytes.clear();
-                write_event_part(&mut c.bytes, &a.event);
-                c.ev = Arc::downgrade(&a.event);
+    // The members up to the event part are always present: literal runs between values.
+    out.extend_from_slice(b"{\"@timestamp\":");
+    push_str(out, ts);
+    out.extend_from_slice(b",\"event\":{\"kind\":\"alert\",\"id\":");
+    push_str(out, &a.event_id);
+    out.extend_from_slice(b",\"severity\":");
+    push_u64(out, u64::from(a.severity.ecs_number()));
+    out.extend_from_slice(b",\"risk_score\":");
+    push_u64(out, u64::from(a.risk_score));
+    out.extend_from_slice(
+        b",\"category\":[\"process\"],\"type\":[\"start\"],\"action\":\"exec\",\"created\":",
+    );
+    push_str(out, &a.created);
+    out.extend_from_slice(b"},\"rule\":");
+    out.extend_from_slice(r.ecs_rule.get().as_bytes());
+    out.extend_from_slice(b",\"threat\":");
+    out.extend_from_slice(r.ecs_threat.get().as_bytes());
+    let doc = Obj::resume(out, false);
+    // The engine's reused event copy caches its part beside it; other events (alerts
+    // kept past the next evaluation, or written on another thread) use the cache below.
+    if !crate::reuse::write_cached(&a.event, doc.out, write_event_part) {
+        CACHE.with(|c| match c.try_borrow_mut() {
+            Ok(mut c) => {
+                if !std::ptr::eq(c.ev.as_ptr(), Arc::as_ptr(&a.event)) {
+                    c.bytes.clear();
+                    write_event_part(&mut c.bytes, &a.event);
+                    c.ev = Arc::downgrade(&a.event);
+                }
+                doc.out.extend_from_slice(&c.bytes);
             }
-            doc.out.extend_from_slice(&c.bytes);
-        }
-        Err(_) => write_event_part(doc.out, &a.event),
-    });
+            Err(_) => write_event_part(doc.out, &a.event),
+        });
+    }
     // Inside the open t1609 object, which always has members by now.
     let mut t = Obj::resume(&mut *doc.out, false);
-    t.str("severity", a.severity.as_str());
-    t.str("confidence", a.confidence.as_str());
-    t.opt_str("group_id", a.group_id.as_deref());
-    t.opt_str("event_id", a.source_event_id.as_deref());
-    if let Some(inv) = a.argv.as_deref() {
-        write_invocation(t.key("argv"), inv);
+    t.str(k!("severity"), a.severity.as_str());
+    t.str(k!("confidence"), a.confidence.as_str());
+    t.opt_str(k!("group_id"), a.group_id.as_deref());
+    t.opt_str(k!("event_id"), a.source_event_id.as_deref());
+    if let Some(inv) = &a.argv {
+        crate::reuse::write_invocation_cached(inv, t.key(k!("argv")), write_invocation);
     }
     t.close();
     doc.out.push(b'}');
@@ -349,4 +384,25 @@ pub(crate) fn write_alert_to(a: &Alert, mut w: impl std::io::Write) -> std::io::
             w.write_all(&buf)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn needs_escape_matches_bytewise_check() {
+        let special = |c: u8| c < 0x20 || c == b'"' || c == b'\\';
+        for len in 0..20 {
+            for pos in 0..len {
+                for c in 0..=255u8 {
+                    let mut b = vec![b'a'; len];
+                    b[pos] = c;
+                    assert_eq!(super::needs_escape(&b), special(c), "{b:?}");
+                    // Neighbours that borrow in the word arithmetic.
+                    b.iter_mut().for_each(|x| *x = 0xff);
+                    b[pos] = c;
+                    assert_eq!(super::needs_escape(&b), special(c), "{b:?}");
+                }
+            }
+        }
+    }
 }

@@ -16,6 +16,7 @@ pub mod eql;
 pub mod event;
 mod fastjson;
 pub mod replay;
+mod reuse;
 pub mod rules;
 pub mod sigma;
 

@@ -1,6 +1,7 @@
-//! Alert JSON: `Alert::write_json` (the fast path) and `Alert::to_ecs` produce the same
-//! document for every corpus event, and the documents match the golden output recorded
-//! before the serialization fast path was reworked (tests/corpus/alerts.golden.jsonl).
+//! Alert JSON: `Alert::write_json` (the fast path), `Alert::to_ecs` and the `Serialize`
+//! impl (the definition) produce the same document for every corpus event, and the
+//! documents match the golden output recorded before the serialization fast path was
+//! reworked (tests/corpus/alerts.golden.jsonl).
 //!
 //! Volatile values (each alert's own `event.id` and the detection time `event.created`,
 //! which is also `@timestamp` when the exec's time is unknown) are replaced by `<ID>` and
@@ -117,10 +118,23 @@ fn write_json_and_to_ecs_agree_and_match_golden() {
             let mut buf = Vec::new();
             a.write_json(&mut buf).expect("write_json");
             let fast: Value = serde_json::from_slice(&buf).expect("write_json output is JSON");
+            let serde = serde_json::to_value(&a).expect("Serialize");
             assert_eq!(
-                fast,
+                fast, serde,
+                "write_json and Serialize differ for {:?}",
+                ev.process.args
+            );
+            assert_eq!(
                 a.to_ecs(),
-                "write_json and to_ecs differ for {:?}",
+                serde,
+                "to_ecs and Serialize differ for {:?}",
+                ev.process.args
+            );
+            // The compact serde_json text too, byte for byte.
+            assert_eq!(
+                buf,
+                serde_json::to_vec(&a).expect("Serialize"),
+                "write_json and serde_json::to_vec differ for {:?}",
                 ev.process.args
             );
             let text = String::from_utf8(buf).expect("utf-8");

@@ -253,13 +253,11 @@ pub(crate) fn apply_run_opts(inv: &mut Invocation, w: &Walk) {
             inv.host_namespaces.push((*ns).to_string());
         }
     }
-    let vols: Vec<String> = w.values(&["-v", "--volume"]).map(str::to_string).collect();
-    for v in vols {
-        add_mount(inv, &v, false);
+    for v in w.values(&["-v", "--volume"]) {
+        add_mount(inv, v, false);
     }
-    let mounts: Vec<String> = w.values(&["--mount"]).map(str::to_string).collect();
-    for m in mounts {
-        add_mount(inv, &m, true);
+    for m in w.values(&["--mount"]) {
+        add_mount(inv, m, true);
     }
     for c in w.values(&["--cap-add"]) {
         for c in c.split(',') {
@@ -325,7 +323,7 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
         }
     }
     inv.namespace = g.value(&["-n", "--namespace"]);
-    let Some(mut verb) = g.positionals.first().cloned() else {
+    let Some(mut verb) = g.positionals.first().copied().cloned() else {
         return inv;
     };
     let mut args = g.rest;
@@ -344,7 +342,7 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     }
     if verb == "compose" {
         let mut c = parse_compose_args(args);
-        c.argv = argv.to_vec();
+        c.argv = super::PackedArgv::new(argv);
         c.remote_host = inv.remote_host;
         c.remote_port = inv.remote_port;
         c.help |= inv.help;
@@ -367,7 +365,7 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     .walk(args);
     inv.help |= w.has(&["--help"]);
     let (first, rest) = if !w.positionals.is_empty() {
-        (w.positionals.first().cloned(), w.rest.to_vec())
+        (w.positionals.first().copied().cloned(), w.rest.to_vec())
     } else if w.saw_dashdash {
         (
             w.rest.first().cloned(),
@@ -452,7 +450,7 @@ const COMPOSE_LONG: &[&str] = &[
 
 pub(crate) fn parse_compose(argv: &[String], skip: usize) -> Invocation {
     let mut c = parse_compose_args(argv.get(skip..).unwrap_or(&[]));
-    c.argv = argv.to_vec();
+    c.argv = super::PackedArgv::new(argv);
     c
 }
 
@@ -465,7 +463,7 @@ fn parse_compose_args(args: &[String]) -> Invocation {
     }
     .walk(args);
     inv.help = g.has(HELP_FLAGS);
-    let Some(verb) = g.positionals.first().cloned() else {
+    let Some(verb) = g.positionals.first().copied().cloned() else {
         return inv;
     };
     if verb == "exec" || verb == "run" || verb == "attach" {
@@ -476,7 +474,7 @@ fn parse_compose_args(args: &[String]) -> Invocation {
         }
         .walk(g.rest);
         inv.help |= w.has(&["--help"]);
-        inv.container = w.positionals.first().cloned();
+        inv.container = w.positionals.first().copied().cloned();
         let no_tty = w.has(&["-T", "--no-TTY", "--no-tty"]) || w.has(&["-d", "--detach"]);
         // compose exec and run allocate a TTY and attach stdin unless -T/-d.
         inv.tty = !no_tty;
@@ -526,7 +524,7 @@ pub(crate) fn parse_lxc(name: &str, argv: &[String]) -> Invocation {
         inv.verb = Some("attach".into());
         inv.container = w
             .value(&["-n", "--name"])
-            .or_else(|| w.positionals.first().cloned());
+            .or_else(|| w.positionals.first().copied().cloned());
         inv.interactive = true;
         inv.set_command(w.rest.to_vec());
         return inv;
@@ -541,12 +539,12 @@ pub(crate) fn parse_lxc(name: &str, argv: &[String]) -> Invocation {
     }
     .walk(&argv[1..]);
     inv.help = w.has(HELP_FLAGS);
-    let Some(verb) = w.positionals.first().cloned() else {
+    let Some(verb) = w.positionals.first().copied().cloned() else {
         return inv;
     };
     match verb.as_str() {
         "exec" => {
-            inv.container = w.positionals.get(1).cloned();
+            inv.container = w.positionals.get(1).copied().cloned();
             let mode = w.value(&["--mode"]);
             inv.interactive = mode.as_deref() != Some("non-interactive");
             inv.tty = inv.interactive;
@@ -555,20 +553,20 @@ pub(crate) fn parse_lxc(name: &str, argv: &[String]) -> Invocation {
             } else {
                 w.positionals
                     .get(2..)
-                    .map(<[String]>::to_vec)
+                    .map(|p| p.iter().copied().cloned().collect())
                     .unwrap_or_default()
             };
             inv.set_command(cmd);
         }
         "console" => {
-            inv.container = w.positionals.get(1).cloned();
+            inv.container = w.positionals.get(1).copied().cloned();
             inv.interactive = true;
             inv.verb = Some("attach".into());
             return inv;
         }
         "launch" | "init" => {
-            inv.image = w.positionals.get(1).cloned();
-            inv.container = w.positionals.get(2).cloned();
+            inv.image = w.positionals.get(1).copied().cloned();
+            inv.container = w.positionals.get(2).copied().cloned();
             for c in w.values(&["-c", "--config"]) {
                 let c = c.to_ascii_lowercase().replace(' ', "");
                 if c == "security.privileged=true" {

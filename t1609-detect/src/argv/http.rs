@@ -23,6 +23,10 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Percent-decoding; invalid escapes stay as they are, invalid UTF-8 is replaced.
 pub(crate) fn percent_decode(s: &str) -> String {
+    if !s.contains('%') {
+        // Nothing to decode (the usual case): the same string, one copy.
+        return s.to_string();
+    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -401,24 +405,20 @@ pub(crate) fn parse_client(tool: &str, argv: &[String]) -> Invocation {
             inv.unix_socket = w.value(&["--unix-socket", "--abstract-unix-socket"]);
             inv.runtime_socket = inv.unix_socket.as_deref().is_some_and(is_runtime_socket);
             candidates.extend(w.values(&["--url"]).map(str::to_string));
-            candidates.extend(w.positionals.iter().cloned());
+            candidates.extend(w.positionals.iter().copied().cloned());
             candidates.extend(w.rest.iter().cloned());
-            let data: Vec<String> = w
-                .values(&[
-                    "-d",
-                    "--data",
-                    "--data-raw",
-                    "--data-binary",
-                    "--data-urlencode",
-                    "--post-data",
-                    "--body-data",
-                    "-F",
-                    "--form",
-                ])
-                .map(str::to_string)
-                .collect();
-            for d in data {
-                data_command(&mut inv, &d);
+            for d in w.values(&[
+                "-d",
+                "--data",
+                "--data-raw",
+                "--data-binary",
+                "--data-urlencode",
+                "--post-data",
+                "--body-data",
+                "-F",
+                "--form",
+            ]) {
+                data_command(&mut inv, d);
             }
         }
         "openssl" => {

@@ -124,7 +124,7 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
         inv.remote_host = u.as_ref().and_then(|u| u.host.clone());
         inv.remote_port = u.and_then(|u| u.port);
     }
-    let Some(verb) = w.positionals.first().cloned() else {
+    let Some(verb) = w.positionals.first().copied().cloned() else {
         return inv;
     };
     let pos = &w.positionals[1..];
@@ -134,7 +134,7 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
         // Plugins dispatched by kubectl: node-shell starts a privileged pod that
         // nsenters the node; exec-as is exec with another identity.
         "node-shell" | "node_shell" => {
-            inv.container = pos.first().cloned();
+            inv.container = pos.first().copied().cloned();
             inv.privileged = true;
             inv.host_namespaces = vec!["pid".into(), "net".into(), "ipc".into()];
             inv.interactive = true;
@@ -154,7 +154,9 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
             let cmd = if w.saw_dashdash {
                 w.rest.to_vec()
             } else {
-                pos.get(1..).map(<[String]>::to_vec).unwrap_or_default()
+                pos.get(1..)
+                    .map(|p| p.iter().copied().cloned().collect())
+                    .unwrap_or_default()
             };
             inv.interactive = interactive;
             inv.tty = tty;
@@ -227,7 +229,7 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
             inv.set_command(cmd);
         }
         "run" => {
-            inv.pod = pos.first().cloned();
+            inv.pod = pos.first().copied().cloned();
             inv.image = w.value(&["--image"]);
             inv.interactive = interactive;
             inv.tty = tty;
@@ -238,7 +240,9 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
             let cmd = if w.saw_dashdash {
                 w.rest.to_vec()
             } else {
-                pos.get(1..).map(<[String]>::to_vec).unwrap_or_default()
+                pos.get(1..)
+                    .map(|p| p.iter().copied().cloned().collect())
+                    .unwrap_or_default()
             };
             inv.set_command(cmd);
         }
@@ -290,7 +294,7 @@ pub(crate) fn parse_kubeletctl(argv: &[String]) -> Invocation {
         .and_then(|p| p.parse().ok())
         .or(Some(10250));
     inv.api = Some("kubelet");
-    let Some(verb) = w.positionals.first().cloned() else {
+    let Some(verb) = w.positionals.first().copied().cloned() else {
         return inv;
     };
     inv.api_action = Some(match verb.as_str() {
@@ -306,7 +310,7 @@ pub(crate) fn parse_kubeletctl(argv: &[String]) -> Invocation {
         // `scan rce` and `scan token` run commands in every pod through /run.
         "scan"
             if matches!(
-                w.positionals.get(1).map(String::as_str),
+                w.positionals.get(1).map(|s| s.as_str()),
                 Some("rce" | "token")
             ) =>
         {

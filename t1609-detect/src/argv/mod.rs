@@ -97,7 +97,60 @@ pub struct Invocation {
     pub shim: Option<String>,
     /// The argv this invocation was parsed from (used to tie a wrapper to its child).
     #[serde(skip)]
-    pub argv: Vec<String>,
+    pub argv: PackedArgv,
+}
+
+/// A copy of an argv in one allocation (each argument as its length, then its bytes):
+/// every invocation keeps the argv it came from, and a string per argument made that
+/// copy cost more than the parse.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PackedArgv(Box<[u8]>);
+
+impl PackedArgv {
+    pub fn new(args: &[String]) -> Self {
+        let size = args.iter().map(|a| a.len() + LEN_BYTES).sum();
+        let mut b = Vec::with_capacity(size);
+        for a in args {
+            b.extend_from_slice(&a.len().to_le_bytes());
+            b.extend_from_slice(a.as_bytes());
+        }
+        PackedArgv(b.into_boxed_slice())
+    }
+
+    /// The arguments' bytes, in order (each was a whole `String`, so valid UTF-8).
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let mut rest: &[u8] = &self.0;
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_first_chunk::<LEN_BYTES>()?;
+            let (arg, tail) = tail.split_at(usize::from_le_bytes(*len));
+            rest = tail;
+            Some(arg)
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn to_vec(&self) -> Vec<String> {
+        self.iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    }
+}
+
+const LEN_BYTES: usize = std::mem::size_of::<usize>();
+
+impl std::fmt::Debug for PackedArgv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(String::from_utf8_lossy))
+            .finish()
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -106,6 +159,11 @@ fn is_false(b: &bool) -> bool {
 
 pub(crate) fn basename(s: &str) -> &str {
     s.rsplit('/').next().unwrap_or(s)
+}
+
+/// [`basename`] of an argument's bytes.
+pub(crate) fn basename_bytes(s: &[u8]) -> &[u8] {
+    s.rsplit(|&b| b == b'/').next().unwrap_or(s)
 }
 
 pub(crate) const SHELLS: &[&str] = &[
@@ -269,7 +327,7 @@ impl Invocation {
     fn new(tool: &str, argv: &[String]) -> Self {
         Invocation {
             tool: tool.to_string(),
-            argv: argv.to_vec(),
+            argv: PackedArgv::new(argv),
             ..Default::default()
         }
     }
@@ -415,7 +473,8 @@ pub(crate) struct Opts<'a> {
 pub(crate) struct Walk<'a> {
     /// (option name with dashes, value), borrowed from the argv where possible.
     pub opts: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
-    pub positionals: Vec<String>,
+    /// Borrowed from the walked argv, like `rest`.
+    pub positionals: Vec<&'a String>,
     /// Arguments after `--` (or after the first positional when stopping there): a
     /// suffix of the walked argv, borrowed.
     pub rest: &'a [String],
@@ -489,11 +548,11 @@ impl Opts<'_> {
                 continue;
             }
             if self.stop_at_positional {
-                w.positionals.push(a.to_string());
+                w.positionals.push(&args[i]);
                 w.rest = &args[i + 1..];
                 return w;
             }
-            w.positionals.push(a.to_string());
+            w.positionals.push(&args[i]);
             i += 1;
         }
         w
@@ -527,3 +586,31 @@ impl Walk<'_> {
 }
 
 pub(crate) const HELP_FLAGS: &[&str] = &["--help", "-h", "--version", "-V"];
+
+#[cfg(test)]
+mod tests {
+    use super::PackedArgv;
+
+    #[test]
+    fn packed_argv_round_trips() {
+        for argv in [
+            vec![],
+            vec![String::new()],
+            vec![
+                "docker".to_string(),
+                "exec".into(),
+                String::new(),
+                "é\u{0}x".into(),
+            ],
+        ] {
+            let p = PackedArgv::new(&argv);
+            assert_eq!(p.to_vec(), argv);
+            assert_eq!(p.len(), argv.len());
+            assert_eq!(p.is_empty(), argv.is_empty());
+        }
+        // Argument boundaries are part of the value.
+        let ab = PackedArgv::new(&["ab".to_string(), "c".into()]);
+        let a_bc = PackedArgv::new(&["a".to_string(), "bc".into()]);
+        assert_ne!(ab, a_bc);
+    }
+}

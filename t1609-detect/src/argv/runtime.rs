@@ -13,7 +13,7 @@ pub(crate) fn parse_crictl(argv: &[String]) -> Invocation {
     }
     .walk(&argv[1..]);
     inv.help = g.has(HELP_FLAGS) || g.has(&["-v"]);
-    let Some(verb) = g.positionals.first().cloned() else {
+    let Some(verb) = g.positionals.first().copied().cloned() else {
         return inv;
     };
     if matches!(verb.as_str(), "exec" | "attach") {
@@ -27,7 +27,7 @@ pub(crate) fn parse_crictl(argv: &[String]) -> Invocation {
         inv.interactive = w.flag_true(&["-i", "--interactive"]);
         inv.tty = w.flag_true(&["-t", "--tty"]);
         let (first, rest) = if let Some(f) = w.positionals.first() {
-            (Some(f.clone()), w.rest.to_vec())
+            (Some((*f).clone()), w.rest.to_vec())
         } else if w.saw_dashdash {
             (
                 w.rest.first().cloned(),
@@ -102,7 +102,7 @@ pub(crate) fn parse_ctr(argv: &[String]) -> Invocation {
     if let Some(a) = g.value(&["-a", "--address"]) {
         inv.unix_socket = Some(a);
     }
-    let Some(first) = g.positionals.first().cloned() else {
+    let Some(first) = g.positionals.first().copied().cloned() else {
         return inv;
     };
     let (verb, args): (String, Vec<String>) = match first.as_str() {
@@ -130,7 +130,13 @@ pub(crate) fn parse_ctr(argv: &[String]) -> Invocation {
     inv.help |= w.has(&["--help", "-h"]);
     inv.tty = w.flag_true(&["-t", "--tty"]);
     // ctr attaches stdin unless detached or --null-io.
-    let pos_and_rest: Vec<String> = w.positionals.iter().chain(w.rest.iter()).cloned().collect();
+    let pos_and_rest: Vec<String> = w
+        .positionals
+        .iter()
+        .copied()
+        .chain(w.rest.iter())
+        .cloned()
+        .collect();
     match verb.as_str() {
         "exec" => {
             inv.interactive = inv.tty || !w.has(&["-d", "--detach"]);
@@ -203,7 +209,7 @@ pub(crate) fn parse_runc(tool: &str, argv: &[String]) -> Invocation {
     }
     .walk(&argv[1..]);
     inv.help = g.has(HELP_FLAGS) || g.has(&["-v"]);
-    let Some(verb) = g.positionals.first().cloned() else {
+    let Some(verb) = g.positionals.first().copied().cloned() else {
         return inv;
     };
     let w = Opts {
@@ -233,7 +239,7 @@ pub(crate) fn parse_runc(tool: &str, argv: &[String]) -> Invocation {
             inv.tty = w.flag_true(&["-t", "--tty"]);
             inv.interactive = !w.has(&["-d", "--detach"]);
             let (first, rest) = if let Some(f) = w.positionals.first() {
-                (Some(f.clone()), w.rest.to_vec())
+                (Some((*f).clone()), w.rest.to_vec())
             } else if w.saw_dashdash {
                 (
                     w.rest.first().cloned(),
@@ -253,7 +259,7 @@ pub(crate) fn parse_runc(tool: &str, argv: &[String]) -> Invocation {
                 .any(|c| c.eq_ignore_ascii_case("CAP_SYS_ADMIN"));
         }
         "run" | "create" => {
-            inv.container = w.positionals.first().cloned();
+            inv.container = w.positionals.first().copied().cloned();
         }
         _ => {}
     }

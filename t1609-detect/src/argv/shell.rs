@@ -65,6 +65,7 @@ pub(crate) fn parse_wrapper(
             let mut cmd: Vec<String> = w
                 .positionals
                 .into_iter()
+                .cloned()
                 .chain(w.rest.iter().cloned())
                 .collect();
             // `sudo -s cmd` / `sudo -i cmd` run the command through a shell.
@@ -86,6 +87,7 @@ pub(crate) fn parse_wrapper(
             .walk(args);
             w.positionals
                 .into_iter()
+                .cloned()
                 .chain(w.rest.iter().cloned())
                 .collect()
         }
@@ -106,6 +108,7 @@ pub(crate) fn parse_wrapper(
             let mut cmd: Vec<String> = w
                 .positionals
                 .into_iter()
+                .cloned()
                 .chain(w.rest.iter().cloned())
                 .skip_while(|a| is_assignment(a))
                 .collect();
@@ -144,6 +147,7 @@ pub(crate) fn parse_wrapper(
             let mut cmd: Vec<String> = w
                 .positionals
                 .into_iter()
+                .cloned()
                 .chain(w.rest.iter().cloned())
                 .collect();
             if name == "flock" && !cmd.is_empty() {
@@ -194,6 +198,7 @@ pub(crate) fn parse_wrapper(
             .walk(args);
             w.positionals
                 .into_iter()
+                .cloned()
                 .chain(w.rest.iter().cloned())
                 .collect()
         }
@@ -207,6 +212,7 @@ pub(crate) fn parse_wrapper(
             let cmd: Vec<String> = w
                 .positionals
                 .into_iter()
+                .cloned()
                 .chain(w.rest.iter().cloned())
                 .collect();
             // watch runs its arguments through `sh -c`.
@@ -288,7 +294,7 @@ pub(crate) fn parse_wrapper(
                 let mut full = vec!["kubectl".to_string(), verb.to_string()];
                 full.extend(args.iter().cloned());
                 let mut inv = super::kube::parse_kubectl("kubectl", &full);
-                inv.argv = argv.to_vec();
+                inv.argv = super::PackedArgv::new(argv);
                 inv.wrappers = wrappers.to_vec();
                 out.push(Arc::new(inv));
                 return;

@@ -1,7 +1,7 @@
 //! Evaluation. An absent field makes its predicate false; array fields match when any
 //! element does.
 
-use super::{Field, Node, Pattern, StrTest, Val};
+use super::{Cmp, Field, Node, Pattern, StrTest, Val};
 use crate::argv::Invocation;
 use crate::event::ProcessEvent;
 
@@ -130,10 +130,19 @@ pub fn eval(node: &Node, ctx: &Ctx<'_>) -> bool {
     }
 }
 
+/// `a == b`, rejecting on length and first byte before comparing the rest: `in` lists
+/// are mostly same-length names (`docker`, `podman`, `crictl`), and the full comparison
+/// is a library call.
+fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.first() == b.first() && a == b
+}
+
 fn str_test(t: &StrTest, x: &str) -> bool {
     match t {
+        StrTest::Cmp(Cmp::Eq, want) => str_eq(x, want),
         StrTest::Cmp(c, want) => c.holds(x, want.as_str()),
-        StrTest::In(v) => v.iter().any(|w| w == x),
+        StrTest::In(v) => v.iter().any(|w| str_eq(w, x)),
         StrTest::InCi(v) => {
             if x.is_ascii() {
                 v.iter().any(|w| w.eq_ignore_ascii_case(x))
