@@ -488,8 +488,10 @@ impl State {
         let count = total - self.loss_reported;
         let a = Alert::new(Arc::new(loss_alert(&self.name, count, total)));
         let to_mem = self.healthy && self.spool.is_empty() && self.mem.len() < self.queue_len;
-        if !to_mem && self.spool.would_drop(a.json().len()) {
-            return; // no room: report later, with the accumulated count
+        // No room (cap), or the last append failed (disk full): the loss alert would only
+        // be lost too, and counted as one more drop. Report later, with the whole count.
+        if !to_mem && (self.spool_error_logged || self.spool.would_drop(a.json().len())) {
+            return;
         }
         tracing::warn!(sink = %self.name, count, total, "alerts dropped");
         self.loss_reported = total;

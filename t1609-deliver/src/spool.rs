@@ -116,6 +116,8 @@ pub struct Spool {
     durable_ack: Option<Pos>,
     ack_dirty: bool,
     acked_since_persist: u32,
+    /// Consecutive failed `ack` rewrites (logged at the first).
+    ack_failures: u32,
     _lock: File,
 }
 
@@ -282,6 +284,7 @@ impl Spool {
             durable_ack: None,
             ack_dirty: false,
             acked_since_persist: 0,
+            ack_failures: 0,
             _lock: lock,
         })
     }
@@ -369,13 +372,16 @@ impl Spool {
             let next = self.segments[0].id;
             self.read = Pos { seg: next, off: 0 };
             self.ack_dirty = true;
-            self.persist_ack()?;
             if self.reader.as_ref().is_some_and(|(r, _)| *r == id) {
                 self.reader = None;
             }
+            // Delete before rewriting `ack`: on a full disk the new ack needs the space
+            // this frees. Crash-safe either way: an ack naming a deleted segment makes
+            // `open` resume at the start of the next one, which is exactly this position.
             let p = self.seg_path(id);
             fs::remove_file(&p).map_err(io_err("remove segment", &p))?;
             self.dir_dirty = true;
+            self.persist_ack()?;
         }
         Ok(())
     }
@@ -418,10 +424,18 @@ impl Spool {
         let (wid, w) = self.writer.as_mut().expect("writer opened");
         let p = self.dir.join(seg_name(*wid));
         if let Err(e) = w.write_all(&rec) {
-            // A partial record would be torn: start a fresh segment next time.
-            self.writer = None;
-            if let Some(last) = self.segments.back_mut() {
-                last.size = fs::metadata(&p).map_or(last.size, |m| m.len());
+            // A partial write (disk full) leaves a torn record. Cut it off, so the segment
+            // still ends on a record boundary and can be appended to once there is room.
+            let last = self.segments.back_mut().expect("segment exists");
+            if w.set_len(last.size).is_err() {
+                // Could not: start a fresh segment next time. The reader will skip the torn
+                // bytes (`skip_to` subtracts them from `live`), so count them in `live`.
+                self.writer = None;
+                let now = fs::metadata(&p).map_or(last.size, |m| m.len());
+                if now > last.size {
+                    self.live += now - last.size;
+                    last.size = now;
+                }
             }
             return Err(io_err("append to", &p)(e));
         }
@@ -546,8 +560,15 @@ impl Spool {
         }
         self.skip_to(next.off);
         self.acked_since_persist += 1;
-        if self.acked_since_persist >= ACK_EVERY {
-            self.persist_ack()?;
+        if self.acked_since_persist >= ACK_EVERY
+            && let Err(e) = self.persist_ack()
+        {
+            // Best effort between syncs (a disk full must not stop delivery, which is
+            // what frees it): retried at the next ack; a crash meanwhile re-delivers.
+            if self.ack_failures == 0 {
+                tracing::warn!(spool = %self.dir.display(), error = %e, "spool: cannot rewrite ack; retrying");
+            }
+            self.ack_failures = self.ack_failures.saturating_add(1);
         }
         self.reap_front()
     }
@@ -559,6 +580,7 @@ impl Spool {
         }
         write_ack(&self.dir, "ack.tmp", self.read, false)?;
         self.ack_dirty = false;
+        self.ack_failures = 0;
         self.acked_since_persist = 0;
         Ok(())
     }
@@ -823,5 +845,82 @@ mod tests {
         }
         let mut s = Spool::open(d.path(), 1 << 20).unwrap();
         assert_eq!(drain(&mut s), vec!["a", "b", "d", "e", "f"]);
+    }
+
+    /// A tmpfs of `size` for one test, unmounted on drop. None when not root.
+    struct SmallFs(tempfile::TempDir);
+
+    impl SmallFs {
+        fn mount(size: &str) -> Option<Self> {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                assert!(
+                    std::env::var("T1609_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
+                    "mounting a tmpfs needs root, and T1609_REQUIRE_PRIVILEGED=1"
+                );
+                eprintln!("skipping: mounting a tmpfs needs root");
+                return None;
+            }
+            let d = tempfile::tempdir().unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(d.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "mount -t tmpfs");
+            Some(Self(d))
+        }
+    }
+
+    impl Drop for SmallFs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    #[test]
+    fn full_disk_leaves_no_torn_record_and_recovers() {
+        let Some(fs) = SmallFs::mount("64k") else {
+            return;
+        };
+        let dir = fs.0.path().join("sp");
+        let mut s = Spool::open(&dir, 1 << 30).unwrap();
+        let rec = |i: usize| format!("{i:05}{}", "x".repeat(995));
+        let mut stored = 0;
+        let err = loop {
+            match s.append(rec(stored).as_bytes()) {
+                Ok(r) => {
+                    assert!(r.stored);
+                    stored += 1;
+                }
+                Err(e) => break e,
+            }
+        };
+        assert!(err.to_string().contains("No space left"), "{err}");
+        assert!(stored > 10, "{stored}");
+        // Fill what the cut-off partial record gave back: not one byte left.
+        let mut f = File::create(fs.0.path().join("filler")).unwrap();
+        while f.write_all(&[0u8; 512]).is_ok() {}
+        while f.write_all(&[0u8]).is_ok() {}
+        // The worker's periodic sync: its ack write fails on the full disk, but its
+        // fdatasyncs run and it releases the descriptors of rotated-out segments.
+        assert!(s.sync().is_err());
+        // Everything stored reads back, nothing torn; `live` ends at zero (no underflow).
+        let got = drain(&mut s);
+        assert_eq!(got, (0..stored).map(rec).collect::<Vec<_>>());
+        assert_eq!(s.corrupt_skipped(), 0);
+        assert!(s.is_empty());
+        // The consumed segment is deleted before `ack` is rewritten, so the spool works
+        // again although the disk was completely full.
+        assert!(s.append(b"after").unwrap().stored);
+        assert_eq!(drain(&mut s), vec!["after"]);
+        s.sync().unwrap();
+        drop(s);
+        let mut s = Spool::open(&dir, 1 << 30).unwrap();
+        assert!(s.is_empty(), "nothing replayed after a restart");
+        assert!(drain(&mut s).is_empty());
     }
 }

@@ -294,3 +294,184 @@ pub fn services(which: &str) -> bool {
     }
     ok
 }
+
+// ---- Helpers for the fault and hostile-input tests (faults.rs, hostile.rs) ----
+
+impl Agent {
+    /// Starts the agent with a config whose `[deliver] spool_dir` is `spool`, a directory
+    /// the caller owns: a restarted agent must find the first one's spool, and the
+    /// full-disk test puts it on a small tmpfs. As in `start_with_config`, `extra_toml`
+    /// follows `spool_dir`, so its first keys belong to `[deliver]`.
+    pub fn start_with_spool(spool: &Path, extra_toml: &str, args: &[&str]) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[deliver]\nspool_dir = {:?}\n{extra_toml}\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+                spool.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(agent_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .env("NO_COLOR", "1")
+            .spawn()
+            .expect("spawn t1609-agent");
+        let stderr_lines = pump(child.stderr.take().unwrap());
+        let stdout_lines = pump(child.stdout.take().unwrap());
+        let mut agent = Agent {
+            dir,
+            child,
+            stderr_lines,
+            stdout_lines,
+            log: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !agent.log.iter().any(|l| l.contains("t1609-agent ready")) {
+            match agent.stderr_lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => agent.log.push(line),
+                Err(_) => {
+                    if let Ok(Some(status)) = agent.child.try_wait() {
+                        panic!(
+                            "agent exited with {status} before ready:\n{}",
+                            agent.drain_log().join("\n")
+                        );
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "agent not ready after 60 s:\n{}",
+                        agent.log.join("\n")
+                    );
+                }
+            }
+        }
+        agent
+    }
+
+    /// Stdout lines printed so far (non-blocking), appended to `into`.
+    pub fn take_stdout(&self, into: &mut Vec<String>) {
+        while let Ok(l) = self.stdout_lines.try_recv() {
+            into.push(l);
+        }
+    }
+
+    /// `kill -9`: no drain, no flush. Returns the stdout lines that were still unread.
+    pub fn kill9(mut self) -> Vec<String> {
+        self.signal(libc::SIGKILL);
+        let status = self.child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL),
+            "{status}"
+        );
+        let mut out = Vec::new();
+        while let Ok(l) = self.stdout_lines.recv_timeout(Duration::from_secs(2)) {
+            out.push(l);
+        }
+        out
+    }
+
+    /// One sample from `/metrics` (exact series name with labels), or None.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let text = http_get_body(&self.metrics_addr(), "/metrics")?;
+        text.lines()
+            .find(|l| l.split_once(' ').is_some_and(|(name, _)| name == series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Polls a metric (refreshed by the agent every second) until `ok` holds.
+    pub fn wait_metric(&self, series: &str, secs: u64, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.metric(series);
+            if let Some(v) = v.filter(|v| ok(*v)) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{series} = {v:?} after {secs} s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Body of `GET path` on the metrics listener, None if it does not answer.
+pub fn http_get_body(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out.split_once("\r\n\r\n")?.1.to_owned())
+}
+
+/// Runs `tool exec -it MARKER sh`: a watched exec whose alerts carry `marker`.
+pub fn exec_marked(tool: &Path, marker: &str) {
+    let st = Command::new(tool)
+        .args(["exec", "-it", marker, "sh"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{tool:?} {marker}");
+}
+
+/// The alert's `event.id`.
+pub fn event_id(a: &Value) -> String {
+    get(a, "event.id")
+        .as_str()
+        .unwrap_or_else(|| panic!("alert without event.id: {a}"))
+        .to_owned()
+}
+
+/// Every value of a journald field as `journalctl -o json` prints it: a string, an array
+/// of byte values (a binary-safe value), or an array of those when the field occurs more
+/// than once in the entry. A forged field therefore shows up as a second value.
+pub fn journal_values(v: &Value) -> Vec<Vec<u8>> {
+    let one = |v: &Value| -> Option<Vec<u8>> {
+        match v {
+            Value::String(s) => Some(s.as_bytes().to_vec()),
+            Value::Array(a) if a.iter().all(Value::is_u64) => Some(
+                a.iter()
+                    .map(|b| u8::try_from(b.as_u64().unwrap()).unwrap())
+                    .collect(),
+            ),
+            _ => None,
+        }
+    };
+    match v {
+        Value::Null => Vec::new(),
+        Value::Array(a) if !a.is_empty() && !a.iter().all(Value::is_u64) => {
+            a.iter().map(|x| one(x).expect("journal value")).collect()
+        }
+        _ => vec![one(v).expect("journal value")],
+    }
+}
+
+/// Entries `journalctl -o json --all ARGS` prints (e.g. `_PID=…`, `--namespace=…`).
+pub fn journal_json(args: &[&str]) -> Vec<Value> {
+    let out = Command::new("journalctl")
+        .args(["-o", "json", "--all", "--no-pager"])
+        .args(args)
+        .output()
+        .expect("journalctl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("journalctl line is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
+/// The `T1609_ECS` document of a journal entry (exactly one such field).
+pub fn journal_ecs(e: &Value) -> Value {
+    let v = journal_values(&e["T1609_ECS"]);
+    assert_eq!(v.len(), 1, "one T1609_ECS field: {e}");
+    serde_json::from_slice(&v[0]).expect("T1609_ECS is one JSON document")
+}
