@@ -238,7 +238,7 @@ impl Config {
             allowed: allowed.to_owned(),
         };
         let rb = self.capture.ring_buffer_bytes;
-        if !rb.is_power_of_two() || rb < 4096 * 16 || rb > 1 << 30 {
+        if !rb.is_power_of_two() || !(4096 * 16..=1 << 30).contains(&rb) {
             return Err(invalid(
                 "capture.ring_buffer_bytes",
                 rb.to_string(),

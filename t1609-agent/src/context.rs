@@ -128,10 +128,10 @@ impl Context {
         if mnt_ns == 0 {
             return None;
         }
-        if let Some((c, at)) = self.by_mnt_ns.get(&mnt_ns) {
-            if c.is_some() || at.elapsed() < Duration::from_secs(5) {
-                return c.clone();
-            }
+        if let Some((c, at)) = self.by_mnt_ns.get(&mnt_ns)
+            && (c.is_some() || at.elapsed() < Duration::from_secs(5))
+        {
+            return c.clone();
         }
         let want = format!("mnt:[{mnt_ns}]");
         let found = std::fs::read_dir(&self.proc_root).ok().and_then(|dir| {
@@ -185,7 +185,9 @@ impl Context {
             start_ns: Some(exec.ktime_ns),
             uid: Some(exec.uid),
             session_leader: None,
-            cgroup: cgroup_text.clone(),
+            cgroup: cgroup_text
+                .as_deref()
+                .map(|t| std::sync::Arc::from(t1609_context::compact_cgroup_text(t))),
             exited: false,
         });
         let cgroup = match cgroup_text.as_deref().map(parse_cgroup) {
@@ -223,12 +225,19 @@ impl Context {
         if ancestry.is_empty() {
             ancestry = self.table.refresh_ancestry(exec.tgid, 8);
         }
-        let session_leader = session_id(&self.proc_root, exec.tgid);
         ExecContext {
             cgroup,
             in_container,
             ancestry,
-            session_leader,
+            session_leader: None,
+        }
+    }
+
+    /// Reads the session leader into `ctx` (once): only alerts and recorded events carry
+    /// it, so most execs never pay for the /proc read.
+    pub fn fill_session_leader(&self, ctx: &mut ExecContext, tgid: u32) {
+        if ctx.session_leader.is_none() {
+            ctx.session_leader = session_id(&self.proc_root, tgid);
         }
     }
 
@@ -253,10 +262,10 @@ impl Context {
     /// cached for 30 s. `None` when the runtime cannot answer: the alert says so.
     pub async fn resolve_target(&mut self, target: &str) -> Option<Value> {
         let docker = self.docker.as_ref()?;
-        if let Some((v, at)) = self.resolved.get(target) {
-            if at.elapsed() < Duration::from_secs(30) {
-                return v.clone();
-            }
+        if let Some((v, at)) = self.resolved.get(target)
+            && at.elapsed() < Duration::from_secs(30)
+        {
+            return v.clone();
         }
         if self.lookup_budget.0.elapsed() >= Duration::from_secs(1) {
             self.lookup_budget = (Instant::now(), 0);
@@ -283,15 +292,34 @@ impl Context {
         v
     }
 
-    /// Applies the exceptions: returns `false` when the alert is suppressed.
-    pub fn tune(&self, doc: &mut Value, ctx: &ExecContext, now: time::OffsetDateTime) -> bool {
-        self.tuning
-            .tune(doc, &ctx.ancestry, ctx.cgroup.systemd_unit.as_deref(), now)
+    /// What the exceptions say about an alert on `event`, decided from the event itself
+    /// so a suppressed or repeated alert never has its document built.
+    pub fn verdict(
+        &self,
+        rule_id: &str,
+        event: &ProcessEvent,
+        ctx: &ExecContext,
+        now: time::OffsetDateTime,
+    ) -> Verdict {
+        let p = &event.process;
+        let subject = Subject {
+            rule_id,
+            ancestors: &ctx.ancestry,
+            user: event.user.name.as_deref(),
+            group: event.group.name.as_deref(),
+            parent_command_line: p.parent.as_ref().and_then(|x| x.command_line.as_deref()),
+            command_line: p.command_line.as_deref(),
+            container_id: alert_container_id(event, ctx),
+            // Live events carry no image: the exec's target image is under t1609.target.
+            image: None,
+            systemd_unit: ctx.cgroup.systemd_unit.as_deref(),
+        };
+        self.tuning.verdict(&subject, now)
     }
 
     /// `true` for the first of identical alerts in the window; repeats are counted.
-    pub fn first_of_kind(&mut self, doc: &Value) -> bool {
-        self.tuning.first_of_kind(doc, Instant::now())
+    pub fn first_of_key(&mut self, key: DedupKey) -> bool {
+        self.tuning.first_of_key(key, Instant::now())
     }
 
     /// Windows that closed with repeats: (key, count).
@@ -317,6 +345,17 @@ impl Tuning {
             dedup: (dedup_window_ms > 0)
                 .then(|| Deduper::new(Duration::from_millis(dedup_window_ms))),
         })
+    }
+
+    /// The exceptions' verdict on one alert at time `now`.
+    pub fn verdict(&self, subject: &Subject, now: time::OffsetDateTime) -> Verdict {
+        let decisions = self.exceptions.evaluate(subject, now);
+        let (suppress, lower, tags) = t1609_context::summarize(&decisions);
+        Verdict {
+            suppress,
+            lower,
+            tags,
+        }
     }
 
     /// Applies the exceptions at time `now` (the event's time in replay): returns `false`
@@ -350,33 +389,19 @@ impl Tuning {
             image: image.as_deref(),
             systemd_unit,
         };
-        let decisions = self.exceptions.evaluate(&subject, now);
-        let (suppress, lower, tags) = t1609_context::summarize(&decisions);
-        if suppress {
-            return false;
-        }
-        if let Some(sev) = lower {
-            let n = match sev.as_str() {
-                "low" => 21,
-                "medium" => 47,
-                "high" => 73,
-                _ => 99,
-            };
-            doc["event"]["severity"] = json!(n);
-            doc["t1609"]["severity"] = json!(sev.as_str());
-            doc["t1609"]["severity_lowered_by_exception"] = json!(true);
-        }
-        if !tags.is_empty() {
-            doc["tags"] = json!(tags);
-        }
-        true
+        let verdict = self.verdict(&subject, now);
+        verdict.apply(doc)
     }
 
     pub fn first_of_kind(&mut self, doc: &Value, at: Instant) -> bool {
+        self.first_of_key(dedup_key(doc), at)
+    }
+
+    pub fn first_of_key(&mut self, key: DedupKey, at: Instant) -> bool {
         let Some(dedup) = self.dedup.as_mut() else {
             return true;
         };
-        matches!(dedup.check(dedup_key(doc), at), DedupOutcome::First)
+        matches!(dedup.check(key, at), DedupOutcome::First)
     }
 
     pub fn repeats_due(&mut self, at: Instant) -> Vec<(DedupKey, u64)> {
@@ -388,6 +413,58 @@ impl Tuning {
             .filter(|(_, n)| *n > 1)
             .collect()
     }
+}
+
+/// The exceptions' decision on one alert.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub suppress: bool,
+    pub lower: Option<t1609_context::Severity>,
+    pub tags: Vec<String>,
+}
+
+impl Verdict {
+    /// Writes the lowered severity and tags into the alert; `false` when suppressed.
+    pub fn apply(&self, doc: &mut Value) -> bool {
+        if self.suppress {
+            return false;
+        }
+        if let Some(sev) = self.lower {
+            let n = match sev.as_str() {
+                "low" => 21,
+                "medium" => 47,
+                "high" => 73,
+                _ => 99,
+            };
+            doc["event"]["severity"] = json!(n);
+            doc["t1609"]["severity"] = json!(sev.as_str());
+            doc["t1609"]["severity_lowered_by_exception"] = json!(true);
+        }
+        if !self.tags.is_empty() {
+            doc["tags"] = json!(self.tags);
+        }
+        true
+    }
+}
+
+/// The container an alert names: the cgroup's answer wins over the event's (as in
+/// [`augment`]).
+pub fn alert_container_id<'a>(event: &'a ProcessEvent, ctx: &'a ExecContext) -> Option<&'a str> {
+    ctx.cgroup
+        .container_id
+        .as_deref()
+        .or(event.container_id.as_deref())
+}
+
+/// The dedup key of an alert on `event`, equal to [`dedup_key`] of its document.
+pub fn event_dedup_key(rule_id: &str, event: &ProcessEvent, ctx: &ExecContext) -> DedupKey {
+    let p = &event.process;
+    DedupKey::new(
+        rule_id,
+        p.command_line.as_deref().unwrap_or_default(),
+        p.parent.as_ref().and_then(|x| x.executable.as_deref()),
+        alert_container_id(event, ctx),
+    )
 }
 
 pub fn dedup_key(doc: &Value) -> DedupKey {

@@ -190,37 +190,39 @@ impl Pipeline {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         let parent = self.context.parent_of(exec.ppid);
         let mut event = self.enricher.to_event_with_parent(exec, parent);
-        if event.process.parent.is_none() {
-            if let Some((ppid, comm)) = exec.ancestors.first() {
-                event.process.parent = Some(Box::new(t1609_detect::event::ParentProcess {
-                    pid: Some(*ppid),
-                    name: Some(String::from_utf8_lossy(comm).into_owned()),
-                    ..Default::default()
-                }));
-            }
+        if event.process.parent.is_none()
+            && let Some((ppid, comm)) = exec.ancestors.first()
+        {
+            event.process.parent = Some(Box::new(t1609_detect::event::ParentProcess {
+                pid: Some(*ppid),
+                name: Some(String::from_utf8_lossy(comm).into_owned()),
+                ..Default::default()
+            }));
         }
-        let ctx = self.context.on_exec(exec, &event);
+        let mut ctx = self.context.on_exec(exec, &event);
         if event.container_id.is_none() {
             event.container_id.clone_from(&ctx.cgroup.container_id);
         }
         // The event's own document is only needed for --record and session summaries.
         let need_ecs = self.recorder.is_some() || (exec.session != 0 && !exec.session_root);
         let mut ecs = if need_ecs {
+            self.context.fill_session_leader(&mut ctx, exec.tgid);
             event.to_ecs()
         } else {
             serde_json::Value::Null
         };
         augment(&mut ecs, &ctx);
-        if exec.session != 0 && need_ecs {
-            if let Some(t) = ecs.get_mut("t1609").and_then(|t| t.as_object_mut()) {
-                t.insert("session_id".into(), json!(format!("{:x}", exec.session)));
-                t.insert("session_root".into(), json!(exec.session_root));
-            }
+        if exec.session != 0
+            && need_ecs
+            && let Some(t) = ecs.get_mut("t1609").and_then(|t| t.as_object_mut())
+        {
+            t.insert("session_id".into(), json!(format!("{:x}", exec.session)));
+            t.insert("session_root".into(), json!(exec.session_root));
         }
-        if let Some(rec) = self.recorder.as_mut().filter(|_| need_ecs) {
-            if let Err(e) = writeln!(rec.out, "{ecs}") {
-                error!(error = %e, "writing --record output");
-            }
+        if let Some(rec) = self.recorder.as_mut().filter(|_| need_ecs)
+            && let Err(e) = writeln!(rec.out, "{ecs}")
+        {
+            error!(error = %e, "writing --record output");
         }
         let now = Instant::now();
         let name = event.process.name.clone().unwrap_or_default();
@@ -261,8 +263,6 @@ impl Pipeline {
 
         let engine = self.engine.borrow().clone();
         for alert in engine.evaluate(&event) {
-            let mut doc = alert.to_ecs();
-            augment(&mut doc, &ctx);
             if let Some(pending) = &folded_into {
                 // The runtime exec that carries out an alerted docker/kubectl exec is its
                 // mechanism, not a second incident: it appears in the session alert.
@@ -270,45 +270,56 @@ impl Pipeline {
                 self.stats.folded.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let group = doc["t1609"]["group_id"]
-                .as_str()
-                .map_or_else(|| alert.event_id.clone(), str::to_owned);
+            let group = alert
+                .group_id
+                .clone()
+                .unwrap_or_else(|| alert.event_id.clone());
             self.links.remember(exec.tgid, &group, &alert.event_id, now);
-            let argv = doc["t1609"]["argv"].clone();
-            let tool = argv["tool"].as_str().unwrap_or_default().to_owned();
-            let verb = argv["verb"].as_str().unwrap_or_default();
-            let is_exec = EXEC_TOOLS.contains(&tool.as_str()) && matches!(verb, "exec" | "attach");
-            let mut target = argv["container"]
-                .as_str()
-                .or_else(|| argv["pod"].as_str())
-                .map(str::to_owned);
-            if is_exec && matches!(tool.as_str(), "docker" | "podman" | "nerdctl") {
-                if let Some(name) = argv["container"].as_str().map(str::to_owned) {
-                    let resolved = self.context.resolve_target(&name).await;
-                    if let Some(id) = resolved.as_ref().and_then(|r| r["id"].as_str()) {
-                        target = Some(id.to_owned());
-                    }
-                    doc["t1609"]["target"] = match resolved {
-                        Some(r) => json!({"container": r, "resolved": true}),
-                        None => json!({"container": {"name": name}, "resolved": false,
-                                       "reason": "the container runtime did not answer (no socket, timeout or unknown name)"}),
-                    };
-                }
-            }
-            if !self
-                .context
-                .tune(&mut doc, &ctx, time::OffsetDateTime::now_utc())
-            {
+            // Exceptions and dedup are decided from the event, before the document is
+            // built: in a storm of repeats most alerts end here, for a few hundred ns.
+            let verdict = self.context.verdict(
+                &alert.rule_id,
+                &event,
+                &ctx,
+                time::OffsetDateTime::now_utc(),
+            );
+            if verdict.suppress {
                 self.stats.suppressed.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if !self.context.first_of_kind(&doc) {
+            let key = crate::context::event_dedup_key(&alert.rule_id, &event, &ctx);
+            if !self.context.first_of_key(key.clone()) {
                 self.stats.deduplicated.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            self.context.fill_session_leader(&mut ctx, exec.tgid);
+            let mut doc = alert.to_ecs();
+            augment(&mut doc, &ctx);
+            verdict.apply(&mut doc);
+            let inv = alert.argv.as_deref();
+            let tool = inv.map_or("", |i| i.tool.as_str());
+            let verb = inv.and_then(|i| i.verb.as_deref()).unwrap_or_default();
+            let is_exec = EXEC_TOOLS.contains(&tool) && matches!(verb, "exec" | "attach");
+            let container = inv.and_then(|i| i.container.as_deref());
+            let mut target = container
+                .or_else(|| inv.and_then(|i| i.pod.as_deref()))
+                .map(str::to_owned);
+            if is_exec
+                && matches!(tool, "docker" | "podman" | "nerdctl")
+                && let Some(name) = container
+            {
+                let resolved = self.context.resolve_target(name).await;
+                if let Some(id) = resolved.as_ref().and_then(|r| r["id"].as_str()) {
+                    target = Some(id.to_owned());
+                }
+                doc["t1609"]["target"] = match resolved {
+                    Some(r) => json!({"container": r, "resolved": true}),
+                    None => json!({"container": {"name": name}, "resolved": false,
+                                       "reason": "the container runtime did not answer (no socket, timeout or unknown name)"}),
+                };
+            }
             if self.first_docs.len() < 4096 {
-                self.first_docs
-                    .insert(crate::context::dedup_key(&doc), doc.clone());
+                self.first_docs.insert(key, doc.clone());
             }
             if is_exec {
                 self.sessions.expect(crate::session::PendingExec {
@@ -316,7 +327,7 @@ impl Pipeline {
                     event_id: alert.event_id.clone(),
                     at: now,
                     target,
-                    tool: tool.clone(),
+                    tool: tool.to_owned(),
                 });
             }
             self.emit(doc);
@@ -436,8 +447,11 @@ impl Pipeline {
                         self.flush_sessions(false);
                     }
                     housekeeping_ticks += 1;
-                    if housekeeping_ticks % 10 == 0 {
+                    if housekeeping_ticks.is_multiple_of(10) {
                         self.housekeeping();
+                    }
+                    if housekeeping_ticks.is_multiple_of(100) {
+                        crate::capture::release_free_heap();
                     }
                 }
             }
@@ -664,6 +678,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Everything that needs CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN is done: drop them.
     let kept = crate::privilege::drop_after_attach()?;
     info!(kept = ?kept, "dropped capabilities not needed after attach");
+    // Start-up (BTF, /proc seeding, rule loading) is the heap's peak: hand it back.
+    crate::capture::release_free_heap();
     health.ready.store(true, Ordering::Relaxed);
     info!(
         watch = ?names, capture_all, pid = std::process::id(), degraded = ?capture.degraded, metrics = %metrics_addr,

@@ -148,10 +148,10 @@ impl Sessions {
     }
 
     pub fn exited(&mut self, id: u64, tgid: u32) {
-        if let Some(s) = self.sessions.get_mut(&id) {
-            if s.injected.as_ref().and_then(|d| d["pid"].as_u64()) == Some(u64::from(tgid)) {
-                s.ended = true;
-            }
+        if let Some(s) = self.sessions.get_mut(&id)
+            && s.injected.as_ref().and_then(|d| d["pid"].as_u64()) == Some(u64::from(tgid))
+        {
+            s.ended = true;
         }
     }
 

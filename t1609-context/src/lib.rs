@@ -29,7 +29,8 @@ pub use kubelet::{KubeletPods, PodRef};
 pub use ns::{Namespaces, host_namespaces, in_container, process_namespaces};
 pub use orchestrator::{OrchestratorMeta, orchestrator_meta};
 pub use process::{
-    Ancestor, Creds, MAX_ANCESTRY, ProcInfo, ProcessTable, read_creds, read_ns_pid, read_proc_info,
+    Ancestor, Creds, MAX_ANCESTRY, MAX_TABLE_ARGV_BYTES, ProcInfo, ProcessTable, read_creds,
+    read_ns_pid, read_proc_info,
 };
 pub use session::{
     ContainerExec, INJECTOR_NAMES, Session, SessionEvent, SessionTracker, is_injector,

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -14,6 +15,13 @@ use crate::cgroup::compact_cgroup_text;
 
 /// Hard upper bound on [`ProcessTable::ancestry`] depth.
 pub const MAX_ANCESTRY: usize = 8;
+
+/// Bytes of argv the table keeps per process: it names parents, it does not archive
+/// argv, and a storm of 32 KiB command lines must not grow the agent by gigabytes.
+pub const MAX_TABLE_ARGV_BYTES: usize = 4096;
+
+/// Distinct cgroup texts kept for sharing between entries.
+const MAX_INTERNED_CGROUPS: usize = 4096;
 
 /// What the table knows about one process (thread-group leader).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
@@ -36,8 +44,8 @@ pub struct ProcInfo {
     /// Session id (`stat` field 6) – the pid of the session leader.
     pub session_leader: Option<u32>,
     /// Compacted `/proc/<pid>/cgroup` (one line per distinct path); feed to
-    /// [`crate::parse_cgroup`].
-    pub cgroup: Option<String>,
+    /// [`crate::parse_cgroup`]. Shared: most processes sit in a handful of cgroups.
+    pub cgroup: Option<Arc<str>>,
     pub exited: bool,
 }
 
@@ -83,6 +91,11 @@ pub struct ProcessTable {
     exit_grace: Duration,
     entries: HashMap<u32, Entry>,
     order: BTreeMap<OrderKey, u32>,
+    /// Exited entries are kept for their grace period but at most this many: under an
+    /// exec storm the oldest exits go first, so memory does not scale with the exec rate.
+    max_exited: usize,
+    exited: usize,
+    cgroups: HashSet<Arc<str>>,
     base: Instant,
     clock: u64,
     clk_tck: u64,
@@ -96,10 +109,19 @@ impl ProcessTable {
             exit_grace,
             entries: HashMap::new(),
             order: BTreeMap::new(),
+            max_exited: (max_entries / 8).max(1),
+            exited: 0,
+            cgroups: HashSet::new(),
             base: Instant::now(),
             clock: 0,
             clk_tck: clk_tck(),
         }
+    }
+
+    /// Caps the exited entries kept for their grace period (default: `max_entries / 8`).
+    pub fn with_max_exited(mut self, max_exited: usize) -> Self {
+        self.max_exited = max_exited.max(1);
+        self
     }
 
     pub fn proc_root(&self) -> &Path {
@@ -196,6 +218,15 @@ impl ProcessTable {
         self.order.remove(&e.key);
         e.key = (0, nanos_since(base, now), seq);
         self.order.insert(e.key, tgid);
+        self.exited += 1;
+        while self.exited > self.max_exited {
+            match self.order.first_key_value() {
+                Some((&(0, _, _), &pid)) => {
+                    self.remove(pid);
+                }
+                _ => break,
+            }
+        }
     }
 
     pub fn get(&self, pid: u32) -> Option<&ProcInfo> {
@@ -297,8 +328,7 @@ impl ProcessTable {
             if !expired {
                 break;
             }
-            self.order.remove(&key);
-            self.entries.remove(&pid);
+            self.remove(pid);
         }
         self.enforce_bound();
         before - self.entries.len()
@@ -316,7 +346,21 @@ impl ProcessTable {
         self.max_entries
     }
 
-    fn insert(&mut self, info: ProcInfo, exited_at: Option<Instant>) {
+    /// Removes one entry with its index slot and exited count.
+    fn remove(&mut self, pid: u32) -> Option<Entry> {
+        let e = self.entries.remove(&pid)?;
+        self.order.remove(&e.key);
+        if e.exited_at.is_some() {
+            self.exited -= 1;
+        }
+        Some(e)
+    }
+
+    fn insert(&mut self, mut info: ProcInfo, exited_at: Option<Instant>) {
+        cap_argv(&mut info.args);
+        if let Some(c) = info.cgroup.take() {
+            info.cgroup = Some(self.intern_cgroup(c));
+        }
         self.clock += 1;
         let seq = self.clock;
         // A zombie read from /proc has exited already; its grace starts now.
@@ -326,16 +370,18 @@ impl ProcessTable {
             None => (1, seq, 0),
         };
         let pid = info.pid;
-        if let Some(old) = self.entries.insert(
+        self.remove(pid);
+        if exited_at.is_some() {
+            self.exited += 1;
+        }
+        self.entries.insert(
             pid,
             Entry {
                 info,
                 exited_at,
                 key,
             },
-        ) {
-            self.order.remove(&old.key);
-        }
+        );
         self.order.insert(key, pid);
         if self.entries.len() > self.max_entries {
             self.enforce_bound();
@@ -344,11 +390,46 @@ impl ProcessTable {
 
     fn enforce_bound(&mut self) {
         while self.entries.len() > self.max_entries {
-            let Some((_, pid)) = self.order.pop_first() else {
+            let Some((_, &pid)) = self.order.first_key_value() else {
                 break;
             };
-            self.entries.remove(&pid);
+            self.remove(pid);
         }
+    }
+
+    fn intern_cgroup(&mut self, text: Arc<str>) -> Arc<str> {
+        if let Some(known) = self.cgroups.get(&*text) {
+            return known.clone();
+        }
+        if self.cgroups.len() >= MAX_INTERNED_CGROUPS {
+            self.cgroups.clear();
+        }
+        self.cgroups.insert(text.clone());
+        text
+    }
+}
+
+/// Keeps the leading arguments that fit in [`MAX_TABLE_ARGV_BYTES`].
+fn cap_argv(args: &mut Option<Vec<String>>) {
+    let Some(a) = args.as_mut() else { return };
+    let mut total = 0;
+    let keep = a
+        .iter()
+        .position(|x| {
+            total += x.len() + 1;
+            total > MAX_TABLE_ARGV_BYTES
+        })
+        .unwrap_or(a.len());
+    if keep < a.len() {
+        a.truncate(keep.max(1));
+        if let Some(first) = a.first_mut().filter(|f| f.len() > MAX_TABLE_ARGV_BYTES) {
+            let mut cut = MAX_TABLE_ARGV_BYTES;
+            while !first.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            first.truncate(cut);
+        }
+        a.shrink_to_fit();
     }
 }
 
@@ -492,7 +573,8 @@ fn read_proc_info_tck(proc_root: &Path, pid: u32, tck: u64) -> io::Result<ProcIn
     let cgroup = fs::read_to_string(dir.join("cgroup"))
         .ok()
         .map(|t| compact_cgroup_text(&t))
-        .filter(|s| !s.is_empty());
+        .filter(|s| !s.is_empty())
+        .map(Arc::from);
     Ok(ProcInfo {
         pid,
         ppid: stat.ppid,

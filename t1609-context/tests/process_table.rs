@@ -235,3 +235,64 @@ fn ancestry_of_a_real_spawned_tree_via_refresh() {
     let cached = t.refresh_from_proc(sleep).cloned();
     assert_eq!(cached.map(|c| c.name), Some("sleep".to_string()));
 }
+
+#[test]
+fn exited_entries_are_capped_oldest_exit_first_and_live_ones_stay() {
+    let empty = tempfile::tempdir().unwrap();
+    let mut t = ProcessTable::new(empty.path(), 10_000, Duration::from_secs(60)).with_max_exited(5);
+    let now = Instant::now();
+    for pid in 1..=100 {
+        t.on_exec(info(pid, 1, "p", "/bin/p", &["p"]));
+    }
+    // An exec storm: 90 processes exit within their grace period.
+    for pid in 11..=100 {
+        t.on_exit(pid, now + Duration::from_millis(u64::from(pid)));
+    }
+    assert_eq!(t.len(), 10 + 5, "10 live + the 5 most recent exits");
+    assert!((1..=10).all(|p| t.get(p).is_some_and(|i| !i.exited)));
+    assert!((96..=100).all(|p| t.get(p).is_some_and(|i| i.exited)));
+    assert!(t.get(95).is_none());
+    // A pid reused by a new exec is live again and no longer counts as exited.
+    t.on_exec(info(100, 1, "again", "/bin/again", &["again"]));
+    t.on_exit(3, now + Duration::from_secs(1));
+    assert!(t.get(100).is_some_and(|i| !i.exited));
+    assert!(t.get(96).is_some() && t.get(3).is_some_and(|i| i.exited));
+    assert_eq!(t.len(), 15, "10 live, and 5 exited: 96..=99 and 3");
+}
+
+#[test]
+fn table_keeps_a_bounded_argv_and_shares_cgroup_text() {
+    let empty = tempfile::tempdir().unwrap();
+    let mut t = ProcessTable::new(empty.path(), 100, Duration::from_secs(60));
+    let pad = "P".repeat(1000);
+    let args: Vec<&str> = std::iter::once("docker")
+        .chain(std::iter::repeat_n(pad.as_str(), 30))
+        .collect();
+    t.on_exec(info(1, 0, "docker", "/usr/bin/docker", &args));
+    let kept = t.get(1).unwrap().args.clone().unwrap();
+    let bytes: usize = kept.iter().map(|a| a.len() + 1).sum();
+    assert!(
+        bytes <= t1609_context::MAX_TABLE_ARGV_BYTES,
+        "{bytes} bytes kept"
+    );
+    assert_eq!(kept[0], "docker");
+    assert!(kept.len() > 1, "leading arguments kept");
+    // One huge argument is cut, not dropped.
+    let huge = "H".repeat(100_000);
+    t.on_exec(info(2, 0, "x", "/bin/x", &[&huge]));
+    assert_eq!(
+        t.get(2).unwrap().args.as_ref().unwrap()[0].len(),
+        t1609_context::MAX_TABLE_ARGV_BYTES
+    );
+    // Identical cgroup texts share one allocation.
+    for pid in [3, 4] {
+        let mut i = info(pid, 0, "sh", "/bin/sh", &["sh"]);
+        i.cgroup = Some(String::from("0::/system.slice/docker-abc.scope").into());
+        t.on_exec(i);
+    }
+    let (a, b) = (t.get(3).unwrap(), t.get(4).unwrap());
+    assert!(std::sync::Arc::ptr_eq(
+        a.cgroup.as_ref().unwrap(),
+        b.cgroup.as_ref().unwrap()
+    ));
+}

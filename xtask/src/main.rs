@@ -72,10 +72,10 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
         failures.push(format!("cargo test: {e:#}"));
     }
     let deploy_check = root.join("deploy/tests/check.sh");
-    if deploy_check.exists() {
-        if let Err(e) = run(Command::new("bash").arg(&deploy_check).current_dir(&root)) {
-            failures.push(format!("deploy checks: {e:#}"));
-        }
+    if deploy_check.exists()
+        && let Err(e) = run(Command::new("bash").arg(&deploy_check).current_dir(&root))
+    {
+        failures.push(format!("deploy checks: {e:#}"));
     }
     // Fuzzing: each target for a short bounded time (T1609_FUZZ_SECONDS, default 10; 0
     // skips it). `cargo xtask fuzz` runs longer on demand.

@@ -241,13 +241,18 @@ impl Capture {
             wakeup_interval_ns: u64::try_from(opts.wakeup_interval.as_nanos()).unwrap_or(u64::MAX),
         };
         let mut loader = EbpfLoader::new();
+        // The probes read kernel structures through the offsets above, not CO-RE: aya
+        // need not parse the kernel's BTF (tens of MB of heap at start-up).
         loader
+            .btf(None)
             .override_global("OFFSETS", &offsets, true)
             .override_global("CONFIG", &config, true);
         if let Some(bytes) = opts.ring_buffer_bytes {
             loader.map_max_entries("EVENTS", bytes);
         }
-        let mut ebpf = loader.load(PROBES).map_err(|e| match &e {
+        let loaded = loader.load(PROBES);
+        drop(loader);
+        let mut ebpf = loaded.map_err(|e| match &e {
             aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
                 if io_error.raw_os_error() == Some(libc::EINVAL) =>
             {
@@ -327,9 +332,7 @@ impl Capture {
                 capture.degraded.push(format!("{name}: {e}"));
             }
         }
-        // Parsing the kernel's BTF (ours and aya's) briefly takes tens of MB; give them back.
-        // SAFETY: malloc_trim has no preconditions.
-        unsafe { libc::malloc_trim(0) };
+        release_free_heap();
         Ok(capture)
     }
 
@@ -613,6 +616,14 @@ impl Reader {
             }
         }
     }
+}
+
+/// Gives freed heap pages back to the kernel. glibc keeps them after a peak (the BTF parse
+/// at start-up, a burst of events), which would otherwise count in the agent's RSS for
+/// good. Called after start-up and from the daemon's housekeeping.
+pub fn release_free_heap() {
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
 }
 
 #[cfg(test)]

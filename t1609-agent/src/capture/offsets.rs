@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use btfparse::{Offset, Readable, TypeInformation};
 use t1609_common::KernelOffsets;
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -40,25 +39,212 @@ pub enum OffsetError {
     },
 }
 
-struct BtfBytes(Vec<u8>);
+// BTF kinds (include/uapi/linux/btf.h) that the resolver needs by name.
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_TYPE_TAG: u32 = 18;
 
-impl Readable for BtfBytes {
-    fn read(&self, offset: u64, buffer: &mut [u8]) -> btfparse::Result<()> {
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        match start
-            .checked_add(buffer.len())
-            .and_then(|end| self.0.get(start..end))
-        {
-            Some(src) => {
-                buffer.copy_from_slice(src);
-                Ok(())
+/// Just enough of a BTF reader to find member offsets: the raw file plus one index entry
+/// per type. A general BTF library builds every type of vmlinux in memory (about 40 MB
+/// of heap at start-up, counted against a DaemonSet's memory limit); this keeps ~6 MB.
+struct Btf {
+    raw: Vec<u8>,
+    /// Start of the type section in `raw`.
+    types: usize,
+    strings: std::ops::Range<usize>,
+    /// Byte position (relative to `types`) of each type; index = type id (0 = void).
+    index: Vec<u32>,
+}
+
+struct TypeHeader {
+    name_off: u32,
+    kind: u32,
+    vlen: usize,
+    kind_flag: bool,
+    size_or_type: u32,
+    body: usize,
+}
+
+impl Btf {
+    fn parse(raw: Vec<u8>) -> Result<Self, String> {
+        let u32_at = |raw: &[u8], at: usize| -> Result<u32, String> {
+            raw.get(at..at + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| format!("truncated at byte {at}"))
+        };
+        match raw.get(0..2) {
+            Some([0x9f, 0xeb]) => {}
+            Some([0xeb, 0x9f]) => return Err("big-endian BTF is not supported".into()),
+            _ => return Err("not BTF (bad magic)".into()),
+        }
+        let hdr_len = u32_at(&raw, 4)? as usize;
+        let (type_off, type_len) = (u32_at(&raw, 8)? as usize, u32_at(&raw, 12)? as usize);
+        let (str_off, str_len) = (u32_at(&raw, 16)? as usize, u32_at(&raw, 20)? as usize);
+        let section = |off: usize, len: usize| {
+            hdr_len
+                .checked_add(off)
+                .and_then(|a| a.checked_add(len).map(|b| a..b))
+                .filter(|r| r.end <= raw.len())
+                .ok_or_else(|| "section outside the file".to_string())
+        };
+        let types = section(type_off, type_len)?;
+        let strings = section(str_off, str_len)?;
+        let mut index = vec![0u32];
+        let mut pos = 0usize;
+        while pos < types.len() {
+            index.push(u32::try_from(pos).map_err(|_| "type section too large")?);
+            let info = u32_at(&raw, types.start + pos + 4)?;
+            let vlen = (info & 0xffff) as usize;
+            let extra = match (info >> 24) & 0x1f {
+                1 => 4,                    // INT
+                3 => 12,                   // ARRAY
+                4 | 5 => 12 * vlen,        // STRUCT, UNION: members
+                6 => 8 * vlen,             // ENUM
+                13 => 8 * vlen,            // FUNC_PROTO: params
+                14 => 4,                   // VAR
+                15 => 12 * vlen,           // DATASEC
+                17 => 4,                   // DECL_TAG
+                19 => 12 * vlen,           // ENUM64
+                2 | 7..=12 | 16 | 18 => 0, // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
+                k => return Err(format!("unknown BTF kind {k} at type {}", index.len() - 1)),
+            };
+            pos += 12 + extra;
+        }
+        if pos != types.len() {
+            return Err("type section ends inside a type".into());
+        }
+        Ok(Self {
+            types: types.start,
+            strings,
+            index,
+            raw,
+        })
+    }
+
+    fn u32(&self, at: usize) -> Option<u32> {
+        self.raw
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn name(&self, off: u32) -> &[u8] {
+        let s = &self.raw[self.strings.clone()];
+        let tail = s.get(off as usize..).unwrap_or_default();
+        &tail[..tail.iter().position(|&b| b == 0).unwrap_or(tail.len())]
+    }
+
+    fn header(&self, id: u32) -> Option<TypeHeader> {
+        let at = self.types + *self.index.get(id as usize).filter(|_| id != 0)? as usize;
+        let info = self.u32(at + 4)?;
+        Some(TypeHeader {
+            name_off: self.u32(at)?,
+            kind: (info >> 24) & 0x1f,
+            vlen: (info & 0xffff) as usize,
+            kind_flag: info >> 31 != 0,
+            size_or_type: self.u32(at + 8)?,
+            body: at + 12,
+        })
+    }
+
+    /// The first struct with this name that has members (a forward declaration has none).
+    fn struct_id(&self, name: &str) -> Option<u32> {
+        (1..self.index.len() as u32).find(|&id| {
+            self.header(id).is_some_and(|h| {
+                h.kind == KIND_STRUCT && h.vlen > 0 && self.name(h.name_off) == name.as_bytes()
+            })
+        })
+    }
+
+    /// Follows typedefs and qualifiers to the underlying type.
+    fn resolve(&self, mut id: u32) -> Option<TypeHeader> {
+        for _ in 0..32 {
+            let h = self.header(id)?;
+            match h.kind {
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    id = h.size_or_type;
+                }
+                _ => return Some(h),
             }
-            None => Err(btfparse::Error::new(
-                btfparse::ErrorKind::IOError,
-                "read past the end of the BTF data",
-            )),
+        }
+        None
+    }
+
+    /// Finds `name` in a struct or union, descending into anonymous members. Returns the
+    /// member's type id and bit offset, or `Err` for a bitfield.
+    fn member(
+        &self,
+        outer: &TypeHeader,
+        name: &[u8],
+        depth: u32,
+    ) -> Option<Result<(u32, u32), ()>> {
+        if depth > 8 || !matches!(outer.kind, KIND_STRUCT | KIND_UNION) {
+            return None;
+        }
+        for i in 0..outer.vlen {
+            let at = outer.body + 12 * i;
+            let (m_name, m_type, m_off) = (self.u32(at)?, self.u32(at + 4)?, self.u32(at + 8)?);
+            let (bits, bitfield) = if outer.kind_flag {
+                (m_off & 0x00ff_ffff, m_off >> 24 != 0)
+            } else {
+                (m_off, false)
+            };
+            let m_name = self.name(m_name);
+            if m_name == name {
+                return Some(if bitfield {
+                    Err(())
+                } else {
+                    Ok((m_type, bits))
+                });
+            }
+            if m_name.is_empty() {
+                let inner = self.resolve(m_type)?;
+                if let Some(found) = self.member(&inner, name, depth + 1) {
+                    return Some(found.map(|(t, b)| (t, b + bits)));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Byte offset of `member` (a dotted path through nested members) in `struct type_name`.
+fn member_offset(
+    btf: &Btf,
+    type_name: &'static str,
+    member: &'static str,
+) -> Result<u32, OffsetError> {
+    let no_member = |message: &str| OffsetError::NoMember {
+        type_name,
+        member,
+        message: message.to_owned(),
+    };
+    let mut cur = btf
+        .struct_id(type_name)
+        .and_then(|id| btf.header(id))
+        .ok_or(OffsetError::NoType { type_name })?;
+    let mut bits = 0u32;
+    let parts: Vec<&str> = member.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let (ty, off) = match btf.member(&cur, part.as_bytes(), 0) {
+            Some(Ok(found)) => found,
+            Some(Err(())) => return Err(OffsetError::Bitfield { type_name, member }),
+            None => return Err(no_member(&format!("no member `{part}`"))),
+        };
+        bits += off;
+        if i + 1 < parts.len() {
+            cur = btf
+                .resolve(ty)
+                .ok_or_else(|| no_member(&format!("`{part}` has no resolvable type")))?;
         }
     }
+    if !bits.is_multiple_of(8) {
+        return Err(OffsetError::Bitfield { type_name, member });
+    }
+    Ok(bits / 8)
 }
 
 /// Resolves every offset the exec program needs from the BTF file at `path`.
@@ -72,26 +258,11 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, OffsetError> {
         path: path.to_owned(),
         source,
     })?;
-    let info = TypeInformation::new(&BtfBytes(bytes)).map_err(|e| OffsetError::Parse {
+    let btf = Btf::parse(bytes).map_err(|message| OffsetError::Parse {
         path: path.to_owned(),
-        message: format!("{e:?}"),
+        message,
     })?;
-    let of = |type_name: &'static str, member: &'static str| -> Result<u32, OffsetError> {
-        let tid = info
-            .id_of(type_name)
-            .ok_or(OffsetError::NoType { type_name })?;
-        match info.offset_of(tid, member) {
-            Ok((_, Offset::ByteOffset(off))) => Ok(off),
-            Ok((_, Offset::BitOffsetAndSize(..))) => {
-                Err(OffsetError::Bitfield { type_name, member })
-            }
-            Err(e) => Err(OffsetError::NoMember {
-                type_name,
-                member,
-                message: format!("{e:?}"),
-            }),
-        }
-    };
+    let of = |type_name, member| member_offset(&btf, type_name, member);
     // loginuid exists only with CONFIG_AUDIT; its absence is reported per event.
     let loginuid = of("task_struct", "loginuid").ok();
     Ok(KernelOffsets {
@@ -149,5 +320,85 @@ mod tests {
         assert_eq!(off.valid, 1);
         assert!(off.mm_arg_end == off.mm_arg_start + 8, "{off:?}");
         assert!(off.task_mm > 0 && off.task_real_parent > 0 && off.task_cred > 0);
+    }
+
+    /// Our small resolver against a general BTF library on the running kernel's BTF,
+    /// member by member, including nested (`ns.inum`) and anonymous-union members.
+    #[test]
+    fn resolver_agrees_with_btfparse_on_the_running_kernel() {
+        use btfparse::{Offset, Readable, TypeInformation};
+        struct Bytes(Vec<u8>);
+        impl Readable for Bytes {
+            fn read(&self, offset: u64, buffer: &mut [u8]) -> btfparse::Result<()> {
+                let start = offset as usize;
+                let src = self.0.get(start..start + buffer.len()).ok_or_else(|| {
+                    btfparse::Error::new(btfparse::ErrorKind::IOError, "past the end")
+                })?;
+                buffer.copy_from_slice(src);
+                Ok(())
+            }
+        }
+        if !Path::new(VMLINUX_BTF).exists() {
+            eprintln!("skipping: {VMLINUX_BTF} absent");
+            return;
+        }
+        let raw = std::fs::read(VMLINUX_BTF).unwrap();
+        let oracle = TypeInformation::new(&Bytes(raw.clone())).unwrap();
+        let ours = Btf::parse(raw).unwrap();
+        let cases: &[(&'static str, &'static str)] = &[
+            ("task_struct", "mm"),
+            ("task_struct", "real_parent"),
+            ("task_struct", "tgid"),
+            ("task_struct", "cred"),
+            ("task_struct", "signal"),
+            ("task_struct", "nsproxy"),
+            ("task_struct", "comm"),
+            ("task_struct", "pid"),
+            ("mm_struct", "arg_start"),
+            ("mm_struct", "arg_end"),
+            ("mm_struct", "start_stack"),
+            ("cred", "euid"),
+            ("cred", "egid"),
+            ("signal_struct", "tty"),
+            ("tty_struct", "index"),
+            ("tty_struct", "name"),
+            ("nsproxy", "mnt_ns"),
+            ("nsproxy", "pid_ns_for_children"),
+            ("mnt_namespace", "ns.inum"),
+            ("pid_namespace", "ns.inum"),
+            ("sock_common", "skc_dport"),
+            ("sock", "__sk_common.skc_family"),
+        ];
+        for &(ty, member) in cases {
+            let want = match oracle.offset_of(oracle.id_of(ty).unwrap(), member) {
+                Ok((_, Offset::ByteOffset(o))) => o,
+                other => panic!("{ty}.{member}: oracle says {other:?}"),
+            };
+            assert_eq!(
+                member_offset(&ours, ty, member).unwrap(),
+                want,
+                "{ty}.{member}"
+            );
+        }
+        assert!(matches!(
+            member_offset(&ours, "task_struct", "no_such_member"),
+            Err(OffsetError::NoMember { .. })
+        ));
+        assert!(matches!(
+            member_offset(&ours, "no_such_struct_t1609", "x"),
+            Err(OffsetError::NoType { .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_btf_is_a_parse_error_not_a_panic() {
+        let raw = std::fs::read(VMLINUX_BTF).unwrap_or_default();
+        if raw.len() < 4096 {
+            eprintln!("skipping: {VMLINUX_BTF} absent");
+            return;
+        }
+        for cut in [3, 24, 100, 4097, raw.len() / 2, raw.len() - 1] {
+            assert!(Btf::parse(raw[..cut].to_vec()).is_err(), "cut at {cut}");
+        }
     }
 }
