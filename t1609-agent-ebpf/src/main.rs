@@ -53,6 +53,7 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     pid_ns_inum: 0,
     valid: 0,
     has_loginuid: 0,
+    task_cgroups: 0,
 };
 
 #[unsafe(no_mangle)]
@@ -247,6 +248,7 @@ unsafe fn fill_exec(
         (*rec).uid = uid_gid as u32;
         (*rec).gid = (uid_gid >> 32) as u32;
         (*rec).cgroup_id = bpf_get_current_cgroup_id();
+        (*rec).css_set = 0;
         (*rec).session = 0;
         (*rec).comm = *comm;
         (*rec).ppid = 0;
@@ -275,6 +277,16 @@ unsafe fn fill_exec(
         }
 
         let task = bpf_get_current_task();
+        // Same css_set as the parent: the agent can reuse the parent's cgroup instead of
+        // reading /proc (both pointers are read now, while both tasks hold them).
+        let css_set = read_at::<u64>(task, off.task_cgroups).unwrap_or(0);
+        (*rec).css_set = css_set;
+        if let Ok(parent) = read_at::<u64>(task, off.task_real_parent)
+            && css_set != 0
+            && read_at::<u64>(parent, off.task_cgroups) == Ok(css_set)
+        {
+            f |= flags::SAME_CGROUPS_AS_PARENT;
+        }
         // The ancestry as it is now: short-lived parents may be gone when the agent looks.
         let mut cur = task;
         for i in 0..MAX_ANCESTORS {

@@ -5,6 +5,7 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -70,6 +71,8 @@ pub struct Context {
     /// whose /proc entry is gone still gets its container from a sibling (the container's
     /// init lives as long as the container).
     by_mnt_ns: HashMap<u32, (Option<CgroupContext>, Instant)>,
+    /// Execs whose cgroups came from their parent's css_set instead of /proc.
+    pub cgroup_reads_saved: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +124,7 @@ impl Context {
             lookup_budget: (Instant::now(), 0),
             tuning: Tuning::new(exceptions, cfg.dedup_window_ms)?,
             by_mnt_ns: HashMap::new(),
+            cgroup_reads_saved: 0,
         })
     }
 
@@ -173,9 +177,45 @@ impl Context {
         })
     }
 
+    /// The cgroups of an exec without reading /proc, when its css_set is the one the
+    /// table read its parent's cgroups for (the kernel hands over the css_set identity).
+    fn cgroup_from_parent(&self, exec: &CapturedExec) -> Option<Arc<str>> {
+        if exec.css_set == 0 {
+            return None;
+        }
+        let parent = self.table.get(exec.ppid)?;
+        (parent.css_set == Some(exec.css_set))
+            .then(|| parent.cgroup.clone())
+            .flatten()
+    }
+
     /// Updates the table with an exec and works out where it ran.
     pub fn on_exec(&mut self, exec: &CapturedExec, event: &ProcessEvent) -> ExecContext {
-        let cgroup_text = read_cgroup(&self.proc_root, exec.tgid);
+        let cgroup_text: Option<Arc<str>> = match self.cgroup_from_parent(exec) {
+            Some(known) => {
+                self.cgroup_reads_saved += 1;
+                Some(known)
+            }
+            None => {
+                // Kept whole (not compacted) so a reuse parses exactly what a read would;
+                // the table shares identical texts. When the kernel says the parent
+                // shares the css_set, its file is read: the parent usually outlives a
+                // short-lived child, and what is learnt serves its next children.
+                let read = if exec.same_cgroups_as_parent {
+                    read_cgroup(&self.proc_root, exec.ppid)
+                        .or_else(|| read_cgroup(&self.proc_root, exec.tgid))
+                } else {
+                    read_cgroup(&self.proc_root, exec.tgid)
+                }
+                .map(Arc::<str>::from);
+                if let Some(text) = read.as_ref().filter(|_| exec.same_cgroups_as_parent) {
+                    // The parent shares this css_set: its next children need no read.
+                    self.table
+                        .learn_cgroup(exec.ppid, exec.css_set, text.clone());
+                }
+                read
+            }
+        };
         self.table.on_exec(ProcInfo {
             pid: exec.tgid,
             ppid: exec.ppid,
@@ -185,9 +225,8 @@ impl Context {
             start_ns: Some(exec.ktime_ns),
             uid: Some(exec.uid),
             session_leader: None,
-            cgroup: cgroup_text
-                .as_deref()
-                .map(|t| std::sync::Arc::from(t1609_context::compact_cgroup_text(t))),
+            cgroup: cgroup_text.clone(),
+            css_set: (exec.css_set != 0 && cgroup_text.is_some()).then_some(exec.css_set),
             exited: false,
         });
         let cgroup = match cgroup_text.as_deref().map(parse_cgroup) {
@@ -534,5 +573,95 @@ pub fn augment(doc: &mut Value, ctx: &ExecContext) {
         if let Some(leader) = ctx.session_leader {
             t.insert("session_leader_pid".into(), json!(leader));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: &str = "0::/system.slice/cron.service\n";
+    const CONTAINER: &str = "0::/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope\n";
+
+    fn proc_cgroup(root: &Path, pid: u32, text: &str) {
+        std::fs::create_dir_all(root.join(pid.to_string())).unwrap();
+        std::fs::write(root.join(pid.to_string()).join("cgroup"), text).unwrap();
+    }
+
+    fn exec(tgid: u32, ppid: u32, css_set: u64, same_as_parent: bool) -> CapturedExec {
+        CapturedExec {
+            tgid,
+            pid: tgid,
+            ppid,
+            css_set,
+            same_cgroups_as_parent: same_as_parent,
+            ..Default::default()
+        }
+    }
+
+    /// A fake /proc holds only what each step may read: a step that reuses the parent's
+    /// cgroups finds no file of its own, and would get no container or unit if it read.
+    #[test]
+    fn exec_in_parents_css_set_reuses_its_cgroups_and_a_moved_one_reads_proc() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let cfg = ContextConfig {
+            docker_socket: PathBuf::new(),
+            ..Default::default()
+        };
+        let mut ctx = Context::new(&cfg, root, vec![]).unwrap();
+        let ev = ProcessEvent::default();
+
+        proc_cgroup(root, 100, HOST);
+        let parent = ctx.on_exec(&exec(100, 1, 0xA0, false), &ev);
+        assert_eq!(parent.cgroup.systemd_unit.as_deref(), Some("cron.service"));
+        assert_eq!(ctx.cgroup_reads_saved, 0);
+
+        // Same css_set as the parent, already exited (no /proc entry): the parent's cgroups.
+        let child = ctx.on_exec(&exec(101, 100, 0xA0, true), &ev);
+        assert_eq!(child.cgroup.systemd_unit.as_deref(), Some("cron.service"));
+        assert_eq!(ctx.cgroup_reads_saved, 1);
+
+        // Moved into a container's cgroup before its exec (as runc init is): /proc is read.
+        proc_cgroup(root, 102, CONTAINER);
+        let moved = ctx.on_exec(&exec(102, 100, 0xB0, false), &ev);
+        assert_eq!(
+            moved.cgroup.container_id.as_deref(),
+            Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(ctx.cgroup_reads_saved, 1);
+
+        // A parent the table knows without a css_set (seeded from /proc) learns it from
+        // its first child that the kernel says shares it; the next child reuses it.
+        ctx.table.on_exec(ProcInfo {
+            pid: 200,
+            ppid: 1,
+            name: "sh".into(),
+            ..Default::default()
+        });
+        proc_cgroup(root, 201, CONTAINER);
+        ctx.on_exec(&exec(201, 200, 0xC0, true), &ev);
+        assert_eq!(ctx.table.get(200).and_then(|p| p.css_set), Some(0xC0));
+        let sibling = ctx.on_exec(&exec(202, 200, 0xC0, true), &ev);
+        assert!(sibling.cgroup.container_id.is_some());
+        assert_eq!(ctx.cgroup_reads_saved, 2);
+
+        // A short-lived child (no /proc entry) of a parent the table has not learnt
+        // yet: the parent's own file answers, and is learnt.
+        ctx.table.on_exec(ProcInfo {
+            pid: 300,
+            ppid: 1,
+            name: "bash".into(),
+            ..Default::default()
+        });
+        proc_cgroup(root, 300, HOST);
+        let gone = ctx.on_exec(&exec(301, 300, 0xD0, true), &ev);
+        assert_eq!(gone.cgroup.systemd_unit.as_deref(), Some("cron.service"));
+        assert_eq!(ctx.table.get(300).and_then(|p| p.css_set), Some(0xD0));
+
+        // Without the kernel's css_set (0) nothing is reused.
+        let unknown = ctx.on_exec(&exec(203, 200, 0, false), &ev);
+        assert!(unknown.cgroup.container_id.is_none());
+        assert_eq!(ctx.cgroup_reads_saved, 2);
     }
 }

@@ -35,7 +35,7 @@ pub enum DecodeError {
 }
 
 /// One exec as the kernel reported it, argv joined from all its records.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CapturedExec {
     pub ktime_ns: u64,
     pub tgid: u32,
@@ -50,6 +50,10 @@ pub struct CapturedExec {
     pub pid_ns: u32,
     pub mnt_ns: u32,
     pub cgroup_id: u64,
+    /// Address of the task's css_set at the exec (an identity, never dereferenced).
+    pub css_set: u64,
+    /// The css_set was the parent's at the exec: same cgroups in every hierarchy.
+    pub same_cgroups_as_parent: bool,
     pub tty: Option<Tty>,
     pub comm: Vec<u8>,
     pub filename: Vec<u8>,
@@ -208,6 +212,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 pid_ns: rec.pid_ns,
                 mnt_ns: rec.mnt_ns,
                 cgroup_id: rec.cgroup_id,
+                css_set: rec.css_set,
+                same_cgroups_as_parent: f & flags::SAME_CGROUPS_AS_PARENT != 0,
                 tty,
                 comm: nul_trimmed(&rec.comm[..COMM_LEN]).to_vec(),
                 filename: nul_trimmed(&rec.filename[..filename_len as usize]).to_vec(),

@@ -6,7 +6,7 @@
 #![no_std]
 
 /// Bumped whenever a record layout changes; the agent refuses other versions.
-pub const RECORD_VERSION: u16 = 1;
+pub const RECORD_VERSION: u16 = 2;
 
 /// Record kinds, the `kind` field of [`RecordHeader`].
 pub const KIND_EXEC: u16 = 1;
@@ -73,6 +73,8 @@ pub mod flags {
     pub const SESSION_ROOT: u32 = 1 << 6;
     /// Reported because the process belongs to a tracked session, not because it is watched.
     pub const IN_SESSION: u32 = 1 << 7;
+    /// The task's cgroup memberships (its css_set) are its parent's, at the exec.
+    pub const SAME_CGROUPS_AS_PARENT: u32 = 1 << 8;
 }
 
 /// Indexes of the per-CPU `COUNTERS` array.
@@ -131,6 +133,7 @@ pub struct KernelOffsets {
     pub valid: u32,
     /// 1 when task_struct has a `loginuid` member (CONFIG_AUDIT).
     pub has_loginuid: u32,
+    pub task_cgroups: u32,
 }
 
 /// Runtime settings of the exec program, a global filled at load time.
@@ -168,6 +171,9 @@ pub struct ExecRecord {
     pub pid_ns: u32,
     pub mnt_ns: u32,
     pub cgroup_id: u64,
+    /// Address of the task's `css_set` (its memberships in every cgroup hierarchy, v1
+    /// and v2): equal values at one instant mean equal cgroups. Never dereferenced.
+    pub css_set: u64,
     /// Injected-session id (the session root's exec time), 0 outside any session.
     pub session: u64,
     /// tty index, meaningful with `flags::HAS_TTY`.
@@ -242,12 +248,12 @@ pub struct ArgvChunkRecord {
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == 24);
 const _: () = assert!(
     core::mem::size_of::<ExecRecord>()
-        == 24 + 72 + 32 + 20 * MAX_ANCESTORS + PATH_LEN + ARGV_CHUNK_LEN
+        == 24 + 80 + 32 + 20 * MAX_ANCESTORS + PATH_LEN + ARGV_CHUNK_LEN
 );
 const _: () = assert!(core::mem::size_of::<NetRecord>() == 200);
 const _: () = assert!(core::mem::size_of::<TaskRecord>() == 56);
 const _: () = assert!(core::mem::size_of::<ArgvChunkRecord>() == 24 + 16 + ARGV_CHUNK_LEN);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 22 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 23 * 4);
 const _: () = assert!(ARGV_MAX_TOTAL == 32 * 1024);
 const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 16);
 

@@ -46,6 +46,9 @@ pub struct ProcInfo {
     /// Compacted `/proc/<pid>/cgroup` (one line per distinct path); feed to
     /// [`crate::parse_cgroup`]. Shared: most processes sit in a handful of cgroups.
     pub cgroup: Option<Arc<str>>,
+    /// Kernel address of the css_set that `cgroup` was read for (from exec events; a
+    /// fork inherits it). Lets a child in the same css_set reuse `cgroup`.
+    pub css_set: Option<u64>,
     pub exited: bool,
 }
 
@@ -161,6 +164,7 @@ impl ProcessTable {
             info.session_leader = info.session_leader.or(old.session_leader);
             if info.cgroup.is_none() {
                 info.cgroup = old.cgroup.clone();
+                info.css_set = info.css_set.or(old.css_set);
             }
         }
         info.exited = false;
@@ -231,6 +235,16 @@ impl ProcessTable {
 
     pub fn get(&self, pid: u32) -> Option<&ProcInfo> {
         self.entries.get(&pid).map(|e| &e.info)
+    }
+
+    /// Records that `pid` is in css_set `css_set`, whose cgroups are `cgroup` (learnt
+    /// from a child that shares it), without touching the eviction order.
+    pub fn learn_cgroup(&mut self, pid: u32, css_set: u64, cgroup: Arc<str>) {
+        let cgroup = self.intern_cgroup(cgroup);
+        if let Some(e) = self.entries.get_mut(&pid).filter(|e| !e.info.exited) {
+            e.info.css_set = Some(css_set);
+            e.info.cgroup = Some(cgroup);
+        }
     }
 
     /// Re-reads `/proc/<pid>` if the process is alive and replaces the entry; otherwise the
@@ -585,6 +599,8 @@ fn read_proc_info_tck(proc_root: &Path, pid: u32, tck: u64) -> io::Result<ProcIn
         uid,
         session_leader: Some(stat.session),
         cgroup,
+        // /proc does not show the css_set: only exec events (and forks) set it.
+        css_set: None,
         exited: stat.state == 'Z' || stat.state == 'X',
     })
 }

@@ -288,6 +288,7 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, OffsetError> {
         pid_ns_inum: of("pid_namespace", "ns.inum")?,
         valid: 1,
         has_loginuid: u32::from(loginuid.is_some()),
+        task_cgroups: of("task_struct", "cgroups")?,
     })
 }
 
@@ -354,6 +355,7 @@ mod tests {
             ("task_struct", "nsproxy"),
             ("task_struct", "comm"),
             ("task_struct", "pid"),
+            ("task_struct", "cgroups"),
             ("mm_struct", "arg_start"),
             ("mm_struct", "arg_end"),
             ("mm_struct", "start_stack"),
