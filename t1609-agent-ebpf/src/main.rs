@@ -54,6 +54,9 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     valid: 0,
     has_loginuid: 0,
     task_cgroups: 0,
+    task_fs: 0,
+    fs_pwd_mnt: 0,
+    fs_pwd_dentry: 0,
 };
 
 #[unsafe(no_mangle)]
@@ -225,6 +228,23 @@ struct ArgvSpan {
 /// neutral value; a failure to read argv is flagged, never fatal: the exec is still
 /// reported.
 #[inline(always)]
+/// (vfsmount, dentry) addresses of a task's working directory; zeros when unreadable.
+#[inline(always)]
+unsafe fn pwd_of(task: u64, off: &KernelOffsets) -> (u64, u64) {
+    let Ok(fs) = (unsafe { read_at::<u64>(task, off.task_fs) }) else {
+        return (0, 0);
+    };
+    if fs == 0 {
+        return (0, 0);
+    }
+    unsafe {
+        (
+            read_at::<u64>(fs, off.fs_pwd_mnt).unwrap_or(0),
+            read_at::<u64>(fs, off.fs_pwd_dentry).unwrap_or(0),
+        )
+    }
+}
+
 unsafe fn fill_exec(
     ctx: &TracePointContext,
     rec: *mut ExecRecord,
@@ -249,6 +269,8 @@ unsafe fn fill_exec(
         (*rec).gid = (uid_gid >> 32) as u32;
         (*rec).cgroup_id = bpf_get_current_cgroup_id();
         (*rec).css_set = 0;
+        (*rec).pwd_mnt = 0;
+        (*rec).pwd_dentry = 0;
         (*rec).session = 0;
         (*rec).comm = *comm;
         (*rec).ppid = 0;
@@ -281,11 +303,16 @@ unsafe fn fill_exec(
         // reading /proc (both pointers are read now, while both tasks hold them).
         let css_set = read_at::<u64>(task, off.task_cgroups).unwrap_or(0);
         (*rec).css_set = css_set;
-        if let Ok(parent) = read_at::<u64>(task, off.task_real_parent)
-            && css_set != 0
-            && read_at::<u64>(parent, off.task_cgroups) == Ok(css_set)
-        {
+        let parent = read_at::<u64>(task, off.task_real_parent).unwrap_or(0);
+        if parent != 0 && css_set != 0 && read_at::<u64>(parent, off.task_cgroups) == Ok(css_set) {
             f |= flags::SAME_CGROUPS_AS_PARENT;
+        }
+        // Likewise the working directory, which the agent otherwise reads from /proc.
+        let (mnt, dentry) = pwd_of(task, off);
+        (*rec).pwd_mnt = mnt;
+        (*rec).pwd_dentry = dentry;
+        if parent != 0 && dentry != 0 && pwd_of(parent, off) == (mnt, dentry) {
+            f |= flags::SAME_CWD_AS_PARENT;
         }
         // The ancestry as it is now: short-lived parents may be gone when the agent looks.
         let mut cur = task;

@@ -73,6 +73,10 @@ pub struct Context {
     by_mnt_ns: HashMap<u32, (Option<CgroupContext>, Instant)>,
     /// Execs whose cgroups came from their parent's css_set instead of /proc.
     pub cgroup_reads_saved: u64,
+    /// Execs whose working directory came from their parent instead of /proc.
+    pub cwd_reads_saved: u64,
+    /// The cwd just read for an exec, stored with its table entry by `on_exec`.
+    pending_cwd: Option<(u32, (u64, u64), Arc<str>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +129,8 @@ impl Context {
             tuning: Tuning::new(exceptions, cfg.dedup_window_ms)?,
             by_mnt_ns: HashMap::new(),
             cgroup_reads_saved: 0,
+            cwd_reads_saved: 0,
+            pending_cwd: None,
         })
     }
 
@@ -189,6 +195,39 @@ impl Context {
             .flatten()
     }
 
+    /// The exec's working directory: its parent's path when the kernel saw the same
+    /// directory (vfsmount and dentry) as the one the table read that path for, else
+    /// /proc. A directory renamed since then keeps its old path here until the parent's
+    /// next exec, the price of not reading /proc for every exec.
+    pub fn cwd_of(&mut self, exec: &CapturedExec) -> Option<Arc<str>> {
+        let known = exec.pwd != (0, 0);
+        if known
+            && let Some((pwd, path)) = self.table.get(exec.ppid).and_then(|p| p.cwd.as_ref())
+            && *pwd == exec.pwd
+        {
+            let path = path.clone();
+            self.cwd_reads_saved += 1;
+            self.pending_cwd = Some((exec.tgid, exec.pwd, path.clone()));
+            return Some(path);
+        }
+        let read = |pid: u32| {
+            std::fs::read_link(self.proc_root.join(pid.to_string()).join("cwd"))
+                .ok()
+                .map(|p| Arc::<str>::from(p.to_string_lossy()))
+        };
+        // As for cgroups: the parent usually outlives a short-lived child.
+        let path = if exec.same_cwd_as_parent {
+            read(exec.ppid).or_else(|| read(exec.tgid))
+        } else {
+            read(exec.tgid)
+        }?;
+        if known && exec.same_cwd_as_parent {
+            self.table.learn_cwd(exec.ppid, exec.pwd, path.clone());
+        }
+        self.pending_cwd = Some((exec.tgid, exec.pwd, path.clone()));
+        Some(path)
+    }
+
     /// Updates the table with an exec and works out where it ran.
     pub fn on_exec(&mut self, exec: &CapturedExec, event: &ProcessEvent) -> ExecContext {
         let cgroup_text: Option<Arc<str>> = match self.cgroup_from_parent(exec) {
@@ -227,6 +266,11 @@ impl Context {
             session_leader: None,
             cgroup: cgroup_text.clone(),
             css_set: (exec.css_set != 0 && cgroup_text.is_some()).then_some(exec.css_set),
+            cwd: self
+                .pending_cwd
+                .take()
+                .filter(|(pid, pwd, _)| *pid == exec.tgid && *pwd != (0, 0))
+                .map(|(_, pwd, path)| (pwd, path)),
             exited: false,
         });
         let cgroup = match cgroup_text.as_deref().map(parse_cgroup) {
@@ -658,6 +702,41 @@ mod tests {
         let gone = ctx.on_exec(&exec(301, 300, 0xD0, true), &ev);
         assert_eq!(gone.cgroup.systemd_unit.as_deref(), Some("cron.service"));
         assert_eq!(ctx.table.get(300).and_then(|p| p.css_set), Some(0xD0));
+
+        // The working directory: learnt from the parent's /proc entry once, then reused
+        // for children in the same (vfsmount, dentry); another directory is read.
+        ctx.table.on_exec(ProcInfo {
+            pid: 400,
+            ppid: 1,
+            name: "bash".into(),
+            ..Default::default()
+        });
+        let link = |pid: u32, to: &str| {
+            std::fs::create_dir_all(root.join(pid.to_string())).unwrap();
+            std::os::unix::fs::symlink(to, root.join(pid.to_string()).join("cwd")).unwrap();
+        };
+        link(400, "/srv/work");
+        let in_dir = |tgid: u32, pwd: (u64, u64), same: bool| CapturedExec {
+            pwd,
+            same_cwd_as_parent: same,
+            ..exec(tgid, 400, 0, false)
+        };
+        assert_eq!(
+            ctx.cwd_of(&in_dir(401, (7, 8), true)).as_deref(),
+            Some("/srv/work")
+        );
+        assert_eq!(ctx.cwd_reads_saved, 0);
+        assert_eq!(
+            ctx.cwd_of(&in_dir(402, (7, 8), true)).as_deref(),
+            Some("/srv/work")
+        );
+        assert_eq!(ctx.cwd_reads_saved, 1);
+        link(403, "/tmp/elsewhere");
+        assert_eq!(
+            ctx.cwd_of(&in_dir(403, (7, 9), false)).as_deref(),
+            Some("/tmp/elsewhere")
+        );
+        assert_eq!(ctx.cwd_reads_saved, 1);
 
         // Without the kernel's css_set (0) nothing is reused.
         let unknown = ctx.on_exec(&exec(203, 200, 0, false), &ev);

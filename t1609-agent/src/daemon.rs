@@ -189,7 +189,10 @@ impl Pipeline {
     async fn on_exec(&mut self, exec: &CapturedExec) {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         let parent = self.context.parent_of(exec.ppid);
-        let mut event = self.enricher.to_event_with_parent(exec, parent);
+        let cwd = self.context.cwd_of(exec);
+        let mut event = self
+            .enricher
+            .to_event_with_parent(exec, parent, cwd.as_deref());
         if event.process.parent.is_none()
             && let Some((ppid, comm)) = exec.ancestors.first()
         {

@@ -54,6 +54,10 @@ pub struct CapturedExec {
     pub css_set: u64,
     /// The css_set was the parent's at the exec: same cgroups in every hierarchy.
     pub same_cgroups_as_parent: bool,
+    /// (vfsmount, dentry) identity of the working directory at the exec, (0, 0) if unknown.
+    pub pwd: (u64, u64),
+    /// The working directory was the parent's at the exec.
+    pub same_cwd_as_parent: bool,
     pub tty: Option<Tty>,
     pub comm: Vec<u8>,
     pub filename: Vec<u8>,
@@ -214,6 +218,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 cgroup_id: rec.cgroup_id,
                 css_set: rec.css_set,
                 same_cgroups_as_parent: f & flags::SAME_CGROUPS_AS_PARENT != 0,
+                pwd: (rec.pwd_mnt, rec.pwd_dentry),
+                same_cwd_as_parent: f & flags::SAME_CWD_AS_PARENT != 0,
                 tty,
                 comm: nul_trimmed(&rec.comm[..COMM_LEN]).to_vec(),
                 filename: nul_trimmed(&rec.filename[..filename_len as usize]).to_vec(),

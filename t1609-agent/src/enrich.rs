@@ -59,7 +59,6 @@ pub struct Enricher {
     hostname: Option<String>,
     boot_id: String,
     host_root: PathBuf,
-    proc_root: PathBuf,
     users: HashMap<u32, Option<String>>,
     groups: HashMap<u32, Option<String>>,
 }
@@ -78,7 +77,6 @@ impl Enricher {
             hostname,
             boot_id,
             host_root: host_root.to_owned(),
-            proc_root: proc_root.to_owned(),
             users: HashMap::new(),
             groups: HashMap::new(),
         }
@@ -120,10 +118,6 @@ impl Enricher {
         v
     }
 
-    fn proc_path(&self, pid: u32, leaf: &str) -> PathBuf {
-        self.proc_root.join(pid.to_string()).join(leaf)
-    }
-
     /// Stable, unique id of one exec: boot id + boot-time stamp + tgid.
     pub fn event_id(&self, exec: &CapturedExec) -> String {
         format!(
@@ -140,6 +134,7 @@ impl Enricher {
         &mut self,
         exec: &CapturedExec,
         parent: Option<ParentProcess>,
+        cwd: Option<&str>,
     ) -> ProcessEvent {
         let raw_args = exec.args();
         let lossy = raw_args.iter().any(|a| std::str::from_utf8(a).is_err());
@@ -154,11 +149,13 @@ impl Enricher {
         let executable_b64 = std::str::from_utf8(&exec.filename)
             .is_err()
             .then(|| b64.encode(&exec.filename));
-        let cwd = std::fs::read_link(self.proc_path(exec.tgid, "cwd")).ok();
         if !executable.starts_with('/') && !executable.is_empty() {
             // A relative exec path is relative to the caller's cwd, which the new image inherits.
-            if let Some(cwd) = &cwd {
-                executable = cwd.join(&executable).to_string_lossy().into_owned();
+            if let Some(cwd) = cwd {
+                executable = std::path::Path::new(cwd)
+                    .join(&executable)
+                    .to_string_lossy()
+                    .into_owned();
             }
         }
         let name = if exec.filename.is_empty() {
@@ -166,7 +163,7 @@ impl Enricher {
         } else {
             basename(&executable).to_owned()
         };
-        let working_directory = cwd.map(|p| p.to_string_lossy().into_owned());
+        let working_directory = cwd.map(str::to_owned);
         let args_count = if exec.argc > 0 {
             u64::from(exec.argc)
         } else {

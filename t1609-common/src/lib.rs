@@ -75,6 +75,8 @@ pub mod flags {
     pub const IN_SESSION: u32 = 1 << 7;
     /// The task's cgroup memberships (its css_set) are its parent's, at the exec.
     pub const SAME_CGROUPS_AS_PARENT: u32 = 1 << 8;
+    /// The task's working directory (mount and dentry) is its parent's, at the exec.
+    pub const SAME_CWD_AS_PARENT: u32 = 1 << 9;
 }
 
 /// Indexes of the per-CPU `COUNTERS` array.
@@ -134,6 +136,9 @@ pub struct KernelOffsets {
     /// 1 when task_struct has a `loginuid` member (CONFIG_AUDIT).
     pub has_loginuid: u32,
     pub task_cgroups: u32,
+    pub task_fs: u32,
+    pub fs_pwd_mnt: u32,
+    pub fs_pwd_dentry: u32,
 }
 
 /// Runtime settings of the exec program, a global filled at load time.
@@ -174,6 +179,10 @@ pub struct ExecRecord {
     /// Address of the task's `css_set` (its memberships in every cgroup hierarchy, v1
     /// and v2): equal values at one instant mean equal cgroups. Never dereferenced.
     pub css_set: u64,
+    /// Addresses of the working directory's vfsmount and dentry (identities, never
+    /// dereferenced): equal pairs at one instant mean the same directory.
+    pub pwd_mnt: u64,
+    pub pwd_dentry: u64,
     /// Injected-session id (the session root's exec time), 0 outside any session.
     pub session: u64,
     /// tty index, meaningful with `flags::HAS_TTY`.
@@ -248,12 +257,12 @@ pub struct ArgvChunkRecord {
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == 24);
 const _: () = assert!(
     core::mem::size_of::<ExecRecord>()
-        == 24 + 80 + 32 + 20 * MAX_ANCESTORS + PATH_LEN + ARGV_CHUNK_LEN
+        == 24 + 96 + 32 + 20 * MAX_ANCESTORS + PATH_LEN + ARGV_CHUNK_LEN
 );
 const _: () = assert!(core::mem::size_of::<NetRecord>() == 200);
 const _: () = assert!(core::mem::size_of::<TaskRecord>() == 56);
 const _: () = assert!(core::mem::size_of::<ArgvChunkRecord>() == 24 + 16 + ARGV_CHUNK_LEN);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 23 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 26 * 4);
 const _: () = assert!(ARGV_MAX_TOTAL == 32 * 1024);
 const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 16);
 

@@ -49,6 +49,9 @@ pub struct ProcInfo {
     /// Kernel address of the css_set that `cgroup` was read for (from exec events; a
     /// fork inherits it). Lets a child in the same css_set reuse `cgroup`.
     pub css_set: Option<u64>,
+    /// Working directory with the (vfsmount, dentry) identity it was read for, from exec
+    /// events (a fork inherits it): a child in the same directory reuses the path.
+    pub cwd: Option<((u64, u64), Arc<str>)>,
     pub exited: bool,
 }
 
@@ -235,6 +238,13 @@ impl ProcessTable {
 
     pub fn get(&self, pid: u32) -> Option<&ProcInfo> {
         self.entries.get(&pid).map(|e| &e.info)
+    }
+
+    /// Records `pid`'s working directory for the (vfsmount, dentry) identity `pwd`.
+    pub fn learn_cwd(&mut self, pid: u32, pwd: (u64, u64), path: Arc<str>) {
+        if let Some(e) = self.entries.get_mut(&pid).filter(|e| !e.info.exited) {
+            e.info.cwd = Some((pwd, path));
+        }
     }
 
     /// Records that `pid` is in css_set `css_set`, whose cgroups are `cgroup` (learnt
@@ -599,8 +609,9 @@ fn read_proc_info_tck(proc_root: &Path, pid: u32, tck: u64) -> io::Result<ProcIn
         uid,
         session_leader: Some(stat.session),
         cgroup,
-        // /proc does not show the css_set: only exec events (and forks) set it.
+        // /proc does not show the css_set or the cwd's identity: exec events set them.
         css_set: None,
+        cwd: None,
         exited: stat.state == 'Z' || stat.state == 'X',
     })
 }

@@ -289,6 +289,9 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, OffsetError> {
         valid: 1,
         has_loginuid: u32::from(loginuid.is_some()),
         task_cgroups: of("task_struct", "cgroups")?,
+        task_fs: of("task_struct", "fs")?,
+        fs_pwd_mnt: of("fs_struct", "pwd.mnt")?,
+        fs_pwd_dentry: of("fs_struct", "pwd.dentry")?,
     })
 }
 
@@ -356,6 +359,9 @@ mod tests {
             ("task_struct", "comm"),
             ("task_struct", "pid"),
             ("task_struct", "cgroups"),
+            ("task_struct", "fs"),
+            ("fs_struct", "pwd.mnt"),
+            ("fs_struct", "pwd.dentry"),
             ("mm_struct", "arg_start"),
             ("mm_struct", "arg_end"),
             ("mm_struct", "start_stack"),
