@@ -73,6 +73,7 @@ pub struct Context {
     by_mnt_ns: HashMap<u32, (Option<CgroupContext>, Instant)>,
     /// Execs whose cgroups came from their parent's css_set instead of /proc.
     pub cgroup_reads_saved: u64,
+    parsed_cgroups: HashMap<Arc<str>, CgroupContext>,
     /// Execs whose working directory came from their parent instead of /proc.
     pub cwd_reads_saved: u64,
     /// The cwd just read for an exec, stored with its table entry by `on_exec`.
@@ -129,6 +130,7 @@ impl Context {
             tuning: Tuning::new(exceptions, cfg.dedup_window_ms)?,
             by_mnt_ns: HashMap::new(),
             cgroup_reads_saved: 0,
+            parsed_cgroups: HashMap::new(),
             cwd_reads_saved: 0,
             pending_cwd: None,
         })
@@ -228,6 +230,20 @@ impl Context {
         Some(path)
     }
 
+    /// Parses a cgroup file's text once per distinct text: a host runs a handful of
+    /// cgroups, and the same text comes back for every exec in one.
+    fn parsed_cgroup(&mut self, text: &Arc<str>) -> CgroupContext {
+        if let Some(c) = self.parsed_cgroups.get(text) {
+            return c.clone();
+        }
+        let c = parse_cgroup(text);
+        if self.parsed_cgroups.len() >= 1024 {
+            self.parsed_cgroups.clear();
+        }
+        self.parsed_cgroups.insert(text.clone(), c.clone());
+        c
+    }
+
     /// Updates the table with an exec and works out where it ran.
     pub fn on_exec(&mut self, exec: &CapturedExec, event: &ProcessEvent) -> ExecContext {
         let cgroup_text: Option<Arc<str>> = match self.cgroup_from_parent(exec) {
@@ -273,7 +289,7 @@ impl Context {
                 .map(|(_, pwd, path)| (pwd, path)),
             exited: false,
         });
-        let cgroup = match cgroup_text.as_deref().map(parse_cgroup) {
+        let cgroup = match cgroup_text.as_ref().map(|t| self.parsed_cgroup(t)) {
             Some(c) => {
                 if c.container_id.is_some() {
                     self.by_mnt_ns
