@@ -67,6 +67,28 @@ fn produce(tool: &Path, prefix: &str, n: usize, pace: Duration) -> JoinHandle<Ve
     })
 }
 
+/// Runs the watched tool once per marker and waits until the agent's stdout holds an
+/// alert for each; returns the stdout lines read so far.
+fn exec_all_until_printed(
+    agent: &Agent,
+    tool: &Path,
+    markers: &[String],
+    secs: u64,
+) -> Vec<String> {
+    for m in markers {
+        exec_marked(tool, m);
+    }
+    let mut out = Vec::new();
+    wait_until("stdout has an alert for every exec", secs, || {
+        agent.take_stdout(&mut out);
+        let docs = parse_alerts(&out);
+        markers
+            .iter()
+            .all(|m| docs.iter().any(|a| has_marker(a, m)))
+    });
+    out
+}
+
 fn markers(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
 }
@@ -557,15 +579,7 @@ fn agent_killed_with_sigkill_delivers_its_spool_after_restart() {
     let first = Agent::start_with_spool(&spool, DELIVER_FAST, &args);
     let prefix = format!("k9a{}", std::process::id());
     let before = markers(&prefix, 30);
-    for m in &before {
-        exec_marked(&docker, m);
-    }
-    let mut out = Vec::new();
-    wait_until("stdout has an alert for every exec", 20, || {
-        first.take_stdout(&mut out);
-        let docs = parse_alerts(&out);
-        before.iter().all(|m| docs.iter().any(|a| has_marker(a, m)))
-    });
+    let mut out = exec_all_until_printed(&first, &docker, &before, 20);
     // Spooled (written with write(2)) is what survives the kill.
     let n_before = parse_alerts(&out).len();
     first.wait_metric(&spooled, 15, |v| v >= n_before as f64);
@@ -688,15 +702,7 @@ fn full_disk_spool_counts_the_loss_and_delivers_the_rest() {
     );
     let prefix = format!("df{}", std::process::id());
     let before = markers(&prefix, 100);
-    for m in &before {
-        exec_marked(&docker, m);
-    }
-    let mut out = Vec::new();
-    wait_until("stdout has an alert for every exec", 30, || {
-        agent.take_stdout(&mut out);
-        let docs = parse_alerts(&out);
-        before.iter().all(|m| docs.iter().any(|a| has_marker(a, m)))
-    });
+    let mut out = exec_all_until_printed(&agent, &docker, &before, 30);
     let dropped_series = format!("t1609_sink_dropped_total{{sink=\"{sink}\"}}");
     let depth = format!("t1609_sink_queue_depth{{sink=\"{sink}\"}}");
     let dropped_full = agent.wait_metric(&dropped_series, 15, |v| v > 0.0);

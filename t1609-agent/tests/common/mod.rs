@@ -94,10 +94,15 @@ impl Agent {
             ),
         )
         .unwrap();
+        Self::launch(dir, &config, args, env)
+    }
+
+    /// Runs `t1609-agent run --config CONFIG ARGS` and waits for its ready line.
+    fn launch(dir: tempfile::TempDir, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Agent {
         let mut cmd = Command::new(agent_bin());
         cmd.arg("run")
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -313,46 +318,7 @@ impl Agent {
             ),
         )
         .unwrap();
-        let mut child = Command::new(agent_bin())
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null())
-            .env("NO_COLOR", "1")
-            .spawn()
-            .expect("spawn t1609-agent");
-        let stderr_lines = pump(child.stderr.take().unwrap());
-        let stdout_lines = pump(child.stdout.take().unwrap());
-        let mut agent = Agent {
-            dir,
-            child,
-            stderr_lines,
-            stdout_lines,
-            log: Vec::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !agent.log.iter().any(|l| l.contains("t1609-agent ready")) {
-            match agent.stderr_lines.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) => agent.log.push(line),
-                Err(_) => {
-                    if let Ok(Some(status)) = agent.child.try_wait() {
-                        panic!(
-                            "agent exited with {status} before ready:\n{}",
-                            agent.drain_log().join("\n")
-                        );
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "agent not ready after 60 s:\n{}",
-                        agent.log.join("\n")
-                    );
-                }
-            }
-        }
-        agent
+        Self::launch(dir, &config, args, &[])
     }
 
     /// Stdout lines printed so far (non-blocking), appended to `into`.
