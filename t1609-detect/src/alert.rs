@@ -178,14 +178,42 @@ pub(crate) fn new_id() -> String {
 
 /// Two u64s as 32 lowercase hex digits (`format!("{a:016x}{b:016x}")`, without `fmt`).
 fn hex128(a: u64, b: u64) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 32];
-    for (half, v) in [(0, a), (16, b)] {
-        for i in 0..16 {
-            out[half + i] = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
-        }
-    }
-    String::from_utf8(out.to_vec()).unwrap_or_default()
+    let mut out = Vec::with_capacity(32);
+    out.extend_from_slice(&hex16(a));
+    out.extend_from_slice(&hex16(b));
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The 16 hex digits of `v`, most significant first, computed for all nibbles at once:
+/// every id and digest is formatted per alert.
+fn hex16(v: u64) -> [u8; 16] {
+    // Move each nibble into a byte of its own: halves of each lane into lanes of half
+    // the width, four times.
+    let lanes = |hi: u128, lo: u128, shift: u32, x: u128| ((x & hi) << shift) | (x & lo);
+    let mut x = u128::from(v);
+    x = lanes(0xffff_ffff_0000_0000, 0xffff_ffff, 32, x);
+    x = lanes(
+        0x0000_0000_ffff_0000_0000_0000_ffff_0000,
+        0x0000_0000_0000_ffff_0000_0000_0000_ffff,
+        16,
+        x,
+    );
+    x = lanes(
+        0x0000_ff00_0000_ff00_0000_ff00_0000_ff00,
+        0x0000_00ff_0000_00ff_0000_00ff_0000_00ff,
+        8,
+        x,
+    );
+    x = lanes(
+        0x00f0_00f0_00f0_00f0_00f0_00f0_00f0_00f0,
+        0x000f_000f_000f_000f_000f_000f_000f_000f,
+        4,
+        x,
+    );
+    const ONES: u128 = 0x0101_0101_0101_0101_0101_0101_0101_0101;
+    // Bytes of 10 and more get `a`-`f`: n + 6 carries into bit 4 exactly for those.
+    let letters = ((x + ONES * 6) >> 4) & ONES;
+    (x + ONES * u128::from(b'0') + letters * u128::from(b'a' - b'0' - 10)).to_be_bytes()
 }
 
 /// A stable 128-bit hex digest of a sequence of byte strings (FNV-1a, two lanes,
@@ -290,7 +318,7 @@ fn with_fraction(prefix: &[u8; 19], nanos: u32) -> String {
     }
     out[len] = b'Z';
     // Only ASCII digits and punctuation were written.
-    String::from_utf8_lossy(&out[..=len]).into_owned()
+    String::from_utf8(out[..=len].to_vec()).unwrap_or_default()
 }
 
 pub(crate) fn splitmix(mut z: u64) -> u64 {
@@ -308,7 +336,12 @@ mod tests {
             (0u64, 0u64),
             (1, u64::MAX),
             (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210),
+            (0xa0b1_c2d3_e4f5_9687, 0x0f1e_2d3c_4b5a_6978),
         ] {
+            assert_eq!(super::hex128(a, b), format!("{a:016x}{b:016x}"));
+        }
+        for i in 0..1000u64 {
+            let (a, b) = (super::splitmix(i), super::splitmix(!i));
             assert_eq!(super::hex128(a, b), format!("{a:016x}{b:016x}"));
         }
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::alert::{Alert, Digest, new_id, now_rfc3339};
-use crate::argv::{self, Invocation};
+use crate::argv::{self, Few, Invocation};
 use crate::eql::{self, Field, Node, StrTest};
 use crate::event::ProcessEvent;
 use crate::rules::{self, Condition, Rule, RuleError};
@@ -243,7 +243,8 @@ impl Engine {
         }
         let mut parsed: Option<Vec<Arc<Invocation>>> = None;
         let mut sigma_doc: Option<serde_json::Value> = None;
-        let mut hits: Vec<(usize, Option<usize>)> = Vec::new();
+        // (rule, invocation) pairs; a handful at most, so kept in place.
+        let mut hits: Few<(usize, Option<usize>), 8> = Few::new((0, None));
         for &ri in indexed.iter().chain(inner.any.iter()) {
             let rule = &inner.rules[ri];
             match &rule.cond {
@@ -280,41 +281,50 @@ impl Engine {
         }
         let invs = parsed
             .unwrap_or_else(|| argv::parse_shared(Some(name).filter(|n| !n.is_empty()), args));
-        let group = group_id(ev, &invs);
-        let created = now_rfc3339();
+        let mut group = Some(group_id(ev, &invs));
+        let mut created = Some(now_rfc3339());
         let shared = crate::reuse::share(ev);
-        hits.into_iter()
-            .map(|(ri, k)| {
-                let rule = &inner.rules[ri];
-                // Rules that don't look at argv still report the primary parse; for
-                // wrappers that is the innermost tool invocation.
-                let inv = match k {
-                    Some(k) => invs.get(k).cloned(),
-                    None => primary(&invs),
-                };
-                let mut severity = rule.meta.severity;
-                let mut risk = rule.meta.risk_score;
-                let ctx = eql::ctx(ev, inv.as_deref());
-                if let Some(o) = rule.overrides.iter().find(|o| o.cond.eval(&ctx)) {
-                    severity = o.severity;
-                    risk = o.risk_score.unwrap_or(risk);
+        let mut alerts = Vec::with_capacity(hits.len());
+        let last = hits.len() - 1;
+        for (i, &(ri, k)) in hits.iter().enumerate() {
+            let rule = &inner.rules[ri];
+            // Rules that don't look at argv still report the primary parse; for
+            // wrappers that is the innermost tool invocation.
+            let inv = match k {
+                Some(k) => invs.get(k).cloned(),
+                None => primary(&invs),
+            };
+            let mut severity = rule.meta.severity;
+            let mut risk = rule.meta.risk_score;
+            let ctx = eql::ctx(ev, inv.as_deref());
+            if let Some(o) = rule.overrides.iter().find(|o| o.cond.eval(&ctx)) {
+                severity = o.severity;
+                risk = o.risk_score.unwrap_or(risk);
+            }
+            // The last alert takes the shared strings instead of copying them.
+            let take = |s: &mut Option<String>| {
+                if i == last {
+                    s.take().unwrap_or_default()
+                } else {
+                    s.clone().unwrap_or_default()
                 }
-                Alert {
-                    rule_id: rule.meta.id.clone(),
-                    rule_name: rule.meta.name.clone(),
-                    severity,
-                    risk_score: risk,
-                    confidence: rule.meta.confidence,
-                    event_id: new_id(),
-                    group_id: Some(group.clone()),
-                    source_event_id: ev.event_id.clone(),
-                    created: created.clone(),
-                    rule: rule.meta.clone(),
-                    event: shared.clone(),
-                    argv: inv,
-                }
-            })
-            .collect()
+            };
+            alerts.push(Alert {
+                rule_id: rule.meta.id.clone(),
+                rule_name: rule.meta.name.clone(),
+                severity,
+                risk_score: risk,
+                confidence: rule.meta.confidence,
+                event_id: new_id(),
+                group_id: Some(take(&mut group)),
+                source_event_id: ev.event_id.clone(),
+                created: take(&mut created),
+                rule: rule.meta.clone(),
+                event: shared.clone(),
+                argv: inv,
+            });
+        }
+        alerts
     }
 }
 
@@ -362,10 +372,12 @@ fn group_id(ev: &ProcessEvent, invs: &[Arc<Invocation>]) -> String {
             .as_deref()
             .or_else(|| pargs.first().map(|a| argv::basename(a)))
             .unwrap_or("");
-        // Only wrappers can have launched this very command; skip parsing others.
-        if argv::LIVE_WRAPPERS.contains(&pname)
-            || argv::SHELLS.contains(&pname)
-            || pname == "nsenter"
+        // Only wrappers can have launched this very command, and only with arguments
+        // (a bare `bash` or `sudo` wraps nothing); skip parsing others.
+        if pargs.len() > 1
+            && (argv::LIVE_WRAPPERS.contains(&pname)
+                || argv::SHELLS.contains(&pname)
+                || pname == "nsenter")
         {
             let pinvs = argv::parse_shared(Some(pname), pargs);
             if pinvs.len() > 1 && primary(&pinvs).is_some_and(|p| same_command(&p, prim)) {

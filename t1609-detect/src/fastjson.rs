@@ -18,15 +18,23 @@ use crate::event::ProcessEvent;
 /// `\b \t \n \f \r`, other control bytes as `\u00xx` (lowercase hex); nothing else.
 pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
-    // Most strings need no escaping: a cheap check, then a single copy.
-    let dirty = needs_escape(b);
-    out.reserve(b.len() + 2);
-    out.push(b'"');
-    if !dirty {
-        out.extend_from_slice(b);
-        out.push(b'"');
+    // Most strings need no escaping: a cheap check, then a single copy. The escaping
+    // loop lives apart so that this common path is small enough to inline.
+    if needs_escape(b) {
+        push_escaped(out, b);
         return;
     }
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(b);
+    out.push(b'"');
+}
+
+#[cold]
+#[inline(never)]
+fn push_escaped(out: &mut Vec<u8>, b: &[u8]) {
+    out.reserve(b.len() + 2);
+    out.push(b'"');
     let mut start = 0;
     for (i, &c) in b.iter().enumerate() {
         if c >= 0x20 && c != b'"' && c != b'\\' {
@@ -59,39 +67,72 @@ pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Whether `b` holds a control byte, `"` or `\\`. Eight bytes at a time: short strings
-/// dominate, and a byte loop did not vectorise.
+/// Whether `b` holds a control byte, `"` or `\\`. Most strings are a few bytes long
+/// (flags, ids, names), so short ones are tested as one word, loaded as two overlapping
+/// halves; longer ones sixteen bytes per step with no early exit inside a step, so that
+/// the test compiles to vector compares, ending on the last sixteen bytes (overlap is
+/// harmless).
 fn needs_escape(b: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // Some byte of `x` is below `n` (n <= 0x80); exact as a yes/no answer.
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH != 0;
     let has = |x: u64, c: u8| below(x ^ (ONES * u64::from(c)), 1);
-    let word = |x: u64| below(x, 0x20) || has(x, b'"') || has(x, b'\\');
-    let mut chunks = b.chunks_exact(8);
+    let word = |x: u64| below(x, 0x20) | has(x, b'"') | has(x, b'\\');
+    let special = |c: u8| (c < 0x20) | (c == b'"') | (c == b'\\');
+    let block = |c: &[u8; 16]| c.iter().fold(false, |acc, &x| acc | special(x));
+    let n = b.len();
+    if n < 4 {
+        return b.iter().fold(false, |acc, &x| acc | special(x));
+    }
+    if n < 8 {
+        let (Some(lo), Some(hi)) = (b.first_chunk::<4>(), b.last_chunk::<4>()) else {
+            return false;
+        };
+        let x = u64::from(u32::from_le_bytes(*lo)) | u64::from(u32::from_le_bytes(*hi)) << 32;
+        return word(x);
+    }
+    if n < 16 {
+        let (Some(lo), Some(hi)) = (b.first_chunk::<8>(), b.last_chunk::<8>()) else {
+            return false;
+        };
+        return word(u64::from_le_bytes(*lo)) | word(u64::from_le_bytes(*hi));
+    }
+    let mut chunks = b.chunks_exact(16);
     for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        if word(u64::from_le_bytes(w)) {
+        if let Ok(c) = <&[u8; 16]>::try_from(c)
+            && block(c)
+        {
             return true;
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+    !chunks.remainder().is_empty() && b.last_chunk::<16>().is_some_and(block)
 }
 
-/// Decimal digits of `n` (what `n.to_string()` gives), in `tmp`.
+/// Decimal digits of `n` (what `n.to_string()` gives), in `tmp`. Two digits per
+/// division: PIDs and counts are written for every event.
 pub(crate) fn u64_digits(mut n: u64, tmp: &mut [u8; 20]) -> &[u8] {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
     let mut i = tmp.len();
-    loop {
+    while n >= 100 {
+        let d = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        tmp[i] = PAIRS[d];
+        tmp[i + 1] = PAIRS[d + 1];
+    }
+    if n >= 10 {
+        let d = n as usize * 2;
+        i -= 2;
+        tmp[i] = PAIRS[d];
+        tmp[i + 1] = PAIRS[d + 1];
+    } else {
         i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        tmp[i] = b'0' + n as u8;
     }
     &tmp[i..]
 }
@@ -129,46 +170,70 @@ impl<'a> Obj<'a> {
         Obj { out, first }
     }
     /// `,"key":` from [`k!`], without the comma for the first member: one copy.
+    /// Inlined, as are the members below, so that each key is a copy of known length
+    /// rather than a `memcpy` call.
+    #[inline(always)]
     fn key(&mut self, k: &str) -> &mut Vec<u8> {
-        let k = if self.first { &k[1..] } else { k };
+        if self.first {
+            self.out.extend_from_slice(&k.as_bytes()[1..]);
+        } else {
+            self.out.extend_from_slice(k.as_bytes());
+        }
         self.first = false;
-        self.out.extend_from_slice(k.as_bytes());
         self.out
     }
+    #[inline(always)]
     fn str(&mut self, k: &str, v: &str) {
         push_str(self.key(k), v);
     }
+    /// A string known to need no escaping (one of our own static names).
+    #[inline(always)]
+    fn static_str(&mut self, k: &str, v: &'static str) {
+        let out = self.key(k);
+        out.reserve(v.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(v.as_bytes());
+        out.push(b'"');
+    }
+    #[inline(always)]
     fn opt_str(&mut self, k: &str, v: Option<&str>) {
         if let Some(v) = v {
             self.str(k, v);
         }
     }
+    #[inline(always)]
     fn num(&mut self, k: &str, v: u64) {
         push_u64(self.key(k), v);
     }
+    #[inline(always)]
     fn opt_num<T: Into<u64>>(&mut self, k: &str, v: Option<T>) {
         if let Some(v) = v {
             self.num(k, v.into());
         }
     }
+    #[inline(always)]
     fn bool(&mut self, k: &str, v: bool) {
         let out = self.key(k);
         out.extend_from_slice(if v { b"true" } else { b"false" });
     }
+    #[inline(always)]
     fn true_only(&mut self, k: &str, v: bool) {
         if v {
             self.bool(k, true);
         }
     }
+    #[inline(always)]
     fn strs(&mut self, k: &str, v: &[String]) {
         let out = self.key(k);
         push_strs(out, v);
     }
+    #[inline(always)]
     fn opt_strs(&mut self, k: &str, v: Option<&[String]>) {
         if let Some(v) = v {
             self.strs(k, v);
         }
     }
+    #[inline(always)]
     fn nonempty_strs(&mut self, k: &str, v: &[String]) {
         if !v.is_empty() {
             self.strs(k, v);
@@ -355,8 +420,8 @@ pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert) {
     }
     // Inside the open t1609 object, which always has members by now.
     let mut t = Obj::resume(&mut *doc.out, false);
-    t.str(k!("severity"), a.severity.as_str());
-    t.str(k!("confidence"), a.confidence.as_str());
+    t.static_str(k!("severity"), a.severity.as_str());
+    t.static_str(k!("confidence"), a.confidence.as_str());
     t.opt_str(k!("group_id"), a.group_id.as_deref());
     t.opt_str(k!("event_id"), a.source_event_id.as_deref());
     if let Some(inv) = &a.argv {
@@ -388,6 +453,21 @@ pub(crate) fn write_alert_to(a: &Alert, mut w: impl std::io::Write) -> std::io::
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn u64_digits_match_to_string() {
+        let mut cases = vec![0u64, 9, 10, 99, 100, 101, 999, 1000, 31337, u64::MAX];
+        cases.extend((0..64).map(|b| 1u64 << b));
+        cases.extend((0..64).map(|b| (1u64 << b) - 1));
+        cases.extend((1..20).map(|e| 10u64.pow(e)));
+        cases.extend((1..20).map(|e| 10u64.pow(e) - 1));
+        for n in cases {
+            assert_eq!(
+                super::u64_digits(n, &mut [0u8; 20]),
+                n.to_string().as_bytes()
+            );
+        }
+    }
+
     #[test]
     fn needs_escape_matches_bytewise_check() {
         let special = |c: u8| c < 0x20 || c == b'"' || c == b'\\';

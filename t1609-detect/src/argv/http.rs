@@ -1,15 +1,18 @@
 //! HTTP clients (curl, wget, python, perl, node, websocat, wscat, openssl) calling the
 //! kubelet, the API server's node proxy, or a container runtime's Engine API.
 
-use super::container::is_runtime_socket;
-use super::{HELP_FLAGS, Invocation, Opts};
+use std::borrow::Cow;
 
-pub(crate) struct Url {
+use super::container::is_runtime_socket;
+use super::{Few, HELP_FLAGS, Invocation, Opts};
+
+pub(crate) struct Url<'a> {
     pub host: Option<String>,
     pub port: Option<u16>,
     /// Percent-decoded, with `.`/`..`/empty segments resolved.
     pub path: String,
-    pub query: String,
+    /// Percent-decoded; borrowed from the input when there was nothing to decode.
+    pub query: Cow<'a, str>,
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -22,10 +25,10 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// Percent-decoding; invalid escapes stay as they are, invalid UTF-8 is replaced.
-pub(crate) fn percent_decode(s: &str) -> String {
+/// Borrows when there is no `%` (the usual case).
+pub(crate) fn percent_decode(s: &str) -> Cow<'_, str> {
     if !s.contains('%') {
-        // Nothing to decode (the usual case): the same string, one copy.
-        return s.to_string();
+        return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -42,24 +45,25 @@ pub(crate) fn percent_decode(s: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// Resolves `.`, `..` and empty segments in one pass over the output (a `..` drops
+/// the last segment written).
 fn normalize_path(p: &str) -> String {
-    let mut segs: Vec<&str> = Vec::new();
+    let mut out = String::with_capacity(p.len() + 1);
     for s in p.split('/') {
         match s {
             "" | "." => {}
             ".." => {
-                segs.pop();
+                let cut = out.rfind('/').unwrap_or(0);
+                out.truncate(cut);
             }
-            s => segs.push(s),
+            s => {
+                out.push('/');
+                out.push_str(s);
+            }
         }
-    }
-    let mut out = String::with_capacity(p.len());
-    for s in segs {
-        out.push('/');
-        out.push_str(s);
     }
     if out.is_empty() {
         out.push('/');
@@ -68,13 +72,16 @@ fn normalize_path(p: &str) -> String {
 }
 
 /// Parses `scheme://host:port/path?query` (scheme optional, as curl allows).
-pub(crate) fn parse_url(raw: &str) -> Option<Url> {
+pub(crate) fn parse_url(raw: &str) -> Option<Url<'_>> {
     let raw = raw.trim().trim_matches(['\'', '"']);
     let (scheme, rest) = match raw.split_once("://") {
-        Some((s, r)) => (s.to_ascii_lowercase(), r),
-        None => (String::new(), raw),
+        Some((s, r)) => (s, r),
+        None => ("", raw),
     };
-    if !scheme.is_empty() && !matches!(scheme.as_str(), "http" | "https" | "ws" | "wss") {
+    let scheme_is = |w: &str| scheme.eq_ignore_ascii_case(w);
+    let scheme_ok =
+        scheme.is_empty() || ["http", "https", "ws", "wss"].iter().any(|w| scheme_is(w));
+    if !scheme_ok {
         return None;
     }
     let (authority, pathq) = match rest.find(['/', '?']) {
@@ -97,20 +104,19 @@ pub(crate) fn parse_url(raw: &str) -> Option<Url> {
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (h, p) = v6.split_once(']')?;
-        (
-            h.to_string(),
-            p.strip_prefix(':').and_then(|p| p.parse().ok()),
-        )
+        (h, p.strip_prefix(':').and_then(|p| p.parse().ok()))
     } else {
         match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p.parse().ok()?)),
-            None => (authority.to_string(), None),
+            Some((h, p)) => (h, Some(p.parse().ok()?)),
+            None => (authority, None),
         }
     };
-    let port = port.or(match scheme.as_str() {
-        "https" | "wss" => Some(443),
-        "http" | "ws" => Some(80),
-        _ => None,
+    let port = port.or(if scheme_is("https") || scheme_is("wss") {
+        Some(443)
+    } else if scheme_is("http") || scheme_is("ws") {
+        Some(80)
+    } else {
+        None
     });
     let (path, query) = match pathq.split_once('?') {
         Some((p, q)) => (p, q),
@@ -151,7 +157,10 @@ pub(crate) fn apply_url(inv: &mut Invocation, raw: &str) -> bool {
     let Some(u) = parse_url(raw) else {
         return false;
     };
-    let segs: Vec<&str> = u.path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut segs: Few<&str, 16> = Few::new("");
+    for s in u.path.split('/').filter(|s| !s.is_empty()) {
+        segs.push(s);
+    }
     let mut classified = false;
     // API server node proxy: /api/v1/nodes/<node>[:port]/proxy/<kubelet path>.
     if segs.len() >= 5 && segs[0] == "api" && segs[2] == "nodes" && segs[4] == "proxy" {
@@ -349,7 +358,8 @@ fn data_command(inv: &mut Invocation, data: &str) {
     for kv in data.split('&') {
         if let Some(("cmd" | "command", v)) = kv.split_once('=') {
             // Form data encodes spaces as '+'.
-            let v = percent_decode(&v.replace('+', " "));
+            let plus = v.contains('+').then(|| v.replace('+', " "));
+            let v = percent_decode(plus.as_deref().unwrap_or(v));
             inv.set_command(v.split_whitespace().map(str::to_string).collect());
             return;
         }
@@ -357,7 +367,7 @@ fn data_command(inv: &mut Invocation, data: &str) {
 }
 
 /// Finds `http(s)://` / `ws(s)://` URLs inside free text (python -c code, wscat -c).
-fn urls_in_text(text: &str) -> Vec<String> {
+fn urls_in_text(text: &str) -> Vec<&str> {
     let lower = text.to_ascii_lowercase();
     let mut out = Vec::new();
     let mut from = 0;
@@ -375,7 +385,7 @@ fn urls_in_text(text: &str) -> Vec<String> {
                 c.is_whitespace() || matches!(c, '\'' | '"' | '`' | ')' | '>' | '<' | ',' | ';')
             })
             .map_or(text.len(), |e| start + e);
-        out.push(text[start..end].to_string());
+        out.push(&text[start..end]);
         from = end.max(start + 1);
         if from >= text.len() {
             break;
@@ -387,7 +397,8 @@ fn urls_in_text(text: &str) -> Vec<String> {
 pub(crate) fn parse_client(tool: &str, argv: &[String]) -> Invocation {
     let mut inv = Invocation::new(tool, argv);
     let args = &argv[1..];
-    let mut candidates: Vec<String> = Vec::new();
+    // Borrowed from the argv except for openssl's synthesised URL.
+    let mut candidates: Vec<Cow<'_, str>> = Vec::new();
     match tool {
         "curl" | "wget" => {
             let (long, short) = if tool == "curl" {
@@ -404,9 +415,9 @@ pub(crate) fn parse_client(tool: &str, argv: &[String]) -> Invocation {
             inv.help = w.has(&["--help", "--version", "-V"]) || (tool == "curl" && w.has(&["-h"]));
             inv.unix_socket = w.value(&["--unix-socket", "--abstract-unix-socket"]);
             inv.runtime_socket = inv.unix_socket.as_deref().is_some_and(is_runtime_socket);
-            candidates.extend(w.values(&["--url"]).map(str::to_string));
-            candidates.extend(w.positionals.iter().copied().cloned());
-            candidates.extend(w.rest.iter().cloned());
+            candidates.extend(w.values(&["--url"]).map(Cow::Borrowed));
+            candidates.extend(w.positionals.iter().map(|s| Cow::Borrowed(s.as_str())));
+            candidates.extend(w.rest.iter().map(|s| Cow::Borrowed(s.as_str())));
             for d in w.values(&[
                 "-d",
                 "--data",
@@ -426,17 +437,21 @@ pub(crate) fn parse_client(tool: &str, argv: &[String]) -> Invocation {
             if let Some(i) = args.iter().position(|a| a == "-connect")
                 && let Some(hp) = args.get(i + 1)
             {
-                candidates.push(format!("https://{hp}/"));
+                candidates.push(Cow::Owned(format!("https://{hp}/")));
             }
         }
         _ => {
             // Interpreters and websocket clients: URLs anywhere in their arguments.
             inv.help = args.len() == 1 && HELP_FLAGS.contains(&args[0].as_str());
             for a in args {
-                candidates.extend(urls_in_text(a));
+                candidates.extend(urls_in_text(a).into_iter().map(Cow::Borrowed));
             }
             if tool == "websocat" {
-                candidates.extend(args.iter().filter(|a| a.contains("://")).cloned());
+                candidates.extend(
+                    args.iter()
+                        .filter(|a| a.contains("://"))
+                        .map(|a| Cow::Borrowed(a.as_str())),
+                );
             }
         }
     }

@@ -310,22 +310,20 @@ pub(crate) fn parse_nsenter(argv: &[String]) -> Invocation {
             continue;
         }
         if a.len() > 1 && a.starts_with('-') {
-            let chars: Vec<char> = a[1..].chars().collect();
-            let mut j = 0;
+            let cluster = &a[1..];
             let mut took_next = false;
-            while j < chars.len() {
-                let c = chars[j];
-                let rest: String = chars[j + 1..].iter().collect();
+            for (j, c) in cluster.char_indices() {
+                // The rest of the cluster: an attached value.
+                let rest = &cluster[j + c.len_utf8()..];
                 match c {
                     't' | 'S' | 'G' | 'W' => {
-                        let val = if rest.is_empty() {
-                            took_next = true;
-                            argv.get(i + 1).cloned()
-                        } else {
-                            Some(rest)
-                        };
+                        took_next = rest.is_empty();
                         if c == 't' {
-                            target = val;
+                            target = if took_next {
+                                argv.get(i + 1).cloned()
+                            } else {
+                                Some(rest.to_string())
+                            };
                         }
                         break;
                     }
@@ -339,14 +337,13 @@ pub(crate) fn parse_nsenter(argv: &[String]) -> Invocation {
                         }
                         if !rest.is_empty() {
                             if c != 'r' && c != 'w' {
-                                ns_target = ns_target.or_else(|| proc_pid(&rest));
+                                ns_target = ns_target.or_else(|| proc_pid(rest));
                             }
                             break;
                         }
                     }
                     _ => {}
                 }
-                j += 1;
             }
             i += if took_next { 2 } else { 1 };
             continue;
@@ -358,9 +355,15 @@ pub(crate) fn parse_nsenter(argv: &[String]) -> Invocation {
     // `-t 01` is PID 1 too.
     inv.target_pid = target
         .map(|t| {
-            t.trim()
-                .parse::<u64>()
-                .map_or_else(|_| t.trim().to_string(), |n| n.to_string())
+            // Already canonical (`1`, not `01` or ` 1`): keep the string we have.
+            let canonical = !t.is_empty()
+                && t.bytes().all(|b| b.is_ascii_digit())
+                && (t == "0" || !t.starts_with('0'));
+            match t.trim().parse::<u64>() {
+                Ok(_) if canonical => t,
+                Ok(n) => n.to_string(),
+                Err(_) => t.trim().to_string(),
+            }
         })
         .or(ns_target);
     let cmd = argv

@@ -21,17 +21,21 @@ fn recurse(
     parse_into(basename(first), inner, &w, depth + 1, out);
 }
 
+/// Appends the wrapper's own invocation; returns it, so that the inner command is
+/// parsed from its `command` rather than from another copy.
 fn push_wrapper(
     name: &str,
     argv: &[String],
     wrappers: &[String],
     out: &mut Vec<Arc<Invocation>>,
-    cmd: &[String],
-) {
+    cmd: Vec<String>,
+) -> Arc<Invocation> {
     let mut inv = Invocation::new(name, argv);
     inv.wrappers = wrappers.to_vec();
-    inv.set_command(cmd.to_vec());
-    out.push(Arc::new(inv));
+    inv.set_command(cmd);
+    let inv = Arc::new(inv);
+    out.push(Arc::clone(&inv));
+    inv
 }
 
 pub(crate) fn parse_wrapper(
@@ -62,16 +66,11 @@ pub(crate) fn parse_wrapper(
                 stop_at_positional: true,
             }
             .walk(args);
-            let mut cmd: Vec<String> = w
-                .positionals
-                .into_iter()
-                .cloned()
-                .chain(w.rest.iter().cloned())
-                .collect();
+            let mut cmd: Vec<String> = w.command();
             // `sudo -s cmd` / `sudo -i cmd` run the command through a shell.
             if w.opts
                 .iter()
-                .any(|(k, _)| k == "-s" || k == "-i" || k == "--shell" || k == "--login")
+                .any(|(k, _)| matches!(*k, "-s" | "-i" | "--shell" | "--login"))
                 && !cmd.is_empty()
             {
                 cmd = vec!["sh".into(), "-c".into(), cmd.join(" ")];
@@ -85,11 +84,7 @@ pub(crate) fn parse_wrapper(
                 stop_at_positional: true,
             }
             .walk(args);
-            w.positionals
-                .into_iter()
-                .cloned()
-                .chain(w.rest.iter().cloned())
-                .collect()
+            w.command()
         }
         "env" => {
             let w = Opts {
@@ -106,10 +101,8 @@ pub(crate) fn parse_wrapper(
             }
             .walk(args);
             let mut cmd: Vec<String> = w
-                .positionals
+                .command()
                 .into_iter()
-                .cloned()
-                .chain(w.rest.iter().cloned())
                 .skip_while(|a| is_assignment(a))
                 .collect();
             // `env -S "docker exec ..."` splits one string into argv.
@@ -117,10 +110,10 @@ pub(crate) fn parse_wrapper(
                 .opts
                 .iter()
                 .rev()
-                .find(|(k, _)| k == "-S" || k == "--split-string")
-                .and_then(|(_, v)| v.clone())
+                .find(|(k, _)| matches!(*k, "-S" | "--split-string"))
+                .and_then(|(_, v)| *v)
             {
-                let mut split = split_words(&s);
+                let mut split = split_words(s);
                 split.extend(cmd);
                 cmd = split.into_iter().skip_while(|a| is_assignment(a)).collect();
             }
@@ -144,12 +137,7 @@ pub(crate) fn parse_wrapper(
                 stop_at_positional: true,
             }
             .walk(args);
-            let mut cmd: Vec<String> = w
-                .positionals
-                .into_iter()
-                .cloned()
-                .chain(w.rest.iter().cloned())
-                .collect();
+            let mut cmd: Vec<String> = w.command();
             if name == "flock" && !cmd.is_empty() {
                 cmd.remove(0);
             }
@@ -196,11 +184,7 @@ pub(crate) fn parse_wrapper(
                 stop_at_positional: true,
             }
             .walk(args);
-            w.positionals
-                .into_iter()
-                .cloned()
-                .chain(w.rest.iter().cloned())
-                .collect()
+            w.command()
         }
         "watch" => {
             let w = Opts {
@@ -209,12 +193,7 @@ pub(crate) fn parse_wrapper(
                 stop_at_positional: true,
             }
             .walk(args);
-            let cmd: Vec<String> = w
-                .positionals
-                .into_iter()
-                .cloned()
-                .chain(w.rest.iter().cloned())
-                .collect();
+            let cmd: Vec<String> = w.command();
             // watch runs its arguments through `sh -c`.
             if cmd.is_empty() {
                 cmd
@@ -264,7 +243,7 @@ pub(crate) fn parse_wrapper(
         }
         n if SHELLS.contains(&n) => {
             if let Some(s) = shell_c_string(args) {
-                push_wrapper(n, argv, wrappers, out, &[]);
+                push_wrapper(n, argv, wrappers, out, Vec::new());
                 let mut w = wrappers.to_vec();
                 w.push(format!("{n} -c"));
                 for segment in split_commands(&s, 0) {
@@ -308,8 +287,8 @@ pub(crate) fn parse_wrapper(
         }
         _ => return,
     };
-    push_wrapper(name, argv, wrappers, out, &inner);
-    recurse(name, &inner, wrappers, depth, out);
+    let inv = push_wrapper(name, argv, wrappers, out, inner);
+    recurse(name, &inv.command, wrappers, depth, out);
 }
 
 fn is_assignment(a: &str) -> bool {
