@@ -37,7 +37,7 @@ pub struct ContextConfig {
 impl Default for ContextConfig {
     fn default() -> Self {
         Self {
-            max_processes: 32_768,
+            max_processes: 8_192,
             exit_grace_ms: 60_000,
             docker_socket: PathBuf::from("/var/run/docker.sock"),
             runtime_timeout_ms: 100,
@@ -353,8 +353,12 @@ impl Context {
         self.table.on_exit(tgid, Instant::now());
     }
 
+    /// Called every second: marks up to 256 vanished processes as exited (a full pass
+    /// over a full table takes half a minute), then evicts.
     pub fn housekeeping(&mut self) -> usize {
-        self.table.evict(Instant::now())
+        let now = Instant::now();
+        self.table.prune_dead(256, now);
+        self.table.evict(now)
     }
 
     /// Resolves a `docker exec` target (name or id prefix) to the container's details,

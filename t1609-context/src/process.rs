@@ -101,6 +101,8 @@ pub struct ProcessTable {
     /// exec storm the oldest exits go first, so memory does not scale with the exec rate.
     max_exited: usize,
     exited: usize,
+    /// Where [`ProcessTable::prune_dead`] resumes in the live part of `order`.
+    prune_cursor: u64,
     cgroups: HashSet<Arc<str>>,
     base: Instant,
     clock: u64,
@@ -117,6 +119,7 @@ impl ProcessTable {
             order: BTreeMap::new(),
             max_exited: (max_entries / 8).max(1),
             exited: 0,
+            prune_cursor: 0,
             cgroups: HashSet::new(),
             base: Instant::now(),
             clock: 0,
@@ -332,6 +335,39 @@ impl ProcessTable {
             cur = p.ppid;
         }
         false
+    }
+
+    /// Checks up to `max_checks` live entries, continuing where the previous call stopped,
+    /// and marks those whose `/proc/<pid>` is gone as exited. Exits are reported by the
+    /// kernel only inside tracked sessions, so without this every exec'd process would
+    /// stay "live" until the table's bound pushed it out. Returns how many were marked.
+    pub fn prune_dead(&mut self, max_checks: usize, now: Instant) -> usize {
+        let start = (1u8, self.prune_cursor, 0u64);
+        let mut batch: Vec<(OrderKey, u32)> = self
+            .order
+            .range(start..)
+            .take(max_checks)
+            .map(|(k, p)| (*k, *p))
+            .collect();
+        if batch.len() < max_checks {
+            // Wrap around to the oldest live entries.
+            let room = max_checks - batch.len();
+            batch.extend(
+                self.order
+                    .range((1u8, 0u64, 0u64)..start)
+                    .take(room)
+                    .map(|(k, p)| (*k, *p)),
+            );
+        }
+        self.prune_cursor = batch.last().map_or(0, |(k, _)| k.1 + 1);
+        let mut marked = 0;
+        for (_, pid) in batch {
+            if !self.proc_root.join(pid.to_string()).exists() {
+                self.on_exit(pid, now);
+                marked += 1;
+            }
+        }
+        marked
     }
 
     /// Drops exited entries whose grace has passed, then enforces `max_entries`. Returns the

@@ -296,3 +296,23 @@ fn table_keeps_a_bounded_argv_and_shares_cgroup_text() {
         b.cgroup.as_ref().unwrap()
     ));
 }
+
+#[test]
+fn prune_dead_marks_vanished_processes_a_slice_at_a_time() {
+    let root = tempfile::tempdir().unwrap();
+    let mut t = ProcessTable::new(root.path(), 100, Duration::from_secs(60));
+    for pid in 1..=10 {
+        if pid % 2 == 0 {
+            std::fs::create_dir(root.path().join(pid.to_string())).unwrap();
+        }
+        t.on_exec(info(pid, 1, "p", "/bin/p", &["p"]));
+    }
+    let now = Instant::now();
+    // Four checks a call: the odd pids are gone and found in three calls, wrapping round.
+    assert_eq!(t.prune_dead(4, now), 2);
+    assert_eq!(t.prune_dead(4, now), 2);
+    assert_eq!(t.prune_dead(4, now), 1);
+    assert!((1..=10).all(|p| t.get(p).unwrap().exited == (p % 2 == 1)));
+    // Only live entries are checked again; nothing is marked twice.
+    assert_eq!(t.prune_dead(100, now), 0);
+}
