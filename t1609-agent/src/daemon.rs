@@ -265,6 +265,7 @@ impl Pipeline {
         }
 
         let engine = self.engine.borrow().clone();
+        let mut dedup_template: Option<t1609_context::DedupKey> = None;
         for alert in engine.evaluate(&event) {
             if let Some(pending) = &folded_into {
                 // The runtime exec that carries out an alerted docker/kubectl exec is its
@@ -290,7 +291,14 @@ impl Pipeline {
                 self.stats.suppressed.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let key = crate::context::event_dedup_key(&alert.rule_id, &event, &ctx);
+            // The event's part of the key (its normalized command line) is the same for
+            // all of its alerts: built once.
+            let shared = dedup_template
+                .get_or_insert_with(|| crate::context::event_dedup_key("", &event, &ctx));
+            let key = t1609_context::DedupKey {
+                rule_id: alert.rule_id.clone(),
+                ..shared.clone()
+            };
             if !self.context.first_of_key(key.clone()) {
                 self.stats.deduplicated.fetch_add(1, Ordering::Relaxed);
                 continue;
