@@ -224,10 +224,6 @@ struct ArgvSpan {
     flags: u32,
 }
 
-/// Fills every field of the exec record. Failures to read optional context leave a
-/// neutral value; a failure to read argv is flagged, never fatal: the exec is still
-/// reported.
-#[inline(always)]
 /// (vfsmount, dentry) addresses of a task's working directory; zeros when unreadable.
 #[inline(always)]
 unsafe fn pwd_of(task: u64, off: &KernelOffsets) -> (u64, u64) {
@@ -245,6 +241,10 @@ unsafe fn pwd_of(task: u64, off: &KernelOffsets) -> (u64, u64) {
     }
 }
 
+/// Fills every field of the exec record. Failures to read optional context leave a
+/// neutral value; a failure to read argv is flagged, never fatal: the exec is still
+/// reported.
+#[inline(always)]
 unsafe fn fill_exec(
     ctx: &TracePointContext,
     rec: *mut ExecRecord,
