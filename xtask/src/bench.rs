@@ -23,7 +23,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{run as run_cmd, workspace_root};
+use crate::workspace_root;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -1358,19 +1358,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("cargo xtask bench needs root (eBPF, auditctl, kernel.bpf_stats_enabled)");
     }
-    let agent_bin = match &args.agent {
-        Some(p) => p.clone(),
-        None => {
-            run_cmd(
-                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                    .current_dir(&root)
-                    .args(["build", "--release", "-p", "t1609-agent"]),
-            )?;
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(|| root.join("target"), PathBuf::from)
-                .join("release/t1609-agent")
-        }
-    };
+    let agent_bin = crate::release_agent(args.agent.as_deref())?;
     let tmp = std::env::temp_dir().join(format!("t1609-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let env = Env {

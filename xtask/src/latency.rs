@@ -12,8 +12,6 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{run as run_cmd, workspace_root};
-
 #[derive(clap::Args)]
 pub struct LatencyArgs {
     /// Watched execs per second.
@@ -42,20 +40,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
-    let root = workspace_root();
-    let agent_bin = match &args.agent {
-        Some(p) => p.clone(),
-        None => {
-            run_cmd(
-                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                    .current_dir(&root)
-                    .args(["build", "--release", "-p", "t1609-agent"]),
-            )?;
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(|| root.join("target"), PathBuf::from)
-                .join("release/t1609-agent")
-        }
-    };
+    let agent_bin = crate::release_agent(args.agent.as_deref())?;
     let dir = std::env::temp_dir().join(format!("t1609-latency-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let sock = dir.join("alerts.sock");

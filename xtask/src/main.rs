@@ -43,6 +43,22 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
+/// The agent binary a benchmark runs: `explicit`, or a fresh `cargo build --release`.
+pub fn release_agent(explicit: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_owned());
+    }
+    let root = workspace_root();
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&root)
+            .args(["build", "--release", "-p", "t1609-agent"]),
+    )?;
+    Ok(std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), PathBuf::from)
+        .join("release/t1609-agent"))
+}
+
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("xtask: {cmd:?}");
     let status = cmd.status().with_context(|| format!("spawning {cmd:?}"))?;
