@@ -25,19 +25,7 @@ fn load() -> Vec<Case> {
         }
         let v: Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("corpus line {}: {e}", i + 1));
-        let argv: Vec<&str> = v["argv"]
-            .as_array()
-            .expect("argv")
-            .iter()
-            .map(|a| a.as_str().expect("str"))
-            .collect();
-        let name = v.get("name").and_then(Value::as_str);
-        let parent = v.get("parent").and_then(Value::as_str);
-        let mut ev = common::event_named(name, &argv, parent);
-        if argv.is_empty() {
-            ev.process.name = name.map(str::to_string);
-        }
-        ev.capture.argv_truncated = v.get("truncated").and_then(Value::as_bool).unwrap_or(false);
+        let ev = common::corpus_event(&v);
         let expect = v["expect"]
             .as_array()
             .expect("expect")

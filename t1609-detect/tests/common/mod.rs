@@ -108,3 +108,24 @@ pub fn fires(engine: &t1609_detect::Engine, cmd: &str) -> Vec<String> {
         .filter(|r| r != SEED)
         .collect()
 }
+
+/// The event a labelled corpus line (`argv`, optional `name`, `parent`, `truncated`) stands for.
+pub fn corpus_event(v: &serde_json::Value) -> ProcessEvent {
+    let argv: Vec<&str> = v["argv"]
+        .as_array()
+        .expect("argv")
+        .iter()
+        .map(|a| a.as_str().expect("str"))
+        .collect();
+    let name = v.get("name").and_then(serde_json::Value::as_str);
+    let parent = v.get("parent").and_then(serde_json::Value::as_str);
+    let mut ev = event_named(name, &argv, parent);
+    if argv.is_empty() {
+        ev.process.name = name.map(str::to_string);
+    }
+    ev.capture.argv_truncated = v
+        .get("truncated")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    ev
+}
