@@ -76,8 +76,6 @@ pub struct Context {
     parsed_cgroups: HashMap<Arc<str>, CgroupContext>,
     /// Execs whose working directory came from their parent instead of /proc.
     pub cwd_reads_saved: u64,
-    /// The cwd just read for an exec, stored with its table entry by `on_exec`.
-    pending_cwd: Option<(u32, (u64, u64), Arc<str>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +130,6 @@ impl Context {
             cgroup_reads_saved: 0,
             parsed_cgroups: HashMap::new(),
             cwd_reads_saved: 0,
-            pending_cwd: None,
         })
     }
 
@@ -207,10 +204,8 @@ impl Context {
             && let Some((pwd, path)) = self.table.get(exec.ppid).and_then(|p| p.cwd.as_ref())
             && *pwd == exec.pwd
         {
-            let path = path.clone();
             self.cwd_reads_saved += 1;
-            self.pending_cwd = Some((exec.tgid, exec.pwd, path.clone()));
-            return Some(path);
+            return Some(path.clone());
         }
         let read = |pid: u32| {
             std::fs::read_link(self.proc_root.join(pid.to_string()).join("cwd"))
@@ -226,7 +221,6 @@ impl Context {
         if known && exec.same_cwd_as_parent {
             self.table.learn_cwd(exec.ppid, exec.pwd, path.clone());
         }
-        self.pending_cwd = Some((exec.tgid, exec.pwd, path.clone()));
         Some(path)
     }
 
@@ -245,7 +239,14 @@ impl Context {
     }
 
     /// Updates the table with an exec and works out where it ran.
-    pub fn on_exec(&mut self, exec: &CapturedExec, event: &ProcessEvent) -> ExecContext {
+    /// `cwd` is what [`Context::cwd_of`] returned for this exec, kept with its table
+    /// entry so the exec's own children can reuse it.
+    pub fn on_exec(
+        &mut self,
+        exec: &CapturedExec,
+        event: &ProcessEvent,
+        cwd: Option<Arc<str>>,
+    ) -> ExecContext {
         let cgroup_text: Option<Arc<str>> = match self.cgroup_from_parent(exec) {
             Some(known) => {
                 self.cgroup_reads_saved += 1;
@@ -282,11 +283,9 @@ impl Context {
             session_leader: None,
             cgroup: cgroup_text.clone(),
             css_set: (exec.css_set != 0 && cgroup_text.is_some()).then_some(exec.css_set),
-            cwd: self
-                .pending_cwd
-                .take()
-                .filter(|(pid, pwd, _)| *pid == exec.tgid && *pwd != (0, 0))
-                .map(|(_, pwd, path)| (pwd, path)),
+            cwd: cwd
+                .filter(|_| exec.pwd != (0, 0))
+                .map(|path| (exec.pwd, path)),
             exited: false,
         });
         let cgroup = match cgroup_text.as_ref().map(|t| self.parsed_cgroup(t)) {
@@ -677,18 +676,18 @@ mod tests {
         let ev = ProcessEvent::default();
 
         proc_cgroup(root, 100, HOST);
-        let parent = ctx.on_exec(&exec(100, 1, 0xA0, false), &ev);
+        let parent = ctx.on_exec(&exec(100, 1, 0xA0, false), &ev, None);
         assert_eq!(parent.cgroup.systemd_unit.as_deref(), Some("cron.service"));
         assert_eq!(ctx.cgroup_reads_saved, 0);
 
         // Same css_set as the parent, already exited (no /proc entry): the parent's cgroups.
-        let child = ctx.on_exec(&exec(101, 100, 0xA0, true), &ev);
+        let child = ctx.on_exec(&exec(101, 100, 0xA0, true), &ev, None);
         assert_eq!(child.cgroup.systemd_unit.as_deref(), Some("cron.service"));
         assert_eq!(ctx.cgroup_reads_saved, 1);
 
         // Moved into a container's cgroup before its exec (as runc init is): /proc is read.
         proc_cgroup(root, 102, CONTAINER);
-        let moved = ctx.on_exec(&exec(102, 100, 0xB0, false), &ev);
+        let moved = ctx.on_exec(&exec(102, 100, 0xB0, false), &ev, None);
         assert_eq!(
             moved.cgroup.container_id.as_deref(),
             Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
@@ -704,9 +703,9 @@ mod tests {
             ..Default::default()
         });
         proc_cgroup(root, 201, CONTAINER);
-        ctx.on_exec(&exec(201, 200, 0xC0, true), &ev);
+        ctx.on_exec(&exec(201, 200, 0xC0, true), &ev, None);
         assert_eq!(ctx.table.get(200).and_then(|p| p.css_set), Some(0xC0));
-        let sibling = ctx.on_exec(&exec(202, 200, 0xC0, true), &ev);
+        let sibling = ctx.on_exec(&exec(202, 200, 0xC0, true), &ev, None);
         assert!(sibling.cgroup.container_id.is_some());
         assert_eq!(ctx.cgroup_reads_saved, 2);
 
@@ -719,7 +718,7 @@ mod tests {
             ..Default::default()
         });
         proc_cgroup(root, 300, HOST);
-        let gone = ctx.on_exec(&exec(301, 300, 0xD0, true), &ev);
+        let gone = ctx.on_exec(&exec(301, 300, 0xD0, true), &ev, None);
         assert_eq!(gone.cgroup.systemd_unit.as_deref(), Some("cron.service"));
         assert_eq!(ctx.table.get(300).and_then(|p| p.css_set), Some(0xD0));
 
@@ -759,7 +758,7 @@ mod tests {
         assert_eq!(ctx.cwd_reads_saved, 1);
 
         // Without the kernel's css_set (0) nothing is reused.
-        let unknown = ctx.on_exec(&exec(203, 200, 0, false), &ev);
+        let unknown = ctx.on_exec(&exec(203, 200, 0, false), &ev, None);
         assert!(unknown.cgroup.container_id.is_none());
         assert_eq!(ctx.cgroup_reads_saved, 2);
     }

@@ -202,7 +202,7 @@ impl Pipeline {
                 ..Default::default()
             }));
         }
-        let mut ctx = self.context.on_exec(exec, &event);
+        let mut ctx = self.context.on_exec(exec, &event, cwd);
         if event.container_id.is_none() {
             event.container_id.clone_from(&ctx.cgroup.container_id);
         }
