@@ -150,6 +150,31 @@ impl Deduper {
         DedupOutcome::First
     }
 
+    /// Counts one more occurrence of every key in `keys` if each of them is a repeat in
+    /// its open window at `now`, and returns `true`; otherwise changes nothing and
+    /// returns `false` (the caller then takes the full path, which opens new windows).
+    pub fn count_if_all_repeats(&mut self, keys: &[DedupKey], now: Instant) -> bool {
+        let window = self.window;
+        // One lookup per key when all are repeats (the common case); a miss undoes the
+        // counts already taken.
+        for (i, k) in keys.iter().enumerate() {
+            match self.slots.get_mut(k) {
+                Some(slot) if now.saturating_duration_since(slot.first) < window => {
+                    slot.count += 1;
+                }
+                _ => {
+                    for taken in &keys[..i] {
+                        if let Some(slot) = self.slots.get_mut(taken) {
+                            slot.count -= 1;
+                        }
+                    }
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// Closes every window older than the window length and returns (key, total count) for
     /// each closed window, count 1 included (emit a summary when count > 1).
     pub fn flush_expired(&mut self, now: Instant) -> Vec<(DedupKey, u64)> {
@@ -191,6 +216,29 @@ impl Deduper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_repeats_counted_together_or_not_at_all() {
+        let t0 = Instant::now();
+        let mut d = Deduper::new(Duration::from_secs(10));
+        let a = DedupKey::new("r1", "docker exec -it c sh", Some("/bin/bash"), None);
+        let b = DedupKey::new("r2", "docker exec -it c sh", Some("/bin/bash"), None);
+        assert_eq!(d.check(a.clone(), t0), DedupOutcome::First);
+        // `b` has no open window: nothing is counted, not even `a`.
+        assert!(!d.count_if_all_repeats(&[a.clone(), b.clone()], t0));
+        assert_eq!(d.check(b.clone(), t0), DedupOutcome::First);
+        assert!(d.count_if_all_repeats(&[a.clone(), b.clone()], t0 + Duration::from_secs(1)));
+        assert!(d.count_if_all_repeats(&[], t0));
+        // A closed window is not a repeat: the full path must open the next one.
+        assert!(!d.count_if_all_repeats(std::slice::from_ref(&a), t0 + Duration::from_secs(10)));
+        assert_eq!(
+            d.check(a.clone(), t0 + Duration::from_secs(2)),
+            DedupOutcome::Repeat { count: 3 }
+        );
+        let closed = d.flush_expired(t0 + Duration::from_secs(11));
+        assert!(closed.contains(&(a, 3)), "{closed:?}");
+        assert!(closed.contains(&(b, 2)), "{closed:?}");
+    }
 
     #[test]
     fn normalization() {

@@ -95,7 +95,8 @@ pub struct ProcessTable {
     proc_root: PathBuf,
     max_entries: usize,
     exit_grace: Duration,
-    entries: HashMap<u32, Entry>,
+    /// Keyed by pid: kernel-assigned numbers, so a fast hasher is safe here.
+    entries: HashMap<u32, Entry, foldhash::fast::RandomState>,
     order: BTreeMap<OrderKey, u32>,
     /// Exited entries are kept for their grace period but at most this many: under an
     /// exec storm the oldest exits go first, so memory does not scale with the exec rate.
@@ -104,6 +105,9 @@ pub struct ProcessTable {
     /// Where [`ProcessTable::prune_dead`] resumes in the live part of `order`.
     prune_cursor: u64,
     cgroups: HashSet<Arc<str>>,
+    /// The text interned last: children of one parent hand back the same Arc, which is
+    /// recognised without hashing the text.
+    last_cgroup: Option<Arc<str>>,
     base: Instant,
     clock: u64,
     clk_tck: u64,
@@ -115,12 +119,13 @@ impl ProcessTable {
             proc_root: proc_root.to_path_buf(),
             max_entries: max_entries.max(1),
             exit_grace,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             order: BTreeMap::new(),
             max_exited: (max_entries / 8).max(1),
             exited: 0,
             prune_cursor: 0,
             cgroups: HashSet::new(),
+            last_cgroup: None,
             base: Instant::now(),
             clock: 0,
             clk_tck: clk_tck(),
@@ -458,14 +463,24 @@ impl ProcessTable {
     }
 
     fn intern_cgroup(&mut self, text: Arc<str>) -> Arc<str> {
-        if let Some(known) = self.cgroups.get(&*text) {
-            return known.clone();
+        if self
+            .last_cgroup
+            .as_ref()
+            .is_some_and(|l| Arc::ptr_eq(l, &text))
+        {
+            return text;
         }
-        if self.cgroups.len() >= MAX_INTERNED_CGROUPS {
-            self.cgroups.clear();
-        }
-        self.cgroups.insert(text.clone());
-        text
+        let interned = if let Some(known) = self.cgroups.get(&*text) {
+            known.clone()
+        } else {
+            if self.cgroups.len() >= MAX_INTERNED_CGROUPS {
+                self.cgroups.clear();
+            }
+            self.cgroups.insert(text.clone());
+            text
+        };
+        self.last_cgroup = Some(interned.clone());
+        interned
     }
 }
 
