@@ -331,6 +331,31 @@ impl Context {
         }
     }
 
+    /// Records an exact repeat of an exec whose outcome was replayed (see
+    /// [`crate::repeat`]): its cgroups and directory are its parent's, which
+    /// [`crate::repeat::Repeats::identify`] checked.
+    pub fn on_repeat_exec(&mut self, exec: &CapturedExec, outcome: &crate::repeat::Outcome) {
+        let parent = self.table.get(exec.ppid);
+        let cgroup = parent.and_then(|p| p.cgroup.clone());
+        let cwd = parent.and_then(|p| p.cwd.clone());
+        self.cgroup_reads_saved += 1;
+        self.cwd_reads_saved += 1;
+        self.table.on_exec(ProcInfo {
+            pid: exec.tgid,
+            ppid: exec.ppid,
+            name: outcome.name.clone(),
+            executable: outcome.executable.clone(),
+            args: outcome.args.clone(),
+            start_ns: Some(exec.ktime_ns),
+            uid: Some(exec.uid),
+            session_leader: None,
+            css_set: cgroup.is_some().then_some(exec.css_set),
+            cgroup,
+            cwd,
+            exited: false,
+        });
+    }
+
     /// Reads the session leader into `ctx` (once): only alerts and recorded events carry
     /// it, so most execs never pay for the /proc read.
     pub fn fill_session_leader(&self, ctx: &mut ExecContext, tgid: u32) {
@@ -497,6 +522,15 @@ impl Tuning {
 
     pub fn first_of_kind(&mut self, doc: &Value, at: Instant) -> bool {
         self.first_of_key(dedup_key(doc), at)
+    }
+
+    /// Counts one more of each of `keys` if every one is a repeat in its open window;
+    /// `false` (nothing counted) otherwise. No keys: `true`.
+    pub fn count_if_all_repeats(&mut self, keys: &[DedupKey], at: Instant) -> bool {
+        match self.dedup.as_mut() {
+            Some(dedup) => dedup.count_if_all_repeats(keys, at),
+            None => keys.is_empty(),
+        }
     }
 
     pub fn first_of_key(&mut self, key: DedupKey, at: Instant) -> bool {

@@ -96,6 +96,11 @@ pub struct PipelineStats {
     pub suppressed: AtomicU64,
     pub deduplicated: AtomicU64,
     pub table_size: AtomicU64,
+    /// Execs handled by replaying an exact repeat's outcome (see `crate::repeat`).
+    pub repeats_replayed: AtomicU64,
+    /// Execs whose cgroups / working directory came from the parent instead of /proc.
+    pub cgroup_reads_saved: AtomicU64,
+    pub cwd_reads_saved: AtomicU64,
     pub by_rule: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
@@ -147,6 +152,7 @@ struct Pipeline {
     control: mpsc::UnboundedSender<Control>,
     hostname: Option<String>,
     seq: u64,
+    repeats: crate::repeat::Repeats,
 }
 
 fn now_rfc3339() -> String {
@@ -188,6 +194,33 @@ impl Pipeline {
 
     async fn on_exec(&mut self, exec: &CapturedExec) {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let engine = self.engine.borrow().clone();
+        // An exact repeat of a recent exec whose alerts are all repeats (or suppressed)
+        // replays that outcome: no event, no rule evaluation (see crate::repeat).
+        let eligible = self.recorder.is_none() && self.repeats.identify(exec, &self.context.table);
+        if eligible
+            && let Some(outcome) = self.repeats.lookup(&engine, now)
+            && self
+                .context
+                .tuning
+                .count_if_all_repeats(&outcome.repeated, now)
+        {
+            self.context.on_repeat_exec(exec, outcome);
+            if let Some((group, event_id)) = &outcome.link {
+                self.links
+                    .remember(exec.tgid, group.clone(), event_id.clone(), now);
+            }
+            let stats = &self.stats;
+            stats
+                .suppressed
+                .fetch_add(outcome.suppressed, Ordering::Relaxed);
+            stats
+                .deduplicated
+                .fetch_add(outcome.repeated.len() as u64, Ordering::Relaxed);
+            stats.repeats_replayed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let parent = self.context.parent_of(exec.ppid);
         let cwd = self.context.cwd_of(exec);
         let mut event = self
@@ -227,7 +260,6 @@ impl Pipeline {
         {
             error!(error = %e, "writing --record output");
         }
-        let now = Instant::now();
         let name = event.process.name.clone().unwrap_or_default();
         let args = event.process.args.clone().unwrap_or_default();
 
@@ -264,7 +296,13 @@ impl Pipeline {
             }
         }
 
-        let engine = self.engine.borrow().clone();
+        // What this exec decided, for its exact repeats; dropped once an alert is emitted.
+        let mut outcome = eligible.then(|| crate::repeat::Outcome {
+            name: name.clone(),
+            executable: event.process.executable.clone(),
+            args: event.process.args.clone(),
+            ..Default::default()
+        });
         let mut dedup_template: Option<t1609_context::DedupKey> = None;
         for alert in engine.evaluate(&event) {
             if let Some(pending) = &folded_into {
@@ -272,13 +310,20 @@ impl Pipeline {
                 // mechanism, not a second incident: it appears in the session alert.
                 debug!(rule = %alert.rule_id, linked = %pending.event_id, "folded runtime exec alert into its session");
                 self.stats.folded.fetch_add(1, Ordering::Relaxed);
+                outcome = None;
                 continue;
             }
             let group = alert
                 .group_id
                 .clone()
                 .unwrap_or_else(|| alert.event_id.clone());
-            self.links.remember(exec.tgid, &group, &alert.event_id, now);
+            let link: (Arc<str>, Arc<str>) =
+                (group.as_str().into(), alert.event_id.as_str().into());
+            self.links
+                .remember(exec.tgid, link.0.clone(), link.1.clone(), now);
+            if let Some(o) = outcome.as_mut() {
+                o.link = Some(link);
+            }
             // Exceptions and dedup are decided from the event, before the document is
             // built: in a storm of repeats most alerts end here, for a few hundred ns.
             let verdict = self.context.verdict(
@@ -289,6 +334,9 @@ impl Pipeline {
             );
             if verdict.suppress {
                 self.stats.suppressed.fetch_add(1, Ordering::Relaxed);
+                if let Some(o) = outcome.as_mut() {
+                    o.suppressed += 1;
+                }
                 continue;
             }
             // The event's part of the key (its normalized command line) is the same for
@@ -301,8 +349,12 @@ impl Pipeline {
             };
             if !self.context.first_of_key(key.clone()) {
                 self.stats.deduplicated.fetch_add(1, Ordering::Relaxed);
+                if let Some(o) = outcome.as_mut() {
+                    o.repeated.push(key);
+                }
                 continue;
             }
+            outcome = None;
             self.context.fill_session_leader(&mut ctx, exec.tgid);
             let mut doc = alert.to_ecs();
             augment(&mut doc, &ctx);
@@ -342,6 +394,9 @@ impl Pipeline {
                 });
             }
             self.emit(doc);
+        }
+        if let Some(o) = outcome {
+            self.repeats.remember(&engine, o, now);
         }
     }
 
@@ -414,6 +469,12 @@ impl Pipeline {
         self.stats
             .table_size
             .store(self.context.table.len() as u64, Ordering::Relaxed);
+        self.stats
+            .cgroup_reads_saved
+            .store(self.context.cgroup_reads_saved, Ordering::Relaxed);
+        self.stats
+            .cwd_reads_saved
+            .store(self.context.cwd_reads_saved, Ordering::Relaxed);
     }
 
     fn flush_sessions(&mut self, all: bool) {
@@ -473,6 +534,43 @@ impl Pipeline {
             let _ = rec.out.flush();
         }
     }
+}
+
+/// Runs the hot path — the ring-buffer reader and the pipeline — on its own thread with a
+/// single-threaded runtime, so handing an exec from the reader to the pipeline is a push
+/// on a local queue instead of a cross-thread wake-up (a futex or eventfd write and an
+/// IPI, paid per exec on a multi-threaded runtime). Sinks, metrics, audit sources and
+/// signals stay on the main runtime. The thread ends when `stop` fires and the pipeline
+/// has handled what the reader drained last.
+fn spawn_hot_path(
+    reader: crate::capture::Reader,
+    pipeline: Pipeline,
+    tx: mpsc::Sender<Captured>,
+    rx: mpsc::Receiver<Captured>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the pipeline's runtime")?;
+    std::thread::Builder::new()
+        .name("t1609-pipeline".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                // Both are tasks: a wake-up of the block_on future itself goes through
+                // the driver's eventfd even from this thread.
+                let reader = tokio::spawn(reader.run(tx, stop));
+                let pipeline = tokio::spawn(pipeline.run(rx));
+                if pipeline.await.is_err() {
+                    return Err(anyhow::anyhow!("the pipeline task panicked"));
+                }
+                match reader.await {
+                    Ok(result) => result.map_err(anyhow::Error::from),
+                    Err(e) => Err(anyhow::anyhow!("ring-buffer reader panicked: {e}")),
+                }
+            })
+        })
+        .context("starting the pipeline thread")
 }
 
 /// Starts the Kubernetes audit sources when `[audit]` configures one; their alerts go
@@ -598,7 +696,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|s| s.trim().to_owned());
     let (control_tx, mut control_rx) = mpsc::unbounded_channel();
 
-    let reader_task = tokio::spawn(reader.run(exec_tx, stop_rx));
     let context = Context::new(
         &config.context,
         &config.host.proc,
@@ -634,8 +731,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         control: control_tx,
         hostname: hostname.clone(),
         seq: 0,
+        repeats: crate::repeat::Repeats::default(),
     };
-    let pipeline_task = tokio::spawn(pipeline.run(exec_rx));
+    let hot_path = spawn_hot_path(reader, pipeline, exec_tx, exec_rx, stop_rx)?;
 
     let health = Arc::new(crate::metrics::Health::default());
     let mut metrics_addr = String::from("off");
@@ -667,6 +765,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         snap.kernel_read_errors = k.read_errors;
         snap.decode_errors = reader_stats.decode_errors.load(Ordering::Relaxed);
         snap.process_table = stats.table_size.load(Ordering::Relaxed);
+        snap.repeats_replayed = stats.repeats_replayed.load(Ordering::Relaxed);
+        snap.cgroup_reads_saved = stats.cgroup_reads_saved.load(Ordering::Relaxed);
+        snap.cwd_reads_saved = stats.cwd_reads_saved.load(Ordering::Relaxed);
         snap.programs = capture.all_program_stats();
         snap.sinks = output
             .stats()
@@ -733,9 +834,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     output.submit(Arc::new(loss_alert(hostname.as_deref(), lost, lost_chunks, now)));
                 }
                 last = now;
-                refresh(&capture, !reader_task.is_finished(), now);
+                refresh(&capture, !hot_path.is_finished(), now);
                 // Only a live pipeline pets the watchdog: a stuck reader gets us restarted.
-                if !reader_task.is_finished() {
+                if !hot_path.is_finished() {
                     sd_notify("WATCHDOG=1");
                 }
             }
@@ -743,10 +844,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     sd_notify("STOPPING=1");
     let _ = stop_tx.send(true);
-    if let Ok(Err(e)) = reader_task.await {
-        error!(error = %e, "ring-buffer reader failed");
+    match tokio::task::spawn_blocking(move || hot_path.join()).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => error!(error = %e, "ring-buffer reader failed"),
+        Ok(Err(_)) | Err(_) => error!("the capture pipeline thread panicked"),
     }
-    let _ = pipeline_task.await;
     if let Some(t) = audit_task {
         let _ = t.await;
     }
@@ -769,6 +871,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         alerts = stats.alerts.load(Ordering::Relaxed),
         suppressed = stats.suppressed.load(Ordering::Relaxed),
         deduplicated = stats.deduplicated.load(Ordering::Relaxed),
+        repeats_replayed = stats.repeats_replayed.load(Ordering::Relaxed),
+        cgroup_reads_saved = stats.cgroup_reads_saved.load(Ordering::Relaxed),
+        cwd_reads_saved = stats.cwd_reads_saved.load(Ordering::Relaxed),
         sessions = stats.sessions.load(Ordering::Relaxed),
         kernel_matched = final_counters.matched,
         lost_events = final_counters.ringbuf_full,

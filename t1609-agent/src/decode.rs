@@ -34,6 +34,38 @@ pub enum DecodeError {
     OrphanChunk { tgid: u32, seq: u32, offset: u32 },
 }
 
+/// A task's comm (at most 15 bytes) kept inline: an exec carries up to eight of them, and
+/// a heap copy each cost as much as decoding the rest of the record.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Comm {
+    bytes: [u8; COMM_LEN],
+    len: u8,
+}
+
+impl Comm {
+    /// Keeps the first [`COMM_LEN`] bytes.
+    pub fn new(bytes: &[u8]) -> Self {
+        let len = bytes.len().min(COMM_LEN);
+        let mut c = Self::default();
+        c.bytes[..len].copy_from_slice(&bytes[..len]);
+        c.len = len as u8;
+        c
+    }
+}
+
+impl std::ops::Deref for Comm {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self))
+    }
+}
+
 /// One exec as the kernel reported it, argv joined from all its records.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CapturedExec {
@@ -76,7 +108,7 @@ pub struct CapturedExec {
     /// This exec (runc/crun/nsenter) started the session.
     pub session_root: bool,
     /// (tgid, comm) of the ancestors at exec time, parent first.
-    pub ancestors: Vec<(u32, Vec<u8>)>,
+    pub ancestors: Vec<(u32, Comm)>,
 }
 
 /// A connect() to a watched port or runtime socket.
@@ -235,7 +267,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                     .ancestors
                     .iter()
                     .take_while(|a| a.tgid != 0)
-                    .map(|a| (a.tgid, nul_trimmed(&a.comm).to_vec()))
+                    .map(|a| (a.tgid, Comm::new(nul_trimmed(&a.comm))))
                     .collect(),
             };
             if rec.chunks as usize > ARGV_MAX_CHUNKS {

@@ -12,5 +12,6 @@ pub mod enrich;
 pub mod metrics;
 pub mod network;
 pub mod privilege;
+pub mod repeat;
 pub mod replay;
 pub mod session;

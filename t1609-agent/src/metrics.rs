@@ -49,6 +49,9 @@ pub struct Snapshot {
     pub kernel_read_errors: u64,
     pub decode_errors: u64,
     pub process_table: u64,
+    pub repeats_replayed: u64,
+    pub cgroup_reads_saved: u64,
+    pub cwd_reads_saved: u64,
     /// (program, run time ns, run count)
     pub programs: Vec<(String, u64, u64)>,
     /// (sink, queue depth, spooled, dropped, healthy)
@@ -114,6 +117,24 @@ pub fn render(s: &Snapshot) -> String {
         "alerts_deduplicated",
         "Alerts folded into an earlier identical one",
         s.deduplicated,
+    );
+    counter(
+        &mut reg,
+        "exec_repeats_replayed",
+        "Execs identical to a recent one whose outcome was replayed without re-evaluating the rules",
+        s.repeats_replayed,
+    );
+    counter(
+        &mut reg,
+        "cgroup_reads_saved",
+        "Execs whose cgroups came from the parent's css_set instead of /proc",
+        s.cgroup_reads_saved,
+    );
+    counter(
+        &mut reg,
+        "cwd_reads_saved",
+        "Execs whose working directory came from the parent instead of /proc",
+        s.cwd_reads_saved,
     );
     counter(
         &mut reg,

@@ -3,6 +3,7 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -214,7 +215,9 @@ pub fn read_process(proc_root: &Path, pid: u32) -> NetProcess {
 /// process shares their group id.
 #[derive(Default)]
 pub struct AlertLinks {
-    by_tgid: HashMap<u32, (String, String, Instant)>,
+    /// (group id, event id, when); ids shared with the repeat memo, so a replayed exec
+    /// links without copying them.
+    by_tgid: HashMap<u32, (Arc<str>, Arc<str>, Instant)>,
     /// Insertion order, so expiry pops from the front instead of scanning the map.
     order: std::collections::VecDeque<(u32, Instant)>,
 }
@@ -224,9 +227,15 @@ const LINK_WINDOW: Duration = Duration::from_secs(60);
 const LINK_MAX: usize = 8192;
 
 impl AlertLinks {
-    pub fn remember(&mut self, tgid: u32, group_id: &str, event_id: &str, now: Instant) {
+    pub fn remember(
+        &mut self,
+        tgid: u32,
+        group_id: impl Into<Arc<str>>,
+        event_id: impl Into<Arc<str>>,
+        now: Instant,
+    ) {
         self.by_tgid
-            .insert(tgid, (group_id.to_owned(), event_id.to_owned(), now));
+            .insert(tgid, (group_id.into(), event_id.into(), now));
         self.order.push_back((tgid, now));
         while let Some(&(old, at)) = self.order.front() {
             if now.duration_since(at) < LINK_WINDOW && self.order.len() <= LINK_MAX {
@@ -252,7 +261,7 @@ impl AlertLinks {
         self.by_tgid
             .get(&tgid)
             .filter(|(_, _, t)| now.duration_since(*t) < LINK_WINDOW)
-            .map(|(g, e, _)| (g.as_str(), e.as_str()))
+            .map(|(g, e, _)| (&**g, &**e))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Capture stage: loads the exec probe, keeps its watch set, drains its ring buffer.
 
 pub mod offsets;
+mod poll_timer;
 
 use std::{
     collections::BTreeSet,
@@ -558,8 +559,8 @@ impl Reader {
     /// exec to `tx`, until `stop` fires. Before returning it drains what is left.
     ///
     /// The probe suppresses wake-ups for `wakeup_interval` after forcing one, so after each
-    /// wake-up the reader keeps draining on a 1 ms timer for three intervals: a record
-    /// submitted without a wake-up is picked up within about a millisecond. Any wake-up
+    /// wake-up the reader keeps draining on a 2 ms timer for three intervals: a record
+    /// submitted without a wake-up is picked up within 2 ms. Any wake-up
     /// seen meanwhile leaves the fd ready and starts a new round.
     pub async fn run(
         self,
@@ -577,26 +578,40 @@ impl Reader {
         let mut fd =
             unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
                 .map_err(|e| CaptureError::Io(std::io::Error::other(e.to_string())))?;
+        let timer = poll_timer::PollTimer::new().map_err(CaptureError::Io)?;
+        // SAFETY: the PollTimer owns its timerfd, open and unchanged while the AsyncFd owns it.
+        let mut timer =
+            unsafe { AsyncFd::register_with_interest(timer, tokio::io::Interest::READABLE) }
+                .map_err(|e| CaptureError::Io(std::io::Error::other(e.to_string())))?;
         let mut batch = Vec::with_capacity(256);
         // Poll faster than the probe's wake-up interval: a record that got no wake-up
-        // then waits at most one tick, while the exec pays for few wake-ups.
-        let tick = wakeup_interval.clamp(Duration::from_micros(100), Duration::from_millis(1));
-        let mut linger_until: Option<tokio::time::Instant> = None;
+        // then waits at most one tick (2 ms by default), while the exec pays for few
+        // wake-ups.
+        let tick =
+            (wakeup_interval / 2).clamp(Duration::from_micros(100), Duration::from_millis(2));
+        let mut linger_until: Option<std::time::Instant> = None;
         loop {
+            let lingering = linger_until.is_some();
             let stopping = tokio::select! {
                 guard = fd.readable_mut() => {
                     let mut guard = guard?;
                     guard.clear_ready();
                     Self::drain(guard.get_inner_mut(), &mut assembler, &stats, &mut batch);
                     if !wakeup_interval.is_zero() {
-                        linger_until = Some(tokio::time::Instant::now() + 3 * wakeup_interval);
+                        linger_until = Some(std::time::Instant::now() + 3 * wakeup_interval);
+                        timer.get_mut().start(tick).map_err(CaptureError::Io)?;
                     }
                     false
                 }
-                () = tokio::time::sleep(tick), if linger_until.is_some() => {
+                guard = timer.readable_mut(), if lingering => {
+                    let mut guard = guard?;
+                    // Cleared before reading: an expiry after this point raises a new event.
+                    guard.clear_ready();
+                    guard.get_inner().acknowledge();
                     Self::drain(fd.get_mut(), &mut assembler, &stats, &mut batch);
-                    if linger_until.is_some_and(|t| tokio::time::Instant::now() >= t) && batch.is_empty() {
+                    if linger_until.is_some_and(|t| std::time::Instant::now() >= t) && batch.is_empty() {
                         linger_until = None;
+                        timer.get_mut().stop().map_err(CaptureError::Io)?;
                     }
                     false
                 }
