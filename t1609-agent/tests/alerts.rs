@@ -393,14 +393,18 @@ fn repeat_burst_collapses_with_count() {
     assert!(count("cgroup_reads_saved") >= 18, "{stopped}");
     assert!(count("cwd_reads_saved") >= 18, "{stopped}");
     let alerts = parse_alerts(&out);
-    let mine: Vec<&Value> = alerts_of(&alerts, "t1609.container_exec")
-        .into_iter()
-        .filter(|a| {
-            get(a, "process.command_line")
-                .as_str()
-                .is_some_and(|c| c.contains("burst-pod "))
-        })
-        .collect();
+    let with_pod = |pod: &str| -> Vec<&Value> {
+        let needle = format!("exec -it {pod} --");
+        alerts_of(&alerts, "t1609.container_exec")
+            .into_iter()
+            .filter(|a| {
+                get(a, "process.command_line")
+                    .as_str()
+                    .is_some_and(|c| c.contains(&needle))
+            })
+            .collect()
+    };
+    let mine = with_pod("burst-pod");
     let firsts: Vec<_> = mine
         .iter()
         .filter(|a| get(a, "t1609.repeat_count").is_null())
@@ -412,14 +416,7 @@ fn repeat_burst_collapses_with_count() {
     assert_eq!(firsts.len(), 1, "{mine:#?}");
     assert_eq!(repeats.len(), 1, "{mine:#?}");
     assert_eq!(get(repeats[0], "t1609.repeat_count"), 20);
-    let other: Vec<&Value> = alerts_of(&alerts, "t1609.container_exec")
-        .into_iter()
-        .filter(|a| {
-            get(a, "process.command_line")
-                .as_str()
-                .is_some_and(|c| c.contains("burst-pod2"))
-        })
-        .collect();
+    let other = with_pod("burst-pod2");
     assert_eq!(
         other.len(),
         1,
