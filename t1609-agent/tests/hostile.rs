@@ -127,6 +127,9 @@ struct Run {
     sub: Subscriber,
     docker: PathBuf,
     marker: String,
+    /// `journalctl --since` for this agent's entries: an exec storm earlier on the host
+    /// can wrap pids, and an older agent with the same pid left entries in the journal.
+    since: String,
 }
 
 /// What both sinks delivered, checked for agreement.
@@ -150,6 +153,11 @@ impl Run {
         let sink = format!("socket-server:{}", sock.display());
         let mut args = vec!["--output", "journald", "--output", &sink];
         args.extend_from_slice(extra_args);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let since = format!("--since=@{}", now.saturating_sub(1));
         let agent = Agent::start_with_config("[context]\ndedup_window_ms = 0\n", &args);
         let sub = Subscriber::connect(&sock);
         Some(Self {
@@ -158,6 +166,7 @@ impl Run {
             sub,
             docker,
             marker: format!("hx{}{}", std::process::id(), test.len()),
+            since,
         })
     }
 
@@ -199,7 +208,11 @@ impl Run {
         let socket_raw = self.sub.raw();
         assert_eq!(socket.len(), socket_raw.len());
         // journald is a separate sink: wait for it to hold as many of our alerts.
-        let filter = [&format!("_PID={pid}")[..], "SYSLOG_IDENTIFIER=t1609-agent"];
+        let filter = [
+            &format!("_PID={pid}")[..],
+            "SYSLOG_IDENTIFIER=t1609-agent",
+            &self.since,
+        ];
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut journal = journal_json(&filter);
         while journal.len() < socket.len() && Instant::now() < deadline {
