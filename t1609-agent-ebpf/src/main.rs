@@ -195,7 +195,8 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 const BPF_RB_RING_SIZE: u64 = 1;
 
 /// Wakes the reader at most once per `interval_ns` (it polls for a while after each
-/// wake-up), or at once when the ring is half full.
+/// wake-up), or at once when the ring is half full. The reader also stamps
+/// `LAST_WAKEUP` while its polls find records, so a steady stream forces none.
 #[inline(always)]
 pub(crate) fn wakeup_flag(interval_ns: u64, now: u64) -> u64 {
     if interval_ns == 0 {

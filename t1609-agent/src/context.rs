@@ -377,11 +377,13 @@ impl Context {
         self.table.on_exit(tgid, Instant::now());
     }
 
-    /// Called every second: marks up to 256 vanished processes as exited (a full pass
-    /// over a full table takes half a minute), then evicts.
+    /// Called every second: checks a thirty-second of the table (16 to 256 entries)
+    /// against /proc and marks the vanished ones exited, so a full pass takes about half
+    /// a minute whatever the table's size (an idle host pays a few stat calls a second,
+    /// not 256), then evicts.
     pub fn housekeeping(&mut self) -> usize {
         let now = Instant::now();
-        self.table.prune_dead(256, now);
+        self.table.prune_dead(prune_checks(self.table.len()), now);
         self.table.evict(now)
     }
 
@@ -453,6 +455,11 @@ impl Context {
     pub fn repeats_due(&mut self) -> Vec<(DedupKey, u64)> {
         self.tuning.repeats_due(Instant::now())
     }
+}
+
+/// Entries checked against /proc per housekeeping pass.
+fn prune_checks(table_len: usize) -> usize {
+    (table_len / 32).clamp(16, 256)
 }
 
 /// Exceptions and deduplication: the part of the context stage that needs no kernel and
@@ -676,6 +683,22 @@ pub fn augment(doc: &mut Value, ctx: &ExecContext) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_prune_pass_takes_about_half_a_minute_at_any_size() {
+        assert_eq!(prune_checks(0), 16);
+        assert_eq!(
+            prune_checks(300),
+            16,
+            "idle host: a few stat calls a second"
+        );
+        assert_eq!(prune_checks(4096), 128);
+        assert_eq!(prune_checks(8192), 256);
+        assert_eq!(prune_checks(1 << 20), 256, "bounded");
+        for len in [512, 2048, 8192] {
+            assert!((len / prune_checks(len)) <= 32, "{len}");
+        }
+    }
 
     const HOST: &str = "0::/system.slice/cron.service\n";
     const CONTAINER: &str = "0::/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope\n";

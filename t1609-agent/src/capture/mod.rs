@@ -15,7 +15,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
 use t1609_common::{
@@ -123,6 +123,8 @@ pub struct Capture {
     watch: BpfHashMap<MapData, WatchKey, u8>,
     counters: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
+    /// When the probe last forced a wake-up (CLOCK_BOOTTIME ns); handed to the reader.
+    last_wakeup: Option<Array<MapData, u64>>,
     watched: BTreeSet<WatchKey>,
     wakeup_interval: Duration,
     /// Optional programs that could not be attached, with the reason.
@@ -289,11 +291,20 @@ impl Capture {
             name: "EVENTS",
             source,
         })?;
+        let last_wakeup = Array::try_from(
+            ebpf.take_map("LAST_WAKEUP")
+                .ok_or(CaptureError::MissingMap("LAST_WAKEUP"))?,
+        )
+        .map_err(|source| CaptureError::Map {
+            name: "LAST_WAKEUP",
+            source,
+        })?;
         let mut capture = Self {
             ebpf,
             watch,
             counters,
             ring: Some(ring),
+            last_wakeup: Some(last_wakeup),
             watched: BTreeSet::new(),
             wakeup_interval: opts.wakeup_interval,
             degraded: Vec::new(),
@@ -514,6 +525,7 @@ impl Capture {
         let ring = self.ring.take()?;
         Some(Reader {
             ring,
+            last_wakeup: self.last_wakeup.take(),
             assembler: Assembler::default(),
             stats: Arc::new(ReaderStats::default()),
             wakeup_interval: self.wakeup_interval,
@@ -524,6 +536,7 @@ impl Capture {
 /// Drains the ring buffer and joins records into execs.
 pub struct Reader {
     ring: RingBuf<MapData>,
+    last_wakeup: Option<Array<MapData, u64>>,
     assembler: Assembler,
     pub stats: Arc<ReaderStats>,
     wakeup_interval: Duration,
@@ -569,6 +582,7 @@ impl Reader {
     ) -> Result<(), CaptureError> {
         let Reader {
             ring,
+            mut last_wakeup,
             mut assembler,
             stats,
             wakeup_interval,
@@ -609,6 +623,19 @@ impl Reader {
                     guard.clear_ready();
                     guard.get_inner().acknowledge();
                     Self::drain(fd.get_mut(), &mut assembler, &stats, &mut batch);
+                    if !batch.is_empty() {
+                        // Records are still flowing and we are polling for them: tell the
+                        // probe a wake-up just happened, so it forces none while we poll.
+                        // Polling continues for three intervals after this, longer than
+                        // the probe then stays quiet.
+                        if let Some(map) = last_wakeup.as_mut()
+                            && map.set(0, boottime_ns(), 0).is_err()
+                        {
+                            warn!("cannot update the probe's wake-up clock; it keeps forcing wake-ups");
+                            last_wakeup = None;
+                        }
+                        linger_until = Some(std::time::Instant::now() + 3 * wakeup_interval);
+                    }
                     if linger_until.is_some_and(|t| std::time::Instant::now() >= t) && batch.is_empty() {
                         linger_until = None;
                         timer.get_mut().stop().map_err(CaptureError::Io)?;
@@ -631,6 +658,17 @@ impl Reader {
             }
         }
     }
+}
+
+/// CLOCK_BOOTTIME in ns: the probe's clock (`bpf_ktime_get_boot_ns`).
+fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Gives freed heap pages back to the kernel. glibc keeps them after a peak (the BTF parse
