@@ -131,6 +131,15 @@ pub struct Capture {
     pub degraded: Vec<String>,
 }
 
+/// Takes map `name` out of the loaded object as a typed map.
+fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, CaptureError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(CaptureError::MissingMap(name))?;
+    T::try_from(map).map_err(|source| CaptureError::Map { name, source })
+}
+
 fn effective_caps() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -267,38 +276,10 @@ impl Capture {
             _ => CaptureError::Load(e),
         })?;
 
-        let watch = BpfHashMap::try_from(
-            ebpf.take_map("WATCH")
-                .ok_or(CaptureError::MissingMap("WATCH"))?,
-        )
-        .map_err(|source| CaptureError::Map {
-            name: "WATCH",
-            source,
-        })?;
-        let counters = PerCpuArray::try_from(
-            ebpf.take_map("COUNTERS")
-                .ok_or(CaptureError::MissingMap("COUNTERS"))?,
-        )
-        .map_err(|source| CaptureError::Map {
-            name: "COUNTERS",
-            source,
-        })?;
-        let ring = RingBuf::try_from(
-            ebpf.take_map("EVENTS")
-                .ok_or(CaptureError::MissingMap("EVENTS"))?,
-        )
-        .map_err(|source| CaptureError::Map {
-            name: "EVENTS",
-            source,
-        })?;
-        let last_wakeup = Array::try_from(
-            ebpf.take_map("LAST_WAKEUP")
-                .ok_or(CaptureError::MissingMap("LAST_WAKEUP"))?,
-        )
-        .map_err(|source| CaptureError::Map {
-            name: "LAST_WAKEUP",
-            source,
-        })?;
+        let watch: BpfHashMap<MapData, WatchKey, u8> = take_map(&mut ebpf, "WATCH")?;
+        let counters: PerCpuArray<MapData, u64> = take_map(&mut ebpf, "COUNTERS")?;
+        let ring: RingBuf<MapData> = take_map(&mut ebpf, "EVENTS")?;
+        let last_wakeup: Array<MapData, u64> = take_map(&mut ebpf, "LAST_WAKEUP")?;
         let mut capture = Self {
             ebpf,
             watch,
