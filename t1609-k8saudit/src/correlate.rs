@@ -41,6 +41,19 @@ struct Pending {
 pub struct Correlator {
     window: Duration,
     pending: VecDeque<Pending>,
+    /// Groups already joined to a partner: one exec raises several alerts sharing its
+    /// group, and the ones after the first must join the same partner even though the
+    /// first took it out of `pending`.
+    joined: VecDeque<Joined>,
+}
+
+#[derive(Debug)]
+struct Joined {
+    side: Side,
+    original_group: String,
+    group_id: String,
+    correlated_with: String,
+    at: Instant,
 }
 
 /// A field by dotted path: nested objects, or a flat dotted key at any level.
@@ -173,6 +186,7 @@ impl Correlator {
         Correlator {
             window,
             pending: VecDeque::new(),
+            joined: VecDeque::new(),
         }
     }
 
@@ -204,7 +218,22 @@ impl Correlator {
         let window = self.window;
         self.pending
             .retain(|p| now.saturating_duration_since(p.at) <= window);
+        self.joined
+            .retain(|j| now.saturating_duration_since(j.at) <= window);
         let (event_id, group_id) = ids(alert);
+        if let Some(j) = self
+            .joined
+            .iter()
+            .find(|j| j.side == side && j.original_group == group_id)
+        {
+            set_t1609(alert, "group_id", Value::String(j.group_id.clone()));
+            set_t1609(
+                alert,
+                "correlated_with",
+                Value::String(j.correlated_with.clone()),
+            );
+            return;
+        }
         let found = self
             .pending
             .iter()
@@ -215,8 +244,22 @@ impl Correlator {
         if let Some(i) = found
             && let Some(other) = self.pending.remove(i)
         {
-            set_t1609(alert, "group_id", Value::String(other.group_id));
-            set_t1609(alert, "correlated_with", Value::String(other.event_id));
+            set_t1609(alert, "group_id", Value::String(other.group_id.clone()));
+            set_t1609(
+                alert,
+                "correlated_with",
+                Value::String(other.event_id.clone()),
+            );
+            self.joined.push_back(Joined {
+                side,
+                original_group: group_id,
+                group_id: other.group_id,
+                correlated_with: other.event_id,
+                at: now,
+            });
+            while self.joined.len() > MAX_PENDING {
+                self.joined.pop_front();
+            }
             return;
         }
         self.pending.push_back(Pending {

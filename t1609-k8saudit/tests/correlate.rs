@@ -69,6 +69,32 @@ fn audit_then_process_within_window_share_the_group() {
     assert_eq!(p["t1609"]["correlated_with"], audit_id);
 }
 
+/// One kubectl exec raises several process alerts (the Elastic rule and ours) sharing
+/// one group. When the audit alert came first, every one of them joins it, not only the
+/// first (found by the live operate test under load).
+#[test]
+fn audit_first_then_every_alert_of_the_process_event_joins_it() {
+    let rules = AuditRules::builtin().unwrap();
+    let mut c = Correlator::new(Duration::from_secs(30));
+    let t0 = Instant::now();
+    let mut a = audit_alert(&rules, &atomic_test2("cor-4"));
+    let audit_group = a["t1609"]["group_id"].clone();
+    c.observe_audit_alert(&mut a, t0);
+    let mut first = process_alert("proc-4", "atomic-exec-test", None, &["/bin/sh"]);
+    let mut second = first.clone();
+    second["event"]["id"] = json!("proc-4b");
+    c.observe_process_alert(&mut first, t0 + Duration::from_millis(10));
+    c.observe_process_alert(&mut second, t0 + Duration::from_millis(10));
+    assert_eq!(first["t1609"]["group_id"], audit_group);
+    assert_eq!(second["t1609"]["group_id"], audit_group);
+    assert_eq!(second["t1609"]["correlated_with"], a["event"]["id"]);
+    assert_eq!(c.pending(), 0, "neither waits for another partner");
+    // Another exec (its own group) is not swept in.
+    let mut other = process_alert("proc-5", "atomic-exec-test", None, &["/bin/sh"]);
+    c.observe_process_alert(&mut other, t0 + Duration::from_millis(20));
+    assert_eq!(other["t1609"]["group_id"], "grp-proc-5");
+}
+
 #[test]
 fn outside_the_window_no_correlation() {
     let rules = AuditRules::builtin().unwrap();
