@@ -57,8 +57,9 @@ pub struct CaptureConfig {
     /// Ring-buffer size in bytes: a power of two, multiple of the page size.
     pub ring_buffer_bytes: u32,
     /// Least time between two reader wake-ups the probe forces, in microseconds. Each
-    /// wake-up costs the exec ~10 µs; after one, the reader polls every millisecond for
-    /// three intervals, so records in between wait about 1 ms. 0 wakes the reader for
+    /// wake-up costs the exec ~10 µs; after one, the reader polls every half interval
+    /// (at most 2 ms) for three intervals, and stamps the probe's clock while its polls
+    /// find records, so records in between wait at most one poll. 0 wakes the reader for
     /// every record.
     pub wakeup_interval_us: u32,
 }
