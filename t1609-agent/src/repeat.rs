@@ -52,8 +52,6 @@ pub struct Repeats {
     /// The rules the outcomes were decided with; a reload clears them.
     engine: Option<Arc<Engine>>,
     identity: Vec<u8>,
-    /// Execs handled by replaying an outcome.
-    pub replayed: u64,
 }
 
 fn put(buf: &mut Vec<u8>, bytes: &[u8]) {

@@ -401,13 +401,7 @@ impl Collector {
                             }
                             match conn.read(&mut buf) {
                                 Ok(0) => break,
-                                Ok(k) => {
-                                    partial.extend_from_slice(&buf[..k]);
-                                    while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
-                                        let line: Vec<u8> = partial.drain(..=nl).collect();
-                                        l.lock().unwrap().push(line[..line.len() - 1].to_vec());
-                                    }
-                                }
+                                Ok(k) => push_lines(&mut partial, &buf[..k], &l),
                                 Err(e)
                                     if matches!(
                                         e.kind(),
@@ -438,19 +432,7 @@ impl Collector {
 
     /// Every complete line so far, parsed; each must be exactly one JSON document.
     fn docs(&self) -> Vec<Value> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|l| {
-                serde_json::from_slice(l).unwrap_or_else(|e| {
-                    panic!(
-                        "collector line is not one JSON document ({e}): {:?}",
-                        String::from_utf8_lossy(l)
-                    )
-                })
-            })
-            .collect()
+        json_lines(&self.lines.lock().unwrap(), "collector")
     }
 
     /// Stops reading until alerts wait unread in the socket, then dies. Returns how many

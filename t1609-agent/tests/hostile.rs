@@ -55,13 +55,7 @@ impl Subscriber {
             loop {
                 match s.read(&mut buf) {
                     Ok(0) => break,
-                    Ok(k) => {
-                        partial.extend_from_slice(&buf[..k]);
-                        while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
-                            let line: Vec<u8> = partial.drain(..=nl).collect();
-                            l.lock().unwrap().push(line[..line.len() - 1].to_vec());
-                        }
-                    }
+                    Ok(k) => push_lines(&mut partial, &buf[..k], &l),
                     Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                         if st.load(Ordering::Relaxed) {
                             break;
@@ -81,24 +75,15 @@ impl Subscriber {
 
     /// Every line so far; each must be one JSON document without a raw control byte.
     fn docs(&self) -> Vec<Value> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|l| {
-                assert!(
-                    l.iter().all(|&b| b >= 0x20),
-                    "raw control byte in a socket line: {:?}",
-                    String::from_utf8_lossy(l)
-                );
-                serde_json::from_slice(l).unwrap_or_else(|e| {
-                    panic!(
-                        "socket line is not one JSON document ({e}): {:?}",
-                        String::from_utf8_lossy(&l[..l.len().min(300)])
-                    )
-                })
-            })
-            .collect()
+        let lines = self.lines.lock().unwrap();
+        for l in lines.iter() {
+            assert!(
+                l.iter().all(|&b| b >= 0x20),
+                "raw control byte in a socket line: {:?}",
+                String::from_utf8_lossy(l)
+            );
+        }
+        json_lines(&lines, "socket")
     }
 
     fn raw(&self) -> Vec<Vec<u8>> {

@@ -695,6 +695,13 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// Smallest and largest value.
+fn min_max(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    })
+}
+
 #[derive(Default)]
 struct Row {
     /// Every exec's µs, all rounds.
@@ -979,24 +986,17 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
         }
         // How much the ratio moves from round to round on this machine: each round's
         // batch median against the baseline's batch median of the same round.
-        let spread = |mine: &[f64], base: &[f64]| {
-            let ratios: Vec<f64> = mine.iter().zip(base).map(|(m, b)| m / b).collect();
-            let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            format!("{lo:.3}–{hi:.3}")
-        };
         if r.med_u.len() == base.med_u.len() && !r.med_u.is_empty() {
-            let lo = r.cpu_per_1000.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = r
-                .cpu_per_1000
-                .iter()
-                .copied()
-                .fold(f64::NEG_INFINITY, f64::max);
+            let ratios = |mine: &[f64], base: &[f64]| {
+                let (lo, hi) = min_max(mine.iter().zip(base).map(|(m, b)| m / b));
+                format!("{lo:.3}–{hi:.3}")
+            };
+            let (lo, hi) = min_max(r.cpu_per_1000.iter().copied());
             notes.push(format!(
                 "{}: per-round ratios (batch median vs the baseline's in the same round): unwatched {}, watched {}; CPU s/1k per round {lo:.4}–{hi:.4}",
                 k.name(),
-                spread(&r.med_u, &base.med_u),
-                spread(&r.med_w, &base.med_w),
+                ratios(&r.med_u, &base.med_u),
+                ratios(&r.med_w, &base.med_w),
             ));
         }
         if k == Kind::Agent {

@@ -6,7 +6,7 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{Mutex, mpsc},
     time::{Duration, Instant},
 };
 
@@ -440,4 +440,29 @@ pub fn journal_ecs(e: &Value) -> Value {
     let v = journal_values(&e["T1609_ECS"]);
     assert_eq!(v.len(), 1, "one T1609_ECS field: {e}");
     serde_json::from_slice(&v[0]).expect("T1609_ECS is one JSON document")
+}
+
+/// Appends `bytes` to `partial` and moves every complete line (without its newline) into
+/// `lines`: what a socket reader does with each read.
+pub fn push_lines(partial: &mut Vec<u8>, bytes: &[u8], lines: &Mutex<Vec<Vec<u8>>>) {
+    partial.extend_from_slice(bytes);
+    while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = partial.drain(..=nl).collect();
+        lines.lock().unwrap().push(line[..line.len() - 1].to_vec());
+    }
+}
+
+/// Each line parsed as exactly one JSON document; `what` names the source in a failure.
+pub fn json_lines(lines: &[Vec<u8>], what: &str) -> Vec<Value> {
+    lines
+        .iter()
+        .map(|l| {
+            serde_json::from_slice(l).unwrap_or_else(|e| {
+                panic!(
+                    "{what} line is not one JSON document ({e}): {:?}",
+                    String::from_utf8_lossy(&l[..l.len().min(300)])
+                )
+            })
+        })
+        .collect()
 }
