@@ -9,6 +9,7 @@
 #![no_main]
 
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
@@ -70,9 +71,10 @@ pub(crate) static CONFIG: ProbeConfig = ProbeConfig {
 #[map]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
-/// Boot-time ns of the last forced reader wake-up (slot 0).
+/// Boot-time ns of the last forced reader wake-up (slot 0). Mmapable: the reader stamps it
+/// with a plain store while its polls find records, not a bpf() call per poll.
 #[map]
-static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
+static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 /// Command names to report. The agent fills and updates it in place.
 #[map]

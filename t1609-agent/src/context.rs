@@ -176,9 +176,9 @@ impl Context {
         Some(t1609_detect::event::ParentProcess {
             pid: Some(p.pid),
             name: Some(p.name.clone()),
-            executable: p.executable.clone(),
+            executable: p.executable.as_deref().map(str::to_owned),
             command_line: p.args.as_ref().map(|a| a.join(" ")),
-            args: p.args.clone(),
+            args: p.args.as_deref().map(<[String]>::to_vec),
         })
     }
 
@@ -276,8 +276,8 @@ impl Context {
             pid: exec.tgid,
             ppid: exec.ppid,
             name: event.process.name.clone().unwrap_or_default(),
-            executable: event.process.executable.clone(),
-            args: event.process.args.clone(),
+            executable: event.process.executable.as_deref().map(Arc::from),
+            args: event.process.args.as_deref().map(Arc::from),
             start_ns: Some(exec.ktime_ns),
             uid: Some(exec.uid),
             session_leader: None,
@@ -316,7 +316,10 @@ impl Context {
                 t1609_context::Ancestor {
                     pid: *tgid,
                     name: String::from_utf8_lossy(comm).into_owned(),
-                    executable: self.table.get(*tgid).and_then(|k| k.executable.clone()),
+                    executable: self
+                        .table
+                        .get(*tgid)
+                        .and_then(|k| k.executable.as_deref().map(str::to_owned)),
                 }
             })
             .collect();

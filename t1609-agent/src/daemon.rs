@@ -297,11 +297,15 @@ impl Pipeline {
         }
 
         // What this exec decided, for its exact repeats; dropped once an alert is emitted.
-        let mut outcome = eligible.then(|| crate::repeat::Outcome {
-            name: name.clone(),
-            executable: event.process.executable.clone(),
-            args: event.process.args.clone(),
-            ..Default::default()
+        // It shares the table entry's executable and argv, as its repeats' entries will.
+        let mut outcome = eligible.then(|| {
+            let entry = self.context.table.get(exec.tgid);
+            crate::repeat::Outcome {
+                name: name.clone(),
+                executable: entry.and_then(|e| e.executable.clone()),
+                args: entry.and_then(|e| e.args.clone()),
+                ..Default::default()
+            }
         });
         let mut dedup_template: Option<t1609_context::DedupKey> = None;
         for alert in engine.evaluate(&event) {
@@ -494,7 +498,7 @@ impl Pipeline {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Captured>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Vec<Captured>>) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut housekeeping_ticks = 0u64;
         loop {
@@ -503,11 +507,13 @@ impl Pipeline {
                     let Some(first) = item else { break };
                     let mut next = Some(first);
                     // Handle everything already queued before flushing the recorder.
-                    while let Some(c) = next.take().or_else(|| rx.try_recv().ok()) {
-                        match &c {
-                            Captured::Exec(exec) => self.on_exec(exec).await,
-                            Captured::Net(net) => self.on_net(net),
-                            Captured::Task(task) => self.on_task(task),
+                    while let Some(batch) = next.take().or_else(|| rx.try_recv().ok()) {
+                        for c in &batch {
+                            match c {
+                                Captured::Exec(exec) => self.on_exec(exec).await,
+                                Captured::Net(net) => self.on_net(net),
+                                Captured::Task(task) => self.on_task(task),
+                            }
                         }
                     }
                     if let Some(rec) = self.recorder.as_mut() {
@@ -545,8 +551,8 @@ impl Pipeline {
 fn spawn_hot_path(
     reader: crate::capture::Reader,
     pipeline: Pipeline,
-    tx: mpsc::Sender<Captured>,
-    rx: mpsc::Receiver<Captured>,
+    tx: mpsc::Sender<Vec<Captured>>,
+    rx: mpsc::Receiver<Vec<Captured>>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -686,7 +692,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     })?;
     let reader = capture.take_reader().expect("reader taken once");
     let reader_stats = reader.stats.clone();
-    let (exec_tx, exec_rx) = mpsc::channel(4096);
+    // Batches of what one drain of the ring buffer found (a few records at a steady rate,
+    // at most a ring's worth): the reader pays one send per drain, not one per record.
+    let (exec_tx, exec_rx) = mpsc::channel(64);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (engine_tx, engine_rx) = watch::channel(engine);
     let stats = Arc::new(PipelineStats::default());
@@ -764,6 +772,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         snap.argv_chunks_lost = k.chunk_ringbuf_full;
         snap.kernel_read_errors = k.read_errors;
         snap.decode_errors = reader_stats.decode_errors.load(Ordering::Relaxed);
+        snap.reader_ring_wakeups = reader_stats.ring_wakeups.load(Ordering::Relaxed);
+        snap.reader_poll_ticks = reader_stats.poll_ticks.load(Ordering::Relaxed);
         snap.process_table = stats.table_size.load(Ordering::Relaxed);
         snap.repeats_replayed = stats.repeats_replayed.load(Ordering::Relaxed);
         snap.cgroup_reads_saved = stats.cgroup_reads_saved.load(Ordering::Relaxed);
@@ -880,6 +890,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         lost_argv_chunks = final_counters.chunk_ringbuf_full,
         kernel_read_errors = final_counters.read_errors,
         decode_errors = reader_stats.decode_errors.load(Ordering::Relaxed),
+        reader_ring_wakeups = reader_stats.ring_wakeups.load(Ordering::Relaxed),
+        reader_poll_ticks = reader_stats.poll_ticks.load(Ordering::Relaxed),
         "t1609-agent stopped"
     );
     Ok(())

@@ -4,12 +4,12 @@
 //! `read_unaligned` (ring-buffer samples carry no alignment promise to Rust). Continuation
 //! records are joined to their exec record by `(tgid, ktime_ns)`.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, mem::offset_of};
 
 use t1609_common::{
-    ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, ArgvChunkRecord, COMM_LEN, ExecRecord,
-    KIND_ARGV_CHUNK, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_NET, NetRecord, RECORD_VERSION,
-    RecordHeader, TaskRecord, flags, net_kind,
+    ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, AncestorSlot, ArgvChunkRecord, COMM_LEN,
+    ExecRecord, KIND_ARGV_CHUNK, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_NET, MAX_ANCESTORS,
+    NetRecord, PATH_LEN, RECORD_VERSION, RecordHeader, TTY_NAME_LEN, TaskRecord, flags, net_kind,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -195,6 +195,20 @@ fn read<T: Copy>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// A pointer to the `T` at the start of `bytes`, once `bytes` is known to hold one. Its
+/// fields must be read with `read_unaligned`.
+fn at<T>(bytes: &[u8], what: &'static str) -> Result<*const T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short {
+            what,
+            len: bytes.len(),
+            need,
+        });
+    }
+    Ok(bytes.as_ptr().cast::<T>())
+}
+
 fn nul_trimmed(buf: &[u8]) -> &[u8] {
     let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
     &buf[..end]
@@ -211,8 +225,17 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     }
     match header.kind {
         KIND_EXEC => {
-            let rec: ExecRecord = read(bytes, "exec record")?;
-            let argv_len = rec.argv_len;
+            let rec = at::<ExecRecord>(bytes, "exec record")?;
+            // Fields are read in place: copying the whole 4.6 KiB record first cost more
+            // than the rest of the decode.
+            macro_rules! field {
+                ($($f:tt).+) => {
+                    // SAFETY: `at` checked that `bytes` holds a whole ExecRecord; the
+                    // field is read unaligned, without forming a reference.
+                    unsafe { std::ptr::addr_of!((*rec).$($f).+).read_unaligned() }
+                };
+            }
+            let argv_len: u32 = field!(argv_len);
             if argv_len as usize > ARGV_CHUNK_LEN {
                 return Err(DecodeError::Length {
                     field: "argv_len",
@@ -220,68 +243,85 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                     max: ARGV_CHUNK_LEN,
                 });
             }
-            let filename_len = rec.filename_len;
-            if filename_len as usize > rec.filename.len() {
+            let filename_len: u32 = field!(filename_len);
+            if filename_len as usize > PATH_LEN {
                 return Err(DecodeError::Length {
                     field: "filename_len",
                     value: filename_len,
-                    max: rec.filename.len(),
+                    max: PATH_LEN,
                 });
             }
-            let f = rec.header.flags;
-            let tty = (f & flags::HAS_TTY != 0).then(|| Tty {
-                index: rec.tty_index,
-                name: String::from_utf8_lossy(nul_trimmed(&rec.tty_name)).into_owned(),
-            });
-            let loginuid =
-                (f & flags::NO_LOGINUID == 0 && rec.loginuid != u32::MAX).then_some(rec.loginuid);
-            let exec = CapturedExec {
-                ktime_ns: rec.header.ktime_ns,
-                tgid: rec.header.tgid,
-                pid: rec.header.pid,
-                ppid: rec.ppid,
-                uid: rec.uid,
-                gid: rec.gid,
-                euid: rec.euid,
-                egid: rec.egid,
-                loginuid,
-                pid_ns: rec.pid_ns,
-                mnt_ns: rec.mnt_ns,
-                cgroup_id: rec.cgroup_id,
-                css_set: rec.css_set,
-                same_cgroups_as_parent: f & flags::SAME_CGROUPS_AS_PARENT != 0,
-                pwd: (rec.pwd_mnt, rec.pwd_dentry),
-                same_cwd_as_parent: f & flags::SAME_CWD_AS_PARENT != 0,
-                tty,
-                comm: nul_trimmed(&rec.comm[..COMM_LEN]).to_vec(),
-                filename: nul_trimmed(&rec.filename[..filename_len as usize]).to_vec(),
-                argc: rec.argc,
-                argv_total_len: rec.argv_total_len,
-                argv: rec.argv[..argv_len as usize].to_vec(),
-                truncated: f & flags::ARGV_TRUNCATED != 0,
-                incomplete: f & flags::ARGV_CHUNK_LOST != 0,
-                argv_read_failed: f & flags::ARGV_READ_FAILED != 0,
-                session: rec.session,
-                session_root: f & flags::SESSION_ROOT != 0,
-                ancestors: rec
-                    .ancestors
-                    .iter()
-                    .take_while(|a| a.tgid != 0)
-                    .map(|a| (a.tgid, Comm::new(nul_trimmed(&a.comm))))
-                    .collect(),
-            };
-            if rec.chunks as usize > ARGV_MAX_CHUNKS {
+            let chunks: u32 = field!(chunks);
+            if chunks as usize > ARGV_MAX_CHUNKS {
                 return Err(DecodeError::Length {
                     field: "chunks",
-                    value: rec.chunks,
+                    value: chunks,
                     max: ARGV_MAX_CHUNKS,
                 });
             }
-            Ok(Record::Exec(Box::new(exec), rec.chunks))
+            let f = header.flags;
+            let tty = (f & flags::HAS_TTY != 0).then(|| {
+                let name: [u8; TTY_NAME_LEN] = field!(tty_name);
+                Tty {
+                    index: field!(tty_index),
+                    name: String::from_utf8_lossy(nul_trimmed(&name)).into_owned(),
+                }
+            });
+            let loginuid: u32 = field!(loginuid);
+            let loginuid =
+                (f & flags::NO_LOGINUID == 0 && loginuid != u32::MAX).then_some(loginuid);
+            let comm: [u8; COMM_LEN] = field!(comm);
+            let ancestors: [AncestorSlot; MAX_ANCESTORS] = field!(ancestors);
+            let filename = &bytes[offset_of!(ExecRecord, filename)..][..filename_len as usize];
+            let argv = &bytes[offset_of!(ExecRecord, argv)..][..argv_len as usize];
+            let exec = CapturedExec {
+                ktime_ns: header.ktime_ns,
+                tgid: header.tgid,
+                pid: header.pid,
+                ppid: field!(ppid),
+                uid: field!(uid),
+                gid: field!(gid),
+                euid: field!(euid),
+                egid: field!(egid),
+                loginuid,
+                pid_ns: field!(pid_ns),
+                mnt_ns: field!(mnt_ns),
+                cgroup_id: field!(cgroup_id),
+                css_set: field!(css_set),
+                same_cgroups_as_parent: f & flags::SAME_CGROUPS_AS_PARENT != 0,
+                pwd: (field!(pwd_mnt), field!(pwd_dentry)),
+                same_cwd_as_parent: f & flags::SAME_CWD_AS_PARENT != 0,
+                tty,
+                comm: nul_trimmed(&comm).to_vec(),
+                filename: nul_trimmed(filename).to_vec(),
+                argc: field!(argc),
+                argv_total_len: field!(argv_total_len),
+                argv: argv.to_vec(),
+                truncated: f & flags::ARGV_TRUNCATED != 0,
+                incomplete: f & flags::ARGV_CHUNK_LOST != 0,
+                argv_read_failed: f & flags::ARGV_READ_FAILED != 0,
+                session: field!(session),
+                session_root: f & flags::SESSION_ROOT != 0,
+                ancestors: {
+                    // Sized up front: one allocation, not a grow per ancestor.
+                    let known = ancestors.iter().take_while(|a| a.tgid != 0).count();
+                    ancestors[..known]
+                        .iter()
+                        .map(|a| (a.tgid, Comm::new(nul_trimmed(&a.comm))))
+                        .collect()
+                },
+            };
+            Ok(Record::Exec(Box::new(exec), chunks))
         }
         KIND_ARGV_CHUNK => {
-            let rec: ArgvChunkRecord = read(bytes, "argv chunk record")?;
-            let len = rec.len;
+            let rec = at::<ArgvChunkRecord>(bytes, "argv chunk record")?;
+            // SAFETY: `at` checked the length; fields read unaligned, in place.
+            let (len, offset) = unsafe {
+                (
+                    std::ptr::addr_of!((*rec).len).read_unaligned(),
+                    std::ptr::addr_of!((*rec).offset).read_unaligned(),
+                )
+            };
             if len as usize > ARGV_CHUNK_LEN {
                 return Err(DecodeError::Length {
                     field: "len",
@@ -290,11 +330,11 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 });
             }
             Ok(Record::Chunk {
-                tgid: rec.header.tgid,
-                ktime_ns: rec.header.ktime_ns,
-                offset: rec.offset,
-                bytes: rec.argv[..len as usize].to_vec(),
-                failed: rec.header.flags & flags::ARGV_READ_FAILED != 0,
+                tgid: header.tgid,
+                ktime_ns: header.ktime_ns,
+                offset,
+                bytes: bytes[offset_of!(ArgvChunkRecord, argv)..][..len as usize].to_vec(),
+                failed: header.flags & flags::ARGV_READ_FAILED != 0,
             })
         }
         KIND_NET => {

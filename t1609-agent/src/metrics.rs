@@ -48,6 +48,8 @@ pub struct Snapshot {
     pub argv_chunks_lost: u64,
     pub kernel_read_errors: u64,
     pub decode_errors: u64,
+    pub reader_ring_wakeups: u64,
+    pub reader_poll_ticks: u64,
     pub process_table: u64,
     pub repeats_replayed: u64,
     pub cgroup_reads_saved: u64,
@@ -159,6 +161,18 @@ pub fn render(s: &Snapshot) -> String {
         "decode_errors",
         "Ring-buffer records that could not be decoded",
         s.decode_errors,
+    );
+    counter(
+        &mut reg,
+        "reader_ring_wakeups",
+        "Times the probe woke the ring-buffer reader",
+        s.reader_ring_wakeups,
+    );
+    counter(
+        &mut reg,
+        "reader_poll_ticks",
+        "Polls of the ring buffer on the reader's timer while events flow",
+        s.reader_poll_ticks,
     );
     let g: Gauge = Gauge::default();
     g.set(i64::try_from(s.process_table).unwrap_or(i64::MAX));

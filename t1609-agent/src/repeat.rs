@@ -36,8 +36,8 @@ const MAX_IDENTITY_BYTES: usize = 4096;
 pub struct Outcome {
     /// The process-table entry's name, executable and argv.
     pub name: String,
-    pub executable: Option<String>,
-    pub args: Option<Vec<String>>,
+    pub executable: Option<Arc<str>>,
+    pub args: Option<Arc<[String]>>,
     /// Alerts the exceptions suppressed.
     pub suppressed: u64,
     /// Dedup keys of the alerts that were repeats in their window.
@@ -199,8 +199,8 @@ mod tests {
                 pid,
                 ppid,
                 name: name.into(),
-                executable: Some(format!("/usr/bin/{name}")),
-                args: Some(vec![name.into()]),
+                executable: Some(format!("/usr/bin/{name}").into()),
+                args: Some(vec![name.to_owned()].into()),
                 start_ns: Some(u64::from(pid) * 1000),
                 css_set: Some(0xc55),
                 cgroup: Some("0::/user.slice\n".into()),

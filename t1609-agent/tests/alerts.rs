@@ -347,10 +347,7 @@ action = "suppress"
         lines.iter().any(|c| c.contains("not-ci")),
         "others still alert: {lines:?}"
     );
-    let stopped = log
-        .iter()
-        .find(|l| l.contains("t1609-agent stopped"))
-        .unwrap();
+    let stopped = stop_line(&log);
     assert!(
         !stopped.contains("suppressed=0"),
         "suppressed hits are counted: {stopped}"
@@ -372,20 +369,8 @@ fn repeat_burst_collapses_with_count() {
     run_ok(Command::new(&kubectl).args(["exec", "-it", "burst-pod2", "--", "sh"]));
     std::thread::sleep(Duration::from_millis(2500));
     let (out, log) = agent.stop();
-    let stopped = log
-        .iter()
-        .find(|l| l.contains("t1609-agent stopped"))
-        .expect("stopped line");
-    let count = |key: &str| -> u64 {
-        let at = stopped
-            .find(&format!("{key}="))
-            .unwrap_or_else(|| panic!("{key} in {stopped}"));
-        stopped[at + key.len() + 1..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{key} value in {stopped}"))
-    };
+    let stopped = stop_line(&log);
+    let count = |key: &str| stop_count(stopped, key);
     // The first exec teaches the table its parent's cgroups and directory (from the
     // kernel's css_set and pwd identities), the second records its outcome, the other
     // 18 replay it: no event built, no rules evaluated, the count still exact.

@@ -234,6 +234,45 @@ fn symlink_named_kubectl_reports_the_link() {
     assert!(records_for(&records, &real).is_empty());
 }
 
+/// While execs keep coming, the reader polls on its timer and stamps the probe's wake-up
+/// clock (a shared mapping of LAST_WAKEUP), so the probe forces almost no wake-ups.
+/// Without the stamp it would force one every `wakeup_interval_us` (5 ms).
+#[test]
+fn steady_stream_is_polled_without_forced_wakeups() {
+    if !privileged_or_skip("steady_stream_is_polled_without_forced_wakeups") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let docker = fake_tool(dir.path(), "docker");
+    let agent = Agent::start(&[]);
+    let start = std::time::Instant::now();
+    let mut execs = 0u64;
+    while start.elapsed() < std::time::Duration::from_millis(1500) {
+        run_ok(Command::new(&docker).args(["exec", "-it", "steady-pod", "true"]));
+        execs += 1;
+    }
+    let elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap();
+    let (_, log) = agent.stop();
+    let stopped = stop_line(&log);
+    let wakeups = stop_count(stopped, "reader_ring_wakeups");
+    let ticks = stop_count(stopped, "reader_poll_ticks");
+    let unstamped = elapsed_ms / 5;
+    eprintln!("{execs} execs in {elapsed_ms} ms: {wakeups} forced wake-ups, {ticks} polls");
+    assert!(
+        execs >= 300,
+        "the stream was too slow to say anything: {execs} execs"
+    );
+    // Polls every 2 ms while the stream lasts (some ticks are lost to a busy machine).
+    assert!(
+        ticks >= elapsed_ms / 8,
+        "{ticks} polls in {elapsed_ms} ms: {stopped}"
+    );
+    assert!(
+        wakeups * 4 <= unstamped,
+        "{wakeups} forced wake-ups in {elapsed_ms} ms; about {unstamped} without the stamp: {stopped}"
+    );
+}
+
 #[test]
 fn burst_of_200_execs_all_delivered_without_loss() {
     if !privileged_or_skip("burst_of_200_execs_all_delivered_without_loss") {
@@ -262,10 +301,7 @@ fn burst_of_200_execs_all_delivered_without_loss() {
     seen.dedup();
     assert_eq!(seen.len(), 200, "every exec delivered once");
     assert_eq!(mine.len(), 200, "no duplicates");
-    let stopped = log
-        .iter()
-        .find(|l| l.contains("t1609-agent stopped"))
-        .expect("final stats line");
+    let stopped = stop_line(&log);
     assert!(
         stopped.contains("lost_events=0"),
         "loss counter must read 0: {stopped}"

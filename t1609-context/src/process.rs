@@ -31,10 +31,10 @@ pub struct ProcInfo {
     /// `comm` (at most 15 bytes, from `/proc/<pid>/stat` or the kernel event).
     pub name: String,
     /// Resolved `/proc/<pid>/exe` (may end in ` (deleted)`); `None` for kernel threads or
-    /// when unreadable.
-    pub executable: Option<String>,
+    /// when unreadable. Shared: a fork, or a repeat of the same command, clones a pointer.
+    pub executable: Option<Arc<str>>,
     /// argv; `None` for kernel threads / zombies (empty cmdline) or when unreadable.
-    pub args: Option<Vec<String>>,
+    pub args: Option<Arc<[String]>>,
     /// Start time in ns since boot: `/proc/<pid>/stat` starttime (clock ticks) × 1e9/CLK_TCK
     /// when seeded, the fork event's ktime when learned from a fork.
     pub start_ns: Option<u64>,
@@ -316,7 +316,7 @@ impl ProcessTable {
             out.push(Ancestor {
                 pid: p.pid,
                 name: p.name.clone(),
-                executable: p.executable.clone(),
+                executable: p.executable.as_deref().map(str::to_owned),
             });
             cur = p;
         }
@@ -484,28 +484,26 @@ impl ProcessTable {
     }
 }
 
-/// Keeps the leading arguments that fit in [`MAX_TABLE_ARGV_BYTES`].
-fn cap_argv(args: &mut Option<Vec<String>>) {
-    let Some(a) = args.as_mut() else { return };
+/// Keeps the leading arguments that fit in [`MAX_TABLE_ARGV_BYTES`] (a copy only when
+/// they do not all fit).
+fn cap_argv(args: &mut Option<Arc<[String]>>) {
+    let Some(a) = args.as_ref() else { return };
     let mut total = 0;
-    let keep = a
-        .iter()
-        .position(|x| {
-            total += x.len() + 1;
-            total > MAX_TABLE_ARGV_BYTES
-        })
-        .unwrap_or(a.len());
-    if keep < a.len() {
-        a.truncate(keep.max(1));
-        if let Some(first) = a.first_mut().filter(|f| f.len() > MAX_TABLE_ARGV_BYTES) {
-            let mut cut = MAX_TABLE_ARGV_BYTES;
-            while !first.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            first.truncate(cut);
+    let Some(keep) = a.iter().position(|x| {
+        total += x.len() + 1;
+        total > MAX_TABLE_ARGV_BYTES
+    }) else {
+        return;
+    };
+    let mut kept: Vec<String> = a[..keep.max(1)].to_vec();
+    if let Some(first) = kept.first_mut().filter(|f| f.len() > MAX_TABLE_ARGV_BYTES) {
+        let mut cut = MAX_TABLE_ARGV_BYTES;
+        while !first.is_char_boundary(cut) {
+            cut -= 1;
         }
-        a.shrink_to_fit();
+        first.truncate(cut);
     }
+    *args = Some(kept.into());
 }
 
 fn nanos_since(base: Instant, t: Instant) -> u64 {
@@ -637,10 +635,11 @@ fn read_proc_info_tck(proc_root: &Path, pid: u32, tck: u64) -> io::Result<ProcIn
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad stat"))?;
     let executable = fs::read_link(dir.join("exe"))
         .ok()
-        .map(|p| p.to_string_lossy().into_owned());
+        .map(|p| Arc::from(p.to_string_lossy()));
     let args = fs::read(dir.join("cmdline"))
         .ok()
-        .and_then(|b| parse_cmdline(&b));
+        .and_then(|b| parse_cmdline(&b))
+        .map(Arc::from);
     let uid = fs::read_to_string(dir.join("status"))
         .ok()
         .and_then(|s| status_ids(&s, "Uid:"))

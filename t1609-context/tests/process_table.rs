@@ -27,7 +27,7 @@ fn seed_finds_this_process_and_its_parent() {
     let mine = t.get(me()).expect("test process in table").clone();
     assert_eq!(mine.executable.as_deref(), Some(self_exe.as_str()));
     let args = mine.args.clone().expect("args");
-    assert_eq!(args, std::env::args().collect::<Vec<_>>());
+    assert_eq!(*args, *std::env::args().collect::<Vec<_>>());
     assert!(mine.start_ns.is_some());
     assert_eq!(mine.uid, Some(unsafe { libc::getuid() }));
     assert!(mine.session_leader.is_some());

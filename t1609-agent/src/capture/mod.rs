@@ -2,6 +2,7 @@
 
 pub mod offsets;
 mod poll_timer;
+mod wakeup_clock;
 
 use std::{
     collections::BTreeSet,
@@ -15,7 +16,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
 use t1609_common::{
@@ -25,6 +26,7 @@ use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tracing::{debug, warn};
 
 use crate::decode::{Assembler, Captured};
+use wakeup_clock::WakeupClock;
 
 const PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/t1609-probes"));
 pub const TRACEFS: &str = "/sys/kernel/tracing";
@@ -115,6 +117,10 @@ pub struct ReaderStats {
     pub execs: AtomicU64,
     pub decode_errors: AtomicU64,
     pub orphan_chunks: AtomicU64,
+    /// Wake-ups by the probe (the ring buffer's fd became readable).
+    pub ring_wakeups: AtomicU64,
+    /// Polls on the reader's own timer while a burst lasts.
+    pub poll_ticks: AtomicU64,
 }
 
 /// The loaded and attached probe. Dropping it detaches everything.
@@ -124,7 +130,8 @@ pub struct Capture {
     counters: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
     /// When the probe last forced a wake-up (CLOCK_BOOTTIME ns); handed to the reader.
-    last_wakeup: Option<Array<MapData, u64>>,
+    /// `None` when it could not be mapped: the probe then forces its periodic wake-ups.
+    last_wakeup: Option<WakeupClock>,
     watched: BTreeSet<WatchKey>,
     wakeup_interval: Duration,
     /// Optional programs that could not be attached, with the reason.
@@ -279,13 +286,20 @@ impl Capture {
         let watch: BpfHashMap<MapData, WatchKey, u8> = take_map(&mut ebpf, "WATCH")?;
         let counters: PerCpuArray<MapData, u64> = take_map(&mut ebpf, "COUNTERS")?;
         let ring: RingBuf<MapData> = take_map(&mut ebpf, "EVENTS")?;
-        let last_wakeup: Array<MapData, u64> = take_map(&mut ebpf, "LAST_WAKEUP")?;
+        let last_wakeup = ebpf
+            .take_map("LAST_WAKEUP")
+            .ok_or(CaptureError::MissingMap("LAST_WAKEUP"))?;
+        let last_wakeup = WakeupClock::new(last_wakeup)
+            .inspect_err(|e| {
+                warn!(error = %e, "cannot map the probe's wake-up clock; it keeps forcing wake-ups");
+            })
+            .ok();
         let mut capture = Self {
             ebpf,
             watch,
             counters,
             ring: Some(ring),
-            last_wakeup: Some(last_wakeup),
+            last_wakeup,
             watched: BTreeSet::new(),
             wakeup_interval: opts.wakeup_interval,
             degraded: Vec::new(),
@@ -517,7 +531,7 @@ impl Capture {
 /// Drains the ring buffer and joins records into execs.
 pub struct Reader {
     ring: RingBuf<MapData>,
-    last_wakeup: Option<Array<MapData, u64>>,
+    last_wakeup: Option<WakeupClock>,
     assembler: Assembler,
     pub stats: Arc<ReaderStats>,
     wakeup_interval: Duration,
@@ -558,12 +572,12 @@ impl Reader {
     /// seen meanwhile leaves the fd ready and starts a new round.
     pub async fn run(
         self,
-        tx: mpsc::Sender<Captured>,
+        tx: mpsc::Sender<Vec<Captured>>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), CaptureError> {
         let Reader {
             ring,
-            mut last_wakeup,
+            last_wakeup,
             mut assembler,
             stats,
             wakeup_interval,
@@ -578,7 +592,7 @@ impl Reader {
         let mut timer =
             unsafe { AsyncFd::register_with_interest(timer, tokio::io::Interest::READABLE) }
                 .map_err(|e| CaptureError::Io(std::io::Error::other(e.to_string())))?;
-        let mut batch = Vec::with_capacity(256);
+        let mut batch = Vec::new();
         // Poll faster than the probe's wake-up interval: a record that got no wake-up
         // then waits at most one tick (2 ms by default), while the exec pays for few
         // wake-ups.
@@ -591,6 +605,7 @@ impl Reader {
                 guard = fd.readable_mut() => {
                     let mut guard = guard?;
                     guard.clear_ready();
+                    stats.ring_wakeups.fetch_add(1, Ordering::Relaxed);
                     Self::drain(guard.get_inner_mut(), &mut assembler, &stats, &mut batch);
                     if !wakeup_interval.is_zero() {
                         linger_until = Some(std::time::Instant::now() + 3 * wakeup_interval);
@@ -603,17 +618,15 @@ impl Reader {
                     // Cleared before reading: an expiry after this point raises a new event.
                     guard.clear_ready();
                     guard.get_inner().acknowledge();
+                    stats.poll_ticks.fetch_add(1, Ordering::Relaxed);
                     Self::drain(fd.get_mut(), &mut assembler, &stats, &mut batch);
                     if !batch.is_empty() {
                         // Records are still flowing and we are polling for them: tell the
                         // probe a wake-up just happened, so it forces none while we poll.
                         // Polling continues for three intervals after this, longer than
                         // the probe then stays quiet.
-                        if let Some(map) = last_wakeup.as_mut()
-                            && map.set(0, boottime_ns(), 0).is_err()
-                        {
-                            warn!("cannot update the probe's wake-up clock; it keeps forcing wake-ups");
-                            last_wakeup = None;
+                        if let Some(clock) = &last_wakeup {
+                            clock.stamp(boottime_ns());
                         }
                         linger_until = Some(std::time::Instant::now() + 3 * wakeup_interval);
                     }
@@ -628,9 +641,9 @@ impl Reader {
                     true
                 }
             };
-            for exec in batch.drain(..) {
-                stats.execs.fetch_add(1, Ordering::Relaxed);
-                if tx.send(exec).await.is_err() {
+            if !batch.is_empty() {
+                stats.execs.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if tx.send(std::mem::take(&mut batch)).await.is_err() {
                     return Ok(());
                 }
             }

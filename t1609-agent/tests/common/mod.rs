@@ -466,3 +466,22 @@ pub fn json_lines(lines: &[Vec<u8>], what: &str) -> Vec<Value> {
         })
         .collect()
 }
+
+/// The agent's final statistics line ("t1609-agent stopped ...").
+pub fn stop_line(log: &[String]) -> &str {
+    log.iter()
+        .find(|l| l.contains("t1609-agent stopped"))
+        .unwrap_or_else(|| panic!("no stop line in {log:#?}"))
+}
+
+/// The number after `key=` on the stop line.
+pub fn stop_count(stopped: &str, key: &str) -> u64 {
+    let at = stopped
+        .find(&format!(" {key}="))
+        .unwrap_or_else(|| panic!("{key} in {stopped}"));
+    stopped[at + key.len() + 2..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} value in {stopped}"))
+}
