@@ -209,6 +209,14 @@ fn at<T>(bytes: &[u8], what: &'static str) -> Result<*const T, DecodeError> {
     Ok(bytes.as_ptr().cast::<T>())
 }
 
+/// `value` of length field `field`, if it fits its `max`-byte buffer.
+fn bounded(field: &'static str, value: u32, max: usize) -> Result<u32, DecodeError> {
+    if value as usize > max {
+        return Err(DecodeError::Length { field, value, max });
+    }
+    Ok(value)
+}
+
 fn nul_trimmed(buf: &[u8]) -> &[u8] {
     let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
     &buf[..end]
@@ -235,30 +243,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                     unsafe { std::ptr::addr_of!((*rec).$($f).+).read_unaligned() }
                 };
             }
-            let argv_len: u32 = field!(argv_len);
-            if argv_len as usize > ARGV_CHUNK_LEN {
-                return Err(DecodeError::Length {
-                    field: "argv_len",
-                    value: argv_len,
-                    max: ARGV_CHUNK_LEN,
-                });
-            }
-            let filename_len: u32 = field!(filename_len);
-            if filename_len as usize > PATH_LEN {
-                return Err(DecodeError::Length {
-                    field: "filename_len",
-                    value: filename_len,
-                    max: PATH_LEN,
-                });
-            }
-            let chunks: u32 = field!(chunks);
-            if chunks as usize > ARGV_MAX_CHUNKS {
-                return Err(DecodeError::Length {
-                    field: "chunks",
-                    value: chunks,
-                    max: ARGV_MAX_CHUNKS,
-                });
-            }
+            let argv_len = bounded("argv_len", field!(argv_len), ARGV_CHUNK_LEN)?;
+            let filename_len = bounded("filename_len", field!(filename_len), PATH_LEN)?;
+            let chunks = bounded("chunks", field!(chunks), ARGV_MAX_CHUNKS)?;
             let f = header.flags;
             let tty = (f & flags::HAS_TTY != 0).then(|| {
                 let name: [u8; TTY_NAME_LEN] = field!(tty_name);
@@ -322,13 +309,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                     std::ptr::addr_of!((*rec).offset).read_unaligned(),
                 )
             };
-            if len as usize > ARGV_CHUNK_LEN {
-                return Err(DecodeError::Length {
-                    field: "len",
-                    value: len,
-                    max: ARGV_CHUNK_LEN,
-                });
-            }
+            let len = bounded("len", len, ARGV_CHUNK_LEN)?;
             Ok(Record::Chunk {
                 tgid: header.tgid,
                 ktime_ns: header.ktime_ns,

@@ -45,25 +45,8 @@ pub enum Action {
     Tag,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
+/// The alert model's severity (defined with the rule engine's alerts).
+pub use t1609_detect::Severity;
 
 /// Weekdays and a local time range in a named IANA zone.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

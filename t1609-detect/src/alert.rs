@@ -39,6 +39,15 @@ impl Severity {
             Severity::Critical => 99,
         }
     }
+    /// `levels` steps up, at most critical.
+    pub fn raised(self, levels: u8) -> Severity {
+        match (self as u8).saturating_add(levels) {
+            0 => Severity::Low,
+            1 => Severity::Medium,
+            2 => Severity::High,
+            _ => Severity::Critical,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -159,8 +168,9 @@ struct AlertT1609<'a> {
 }
 
 /// Random-looking, unique 128-bit ids: a per-process seed (time, pid, address) mixed with
-/// a counter, so no two alerts of a process collide and processes differ by seed.
-pub(crate) fn new_id() -> String {
+/// a counter, so no two alerts of a process collide and processes differ by seed. Every
+/// alert source of the agent (process rules, audit rules, correlation) takes its ids here.
+pub fn new_id() -> String {
     static SEED: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let seed = *SEED.get_or_init(|| {
@@ -247,9 +257,8 @@ impl Digest {
     }
 }
 
-/// [`Digest`] of `parts`.
-#[cfg(test)]
-pub(crate) fn digest(parts: &[&[u8]]) -> String {
+/// [`Digest`] of `parts`: a stable 128-bit hex digest (also the audit rules' group ids).
+pub fn digest(parts: &[&[u8]]) -> String {
     let mut d = Digest::new();
     for p in parts {
         d.part(p);
@@ -260,7 +269,7 @@ pub(crate) fn digest(parts: &[&[u8]]) -> String {
 /// Current time as RFC 3339, exactly as `time` formats it (UTC `Z`, fraction without
 /// trailing zeros). Date and time of day are formatted once per second per thread: every
 /// alert needs a timestamp, and the calendar arithmetic dominated the cost.
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     thread_local! {
         static SECOND: Cell<Option<(u64, [u8; 19])>> = const { Cell::new(None) };
     }
@@ -330,6 +339,16 @@ pub(crate) fn splitmix(mut z: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn severity_raises_and_stops_at_critical() {
+        use super::Severity::*;
+        assert_eq!(Low.raised(0), Low);
+        assert_eq!(Low.raised(2), High);
+        assert_eq!(Medium.raised(1), High);
+        assert_eq!(High.raised(5), Critical);
+        assert_eq!(Critical.raised(u8::MAX), Critical);
+    }
+
     #[test]
     fn hex128_matches_format() {
         for (a, b) in [

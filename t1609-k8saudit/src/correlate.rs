@@ -118,7 +118,7 @@ fn ids(alert: &mut Value) -> (String, String) {
         _ => {
             // An alert without a group id gets its event id as one.
             let g = if event_id.is_empty() {
-                crate::ids::new_id()
+                t1609_detect::new_id()
             } else {
                 event_id.clone()
             };

@@ -12,7 +12,6 @@ mod correlate;
 mod error;
 mod event;
 mod file;
-mod ids;
 mod rules;
 mod source;
 mod stats;

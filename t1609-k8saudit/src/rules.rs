@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 
 use crate::error::RuleError;
 use crate::event::AuditEvent;
-use crate::ids::{digest, new_id, now_rfc3339};
 use crate::uri::{ExecRequest, basename, parse_exec_request};
+use t1609_detect::{digest, new_id, now_rfc3339};
 
 /// The rule file shipped in the crate.
 pub const BUILTIN_RULES: &str = include_str!("../rules/k8s_audit.toml");
@@ -20,45 +20,7 @@ pub const DATASET: &str = "kubernetes.audit";
 
 const DEDUPE_CAPACITY: usize = 8192;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-    /// Elastic's numeric scale, used for `event.severity` and `event.risk_score`.
-    pub fn ecs_number(self) -> u8 {
-        match self {
-            Severity::Low => 21,
-            Severity::Medium => 47,
-            Severity::High => 73,
-            Severity::Critical => 99,
-        }
-    }
-    fn raised(self, levels: u8) -> Severity {
-        let n = (self as u8)
-            .saturating_add(levels)
-            .min(Severity::Critical as u8);
-        match n {
-            0 => Severity::Low,
-            1 => Severity::Medium,
-            2 => Severity::High,
-            _ => Severity::Critical,
-        }
-    }
-}
+pub use t1609_detect::Severity;
 
 // ---------------------------------------------------------------- file format
 
