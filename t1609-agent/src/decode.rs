@@ -183,16 +183,9 @@ pub enum Record {
 }
 
 fn read<T: Copy>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
-    let need = size_of::<T>();
-    if bytes.len() < need {
-        return Err(DecodeError::Short {
-            what,
-            len: bytes.len(),
-            need,
-        });
-    }
-    // SAFETY: length checked above; T is a plain repr(C) type valid for any bit pattern.
-    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+    let at = at::<T>(bytes, what)?;
+    // SAFETY: `at` checked the length; T is a plain repr(C) type valid for any bit pattern.
+    Ok(unsafe { std::ptr::read_unaligned(at) })
 }
 
 /// A pointer to the `T` at the start of `bytes`, once `bytes` is known to hold one. Its
