@@ -89,6 +89,13 @@ static SESSION_SEEDS: HashMap<WatchKey, u8> = HashMap::with_max_entries(64, 0);
 #[map]
 pub(crate) static TRACKED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
+/// Processes whose exec was reported outside any session (tgid). Their exit is reported
+/// too, so the agent's process table lets them go at once instead of finding them gone in
+/// /proc much later (under an exec storm, never before the table's bound evicts live
+/// entries). LRU-bounded.
+#[map]
+pub(crate) static REPORTED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
+
 /// Per-CPU counters, indexed by `t1609_common::counters`.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::LEN, 0);
@@ -183,6 +190,9 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
         (*rec).session = session;
     }
     entry.submit(wakeup_flag(config.wakeup_interval_ns, ktime_ns));
+    if session == 0 {
+        let _ = REPORTED.insert(&tgid, &1, 0);
+    }
     Ok(())
 }
 

@@ -1,7 +1,8 @@
-//! Fork and exit of processes in tracked (injected) sessions.
+//! Fork and exit of processes in tracked (injected) sessions, and the exit of processes
+//! whose exec was reported.
 //!
-//! Every fork and exit on the host pays one map lookup here; only tracked processes
-//! produce records.
+//! Every fork on the host pays one map lookup here, every exit two; only tracked or
+//! reported processes produce records.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
@@ -10,7 +11,7 @@ use aya_ebpf::{
 };
 use t1609_common::{KIND_EXIT, KIND_FORK, RECORD_VERSION, RecordHeader, TaskRecord, counters};
 
-use crate::{BPF_RB_NO_WAKEUP, EVENTS, TRACKED, bump, wakeup_flag};
+use crate::{BPF_RB_NO_WAKEUP, EVENTS, REPORTED, TRACKED, bump, wakeup_flag};
 
 /// `pid_t child_pid` of sched_process_fork.
 const TP_FORK_CHILD_PID: usize = 20;
@@ -55,6 +56,16 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, pid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     let Some(session) = (unsafe { TRACKED.get(&pid) }).copied() else {
+        if unsafe { REPORTED.get(&tgid) }.is_none() {
+            return Ok(());
+        }
+        // Whichever thread exits last ends the process: in a Go CLI (docker, kubectl,
+        // crictl) the thread that called exit_group is often not the last one.
+        let group_dead: u8 = unsafe { ctx.read_at(TP_EXIT_GROUP_DEAD) }.unwrap_or(1);
+        if group_dead != 0 {
+            let _ = REPORTED.remove(&tgid);
+            emit(KIND_EXIT, tgid, 0, 0)?;
+        }
         return Ok(());
     };
     let _ = TRACKED.remove(&pid);

@@ -273,6 +273,37 @@ fn steady_stream_is_polled_without_forced_wakeups() {
     );
 }
 
+/// The probe reports the exit of every process whose exec it reported, so the agent's
+/// table lets those entries go after their grace instead of keeping them until /proc
+/// pruning (a few dozen checks a second) finds them gone.
+#[test]
+fn exits_of_reported_execs_release_their_table_entries() {
+    if !privileged_or_skip("exits_of_reported_execs_release_their_table_entries") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let docker = fake_tool(dir.path(), "docker");
+    let agent = Agent::start_with_config("[context]\nexit_grace_ms = 200\n", &[]);
+    let before = agent.wait_metric("t1609_process_table_entries", 10, |v| v > 0.0);
+    for i in 0..400 {
+        run_ok(Command::new(&docker).args(["exec", "-it", &format!("gone-{i}"), "true"]));
+    }
+    agent.wait_metric("t1609_events_captured_total", 10, |v| v >= 400.0);
+    // Marked exited as they end, evicted 200 ms later by the next housekeeping (every
+    // second); the gauge is refreshed every second too. Pruning alone would still hold
+    // over 300 of them by then.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let after = agent
+        .metric("t1609_process_table_entries")
+        .expect("table gauge");
+    eprintln!("table: {before} entries before 400 execs, {after} after");
+    agent.stop();
+    assert!(
+        after < before + 150.0,
+        "{after} entries, {before} before 400 execs"
+    );
+}
+
 #[test]
 fn burst_of_200_execs_all_delivered_without_loss() {
     if !privileged_or_skip("burst_of_200_execs_all_delivered_without_loss") {
