@@ -86,15 +86,11 @@ static WATCH: HashMap<WatchKey, u8> = HashMap::with_max_entries(1024, 0);
 static SESSION_SEEDS: HashMap<WatchKey, u8> = HashMap::with_max_entries(64, 0);
 
 /// tgid (or thread id, for threads forked in a session) → session id. LRU-bounded.
+/// Session id 0 marks a process whose exec was reported outside any session: only its
+/// exit is reported, so the agent's table lets it go at once instead of finding it gone
+/// in /proc much later. Sharing this map keeps an exit on the host at one lookup.
 #[map]
 pub(crate) static TRACKED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
-
-/// Processes whose exec was reported outside any session (tgid). Their exit is reported
-/// too, so the agent's process table lets them go at once instead of finding them gone in
-/// /proc much later (under an exec storm, never before the table's bound evicts live
-/// entries). LRU-bounded.
-#[map]
-pub(crate) static REPORTED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
 
 /// Per-CPU counters, indexed by `t1609_common::counters`.
 #[map]
@@ -191,7 +187,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
     }
     entry.submit(wakeup_flag(config.wakeup_interval_ns, ktime_ns));
     if session == 0 {
-        let _ = REPORTED.insert(&tgid, &1, 0);
+        let _ = TRACKED.insert(&tgid, &0, 0);
     }
     Ok(())
 }

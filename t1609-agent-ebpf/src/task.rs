@@ -1,8 +1,8 @@
 //! Fork and exit of processes in tracked (injected) sessions, and the exit of processes
 //! whose exec was reported.
 //!
-//! Every fork on the host pays one map lookup here, every exit two; only tracked or
-//! reported processes produce records.
+//! Every fork and exit on the host pays one map lookup here; only tracked or reported
+//! processes produce records.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
@@ -11,13 +11,10 @@ use aya_ebpf::{
 };
 use t1609_common::{KIND_EXIT, KIND_FORK, RECORD_VERSION, RecordHeader, TaskRecord, counters};
 
-use crate::{BPF_RB_NO_WAKEUP, EVENTS, REPORTED, TRACKED, bump, wakeup_flag};
+use crate::{BPF_RB_NO_WAKEUP, EVENTS, TRACKED, bump, wakeup_flag};
 
 /// `pid_t child_pid` of sched_process_fork.
 const TP_FORK_CHILD_PID: usize = 20;
-/// `bool group_dead` of sched_process_exit (Linux >= 6.?; older kernels lack it and the
-/// read of a neighbouring byte is harmless: exits are then reported per thread leader).
-const TP_EXIT_GROUP_DEAD: usize = 32;
 
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
@@ -32,7 +29,11 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 
 fn try_fork(ctx: &TracePointContext) -> Result<(), u32> {
     let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let Some(session) = (unsafe { TRACKED.get(&parent) }).copied() else {
+    // Session 0: a reported process, not a session; its children are not tracked.
+    let Some(session) = (unsafe { TRACKED.get(&parent) })
+        .copied()
+        .filter(|s| *s != 0)
+    else {
         return Ok(());
     };
     let child: i32 = unsafe { ctx.read_at(TP_FORK_CHILD_PID) }.map_err(|_| counters::READ_ERROR)?;
@@ -52,25 +53,19 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     }
 }
 
-fn try_exit(ctx: &TracePointContext) -> Result<(), u32> {
+fn try_exit(_ctx: &TracePointContext) -> Result<(), u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, pid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    // Session threads are keyed by thread id, reported processes (session 0) by tgid.
     let Some(session) = (unsafe { TRACKED.get(&pid) }).copied() else {
-        if unsafe { REPORTED.get(&tgid) }.is_none() {
-            return Ok(());
-        }
-        // Whichever thread exits last ends the process: in a Go CLI (docker, kubectl,
-        // crictl) the thread that called exit_group is often not the last one.
-        let group_dead: u8 = unsafe { ctx.read_at(TP_EXIT_GROUP_DEAD) }.unwrap_or(1);
-        if group_dead != 0 {
-            let _ = REPORTED.remove(&tgid);
-            emit(KIND_EXIT, tgid, 0, 0)?;
-        }
         return Ok(());
     };
     let _ = TRACKED.remove(&pid);
-    let group_dead: u8 = unsafe { ctx.read_at(TP_EXIT_GROUP_DEAD) }.unwrap_or(1);
-    if pid == tgid && group_dead != 0 {
+    // The leader's exit is the process's: the others follow an exit_group at once, and in
+    // a Go CLI (docker, kubectl, crictl) the leader is often not the last thread to go,
+    // so waiting for the last one (`group_dead`, which older kernels lack) missed
+    // two exits in three.
+    if pid == tgid {
         emit(KIND_EXIT, tgid, 0, session)?;
     }
     Ok(())
