@@ -343,9 +343,10 @@ impl ProcessTable {
     }
 
     /// Checks up to `max_checks` live entries, continuing where the previous call stopped,
-    /// and marks those whose `/proc/<pid>` is gone as exited. Exits are reported by the
-    /// kernel only inside tracked sessions, so without this every exec'd process would
-    /// stay "live" until the table's bound pushed it out. Returns how many were marked.
+    /// and marks those whose `/proc/<pid>` is gone as exited. The kernel reports the exits
+    /// of reported execs and tracked sessions only; without this, processes seeded from
+    /// /proc or learnt as parents would stay "live" until the table's bound pushed them
+    /// out. Returns how many were marked.
     pub fn prune_dead(&mut self, max_checks: usize, now: Instant) -> usize {
         let start = (1u8, self.prune_cursor, 0u64);
         let mut batch: Vec<(OrderKey, u32)> = self
