@@ -261,7 +261,7 @@ impl Pipeline {
             error!(error = %e, "writing --record output");
         }
         let name = event.process.name.clone().unwrap_or_default();
-        let args = event.process.args.clone().unwrap_or_default();
+        let args: &[String] = event.process.args.as_deref().unwrap_or_default();
 
         // Execs inside a tracked session are collected for its summary.
         if exec.session != 0 && !exec.session_root {
@@ -275,15 +275,15 @@ impl Pipeline {
         }
         let mut folded_into: Option<crate::session::PendingExec> = None;
         if exec.session_root {
-            if crate::session::is_injection(&name, &args) {
+            if crate::session::is_injection(&name, args) {
                 self.stats.sessions.fetch_add(1, Ordering::Relaxed);
                 folded_into = self.sessions.start(Session {
                     id: exec.session,
                     root_pid: exec.tgid,
                     root_name: name.clone(),
-                    root_args: args.clone(),
+                    root_args: args.to_vec(),
                     root_event_id: event.event_id.clone().unwrap_or_default(),
-                    container_hint: crate::session::runtime_exec_target(&args),
+                    container_hint: crate::session::runtime_exec_target(args),
                     started: now,
                     linked: None,
                     injected: None,

@@ -91,7 +91,7 @@ pub struct CapturedExec {
     /// The working directory was the parent's at the exec.
     pub same_cwd_as_parent: bool,
     pub tty: Option<Tty>,
-    pub comm: Vec<u8>,
+    pub comm: Comm,
     pub filename: Vec<u8>,
     /// argc read from the new image's stack; 0 when it could not be read.
     pub argc: u32,
@@ -202,6 +202,16 @@ fn at<T>(bytes: &[u8], what: &'static str) -> Result<*const T, DecodeError> {
     Ok(bytes.as_ptr().cast::<T>())
 }
 
+/// Reads field `f` of the record at `rec` (a pointer from [`at`]) in place: copying a
+/// whole 4.6 KiB record first cost more than the rest of its decode.
+macro_rules! field {
+    ($rec:ident . $($f:tt).+) => {
+        // SAFETY: `at` checked that the sample holds the whole record; the field is read
+        // unaligned, without forming a reference.
+        unsafe { std::ptr::addr_of!((*$rec).$($f).+).read_unaligned() }
+    };
+}
+
 /// `value` of length field `field`, if it fits its `max`-byte buffer.
 fn bounded(field: &'static str, value: u32, max: usize) -> Result<u32, DecodeError> {
     if value as usize > max {
@@ -227,60 +237,51 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     match header.kind {
         KIND_EXEC => {
             let rec = at::<ExecRecord>(bytes, "exec record")?;
-            // Fields are read in place: copying the whole 4.6 KiB record first cost more
-            // than the rest of the decode.
-            macro_rules! field {
-                ($($f:tt).+) => {
-                    // SAFETY: `at` checked that `bytes` holds a whole ExecRecord; the
-                    // field is read unaligned, without forming a reference.
-                    unsafe { std::ptr::addr_of!((*rec).$($f).+).read_unaligned() }
-                };
-            }
-            let argv_len = bounded("argv_len", field!(argv_len), ARGV_CHUNK_LEN)?;
-            let filename_len = bounded("filename_len", field!(filename_len), PATH_LEN)?;
-            let chunks = bounded("chunks", field!(chunks), ARGV_MAX_CHUNKS)?;
+            let argv_len = bounded("argv_len", field!(rec.argv_len), ARGV_CHUNK_LEN)?;
+            let filename_len = bounded("filename_len", field!(rec.filename_len), PATH_LEN)?;
+            let chunks = bounded("chunks", field!(rec.chunks), ARGV_MAX_CHUNKS)?;
             let f = header.flags;
             let tty = (f & flags::HAS_TTY != 0).then(|| {
-                let name: [u8; TTY_NAME_LEN] = field!(tty_name);
+                let name: [u8; TTY_NAME_LEN] = field!(rec.tty_name);
                 Tty {
-                    index: field!(tty_index),
+                    index: field!(rec.tty_index),
                     name: String::from_utf8_lossy(nul_trimmed(&name)).into_owned(),
                 }
             });
-            let loginuid: u32 = field!(loginuid);
+            let loginuid: u32 = field!(rec.loginuid);
             let loginuid =
                 (f & flags::NO_LOGINUID == 0 && loginuid != u32::MAX).then_some(loginuid);
-            let comm: [u8; COMM_LEN] = field!(comm);
-            let ancestors: [AncestorSlot; MAX_ANCESTORS] = field!(ancestors);
+            let comm: [u8; COMM_LEN] = field!(rec.comm);
+            let ancestors: [AncestorSlot; MAX_ANCESTORS] = field!(rec.ancestors);
             let filename = &bytes[offset_of!(ExecRecord, filename)..][..filename_len as usize];
             let argv = &bytes[offset_of!(ExecRecord, argv)..][..argv_len as usize];
             let exec = CapturedExec {
                 ktime_ns: header.ktime_ns,
                 tgid: header.tgid,
                 pid: header.pid,
-                ppid: field!(ppid),
-                uid: field!(uid),
-                gid: field!(gid),
-                euid: field!(euid),
-                egid: field!(egid),
+                ppid: field!(rec.ppid),
+                uid: field!(rec.uid),
+                gid: field!(rec.gid),
+                euid: field!(rec.euid),
+                egid: field!(rec.egid),
                 loginuid,
-                pid_ns: field!(pid_ns),
-                mnt_ns: field!(mnt_ns),
-                cgroup_id: field!(cgroup_id),
-                css_set: field!(css_set),
+                pid_ns: field!(rec.pid_ns),
+                mnt_ns: field!(rec.mnt_ns),
+                cgroup_id: field!(rec.cgroup_id),
+                css_set: field!(rec.css_set),
                 same_cgroups_as_parent: f & flags::SAME_CGROUPS_AS_PARENT != 0,
-                pwd: (field!(pwd_mnt), field!(pwd_dentry)),
+                pwd: (field!(rec.pwd_mnt), field!(rec.pwd_dentry)),
                 same_cwd_as_parent: f & flags::SAME_CWD_AS_PARENT != 0,
                 tty,
-                comm: nul_trimmed(&comm).to_vec(),
+                comm: Comm::new(nul_trimmed(&comm)),
                 filename: nul_trimmed(filename).to_vec(),
-                argc: field!(argc),
-                argv_total_len: field!(argv_total_len),
+                argc: field!(rec.argc),
+                argv_total_len: field!(rec.argv_total_len),
                 argv: argv.to_vec(),
                 truncated: f & flags::ARGV_TRUNCATED != 0,
                 incomplete: f & flags::ARGV_CHUNK_LOST != 0,
                 argv_read_failed: f & flags::ARGV_READ_FAILED != 0,
-                session: field!(session),
+                session: field!(rec.session),
                 session_root: f & flags::SESSION_ROOT != 0,
                 ancestors: {
                     // Sized up front: one allocation, not a grow per ancestor.
@@ -295,18 +296,11 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         }
         KIND_ARGV_CHUNK => {
             let rec = at::<ArgvChunkRecord>(bytes, "argv chunk record")?;
-            // SAFETY: `at` checked the length; fields read unaligned, in place.
-            let (len, offset) = unsafe {
-                (
-                    std::ptr::addr_of!((*rec).len).read_unaligned(),
-                    std::ptr::addr_of!((*rec).offset).read_unaligned(),
-                )
-            };
-            let len = bounded("len", len, ARGV_CHUNK_LEN)?;
+            let len = bounded("len", field!(rec.len), ARGV_CHUNK_LEN)?;
             Ok(Record::Chunk {
                 tgid: header.tgid,
                 ktime_ns: header.ktime_ns,
-                offset,
+                offset: field!(rec.offset),
                 bytes: bytes[offset_of!(ArgvChunkRecord, argv)..][..len as usize].to_vec(),
                 failed: header.flags & flags::ARGV_READ_FAILED != 0,
             })

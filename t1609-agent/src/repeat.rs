@@ -135,11 +135,20 @@ impl Repeats {
         self.identity.len() <= MAX_IDENTITY_BYTES
     }
 
+    /// Forgets every outcome if they were decided with other rules than `engine` (a
+    /// reload); `true` when it did.
+    fn rebind(&mut self, engine: &Arc<Engine>) -> bool {
+        if self.engine.as_ref().is_some_and(|e| Arc::ptr_eq(e, engine)) {
+            return false;
+        }
+        self.entries.clear();
+        self.engine = Some(engine.clone());
+        true
+    }
+
     /// The outcome remembered for the identity last built by [`identify`](Self::identify).
     pub fn lookup(&mut self, engine: &Arc<Engine>, now: Instant) -> Option<&Outcome> {
-        if !self.engine.as_ref().is_some_and(|e| Arc::ptr_eq(e, engine)) {
-            self.entries.clear();
-            self.engine = Some(engine.clone());
+        if self.rebind(engine) {
             return None;
         }
         let key = self.identity.as_slice();
@@ -158,10 +167,7 @@ impl Repeats {
         if self.identity.is_empty() {
             return;
         }
-        if !self.engine.as_ref().is_some_and(|e| Arc::ptr_eq(e, engine)) {
-            self.entries.clear();
-            self.engine = Some(engine.clone());
-        }
+        self.rebind(engine);
         if self.entries.len() >= MAX_ENTRIES {
             self.entries
                 .retain(|_, (at, _)| now.saturating_duration_since(*at) < TTL);
@@ -220,7 +226,7 @@ mod tests {
             uid: 0,
             filename: b"/usr/bin/docker".to_vec(),
             argv: b"docker\0exec\0-it\0c\0sh\0".to_vec(),
-            comm: b"docker".to_vec(),
+            comm: crate::decode::Comm::new(b"docker"),
             argc: 5,
             css_set: 0xc55,
             pwd: (7, 8),

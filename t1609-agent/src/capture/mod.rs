@@ -113,8 +113,6 @@ pub struct KernelCounters {
 /// Userspace-side counters of the reader.
 #[derive(Debug, Default)]
 pub struct ReaderStats {
-    pub records: AtomicU64,
-    pub execs: AtomicU64,
     pub decode_errors: AtomicU64,
     pub orphan_chunks: AtomicU64,
     /// Wake-ups by the probe (the ring buffer's fd became readable).
@@ -546,7 +544,6 @@ impl Reader {
         out: &mut Vec<Captured>,
     ) {
         while let Some(item) = ring.next() {
-            stats.records.fetch_add(1, Ordering::Relaxed);
             match assembler.push(&item) {
                 Ok(Some(exec)) => out.push(exec),
                 Ok(None) => {}
@@ -641,11 +638,8 @@ impl Reader {
                     true
                 }
             };
-            if !batch.is_empty() {
-                stats.execs.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                    return Ok(());
-                }
+            if !batch.is_empty() && tx.send(std::mem::take(&mut batch)).await.is_err() {
+                return Ok(());
             }
             if stopping {
                 return Ok(());
