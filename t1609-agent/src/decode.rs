@@ -139,7 +139,7 @@ pub struct TaskEvent {
     pub parent_tgid: Option<u32>,
     pub session: u64,
     pub exited: bool,
-    pub comm: Vec<u8>,
+    pub comm: Comm,
 }
 
 /// Everything the capture stage hands on.
@@ -344,7 +344,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 parent_tgid: (header.kind == KIND_FORK).then_some(rec.parent_tgid),
                 session: rec.session,
                 exited: header.kind == KIND_EXIT,
-                comm: nul_trimmed(&rec.comm).to_vec(),
+                comm: Comm::new(nul_trimmed(&rec.comm)),
             })))
         }
         kind => Err(DecodeError::Kind { kind }),

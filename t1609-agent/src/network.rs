@@ -216,8 +216,8 @@ pub fn read_process(proc_root: &Path, pid: u32) -> NetProcess {
 #[derive(Default)]
 pub struct AlertLinks {
     /// (group id, event id, when); ids shared with the repeat memo, so a replayed exec
-    /// links without copying them.
-    by_tgid: HashMap<u32, (Arc<str>, Arc<str>, Instant)>,
+    /// links without copying them. Keyed by kernel-assigned pids: a fast hasher is safe.
+    by_tgid: HashMap<u32, (Arc<str>, Arc<str>, Instant), foldhash::fast::RandomState>,
     /// Insertion order, so expiry pops from the front instead of scanning the map.
     order: std::collections::VecDeque<(u32, Instant)>,
 }

@@ -151,15 +151,12 @@ impl Repeats {
         if self.rebind(engine) {
             return None;
         }
-        let key = self.identity.as_slice();
-        let expired = self
-            .entries
-            .get(key)
-            .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= TTL);
-        if expired {
-            self.entries.remove(key);
-        }
-        self.entries.get(key).map(|(_, outcome)| outcome)
+        // One hash of the identity: an expired outcome is not removed here; the full path
+        // that follows overwrites it, and `remember` sweeps the rest when the map is full.
+        self.entries
+            .get(self.identity.as_slice())
+            .filter(|(at, _)| now.saturating_duration_since(*at) < TTL)
+            .map(|(_, outcome)| outcome)
     }
 
     /// Remembers the full path's outcome for the identity last built.

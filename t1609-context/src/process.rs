@@ -2,7 +2,7 @@
 //! exec / fork / exit events, so alerts can name the parent and ancestry even after the
 //! parent has exited.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -73,42 +73,78 @@ pub struct Ancestor {
     pub executable: Option<String>,
 }
 
-/// Eviction order: (class, primary, seq). Class 0 = exited, ordered by exit time (ns since
-/// the table's base instant) then sequence; class 1 = live, ordered by last update.
-type OrderKey = (u8, u64, u64);
-
 #[derive(Debug, Clone)]
 struct Entry {
     info: ProcInfo,
     exited_at: Option<Instant>,
-    key: OrderKey,
+    /// When the entry was last (re)indexed: its item in `live` or `exited` carries it.
+    stamp: u64,
+}
+
+type Entries = HashMap<u32, Entry, foldhash::fast::RandomState>;
+
+/// Pids in the order they were indexed, oldest first. Items are never removed from the
+/// middle: an item whose entry was removed or re-indexed since (a different stamp) is
+/// stale, skipped at the front and dropped by [`IndexQueue::compact`]. Each index
+/// operation is then a push or a pop, where an ordered map paid a tree insert and remove
+/// per update and per exit, a tenth of the agent's CPU in a watched exec storm.
+#[derive(Debug, Default)]
+struct IndexQueue {
+    items: VecDeque<(u64, u32)>,
+}
+
+impl IndexQueue {
+    fn is_current(entries: &Entries, (stamp, pid): (u64, u32)) -> bool {
+        entries.get(&pid).is_some_and(|e| e.stamp == stamp)
+    }
+
+    /// The oldest current item; stale items in front of it are dropped.
+    fn front(&mut self, entries: &Entries) -> Option<(u64, u32)> {
+        while let Some(&item) = self.items.front() {
+            if Self::is_current(entries, item) {
+                return Some(item);
+            }
+            self.items.pop_front();
+        }
+        None
+    }
+
+    /// Drops stale items once they outnumber the `current` ones: amortized O(1) per push,
+    /// and the queue stays within about twice its entries.
+    fn compact(&mut self, entries: &Entries, current: usize) {
+        if self.items.len() > 2 * current + 64 {
+            self.items.retain(|&item| Self::is_current(entries, item));
+        }
+    }
 }
 
 /// Bounded pid → [`ProcInfo`] map.
 ///
 /// Bound: whenever an insertion makes `len() > max_entries`, entries are evicted down to
 /// `max_entries` (exited entries first, oldest exit first; then live entries least recently
-/// updated first), so `len() <= max_entries` always holds. Every operation is O(log n):
-/// an ordered index replaces any scan.
+/// updated first), so `len() <= max_entries` always holds. Every operation is amortized
+/// O(1): two queues in eviction order replace any scan.
 #[derive(Debug)]
 pub struct ProcessTable {
     proc_root: PathBuf,
     max_entries: usize,
     exit_grace: Duration,
     /// Keyed by pid: kernel-assigned numbers, so a fast hasher is safe here.
-    entries: HashMap<u32, Entry, foldhash::fast::RandomState>,
-    order: BTreeMap<OrderKey, u32>,
+    entries: Entries,
+    /// Live entries, least recently updated first.
+    live: IndexQueue,
+    /// Exited entries, oldest exit first.
+    exited_order: IndexQueue,
     /// Exited entries are kept for their grace period but at most this many: under an
     /// exec storm the oldest exits go first, so memory does not scale with the exec rate.
     max_exited: usize,
     exited: usize,
-    /// Where [`ProcessTable::prune_dead`] resumes in the live part of `order`.
+    /// The stamp where [`ProcessTable::prune_dead`] resumes in `live`.
     prune_cursor: u64,
     cgroups: HashSet<Arc<str>>,
     /// The text interned last: children of one parent hand back the same Arc, which is
     /// recognised without hashing the text.
     last_cgroup: Option<Arc<str>>,
-    base: Instant,
     clock: u64,
     clk_tck: u64,
 }
@@ -120,13 +156,13 @@ impl ProcessTable {
             max_entries: max_entries.max(1),
             exit_grace,
             entries: HashMap::default(),
-            order: BTreeMap::new(),
+            live: IndexQueue::default(),
+            exited_order: IndexQueue::default(),
             max_exited: (max_entries / 8).max(1),
             exited: 0,
             prune_cursor: 0,
             cgroups: HashSet::new(),
             last_cgroup: None,
-            base: Instant::now(),
             clock: 0,
             clk_tck: clk_tck(),
         }
@@ -220,8 +256,7 @@ impl ProcessTable {
     /// [`evict`](Self::evict). Unknown pids are ignored.
     pub fn on_exit(&mut self, tgid: u32, now: Instant) {
         self.clock += 1;
-        let seq = self.clock;
-        let base = self.base;
+        let stamp = self.clock;
         let Some(e) = self.entries.get_mut(&tgid) else {
             return;
         };
@@ -230,18 +265,19 @@ impl ProcessTable {
             return;
         }
         e.exited_at = Some(now);
-        self.order.remove(&e.key);
-        e.key = (0, nanos_since(base, now), seq);
-        self.order.insert(e.key, tgid);
+        e.stamp = stamp; // its item in `live` is stale from now on
+        self.exited_order.items.push_back((stamp, tgid));
         self.exited += 1;
         while self.exited > self.max_exited {
-            match self.order.first_key_value() {
-                Some((&(0, _, _), &pid)) => {
+            match self.exited_order.front(&self.entries) {
+                Some((_, pid)) => {
                     self.remove(pid);
                 }
-                _ => break,
+                None => break,
             }
         }
+        let live = self.entries.len() - self.exited;
+        self.live.compact(&self.entries, live);
     }
 
     pub fn get(&self, pid: u32) -> Option<&ProcInfo> {
@@ -348,24 +384,18 @@ impl ProcessTable {
     /// /proc or learnt as parents would stay "live" until the table's bound pushed them
     /// out. Returns how many were marked.
     pub fn prune_dead(&mut self, max_checks: usize, now: Instant) -> usize {
-        let start = (1u8, self.prune_cursor, 0u64);
-        let mut batch: Vec<(OrderKey, u32)> = self
-            .order
+        // Stamps grow along the queue: resume at the first item past the cursor, then wrap
+        // around to the oldest live entries.
+        let items = &self.live.items;
+        let start = items.partition_point(|&(stamp, _)| stamp < self.prune_cursor);
+        let batch: Vec<(u64, u32)> = items
             .range(start..)
+            .chain(items.range(..start))
+            .copied()
+            .filter(|&item| IndexQueue::is_current(&self.entries, item))
             .take(max_checks)
-            .map(|(k, p)| (*k, *p))
             .collect();
-        if batch.len() < max_checks {
-            // Wrap around to the oldest live entries.
-            let room = max_checks - batch.len();
-            batch.extend(
-                self.order
-                    .range((1u8, 0u64, 0u64)..start)
-                    .take(room)
-                    .map(|(k, p)| (*k, *p)),
-            );
-        }
-        self.prune_cursor = batch.last().map_or(0, |(k, _)| k.1 + 1);
+        self.prune_cursor = batch.last().map_or(0, |(stamp, _)| stamp + 1);
         let mut marked = 0;
         for (_, pid) in batch {
             if !self.proc_root.join(pid.to_string()).exists() {
@@ -380,12 +410,8 @@ impl ProcessTable {
     /// number of entries removed.
     pub fn evict(&mut self, now: Instant) -> usize {
         let before = self.entries.len();
-        // Exited entries come first in `order`, oldest exit first: stop at the first one
-        // still in its grace period.
-        while let Some((&key, &pid)) = self.order.first_key_value() {
-            if key.0 != 0 {
-                break;
-            }
+        // Oldest exit first: stop at the first one still in its grace period.
+        while let Some((_, pid)) = self.exited_order.front(&self.entries) {
             let expired = self
                 .entries
                 .get(&pid)
@@ -412,10 +438,9 @@ impl ProcessTable {
         self.max_entries
     }
 
-    /// Removes one entry with its index slot and exited count.
+    /// Removes one entry (its queue item goes stale) and keeps the exited count.
     fn remove(&mut self, pid: u32) -> Option<Entry> {
         let e = self.entries.remove(&pid)?;
-        self.order.remove(&e.key);
         if e.exited_at.is_some() {
             self.exited -= 1;
         }
@@ -428,35 +453,40 @@ impl ProcessTable {
             info.cgroup = Some(self.intern_cgroup(c));
         }
         self.clock += 1;
-        let seq = self.clock;
+        let stamp = self.clock;
         // A zombie read from /proc has exited already; its grace starts now.
         let exited_at = exited_at.or_else(|| info.exited.then(Instant::now));
-        let key = match exited_at {
-            Some(t) => (0, nanos_since(self.base, t), seq),
-            None => (1, seq, 0),
-        };
         let pid = info.pid;
         self.remove(pid);
         if exited_at.is_some() {
             self.exited += 1;
+            self.exited_order.items.push_back((stamp, pid));
+        } else {
+            self.live.items.push_back((stamp, pid));
         }
         self.entries.insert(
             pid,
             Entry {
                 info,
                 exited_at,
-                key,
+                stamp,
             },
         );
-        self.order.insert(key, pid);
         if self.entries.len() > self.max_entries {
             self.enforce_bound();
         }
+        let live = self.entries.len() - self.exited;
+        self.live.compact(&self.entries, live);
+        self.exited_order.compact(&self.entries, self.exited);
     }
 
     fn enforce_bound(&mut self) {
         while self.entries.len() > self.max_entries {
-            let Some((_, &pid)) = self.order.first_key_value() else {
+            let oldest = match self.exited_order.front(&self.entries) {
+                Some(item) => Some(item),
+                None => self.live.front(&self.entries),
+            };
+            let Some((_, pid)) = oldest else {
                 break;
             };
             self.remove(pid);
@@ -505,10 +535,6 @@ fn cap_argv(args: &mut Option<Arc<[String]>>) {
         first.truncate(cut);
     }
     *args = Some(kept.into());
-}
-
-fn nanos_since(base: Instant, t: Instant) -> u64 {
-    u64::try_from(t.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn clk_tck() -> u64 {
@@ -684,7 +710,7 @@ mod tests {
             x ^= x << 17;
             let pid = (x % 120) as u32 + 2;
             let now = t0 + Duration::from_millis(step / 10);
-            match x % 4 {
+            match x % 5 {
                 0 => t.on_exec(ProcInfo {
                     pid,
                     ppid: 1,
@@ -693,15 +719,36 @@ mod tests {
                 }),
                 1 => t.on_fork(pid, pid + 1, step),
                 2 => t.on_exit(pid, now),
+                // The proc root is empty: every entry checked is found dead.
+                3 => {
+                    t.prune_dead(3, now);
+                }
                 _ => {
                     t.evict(now);
                 }
             }
             assert!(t.len() <= 50);
-            assert_eq!(t.order.len(), t.entries.len(), "step {step}");
-            for (k, p) in &t.order {
-                assert_eq!(t.entries[p].key, *k);
-            }
+            // Every entry has exactly one current item, in the queue of its state, and
+            // stamps grow along each queue (prune_dead and eviction rely on it).
+            let current = |q: &IndexQueue| -> Vec<u32> {
+                let stamps: Vec<u64> = q.items.iter().map(|i| i.0).collect();
+                assert!(stamps.is_sorted(), "step {step}: stamps out of order");
+                q.items
+                    .iter()
+                    .filter(|&&i| IndexQueue::is_current(&t.entries, i))
+                    .map(|i| i.1)
+                    .collect()
+            };
+            let (live, exited) = (current(&t.live), current(&t.exited_order));
+            assert_eq!(live.len() + exited.len(), t.entries.len(), "step {step}");
+            assert_eq!(exited.len(), t.exited, "step {step}");
+            assert!(live.iter().all(|p| t.entries[p].exited_at.is_none()));
+            assert!(exited.iter().all(|p| t.entries[p].exited_at.is_some()));
+            assert!(
+                t.live.items.len() <= 2 * live.len() + 64 + 1,
+                "step {step}: live queue not compacted"
+            );
+            assert!(t.exited_order.items.len() <= 2 * exited.len() + 64 + 1);
         }
         let _ = fs::remove_dir(&dir);
     }

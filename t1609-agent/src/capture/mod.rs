@@ -1,17 +1,18 @@
 //! Capture stage: loads the exec probe, keeps its watch set, drains its ring buffer.
 
 pub mod offsets;
-mod poll_timer;
+mod wait;
 mod wakeup_clock;
 
 use std::{
     collections::BTreeSet,
+    os::fd::AsRawFd,
     path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use aya::{
@@ -22,10 +23,11 @@ use aya::{
 use t1609_common::{
     COMM_LEN, KernelOffsets, ProbeConfig, UNIX_PATH_LEN, UnixPathKey, WatchKey, counters,
 };
-use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tracing::{debug, warn};
 
 use crate::decode::{Assembler, Captured};
+pub use wait::StopSignal;
+use wait::Woken;
 use wakeup_clock::WakeupClock;
 
 const PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/t1609-probes"));
@@ -513,7 +515,7 @@ impl Capture {
             .collect()
     }
 
-    /// Hands the ring buffer to a reader task. Can be called once.
+    /// Hands the ring buffer to the hot-path thread's reader. Can be called once.
     pub fn take_reader(&mut self) -> Option<Reader> {
         let ring = self.ring.take()?;
         Some(Reader {
@@ -522,6 +524,10 @@ impl Capture {
             assembler: Assembler::default(),
             stats: Arc::new(ReaderStats::default()),
             wakeup_interval: self.wakeup_interval,
+            tick: (self.wakeup_interval / 2)
+                .clamp(Duration::from_micros(100), Duration::from_millis(2)),
+            linger_until: None,
+            next_tick: Instant::now(),
         })
     }
 }
@@ -533,118 +539,102 @@ pub struct Reader {
     assembler: Assembler,
     pub stats: Arc<ReaderStats>,
     wakeup_interval: Duration,
+    /// Drain period during a burst: faster than the probe's wake-up interval, so a
+    /// record that got no wake-up waits at most one tick (2 ms by default).
+    tick: Duration,
+    /// While a burst lasts, drain every tick until this instant.
+    linger_until: Option<Instant>,
+    next_tick: Instant,
 }
 
 impl Reader {
     /// Reads everything available now into `out`.
-    fn drain(
-        ring: &mut RingBuf<MapData>,
-        assembler: &mut Assembler,
-        stats: &ReaderStats,
-        out: &mut Vec<Captured>,
-    ) {
-        while let Some(item) = ring.next() {
-            match assembler.push(&item) {
+    fn drain(&mut self, out: &mut Vec<Captured>) {
+        while let Some(item) = self.ring.next() {
+            match self.assembler.push(&item) {
                 Ok(Some(exec)) => out.push(exec),
                 Ok(None) => {}
                 Err(e) => {
+                    let stats = &self.stats;
                     stats
                         .decode_errors
-                        .store(assembler.decode_errors, Ordering::Relaxed);
+                        .store(self.assembler.decode_errors, Ordering::Relaxed);
                     stats
                         .orphan_chunks
-                        .store(assembler.orphan_chunks, Ordering::Relaxed);
+                        .store(self.assembler.orphan_chunks, Ordering::Relaxed);
                     warn!(error = %e, "dropping undecodable ring-buffer record");
                 }
             }
         }
     }
 
-    /// Waits on the ring buffer's fd (epoll through tokio, no busy polling) and sends each
-    /// exec to `tx`, until `stop` fires. Before returning it drains what is left.
+    /// Sleeps until there is something to read, `until` passes, or `stop` fires, and drains
+    /// the ring into `out`. Returns `false` once `stop` has fired (after a last drain).
     ///
     /// The probe suppresses wake-ups for `wakeup_interval` after forcing one, so after each
-    /// wake-up the reader keeps draining on a 2 ms timer for three intervals: a record
-    /// submitted without a wake-up is picked up within 2 ms. Any wake-up
-    /// seen meanwhile leaves the fd ready and starts a new round.
-    pub async fn run(
-        self,
-        tx: mpsc::Sender<Vec<Captured>>,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), CaptureError> {
-        let Reader {
-            ring,
-            last_wakeup,
-            mut assembler,
-            stats,
-            wakeup_interval,
-        } = self;
-        // SAFETY: the RingBuf owns its map fd, which stays open and unchanged while the
-        // AsyncFd owns the RingBuf.
-        let mut fd =
-            unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-                .map_err(|e| CaptureError::Io(std::io::Error::other(e.to_string())))?;
-        let timer = poll_timer::PollTimer::new().map_err(CaptureError::Io)?;
-        // SAFETY: the PollTimer owns its timerfd, open and unchanged while the AsyncFd owns it.
-        let mut timer =
-            unsafe { AsyncFd::register_with_interest(timer, tokio::io::Interest::READABLE) }
-                .map_err(|e| CaptureError::Io(std::io::Error::other(e.to_string())))?;
-        let mut batch = Vec::new();
-        // Poll faster than the probe's wake-up interval: a record that got no wake-up
-        // then waits at most one tick (2 ms by default), while the exec pays for few
-        // wake-ups.
-        let tick =
-            (wakeup_interval / 2).clamp(Duration::from_micros(100), Duration::from_millis(2));
-        let mut linger_until: Option<std::time::Instant> = None;
-        loop {
-            let lingering = linger_until.is_some();
-            let stopping = tokio::select! {
-                guard = fd.readable_mut() => {
-                    let mut guard = guard?;
-                    guard.clear_ready();
-                    stats.ring_wakeups.fetch_add(1, Ordering::Relaxed);
-                    Self::drain(guard.get_inner_mut(), &mut assembler, &stats, &mut batch);
-                    if !wakeup_interval.is_zero() {
-                        linger_until = Some(std::time::Instant::now() + 3 * wakeup_interval);
-                        timer.get_mut().start(tick).map_err(CaptureError::Io)?;
-                    }
-                    false
+    /// wake-up the reader drains on a 2 ms tick for three intervals: a record submitted
+    /// without a wake-up waits at most one tick. While those ticks find records the reader
+    /// stamps the probe's clock, so a steady stream is read on ticks alone and the probe
+    /// forces no wake-up. Between ticks only `stop` is watched: the ring's fd is
+    /// level-triggered and would end every sleep early while records trickle in.
+    pub fn wait_and_drain(
+        &mut self,
+        out: &mut Vec<Captured>,
+        until: Instant,
+        stop: &StopSignal,
+    ) -> Result<bool, CaptureError> {
+        let now = Instant::now();
+        let Some(linger_until) = self.linger_until else {
+            let woken = wait::wait(
+                Some(self.ring.as_raw_fd()),
+                stop,
+                until.saturating_duration_since(now),
+            )?;
+            if woken == Woken::Readable {
+                self.stats.ring_wakeups.fetch_add(1, Ordering::Relaxed);
+                if !self.wakeup_interval.is_zero() {
+                    let now = Instant::now();
+                    self.linger_until = Some(now + 3 * self.wakeup_interval);
+                    self.next_tick = now + self.tick;
                 }
-                guard = timer.readable_mut(), if lingering => {
-                    let mut guard = guard?;
-                    // Cleared before reading: an expiry after this point raises a new event.
-                    guard.clear_ready();
-                    guard.get_inner().acknowledge();
-                    stats.poll_ticks.fetch_add(1, Ordering::Relaxed);
-                    Self::drain(fd.get_mut(), &mut assembler, &stats, &mut batch);
-                    if !batch.is_empty() {
-                        // Records are still flowing and we are polling for them: tell the
-                        // probe a wake-up just happened, so it forces none while we poll.
-                        // Polling continues for three intervals after this, longer than
-                        // the probe then stays quiet.
-                        if let Some(clock) = &last_wakeup {
-                            clock.stamp(boottime_ns());
-                        }
-                        linger_until = Some(std::time::Instant::now() + 3 * wakeup_interval);
-                    }
-                    if linger_until.is_some_and(|t| std::time::Instant::now() >= t) && batch.is_empty() {
-                        linger_until = None;
-                        timer.get_mut().stop().map_err(CaptureError::Io)?;
-                    }
-                    false
-                }
-                _ = stop.changed() => {
-                    Self::drain(fd.get_mut(), &mut assembler, &stats, &mut batch);
-                    true
-                }
-            };
-            if !batch.is_empty() && tx.send(std::mem::take(&mut batch)).await.is_err() {
-                return Ok(());
             }
-            if stopping {
-                return Ok(());
+            if woken != Woken::Timeout {
+                self.drain(out);
             }
+            return Ok(woken != Woken::Stop);
+        };
+        let woken = wait::wait(
+            None,
+            stop,
+            self.next_tick.min(until).saturating_duration_since(now),
+        )?;
+        if woken == Woken::Stop {
+            self.drain(out);
+            return Ok(false);
         }
+        let now = Instant::now();
+        if now < self.next_tick {
+            return Ok(true); // woke for `until`, or a signal
+        }
+        self.next_tick += self.tick;
+        if self.next_tick <= now {
+            self.next_tick = now + self.tick; // a late tick does not cause a burst of them
+        }
+        self.stats.poll_ticks.fetch_add(1, Ordering::Relaxed);
+        let before = out.len();
+        self.drain(out);
+        if out.len() > before {
+            // Records are still flowing and we are polling for them: tell the probe a
+            // wake-up just happened, so it forces none while we poll. Polling continues
+            // for three intervals after this, longer than the probe then stays quiet.
+            if let Some(clock) = &self.last_wakeup {
+                clock.stamp(boottime_ns());
+            }
+            self.linger_until = Some(now + 3 * self.wakeup_interval);
+        } else if now >= linger_until {
+            self.linger_until = None;
+        }
+        Ok(true)
     }
 }
 
