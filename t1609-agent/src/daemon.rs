@@ -1,5 +1,7 @@
-//! `run`: wires capture → decode → enrich → detect → deliver with typed channels, and
-//! handles signals (SIGINT/SIGTERM stop cleanly, SIGHUP reloads config and rules).
+//! `run`: wires capture → decode → enrich → detect → deliver, and handles signals
+//! (SIGINT/SIGTERM stop cleanly, SIGHUP reloads config and rules). Capture to detection
+//! runs on one hot-path thread, batch by batch; alerts reach the sinks through their
+//! bounded queues, and control messages (end a session, reload rules) through channels.
 
 use std::{
     collections::BTreeSet,

@@ -346,8 +346,10 @@ mod tests {
         r.remember(&engine, outcome.clone(), t0);
         assert_eq!(r.lookup(&engine, t0 + TTL / 2), Some(&outcome));
         assert!(r.lookup(&engine, t0 + TTL).is_none(), "expired");
-        assert!(r.is_empty());
-        r.remember(&engine, outcome.clone(), t0);
+        // Kept until the full path's outcome overwrites it.
+        r.remember(&engine, outcome.clone(), t0 + TTL);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.lookup(&engine, t0 + TTL), Some(&outcome));
         let reloaded = Arc::new(Engine::builtin().expect("builtin rules"));
         assert!(r.lookup(&reloaded, t0).is_none(), "other rules");
         assert!(r.is_empty());

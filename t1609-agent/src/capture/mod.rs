@@ -575,8 +575,9 @@ impl Reader {
     /// wake-up the reader drains on a 2 ms tick for three intervals: a record submitted
     /// without a wake-up waits at most one tick. While those ticks find records the reader
     /// stamps the probe's clock, so a steady stream is read on ticks alone and the probe
-    /// forces no wake-up. Between ticks only `stop` is watched: the ring's fd is
-    /// level-triggered and would end every sleep early while records trickle in.
+    /// forces no wake-up. Between ticks the thread just sleeps: the ring's fd is
+    /// level-triggered and would end every sleep early while records trickle in, and
+    /// `stop` is looked at after each tick.
     pub fn wait_and_drain(
         &mut self,
         out: &mut Vec<Captured>,
@@ -586,7 +587,7 @@ impl Reader {
         let now = Instant::now();
         let Some(linger_until) = self.linger_until else {
             let woken = wait::wait(
-                Some(self.ring.as_raw_fd()),
+                self.ring.as_raw_fd(),
                 stop,
                 until.saturating_duration_since(now),
             )?;
@@ -603,12 +604,8 @@ impl Reader {
             }
             return Ok(woken != Woken::Stop);
         };
-        let woken = wait::wait(
-            None,
-            stop,
-            self.next_tick.min(until).saturating_duration_since(now),
-        )?;
-        if woken == Woken::Stop {
+        std::thread::sleep(self.next_tick.min(until).saturating_duration_since(now));
+        if stop.is_fired() {
             self.drain(out);
             return Ok(false);
         }
