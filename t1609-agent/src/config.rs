@@ -290,6 +290,14 @@ impl Config {
                 ));
             }
         }
+        // Lookups run on the capture thread: a long timeout would stall capture as long.
+        if !(1..=1000).contains(&self.context.runtime_timeout_ms) {
+            return Err(invalid(
+                "context.runtime_timeout_ms",
+                self.context.runtime_timeout_ms.to_string(),
+                "1 to 1000 milliseconds",
+            ));
+        }
         if self.session.window_ms == 0 || self.session.window_ms > 600_000 {
             return Err(invalid(
                 "session.window_ms",
@@ -410,5 +418,12 @@ mod tests {
         assert!(err.contains("kafka"), "{err}");
         let err = parse("[host]\nroot = \"host\"\n").unwrap_err().to_string();
         assert!(err.contains("host.root"), "{err}");
+        let err = parse("[context]\nruntime_timeout_ms = 5000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("context.runtime_timeout_ms") && err.contains("1 to 1000"),
+            "{err}"
+        );
     }
 }

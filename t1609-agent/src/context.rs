@@ -47,6 +47,8 @@ impl Default for ContextConfig {
 }
 
 const MAX_LOOKUPS_PER_SEC: u32 = 20;
+/// How long lookups pause after the runtime did not answer.
+const RUNTIME_RETRY: Duration = Duration::from_secs(1);
 
 /// Where an exec ran and who is behind it.
 #[derive(Clone, Debug, Default)]
@@ -66,6 +68,9 @@ pub struct Context {
     /// Runtime lookups run inline in the pipeline: at most this many a second, so a
     /// flood of unique target names cannot stall detection.
     lookup_budget: (Instant, u32),
+    /// After a lookup found the runtime unreachable or silent, none is tried before this:
+    /// a hung socket costs the capture thread one timeout a second, not one per alert.
+    runtime_down_until: Option<Instant>,
     pub tuning: Tuning,
     /// mount namespace → cgroup context of a live process in it: a short-lived process
     /// whose /proc entry is gone still gets its container from a sibling (the container's
@@ -125,6 +130,7 @@ impl Context {
             docker,
             resolved: HashMap::new(),
             lookup_budget: (Instant::now(), 0),
+            runtime_down_until: None,
             tuning: Tuning::new(exceptions, cfg.dedup_window_ms)?,
             by_mnt_ns: HashMap::new(),
             cgroup_reads_saved: 0,
@@ -402,7 +408,9 @@ impl Context {
         if self.lookup_budget.0.elapsed() >= Duration::from_secs(1) {
             self.lookup_budget = (Instant::now(), 0);
         }
-        if self.lookup_budget.1 >= MAX_LOOKUPS_PER_SEC {
+        if self.lookup_budget.1 >= MAX_LOOKUPS_PER_SEC
+            || self.runtime_down_until.is_some_and(|t| Instant::now() < t)
+        {
             return None;
         }
         self.lookup_budget.1 += 1;
@@ -413,6 +421,9 @@ impl Context {
             })),
             Err(e) => {
                 tracing::debug!(target, error = %e, "docker target not resolved");
+                if e.is_unavailable() {
+                    self.runtime_down_until = Some(Instant::now() + RUNTIME_RETRY);
+                }
                 None
             }
         };

@@ -409,3 +409,54 @@ fn repeat_burst_collapses_with_count() {
     );
     assert!(get(other[0], "t1609.repeat_count").is_null());
 }
+
+/// A runtime socket that takes connections and never answers (a hung dockerd) must not
+/// stall capture: lookups run on the capture thread, so after one times out none is tried
+/// for a second. 100 alerts on unique container names would otherwise cost 100 timeouts
+/// (10 s); the alerts still go out, marked unresolved.
+#[test]
+fn hung_runtime_socket_does_not_stall_capture() {
+    if !privileged_or_skip("hung_runtime_socket_does_not_stall_capture") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let docker = fake_tool(dir.path(), "docker");
+    // Listening but never accepting: connect and the request succeed, the answer never
+    // comes.
+    let socket = dir.path().join("hung.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let agent = Agent::start_with_config(
+        &format!(
+            "[context]\ndocker_socket = {:?}\nruntime_timeout_ms = 100\n",
+            socket.to_str().unwrap()
+        ),
+        &["--output", "stdout"],
+    );
+    let captured = agent.metric("t1609_events_captured_total").unwrap_or(0.0);
+    let marker = format!("hung{}", std::process::id());
+    for i in 0..100 {
+        run_ok(Command::new(&docker).args(["exec", "-it", &format!("{marker}-{i}"), "sh"]));
+    }
+    let last_exec = Instant::now();
+    agent.wait_metric("t1609_events_captured_total", 30, |v| v >= captured + 100.0);
+    let caught_up = last_exec.elapsed();
+    let (out, _) = agent.stop();
+    let unresolved = parse_alerts(&out)
+        .iter()
+        .filter(|a| {
+            a["t1609"]["target"]["resolved"] == false
+                && a["t1609"]["target"]["container"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(&marker))
+        })
+        .count();
+    eprintln!("caught up {caught_up:?} after the last exec; {unresolved} unresolved alerts");
+    assert!(
+        caught_up < Duration::from_secs(4),
+        "capture stalled {caught_up:?} behind a hung runtime socket"
+    );
+    assert!(
+        unresolved >= 100,
+        "{unresolved} unresolved alerts for 100 execs"
+    );
+}
