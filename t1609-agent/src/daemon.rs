@@ -562,8 +562,9 @@ impl Pipeline {
 }
 
 /// Runs the hot path — the ring-buffer reader and the pipeline — on its own thread, as a
-/// plain loop with no async runtime: the thread sleeps in one `ppoll` whose timeout is
-/// the reader's drain tick, and handles each drained batch in place. A tokio task pair
+/// plain loop with no async runtime: the thread sleeps in the reader (a `ppoll` between
+/// bursts, a `nanosleep` to the next drain tick during one) and handles each drained
+/// batch in place. A tokio task pair
 /// here cost a channel hand-over, two task polls and the driver's bookkeeping per tick,
 /// about a fifth of the agent's CPU in a watched storm. The rare awaits (a container
 /// name lookup on the runtime's socket) run on a small current-thread runtime owned by

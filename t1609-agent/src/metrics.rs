@@ -165,13 +165,13 @@ pub fn render(s: &Snapshot) -> String {
     counter(
         &mut reg,
         "reader_ring_wakeups",
-        "Times the probe woke the ring-buffer reader",
+        "Times the ring-buffer reader woke on its fd outside a burst",
         s.reader_ring_wakeups,
     );
     counter(
         &mut reg,
         "reader_poll_ticks",
-        "Polls of the ring buffer on the reader's timer while events flow",
+        "Drains of the ring buffer on the reader's tick while events flow",
         s.reader_poll_ticks,
     );
     let g: Gauge = Gauge::default();

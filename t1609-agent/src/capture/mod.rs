@@ -117,9 +117,10 @@ pub struct KernelCounters {
 pub struct ReaderStats {
     pub decode_errors: AtomicU64,
     pub orphan_chunks: AtomicU64,
-    /// Wake-ups by the probe (the ring buffer's fd became readable).
+    /// Wake-ups on the ring buffer's fd outside a burst: the probe forced one, or records
+    /// were already waiting when the reader went to sleep.
     pub ring_wakeups: AtomicU64,
-    /// Polls on the reader's own timer while a burst lasts.
+    /// Drains on the reader's own tick while a burst lasts.
     pub poll_ticks: AtomicU64,
 }
 
