@@ -91,12 +91,10 @@ pub fn wait(fd: RawFd, stop: &StopSignal, timeout: Duration) -> io::Result<Woken
         };
     }
     let bad = libc::POLLERR | libc::POLLNVAL;
-    if fds.iter().any(|p| p.revents & bad != 0) {
+    if let Some(p) = fds.iter().find(|p| p.revents & bad != 0) {
         return Err(io::Error::other(format!(
             "poll reported an error on fd {}",
-            fds.iter()
-                .find(|p| p.revents & bad != 0)
-                .map_or(-1, |p| p.fd)
+            p.fd
         )));
     }
     Ok(if fds[0].revents & libc::POLLIN != 0 {
