@@ -58,9 +58,9 @@ pub struct CaptureConfig {
     pub ring_buffer_bytes: u32,
     /// Least time between two reader wake-ups the probe forces, in microseconds. Each
     /// wake-up costs the exec ~10 µs; after one, the reader polls every half interval
-    /// (at most 2 ms) for three intervals, and stamps the probe's clock while its polls
-    /// find records, so records in between wait at most one poll. 0 wakes the reader for
-    /// every record.
+    /// (at most 2 ms; 4 ms while the polls find only exact repeats) for three intervals,
+    /// and stamps the probe's clock while its polls find records, so records in between
+    /// wait at most one poll. 0 wakes the reader for every record.
     pub wakeup_interval_us: u32,
 }
 

@@ -196,7 +196,8 @@ impl Pipeline {
         self.output.submit(Arc::new(doc));
     }
 
-    fn on_exec(&mut self, exec: &CapturedExec) {
+    /// Handles one exec; `true` when it was an exact repeat, replayed.
+    fn on_exec(&mut self, exec: &CapturedExec) -> bool {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let engine = self.engine.borrow().clone();
@@ -223,7 +224,7 @@ impl Pipeline {
                 .deduplicated
                 .fetch_add(outcome.repeated.len() as u64, Ordering::Relaxed);
             stats.repeats_replayed.fetch_add(1, Ordering::Relaxed);
-            return;
+            return true;
         }
         let parent = self.context.parent_of(exec.ppid);
         let cwd = self.context.cwd_of(exec);
@@ -409,6 +410,7 @@ impl Pipeline {
         if let Some(o) = outcome {
             self.repeats.remember(&engine, o, now);
         }
+        false
     }
 
     fn on_net(&mut self, net: &CapturedNet) {
@@ -521,19 +523,30 @@ impl Pipeline {
                 Ok(running) => running,
                 Err(e) => break Err(e),
             };
+            // Exits and forks leave the pace as it is; anything that may alert sets it.
+            let mut pace: Option<bool> = None;
             for c in &batch {
                 match c {
-                    Captured::Exec(exec) => self.on_exec(exec),
-                    Captured::Net(net) => self.on_net(net),
+                    Captured::Exec(exec) => {
+                        let repeat = self.on_exec(exec);
+                        pace = Some(pace.unwrap_or(true) && repeat);
+                    }
+                    Captured::Net(net) => {
+                        self.on_net(net);
+                        pace = Some(false);
+                    }
                     Captured::Task(task) => self.on_task(task),
                 }
+            }
+            if let Some(relaxed) = pace {
+                reader.pace(relaxed);
             }
             if !batch.is_empty()
                 && let Some(rec) = self.recorder.as_mut()
             {
                 let _ = rec.out.flush();
             }
-            batch.clear();
+            reader.recycle(&mut batch);
             let now = Instant::now();
             if now >= next_period {
                 next_period = now + PERIOD;
@@ -785,6 +798,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         snap.decode_errors = reader_stats.decode_errors.load(Ordering::Relaxed);
         snap.reader_ring_wakeups = reader_stats.ring_wakeups.load(Ordering::Relaxed);
         snap.reader_poll_ticks = reader_stats.poll_ticks.load(Ordering::Relaxed);
+        snap.reader_relaxed_ticks = reader_stats.relaxed_ticks.load(Ordering::Relaxed);
         snap.process_table = stats.table_size.load(Ordering::Relaxed);
         snap.repeats_replayed = stats.repeats_replayed.load(Ordering::Relaxed);
         snap.cgroup_reads_saved = stats.cgroup_reads_saved.load(Ordering::Relaxed);
@@ -904,6 +918,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         decode_errors = reader_stats.decode_errors.load(Ordering::Relaxed),
         reader_ring_wakeups = reader_stats.ring_wakeups.load(Ordering::Relaxed),
         reader_poll_ticks = reader_stats.poll_ticks.load(Ordering::Relaxed),
+        reader_relaxed_ticks = reader_stats.relaxed_ticks.load(Ordering::Relaxed),
         "t1609-agent stopped"
     );
     Ok(())

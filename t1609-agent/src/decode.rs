@@ -227,6 +227,26 @@ fn nul_trimmed(buf: &[u8]) -> &[u8] {
 
 /// Decodes one ring-buffer sample.
 pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    decode_reusing(bytes, &mut Vec::new())
+}
+
+/// `bytes` copied into `buf`, reusing its allocation.
+fn refill<T: Clone>(mut buf: Vec<T>, bytes: &[T]) -> Vec<T> {
+    buf.clear();
+    buf.extend_from_slice(bytes);
+    buf
+}
+
+/// [`decode`], building an exec into one of `spares` (handled execs given back) instead
+/// of new allocations: every field is rewritten, and the vectors keep only their capacity.
+#[expect(
+    clippy::vec_box,
+    reason = "the boxes are what is reused: Captured holds one"
+)]
+fn decode_reusing(
+    bytes: &[u8],
+    spares: &mut Vec<Box<CapturedExec>>,
+) -> Result<Record, DecodeError> {
     let header: RecordHeader = read(bytes, "record header")?;
     if header.version != RECORD_VERSION {
         return Err(DecodeError::Version {
@@ -255,7 +275,19 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
             let ancestors: [AncestorSlot; MAX_ANCESTORS] = field!(rec.ancestors);
             let filename = &bytes[offset_of!(ExecRecord, filename)..][..filename_len as usize];
             let argv = &bytes[offset_of!(ExecRecord, argv)..][..argv_len as usize];
-            let exec = CapturedExec {
+            let known = ancestors.iter().take_while(|a| a.tgid != 0).count();
+            let mut ancestor_buf = [(0u32, Comm::default()); MAX_ANCESTORS];
+            for (slot, a) in ancestor_buf.iter_mut().zip(&ancestors[..known]) {
+                *slot = (a.tgid, Comm::new(nul_trimmed(&a.comm)));
+            }
+            let (mut boxed, old) = match spares.pop() {
+                Some(mut b) => {
+                    let old = std::mem::take(&mut *b);
+                    (b, old)
+                }
+                None => (Box::default(), CapturedExec::default()),
+            };
+            *boxed = CapturedExec {
                 ktime_ns: header.ktime_ns,
                 tgid: header.tgid,
                 pid: header.pid,
@@ -274,25 +306,18 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 same_cwd_as_parent: f & flags::SAME_CWD_AS_PARENT != 0,
                 tty,
                 comm: Comm::new(nul_trimmed(&comm)),
-                filename: nul_trimmed(filename).to_vec(),
+                filename: refill(old.filename, nul_trimmed(filename)),
                 argc: field!(rec.argc),
                 argv_total_len: field!(rec.argv_total_len),
-                argv: argv.to_vec(),
+                argv: refill(old.argv, argv),
                 truncated: f & flags::ARGV_TRUNCATED != 0,
                 incomplete: f & flags::ARGV_CHUNK_LOST != 0,
                 argv_read_failed: f & flags::ARGV_READ_FAILED != 0,
                 session: field!(rec.session),
                 session_root: f & flags::SESSION_ROOT != 0,
-                ancestors: {
-                    // Sized up front: one allocation, not a grow per ancestor.
-                    let known = ancestors.iter().take_while(|a| a.tgid != 0).count();
-                    ancestors[..known]
-                        .iter()
-                        .map(|a| (a.tgid, Comm::new(nul_trimmed(&a.comm))))
-                        .collect()
-                },
+                ancestors: refill(old.ancestors, &ancestor_buf[..known]),
             };
-            Ok(Record::Exec(Box::new(exec), chunks))
+            Ok(Record::Exec(boxed, chunks))
         }
         KIND_ARGV_CHUNK => {
             let rec = at::<ArgvChunkRecord>(bytes, "argv chunk record")?;
@@ -368,7 +393,19 @@ pub struct Assembler {
     pub orphan_chunks: u64,
     /// Execs flushed incomplete because too many were waiting for their chunks.
     pub evicted_incomplete: u64,
+    /// Handled execs given back by [`Assembler::recycle`], decoded into again: a watched
+    /// exec then costs no allocation in the decoder.
+    #[expect(
+        clippy::vec_box,
+        reason = "the boxes are what is reused: Captured holds one"
+    )]
+    spare: Vec<Box<CapturedExec>>,
 }
+
+/// Spare execs kept: more than a drain tick's worth at the highest exec rates.
+const MAX_SPARE: usize = 64;
+/// An argv buffer grown past this (a long command line) is not kept for reuse.
+const SPARE_ARGV_CAPACITY: usize = 4096;
 
 /// At most this many execs wait for their chunks; older ones are flushed as incomplete.
 const MAX_PENDING: usize = 4096;
@@ -376,7 +413,7 @@ const MAX_PENDING: usize = 4096;
 impl Assembler {
     /// Feeds one sample; returns what it completes.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Option<Captured>, DecodeError> {
-        let record = match decode(bytes) {
+        let record = match decode_reusing(bytes, &mut self.spare) {
             Ok(r) => r,
             Err(e) => {
                 self.decode_errors += 1;
@@ -442,6 +479,18 @@ impl Assembler {
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
+
+    /// Empties `handled`, keeping its exec records for the next decodes.
+    pub fn recycle(&mut self, handled: &mut Vec<Captured>) {
+        for c in handled.drain(..) {
+            if let Captured::Exec(exec) = c
+                && self.spare.len() < MAX_SPARE
+                && exec.argv.capacity() <= SPARE_ARGV_CAPACITY
+            {
+                self.spare.push(exec);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -494,6 +543,55 @@ pub(crate) mod tests {
         rec.len = bytes.len() as u32;
         rec.argv[..bytes.len()].copy_from_slice(bytes);
         as_bytes(&rec)
+    }
+
+    /// An exec decoded into a recycled one equals a fresh decode, field for field: a long
+    /// argv, a tty and eight ancestors leave nothing behind in a short exec without them.
+    #[test]
+    fn recycled_exec_keeps_nothing_of_the_previous_one() {
+        let mut rich = exec_record(7, b"docker\0exec\0-it\0c1\0sh\0", 24, 0);
+        {
+            // SAFETY: the buffer is a whole ExecRecord; read and written unaligned.
+            let p = rich.as_mut_ptr().cast::<ExecRecord>();
+            let mut rec = unsafe { p.read_unaligned() };
+            rec.header.flags = flags::HAS_TTY | flags::SAME_CWD_AS_PARENT | flags::ARGV_TRUNCATED;
+            rec.tty_index = 3;
+            rec.tty_name[..5].copy_from_slice(b"pts/3");
+            for (i, slot) in rec.ancestors.iter_mut().enumerate() {
+                slot.tgid = 100 + i as u32;
+                slot.comm[..4].copy_from_slice(b"bash");
+            }
+            rec.session = 99;
+            unsafe { p.write_unaligned(rec) };
+        }
+        let plain = exec_record(8, b"ls\0", 3, 0);
+        let fresh = match decode(&plain).unwrap() {
+            Record::Exec(e, 0) => e,
+            other => panic!("{other:?}"),
+        };
+        let mut asm = Assembler::default();
+        let mut handled = vec![asm.push(&rich).unwrap().unwrap()];
+        asm.recycle(&mut handled);
+        assert!(handled.is_empty());
+        assert_eq!(asm.spare.len(), 1);
+        // Other records do not use up the spare.
+        assert!(asm.push(&chunk_record(9, 1, b"x")).is_err());
+        assert_eq!(asm.spare.len(), 1);
+        let reused = match asm.push(&plain).unwrap() {
+            Some(Captured::Exec(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        assert!(asm.spare.is_empty());
+        assert_eq!(reused, fresh);
+        assert!(reused.tty.is_none() && reused.ancestors.is_empty() && !reused.truncated);
+        assert_eq!(reused.argv, b"ls\0");
+        // Long argv buffers are not kept.
+        let mut long = vec![Captured::Exec(Box::new(CapturedExec {
+            argv: vec![b'a'; SPARE_ARGV_CAPACITY + 1],
+            ..Default::default()
+        }))];
+        asm.recycle(&mut long);
+        assert!(asm.spare.is_empty());
     }
 
     #[test]

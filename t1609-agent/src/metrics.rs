@@ -50,6 +50,7 @@ pub struct Snapshot {
     pub decode_errors: u64,
     pub reader_ring_wakeups: u64,
     pub reader_poll_ticks: u64,
+    pub reader_relaxed_ticks: u64,
     pub process_table: u64,
     pub repeats_replayed: u64,
     pub cgroup_reads_saved: u64,
@@ -173,6 +174,12 @@ pub fn render(s: &Snapshot) -> String {
         "reader_poll_ticks",
         "Drains of the ring buffer on the reader's tick while events flow",
         s.reader_poll_ticks,
+    );
+    counter(
+        &mut reg,
+        "reader_relaxed_ticks",
+        "Of the reader's tick drains, those on the longer tick of a stream of exact repeats",
+        s.reader_relaxed_ticks,
     );
     let g: Gauge = Gauge::default();
     g.set(i64::try_from(s.process_table).unwrap_or(i64::MAX));

@@ -262,9 +262,10 @@ fn steady_stream_is_polled_without_forced_wakeups() {
         execs >= 300,
         "the stream was too slow to say anything: {execs} execs"
     );
-    // Polls every 2 ms while the stream lasts (some ticks are lost to a busy machine).
+    // Polls every 4 ms while the stream lasts (the relaxed tick: these are exact
+    // repeats; some ticks are lost to a busy machine).
     assert!(
-        ticks >= elapsed_ms / 8,
+        ticks >= elapsed_ms / 10,
         "{ticks} polls in {elapsed_ms} ms: {stopped}"
     );
     assert!(
@@ -418,5 +419,69 @@ fn without_privilege_the_error_names_it() {
     assert!(
         err.contains("CAP_BPF") && err.contains("CAP_PERFMON"),
         "{err}"
+    );
+}
+
+/// A stream of exact repeats is drained on the relaxed tick (their alerts are already
+/// raised and counted); the first new command in the same burst brings the short tick
+/// back, so alerts keep their latency. Counted by the reader's own tick counters.
+#[test]
+fn repeat_stream_relaxes_the_tick_and_new_commands_restore_it() {
+    if !privileged_or_skip("repeat_stream_relaxes_the_tick_and_new_commands_restore_it") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let docker = fake_tool(dir.path(), "docker");
+    let agent = Agent::start(&[]);
+    let ticks = |agent: &Agent| {
+        // Two metric refreshes after the stream: the reader has stopped ticking.
+        std::thread::sleep(std::time::Duration::from_millis(2200));
+        let all = agent.metric("t1609_reader_poll_ticks_total").unwrap_or(0.0);
+        let relaxed = agent
+            .metric("t1609_reader_relaxed_ticks_total")
+            .unwrap_or(0.0);
+        (all, relaxed)
+    };
+    let mut n = 0;
+    let mut stream = |millis: u64, unique: bool| {
+        let start = std::time::Instant::now();
+        let mut execs = 0;
+        while start.elapsed() < std::time::Duration::from_millis(millis) {
+            let target = if unique {
+                format!("pod-{n}")
+            } else {
+                "steady-pod".into()
+            };
+            run_ok(Command::new(&docker).args(["exec", "-it", &target, "true"]));
+            n += 1;
+            execs += 1;
+        }
+        execs
+    };
+    let repeats = stream(1200, false);
+    let (all1, relaxed1) = ticks(&agent);
+    // One burst: repeats, then new commands with no pause in between.
+    let mixed = stream(400, false) + stream(1200, true);
+    let (all2, relaxed2) = ticks(&agent);
+    let (_, log) = agent.stop();
+    let stopped = stop_line(&log);
+    let (burst, burst_relaxed) = (all2 - all1, relaxed2 - relaxed1);
+    eprintln!(
+        "{repeats} repeats: {relaxed1} of {all1} ticks relaxed; repeats then new commands \
+         ({mixed} execs): {burst_relaxed} of {burst} ticks relaxed"
+    );
+    assert!(
+        repeats >= 200 && mixed >= 200,
+        "too few execs to say anything: {stopped}"
+    );
+    assert!(
+        all1 >= 20.0 && relaxed1 >= 0.7 * all1,
+        "a stream of repeats should be drained on the relaxed tick: {relaxed1} of {all1}: {stopped}"
+    );
+    // The new commands take three quarters of the burst and twice its ticks per second:
+    // if the tick stayed relaxed, nearly all of the burst's ticks would be.
+    assert!(
+        burst >= 20.0 && burst_relaxed <= 0.5 * burst,
+        "new commands should bring the short tick back: {burst_relaxed} of {burst} relaxed: {stopped}"
     );
 }

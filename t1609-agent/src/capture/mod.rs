@@ -33,6 +33,14 @@ use wakeup_clock::WakeupClock;
 const PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/t1609-probes"));
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 const PROGRAM: &str = "sched_process_exec";
+/// Longest drain tick during a burst: a record that got no wake-up waits at most one
+/// tick, and the exec → alert p99 target is 5 ms.
+const MAX_TICK: Duration = Duration::from_millis(2);
+/// The tick while the stream is only exact repeats (see [`Reader::pace`]). Each tick
+/// costs the agent ~45 µs of CPU however few records it finds (a sleep, a wake-up and
+/// caches gone cold in between; a bare nanosleep loop costs ~25 µs a wake on this VM),
+/// several times what a replayed repeat costs.
+const RELAXED_TICK: Duration = Duration::from_millis(4);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -122,6 +130,8 @@ pub struct ReaderStats {
     pub ring_wakeups: AtomicU64,
     /// Drains on the reader's own tick while a burst lasts.
     pub poll_ticks: AtomicU64,
+    /// Of those, drains on the relaxed tick of a stream of exact repeats.
+    pub relaxed_ticks: AtomicU64,
 }
 
 /// The loaded and attached probe. Dropping it detaches everything.
@@ -260,9 +270,11 @@ impl Capture {
             capture_all: u32::from(opts.capture_all),
             wakeup_interval_ns: u64::try_from(opts.wakeup_interval.as_nanos()).unwrap_or(u64::MAX),
         };
+        // The probes read kernel structures through the offsets above, not CO-RE, so no
+        // BTF is handed to the load. aya 0.14's `EbpfLoader::new()` still parses the
+        // kernel's BTF when it is built (most of the start-up heap peak, VmHWM); it is
+        // dropped here and the heap handed back after start-up.
         let mut loader = EbpfLoader::new();
-        // The probes read kernel structures through the offsets above, not CO-RE: aya
-        // need not parse the kernel's BTF (tens of MB of heap at start-up).
         loader
             .btf(None)
             .override_global("OFFSETS", &offsets, true)
@@ -519,14 +531,16 @@ impl Capture {
     /// Hands the ring buffer to the hot-path thread's reader. Can be called once.
     pub fn take_reader(&mut self) -> Option<Reader> {
         let ring = self.ring.take()?;
+        let tick = (self.wakeup_interval / 2).clamp(Duration::from_micros(100), MAX_TICK);
         Some(Reader {
             ring,
             last_wakeup: self.last_wakeup.take(),
             assembler: Assembler::default(),
             stats: Arc::new(ReaderStats::default()),
             wakeup_interval: self.wakeup_interval,
-            tick: (self.wakeup_interval / 2)
-                .clamp(Duration::from_micros(100), Duration::from_millis(2)),
+            tick,
+            relaxed_tick: RELAXED_TICK.min(self.wakeup_interval).max(tick),
+            relaxed: false,
             linger_until: None,
             next_tick: Instant::now(),
         })
@@ -543,12 +557,46 @@ pub struct Reader {
     /// Drain period during a burst: faster than the probe's wake-up interval, so a
     /// record that got no wake-up waits at most one tick (2 ms by default).
     tick: Duration,
+    /// The tick while the pipeline reports a stream of nothing but exact repeats (4 ms by
+    /// default, never longer than the probe's wake-up interval).
+    relaxed_tick: Duration,
+    relaxed: bool,
     /// While a burst lasts, drain every tick until this instant.
     linger_until: Option<Instant>,
     next_tick: Instant,
 }
 
 impl Reader {
+    /// Empties a handled batch; its exec records are decoded into again.
+    pub fn recycle(&mut self, handled: &mut Vec<Captured>) {
+        self.assembler.recycle(handled);
+    }
+
+    /// Sets the tick from what the last batch held. Only alerts need the short tick: a
+    /// batch of nothing but exact repeats (replayed, their alerts already raised and
+    /// counted in an open dedup window) relaxes it, anything new (an exec taking the full
+    /// path, a connect) brings it back at once. A new exec in a stream of repeats waits
+    /// at most the relaxed tick; a new burst starts at the short tick.
+    pub fn pace(&mut self, relaxed: bool) {
+        if relaxed != self.relaxed {
+            self.relaxed = relaxed;
+            let (from, to) = if relaxed {
+                (self.tick, self.relaxed_tick)
+            } else {
+                (self.relaxed_tick, self.tick)
+            };
+            self.next_tick = self.next_tick - from + to;
+        }
+    }
+
+    fn current_tick(&self) -> Duration {
+        if self.relaxed {
+            self.relaxed_tick
+        } else {
+            self.tick
+        }
+    }
+
     /// Reads everything available now into `out`.
     fn drain(&mut self, out: &mut Vec<Captured>) {
         while let Some(item) = self.ring.next() {
@@ -573,7 +621,7 @@ impl Reader {
     /// the ring into `out`. Returns `false` once `stop` has fired (after a last drain).
     ///
     /// The probe suppresses wake-ups for `wakeup_interval` after forcing one, so after each
-    /// wake-up the reader drains on a 2 ms tick for three intervals: a record submitted
+    /// wake-up the reader drains on a 3 ms tick for three intervals: a record submitted
     /// without a wake-up waits at most one tick. While those ticks find records the reader
     /// stamps the probe's clock, so a steady stream is read on ticks alone and the probe
     /// forces no wake-up. Between ticks the thread just sleeps: the ring's fd is
@@ -597,6 +645,7 @@ impl Reader {
                 if !self.wakeup_interval.is_zero() {
                     let now = Instant::now();
                     self.linger_until = Some(now + 3 * self.wakeup_interval);
+                    self.relaxed = false;
                     self.next_tick = now + self.tick;
                 }
             }
@@ -614,11 +663,15 @@ impl Reader {
         if now < self.next_tick {
             return Ok(true); // woke for `until`, or a signal
         }
-        self.next_tick += self.tick;
+        let tick = self.current_tick();
+        self.next_tick += tick;
         if self.next_tick <= now {
-            self.next_tick = now + self.tick; // a late tick does not cause a burst of them
+            self.next_tick = now + tick; // a late tick does not cause a burst of them
         }
         self.stats.poll_ticks.fetch_add(1, Ordering::Relaxed);
+        if self.relaxed {
+            self.stats.relaxed_ticks.fetch_add(1, Ordering::Relaxed);
+        }
         let before = out.len();
         self.drain(out);
         if out.len() > before {
