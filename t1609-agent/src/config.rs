@@ -107,7 +107,9 @@ impl Default for HostConfig {
 pub struct NetworkConfig {
     /// TCP destination ports whose connects are reported (kubelet, Docker API).
     pub ports: BTreeSet<u16>,
-    /// Unix socket paths of container runtime APIs.
+    /// Unix socket paths of container runtime APIs. Empty: connects to them are not
+    /// reported, and the connect probe (a syscall tracepoint, which every syscall on the
+    /// host pays for) is not attached.
     pub runtime_sockets: BTreeSet<PathBuf>,
     /// Executable names (globs) expected to use the runtime sockets.
     pub expected_clients: Vec<String>,

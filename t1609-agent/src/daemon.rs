@@ -829,7 +829,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     crate::capture::release_free_heap();
     health.ready.store(true, Ordering::Relaxed);
     info!(
-        watch = ?names, capture_all, pid = std::process::id(), degraded = ?capture.degraded, metrics = %metrics_addr,
+        watch = ?names, capture_all, pid = std::process::id(), degraded = ?capture.degraded,
+        unix_connects = if capture.unix_connects { "syscalls:sys_enter_connect" } else { "off" },
+        metrics = %metrics_addr,
         "t1609-agent ready: sched_process_exec attached"
     );
     sd_notify("READY=1");

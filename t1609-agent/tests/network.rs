@@ -321,3 +321,46 @@ fn unrelated_port_raises_nothing() {
                 && get(a, "process.executable") == mine)
     );
 }
+
+/// BPF links of `pid` attached through perf events (tracepoints), read from its fdinfo.
+fn tracepoint_links(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter(|info| info.lines().any(|l| l == "link_type:\tperf"))
+        .count()
+}
+
+/// With no runtime socket configured, the syscall tracepoint behind Unix connects (which
+/// every syscall on the host pays for) is not attached, and the ready line says so.
+#[test]
+fn no_runtime_sockets_no_syscall_tracepoint() {
+    if !privileged_or_skip("no_runtime_sockets_no_syscall_tracepoint") {
+        return;
+    }
+    let with = Agent::start(&[]);
+    let links_with = tracepoint_links(with.child.id());
+    let (_, log_with) = with.stop();
+    let without = Agent::start_with_config("[network]\nruntime_sockets = []\n", &[]);
+    let links_without = tracepoint_links(without.child.id());
+    let (_, log_without) = without.stop();
+    let ready = |log: &[String]| {
+        log.iter()
+            .find(|l| l.contains("t1609-agent ready"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        ready(&log_with).contains("unix_connects=\"syscalls:sys_enter_connect\""),
+        "{}",
+        ready(&log_with)
+    );
+    assert!(
+        ready(&log_without).contains("unix_connects=\"off\""),
+        "{}",
+        ready(&log_without)
+    );
+    // exec, fork, exit, inet_sock_set_state (+ sys_enter_connect)
+    assert_eq!(links_with, 5, "{}", ready(&log_with));
+    assert_eq!(links_without, 4, "{}", ready(&log_without));
+}
