@@ -48,7 +48,11 @@ pub struct Outcome {
 
 #[derive(Default)]
 pub struct Repeats {
-    entries: HashMap<Box<[u8]>, (Instant, Outcome)>,
+    /// A fast seeded hash, not SipHash, though argv is the attacker's: the map holds at
+    /// most [`MAX_ENTRIES`] identities of at most [`MAX_IDENTITY_BYTES`], so even keys
+    /// crafted to collide cost a bounded scan, and SipHash over the ~0.5 KB identity was
+    /// a fifth of a replayed repeat's instructions.
+    entries: HashMap<Box<[u8]>, (Instant, Outcome), foldhash::fast::RandomState>,
     /// The rules the outcomes were decided with; a reload clears them.
     engine: Option<Arc<Engine>>,
     identity: Vec<u8>,
