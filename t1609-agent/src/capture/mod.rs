@@ -596,7 +596,8 @@ impl Reader {
             } else {
                 (self.relaxed_tick, self.tick)
             };
-            self.next_tick = self.next_tick - from + to;
+            // The clock is far past `from` after boot; checked all the same.
+            self.next_tick = self.next_tick.checked_sub(from).unwrap_or(self.next_tick) + to;
         }
     }
 
@@ -632,8 +633,9 @@ impl Reader {
     /// the ring into `out`. Returns `false` once `stop` has fired (after a last drain).
     ///
     /// The probe suppresses wake-ups for `wakeup_interval` after forcing one, so after each
-    /// wake-up the reader drains on a 3 ms tick for three intervals: a record submitted
-    /// without a wake-up waits at most one tick. While those ticks find records the reader
+    /// wake-up the reader drains on a 2 ms tick (4 ms while the batches hold nothing but
+    /// exact repeats: [`Reader::pace`]) for three intervals: a record submitted without a
+    /// wake-up waits at most one tick. While those ticks find records the reader
     /// stamps the probe's clock, so a steady stream is read on ticks alone and the probe
     /// forces no wake-up. Between ticks the thread just sleeps: the ring's fd is
     /// level-triggered and would end every sleep early while records trickle in, and
