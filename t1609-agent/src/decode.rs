@@ -280,13 +280,8 @@ fn decode_reusing(
             for (slot, a) in ancestor_buf.iter_mut().zip(&ancestors[..known]) {
                 *slot = (a.tgid, Comm::new(nul_trimmed(&a.comm)));
             }
-            let (mut boxed, old) = match spares.pop() {
-                Some(mut b) => {
-                    let old = std::mem::take(&mut *b);
-                    (b, old)
-                }
-                None => (Box::default(), CapturedExec::default()),
-            };
+            let mut boxed = spares.pop().unwrap_or_default();
+            let old = std::mem::take(&mut *boxed);
             *boxed = CapturedExec {
                 ktime_ns: header.ktime_ns,
                 tgid: header.tgid,

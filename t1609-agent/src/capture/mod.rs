@@ -590,14 +590,11 @@ impl Reader {
     /// at most the relaxed tick; a new burst starts at the short tick.
     pub fn pace(&mut self, relaxed: bool) {
         if relaxed != self.relaxed {
+            let from = self.current_tick();
             self.relaxed = relaxed;
-            let (from, to) = if relaxed {
-                (self.tick, self.relaxed_tick)
-            } else {
-                (self.relaxed_tick, self.tick)
-            };
             // The clock is far past `from` after boot; checked all the same.
-            self.next_tick = self.next_tick.checked_sub(from).unwrap_or(self.next_tick) + to;
+            let last = self.next_tick.checked_sub(from).unwrap_or(self.next_tick);
+            self.next_tick = last + self.current_tick();
         }
     }
 

@@ -60,7 +60,7 @@ pub enum Woken {
 fn timespec(d: Duration) -> libc::timespec {
     libc::timespec {
         tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+        tv_nsec: d.subsec_nanos() as libc::c_long, // below 10^9: fits
     }
 }
 
