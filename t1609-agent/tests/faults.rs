@@ -703,9 +703,25 @@ fn full_disk_spool_counts_the_loss_and_delivers_the_rest() {
     let mut dropped;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        agent.take_stdout(&mut out);
+        let docs = collector.docs();
+        // The stdout sink may print an alert a moment after the socket sink delivered it
+        // (another process on the host can raise one now): let stdout catch up first.
+        let settle = Instant::now() + Duration::from_secs(2);
+        loop {
+            agent.take_stdout(&mut out);
+            let printed: std::collections::BTreeSet<String> =
+                parse_alerts(&out).iter().map(event_id).collect();
+            let caught_up = docs
+                .iter()
+                .filter(|a| get(a, "rule.id") != LOSS_RULE)
+                .all(|a| printed.contains(&event_id(a)));
+            if caught_up || Instant::now() >= settle {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         dropped = agent.metric(&dropped_series).unwrap();
-        let o = compare(&parse_alerts(&out), &collector.docs());
+        let o = compare(&parse_alerts(&out), &docs);
         if o.missing.len() as f64 <= dropped {
             break;
         }
