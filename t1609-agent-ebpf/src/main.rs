@@ -7,6 +7,9 @@
 //! userspace (`OFFSETS`), derived from the running kernel's BTF.
 #![no_std]
 #![no_main]
+// `atomic_xadd`: the eBPF target lacks `AtomicU64::fetch_add` (see `tracked::count`).
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
@@ -17,17 +20,20 @@ use aya_ebpf::{
         bpf_probe_read_user, bpf_probe_read_user_buf,
     },
     macros::{map, tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
 use t1609_common::{
     ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, ArgvChunkRecord, ExecRecord, KIND_ARGV_CHUNK,
     KIND_EXEC, KernelOffsets, MAX_ANCESTORS, PATH_LEN, ProbeConfig, RECORD_VERSION, RecordHeader,
-    TTY_NAME_LEN, WatchKey, counters, flags,
+    TTY_NAME_LEN, WATCH_FILTER_BITS, WatchKey, counters, flags, watch_filter_bit,
 };
 
 mod net;
 mod task;
+mod tracked;
+
+use tracked::{tracked_get, tracked_insert};
 
 /// Filled by the agent before load (`EbpfLoader::set_global`).
 #[unsafe(no_mangle)]
@@ -80,17 +86,16 @@ static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map]
 static WATCH: HashMap<WatchKey, u8> = HashMap::with_max_entries(1024, 0);
 
+/// Bit `t1609_common::watch_filter_bit(name)` is set for every name in `WATCH` (the agent
+/// sets it before inserting the name and clears it only after removing it), so an exec
+/// whose bit is clear skips the `WATCH` lookup.
+#[map]
+static WATCH_BITS: Array<u32> = Array::with_max_entries(WATCH_FILTER_BITS / 32, 0);
+
 /// Command names whose exec starts an injected session (runc, crun, nsenter): the
 /// process and its descendants are tracked, and their execs reported, until they exit.
 #[map]
 static SESSION_SEEDS: HashMap<WatchKey, u8> = HashMap::with_max_entries(64, 0);
-
-/// tgid (or thread id, for threads forked in a session) → session id. LRU-bounded.
-/// Session id 0 marks a process whose exec was reported outside any session: only its
-/// exit is reported, so the agent's table lets it go at once instead of finding it gone
-/// in /proc much later. Sharing this map keeps an exit on the host at one lookup.
-#[map]
-pub(crate) static TRACKED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
 /// Per-CPU counters, indexed by `t1609_common::counters`.
 #[map]
@@ -133,9 +138,10 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
     }
     // exec has already set comm to the new executable's basename (15 bytes at most).
     let comm = bpf_get_current_comm().map_err(|_| counters::READ_ERROR)?;
-    let watched = config.capture_all != 0 || unsafe { WATCH.get(&comm) }.is_some();
+    let watched =
+        config.capture_all != 0 || (may_watch(&comm) && unsafe { WATCH.get(&comm) }.is_some());
     // Execs inside an injected session are reported whatever their name.
-    let mut session = unsafe { TRACKED.get(&tgid) }.copied().unwrap_or(0);
+    let mut session = tracked_get(tgid).unwrap_or(0);
     if !watched && session == 0 {
         return Ok(());
     }
@@ -145,7 +151,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
         // argv shows it is not an exec. Inside a session (runc re-exec'ing itself), the
         // outer session stays.
         session = unsafe { bpf_ktime_get_boot_ns() };
-        let _ = TRACKED.insert(&tgid, &session, 0);
+        tracked_insert(tgid, session);
         session_flags |= flags::SESSION_ROOT;
     }
     let off = unsafe { core::ptr::read_volatile(&OFFSETS) };
@@ -187,9 +193,18 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
     }
     entry.submit(wakeup_flag(config.wakeup_interval_ns, ktime_ns));
     if session == 0 {
-        let _ = TRACKED.insert(&tgid, &0, 0);
+        tracked_insert(tgid, 0);
     }
     Ok(())
+}
+
+/// False when `comm` is certainly not in `WATCH` (its `WATCH_BITS` bit is clear).
+#[inline(always)]
+fn may_watch(comm: &WatchKey) -> bool {
+    let bit = watch_filter_bit(comm);
+    WATCH_BITS
+        .get(bit / 32)
+        .is_some_and(|word| word & (1 << (bit % 32)) != 0)
 }
 
 pub(crate) const BPF_RB_NO_WAKEUP: u64 = 1;

@@ -20,7 +20,7 @@ use t1609_common::{
     net_kind,
 };
 
-use crate::{CONFIG, EVENTS, OFFSETS, TRACKED, bump, read_at, wakeup_flag};
+use crate::{CONFIG, EVENTS, OFFSETS, bump, read_at, tracked::tracked_get, wakeup_flag};
 
 /// Watched TCP destination ports (host byte order).
 #[map]
@@ -143,7 +143,7 @@ fn emit(kind: u16, dport: u16, daddr: &[u8; 16], path: Option<&UnixPathKey>) -> 
         };
         (*rec).uid = uid_gid as u32;
         (*rec).cgroup_id = bpf_get_current_cgroup_id();
-        (*rec).session = TRACKED.get(&tgid).copied().unwrap_or(0);
+        (*rec).session = tracked_get(tgid).unwrap_or(0);
         (*rec).net_kind = kind;
         (*rec).dport = dport;
         (*rec)._pad = 0;

@@ -1,8 +1,8 @@
 //! Fork and exit of processes in tracked (injected) sessions, and the exit of processes
 //! whose exec was reported.
 //!
-//! Every fork and exit on the host pays one map lookup here; only tracked or reported
-//! processes produce records.
+//! Every fork and exit on the host pays one load from `TRACKED_COUNT` here (and a map
+//! lookup when its slot is in use); only tracked or reported processes produce records.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
@@ -11,7 +11,11 @@ use aya_ebpf::{
 };
 use t1609_common::{KIND_EXIT, KIND_FORK, RECORD_VERSION, RecordHeader, TaskRecord, counters};
 
-use crate::{BPF_RB_NO_WAKEUP, EVENTS, TRACKED, bump, wakeup_flag};
+use crate::{
+    BPF_RB_NO_WAKEUP, EVENTS, bump,
+    tracked::{tracked_get, tracked_insert, tracked_remove},
+    wakeup_flag,
+};
 
 /// `pid_t child_pid` of sched_process_fork.
 const TP_FORK_CHILD_PID: usize = 20;
@@ -30,15 +34,12 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 fn try_fork(ctx: &TracePointContext) -> Result<(), u32> {
     let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
     // Session 0: a reported process, not a session; its children are not tracked.
-    let Some(session) = (unsafe { TRACKED.get(&parent) })
-        .copied()
-        .filter(|s| *s != 0)
-    else {
+    let Some(session) = tracked_get(parent).filter(|s| *s != 0) else {
         return Ok(());
     };
     let child: i32 = unsafe { ctx.read_at(TP_FORK_CHILD_PID) }.map_err(|_| counters::READ_ERROR)?;
     let child = child as u32;
-    let _ = TRACKED.insert(&child, &session, 0);
+    tracked_insert(child, session);
     emit(KIND_FORK, child, parent, session)
 }
 
@@ -57,10 +58,10 @@ fn try_exit(_ctx: &TracePointContext) -> Result<(), u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, pid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     // Session threads are keyed by thread id, reported processes (session 0) by tgid.
-    let Some(session) = (unsafe { TRACKED.get(&pid) }).copied() else {
+    let Some(session) = tracked_get(pid) else {
         return Ok(());
     };
-    let _ = TRACKED.remove(&pid);
+    tracked_remove(pid);
     // The leader's exit is the process's: the others follow an exit_group at once, and in
     // a Go CLI (docker, kubectl, crictl) the leader is often not the last thread to go,
     // so waiting for the last one (`group_dead`, which older kernels lack) missed

@@ -800,6 +800,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         snap.reader_poll_ticks = reader_stats.poll_ticks.load(Ordering::Relaxed);
         snap.reader_relaxed_ticks = reader_stats.relaxed_ticks.load(Ordering::Relaxed);
         snap.process_table = stats.table_size.load(Ordering::Relaxed);
+        snap.tracked_tasks = capture.tracked_tasks();
         snap.repeats_replayed = stats.repeats_replayed.load(Ordering::Relaxed);
         snap.cgroup_reads_saved = stats.cgroup_reads_saved.load(Ordering::Relaxed);
         snap.cwd_reads_saved = stats.cwd_reads_saved.load(Ordering::Relaxed);
@@ -891,7 +892,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = t.await;
     }
     let final_counters = capture.kernel_counters();
-    drop(capture); // detaches the program
+    // Detached, the tracked-task map and its counts hold still and can be compared.
+    capture.detach();
+    let tracked = capture.tracked_check();
+    drop(capture);
     let lost = final_counters.ringbuf_full - last.ringbuf_full;
     if lost > 0 || final_counters.chunk_ringbuf_full > last.chunk_ringbuf_full {
         output.submit(Arc::new(loss_alert(
@@ -921,6 +925,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         reader_ring_wakeups = reader_stats.ring_wakeups.load(Ordering::Relaxed),
         reader_poll_ticks = reader_stats.poll_ticks.load(Ordering::Relaxed),
         reader_relaxed_ticks = reader_stats.relaxed_ticks.load(Ordering::Relaxed),
+        tracked_entries = tracked.map(|t| t.entries),
+        tracked_counted = tracked.map(|t| t.counted),
+        tracked_short_slots = tracked.map(|t| t.short_slots),
         "t1609-agent stopped"
     );
     Ok(())

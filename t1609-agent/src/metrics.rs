@@ -52,6 +52,8 @@ pub struct Snapshot {
     pub reader_poll_ticks: u64,
     pub reader_relaxed_ticks: u64,
     pub process_table: u64,
+    /// Tasks the probes track, from their counting filter (`None`: not mapped).
+    pub tracked_tasks: Option<u64>,
     pub repeats_replayed: u64,
     pub cgroup_reads_saved: u64,
     pub cwd_reads_saved: u64,
@@ -184,6 +186,15 @@ pub fn render(s: &Snapshot) -> String {
     let g: Gauge = Gauge::default();
     g.set(i64::try_from(s.process_table).unwrap_or(i64::MAX));
     reg.register("process_table_entries", "Processes in the process table", g);
+    if let Some(tracked) = s.tracked_tasks {
+        let g: Gauge = Gauge::default();
+        g.set(i64::try_from(tracked).unwrap_or(i64::MAX));
+        reg.register(
+            "tracked_tasks",
+            "Tasks the probes follow (injected sessions and reported processes until they exit)",
+            g,
+        );
+    }
 
     let alerts = Family::<Labels, Counter>::default();
     for (rule, n) in &s.alerts_by_rule {

@@ -485,3 +485,77 @@ fn repeat_stream_relaxes_the_tick_and_new_commands_restore_it() {
         "new commands should bring the short tick back: {burst_relaxed} of {burst} relaxed: {stopped}"
     );
 }
+
+/// Forks and exits on the host skip the tracked-task map when the probes' counting
+/// filter says their slot is empty, so a count below the map's keys would hide a
+/// tracked task. After reported processes exit, injected sessions end with their
+/// processes, and sessions the agent ends itself (a runtime command that injects
+/// nothing) while their processes still run, the counts must equal the map exactly.
+#[test]
+fn tracked_task_counts_stay_exact_through_exits_and_ended_sessions() {
+    if !privileged_or_skip("tracked_task_counts_stay_exact_through_exits_and_ended_sessions") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let docker = fake_tool(dir.path(), "docker");
+    // A shell named runc: the probe starts a session at its exec, and the agent ends it
+    // unless the argv says `exec`.
+    let runc = dir.path().join("runc");
+    std::fs::copy("/bin/sh", &runc).unwrap();
+    let agent = Agent::start(&[]);
+    let captured = agent.metric("t1609_events_captured_total").unwrap_or(0.0);
+    for i in 0..100 {
+        run_ok(Command::new(&docker).args(["exec", "-it", &format!("c{i}"), "true"]));
+    }
+    // Each run forks children that are tracked from the start; `state` runs outlive
+    // the agent's end of their session by ~300 ms, so the agent removes live entries.
+    let script = "sleep 0.3 & sleep 0.3 & wait";
+    let mut children = Vec::new();
+    for verb in ["state", "exec"] {
+        for _ in 0..30 {
+            children.push(
+                Command::new(&runc)
+                    .args(["-c", script, verb])
+                    .spawn()
+                    .expect("spawn runc"),
+            );
+        }
+    }
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    // Still running when the agent stops, so the comparison covers live entries: a
+    // reported process, and an injected session's root and child.
+    let kubectl = dir.path().join("kubectl");
+    std::fs::copy("/bin/sleep", &kubectl).unwrap();
+    let mut running = vec![
+        Command::new(&kubectl)
+            .arg("30")
+            .spawn()
+            .expect("spawn kubectl"),
+        Command::new(&runc)
+            .args(["-c", "sleep 30 & wait", "exec"])
+            .spawn()
+            .expect("spawn runc"),
+    ];
+    // 100 docker execs, 60 runc execs and the 60 sleeps of the `exec` sessions (those
+    // of `state` sessions are reported only if they exec before the agent ends it),
+    // and the 3 execs still running.
+    agent.wait_metric("t1609_events_captured_total", 20, |v| v >= captured + 223.0);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (_, log) = agent.stop();
+    for c in &mut running {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let stopped = stop_line(&log);
+    eprintln!("{stopped}");
+    assert!(stop_count(stopped, "sessions") >= 31, "{stopped}");
+    assert!(stop_count(stopped, "tracked_entries") >= 3, "{stopped}");
+    assert_eq!(stop_count(stopped, "tracked_short_slots"), 0, "{stopped}");
+    assert_eq!(
+        stop_count(stopped, "tracked_counted"),
+        stop_count(stopped, "tracked_entries"),
+        "the counts must match the map once detached: {stopped}"
+    );
+}

@@ -1,8 +1,8 @@
 //! Capture stage: loads the exec probe, keeps its watch set, drains its ring buffer.
 
+mod mapped;
 pub mod offsets;
 mod wait;
-mod wakeup_clock;
 
 use std::{
     collections::BTreeSet,
@@ -17,18 +17,19 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
 use t1609_common::{
-    COMM_LEN, KernelOffsets, ProbeConfig, UNIX_PATH_LEN, UnixPathKey, WatchKey, counters,
+    COMM_LEN, KernelOffsets, ProbeConfig, UNIX_PATH_LEN, UnixPathKey, WATCH_FILTER_BITS, WatchKey,
+    counters, tracked_slot, watch_filter_bit,
 };
 use tracing::{debug, warn};
 
 use crate::decode::{Assembler, Captured};
+use mapped::{TrackedCount, WakeupClock};
 pub use wait::StopSignal;
 use wait::Woken;
-use wakeup_clock::WakeupClock;
 
 const PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/t1609-probes"));
 pub const TRACEFS: &str = "/sys/kernel/tracing";
@@ -142,11 +143,19 @@ pub struct ReaderStats {
 pub struct Capture {
     ebpf: Ebpf,
     watch: BpfHashMap<MapData, WatchKey, u8>,
+    /// The probe's prefilter of `watch`: one bit per name (`watch_filter_bit`).
+    watch_bits: Array<MapData, u32>,
+    /// What `watch_bits` holds.
+    watch_words: Vec<u32>,
     counters: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
     /// When the probe last forced a wake-up (CLOCK_BOOTTIME ns); handed to the reader.
     /// `None` when it could not be mapped: the probe then forces its periodic wake-ups.
     last_wakeup: Option<WakeupClock>,
+    /// The counting filter in front of `TRACKED`. `None` when it could not be mapped:
+    /// the sessions the agent ends then stay counted, so their slots keep costing the
+    /// probes a lookup, but no tracked task is missed.
+    tracked_count: Option<TrackedCount>,
     watched: BTreeSet<WatchKey>,
     wakeup_interval: Duration,
     /// Optional programs that could not be attached, with the reason.
@@ -235,6 +244,29 @@ pub fn unix_path_key(path: &Path) -> Result<UnixPathKey, CaptureError> {
     Ok(key)
 }
 
+/// The probe's prefilter words for a set of names: bit `watch_filter_bit(name)` of each.
+fn watch_bits(keys: &BTreeSet<WatchKey>) -> Vec<u32> {
+    let mut words = vec![0u32; (WATCH_FILTER_BITS / 32) as usize];
+    for key in keys {
+        let bit = watch_filter_bit(key);
+        words[(bit / 32) as usize] |= 1 << (bit % 32);
+    }
+    words
+}
+
+/// `TRACKED` against its counting filter, from [`Capture::tracked_check`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrackedCheck {
+    /// Keys in `TRACKED`.
+    pub entries: u64,
+    /// The counts' sum: `entries` unless an LRU eviction or a failed mapping left some
+    /// counted (harmless: those slots just keep asking `TRACKED`).
+    pub counted: u64,
+    /// Slots counting fewer keys than `TRACKED` holds (must be 0: those keys' tasks would
+    /// be invisible to the probes).
+    pub short_slots: u64,
+}
+
 pub fn watch_key(name: &str) -> Result<WatchKey, CaptureError> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes.contains(&0) || bytes.contains(&b'/') {
@@ -303,6 +335,7 @@ impl Capture {
         })?;
 
         let watch: BpfHashMap<MapData, WatchKey, u8> = take_map(&mut ebpf, "WATCH")?;
+        let watch_bits: Array<MapData, u32> = take_map(&mut ebpf, "WATCH_BITS")?;
         let counters: PerCpuArray<MapData, u64> = take_map(&mut ebpf, "COUNTERS")?;
         let ring: RingBuf<MapData> = take_map(&mut ebpf, "EVENTS")?;
         let last_wakeup = ebpf
@@ -313,12 +346,23 @@ impl Capture {
                 warn!(error = %e, "cannot map the probe's wake-up clock; it keeps forcing wake-ups");
             })
             .ok();
+        let tracked_count = ebpf
+            .take_map("TRACKED_COUNT")
+            .ok_or(CaptureError::MissingMap("TRACKED_COUNT"))?;
+        let tracked_count = TrackedCount::new(tracked_count)
+            .inspect_err(|e| {
+                warn!(error = %e, "cannot map the probe's tracked-task counts; sessions the agent ends keep their slots busy");
+            })
+            .ok();
         let mut capture = Self {
             ebpf,
             watch,
+            watch_bits,
+            watch_words: vec![0; (WATCH_FILTER_BITS / 32) as usize],
             counters,
             ring: Some(ring),
             last_wakeup,
+            tracked_count,
             watched: BTreeSet::new(),
             wakeup_interval: opts.wakeup_interval,
             degraded: Vec::new(),
@@ -472,17 +516,66 @@ impl Capture {
             .map(|(k, _)| k)
             .collect();
         for tgid in members {
-            let _ = tracked.remove(&tgid);
+            // Uncounted only if this removal took it out: the probe's exit may have.
+            if tracked.remove(&tgid).is_ok()
+                && let Some(counts) = &self.tracked_count
+            {
+                counts.uncount(tgid);
+            }
         }
     }
 
+    /// Tasks the probes track (sessions and reported processes), as their counting
+    /// filter has it: the `TRACKED` entries, plus any an LRU eviction took out behind
+    /// the counts' back.
+    pub fn tracked_tasks(&self) -> Option<u64> {
+        self.tracked_count.as_ref().map(TrackedCount::total)
+    }
+
+    /// Detaches every program, so the maps stop changing (the stop path).
+    pub fn detach(&mut self) {
+        for (name, prog) in self.ebpf.programs_mut() {
+            if let Ok(tp) = <&mut TracePoint>::try_from(prog)
+                && let Err(e) = tp.unload()
+            {
+                warn!(program = name, error = %e, "detaching failed");
+            }
+        }
+    }
+
+    /// Compares `TRACKED` with its counting filter: a slot counting fewer keys than it
+    /// holds would hide tracked tasks from the probes. Exact once detached.
+    pub fn tracked_check(&self) -> Option<TrackedCheck> {
+        let counts = self.tracked_count.as_ref()?;
+        let map = self.ebpf.map("TRACKED")?;
+        let tracked = aya::maps::HashMap::<_, u32, u64>::try_from(map).ok()?;
+        let mut per_slot = std::collections::HashMap::<u32, u32>::new();
+        for key in tracked.keys().filter_map(Result::ok) {
+            *per_slot.entry(tracked_slot(key)).or_default() += 1;
+        }
+        Some(TrackedCheck {
+            entries: per_slot.values().map(|&n| u64::from(n)).sum(),
+            counted: counts.total(),
+            short_slots: per_slot
+                .iter()
+                .filter(|&(&slot, &keys)| counts.slot(slot) < u64::from(keys))
+                .count() as u64,
+        })
+    }
+
     /// Replaces the watch set in place: adds new names first, then removes old ones, so
-    /// a name present in both sets is never missing, and nothing is detached.
+    /// a name present in both sets is never missing, and nothing is detached. A name's
+    /// prefilter bit is set before it is added and cleared only after it is removed.
     pub fn set_watch(&mut self, names: &BTreeSet<String>) -> Result<(), CaptureError> {
         let keys = names
             .iter()
             .map(|n| watch_key(n))
             .collect::<Result<BTreeSet<_>, _>>()?;
+        let new_bits = watch_bits(&keys);
+        let both: Vec<u32> = (self.watch_words.iter().zip(&new_bits))
+            .map(|(held, new)| held | new)
+            .collect();
+        self.write_watch_bits(&both)?;
         for key in keys.difference(&self.watched) {
             self.watch
                 .insert(key, 1, 0)
@@ -498,6 +591,22 @@ impl Capture {
             })?;
         }
         self.watched = keys;
+        self.write_watch_bits(&new_bits)
+    }
+
+    /// Writes the prefilter words that differ from what the map holds.
+    fn write_watch_bits(&mut self, to: &[u32]) -> Result<(), CaptureError> {
+        for (index, (held, new)) in (0u32..).zip(self.watch_words.iter_mut().zip(to)) {
+            if *held != *new {
+                self.watch_bits
+                    .set(index, *new, 0)
+                    .map_err(|source| CaptureError::Map {
+                        name: "WATCH_BITS",
+                        source,
+                    })?;
+                *held = *new;
+            }
+        }
         Ok(())
     }
 

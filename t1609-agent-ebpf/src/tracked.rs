@@ -1,0 +1,79 @@
+//! Which tasks are tracked: the `TRACKED` map behind a counting filter.
+//!
+//! Every fork and exit on the host asks whether its task is tracked, and nearly always
+//! the answer is no. `TRACKED_COUNT` answers that with one load from a small array that
+//! stays in cache; only a non-zero slot leads to the hash lookup.
+//!
+//! The count of a slot never falls below the number of its keys in `TRACKED` at a moment
+//! a probe can look: an entry is counted right after it is inserted, which is safe
+//! because no probe can ask about that key in between (a forked child has not run yet;
+//! an exec'ing task is the one inserting), and uncounted right after it is removed.
+//! The agent uncounts the entries it removes itself (`Capture::end_session`) through its
+//! mapping of the array. Only an LRU eviction, when all 16,384 entries are in use, leaves
+//! a count too high: a slot that keeps asking `TRACKED`, never a missed task.
+
+use aya_ebpf::{
+    bindings::{BPF_EXIST, BPF_F_MMAPABLE, BPF_NOEXIST},
+    macros::map,
+    maps::{Array, LruHashMap},
+};
+use t1609_common::{TRACKED_SLOTS, tracked_slot};
+
+/// tgid (or thread id, for threads forked in a session) → session id. LRU-bounded.
+/// Session id 0 marks a process whose exec was reported outside any session: only its
+/// exit is reported, so the agent's table lets it go at once instead of finding it gone
+/// in /proc much later. Sharing this map keeps an exit on the host at one filter load.
+#[map]
+pub(crate) static TRACKED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// `TRACKED` keys per slot (`t1609_common::tracked_slot`). Mmapable: the agent
+/// uncounts the entries it removes with an atomic on its mapping.
+#[map]
+static TRACKED_COUNT: Array<u64> = Array::with_max_entries(TRACKED_SLOTS, BPF_F_MMAPABLE);
+
+/// The session of a tracked `key` (0: a reported process outside any session).
+#[inline(always)]
+pub(crate) fn tracked_get(key: u32) -> Option<u64> {
+    let count = TRACKED_COUNT.get(tracked_slot(key))?;
+    // SAFETY: a live array slot; other CPUs update it atomically.
+    if unsafe { core::ptr::read_volatile(count) } == 0 {
+        return None;
+    }
+    unsafe { TRACKED.get(&key) }.copied()
+}
+
+/// Tracks `key`, or moves it to `session` if already tracked.
+#[inline(always)]
+pub(crate) fn tracked_insert(key: u32, session: u64) {
+    if TRACKED
+        .insert(&key, &session, u64::from(BPF_NOEXIST))
+        .is_ok()
+    {
+        count(key, 1);
+    } else {
+        // Already there, so already counted. Should the agent remove it meanwhile, this
+        // update fails and the task is untracked, as if it had ended the session later.
+        let _ = TRACKED.insert(&key, &session, u64::from(BPF_EXIST));
+    }
+}
+
+#[inline(always)]
+pub(crate) fn tracked_remove(key: u32) {
+    if TRACKED.remove(&key).is_ok() {
+        count(key, u64::MAX); // -1, wrapping
+    }
+}
+
+#[inline(always)]
+fn count(key: u32, delta: u64) {
+    if let Some(slot) = TRACKED_COUNT.get_ptr_mut(tracked_slot(key)) {
+        // SAFETY: a live, aligned array slot; every writer uses an atomic add. The eBPF
+        // target has no `AtomicU64::fetch_add` (no compare-and-swap); this intrinsic
+        // compiles to the one-instruction atomic add (`lock +=`).
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                slot, delta,
+            )
+        };
+    }
+}
