@@ -14,10 +14,10 @@
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
-        bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes,
-        bpf_probe_read_user, bpf_probe_read_user_buf,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
+        bpf_probe_read_user_buf, generated,
     },
     macros::{map, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
@@ -26,7 +26,7 @@ use aya_ebpf::{
 use t1609_common::{
     ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, ArgvChunkRecord, ExecRecord, KIND_ARGV_CHUNK,
     KIND_EXEC, KernelOffsets, MAX_ANCESTORS, PATH_LEN, ProbeConfig, RECORD_VERSION, RecordHeader,
-    TTY_NAME_LEN, WATCH_FILTER_BITS, WatchKey, counters, flags, watch_filter_bit,
+    TTY_NAME_LEN, WATCH_FILTER_BITS, WatchKey, counters, flags, watch_filter_bit_of_words,
 };
 
 mod net;
@@ -137,16 +137,18 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
         return Ok(());
     }
     // exec has already set comm to the new executable's basename (15 bytes at most).
-    let comm = bpf_get_current_comm().map_err(|_| counters::READ_ERROR)?;
+    let comm_words = current_comm()?;
+    // SAFETY: two u64s are 16 initialized bytes; a byte array needs no more alignment.
+    let comm: &WatchKey = unsafe { &*comm_words.as_ptr().cast::<WatchKey>() };
     let watched =
-        config.capture_all != 0 || (may_watch(&comm) && unsafe { WATCH.get(&comm) }.is_some());
+        config.capture_all != 0 || (may_watch(&comm_words) && unsafe { WATCH.get(comm) }.is_some());
     // Execs inside an injected session are reported whatever their name.
     let mut session = tracked_get(tgid).unwrap_or(0);
     if !watched && session == 0 {
         return Ok(());
     }
     let mut session_flags = if session != 0 { flags::IN_SESSION } else { 0 };
-    if session == 0 && watched && unsafe { SESSION_SEEDS.get(&comm) }.is_some() {
+    if session == 0 && watched && unsafe { SESSION_SEEDS.get(comm) }.is_some() {
         // A runtime exec (or nsenter) starts a session; the agent ends it early when the
         // argv shows it is not an exec. Inside a session (runc re-exec'ing itself), the
         // outer session stays.
@@ -168,7 +170,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
     let mut rec_flags = session_flags;
     let mut chunks = 0u32;
     // SAFETY: `rec` points into a live ring-buffer reservation of size_of::<ExecRecord>().
-    let fill = unsafe { fill_exec(ctx, rec, &off, &comm, tgid, pid_tgid as u32, ktime_ns) };
+    let fill = unsafe { fill_exec(ctx, rec, &off, comm, tgid, pid_tgid as u32, ktime_ns) };
     match fill {
         Ok(argv) => {
             rec_flags |= argv.flags;
@@ -198,10 +200,26 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
     Ok(())
 }
 
+/// The current task's comm as two words: moving them takes two 8-byte instructions,
+/// where a zeroed `[u8; 16]` compiles to a memset call and byte-wise copies, on every
+/// exec of the host.
+#[inline(always)]
+fn current_comm() -> Result<[u64; 2], u32> {
+    let mut words = core::mem::MaybeUninit::<[u64; 2]>::uninit();
+    // SAFETY: the helper takes uninitialized memory and, returning 0, has filled all 16
+    // bytes (the name, NUL-padded).
+    let ret = unsafe { generated::bpf_get_current_comm(words.as_mut_ptr().cast(), 16) };
+    if ret == 0 {
+        Ok(unsafe { words.assume_init() })
+    } else {
+        Err(counters::READ_ERROR)
+    }
+}
+
 /// False when `comm` is certainly not in `WATCH` (its `WATCH_BITS` bit is clear).
 #[inline(always)]
-fn may_watch(comm: &WatchKey) -> bool {
-    let bit = watch_filter_bit(comm);
+fn may_watch(comm: &[u64; 2]) -> bool {
+    let bit = watch_filter_bit_of_words(comm[0], comm[1]);
     WATCH_BITS
         .get(bit / 32)
         .is_some_and(|word| word & (1 << (bit % 32)) != 0)

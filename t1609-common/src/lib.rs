@@ -187,8 +187,13 @@ pub fn watch_filter_bit(comm: &WatchKey) -> u32 {
     let mut hi = [0u8; 8];
     lo.copy_from_slice(&comm[..8]);
     hi.copy_from_slice(&comm[8..]);
-    let mixed = (u64::from_le_bytes(lo) ^ u64::from_le_bytes(hi).rotate_left(29))
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    watch_filter_bit_of_words(u64::from_le_bytes(lo), u64::from_le_bytes(hi))
+}
+
+/// [`watch_filter_bit`] of a comm read as two little-endian words, as the probe holds it.
+#[inline(always)]
+pub const fn watch_filter_bit_of_words(lo: u64, hi: u64) -> u32 {
+    let mixed = (lo ^ hi.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (mixed >> 52) as u32 // the top 12 bits: 0..WATCH_FILTER_BITS
 }
 
