@@ -36,6 +36,11 @@ pub struct BenchArgs {
     /// Agent binary (default: build target/release/t1609-agent).
     #[arg(long)]
     agent: Option<PathBuf>,
+    /// A TOML file appended to the agent's bench config, to measure a setting's cost
+    /// (e.g. `[network]` `runtime_sockets = []`). Sections only: the bench's own
+    /// `[deliver]`, `[context]` and `[metrics]` come first.
+    #[arg(long)]
+    agent_config_append: Option<PathBuf>,
     /// Monitors compared against no monitor (comma list of agent, auditd, bpftrace).
     #[arg(long, value_delimiter = ',', default_value = "agent,auditd,bpftrace")]
     monitors: Vec<String>,
@@ -396,6 +401,8 @@ struct Monitor {
 struct Env {
     agent_bin: PathBuf,
     tmp: PathBuf,
+    /// TOML appended to the bench's agent config (`--agent-config-append`).
+    config_append: String,
 }
 
 impl Env {
@@ -408,8 +415,9 @@ impl Env {
         std::fs::write(
             &path,
             format!(
-                "[deliver]\nsinks = [\"stdout\"]\nspool_dir = \"{}\"\n\n[context]\ndocker_socket = \"\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-                spool.display()
+                "[deliver]\nsinks = [\"stdout\"]\nspool_dir = \"{}\"\n\n[context]\ndocker_socket = \"\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n{}",
+                spool.display(),
+                self.config_append
             ),
         )?;
         Ok(path)
@@ -694,12 +702,17 @@ impl Monitor {
 // Overhead table
 
 fn median(v: &[f64]) -> f64 {
+    quantile(v, 0.5)
+}
+
+/// The value at fraction `q` of the sorted values (0.1: the 10th percentile).
+fn quantile(v: &[f64], q: f64) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
         f64::NAN
     } else {
-        v[v.len() / 2]
+        v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
     }
 }
 
@@ -721,6 +734,9 @@ struct Row {
     /// Each batch's median µs, by round (paired with the baseline's same round).
     med_u: Vec<f64>,
     med_w: Vec<f64>,
+    /// Each batch's 10th percentile µs, by round.
+    p10_u: Vec<f64>,
+    p10_w: Vec<f64>,
     cpu_per_1000: Vec<f64>,
     /// Monitor CPU, % of one core, during each round's paced phase, and the rate achieved.
     paced_pct: Vec<f64>,
@@ -882,11 +898,13 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
                 let u = w.storm(&w.unwatched, &w.small_args, n)?;
                 row.mean_u.push(u.iter().sum::<f64>() / n as f64);
                 row.med_u.push(median(&u));
+                row.p10_u.push(quantile(&u, 0.1));
                 row.lat_u.extend(u);
                 let cpu0 = m.cpu();
                 let wt = w.storm(&w.watched, &w.small_args, n)?;
                 row.mean_w.push(wt.iter().sum::<f64>() / n as f64);
                 row.med_w.push(median(&wt));
+                row.p10_w.push(quantile(&wt, 0.1));
                 row.lat_w.extend(wt);
                 std::thread::sleep(Duration::from_millis(300)); // let it finish the batch
                 row.cpu_per_1000.push((m.cpu() - cpu0) * 1000.0 / n as f64);
@@ -957,10 +975,10 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
     };
     let core_label = format!("% core @{rate_label}/s");
     println!(
-        "| monitor              | unwatched µs | ratio  | watched µs | ratio  | batch-mean ratio u/w | CPU s/1k watched | {core_label:<15} | RSS MiB | HWM MiB | kernel ns/exec unw. | kernel ns/exec watched | kernel ns/exec 4 KiB |"
+        "| monitor              | unwatched µs | ratio  | watched µs | ratio  | batch-mean ratio u/w | p10 ratio u/w | CPU s/1k watched | {core_label:<15} | RSS MiB | HWM MiB | kernel ns/exec unw. | kernel ns/exec watched | kernel ns/exec 4 KiB |"
     );
     println!(
-        "|----------------------|--------------|--------|------------|--------|----------------------|------------------|-----------------|---------|---------|---------------------|------------------------|----------------------|"
+        "|----------------------|--------------|--------|------------|--------|----------------------|---------------|------------------|-----------------|---------|---------|---------------------|------------------------|----------------------|"
     );
     let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
     let mut notes = vec![];
@@ -977,10 +995,11 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
         let (u, wt) = (median(&r.lat_u), median(&r.lat_w));
         if k == Kind::Nothing {
             println!(
-                "| {:<20} | {u:12.1} | {:6.3} | {wt:10.1} | {:6.3} | {:>20} | {:>16} | {:>15} | {:>7} | {:>7} | {:>19} | {:>22} | {:>20} |",
+                "| {:<20} | {u:12.1} | {:6.3} | {wt:10.1} | {:6.3} | {:>20} | {:>13} | {:>16} | {:>15} | {:>7} | {:>7} | {:>19} | {:>22} | {:>20} |",
                 k.name(),
                 1.0,
                 1.0,
+                "1.000 / 1.000",
                 "1.000 / 1.000",
                 "-",
                 "-",
@@ -999,7 +1018,7 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
             median(&r.paced_pct)
         };
         println!(
-            "| {:<20} | {u:12.1} | {:6.3} | {wt:10.1} | {:6.3} | {:>20} | {cpu:16.4} | {:14.2}% | {:7.1} | {:7.1} | {:>19} | {:>22} | {:>20} |",
+            "| {:<20} | {u:12.1} | {:6.3} | {wt:10.1} | {:6.3} | {:>20} | {:>13} | {cpu:16.4} | {:14.2}% | {:7.1} | {:7.1} | {:>19} | {:>22} | {:>20} |",
             k.name(),
             u / bu,
             wt / bw,
@@ -1007,6 +1026,11 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
                 "{:.3} / {:.3}",
                 median(&r.mean_u) / bmu,
                 median(&r.mean_w) / bmw
+            ),
+            format!(
+                "{:.3} / {:.3}",
+                quantile(&r.lat_u, 0.1) / quantile(&base.lat_u, 0.1),
+                quantile(&r.lat_w, 0.1) / quantile(&base.lat_w, 0.1)
             ),
             core_pct,
             r.rss_kib as f64 / 1024.0,
@@ -1047,6 +1071,19 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
                 ratios(&r.med_w, &base.med_w),
             ));
         }
+        if r.p10_u.len() == base.p10_u.len() && !r.p10_u.is_empty() {
+            let paired = |mine: &[f64], base: &[f64]| {
+                let v: Vec<f64> = mine.iter().zip(base).map(|(m, b)| m / b).collect();
+                let (lo, hi) = min_max(v.iter().copied());
+                format!("{:.3} ({lo:.3}–{hi:.3})", median(&v))
+            };
+            notes.push(format!(
+                "{}: p10 ratio per round (batch 10th percentile vs the baseline's in the same round), median (range): unwatched {}, watched {}",
+                k.name(),
+                paired(&r.p10_u, &base.p10_u),
+                paired(&r.p10_w, &base.p10_w),
+            ));
+        }
         if k == Kind::Agent {
             notes.push(format!(
                 "{}: ring-buffer events lost over the whole bench: {}",
@@ -1057,18 +1094,18 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
         notes.extend(r.notes.iter().map(|n| format!("{}: {n}", k.name())));
     }
     println!(
-        "| target (t1609-agent) |              | ≤1.010 |            | ≤1.030 |                      |         ≤ 0.0125 |          ≤ 2.00% |    ≤ 25 |         |                     |                        |                      |"
+        "| target (t1609-agent) |              | ≤1.010 |            | ≤1.030 |                      |               |         ≤ 0.0125 |          ≤ 2.00% |    ≤ 25 |         |                     |                        |                      |"
     );
     println!();
     println!("Notes:");
     println!(
-        "- µs = median over every exec of all rounds (robust to bursts from other load); batch-mean ratio = median of per-batch means, unwatched / watched."
+        "- µs = median over every exec of all rounds (robust to bursts from other load); batch-mean ratio = median of per-batch means, unwatched / watched; p10 ratio = 10th percentile of every exec vs the baseline's: the fast end, where other load on the machine adds least, so it moves least from run to run, but it misses a monitor's occasional long stalls, which the median and mean show."
     );
     println!(
         "- exec = fork+exec+wait of static busybox as `true`; unwatched = file named t1609-bench-true, watched = file named `docker`, argv `exec -it atomic-test-container /bin/sh`."
     );
     println!(
-        "- CPU = run time of all threads from /proc/<pid>/task/*/schedstat, ns resolution (utime+stime, tick = {hz_note:.0} ms, where unavailable; auditd: auditd + kauditd kernel thread) over the watched batch + 300 ms drain. % core = the monitor's CPU over each round's paced phase (the watched argv from two threads at the stated rate with a 129-byte static ELF named `docker`, + 300 ms drain) / its wall time, median of rounds; with --paced-seconds 0, CPU s per exec × the rate."
+        "- CPU = run time of all threads from /proc/<pid>/task/*/schedstat, ns resolution (utime+stime, tick = {hz_note:.0} ms, where unavailable; auditd: auditd + kauditd kernel thread) over the watched batch + 300 ms drain. % core = the monitor's CPU from the start of each round's paced phase (the watched argv from two threads at the stated rate, exec'ing a 129-byte static ELF named `docker`) to 300 ms after its end / the phase's length, median of rounds; with --paced-seconds 0, CPU s per exec × the rate."
     );
     println!(
         "- RSS/HWM = VmRSS/VmHWM at the end of a round, max over rounds. kernel ns/exec = Σ run_time_ns of all the monitor's programs / execs issued (kernel.bpf_stats_enabled=1, separate phase)."
@@ -1077,6 +1114,12 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
         "- agent config: stdout sink to /dev/null, docker_socket = \"\" (no dockerd lookups), defaults otherwise; bpftrace: {BPFTRACE_PROG} > /dev/null; auditd: auditctl -a {}.",
         AUDIT_RULE.join(" ")
     );
+    if !env.config_append.trim().is_empty() {
+        println!(
+            "- agent config appended (--agent-config-append): {}",
+            env.config_append.trim().replace('\n', "; ")
+        );
+    }
     for n in notes {
         println!("- {n}");
     }
@@ -1505,9 +1548,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let agent_bin = crate::release_agent(args.agent.as_deref())?;
     let tmp = std::env::temp_dir().join(format!("t1609-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
+    let config_append = match &args.agent_config_append {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading --agent-config-append {}", path.display()))?,
+        None => String::new(),
+    };
     let env = Env {
         agent_bin,
         tmp: tmp.clone(),
+        config_append,
     };
     let result = if args.storm {
         storm(args, &env)
