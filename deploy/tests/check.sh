@@ -147,7 +147,7 @@ unit_contract() {
     for key in CapabilityBoundingSet AmbientCapabilities; do
         local caps
         caps="$(sed -n "s/^$key=//p" "$unit" | tr ' ' '\n' | sort | tr '\n' ' ')"
-        [ "$caps" = "CAP_BPF CAP_PERFMON CAP_SYS_PTRACE " ] || { echo "$key is '$caps'"; bad=1; }
+        [ "$caps" = "CAP_BPF CAP_NET_ADMIN CAP_PERFMON CAP_SYS_PTRACE " ] || { echo "$key is '$caps'"; bad=1; }
     done
     # No privileged escape hatches in the main process.
     if grep -qE '^(User=root|PrivateUsers=yes|ExecStart=[+!])' "$unit"; then echo "unexpected privilege directive"; bad=1; fi

@@ -131,5 +131,15 @@ elif [ "$events" -eq 0 ]; then
     plain "$work/err" | tail -n 20 >&2
     die "the agent attached but captured no exec events (exit $rc)"
 fi
-printf 'unit-sandbox-smoke: attached and captured %s exec events with caps %s, %s allowed system calls (else %s), read-only / /sys /proc/sys\n' \
-    "$events" "$caps" "$(wc -l <"$work/allow")" "${errno_name:-EPERM}"
+# Where Unix connects are caught: with the unit's CAP_NET_ADMIN, the cgroup hook, on
+# kernels that have it (>= 6.7) when this runs in the host's cgroup namespace.
+unix="$(plain "$work/err" | sed -n 's/.*unix_connects="\([^"]*\)".*/\1/p' | head -n1)"
+kver="$(uname -r | sed -n 's/^\([0-9]*\)\.\([0-9]*\).*/\1 \2/p')"
+if [ "$(readlink /proc/self/ns/cgroup)" = "cgroup:[4026531835]" ] \
+    && awk -v v="$kver" 'BEGIN { split(v, k, " "); exit !(k[1] > 6 || (k[1] == 6 && k[2] >= 7)) }' \
+    && [ "$unix" != "cgroup/connect_unix" ]; then
+    plain "$work/err" | grep -iE 'unix|warn' | tail -n 5 >&2
+    die "Unix connects are caught by '$unix', not the cgroup hook, under the unit's capabilities"
+fi
+printf 'unit-sandbox-smoke: attached and captured %s exec events with caps %s, %s allowed system calls (else %s), read-only / /sys /proc/sys; unix connects: %s\n' \
+    "$events" "$caps" "$(wc -l <"$work/allow")" "${errno_name:-EPERM}" "${unix:-not in the log}"

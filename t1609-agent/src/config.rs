@@ -102,15 +102,31 @@ impl Default for HostConfig {
     }
 }
 
+/// Where Unix-socket connects are caught.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnixConnectHook {
+    /// The cgroup hook where the kernel and the agent's cgroup namespace allow it, else
+    /// the syscall tracepoint.
+    #[default]
+    Auto,
+    /// The cgroup `connect_unix` hook on the root cgroup (Linux >= 6.7, the host's cgroup
+    /// namespace): AF_UNIX connects only. Start-up fails without it.
+    Cgroup,
+    /// `syscalls:sys_enter_connect`: any kernel, but every syscall on the host pays for it.
+    Tracepoint,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
     /// TCP destination ports whose connects are reported (kubelet, Docker API).
     pub ports: BTreeSet<u16>,
     /// Unix socket paths of container runtime APIs. Empty: connects to them are not
-    /// reported, and the connect probe (a syscall tracepoint, which every syscall on the
-    /// host pays for) is not attached.
+    /// reported, and no Unix connect probe is attached.
     pub runtime_sockets: BTreeSet<PathBuf>,
+    /// How Unix connects to `runtime_sockets` are caught.
+    pub unix_connect_hook: UnixConnectHook,
     /// Executable names (globs) expected to use the runtime sockets.
     pub expected_clients: Vec<String>,
 }
@@ -119,6 +135,7 @@ impl Default for NetworkConfig {
     fn default() -> Self {
         Self {
             ports: [10250, 10255, 2375, 2376].into(),
+            unix_connect_hook: UnixConnectHook::Auto,
             runtime_sockets: [
                 "/var/run/docker.sock",
                 "/run/docker.sock",

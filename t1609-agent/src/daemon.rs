@@ -712,6 +712,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         wakeup_interval: Duration::from_micros(u64::from(config.capture.wakeup_interval_us)),
         ports: config.network.ports.clone(),
         unix_paths: config.network.runtime_sockets.clone(),
+        unix_connect_hook: config.network.unix_connect_hook,
         session_seeds: config.session.seeds.clone(),
     })?;
     let reader = capture.take_reader().expect("reader taken once");
@@ -831,7 +832,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     health.ready.store(true, Ordering::Relaxed);
     info!(
         watch = ?names, capture_all, pid = std::process::id(), degraded = ?capture.degraded,
-        unix_connects = if capture.unix_connects { "syscalls:sys_enter_connect" } else { "off" },
+        unix_connects = capture.unix_connects,
         metrics = %metrics_addr,
         "t1609-agent ready: sched_process_exec attached"
     );

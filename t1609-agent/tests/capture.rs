@@ -513,12 +513,9 @@ fn tracked_task_counts_stay_exact_through_exits_and_ended_sessions() {
     let mut children = Vec::new();
     for verb in ["state", "exec"] {
         for _ in 0..30 {
-            children.push(
-                Command::new(&runc)
-                    .args(["-c", script, verb])
-                    .spawn()
-                    .expect("spawn runc"),
-            );
+            children.push(spawn_retrying(
+                Command::new(&runc).args(["-c", script, verb]),
+            ));
         }
     }
     for mut c in children {
@@ -529,14 +526,8 @@ fn tracked_task_counts_stay_exact_through_exits_and_ended_sessions() {
     let kubectl = dir.path().join("kubectl");
     std::fs::copy("/bin/sleep", &kubectl).unwrap();
     let mut running = vec![
-        Command::new(&kubectl)
-            .arg("30")
-            .spawn()
-            .expect("spawn kubectl"),
-        Command::new(&runc)
-            .args(["-c", "sleep 30 & wait", "exec"])
-            .spawn()
-            .expect("spawn runc"),
+        spawn_retrying(Command::new(&kubectl).arg("30")),
+        spawn_retrying(Command::new(&runc).args(["-c", "sleep 30 & wait", "exec"])),
     ];
     // 100 docker execs, 60 runc execs and the 60 sleeps of the `exec` sessions (those
     // of `state` sessions are reported only if they exec before the agent ends it),

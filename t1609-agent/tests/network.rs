@@ -322,45 +322,117 @@ fn unrelated_port_raises_nothing() {
     );
 }
 
-/// BPF links of `pid` attached through perf events (tracepoints), read from its fdinfo.
-fn tracepoint_links(pid: u32) -> usize {
+/// BPF links of `pid` of one kind (`perf`: tracepoints; `cgroup`), read from its fdinfo.
+fn links(pid: u32, kind: &str) -> usize {
+    let want = format!("link_type:\t{kind}");
     std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
         .unwrap()
         .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-        .filter(|info| info.lines().any(|l| l == "link_type:\tperf"))
+        .filter(|info| info.lines().any(|l| l == want))
         .count()
 }
 
-/// With no runtime socket configured, the syscall tracepoint behind Unix connects (which
-/// every syscall on the host pays for) is not attached, and the ready line says so.
+fn ready(log: &[String]) -> String {
+    log.iter()
+        .find(|l| l.contains("t1609-agent ready"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Unix connects are caught by the cgroup hook, which only AF_UNIX connects pay for,
+/// or by the syscall tracepoint, which every syscall on the host pays for; with no
+/// runtime socket configured, by neither. Each start attaches what its ready line says.
+/// The build machine (Linux 6.18, the host's cgroup namespace) has the cgroup hook, so
+/// `"cgroup"` must start here.
 #[test]
-fn no_runtime_sockets_no_syscall_tracepoint() {
-    if !privileged_or_skip("no_runtime_sockets_no_syscall_tracepoint") {
+fn unix_connect_hook_attaches_what_the_ready_line_says() {
+    if !privileged_or_skip("unix_connect_hook_attaches_what_the_ready_line_says") {
         return;
     }
-    let with = Agent::start(&[]);
-    let links_with = tracepoint_links(with.child.id());
-    let (_, log_with) = with.stop();
-    let without = Agent::start_with_config("[network]\nruntime_sockets = []\n", &[]);
-    let links_without = tracepoint_links(without.child.id());
-    let (_, log_without) = without.stop();
-    let ready = |log: &[String]| {
-        log.iter()
-            .find(|l| l.contains("t1609-agent ready"))
-            .cloned()
-            .unwrap_or_default()
-    };
+    // exec, fork, exit, inet_sock_set_state, then the Unix side.
+    for (toml, says, perf, cgroup) in [
+        (
+            "[network]\nunix_connect_hook = \"cgroup\"\n",
+            "cgroup/connect_unix",
+            4,
+            1,
+        ),
+        (
+            "[network]\nunix_connect_hook = \"tracepoint\"\n",
+            "syscalls:sys_enter_connect",
+            5,
+            0,
+        ),
+        ("[network]\nruntime_sockets = []\n", "off", 4, 0),
+    ] {
+        let agent = Agent::start_with_config(toml, &[]);
+        let pid = agent.child.id();
+        let (got_perf, got_cgroup) = (links(pid, "perf"), links(pid, "cgroup"));
+        let (_, log) = agent.stop();
+        let line = ready(&log);
+        assert!(
+            line.contains(&format!("unix_connects=\"{says}\"")),
+            "{toml}: {line}"
+        );
+        assert_eq!((got_perf, got_cgroup), (perf, cgroup), "{toml}: {line}");
+    }
+    // The default picks the cgroup hook where it can.
+    let agent = Agent::start(&[]);
+    let got_cgroup = links(agent.child.id(), "cgroup");
+    let (_, log) = agent.stop();
     assert!(
-        ready(&log_with).contains("unix_connects=\"syscalls:sys_enter_connect\""),
+        ready(&log).contains("unix_connects=\"cgroup/connect_unix\""),
         "{}",
-        ready(&log_with)
+        ready(&log)
     );
-    assert!(
-        ready(&log_without).contains("unix_connects=\"off\""),
-        "{}",
-        ready(&log_without)
+    assert_eq!(got_cgroup, 1);
+}
+
+/// Both hooks see the same connects: curl's, and Python's, whose address length leaves
+/// out the path's NUL (the cgroup hook reads the kernel's copy, bounded by that length).
+#[test]
+fn runtime_socket_connects_seen_by_either_hook() {
+    if !privileged_or_skip("runtime_socket_connects_seen_by_either_hook") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("containerd.sock");
+    let _srv = server(&["unix", sock.to_str().unwrap()]);
+    let s = sock.to_str().unwrap();
+    let py = format!(
+        "import socket; c = socket.socket(socket.AF_UNIX); c.connect({s:?}); \
+         c.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); c.recv(100)"
     );
-    // exec, fork, exit, inet_sock_set_state (+ sys_enter_connect)
-    assert_eq!(links_with, 5, "{}", ready(&log_with));
-    assert_eq!(links_without, 4, "{}", ready(&log_without));
+    for hook in ["cgroup", "tracepoint"] {
+        let cfg = format!(
+            "[network]\nruntime_sockets = [{s:?}]\nexpected_clients = []\nunix_connect_hook = \"{hook}\"\n"
+        );
+        let agent = Agent::start_with_config(&cfg, &[]);
+        let url = "http://localhost/v1/containers";
+        let curl_ok = Command::new(curl())
+            .args(["-s", "--unix-socket", s, url])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        let py_ok = Command::new("python3").args(["-c", &py]).status().unwrap();
+        assert!(curl_ok.success() && py_ok.success(), "{hook}");
+        std::thread::sleep(Duration::from_millis(300));
+        let (lines, log) = agent.stop();
+        let alerts = parse_alerts(&lines);
+        let mut clients: Vec<String> = alerts_of(&alerts, "t1609.runtime_socket_access")
+            .iter()
+            .filter(|a| get(a, "destination.address") == s)
+            .map(|a| {
+                let name = get(a, "process.name").as_str().unwrap_or_default();
+                // The interpreter's name carries its version (python3.11).
+                if name.starts_with("python3") {
+                    "python3".to_owned()
+                } else {
+                    name.to_owned()
+                }
+            })
+            .collect();
+        clients.sort();
+        assert_eq!(clients, ["curl", "python3"], "{hook}: {}", ready(&log));
+    }
 }

@@ -2,6 +2,7 @@
 
 mod mapped;
 pub mod offsets;
+mod unix_hook;
 mod wait;
 
 use std::{
@@ -28,6 +29,9 @@ use tracing::{debug, warn};
 
 use crate::decode::{Assembler, Captured};
 use mapped::{TrackedCount, WakeupClock};
+use unix_hook::UnixConnectHook;
+
+pub use crate::config::UnixConnectHook as UnixHookChoice;
 pub use wait::StopSignal;
 use wait::Woken;
 
@@ -101,6 +105,8 @@ pub struct CaptureOptions {
     pub unix_paths: BTreeSet<PathBuf>,
     /// Executables whose exec starts a tracked (injected) session.
     pub session_seeds: BTreeSet<String>,
+    /// Where Unix connects to `unix_paths` are caught.
+    pub unix_connect_hook: UnixHookChoice,
 }
 
 /// Programs beyond the exec probe; each may be missing on an older kernel, and the agent
@@ -110,11 +116,16 @@ const OPTIONAL_PROGRAMS: &[(&str, &str, &str)] = &[
     ("sched_process_exit", "sched", "sched_process_exit"),
     ("inet_sock_set_state", "sock", "inet_sock_set_state"),
 ];
-/// Reports connects to the runtime sockets. Attached only when some are configured: a
-/// program on any syscall tracepoint sends every syscall of every task on the host
-/// through the kernel's slow syscall path (+20 ns a syscall measured on the build VM).
+/// Reports connects to the runtime sockets where the cgroup hook cannot
+/// ([`unix_hook`]). Attached only when some are configured: a program on any syscall
+/// tracepoint sends every syscall of every task on the host through the kernel's slow
+/// syscall path (+20 ns a syscall measured on the build VM).
 const UNIX_CONNECT_PROGRAM: (&str, &str, &str) =
     ("sys_enter_connect", "syscalls", "sys_enter_connect");
+/// What `Capture::unix_connects` names.
+pub const UNIX_VIA_CGROUP: &str = "cgroup/connect_unix";
+pub const UNIX_VIA_TRACEPOINT: &str = "syscalls:sys_enter_connect";
+pub const UNIX_OFF: &str = "off";
 
 /// Kernel-side counters, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -160,8 +171,11 @@ pub struct Capture {
     wakeup_interval: Duration,
     /// Optional programs that could not be attached, with the reason.
     pub degraded: Vec<String>,
-    /// The Unix-socket connect program is attached.
-    pub unix_connects: bool,
+    /// Where Unix connects are caught: [`UNIX_VIA_CGROUP`], [`UNIX_VIA_TRACEPOINT`] or
+    /// [`UNIX_OFF`].
+    pub unix_connects: &'static str,
+    /// Held for as long as the hook should stay linked.
+    unix_hook: Option<UnixConnectHook>,
 }
 
 /// Takes map `name` out of the loaded object as a typed map.
@@ -284,7 +298,8 @@ pub fn watch_key(name: &str) -> Result<WatchKey, CaptureError> {
 impl Capture {
     pub fn start(opts: &CaptureOptions) -> Result<Self, CaptureError> {
         check_privilege()?;
-        let offsets: KernelOffsets = offsets::from_btf(&opts.btf_path)?;
+        let btf = offsets::parse_file(&opts.btf_path)?;
+        let offsets: KernelOffsets = offsets::from_parsed(&btf)?;
         ensure_tracefs()?;
         if !Path::new("/sys/kernel/btf/vmlinux").exists()
             && opts.btf_path == Path::new(offsets::VMLINUX_BTF)
@@ -333,6 +348,13 @@ impl Capture {
             }
             _ => CaptureError::Load(e),
         })?;
+        // Before any map is taken out of `ebpf`: the hook is relocated against them all.
+        let unix_hook = if opts.unix_paths.is_empty() {
+            None
+        } else {
+            Self::unix_hook(&ebpf, &btf, opts.unix_connect_hook)?
+        };
+        drop(btf);
 
         let watch: BpfHashMap<MapData, WatchKey, u8> = take_map(&mut ebpf, "WATCH")?;
         let watch_bits: Array<MapData, u32> = take_map(&mut ebpf, "WATCH_BITS")?;
@@ -366,7 +388,8 @@ impl Capture {
             watched: BTreeSet::new(),
             wakeup_interval: opts.wakeup_interval,
             degraded: Vec::new(),
-            unix_connects: false,
+            unix_connects: UNIX_OFF,
+            unix_hook,
         };
         // Fill the filters before attaching, so the first event is already filtered.
         capture.set_watch(&opts.watch)?;
@@ -397,10 +420,17 @@ impl Capture {
                 step: "attach to sched:sched_process_exec",
                 source,
             })?;
-        let unix = (!opts.unix_paths.is_empty()).then_some(&UNIX_CONNECT_PROGRAM);
+        if capture.unix_hook.is_some() {
+            capture.unix_connects = UNIX_VIA_CGROUP;
+        }
+        let unix = (!opts.unix_paths.is_empty() && capture.unix_hook.is_none())
+            .then_some(&UNIX_CONNECT_PROGRAM);
         for (name, category, event) in OPTIONAL_PROGRAMS.iter().chain(unix) {
             match capture.attach_optional(name, category, event) {
-                Ok(()) => capture.unix_connects |= *name == UNIX_CONNECT_PROGRAM.0,
+                Ok(()) if *name == UNIX_CONNECT_PROGRAM.0 => {
+                    capture.unix_connects = UNIX_VIA_TRACEPOINT;
+                }
+                Ok(()) => {}
                 Err(e) => {
                     warn!(program = name, error = %e, "optional probe not attached; running without it");
                     capture.degraded.push(format!("{name}: {e}"));
@@ -409,6 +439,31 @@ impl Capture {
         }
         release_free_heap();
         Ok(capture)
+    }
+
+    /// The cgroup Unix-connect hook, or `None` for the syscall tracepoint.
+    fn unix_hook(
+        ebpf: &Ebpf,
+        btf: &offsets::KernelBtf,
+        choice: UnixHookChoice,
+    ) -> Result<Option<UnixConnectHook>, CaptureError> {
+        if choice == UnixHookChoice::Tracepoint {
+            return Ok(None);
+        }
+        let attached = offsets::check_sock_addr_layout(btf)
+            .map_err(|e| e.to_string())
+            .and_then(|()| UnixConnectHook::attach(ebpf, PROBES).map_err(|e| e.to_string()));
+        match (attached, choice) {
+            (Ok(hook), _) => Ok(Some(hook)),
+            (Err(detail), UnixHookChoice::Cgroup) => Err(CaptureError::Feature {
+                feature: "cgroup connect_unix hook (network.unix_connect_hook = \"cgroup\")",
+                detail,
+            }),
+            (Err(detail), _) => {
+                warn!(reason = %detail, "Unix connects hooked at the syscall instead of the cgroup hook: every syscall on the host pays ~20 ns");
+                Ok(None)
+            }
+        }
     }
 
     fn attach_optional(

@@ -249,6 +249,13 @@ fn member_offset(
 
 /// Resolves every offset the exec program needs from the BTF file at `path`.
 pub fn from_btf(path: &Path) -> Result<KernelOffsets, OffsetError> {
+    from_parsed(&parse_file(path)?)
+}
+
+/// The running kernel's BTF, parsed once for everything start-up asks of it.
+pub struct KernelBtf(Btf);
+
+pub fn parse_file(path: &Path) -> Result<KernelBtf, OffsetError> {
     if !path.exists() {
         return Err(OffsetError::NoBtf {
             path: path.to_owned(),
@@ -258,11 +265,35 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, OffsetError> {
         path: path.to_owned(),
         source,
     })?;
-    let btf = Btf::parse(bytes).map_err(|message| OffsetError::Parse {
-        path: path.to_owned(),
-        message,
-    })?;
-    let of = |type_name, member| member_offset(&btf, type_name, member);
+    Btf::parse(bytes)
+        .map(KernelBtf)
+        .map_err(|message| OffsetError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+}
+
+/// The layout the `connect_unix` program assumes for `struct bpf_sock_addr_kern`: the
+/// address pointer at byte 8, its length at byte 32 (Linux >= 6.7). An error says what
+/// differs; the agent then hooks Unix connects at the syscall instead.
+pub fn check_sock_addr_layout(btf: &KernelBtf) -> Result<(), OffsetError> {
+    for (member, want) in [("uaddr", 8), ("uaddrlen", 32)] {
+        let got = member_offset(&btf.0, "bpf_sock_addr_kern", member)?;
+        if got != want {
+            return Err(OffsetError::NoMember {
+                type_name: "bpf_sock_addr_kern",
+                member,
+                message: format!("at byte {got}, the program reads byte {want}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Resolves every offset the exec program needs from parsed BTF.
+pub fn from_parsed(btf: &KernelBtf) -> Result<KernelOffsets, OffsetError> {
+    let btf = &btf.0;
+    let of = |type_name, member| member_offset(btf, type_name, member);
     // loginuid exists only with CONFIG_AUDIT; its absence is reported per event.
     let loginuid = of("task_struct", "loginuid").ok();
     Ok(KernelOffsets {

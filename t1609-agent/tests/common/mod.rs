@@ -485,3 +485,18 @@ pub fn stop_count(stopped: &str, key: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{key} value in {stopped}"))
 }
+
+/// Spawns `cmd`, retrying while the executable is busy: a file this test just copied
+/// can still be open for writing in a child another test thread forked meanwhile (the
+/// descriptor closes only at that child's exec), and exec'ing it fails with ETXTBSY.
+pub fn spawn_retrying(cmd: &mut Command) -> std::process::Child {
+    for _ in 0..100 {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
+        }
+    }
+    panic!("{cmd:?}: executable still busy after 2 s");
+}

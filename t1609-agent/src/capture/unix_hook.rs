@@ -1,0 +1,301 @@
+//! Unix-socket connects through the cgroup `connect_unix` hook (Linux >= 6.7) on the
+//! root cgroup. It runs for AF_UNIX connects only, io_uring's included, and costs the
+//! host's other syscalls nothing, where a program on `syscalls:sys_enter_connect` sends
+//! every syscall of every task through the slow syscall path (~1 % of a busybox exec on
+//! the build VM, whose spawn makes ~150 syscalls).
+//!
+//! aya 0.14 has no `connect_unix` attach type, so the probe object declares the program
+//! as `connect4`; this module parses the same object with aya-obj, relocates that one
+//! program against the maps aya created (by name, so both share them), and loads and
+//! links it with two bpf() calls. Until loaded here, aya holds it unloaded.
+
+use std::{
+    ffi::CString,
+    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
+    path::{Path, PathBuf},
+};
+
+use aya::{Ebpf, maps::Map};
+
+/// The program's name in the probe object.
+pub const PROGRAM: &str = "unix_connect";
+
+// uapi/linux/bpf.h
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
+const BPF_CGROUP_UNIX_CONNECT: u32 = 49;
+const CGROUP2_SUPER_MAGIC: libc::c_long = 0x6367_7270;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnixHookError {
+    #[error("{path} is not a cgroup v2 mount")]
+    NotCgroup2 { path: PathBuf },
+    #[error("no cgroup v2 hierarchy is mounted at its root (/proc/self/mountinfo)")]
+    NoCgroup2,
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "this agent runs in a cgroup namespace other than the host's ({ours} vs init's {init}): \
+         a hook on its cgroup root would miss the other containers' connects"
+    )]
+    CgroupNamespace { ours: String, init: String },
+    #[error("probe object: {0}")]
+    Object(String),
+    #[error("map {0} is not among the loaded maps")]
+    MissingMap(String),
+    #[error("the kernel refused to load {PROGRAM} as cgroup/connect_unix: {source}{log}")]
+    Load { source: std::io::Error, log: String },
+    #[error("cannot link {PROGRAM} to {path} (cgroup/connect_unix needs Linux >= 6.7): {source}")]
+    Link {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The loaded and linked hook: dropping it detaches the program.
+pub struct UnixConnectHook {
+    _prog: OwnedFd,
+    _link: OwnedFd,
+}
+
+impl UnixConnectHook {
+    /// Loads [`PROGRAM`] from `object` (the bytes `ebpf` was loaded from) against
+    /// `ebpf`'s maps, and links it to the root cgroup. Call before taking maps out of
+    /// `ebpf`.
+    pub fn attach(ebpf: &Ebpf, object: &[u8]) -> Result<Self, UnixHookError> {
+        check_cgroup_namespace()?;
+        let root = cgroup2_root()?;
+        let root = root.as_path();
+        let cgroup = open_cgroup2(root)?;
+        let insns = relocated_program(ebpf, object)?;
+        let prog = load(&insns)?;
+        let link = bpf_fd(
+            BPF_LINK_CREATE,
+            &LinkCreateAttr {
+                prog_fd: prog.as_raw_fd() as u32,
+                target_fd: cgroup.as_raw_fd() as u32,
+                attach_type: BPF_CGROUP_UNIX_CONNECT,
+                flags: 0,
+                _rest: [0; 8],
+            },
+        )
+        .map_err(|source| UnixHookError::Link {
+            path: root.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            _prog: prog,
+            _link: link,
+        })
+    }
+}
+
+/// The initial cgroup namespace's fixed inode number (`PROC_CGROUP_INIT_INO`).
+const INITIAL_CGROUP_NS: &str = "cgroup:[4026531835]";
+
+/// With a private cgroup namespace (a pod's default), `/sys/fs/cgroup` is the
+/// container's own subtree. Hooking there would look complete and see only this
+/// container, so the agent refuses, and falls back to the syscall tracepoint.
+fn check_cgroup_namespace() -> Result<(), UnixHookError> {
+    let read = |p: &str| std::fs::read_link(p).map(|l| l.to_string_lossy().into_owned());
+    let ours = read("/proc/self/ns/cgroup").map_err(|source| UnixHookError::Open {
+        path: "/proc/self/ns/cgroup".into(),
+        source,
+    })?;
+    if ours == INITIAL_CGROUP_NS {
+        return Ok(());
+    }
+    // A host namespace other than the initial one (nested hosts): init's, if visible.
+    let init = read("/proc/1/ns/cgroup").unwrap_or_else(|e| format!("unreadable: {e}"));
+    if ours == init {
+        Ok(())
+    } else {
+        Err(UnixHookError::CgroupNamespace { ours, init })
+    }
+}
+
+/// Where the cgroup v2 hierarchy is mounted at its root: `/sys/fs/cgroup` on unified
+/// hosts, `/sys/fs/cgroup/unified` on hybrid ones.
+fn cgroup2_root() -> Result<PathBuf, UnixHookError> {
+    let info =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| UnixHookError::Open {
+            path: "/proc/self/mountinfo".into(),
+            source,
+        })?;
+    info.lines()
+        .find_map(|line| {
+            // id parent dev root mountpoint options [optional...] - fstype source options
+            let (left, right) = line.split_once(" - ")?;
+            let fields: Vec<&str> = left.split(' ').collect();
+            let (root, mountpoint) = (fields.get(3)?, fields.get(4)?);
+            (right.split(' ').next()? == "cgroup2" && *root == "/")
+                .then(|| PathBuf::from(mountpoint.replace("\\040", " ")))
+        })
+        .ok_or(UnixHookError::NoCgroup2)
+}
+
+fn open_cgroup2(path: &Path) -> Result<OwnedFd, UnixHookError> {
+    let file = std::fs::File::open(path).map_err(|source| UnixHookError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    // SAFETY: fstatfs fills the zeroed struct for a valid fd.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0
+        || st.f_type as libc::c_long != CGROUP2_SUPER_MAGIC
+    {
+        return Err(UnixHookError::NotCgroup2 {
+            path: path.to_owned(),
+        });
+    }
+    Ok(file.into())
+}
+
+/// The program's instructions, with its map references resolved to `ebpf`'s maps and
+/// the functions it calls appended, as aya does for the programs it loads.
+fn relocated_program(
+    ebpf: &Ebpf,
+    object: &[u8],
+) -> Result<Vec<aya_obj::generated::bpf_insn>, UnixHookError> {
+    let mut obj =
+        aya_obj::Object::parse(object).map_err(|e| UnixHookError::Object(e.to_string()))?;
+    let maps: Vec<(String, aya_obj::Map)> = obj.maps.drain().collect();
+    let fds = maps
+        .iter()
+        .map(|(name, _)| {
+            ebpf.map(name)
+                .map(map_fd)
+                .ok_or_else(|| UnixHookError::MissingMap(name.clone()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let text_sections = obj.functions.keys().map(|(section, _)| *section).collect();
+    obj.relocate_maps(
+        maps.iter()
+            .zip(&fds)
+            .map(|((name, map), fd)| (name.as_str(), *fd, map)),
+        &text_sections,
+    )
+    .map_err(|e| UnixHookError::Object(e.to_string()))?;
+    obj.relocate_calls(&text_sections)
+        .map_err(|e| UnixHookError::Object(e.to_string()))?;
+    let program = obj
+        .programs
+        .get(PROGRAM)
+        .ok_or_else(|| UnixHookError::Object(format!("no program {PROGRAM}")))?;
+    let function = obj
+        .functions
+        .get(&program.function_key())
+        .ok_or_else(|| UnixHookError::Object(format!("no code for {PROGRAM}")))?;
+    Ok(function.instructions.clone())
+}
+
+fn map_fd(map: &Map) -> i32 {
+    let data = match map {
+        Map::Array(d)
+        | Map::HashMap(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuArray(d)
+        | Map::PerCpuHashMap(d)
+        | Map::RingBuf(d)
+        | Map::Unsupported(d) => d,
+        // The probe object has no other kinds; an fd of -1 fails the load visibly.
+        _ => return -1,
+    };
+    data.fd().as_fd().as_raw_fd()
+}
+
+fn load(insns: &[aya_obj::generated::bpf_insn]) -> Result<OwnedFd, UnixHookError> {
+    let license = CString::new("Dual MIT/GPL").expect("no NUL");
+    let mut log = vec![0u8; 64 * 1024];
+    let mut attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 0,
+        log_size: 0,
+        log_buf: 0,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name: *b"unix_connect\0\0\0\0",
+        prog_ifindex: 0,
+        expected_attach_type: BPF_CGROUP_UNIX_CONNECT,
+        _rest: [0; 16],
+    };
+    match bpf_fd(BPF_PROG_LOAD, &attr) {
+        Ok(fd) => Ok(fd),
+        Err(_) => {
+            // Again with the verifier's log, to say why.
+            attr.log_level = 1;
+            attr.log_size = log.len() as u32;
+            attr.log_buf = log.as_mut_ptr() as u64;
+            let source = bpf_fd(BPF_PROG_LOAD, &attr).err().unwrap_or_else(|| {
+                std::io::Error::other("loaded only when asked for a verifier log")
+            });
+            let text = String::from_utf8_lossy(&log);
+            let text = text.trim_end_matches('\0').trim();
+            let tail: String = text.lines().rev().take(8).collect::<Vec<_>>().join(" / ");
+            Err(UnixHookError::Load {
+                source,
+                log: if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!("; verifier: {tail}")
+                },
+            })
+        }
+    }
+}
+
+/// `union bpf_attr` for BPF_PROG_LOAD, up to `expected_attach_type`, zero-padded.
+#[repr(C)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+    _rest: [u64; 16],
+}
+
+/// `union bpf_attr` for BPF_LINK_CREATE, up to `flags`, zero-padded.
+#[repr(C)]
+struct LinkCreateAttr {
+    prog_fd: u32,
+    target_fd: u32,
+    attach_type: u32,
+    flags: u32,
+    _rest: [u64; 8],
+}
+
+const _: () = assert!(std::mem::offset_of!(ProgLoadAttr, expected_attach_type) == 68);
+const _: () = assert!(std::mem::offset_of!(LinkCreateAttr, flags) == 12);
+
+/// bpf(cmd, attr) for a command that returns a new fd.
+fn bpf_fd<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<OwnedFd> {
+    // SAFETY: attr is a live, zero-padded `union bpf_attr` prefix of the given size.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *const T,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
+}
