@@ -705,6 +705,13 @@ fn median(v: &[f64]) -> f64 {
     quantile(v, 0.5)
 }
 
+/// The median over rounds of one batch statistic divided by the baseline's in the same
+/// round: each ratio compares batches run seconds apart, under the same load.
+fn paired_median(mine: &[f64], base: &[f64]) -> f64 {
+    let ratios: Vec<f64> = mine.iter().zip(base).map(|(m, b)| m / b).collect();
+    median(&ratios)
+}
+
 /// The value at fraction `q` of the sorted values (0.1: the 10th percentile).
 fn quantile(v: &[f64], q: f64) -> f64 {
     let mut v = v.to_vec();
@@ -1029,8 +1036,8 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
             ),
             format!(
                 "{:.3} / {:.3}",
-                quantile(&r.lat_u, 0.1) / quantile(&base.lat_u, 0.1),
-                quantile(&r.lat_w, 0.1) / quantile(&base.lat_w, 0.1)
+                paired_median(&r.p10_u, &base.p10_u),
+                paired_median(&r.p10_w, &base.p10_w)
             ),
             core_pct,
             r.rss_kib as f64 / 1024.0,
@@ -1072,16 +1079,15 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
             ));
         }
         if r.p10_u.len() == base.p10_u.len() && !r.p10_u.is_empty() {
-            let paired = |mine: &[f64], base: &[f64]| {
-                let v: Vec<f64> = mine.iter().zip(base).map(|(m, b)| m / b).collect();
-                let (lo, hi) = min_max(v.iter().copied());
-                format!("{:.3} ({lo:.3}–{hi:.3})", median(&v))
+            let range = |mine: &[f64], base: &[f64]| {
+                let (lo, hi) = min_max(mine.iter().zip(base).map(|(m, b)| m / b));
+                format!("{lo:.3}–{hi:.3}")
             };
             notes.push(format!(
-                "{}: p10 ratio per round (batch 10th percentile vs the baseline's in the same round), median (range): unwatched {}, watched {}",
+                "{}: p10 ratios per round (batch 10th percentile vs the baseline's in the same round): unwatched {}, watched {}",
                 k.name(),
-                paired(&r.p10_u, &base.p10_u),
-                paired(&r.p10_w, &base.p10_w),
+                range(&r.p10_u, &base.p10_u),
+                range(&r.p10_w, &base.p10_w),
             ));
         }
         if k == Kind::Agent {
@@ -1099,7 +1105,7 @@ fn overhead(args: &BenchArgs, env: &Env, setup_err: Option<&str>) -> anyhow::Res
     println!();
     println!("Notes:");
     println!(
-        "- µs = median over every exec of all rounds (robust to bursts from other load); batch-mean ratio = median of per-batch means, unwatched / watched; p10 ratio = 10th percentile of every exec vs the baseline's: the fast end, where other load on the machine adds least, so it moves least from run to run, but it misses a monitor's occasional long stalls, which the median and mean show."
+        "- µs = median over every exec of all rounds (robust to bursts from other load); batch-mean ratio = median of per-batch means, unwatched / watched; p10 ratio = median over rounds of the batch's 10th percentile vs the baseline's batch in the same round: the fast end, where other load on the machine adds least, but it misses a monitor's occasional long stalls, which the median and mean show."
     );
     println!(
         "- exec = fork+exec+wait of static busybox as `true`; unwatched = file named t1609-bench-true, watched = file named `docker`, argv `exec -it atomic-test-container /bin/sh`."

@@ -589,9 +589,13 @@ impl Capture {
 
     /// Detaches every program, so the maps stop changing (the stop path).
     pub fn detach(&mut self) {
+        self.unix_hook = None;
         for (name, prog) in self.ebpf.programs_mut() {
+            // Programs never loaded (the fallback Unix probe, or the cgroup hook's copy
+            // that aya holds) have nothing to detach.
             if let Ok(tp) = <&mut TracePoint>::try_from(prog)
                 && let Err(e) = tp.unload()
+                && !matches!(e, aya::programs::ProgramError::NotLoaded)
             {
                 warn!(program = name, error = %e, "detaching failed");
             }
