@@ -187,6 +187,20 @@ where
     T::try_from(map).map_err(|source| CaptureError::Map { name, source })
 }
 
+/// Takes an mmapable map out of `ebpf` and maps it into the agent. A failed mapping
+/// costs speed, not correctness (`without` says what), so it is a warning.
+fn take_mapped<T>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    map: impl FnOnce(aya::maps::Map) -> std::io::Result<T>,
+    without: &str,
+) -> Result<Option<T>, CaptureError> {
+    let taken = ebpf.take_map(name).ok_or(CaptureError::MissingMap(name))?;
+    Ok(map(taken)
+        .inspect_err(|e| warn!(map = name, error = %e, "cannot map it into the agent; {without}"))
+        .ok())
+}
+
 fn effective_caps() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -273,8 +287,8 @@ fn watch_bits(keys: &BTreeSet<WatchKey>) -> Vec<u32> {
 pub struct TrackedCheck {
     /// Keys in `TRACKED`.
     pub entries: u64,
-    /// The counts' sum: `entries` unless an LRU eviction or a failed mapping left some
-    /// counted (harmless: those slots just keep asking `TRACKED`).
+    /// The counts' sum: `entries` unless an LRU eviction (all 16,384 entries in use) left
+    /// some counted (harmless: those slots just keep asking `TRACKED`).
     pub counted: u64,
     /// Slots counting fewer keys than `TRACKED` holds (must be 0: those keys' tasks would
     /// be invisible to the probes).
@@ -360,22 +374,18 @@ impl Capture {
         let watch_bits: Array<MapData, u32> = take_map(&mut ebpf, "WATCH_BITS")?;
         let counters: PerCpuArray<MapData, u64> = take_map(&mut ebpf, "COUNTERS")?;
         let ring: RingBuf<MapData> = take_map(&mut ebpf, "EVENTS")?;
-        let last_wakeup = ebpf
-            .take_map("LAST_WAKEUP")
-            .ok_or(CaptureError::MissingMap("LAST_WAKEUP"))?;
-        let last_wakeup = WakeupClock::new(last_wakeup)
-            .inspect_err(|e| {
-                warn!(error = %e, "cannot map the probe's wake-up clock; it keeps forcing wake-ups");
-            })
-            .ok();
-        let tracked_count = ebpf
-            .take_map("TRACKED_COUNT")
-            .ok_or(CaptureError::MissingMap("TRACKED_COUNT"))?;
-        let tracked_count = TrackedCount::new(tracked_count)
-            .inspect_err(|e| {
-                warn!(error = %e, "cannot map the probe's tracked-task counts; sessions the agent ends keep their slots busy");
-            })
-            .ok();
+        let last_wakeup = take_mapped(
+            &mut ebpf,
+            "LAST_WAKEUP",
+            WakeupClock::new,
+            "the probe keeps forcing wake-ups",
+        )?;
+        let tracked_count = take_mapped(
+            &mut ebpf,
+            "TRACKED_COUNT",
+            TrackedCount::new,
+            "sessions the agent ends keep their slots busy",
+        )?;
         let mut capture = Self {
             ebpf,
             watch,
