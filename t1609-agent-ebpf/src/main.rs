@@ -1,4 +1,5 @@
-//! eBPF side of t1609-agent: one tracepoint on `sched:sched_process_exec`.
+//! eBPF side of t1609-agent. This file: the exec program on `sched:sched_process_exec`;
+//! `task` has fork and exit, `tracked` the tracked-task map, `net` the connect programs.
 //!
 //! For an exec whose command name is in `WATCH` (or every exec with capture-all), it
 //! writes an [`ExecRecord`] and up to [`ARGV_MAX_CHUNKS`] [`ArgvChunkRecord`]s into
