@@ -211,7 +211,7 @@ want(sc.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation must
 want(sc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem must be true")
 caps = sc.get("capabilities", {})
 want(caps.get("drop") == ["ALL"], "capabilities.drop must be [ALL]")
-want(sorted(caps.get("add", [])) == ["BPF", "PERFMON", "SYS_PTRACE"], f"capabilities.add is {caps.get('add')}")
+want(sorted(caps.get("add", [])) == ["BPF", "NET_ADMIN", "PERFMON", "SYS_PTRACE"], f"capabilities.add is {caps.get('add')}")
 want(sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", "seccomp RuntimeDefault")
 want(pod.get("automountServiceAccountToken") is False, "no service account token")
 want(pod.get("priorityClassName") == "system-node-critical", "priorityClassName")

@@ -106,12 +106,12 @@ impl Default for HostConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnixConnectHook {
-    /// The cgroup hook where the kernel and the agent's cgroup namespace allow it, else
+    /// The cgroup hook where the kernel, the capabilities and the mounts allow it, else
     /// the syscall tracepoint.
     #[default]
     Auto,
-    /// The cgroup `connect_unix` hook on the root cgroup (Linux >= 6.7, the host's cgroup
-    /// namespace): AF_UNIX connects only. Start-up fails without it.
+    /// The cgroup `connect_unix` hook on the root cgroup (Linux >= 6.7, CAP_NET_ADMIN, a
+    /// mount of the host's root cgroup v2): AF_UNIX connects only. Start-up fails without it.
     Cgroup,
     /// `syscalls:sys_enter_connect`: any kernel, but every syscall on the host pays for it.
     Tracepoint,

@@ -56,13 +56,18 @@ fn containerised_agent_detects_host_docker_exec() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Not --privileged: this machine's dockerd does not know CAP_BPF, so SYS_ADMIN stands in.
+    // Not --privileged: this machine's dockerd does not know CAP_BPF, so SYS_ADMIN stands in
+    // (for CAP_NET_ADMIN too). A private cgroup namespace, as in a pod, with the host's
+    // cgroup mount at /host/sys/fs/cgroup, as the DaemonSet has it.
     let out = docker(&[
         "run",
         "-d",
         "--name",
         &agent_name,
         "--pid=host",
+        "--cgroupns=private",
+        "-v",
+        "/sys/fs/cgroup:/host/sys/fs/cgroup:ro",
         "--read-only",
         "--cap-drop",
         "ALL",
@@ -92,7 +97,13 @@ fn containerised_agent_detects_host_docker_exec() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let logs = docker(&["logs", &agent_name]);
-        if String::from_utf8_lossy(&logs.stderr).contains("t1609-agent ready") {
+        let err = String::from_utf8_lossy(&logs.stderr);
+        if let Some(ready) = err.lines().find(|l| l.contains("t1609-agent ready")) {
+            // The host's cgroup root, not the namespace's: the hook sees every container.
+            assert!(
+                ready.contains("unix_connects=\"cgroup/connect_unix\""),
+                "{err}"
+            );
             break;
         }
         let state = docker(&["inspect", "-f", "{{.State.Running}}", &agent_name]);

@@ -31,7 +31,7 @@ const CGROUP2_SUPER_MAGIC: libc::c_long = 0x6367_7270;
 pub enum UnixHookError {
     #[error("{path} is not a cgroup v2 mount")]
     NotCgroup2 { path: PathBuf },
-    #[error("no cgroup v2 hierarchy is mounted at its root (/proc/self/mountinfo)")]
+    #[error("no cgroup v2 hierarchy is mounted (/proc/self/mountinfo)")]
     NoCgroup2,
     #[error("cannot open {path}: {source}")]
     Open {
@@ -39,10 +39,11 @@ pub enum UnixHookError {
         source: std::io::Error,
     },
     #[error(
-        "this agent runs in a cgroup namespace other than the host's ({ours} vs init's {init}): \
-         a hook on its cgroup root would miss the other containers' connects"
+        "no cgroup v2 mount here is the hierarchy's root ({mounts:?}): under a private \
+         cgroup namespace, a hook there would miss the other containers; mount the host's \
+         /sys/fs/cgroup (the DaemonSet does, at /host/sys/fs/cgroup)"
     )]
-    CgroupNamespace { ours: String, init: String },
+    NotTheRoot { mounts: Vec<PathBuf> },
     #[error("probe object: {0}")]
     Object(String),
     #[error("map {0} is not among the loaded maps")]
@@ -67,7 +68,6 @@ impl UnixConnectHook {
     /// `ebpf`'s maps, and links it to the root cgroup. Call before taking maps out of
     /// `ebpf`.
     pub fn attach(ebpf: &Ebpf, object: &[u8]) -> Result<Self, UnixHookError> {
-        check_cgroup_namespace()?;
         let root = cgroup2_root()?;
         let root = root.as_path();
         let cgroup = open_cgroup2(root)?;
@@ -94,48 +94,43 @@ impl UnixConnectHook {
     }
 }
 
-/// The initial cgroup namespace's fixed inode number (`PROC_CGROUP_INIT_INO`).
-const INITIAL_CGROUP_NS: &str = "cgroup:[4026531835]";
-
-/// With a private cgroup namespace (a pod's default), `/sys/fs/cgroup` is the
-/// container's own subtree. Hooking there would look complete and see only this
-/// container, so the agent refuses, and falls back to the syscall tracepoint.
-fn check_cgroup_namespace() -> Result<(), UnixHookError> {
-    let read = |p: &str| std::fs::read_link(p).map(|l| l.to_string_lossy().into_owned());
-    let ours = read("/proc/self/ns/cgroup").map_err(|source| UnixHookError::Open {
-        path: "/proc/self/ns/cgroup".into(),
-        source,
-    })?;
-    if ours == INITIAL_CGROUP_NS {
-        return Ok(());
-    }
-    // A host namespace other than the initial one (nested hosts): init's, if visible.
-    let init = read("/proc/1/ns/cgroup").unwrap_or_else(|e| format!("unreadable: {e}"));
-    if ours == init {
-        Ok(())
-    } else {
-        Err(UnixHookError::CgroupNamespace { ours, init })
-    }
-}
-
-/// Where the cgroup v2 hierarchy is mounted at its root: `/sys/fs/cgroup` on unified
-/// hosts, `/sys/fs/cgroup/unified` on hybrid ones.
+/// Where the root of the cgroup v2 hierarchy is mounted: `/sys/fs/cgroup` on unified
+/// hosts, `/sys/fs/cgroup/unified` on hybrid ones, or a host mount in a container
+/// (`/host/sys/fs/cgroup` in the DaemonSet).
+///
+/// Only the real root sees every task. A container's own `/sys/fs/cgroup`, under a
+/// private cgroup namespace, is a subtree that looks like a root from inside; a hook
+/// there would look complete and miss every other container. The kernel gives the
+/// real root no `cgroup.type` file, whatever namespace looks at it, so that is the test.
 fn cgroup2_root() -> Result<PathBuf, UnixHookError> {
     let info =
         std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| UnixHookError::Open {
             path: "/proc/self/mountinfo".into(),
             source,
         })?;
-    info.lines()
-        .find_map(|line| {
+    root_among_cgroup2_mounts(&info)
+}
+
+/// [`cgroup2_root`] given the text of a `mountinfo` file.
+fn root_among_cgroup2_mounts(mountinfo: &str) -> Result<PathBuf, UnixHookError> {
+    let mounts: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| {
             // id parent dev root mountpoint options [optional...] - fstype source options
             let (left, right) = line.split_once(" - ")?;
-            let fields: Vec<&str> = left.split(' ').collect();
-            let (root, mountpoint) = (fields.get(3)?, fields.get(4)?);
-            (right.split(' ').next()? == "cgroup2" && *root == "/")
+            let mountpoint = left.split(' ').nth(4)?;
+            (right.split(' ').next()? == "cgroup2")
                 .then(|| PathBuf::from(mountpoint.replace("\\040", " ")))
         })
-        .ok_or(UnixHookError::NoCgroup2)
+        .collect();
+    if mounts.is_empty() {
+        return Err(UnixHookError::NoCgroup2);
+    }
+    mounts
+        .iter()
+        .find(|m| !m.join("cgroup.type").exists())
+        .cloned()
+        .ok_or(UnixHookError::NotTheRoot { mounts })
 }
 
 fn open_cgroup2(path: &Path) -> Result<OwnedFd, UnixHookError> {
@@ -298,4 +293,39 @@ fn bpf_fd<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: the kernel returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The namespace's own mount, whose directory has `cgroup.type`, is passed over for
+    /// the host's root; with only the former, the hook is refused.
+    #[test]
+    fn only_the_hierarchy_root_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ns_root, host_root) = (dir.path().join("ns"), dir.path().join("host root"));
+        for d in [&ns_root, &host_root] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("cgroup.procs"), "").unwrap();
+        }
+        std::fs::write(ns_root.join("cgroup.type"), "domain\n").unwrap();
+        let line = |id: u32, root: &str, at: &Path, fstype: &str| {
+            let at = at.display().to_string().replace(' ', "\\040");
+            format!("{id} 1 0:{id} {root} {at} rw,relatime - {fstype} {fstype} rw\n")
+        };
+        let both = line(30, "/", &ns_root, "cgroup2")
+            + &line(31, "/", dir.path(), "tmpfs")
+            + &line(32, "/../..", &host_root, "cgroup2");
+        assert_eq!(root_among_cgroup2_mounts(&both).unwrap(), host_root);
+        let ns_only = line(30, "/", &ns_root, "cgroup2");
+        assert!(matches!(
+            root_among_cgroup2_mounts(&ns_only),
+            Err(UnixHookError::NotTheRoot { .. })
+        ));
+        assert!(matches!(
+            root_among_cgroup2_mounts(&line(31, "/", dir.path(), "tmpfs")),
+            Err(UnixHookError::NoCgroup2)
+        ));
+    }
 }
