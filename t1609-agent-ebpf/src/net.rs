@@ -127,9 +127,10 @@ pub fn unix_connect(ctx: SockAddrContext) -> i32 {
     1
 }
 
-/// Byte offsets in `struct bpf_sock_addr_kern`, the context behind `bpf_sock_addr`; the
-/// agent checks them against the kernel's BTF before loading this program.
-const SOCK_ADDR_UADDR: usize = 1; // u64 words
+/// Where `uaddr` and `uaddrlen` sit in `struct bpf_sock_addr_kern` (the context behind
+/// `bpf_sock_addr`), as indexes of its u64 words: bytes 8 and 32, which the agent checks
+/// against the kernel's BTF before loading this program (`offsets::check_sock_addr_layout`).
+const SOCK_ADDR_UADDR: usize = 1;
 const SOCK_ADDR_UADDRLEN: usize = 4;
 
 fn try_unix_connect(ctx: &SockAddrContext) -> Result<(), u32> {

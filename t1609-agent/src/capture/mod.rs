@@ -29,9 +29,9 @@ use tracing::{debug, warn};
 
 use crate::decode::{Assembler, Captured};
 use mapped::{TrackedCount, WakeupClock};
-use unix_hook::UnixConnectHook;
+use unix_hook::CgroupConnectHook;
 
-pub use crate::config::UnixConnectHook as UnixHookChoice;
+use crate::config::UnixConnectHook;
 pub use wait::StopSignal;
 use wait::Woken;
 
@@ -106,7 +106,7 @@ pub struct CaptureOptions {
     /// Executables whose exec starts a tracked (injected) session.
     pub session_seeds: BTreeSet<String>,
     /// Where Unix connects to `unix_paths` are caught.
-    pub unix_connect_hook: UnixHookChoice,
+    pub unix_connect_hook: UnixConnectHook,
 }
 
 /// Programs beyond the exec probe; each may be missing on an older kernel, and the agent
@@ -175,7 +175,7 @@ pub struct Capture {
     /// [`UNIX_OFF`].
     pub unix_connects: &'static str,
     /// Held for as long as the hook should stay linked.
-    unix_hook: Option<UnixConnectHook>,
+    unix_hook: Option<CgroupConnectHook>,
 }
 
 /// Takes map `name` out of the loaded object as a typed map.
@@ -398,7 +398,11 @@ impl Capture {
             watched: BTreeSet::new(),
             wakeup_interval: opts.wakeup_interval,
             degraded: Vec::new(),
-            unix_connects: UNIX_OFF,
+            unix_connects: if unix_hook.is_some() {
+                UNIX_VIA_CGROUP
+            } else {
+                UNIX_OFF
+            },
             unix_hook,
         };
         // Fill the filters before attaching, so the first event is already filtered.
@@ -430,9 +434,6 @@ impl Capture {
                 step: "attach to sched:sched_process_exec",
                 source,
             })?;
-        if capture.unix_hook.is_some() {
-            capture.unix_connects = UNIX_VIA_CGROUP;
-        }
         let unix = (!opts.unix_paths.is_empty() && capture.unix_hook.is_none())
             .then_some(&UNIX_CONNECT_PROGRAM);
         for (name, category, event) in OPTIONAL_PROGRAMS.iter().chain(unix) {
@@ -455,17 +456,17 @@ impl Capture {
     fn unix_hook(
         ebpf: &Ebpf,
         btf: &offsets::KernelBtf,
-        choice: UnixHookChoice,
-    ) -> Result<Option<UnixConnectHook>, CaptureError> {
-        if choice == UnixHookChoice::Tracepoint {
+        choice: UnixConnectHook,
+    ) -> Result<Option<CgroupConnectHook>, CaptureError> {
+        if choice == UnixConnectHook::Tracepoint {
             return Ok(None);
         }
         let attached = offsets::check_sock_addr_layout(btf)
             .map_err(|e| e.to_string())
-            .and_then(|()| UnixConnectHook::attach(ebpf, PROBES).map_err(|e| e.to_string()));
+            .and_then(|()| CgroupConnectHook::attach(ebpf, PROBES).map_err(|e| e.to_string()));
         match (attached, choice) {
             (Ok(hook), _) => Ok(Some(hook)),
-            (Err(detail), UnixHookChoice::Cgroup) => Err(CaptureError::Feature {
+            (Err(detail), UnixConnectHook::Cgroup) => Err(CaptureError::Feature {
                 feature: "cgroup connect_unix hook (network.unix_connect_hook = \"cgroup\")",
                 detail,
             }),

@@ -248,7 +248,8 @@ fn member_offset(
 }
 
 /// Resolves every offset the exec program needs from the BTF file at `path`.
-pub fn from_btf(path: &Path) -> Result<KernelOffsets, OffsetError> {
+#[cfg(test)]
+fn from_btf(path: &Path) -> Result<KernelOffsets, OffsetError> {
     from_parsed(&parse_file(path)?)
 }
 

@@ -58,12 +58,12 @@ pub enum UnixHookError {
 }
 
 /// The loaded and linked hook: dropping it detaches the program.
-pub struct UnixConnectHook {
+pub struct CgroupConnectHook {
     _prog: OwnedFd,
     _link: OwnedFd,
 }
 
-impl UnixConnectHook {
+impl CgroupConnectHook {
     /// Loads [`PROGRAM`] from `object` (the bytes `ebpf` was loaded from) against
     /// `ebpf`'s maps, and links it to the root cgroup. Call before taking maps out of
     /// `ebpf`.
@@ -177,15 +177,16 @@ fn relocated_program(
     .map_err(|e| UnixHookError::Object(e.to_string()))?;
     obj.relocate_calls(&text_sections)
         .map_err(|e| UnixHookError::Object(e.to_string()))?;
-    let program = obj
+    let key = obj
         .programs
         .get(PROGRAM)
-        .ok_or_else(|| UnixHookError::Object(format!("no program {PROGRAM}")))?;
+        .ok_or_else(|| UnixHookError::Object(format!("no program {PROGRAM}")))?
+        .function_key();
     let function = obj
         .functions
-        .get(&program.function_key())
+        .remove(&key)
         .ok_or_else(|| UnixHookError::Object(format!("no code for {PROGRAM}")))?;
-    Ok(function.instructions.clone())
+    Ok(function.instructions)
 }
 
 fn map_fd(map: &Map) -> i32 {
