@@ -26,8 +26,10 @@ use aya_ebpf::{
 };
 use t1609_common::{
     ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, ArgvChunkRecord, ExecRecord, KIND_ARGV_CHUNK,
-    KIND_EXEC, KernelOffsets, MAX_ANCESTORS, PATH_LEN, ProbeConfig, RECORD_VERSION, RecordHeader,
-    TTY_NAME_LEN, WATCH_FILTER_BITS, WatchKey, counters, flags, watch_filter_bit_of_words,
+    KIND_EXEC, KernelOffsets, MAX_ANCESTORS, PATH_LEN, ProbeConfig, QUIET_ARGV_BYTES,
+    QUIET_SIGNATURES, RECORD_VERSION, RecordHeader, TTY_NAME_LEN, WATCH_FILTER_BITS, WatchKey,
+    counters, flags, quiet_signature_finish, quiet_signature_seed, quiet_signature_step,
+    quiet_slot, quiet_word_mask, watch_filter_bit_of_words,
 };
 
 mod net;
@@ -82,6 +84,14 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 /// with a plain store while its polls find records, not a bpf() call per poll.
 #[map]
 static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+/// Slot 0: non-zero while the agent replays a stream of exact repeats. Slots 1..: the
+/// quiet signatures of the execs it replays (`t1609_common::quiet_signature`). In that
+/// mode, a reported exec whose signature is here, and a reported process's exit, force
+/// no wake-up: the reader drains them on its own, slow, schedule. Anything else still
+/// wakes it. Mmapable: the agent writes it with plain stores.
+#[map]
+static QUIET: Array<u64> = Array::with_max_entries(1 + QUIET_SIGNATURES, BPF_F_MMAPABLE);
 
 /// Command names to report. The agent fills and updates it in place.
 #[map]
@@ -194,7 +204,16 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
         (*rec).chunks = chunks;
         (*rec).session = session;
     }
-    entry.submit(wakeup_flag(config.wakeup_interval_ns, ktime_ns));
+    let wake = if session == 0
+        && rec_flags & flags::ARGV_READ_FAILED == 0
+        && quiet_mode()
+        && unsafe { quiet_listed(rec) }
+    {
+        quiet_wakeup_flag()
+    } else {
+        wakeup_flag(config.wakeup_interval_ns, ktime_ns)
+    };
+    entry.submit(wake);
     if session == 0 {
         tracked_insert(tgid, 0);
     }
@@ -259,6 +278,60 @@ pub(crate) fn wakeup_flag(interval_ns: u64, now: u64) -> u64 {
             BPF_RB_NO_WAKEUP
         }
     }
+}
+
+/// True while the agent replays a stream of exact repeats (see `QUIET`).
+#[inline(always)]
+pub(crate) fn quiet_mode() -> bool {
+    QUIET.get(0).is_some_and(|mode| *mode != 0)
+}
+
+/// The wake-up flag of a record the reader need not see at once: none, unless the ring
+/// is half full.
+#[inline(always)]
+pub(crate) fn quiet_wakeup_flag() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) > EVENTS.query(BPF_RB_RING_SIZE) / 2 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
+/// Whether the exec's quiet signature, hashed from the record's parent and argv in
+/// place, is in `QUIET`.
+///
+/// # Safety
+/// `rec` points into a live ring-buffer reservation of an `ExecRecord`.
+#[inline(always)]
+unsafe fn quiet_listed(rec: *const ExecRecord) -> bool {
+    let (ppid, record_len, base) = unsafe {
+        (
+            (*rec).ppid,
+            ((*rec).argv_len as usize).min(ARGV_CHUNK_LEN),
+            (*rec).argv.as_ptr().cast::<u64>(),
+        )
+    };
+    let covered = record_len.min(QUIET_ARGV_BYTES);
+    let mut hash = quiet_signature_seed(ppid, record_len as u32);
+    // Whole words, then the partial one masked: one exit per iteration keeps the
+    // verifier's walk short.
+    for i in 0..QUIET_ARGV_BYTES / 8 {
+        if i >= covered / 8 {
+            break;
+        }
+        // SAFETY: word i of the argv buffer (aligned: see t1609-common's assertion).
+        hash = quiet_signature_step(hash, unsafe { base.add(i).read() });
+    }
+    if !covered.is_multiple_of(8) {
+        // SAFETY: the word holding the argv's last bytes, inside the buffer; bytes past
+        // the argv are masked off.
+        let word = unsafe { base.add((covered / 8) % (QUIET_ARGV_BYTES / 8)).read() };
+        hash = quiet_signature_step(hash, word & quiet_word_mask(covered % 8));
+    }
+    let signature = quiet_signature_finish(hash);
+    QUIET
+        .get(quiet_slot(signature))
+        .is_some_and(|listed| *listed == signature)
 }
 
 struct ArgvSpan {

@@ -12,7 +12,7 @@ use aya_ebpf::{
 use t1609_common::{KIND_EXIT, KIND_FORK, RECORD_VERSION, RecordHeader, TaskRecord, counters};
 
 use crate::{
-    BPF_RB_NO_WAKEUP, EVENTS, bump,
+    EVENTS, bump, quiet_mode, quiet_wakeup_flag,
     tracked::{tracked_get, tracked_insert, tracked_remove},
     wakeup_flag,
 };
@@ -92,7 +92,13 @@ fn emit(kind: u16, tgid: u32, parent: u32, session: u64) -> Result<(), u32> {
         (*rec).session = session;
         (*rec).comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
-    let _ = BPF_RB_NO_WAKEUP;
-    entry.submit(wakeup_flag(crate::config_wakeup(), now));
+    // A reported process's exit can wait while the reader is quiet: it only updates the
+    // process table. A session's fork or exit may end the session, which is alerted.
+    let wake = if session == 0 && quiet_mode() {
+        quiet_wakeup_flag()
+    } else {
+        wakeup_flag(crate::config_wakeup(), now)
+    };
+    entry.submit(wake);
     Ok(())
 }

@@ -528,7 +528,15 @@ impl Pipeline {
             for c in &batch {
                 match c {
                     Captured::Exec(exec) => {
+                        let alerts_before = self.stats.alerts.load(Ordering::Relaxed);
                         let repeat = self.on_exec(exec);
+                        if repeat {
+                            reader
+                                .list_repeat(t1609_common::quiet_signature(exec.ppid, &exec.argv));
+                        } else {
+                            let raised = self.stats.alerts.load(Ordering::Relaxed) - alerts_before;
+                            reader.note_alerts(exec.ktime_ns, raised);
+                        }
                         pace = Some(pace.unwrap_or(true) && repeat);
                     }
                     Captured::Net(net) => {
@@ -799,7 +807,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         snap.decode_errors = reader_stats.decode_errors.load(Ordering::Relaxed);
         snap.reader_ring_wakeups = reader_stats.ring_wakeups.load(Ordering::Relaxed);
         snap.reader_poll_ticks = reader_stats.poll_ticks.load(Ordering::Relaxed);
-        snap.reader_relaxed_ticks = reader_stats.relaxed_ticks.load(Ordering::Relaxed);
+        snap.reader_quiet_drains = reader_stats.quiet_drains.load(Ordering::Relaxed);
+        snap.reader_quiet_late_alerts = reader_stats.quiet_late_alerts.load(Ordering::Relaxed);
         snap.process_table = stats.table_size.load(Ordering::Relaxed);
         snap.tracked_tasks = capture.tracked_tasks();
         snap.repeats_replayed = stats.repeats_replayed.load(Ordering::Relaxed);
@@ -925,7 +934,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         decode_errors = reader_stats.decode_errors.load(Ordering::Relaxed),
         reader_ring_wakeups = reader_stats.ring_wakeups.load(Ordering::Relaxed),
         reader_poll_ticks = reader_stats.poll_ticks.load(Ordering::Relaxed),
-        reader_relaxed_ticks = reader_stats.relaxed_ticks.load(Ordering::Relaxed),
+        reader_quiet_drains = reader_stats.quiet_drains.load(Ordering::Relaxed),
+        reader_quiet_late_alerts = reader_stats.quiet_late_alerts.load(Ordering::Relaxed),
         tracked_entries = tracked.map(|t| t.entries),
         tracked_counted = tracked.map(|t| t.counted),
         tracked_short_slots = tracked.map(|t| t.short_slots),

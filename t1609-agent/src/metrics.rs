@@ -50,7 +50,8 @@ pub struct Snapshot {
     pub decode_errors: u64,
     pub reader_ring_wakeups: u64,
     pub reader_poll_ticks: u64,
-    pub reader_relaxed_ticks: u64,
+    pub reader_quiet_drains: u64,
+    pub reader_quiet_late_alerts: u64,
     pub process_table: u64,
     /// Tasks the probes track, from their counting filter (`None`: not mapped).
     pub tracked_tasks: Option<u64>,
@@ -179,9 +180,15 @@ pub fn render(s: &Snapshot) -> String {
     );
     counter(
         &mut reg,
-        "reader_relaxed_ticks",
-        "Of the reader's tick drains, those on the longer tick of a stream of exact repeats",
-        s.reader_relaxed_ticks,
+        "reader_quiet_drains",
+        "Drains on the quiet mode's timer while a stream of exact repeats lasts",
+        s.reader_quiet_drains,
+    );
+    counter(
+        &mut reg,
+        "reader_quiet_late_alerts",
+        "Alerts from execs the quiet mode's timer found more than 5 ms after they ran (delayed up to 50 ms)",
+        s.reader_quiet_late_alerts,
     );
     let g: Gauge = Gauge::default();
     g.set(i64::try_from(s.process_table).unwrap_or(i64::MAX));

@@ -6,6 +6,8 @@
 //!   times a second under load.
 //! - `TRACKED_COUNT`: the agent uncounts the `TRACKED` entries it removes; the probes
 //!   update the same slots with atomic adds.
+//! - `QUIET`: the reader's quiet mode and the signatures of the repeats it replays,
+//!   written once per replayed exec.
 
 use std::{
     io,
@@ -15,7 +17,7 @@ use std::{
 };
 
 use aya::maps::Map;
-use t1609_common::{TRACKED_SLOTS, tracked_slot};
+use t1609_common::{QUIET_SIGNATURES, TRACKED_SLOTS, quiet_slot, tracked_slot};
 
 /// A shared mapping of an array map's values (an mmapable array's values start at
 /// offset 0 of its fd).
@@ -125,5 +127,35 @@ impl TrackedCount {
         (0..TRACKED_SLOTS as usize)
             .map(|i| self.0.u64_at(i).load(Ordering::Relaxed))
             .sum()
+    }
+}
+
+/// `QUIET`: slot 0 the mode, then the signatures of replayed repeats (see the probe's
+/// `QUIET` map).
+pub struct QuietList(MappedArray);
+
+impl QuietList {
+    /// `map`: the `1 + QUIET_SIGNATURES`-entry `u64` array created with `BPF_F_MMAPABLE`.
+    pub fn new(map: Map) -> io::Result<Self> {
+        MappedArray::new(map, "QUIET", (1 + QUIET_SIGNATURES as usize) * 8).map(Self)
+    }
+
+    /// Turns the probe's quiet mode on or off. Off also forgets the signatures: a new quiet
+    /// spell lists only what it replays.
+    pub fn set_mode(&self, on: bool) {
+        self.0.u64_at(0).store(u64::from(on), Ordering::Relaxed);
+        if !on {
+            for slot in 1..=QUIET_SIGNATURES as usize {
+                self.0.u64_at(slot).store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Lists a replayed exec's signature (`t1609_common::quiet_signature`).
+    pub fn list(&self, signature: u64) {
+        let slot = self.0.u64_at(quiet_slot(signature) as usize);
+        if slot.load(Ordering::Relaxed) != signature {
+            slot.store(signature, Ordering::Relaxed);
+        }
     }
 }

@@ -28,7 +28,7 @@ use t1609_common::{
 use tracing::{debug, warn};
 
 use crate::decode::{Assembler, Captured};
-use mapped::{TrackedCount, WakeupClock};
+use mapped::{QuietList, TrackedCount, WakeupClock};
 use unix_hook::CgroupConnectHook;
 
 use crate::config::UnixConnectHook;
@@ -41,11 +41,17 @@ const PROGRAM: &str = "sched_process_exec";
 /// Longest drain tick during a burst: a record that got no wake-up waits at most one
 /// tick, and the exec → alert p99 target is 5 ms.
 const MAX_TICK: Duration = Duration::from_millis(2);
-/// The tick while the stream is only exact repeats (see [`Reader::pace`]). Each tick
-/// costs the agent ~45 µs of CPU however few records it finds (a sleep, a wake-up and
-/// caches gone cold in between; a bare nanosleep loop costs ~25 µs a wake on this VM),
-/// several times what a replayed repeat costs.
-const RELAXED_TICK: Duration = Duration::from_millis(4);
+/// In quiet mode (see [`Reader::pace`]) the reader drains at least this often. A drain
+/// costs the agent 45–60 µs of CPU however few records it finds (a sleep, a wake-up and
+/// caches gone cold in between; a bare nanosleep loop costs 20–40 µs a wake on this VM),
+/// several times what a replayed repeat costs. What the probe lets wait is
+/// listed repeats and reported exits, whose handling only counts and tidies. Anything
+/// else wakes it at once. The ring holds ~900 exec records and forces a wake-up when
+/// half full, so at the storm ceiling (~7,000 exec/s) the ring, not this, sets the pace.
+const QUIET_DRAIN: Duration = Duration::from_millis(50);
+/// An alerting exec the quiet timer found this long after it ran counts as delayed by
+/// the quiet mode (`quiet_late_alerts`).
+const QUIET_LATE_NS: u64 = 5_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -146,8 +152,12 @@ pub struct ReaderStats {
     pub ring_wakeups: AtomicU64,
     /// Drains on the reader's own tick while a burst lasts.
     pub poll_ticks: AtomicU64,
-    /// Of those, drains on the relaxed tick of a stream of exact repeats.
-    pub relaxed_ticks: AtomicU64,
+    /// Drains on the quiet mode's timer ([`QUIET_DRAIN`]) instead of a wake-up.
+    pub quiet_drains: AtomicU64,
+    /// Alerts from execs such a drain found more than 5 ms after they ran: what the quiet
+    /// mode delayed. Only a signature collision (a new command with a listed repeat's
+    /// parent and argv) should put one there.
+    pub quiet_late_alerts: AtomicU64,
 }
 
 /// The loaded and attached probe. Dropping it detaches everything.
@@ -167,6 +177,9 @@ pub struct Capture {
     /// the sessions the agent ends then stay counted, so their slots keep costing the
     /// probes a lookup, but no tracked task is missed.
     tracked_count: Option<TrackedCount>,
+    /// The probe's quiet mode, handed to the reader. `None` when it could not be mapped:
+    /// a stream of repeats is then drained on the burst's tick.
+    quiet: Option<QuietList>,
     watched: BTreeSet<WatchKey>,
     wakeup_interval: Duration,
     /// Optional programs that could not be attached, with the reason.
@@ -386,6 +399,12 @@ impl Capture {
             TrackedCount::new,
             "sessions the agent ends keep their slots busy",
         )?;
+        let quiet = take_mapped(
+            &mut ebpf,
+            "QUIET",
+            QuietList::new,
+            "a stream of repeats is drained on a 4 ms tick",
+        )?;
         let mut capture = Self {
             ebpf,
             watch,
@@ -395,6 +414,7 @@ impl Capture {
             ring: Some(ring),
             last_wakeup,
             tracked_count,
+            quiet,
             watched: BTreeSet::new(),
             wakeup_interval: opts.wakeup_interval,
             degraded: Vec::new(),
@@ -722,14 +742,21 @@ impl Capture {
     pub fn take_reader(&mut self) -> Option<Reader> {
         let ring = self.ring.take()?;
         let tick = (self.wakeup_interval / 2).clamp(Duration::from_micros(100), MAX_TICK);
+        let last_wakeup = self.last_wakeup.take();
+        // Quiet mode needs the clock: entering it resets the probe's wake-up limit.
+        let quiet = self
+            .quiet
+            .take()
+            .filter(|_| last_wakeup.is_some() && !self.wakeup_interval.is_zero());
         Some(Reader {
             ring,
-            last_wakeup: self.last_wakeup.take(),
+            last_wakeup,
+            quiet,
+            quiet_timer_drain: false,
             assembler: Assembler::default(),
             stats: Arc::new(ReaderStats::default()),
             wakeup_interval: self.wakeup_interval,
             tick,
-            relaxed_tick: RELAXED_TICK.min(self.wakeup_interval).max(tick),
             relaxed: false,
             linger_until: None,
             next_tick: Instant::now(),
@@ -741,15 +768,17 @@ impl Capture {
 pub struct Reader {
     ring: RingBuf<MapData>,
     last_wakeup: Option<WakeupClock>,
+    /// The probe's quiet mode, on while `relaxed` (see [`Reader::pace`]).
+    quiet: Option<QuietList>,
+    /// The last drain was on the quiet timer, not a wake-up.
+    quiet_timer_drain: bool,
     assembler: Assembler,
     pub stats: Arc<ReaderStats>,
     wakeup_interval: Duration,
     /// Drain period during a burst: faster than the probe's wake-up interval, so a
     /// record that got no wake-up waits at most one tick (2 ms by default).
     tick: Duration,
-    /// The tick while the pipeline reports a stream of nothing but exact repeats (4 ms by
-    /// default, never longer than the probe's wake-up interval).
-    relaxed_tick: Duration,
+    /// The pipeline reports a stream of nothing but exact repeats.
     relaxed: bool,
     /// While a burst lasts, drain every tick until this instant.
     linger_until: Option<Instant>,
@@ -762,26 +791,52 @@ impl Reader {
         self.assembler.recycle(handled);
     }
 
-    /// Sets the tick from what the last batch held. Only alerts need the short tick: a
+    /// Sets the pace from what the last batch held. Only alerts need a prompt read: a
     /// batch of nothing but exact repeats (replayed, their alerts already raised and
     /// counted in an open dedup window) relaxes it, anything new (an exec taking the full
-    /// path, a connect) brings it back at once. A new exec in a stream of repeats waits
-    /// at most the relaxed tick; a new burst starts at the short tick.
+    /// path, a connect) brings back the burst's short tick at once.
+    ///
+    /// Relaxed, the reader goes quiet: it turns on the probe's quiet mode, in which the
+    /// listed repeats ([`Reader::list_repeat`]) and reported exits force no wake-up while
+    /// any other record does, and sleeps on the ring for up to [`QUIET_DRAIN`]. A stream
+    /// of repeats then costs ~20 wake-ups a second instead of a tick every 2 ms, and a
+    /// new command in it still wakes the reader at once. Without the quiet map the reader
+    /// keeps the burst's tick.
     pub fn pace(&mut self, relaxed: bool) {
-        if relaxed != self.relaxed {
-            let from = self.current_tick();
-            self.relaxed = relaxed;
-            // The clock is far past `from` after boot; checked all the same.
-            let last = self.next_tick.checked_sub(from).unwrap_or(self.next_tick);
-            self.next_tick = last + self.current_tick();
+        let Some(quiet) = &self.quiet else {
+            return;
+        };
+        if relaxed == self.relaxed {
+            return;
+        }
+        self.relaxed = relaxed;
+        quiet.set_mode(relaxed);
+        if relaxed {
+            self.linger_until = None;
+        } else {
+            let now = Instant::now();
+            self.linger_until = Some(now + 3 * self.wakeup_interval);
+            self.next_tick = now + self.tick;
         }
     }
 
-    fn current_tick(&self) -> Duration {
-        if self.relaxed {
-            self.relaxed_tick
-        } else {
-            self.tick
+    /// Lists a replayed repeat's quiet signature for the probe.
+    pub fn list_repeat(&self, signature: u64) {
+        if let Some(quiet) = &self.quiet {
+            quiet.list(signature);
+        }
+    }
+
+    /// Counts the `alerts` an exec of the last drain raised as late if the quiet timer
+    /// found the exec long after it ran (a forced wake-up racing the timer is not late).
+    pub fn note_alerts(&self, exec_ktime_ns: u64, alerts: u64) {
+        if alerts > 0
+            && self.quiet_timer_drain
+            && boottime_ns().saturating_sub(exec_ktime_ns) > QUIET_LATE_NS
+        {
+            self.stats
+                .quiet_late_alerts
+                .fetch_add(alerts, Ordering::Relaxed);
         }
     }
 
@@ -809,9 +864,9 @@ impl Reader {
     /// the ring into `out`. Returns `false` once `stop` has fired (after a last drain).
     ///
     /// The probe suppresses wake-ups for `wakeup_interval` after forcing one, so after each
-    /// wake-up the reader drains on a 2 ms tick (4 ms while the batches hold nothing but
-    /// exact repeats: [`Reader::pace`]) for three intervals: a record submitted without a
-    /// wake-up waits at most one tick. While those ticks find records the reader
+    /// wake-up the reader drains on a 2 ms tick for three intervals: a record submitted
+    /// without a wake-up waits at most one tick. (While the batches hold nothing but exact
+    /// repeats, it goes quiet instead: [`Reader::pace`].) While those ticks find records the reader
     /// stamps the probe's clock, so a steady stream is read on ticks alone and the probe
     /// forces no wake-up. Between ticks the thread just sleeps: the ring's fd is
     /// level-triggered and would end every sleep early while records trickle in, and
@@ -823,6 +878,28 @@ impl Reader {
         stop: &StopSignal,
     ) -> Result<bool, CaptureError> {
         let now = Instant::now();
+        self.quiet_timer_drain = false;
+        if self.relaxed && self.quiet.is_some() {
+            // Quiet: let whatever is not a listed repeat wake us at once, whenever the
+            // last forced wake-up was.
+            if let Some(clock) = &self.last_wakeup {
+                clock.stamp(0);
+            }
+            let timeout = QUIET_DRAIN.min(until.saturating_duration_since(now));
+            let woken = wait::wait(self.ring.as_raw_fd(), stop, timeout)?;
+            // The fd is level-triggered: at the timeout, ppoll reports the records that
+            // waited as readable. A wake-up the probe forced ends the sleep early.
+            let timer =
+                woken == Woken::Timeout || (woken == Woken::Readable && now.elapsed() >= timeout);
+            if timer {
+                self.quiet_timer_drain = true;
+                self.stats.quiet_drains.fetch_add(1, Ordering::Relaxed);
+            } else if woken == Woken::Readable {
+                self.stats.ring_wakeups.fetch_add(1, Ordering::Relaxed);
+            }
+            self.drain(out);
+            return Ok(woken != Woken::Stop);
+        }
         let Some(linger_until) = self.linger_until else {
             let woken = wait::wait(
                 self.ring.as_raw_fd(),
@@ -834,7 +911,6 @@ impl Reader {
                 if !self.wakeup_interval.is_zero() {
                     let now = Instant::now();
                     self.linger_until = Some(now + 3 * self.wakeup_interval);
-                    self.relaxed = false;
                     self.next_tick = now + self.tick;
                 }
             }
@@ -852,15 +928,12 @@ impl Reader {
         if now < self.next_tick {
             return Ok(true); // woke for `until`, or a signal
         }
-        let tick = self.current_tick();
+        let tick = self.tick;
         self.next_tick += tick;
         if self.next_tick <= now {
             self.next_tick = now + tick; // a late tick does not cause a burst of them
         }
         self.stats.poll_ticks.fetch_add(1, Ordering::Relaxed);
-        if self.relaxed {
-            self.stats.relaxed_ticks.fetch_add(1, Ordering::Relaxed);
-        }
         let before = out.len();
         self.drain(out);
         if out.len() > before {
