@@ -36,7 +36,7 @@ mod net;
 mod task;
 mod tracked;
 
-use tracked::{tracked_get, tracked_insert};
+use tracked::{reported_insert, tracked_get, tracked_insert};
 
 /// Filled by the agent before load (`EbpfLoader::set_global`).
 #[unsafe(no_mangle)]
@@ -151,8 +151,8 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
     let comm_words = current_comm()?;
     // SAFETY: two u64s are 16 initialized bytes; a byte array needs no more alignment.
     let comm: &WatchKey = unsafe { &*comm_words.as_ptr().cast::<WatchKey>() };
-    let watched =
-        config.capture_all != 0 || (may_watch(&comm_words) && unsafe { WATCH.get(comm) }.is_some());
+    let named = watched_name(&comm_words);
+    let watched = config.capture_all != 0 || named;
     // Execs inside an injected session are reported whatever their name.
     let mut session = tracked_get(tgid).unwrap_or(0);
     if !watched && session == 0 {
@@ -214,8 +214,13 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
         wakeup_flag(config.wakeup_interval_ns, ktime_ns)
     };
     entry.submit(wake);
+    // Outside a session, a reported process is noted only for its exit record.
     if session == 0 {
-        tracked_insert(tgid, 0);
+        if named {
+            reported_insert(tgid);
+        } else {
+            tracked_insert(tgid, 0);
+        }
     }
     Ok(())
 }
@@ -234,6 +239,14 @@ fn current_comm() -> Result<[u64; 2], u32> {
     } else {
         Err(counters::READ_ERROR)
     }
+}
+
+/// Whether `comm` is in `WATCH`; most names answer from the bitmap alone.
+#[inline(always)]
+fn watched_name(comm: &[u64; 2]) -> bool {
+    // SAFETY: two u64s are 16 initialized bytes; a byte array needs no more alignment.
+    let key: &WatchKey = unsafe { &*comm.as_ptr().cast::<WatchKey>() };
+    may_watch(comm) && unsafe { WATCH.get(key) }.is_some()
 }
 
 /// False when `comm` is certainly not in `WATCH` (its `WATCH_BITS` bit is clear).

@@ -2,7 +2,7 @@
 //! whose exec was reported.
 //!
 //! Every fork and exit on the host pays one load from `TRACKED_COUNT` here (and a map
-//! lookup when its slot is in use); only tracked or reported processes produce records.
+//! lookup when its slot is in use). Only tracked or reported processes produce records.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
@@ -13,7 +13,7 @@ use t1609_common::{KIND_EXIT, KIND_FORK, RECORD_VERSION, RecordHeader, TaskRecor
 
 use crate::{
     EVENTS, bump, quiet_mode, quiet_wakeup_flag,
-    tracked::{tracked_get, tracked_insert, tracked_remove},
+    tracked::{exit_lookup, tracked_get, tracked_insert, tracked_remove},
     wakeup_flag,
 };
 
@@ -57,8 +57,13 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 fn try_exit(_ctx: &TracePointContext) -> Result<(), u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, pid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    // Session threads are keyed by thread id, reported processes (session 0) by tgid.
-    let Some(session) = tracked_get(pid) else {
+    // Session threads are keyed by thread id, processes reported for capture-all
+    // (session 0) by tgid; processes reported by name are noted by tgid.
+    let (reported, session) = exit_lookup(tgid, pid);
+    let Some(session) = session else {
+        if reported {
+            emit(KIND_EXIT, tgid, 0, 0)?;
+        }
         return Ok(());
     };
     tracked_remove(pid);

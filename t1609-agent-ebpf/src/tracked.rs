@@ -1,4 +1,5 @@
-//! Which tasks are tracked: the `TRACKED` map behind a counting filter.
+//! Which tasks are tracked: the `TRACKED` map behind a counting filter. The filter's
+//! slots also note the processes reported by name, whose exit is reported.
 //!
 //! Every fork and exit on the host asks whether its task is tracked, and nearly always
 //! the answer is no. `TRACKED_COUNT` answers that with one load from a small array that
@@ -17,29 +18,76 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap},
 };
-use t1609_common::{TRACKED_SLOTS, tracked_slot};
+use t1609_common::{TRACKED_SLOTS, reported_tgid, tracked_keys, tracked_slot};
 
 /// tgid (or thread id, for threads forked in a session) → session id. LRU-bounded.
-/// Session id 0 marks a process whose exec was reported outside any session: only its
+/// Session id 0 marks a process reported for capture-all outside any session: only its
 /// exit is reported, so the agent's table lets it go at once instead of finding it gone
-/// in /proc much later. Sharing this map keeps an exit on the host at one filter load.
+/// in /proc much later. (Processes reported by name are noted in `TRACKED_COUNT`.)
 #[map]
 pub(crate) static TRACKED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
-/// `TRACKED` keys per slot (`t1609_common::tracked_slot`). Mmapable: the agent
-/// uncounts the entries it removes with an atomic on its mapping.
+/// Per slot (`t1609_common::tracked_slot`): the number of `TRACKED` keys in the low half
+/// (`tracked_keys`), the last process reported by name in the high half
+/// (`reported_tgid`). Mmapable: the agent uncounts the entries it removes with an atomic
+/// on its mapping.
 #[map]
 static TRACKED_COUNT: Array<u64> = Array::with_max_entries(TRACKED_SLOTS, BPF_F_MMAPABLE);
 
-/// The session of a tracked `key` (0: a reported process outside any session).
+/// The word of `key`'s slot.
+#[inline(always)]
+fn slot_word(key: u32) -> Option<u64> {
+    let word = TRACKED_COUNT.get(tracked_slot(key))?;
+    // SAFETY: a live array slot; other CPUs update it atomically.
+    Some(unsafe { core::ptr::read_volatile(word) })
+}
+
+/// The session of a tracked `key` (0: a capture-all process outside any session).
 #[inline(always)]
 pub(crate) fn tracked_get(key: u32) -> Option<u64> {
-    let count = TRACKED_COUNT.get(tracked_slot(key))?;
-    // SAFETY: a live array slot; other CPUs update it atomically.
-    if unsafe { core::ptr::read_volatile(count) } == 0 {
+    if tracked_keys(slot_word(key)?) == 0 {
         return None;
     }
     unsafe { TRACKED.get(&key) }.copied()
+}
+
+/// At a task's exit: whether it is a process reported by name (its note is cleared), and
+/// its session if tracked. One load answers both for nearly every exit on the host.
+#[inline(always)]
+pub(crate) fn exit_lookup(tgid: u32, pid: u32) -> (bool, Option<u64>) {
+    let Some(word) = slot_word(pid) else {
+        return (false, None);
+    };
+    if word == 0 {
+        return (false, None);
+    }
+    let reported = pid == tgid && reported_tgid(word) == tgid;
+    if reported {
+        set_reported(tgid, 0);
+    }
+    let session = if tracked_keys(word) != 0 {
+        unsafe { TRACKED.get(&pid) }.copied()
+    } else {
+        None
+    };
+    (reported, session)
+}
+
+/// Notes `tgid`, just reported by name outside any session, for its exit. Another such
+/// process alive in the same slot loses its note: its exit goes unreported, and the
+/// agent finds it gone from /proc later.
+#[inline(always)]
+pub(crate) fn reported_insert(tgid: u32) {
+    set_reported(tgid, tgid);
+}
+
+#[inline(always)]
+fn set_reported(key: u32, tgid: u32) {
+    if let Some(word) = TRACKED_COUNT.get_ptr_mut(tracked_slot(key)) {
+        // SAFETY: the high half of a live, aligned u64 slot (the target is little-endian).
+        // A 4-byte store there and the atomic adds on the low half never tear each other.
+        unsafe { core::ptr::write_volatile(word.cast::<u32>().add(1), tgid) };
+    }
 }
 
 /// Tracks `key`, or moves it to `session` if already tracked.

@@ -552,8 +552,9 @@ fn tracked_task_counts_stay_exact_through_exits_and_ended_sessions() {
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
-    // Still running when the agent stops, so the comparison covers live entries: a
-    // reported process, and an injected session's root and child.
+    // Still running when the agent stops, so the comparison covers live entries: an
+    // injected session's root and child (a process reported by name outside a session,
+    // also running, is noted in REPORTED instead).
     let kubectl = dir.path().join("kubectl");
     std::fs::copy("/bin/sleep", &kubectl).unwrap();
     let mut running = vec![
@@ -573,7 +574,7 @@ fn tracked_task_counts_stay_exact_through_exits_and_ended_sessions() {
     let stopped = stop_line(&log);
     eprintln!("{stopped}");
     assert!(stop_count(stopped, "sessions") >= 31, "{stopped}");
-    assert!(stop_count(stopped, "tracked_entries") >= 3, "{stopped}");
+    assert!(stop_count(stopped, "tracked_entries") >= 2, "{stopped}");
     assert_eq!(stop_count(stopped, "tracked_short_slots"), 0, "{stopped}");
     assert_eq!(
         stop_count(stopped, "tracked_counted"),

@@ -175,6 +175,23 @@ pub const fn tracked_slot(key: u32) -> u32 {
     key & (TRACKED_SLOTS - 1)
 }
 
+/// The low half of a `TRACKED_COUNT` slot: how many `TRACKED` keys fall in it. (Counts
+/// and uncounts are atomic adds of 1 and -1 on the whole word; the count never goes
+/// below 0, so they never carry into the high half.)
+#[inline(always)]
+pub const fn tracked_keys(slot_word: u64) -> u32 {
+    slot_word as u32
+}
+
+/// The high half of a `TRACKED_COUNT` slot: the tgid of the last process reported by name,
+/// outside any session, that falls in the slot, until its exit (0: none). Its exit is
+/// reported without `TRACKED`: an LRU insert at the exec and a delete at the exit cost a
+/// watched exec ~2 µs, and sharing the slot keeps every exit on the host at one load.
+#[inline(always)]
+pub const fn reported_tgid(slot_word: u64) -> u32 {
+    (slot_word >> 32) as u32
+}
+
 /// Bits of the `WATCH_BITS` prefilter in front of the `WATCH` map: a clear bit means
 /// the command name is not watched, without a hash-map lookup on every exec.
 pub const WATCH_FILTER_BITS: u32 = 4096;

@@ -17,7 +17,7 @@ use std::{
 };
 
 use aya::maps::Map;
-use t1609_common::{QUIET_SIGNATURES, TRACKED_SLOTS, quiet_slot, tracked_slot};
+use t1609_common::{QUIET_SIGNATURES, TRACKED_SLOTS, quiet_slot, tracked_keys, tracked_slot};
 
 /// A shared mapping of an array map's values (an mmapable array's values start at
 /// offset 0 of its fd).
@@ -116,17 +116,17 @@ impl TrackedCount {
             .fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// The count of one slot.
+    /// The count of one slot (its low half; the high half notes a reported process).
     pub fn slot(&self, slot: u32) -> u64 {
-        self.0.u64_at(slot as usize).load(Ordering::Relaxed)
+        u64::from(tracked_keys(
+            self.0.u64_at(slot as usize).load(Ordering::Relaxed),
+        ))
     }
 
     /// The sum over all slots: the number of `TRACKED` entries, plus any an LRU
     /// eviction removed behind the counts' back.
     pub fn total(&self) -> u64 {
-        (0..TRACKED_SLOTS as usize)
-            .map(|i| self.0.u64_at(i).load(Ordering::Relaxed))
-            .sum()
+        (0..TRACKED_SLOTS).map(|i| self.slot(i)).sum()
     }
 }
 
