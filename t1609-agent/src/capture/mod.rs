@@ -403,7 +403,7 @@ impl Capture {
             &mut ebpf,
             "QUIET",
             QuietList::new,
-            "a stream of repeats is drained on a 4 ms tick",
+            "a stream of repeats is drained on the burst's 2 ms tick",
         )?;
         let mut capture = Self {
             ebpf,
@@ -778,7 +778,8 @@ pub struct Reader {
     /// Drain period during a burst: faster than the probe's wake-up interval, so a
     /// record that got no wake-up waits at most one tick (2 ms by default).
     tick: Duration,
-    /// The pipeline reports a stream of nothing but exact repeats.
+    /// The pipeline reports a stream of nothing but exact repeats, and the probe's quiet
+    /// mode is on.
     relaxed: bool,
     /// While a burst lasts, drain every tick until this instant.
     linger_until: Option<Instant>,
@@ -866,9 +867,9 @@ impl Reader {
     /// The probe suppresses wake-ups for `wakeup_interval` after forcing one, so after each
     /// wake-up the reader drains on a 2 ms tick for three intervals: a record submitted
     /// without a wake-up waits at most one tick. (While the batches hold nothing but exact
-    /// repeats, it goes quiet instead: [`Reader::pace`].) While those ticks find records the reader
-    /// stamps the probe's clock, so a steady stream is read on ticks alone and the probe
-    /// forces no wake-up. Between ticks the thread just sleeps: the ring's fd is
+    /// repeats, it goes quiet instead: [`Reader::pace`].) While those ticks find records
+    /// the reader stamps the probe's clock, so a steady stream is read on ticks alone and
+    /// the probe forces no wake-up. Between ticks the thread just sleeps: the ring's fd is
     /// level-triggered and would end every sleep early while records trickle in, and
     /// `stop` is looked at after each tick.
     pub fn wait_and_drain(
