@@ -29,6 +29,10 @@ pub struct LatencyArgs {
     /// from two threads), the way a probe loop would: 0 for none.
     #[arg(long, default_value_t = 0)]
     repeat_rate: u64,
+    /// The agent's dedup window (`[context] dedup_window_ms`). 0, the default here, turns
+    /// dedup off, so that every measured exec raises an alert.
+    #[arg(long, default_value_t = 0)]
+    dedup_window_ms: u64,
 }
 
 fn now_ns() -> u128 {
@@ -54,9 +58,10 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[deliver]\nsinks = [\"socket-server:{}\"]\nspool_dir = {:?}\n[metrics]\nlisten = \"\"\n",
+            "[deliver]\nsinks = [\"socket-server:{}\"]\nspool_dir = {:?}\n[metrics]\nlisten = \"\"\n[context]\ndedup_window_ms = {}\n",
             sock.display(),
-            dir.join("spool").display().to_string()
+            dir.join("spool").display().to_string(),
+            args.dedup_window_ms
         ),
     )?;
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
@@ -89,10 +94,10 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
             let t = now_ns();
-            // The marker arg is "lat-s<seq>" (a letter before the digits: the dedup key
-            // keeps them, so each exec is a new command).
-            if let Some(i) = line.find("lat-s") {
-                let seq: String = line[i + 5..]
+            // The marker arg is "lat-<seq>". (With dedup on, its dedup key is `lat-N`
+            // for all; every exec is still a new command for the exact-repeat replay.)
+            if let Some(i) = line.find("lat-") {
+                let seq: String = line[i + 4..]
                     .chars()
                     .take_while(char::is_ascii_digit)
                     .collect();
@@ -142,7 +147,7 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
         // Fire and forget: waiting for each would cap the rate at the exec latency.
         let _ = Command::new(&docker)
             .arg0("true")
-            .args(["exec", "-it", &format!("lat-s{seq}"), "sh"])
+            .args(["exec", "-it", &format!("lat-{seq}"), "sh"])
             .spawn()
             .map(|mut c| {
                 std::thread::spawn(move || c.wait());

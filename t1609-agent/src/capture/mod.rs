@@ -800,7 +800,7 @@ impl Reader {
     /// Relaxed, the reader goes quiet: it turns on the probe's quiet mode, in which the
     /// listed repeats ([`Reader::list_repeat`]) and reported exits force no wake-up while
     /// any other record does, and sleeps on the ring for up to [`QUIET_DRAIN`]. A stream
-    /// of repeats then costs ~20 wake-ups a second instead of a tick every 2 ms, and a
+    /// of repeats then costs 20–40 drains a second instead of a tick every 2 ms, and a
     /// new command in it still wakes the reader at once. Without the quiet map the reader
     /// keeps the burst's tick.
     pub fn pace(&mut self, relaxed: bool) {
