@@ -1,7 +1,5 @@
 //! `cargo xtask latency`: exec-to-delivery latency through the live agent to a
-//! socket-server subscriber, at a paced rate of watched execs, each a new command;
-//! optionally inside a stream of exact repeats (`--repeat-rate`), which puts the agent's
-//! reader in quiet mode.
+//! socket-server subscriber, at a paced rate of watched execs.
 
 use std::{
     io::{BufRead, BufReader},
@@ -25,14 +23,6 @@ pub struct LatencyArgs {
     /// Agent binary (default: build target/release/t1609-agent).
     #[arg(long)]
     agent: Option<PathBuf>,
-    /// Exact repeats per second run alongside (one watched command, again and again,
-    /// from two threads), the way a probe loop would: 0 for none.
-    #[arg(long, default_value_t = 0)]
-    repeat_rate: u64,
-    /// The agent's dedup window (`[context] dedup_window_ms`). 0, the default here, turns
-    /// dedup off, so that every measured exec raises an alert.
-    #[arg(long, default_value_t = 0)]
-    dedup_window_ms: u64,
 }
 
 fn now_ns() -> u128 {
@@ -58,10 +48,9 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[deliver]\nsinks = [\"socket-server:{}\"]\nspool_dir = {:?}\n[metrics]\nlisten = \"\"\n[context]\ndedup_window_ms = {}\n",
+            "[deliver]\nsinks = [\"socket-server:{}\"]\nspool_dir = {:?}\n[metrics]\nlisten = \"\"\n[context]\ndedup_window_ms = 0\n",
             sock.display(),
-            dir.join("spool").display().to_string(),
-            args.dedup_window_ms
+            dir.join("spool").display().to_string()
         ),
     )?;
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
@@ -94,8 +83,7 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
             let t = now_ns();
-            // The marker arg is "lat-<seq>". (With dedup on, its dedup key is `lat-N`
-            // for all; every exec is still a new command for the exact-repeat replay.)
+            // The marker arg is "lat-<seq>".
             if let Some(i) = line.find("lat-") {
                 let seq: String = line[i + 4..]
                     .chars()
@@ -108,32 +96,6 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
         }
     });
 
-    let repeating = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let mut repeaters = Vec::new();
-    if let Some(per_thread_ns) = 2_000_000_000u64.checked_div(args.repeat_rate) {
-        let period = Duration::from_nanos(per_thread_ns);
-        for _ in 0..2 {
-            let (docker, repeating) = (docker.clone(), repeating.clone());
-            repeaters.push(std::thread::spawn(move || {
-                let mut due = Instant::now();
-                let mut n = 0u64;
-                while repeating.load(std::sync::atomic::Ordering::Relaxed) {
-                    let _ = Command::new(&docker)
-                        .arg0("true")
-                        .args(["exec", "-it", "repeat-target", "sh"])
-                        .status();
-                    n += 1;
-                    due += period;
-                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
-                    }
-                }
-                n
-            }));
-        }
-        // Let the stream settle into exact repeats before measuring.
-        std::thread::sleep(Duration::from_millis(1500));
-    }
     let total = args.rate * args.seconds;
     let period = Duration::from_nanos(1_000_000_000 / args.rate.max(1));
     let mut sent = vec![0u128; total as usize];
@@ -161,8 +123,6 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
             got.entry(seq).or_insert(t);
         }
     }
-    repeating.store(false, std::sync::atomic::Ordering::Relaxed);
-    let repeats: u64 = repeaters.into_iter().filter_map(|t| t.join().ok()).sum();
     // SAFETY: kill(2) on our child.
     unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
     let _ = agent.wait();
@@ -179,12 +139,6 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
         "exec → socket-server subscriber latency ({} watched execs at {:.0}/s requested {}/s)",
         total, achieved, args.rate
     );
-    if args.repeat_rate > 0 {
-        println!(
-            "inside a stream of exact repeats: {repeats} execs of one command at {}/s requested",
-            args.repeat_rate
-        );
-    }
     println!("| delivered | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | target p99 |");
     println!("|-----------|----------|----------|----------|----------|------------|");
     println!(
