@@ -486,6 +486,18 @@ fn repeat_stream_goes_quiet_and_new_commands_still_wake_the_reader() {
             alerts.iter().any(|a| str_args(a).contains(&pod))
         })
         .count();
+    // How long after its exec each new command's alert was built.
+    let at = |a: &serde_json::Value, field: &str| {
+        let text = get(a, field).as_str().unwrap_or_default().to_owned();
+        time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("{field} {text:?}: {e}"))
+    };
+    let mut delays_ms: Vec<f64> = alerts
+        .iter()
+        .filter(|a| str_args(a).iter().any(|arg| arg.starts_with("quiet-new-")))
+        .map(|a| (at(a, "event.created") - at(a, "@timestamp")).as_seconds_f64() * 1e3)
+        .collect();
+    delays_ms.sort_by(f64::total_cmp);
     let d = |a: &[f64; 4], b: &[f64; 4], k: usize| b[k] - a[k];
     let (drains, wakeups1, quiet_drains) = (
         d(&before, &quiet, 0),
@@ -496,7 +508,7 @@ fn repeat_stream_goes_quiet_and_new_commands_still_wake_the_reader() {
     eprintln!(
         "{repeats} repeats in 2 s: {drains} drains, {quiet_drains} on the quiet timer, \
          {wakeups1} wake-ups; then {mixed} repeats and {NEW} new commands: {wakeups2} \
-         wake-ups, {late} late alerts"
+         wake-ups, {late} late alerts; new commands' alerts built {delays_ms:.1?} ms after their execs"
     );
     assert!(
         repeats >= 300 && mixed >= 300,
@@ -526,7 +538,18 @@ fn repeat_stream_goes_quiet_and_new_commands_still_wake_the_reader() {
         wakeups2 >= (NEW / 2) as f64,
         "new commands should wake the quiet reader: {wakeups2} wake-ups for {NEW}: {stopped}"
     );
-    assert_eq!(late, 0.0, "alerts delayed by the quiet mode: {stopped}");
+    // Waiting for the quiet timer would put them 0–50 ms late, 25 ms at the median. The
+    // agent's own count is looser: other tests' execs reach this agent too, and a repeat
+    // whose dedup window has closed alerts again from a listed signature.
+    let median = delays_ms[delays_ms.len() / 2];
+    assert!(
+        median < 10.0,
+        "new commands' alerts should not wait for the quiet timer: {delays_ms:.1?} ms: {stopped}"
+    );
+    assert!(
+        late < NEW as f64,
+        "alerts delayed by the quiet mode: {late}: {stopped}"
+    );
 }
 
 /// Forks and exits on the host skip the tracked-task map when the probes' counting
