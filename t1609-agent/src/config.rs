@@ -317,6 +317,13 @@ impl Config {
                 "1 to 1000 milliseconds",
             ));
         }
+        if !(8..=65_536).contains(&self.context.dedup_kept_alerts) {
+            return Err(invalid(
+                "context.dedup_kept_alerts",
+                self.context.dedup_kept_alerts.to_string(),
+                "8 to 65536 alerts",
+            ));
+        }
         if self.session.window_ms == 0 || self.session.window_ms > 600_000 {
             return Err(invalid(
                 "session.window_ms",
@@ -442,6 +449,13 @@ mod tests {
             .to_string();
         assert!(
             err.contains("context.runtime_timeout_ms") && err.contains("1 to 1000"),
+            "{err}"
+        );
+        let err = parse("[context]\ndedup_kept_alerts = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("context.dedup_kept_alerts") && err.contains("8 to 65536"),
             "{err}"
         );
     }

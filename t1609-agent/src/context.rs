@@ -32,6 +32,9 @@ pub struct ContextConfig {
     pub runtime_timeout_ms: u64,
     /// Identical alerts within this window collapse into one with a repeat count; 0 disables.
     pub dedup_window_ms: u64,
+    /// Open dedup windows whose first alert is kept for the follow-up (the first eighth
+    /// whole, the rest lean); past it a follow-up is built from the dedup key.
+    pub dedup_kept_alerts: usize,
 }
 
 impl Default for ContextConfig {
@@ -42,6 +45,7 @@ impl Default for ContextConfig {
             docker_socket: PathBuf::from("/var/run/docker.sock"),
             runtime_timeout_ms: 100,
             dedup_window_ms: 10_000,
+            dedup_kept_alerts: 4_096,
         }
     }
 }
@@ -465,9 +469,21 @@ impl Context {
         self.tuning.first_of_key(key, Instant::now())
     }
 
-    /// Windows that closed with repeats: (key, count).
-    pub fn repeats_due(&mut self) -> Vec<(DedupKey, u64)> {
-        self.tuning.repeats_due(Instant::now())
+    /// Dedup windows that closed, or all of them: (key, alerts in the window), repeated
+    /// or not.
+    pub fn closed_windows(&mut self, all: bool) -> Vec<(DedupKey, u64)> {
+        let now = Instant::now();
+        let at = if all {
+            now.checked_add(Duration::from_secs(86_400 * 365))
+                .unwrap_or(now)
+        } else {
+            now
+        };
+        self.tuning.closed_windows(at)
+    }
+
+    pub fn dedup_enabled(&self) -> bool {
+        self.tuning.dedup_enabled()
     }
 }
 
@@ -561,14 +577,17 @@ impl Tuning {
         matches!(dedup.check(key, at), DedupOutcome::First)
     }
 
-    pub fn repeats_due(&mut self, at: Instant) -> Vec<(DedupKey, u64)> {
+    /// Windows closed by `at`: (key, alerts in the window), count 1 included so that
+    /// what was kept for a window's follow-up can go.
+    pub fn closed_windows(&mut self, at: Instant) -> Vec<(DedupKey, u64)> {
         self.dedup
             .as_mut()
             .map(|d| d.flush_expired(at))
             .unwrap_or_default()
-            .into_iter()
-            .filter(|(_, n)| *n > 1)
-            .collect()
+    }
+
+    pub fn dedup_enabled(&self) -> bool {
+        self.dedup.is_some()
     }
 }
 

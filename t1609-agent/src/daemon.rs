@@ -103,6 +103,12 @@ pub struct PipelineStats {
     /// Execs whose cgroups / working directory came from the parent instead of /proc.
     pub cgroup_reads_saved: AtomicU64,
     pub cwd_reads_saved: AtomicU64,
+    /// Open dedup windows whose first alert is kept for the follow-up.
+    pub first_alerts_kept: AtomicU64,
+    /// Follow-ups ("repeated N times") by how much of the first alert they carry.
+    pub repeat_summaries_whole: AtomicU64,
+    pub repeat_summaries_lean: AtomicU64,
+    pub repeat_summaries_key: AtomicU64,
     pub by_rule: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
@@ -141,7 +147,8 @@ struct Pipeline {
     correlator: Arc<std::sync::Mutex<t1609_k8saudit::Correlator>>,
     enricher: Enricher,
     context: Context,
-    first_docs: std::collections::HashMap<t1609_context::DedupKey, serde_json::Value>,
+    /// With dedup on: the first alert of each open window, for its follow-up.
+    first_alerts: Option<crate::summary::FirstAlerts>,
     engine: watch::Receiver<Arc<Engine>>,
     recorder: Option<Recorder>,
     output: Arc<Output>,
@@ -175,7 +182,8 @@ impl Pipeline {
         format!("{prefix}-{:x}-{:x}", std::process::id(), self.seq)
     }
 
-    fn emit(&self, mut doc: serde_json::Value) {
+    /// Delivers `doc` and returns it as the sinks share it.
+    fn emit(&self, mut doc: serde_json::Value) -> Arc<serde_json::Value> {
         if doc["t1609"]["argv"]["tool"] == "kubectl" {
             // A kubectl exec seen here and the API server's audit entry for it share a group.
             let mut c = self
@@ -193,7 +201,9 @@ impl Pipeline {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             *m.entry(rule.to_owned()).or_default() += 1;
         }
-        self.output.submit(Arc::new(doc));
+        let doc = Arc::new(doc);
+        self.output.submit(doc.clone());
+        doc
     }
 
     /// Handles one exec; `true` when it was an exact repeat, replayed.
@@ -393,9 +403,6 @@ impl Pipeline {
                                        "reason": "the container runtime did not answer (no socket, timeout or unknown name)"}),
                 };
             }
-            if self.first_docs.len() < 4096 {
-                self.first_docs.insert(key, doc.clone());
-            }
             if is_exec {
                 self.sessions.expect(crate::session::PendingExec {
                     group_id: group.clone(),
@@ -405,7 +412,10 @@ impl Pipeline {
                     tool: tool.to_owned(),
                 });
             }
-            self.emit(doc);
+            let doc = self.emit(doc);
+            if let Some(first) = self.first_alerts.as_mut() {
+                first.remember(key, &doc);
+            }
         }
         if let Some(o) = outcome {
             self.repeats.remember(&engine, o, now);
@@ -459,25 +469,39 @@ impl Pipeline {
         }
     }
 
-    /// Follow-up alerts for deduplicated bursts, and table housekeeping.
-    fn housekeeping(&mut self) {
-        for (key, count) in self.context.repeats_due() {
-            if let Some(mut doc) = self.first_docs.remove(&key) {
-                let first_id = doc["event"]["id"].clone();
-                doc["event"]["id"] = json!(self.next_id("repeat"));
-                doc["@timestamp"] = json!(now_rfc3339());
-                doc["t1609"]["repeat_count"] = json!(count);
-                doc["t1609"]["repeat_of"] = first_id;
-                doc["message"] = json!(format!(
-                    "{} (repeated {count} times)",
-                    doc["rule"]["name"].as_str().unwrap_or("")
-                ));
-                self.emit(doc);
+    /// Follow-up alerts for the dedup windows that closed (`all`: every open one, at
+    /// shutdown). Called every period, so that a stream of distinct alerts frees its kept
+    /// first alerts a few at a time.
+    fn close_windows(&mut self, all: bool) {
+        let closed = self.context.closed_windows(all);
+        if let Some(mut first) = self.first_alerts.take() {
+            let now = now_rfc3339();
+            for (key, count) in closed {
+                let id = |_: &str| self.next_id("repeat");
+                if let Some((mut doc, detail)) = first.close(&key, count, id, Some(&now)) {
+                    if detail != crate::summary::Detail::Whole
+                        && let Some(host) = &self.hostname
+                    {
+                        doc["host"]["hostname"] = json!(host);
+                    }
+                    let counter = match detail {
+                        crate::summary::Detail::Whole => &self.stats.repeat_summaries_whole,
+                        crate::summary::Detail::Lean => &self.stats.repeat_summaries_lean,
+                        crate::summary::Detail::Key => &self.stats.repeat_summaries_key,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    self.emit(doc);
+                }
             }
+            self.stats
+                .first_alerts_kept
+                .store(first.len() as u64, Ordering::Relaxed);
+            self.first_alerts = Some(first);
         }
-        if self.first_docs.len() > 2048 {
-            self.first_docs.clear();
-        }
+    }
+
+    /// Process table housekeeping.
+    fn housekeeping(&mut self) {
         self.context.housekeeping();
         self.stats
             .table_size
@@ -561,6 +585,7 @@ impl Pipeline {
                 if !self.sessions.is_empty() {
                     self.flush_sessions(false);
                 }
+                self.close_windows(false);
                 periods += 1;
                 if periods.is_multiple_of(10) {
                     self.housekeeping();
@@ -574,6 +599,8 @@ impl Pipeline {
             }
         };
         self.flush_sessions(true);
+        // Bursts still in their window get their follow-up before the agent goes.
+        self.close_windows(true);
         self.housekeeping();
         if let Some(rec) = self.recorder.as_mut() {
             let _ = rec.out.flush();
@@ -754,11 +781,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         stop_tx.subscribe(),
     )
     .await?;
+    let first_alerts = context
+        .dedup_enabled()
+        .then(|| crate::summary::FirstAlerts::new(config.context.dedup_kept_alerts));
     let pipeline = Pipeline {
         correlator,
         enricher,
         context,
-        first_docs: std::collections::HashMap::new(),
+        first_alerts,
         engine: engine_rx,
         recorder,
         output: output.clone(),
@@ -814,6 +844,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         snap.repeats_replayed = stats.repeats_replayed.load(Ordering::Relaxed);
         snap.cgroup_reads_saved = stats.cgroup_reads_saved.load(Ordering::Relaxed);
         snap.cwd_reads_saved = stats.cwd_reads_saved.load(Ordering::Relaxed);
+        snap.first_alerts_kept = stats.first_alerts_kept.load(Ordering::Relaxed);
+        snap.repeat_summaries = [
+            &stats.repeat_summaries_whole,
+            &stats.repeat_summaries_lean,
+            &stats.repeat_summaries_key,
+        ]
+        .map(|c| c.load(Ordering::Relaxed));
         snap.programs = capture.all_program_stats();
         snap.sinks = output
             .stats()
@@ -927,6 +964,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         cgroup_reads_saved = stats.cgroup_reads_saved.load(Ordering::Relaxed),
         cwd_reads_saved = stats.cwd_reads_saved.load(Ordering::Relaxed),
         sessions = stats.sessions.load(Ordering::Relaxed),
+        repeat_summaries_whole = stats.repeat_summaries_whole.load(Ordering::Relaxed),
+        repeat_summaries_lean = stats.repeat_summaries_lean.load(Ordering::Relaxed),
+        repeat_summaries_key = stats.repeat_summaries_key.load(Ordering::Relaxed),
         kernel_matched = final_counters.matched,
         lost_events = final_counters.ringbuf_full,
         lost_argv_chunks = final_counters.chunk_ringbuf_full,

@@ -15,3 +15,4 @@ pub mod privilege;
 pub mod repeat;
 pub mod replay;
 pub mod session;
+pub mod summary;

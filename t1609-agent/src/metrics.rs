@@ -58,6 +58,9 @@ pub struct Snapshot {
     pub repeats_replayed: u64,
     pub cgroup_reads_saved: u64,
     pub cwd_reads_saved: u64,
+    pub first_alerts_kept: u64,
+    /// Follow-ups by detail: whole, lean, key.
+    pub repeat_summaries: [u64; 3],
     /// (program, run time ns, run count)
     pub programs: Vec<(String, u64, u64)>,
     /// (sink, queue depth, spooled, dropped, healthy)
@@ -202,6 +205,25 @@ pub fn render(s: &Snapshot) -> String {
             g,
         );
     }
+
+    let g: Gauge = Gauge::default();
+    g.set(i64::try_from(s.first_alerts_kept).unwrap_or(i64::MAX));
+    reg.register(
+        "dedup_first_alerts_kept",
+        "Open dedup windows whose first alert is kept for its repeat follow-up",
+        g,
+    );
+    let summaries = Family::<Labels, Counter>::default();
+    for (detail, n) in ["whole", "lean", "key"].iter().zip(s.repeat_summaries) {
+        summaries
+            .get_or_create(&vec![("detail".into(), (*detail).to_owned())])
+            .inc_by(n);
+    }
+    reg.register(
+        "repeat_summaries",
+        "Repeat follow-ups by how much of the first alert they carry (lean and key past the memory bound)",
+        summaries,
+    );
 
     let alerts = Family::<Labels, Counter>::default();
     for (rule, n) in &s.alerts_by_rule {

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{config::Config, context::Tuning};
 
@@ -22,7 +22,7 @@ struct TunedOutput<'a, W: Write> {
     suppressed: u64,
     deduplicated: u64,
     written: u64,
-    first_docs: std::collections::HashMap<t1609_context::DedupKey, Value>,
+    first_alerts: crate::summary::FirstAlerts,
 }
 
 impl<W: Write> TunedOutput<'_, W> {
@@ -38,8 +38,8 @@ impl<W: Write> TunedOutput<'_, W> {
             .unwrap_or_else(time::OffsetDateTime::now_utc);
         let (t0, i0) = *self.base.get_or_insert((at, Instant::now()));
         let mono = i0 + Duration::try_from(at - t0).unwrap_or_default();
-        for (key, count) in self.tuning.repeats_due(mono) {
-            self.flush_repeat(&key, count)?;
+        for (key, count) in self.tuning.closed_windows(mono) {
+            self.close_window(&key, count)?;
         }
         let ancestry = crate::context::ancestry_from_doc(&doc);
         let unit = doc["t1609"]["systemd_unit"].as_str().map(str::to_owned);
@@ -51,19 +51,23 @@ impl<W: Write> TunedOutput<'_, W> {
             self.deduplicated += 1;
             return Ok(());
         }
-        self.first_docs
-            .insert(crate::context::dedup_key(&doc), doc.clone());
         self.written += 1;
         serde_json::to_writer(&mut self.out, &doc)?;
-        self.out.write_all(b"\n")
+        self.out.write_all(b"\n")?;
+        if self.tuning.dedup_enabled() {
+            let key = crate::context::dedup_key(&doc);
+            self.first_alerts.remember(key, &std::sync::Arc::new(doc));
+        }
+        Ok(())
     }
 
-    fn flush_repeat(&mut self, key: &t1609_context::DedupKey, count: u64) -> std::io::Result<()> {
-        if let Some(mut doc) = self.first_docs.remove(key) {
-            let first = doc["event"]["id"].clone();
-            doc["event"]["id"] = json!(format!("{}-repeat", first.as_str().unwrap_or("alert")));
-            doc["t1609"]["repeat_count"] = json!(count);
-            doc["t1609"]["repeat_of"] = first;
+    fn close_window(&mut self, key: &t1609_context::DedupKey, count: u64) -> std::io::Result<()> {
+        let id = |first: &str| match first {
+            "" => "alert-repeat".to_owned(),
+            first => format!("{first}-repeat"),
+        };
+        // The follow-up keeps its first alert's time: replay has no clock of its own.
+        if let Some((doc, _)) = self.first_alerts.close(key, count, id, None) {
             self.written += 1;
             serde_json::to_writer(&mut self.out, &doc)?;
             self.out.write_all(b"\n")?;
@@ -77,8 +81,8 @@ impl<W: Write> TunedOutput<'_, W> {
             self.handle(&line)?;
         }
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        for (key, count) in self.tuning.repeats_due(far) {
-            self.flush_repeat(&key, count)?;
+        for (key, count) in self.tuning.closed_windows(far) {
+            self.close_window(&key, count)?;
         }
         self.out.flush()
     }
@@ -131,7 +135,7 @@ pub fn replay(
         suppressed: 0,
         deduplicated: 0,
         written: 0,
-        first_docs: std::collections::HashMap::new(),
+        first_alerts: crate::summary::FirstAlerts::new(config.context.dedup_kept_alerts),
     };
     // Audit events go to the audit rules; their lines are blanked for the process engine
     // so that its line numbers stay those of the file.

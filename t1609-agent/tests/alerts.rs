@@ -425,6 +425,114 @@ fn repeat_burst_collapses_with_count() {
     assert!(get(other[0], "t1609.repeat_count").is_null());
 }
 
+/// A flood of distinct alerts must not cost a burst inside it its follow-up. The first
+/// alerts kept for follow-ups are bounded (`dedup_kept_alerts`, here 512: 64 whole);
+/// past the bound a follow-up is built from a lean copy, then from the dedup key, never
+/// dropped. Windows still open when the agent stops get their follow-up then (this one
+/// is ten minutes).
+#[test]
+fn repeat_follow_ups_survive_a_flood_of_distinct_alerts() {
+    if !privileged_or_skip("repeat_follow_ups_survive_a_flood_of_distinct_alerts") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = fake_tool(dir.path(), "kubectl");
+    let agent = Agent::start_with_config(
+        "[context]\ndedup_window_ms = 600000\ndedup_kept_alerts = 512\n",
+        &[],
+    );
+    let run = |target: &str| {
+        run_ok(Command::new(&kubectl).args(["exec", "-it", target, "--", "sh"]));
+    };
+    // Distinct after normalization: the digits touch a letter.
+    let distinct = |range: std::ops::Range<usize>| {
+        for i in range {
+            run(&format!("flood-{i}x"));
+        }
+    };
+    const DISTINCT: usize = 800;
+    run("flood-early");
+    distinct(0..200);
+    // Past the 64 whole documents (these 200 took them), within the 512. Other tests'
+    // alerts, which every agent sees, have 311 places to spare.
+    run("flood-mid");
+    distinct(200..DISTINCT);
+    // Past the 512.
+    run("flood-late");
+    for target in ["flood-early", "flood-mid", "flood-late"] {
+        run(target);
+        run(target);
+    }
+    let (out, log) = agent.stop();
+    let stopped = stop_line(&log);
+    let alerts = parse_alerts(&out);
+    let exec = alerts_of(&alerts, "t1609.container_exec");
+    let of = |target: &str| -> Vec<&Value> {
+        let needle = format!("exec -it {target} --");
+        exec.iter()
+            .copied()
+            .filter(|a| {
+                get(a, "process.command_line")
+                    .as_str()
+                    .is_some_and(|c| c.contains(&needle))
+            })
+            .collect()
+    };
+    let missing: Vec<usize> = (0..DISTINCT)
+        .filter(|i| of(&format!("flood-{i}x")).len() != 1)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of the distinct commands without exactly one alert, {:?}…: {stopped}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+    let burst = |target: &str, detail: &str| -> (Value, Value) {
+        let got = of(target);
+        let (firsts, ups): (Vec<&Value>, Vec<&Value>) = got
+            .iter()
+            .partition(|a| get(a, "t1609.repeat_count").is_null());
+        assert_eq!((firsts.len(), ups.len()), (1, 1), "{target}: {got:#?}");
+        let up = ups[0];
+        assert_eq!(get(up, "t1609.repeat_count"), 3, "{target}: {up:#}");
+        assert_eq!(get(up, "t1609.repeat_detail"), detail, "{target}: {up:#}");
+        assert_eq!(get(up, "rule.id"), "t1609.container_exec");
+        assert!(
+            get(up, "message")
+                .as_str()
+                .is_some_and(|m| m.ends_with("(repeated 3 times)")),
+            "{up:#}"
+        );
+        assert_ne!(get(up, "event.id"), get(firsts[0], "event.id"));
+        (firsts[0].clone(), up.clone())
+    };
+    let (first, up) = burst("flood-early", "whole");
+    assert_eq!(get(&up, "t1609.repeat_of"), get(&first, "event.id"));
+    // The whole document: the ancestry and user come along.
+    assert_eq!(get(&up, "t1609.ancestry"), get(&first, "t1609.ancestry"));
+    assert!(!get(&up, "t1609.ancestry").is_null(), "{up:#}");
+    assert_eq!(get(&up, "user.name"), get(&first, "user.name"));
+    let (first, up) = burst("flood-mid", "lean");
+    assert_eq!(get(&up, "t1609.repeat_of"), get(&first, "event.id"));
+    assert_eq!(get(&up, "rule.name"), get(&first, "rule.name"));
+    assert_eq!(
+        get(&up, "process.parent.executable"),
+        get(&first, "process.parent.executable")
+    );
+    assert!(get(&up, "t1609.ancestry").is_null(), "lean: {up:#}");
+    assert!(get(&up, "user.name").is_null(), "lean: {up:#}");
+    let (_, up) = burst("flood-late", "key");
+    assert!(get(&up, "t1609.repeat_of").is_null(), "{up:#}");
+    assert!(!get(&up, "host.hostname").is_null(), "{up:#}");
+    for (key, at_least) in [
+        ("repeat_summaries_whole", 1),
+        ("repeat_summaries_lean", 1),
+        ("repeat_summaries_key", 1),
+    ] {
+        assert!(stop_count(stopped, key) >= at_least, "{key}: {stopped}");
+    }
+}
+
 /// A runtime socket that takes connections and never answers (a hung dockerd) must not
 /// stall capture: lookups run on the capture thread, so after one times out none is tried
 /// for a second. 100 alerts on unique container names would otherwise cost 100 timeouts

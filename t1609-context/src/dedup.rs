@@ -180,17 +180,11 @@ impl Deduper {
     pub fn flush_expired(&mut self, now: Instant) -> Vec<(DedupKey, u64)> {
         let mut out = std::mem::take(&mut self.closed);
         let window = self.window;
-        let expired: Vec<DedupKey> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| now.saturating_duration_since(s.first) >= window)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in expired {
-            if let Some(s) = self.slots.remove(&k) {
-                out.push((k, s.count));
-            }
-        }
+        out.extend(
+            self.slots
+                .extract_if(|_, s| now.saturating_duration_since(s.first) >= window)
+                .map(|(k, s)| (k, s.count)),
+        );
         out
     }
 

@@ -1,22 +1,32 @@
 //! Ties a `kubectl exec` process alert (from this host's process capture) to the audit
 //! alert of the same exec, so the two share `t1609.group_id`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::rules::DATASET;
 
+/// Bound on the alerts kept waiting for a partner, and on the joined groups.
 const MAX_PENDING: usize = 16_384;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Side {
     Process,
     Audit,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::Process => Side::Audit,
+            Side::Audit => Side::Process,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
     /// `exec` or `attach`.
     action: &'static str,
@@ -27,30 +37,36 @@ struct Key {
 
 #[derive(Debug)]
 struct Pending {
-    side: Side,
-    key: Key,
+    seq: u64,
     event_id: String,
     group_id: String,
-    at: Instant,
 }
 
 /// Matches process and audit alerts on pod name, namespace and command within a window.
 /// Each alert is correlated at most once; the later alert takes the earlier one's
 /// `t1609.group_id` and gets `t1609.correlated_with` = the earlier one's `event.id`.
+///
+/// Indexed by side and key, so that a flood of distinct `kubectl exec` alerts (one per
+/// pod, say) costs a hash lookup each rather than a scan of everything still waiting.
 #[derive(Debug)]
 pub struct Correlator {
     window: Duration,
-    pending: VecDeque<Pending>,
+    /// Alerts waiting for a partner, oldest first within each side and key.
+    pending: HashMap<(Side, Key), VecDeque<Pending>>,
+    /// Every wait in arrival order, for expiry and the bound; an entry whose alert was
+    /// since paired is skipped when it comes up (its `seq` is no longer in `pending`).
+    arrivals: VecDeque<(Instant, u64, Side, Key)>,
+    waiting: usize,
+    seq: u64,
     /// Groups already joined to a partner: one exec raises several alerts sharing its
     /// group, and the ones after the first must join the same partner even though the
     /// first took it out of `pending`.
-    joined: VecDeque<Joined>,
+    joined: HashMap<(Side, String), Joined>,
+    joined_order: VecDeque<(Instant, Side, String)>,
 }
 
 #[derive(Debug)]
 struct Joined {
-    side: Side,
-    original_group: String,
     group_id: String,
     correlated_with: String,
     at: Instant,
@@ -185,14 +201,18 @@ impl Correlator {
     pub fn new(window: Duration) -> Self {
         Correlator {
             window,
-            pending: VecDeque::new(),
-            joined: VecDeque::new(),
+            pending: HashMap::new(),
+            arrivals: VecDeque::new(),
+            waiting: 0,
+            seq: 0,
+            joined: HashMap::new(),
+            joined_order: VecDeque::new(),
         }
     }
 
     /// Number of alerts waiting for a partner.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.waiting
     }
 
     /// An alert from the process side; only `kubectl exec`/`attach` alerts take part.
@@ -209,23 +229,47 @@ impl Correlator {
         }
     }
 
-    fn within(&self, a: Instant, b: Instant) -> bool {
-        let d = if a > b { a - b } else { b - a };
-        d <= self.window
+    /// Forgets waits and joins older than the window, and the oldest past the bound.
+    fn expire(&mut self, now: Instant) {
+        let window = self.window;
+        while let Some((at, ..)) = self.arrivals.front()
+            && (now.saturating_duration_since(*at) > window || self.arrivals.len() > MAX_PENDING)
+        {
+            let Some((_, seq, side, key)) = self.arrivals.pop_front() else {
+                break;
+            };
+            // Waits of one side and key arrive in order: if this one is still waiting,
+            // it is the oldest.
+            let slot = (side, key);
+            if let Some(q) = self.pending.get_mut(&slot)
+                && q.front().is_some_and(|p| p.seq == seq)
+            {
+                q.pop_front();
+                self.waiting -= 1;
+                if q.is_empty() {
+                    self.pending.remove(&slot);
+                }
+            }
+        }
+        while let Some((at, ..)) = self.joined_order.front()
+            && (now.saturating_duration_since(*at) > window
+                || self.joined_order.len() > MAX_PENDING)
+        {
+            let Some((at, side, group)) = self.joined_order.pop_front() else {
+                break;
+            };
+            let slot = (side, group);
+            if self.joined.get(&slot).is_some_and(|j| j.at == at) {
+                self.joined.remove(&slot);
+            }
+        }
     }
 
     fn observe(&mut self, side: Side, key: Key, alert: &mut Value, now: Instant) {
-        let window = self.window;
-        self.pending
-            .retain(|p| now.saturating_duration_since(p.at) <= window);
-        self.joined
-            .retain(|j| now.saturating_duration_since(j.at) <= window);
+        self.expire(now);
         let (event_id, group_id) = ids(alert);
-        if let Some(j) = self
-            .joined
-            .iter()
-            .find(|j| j.side == side && j.original_group == group_id)
-        {
+        let joined_slot = (side, group_id);
+        if let Some(j) = self.joined.get(&joined_slot) {
             set_t1609(alert, "group_id", Value::String(j.group_id.clone()));
             set_t1609(
                 alert,
@@ -234,43 +278,48 @@ impl Correlator {
             );
             return;
         }
-        let found = self
-            .pending
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.side != side && p.key == key && self.within(p.at, now))
-            .max_by_key(|(_, p)| p.at)
-            .map(|(i, _)| i);
-        if let Some(i) = found
-            && let Some(other) = self.pending.remove(i)
-        {
+        let (_, group_id) = joined_slot;
+        // The latest waiting alert of the other side with this key.
+        let other_slot = (side.other(), key);
+        let (partner, emptied) = match self.pending.get_mut(&other_slot) {
+            Some(q) => (q.pop_back(), q.is_empty()),
+            None => (None, false),
+        };
+        if emptied {
+            self.pending.remove(&other_slot);
+        }
+        let (_, key) = other_slot;
+        if let Some(other) = partner {
+            self.waiting -= 1;
             set_t1609(alert, "group_id", Value::String(other.group_id.clone()));
             set_t1609(
                 alert,
                 "correlated_with",
                 Value::String(other.event_id.clone()),
             );
-            self.joined.push_back(Joined {
-                side,
-                original_group: group_id,
-                group_id: other.group_id,
-                correlated_with: other.event_id,
-                at: now,
-            });
-            while self.joined.len() > MAX_PENDING {
-                self.joined.pop_front();
-            }
+            self.joined_order.push_back((now, side, group_id.clone()));
+            self.joined.insert(
+                (side, group_id),
+                Joined {
+                    group_id: other.group_id,
+                    correlated_with: other.event_id,
+                    at: now,
+                },
+            );
+            self.expire(now);
             return;
         }
-        self.pending.push_back(Pending {
-            side,
-            key,
-            event_id,
-            group_id,
-            at: now,
-        });
-        while self.pending.len() > MAX_PENDING {
-            self.pending.pop_front();
-        }
+        self.seq += 1;
+        self.arrivals.push_back((now, self.seq, side, key.clone()));
+        self.pending
+            .entry((side, key))
+            .or_default()
+            .push_back(Pending {
+                seq: self.seq,
+                event_id,
+                group_id,
+            });
+        self.waiting += 1;
+        self.expire(now);
     }
 }

@@ -165,3 +165,58 @@ fn non_kubectl_exec_alerts_are_ignored() {
     c.observe_audit_alert(&mut pf, Instant::now());
     assert_eq!(c.pending(), 0, "port-forward runs no command to match");
 }
+
+/// A flood of distinct `kubectl exec` alerts that never pair (one pod each) stays
+/// bounded, forgets the oldest first, and an audit alert still finds its partner among
+/// the newest.
+#[test]
+fn a_flood_of_unpaired_alerts_stays_bounded_and_the_newest_still_pair() {
+    let rules = AuditRules::builtin().unwrap();
+    let mut c = Correlator::new(Duration::from_secs(30));
+    let t0 = Instant::now();
+    // The pod of atomic_test2's audit event, first and last among 20,000 others.
+    let mut first = process_alert("first", "atomic-exec-test", None, &["/bin/sh"]);
+    c.observe_process_alert(&mut first, t0);
+    for i in 0..20_000 {
+        let mut p = process_alert(&format!("p{i}"), &format!("pod-{i}"), None, &["/bin/sh"]);
+        c.observe_process_alert(&mut p, t0);
+    }
+    assert_eq!(c.pending(), 16_384);
+    let mut a = audit_alert(&rules, &atomic_test2("flood-1"));
+    c.observe_audit_alert(&mut a, t0 + Duration::from_secs(1));
+    assert!(
+        a["t1609"].get("correlated_with").is_none(),
+        "the oldest wait was forgotten at the bound: {a:#}"
+    );
+    let mut last = process_alert("last", "atomic-exec-test", None, &["/bin/sh"]);
+    c.observe_process_alert(&mut last, t0 + Duration::from_secs(1));
+    // The audit alert above now waits too; the process alert just paired with it.
+    assert_eq!(last["t1609"]["correlated_with"], a["event"]["id"]);
+    // Past the window every wait goes.
+    let mut late = process_alert("late", "other-pod", None, &["/bin/sh"]);
+    c.observe_process_alert(&mut late, t0 + Duration::from_secs(40));
+    assert_eq!(c.pending(), 1);
+}
+
+/// Of several waiting partners the latest is taken; a paired wait's place in the arrival
+/// order does not expire a later wait of the same key.
+#[test]
+fn the_latest_partner_pairs_first_and_expiry_keeps_later_waits() {
+    let rules = AuditRules::builtin().unwrap();
+    let mut c = Correlator::new(Duration::from_secs(30));
+    let t0 = Instant::now();
+    let mut p1 = process_alert("p1", "atomic-exec-test", None, &["/bin/sh"]);
+    let mut p2 = process_alert("p2", "atomic-exec-test", None, &["/bin/sh"]);
+    c.observe_process_alert(&mut p1, t0);
+    c.observe_process_alert(&mut p2, t0 + Duration::from_secs(10));
+    let mut a1 = audit_alert(&rules, &atomic_test2("late-1"));
+    c.observe_audit_alert(&mut a1, t0 + Duration::from_secs(11));
+    assert_eq!(a1["t1609"]["correlated_with"], "p2");
+    // At 41 s p1 and the paired p2 are past the window; a wait made at 20 s is not.
+    let mut p3 = process_alert("p3", "atomic-exec-test", None, &["/bin/sh"]);
+    c.observe_process_alert(&mut p3, t0 + Duration::from_secs(20));
+    let mut a2 = audit_alert(&rules, &atomic_test2("late-2"));
+    c.observe_audit_alert(&mut a2, t0 + Duration::from_secs(41));
+    assert_eq!(a2["t1609"]["correlated_with"], "p3");
+    assert_eq!(c.pending(), 0);
+}

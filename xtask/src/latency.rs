@@ -23,6 +23,15 @@ pub struct LatencyArgs {
     /// Agent binary (default: build target/release/t1609-agent).
     #[arg(long)]
     agent: Option<PathBuf>,
+    /// Make every command line distinct after the agent's normalization
+    /// (`lat-<seq>d`, which keeps its digits), as an attacker's varied commands
+    /// are; by default they all normalize to `lat-N`.
+    #[arg(long)]
+    distinct: bool,
+    /// Run the agent with its default dedup window (10 s) instead of dedup off: each
+    /// distinct command line opens a window and keeps its first alert for the follow-up.
+    #[arg(long, requires = "distinct")]
+    dedup: bool,
 }
 
 fn now_ns() -> u128 {
@@ -48,9 +57,14 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[deliver]\nsinks = [\"socket-server:{}\"]\nspool_dir = {:?}\n[metrics]\nlisten = \"\"\n[context]\ndedup_window_ms = 0\n",
+            "[deliver]\nsinks = [\"socket-server:{}\"]\nspool_dir = {:?}\n[metrics]\nlisten = \"\"\n{}",
             sock.display(),
-            dir.join("spool").display().to_string()
+            dir.join("spool").display().to_string(),
+            if args.dedup {
+                ""
+            } else {
+                "[context]\ndedup_window_ms = 0\n"
+            }
         ),
     )?;
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
@@ -83,7 +97,7 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
             let t = now_ns();
-            // The marker arg is "lat-<seq>".
+            // The marker arg is "lat-<seq>", or "lat-<seq>d" with --distinct.
             if let Some(i) = line.find("lat-") {
                 let seq: String = line[i + 4..]
                     .chars()
@@ -99,6 +113,7 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
     let total = args.rate * args.seconds;
     let period = Duration::from_nanos(1_000_000_000 / args.rate.max(1));
     let mut sent = vec![0u128; total as usize];
+    let suffix = if args.distinct { "d" } else { "" };
     let start = Instant::now();
     for seq in 0..total {
         let due = start + period * u32::try_from(seq).unwrap_or(u32::MAX);
@@ -109,7 +124,7 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
         // Fire and forget: waiting for each would cap the rate at the exec latency.
         let _ = Command::new(&docker)
             .arg0("true")
-            .args(["exec", "-it", &format!("lat-{seq}"), "sh"])
+            .args(["exec", "-it", &format!("lat-{seq}{suffix}"), "sh"])
             .spawn()
             .map(|mut c| {
                 std::thread::spawn(move || c.wait());
@@ -136,8 +151,15 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<()> {
     lat.sort_by(f64::total_cmp);
     println!();
     println!(
-        "exec → socket-server subscriber latency ({} watched execs at {:.0}/s requested {}/s)",
-        total, achieved, args.rate
+        "exec → socket-server subscriber latency ({} watched execs at {:.0}/s requested {}/s, {} command lines)",
+        total,
+        achieved,
+        args.rate,
+        match (args.distinct, args.dedup) {
+            (false, _) => "alike, dedup off",
+            (true, false) => "distinct, dedup off",
+            (true, true) => "distinct, dedup on",
+        }
     );
     println!("| delivered | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | target p99 |");
     println!("|-----------|----------|----------|----------|----------|------------|");
