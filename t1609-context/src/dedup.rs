@@ -11,7 +11,7 @@
 //! The window is fixed from the first occurrence (not sliding): a steady stream yields one
 //! `First` per window.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -92,6 +92,10 @@ pub struct Deduper {
     window: Duration,
     max_keys: usize,
     slots: HashMap<DedupKey, Slot>,
+    /// Window openings, oldest first: expiry and the bound take from the front instead of
+    /// scanning every open window. An opening whose key has since reopened is skipped
+    /// (its slot's `first` differs).
+    openings: VecDeque<(Instant, DedupKey)>,
     /// Windows closed by `check` (expired key seen again) or by the bound.
     closed: Vec<(DedupKey, u64)>,
 }
@@ -106,6 +110,7 @@ impl Deduper {
             window,
             max_keys: max_keys.max(1),
             slots: HashMap::new(),
+            openings: VecDeque::new(),
             closed: Vec::new(),
         }
     }
@@ -127,19 +132,16 @@ impl Deduper {
                     count: 1,
                 },
             );
+            self.openings.push_back((now, key.clone()));
             self.push_closed(key, old.count);
             return DedupOutcome::First;
         }
         if self.slots.len() >= self.max_keys
-            && let Some(oldest) = self
-                .slots
-                .iter()
-                .min_by_key(|(_, s)| s.first)
-                .map(|(k, _)| k.clone())
-            && let Some(s) = self.slots.remove(&oldest)
+            && let Some((oldest, count)) = self.pop_oldest(|_| true)
         {
-            self.push_closed(oldest, s.count);
+            self.push_closed(oldest, count);
         }
+        self.openings.push_back((now, key.clone()));
         self.slots.insert(
             key,
             Slot {
@@ -148,6 +150,24 @@ impl Deduper {
             },
         );
         DedupOutcome::First
+    }
+
+    /// Removes the oldest open window if `take` accepts its opening time: its key and count.
+    /// Stale openings met on the way are dropped.
+    fn pop_oldest(&mut self, take: impl Fn(Instant) -> bool) -> Option<(DedupKey, u64)> {
+        while let Some((first, _)) = self.openings.front() {
+            let first = *first;
+            if !take(first) {
+                return None;
+            }
+            let (_, key) = self.openings.pop_front()?;
+            if self.slots.get(&key).is_some_and(|s| s.first == first)
+                && let Some(s) = self.slots.remove(&key)
+            {
+                return Some((key, s.count));
+            }
+        }
+        None
     }
 
     /// Counts one more occurrence of every key in `keys` if each of them is a repeat in
@@ -180,11 +200,11 @@ impl Deduper {
     pub fn flush_expired(&mut self, now: Instant) -> Vec<(DedupKey, u64)> {
         let mut out = std::mem::take(&mut self.closed);
         let window = self.window;
-        out.extend(
-            self.slots
-                .extract_if(|_, s| now.saturating_duration_since(s.first) >= window)
-                .map(|(k, s)| (k, s.count)),
-        );
+        while let Some(closed) =
+            self.pop_oldest(|first| now.saturating_duration_since(first) >= window)
+        {
+            out.push(closed);
+        }
         out
     }
 
@@ -232,6 +252,36 @@ mod tests {
         let closed = d.flush_expired(t0 + Duration::from_secs(11));
         assert!(closed.contains(&(a, 3)), "{closed:?}");
         assert!(closed.contains(&(b, 2)), "{closed:?}");
+    }
+
+    /// Expiry and the bound take windows in opening order; a window reopened by `check`
+    /// lives its own length, whatever its key's earlier opening.
+    #[test]
+    fn a_reopened_window_lives_its_own_length_and_the_bound_evicts_the_oldest_open_one() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let key = |c: &str| DedupKey::new("r", c, None, None);
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        let mut d = Deduper::with_max_keys(s(10), 2);
+        assert_eq!(d.check(a.clone(), t0), DedupOutcome::First);
+        assert_eq!(d.check(b.clone(), t0 + s(1)), DedupOutcome::First);
+        assert_eq!(d.check(a.clone(), t0 + s(11)), DedupOutcome::First);
+        assert_eq!(
+            d.flush_expired(t0 + s(12)),
+            vec![(a.clone(), 1), (b.clone(), 1)]
+        );
+        assert_eq!(d.len(), 1, "a's second window is open until 21 s");
+        assert_eq!(
+            d.check(a.clone(), t0 + s(12)),
+            DedupOutcome::Repeat { count: 2 }
+        );
+        assert_eq!(d.check(b.clone(), t0 + s(13)), DedupOutcome::First);
+        // At the bound the oldest open window (a, opened at 11 s) closes early.
+        assert_eq!(d.check(c.clone(), t0 + s(14)), DedupOutcome::First);
+        assert_eq!(d.flush_expired(t0 + s(15)), vec![(a, 2)]);
+        assert_eq!(d.flush_expired(t0 + s(23)), vec![(b, 1)]);
+        assert_eq!(d.flush_expired(t0 + s(24)), vec![(c, 1)]);
+        assert!(d.is_empty() && d.openings.is_empty());
     }
 
     #[test]
