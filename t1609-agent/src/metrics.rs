@@ -375,6 +375,8 @@ mod tests {
         let mut s = Snapshot {
             events_captured: 5,
             process_table: 7,
+            first_alerts_kept: 9,
+            repeat_summaries: [4, 2, 1],
             attached: true,
             reader_alive: true,
             ..Default::default()
@@ -399,6 +401,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("t1609_process_table_entries 7"), "{text}");
+        assert!(text.contains("t1609_dedup_first_alerts_kept 9"), "{text}");
+        for (detail, n) in [("whole", 4), ("lean", 2), ("key", 1)] {
+            assert!(
+                text.contains(&format!(
+                    "t1609_repeat_summaries_total{{detail=\"{detail}\"}} {n}"
+                )),
+                "{text}"
+            );
+        }
     }
 
     #[test]
