@@ -474,6 +474,9 @@ impl Pipeline {
     /// first alerts a few at a time.
     fn close_windows(&mut self, all: bool) {
         let closed = self.context.closed_windows(all);
+        if closed.is_empty() {
+            return;
+        }
         if let Some(mut first) = self.first_alerts.take() {
             let now = now_rfc3339();
             for (key, count) in closed {
@@ -493,15 +496,17 @@ impl Pipeline {
                     self.emit(doc);
                 }
             }
-            self.stats
-                .first_alerts_kept
-                .store(first.len() as u64, Ordering::Relaxed);
             self.first_alerts = Some(first);
         }
     }
 
-    /// Process table housekeeping.
+    /// Process table housekeeping, and the gauges of what the pipeline holds.
     fn housekeeping(&mut self) {
+        if let Some(first) = &self.first_alerts {
+            self.stats
+                .first_alerts_kept
+                .store(first.len() as u64, Ordering::Relaxed);
+        }
         self.context.housekeeping();
         self.stats
             .table_size

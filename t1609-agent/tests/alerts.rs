@@ -463,6 +463,8 @@ fn repeat_follow_ups_survive_a_flood_of_distinct_alerts() {
         run(target);
         run(target);
     }
+    // Every window is still open, and what is kept stops at the bound.
+    agent.wait_metric("t1609_dedup_first_alerts_kept", 10, |v| v == 512.0);
     let (out, log) = agent.stop();
     let stopped = stop_line(&log);
     let alerts = parse_alerts(&out);
