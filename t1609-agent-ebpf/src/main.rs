@@ -151,7 +151,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
     let comm_words = current_comm()?;
     // SAFETY: two u64s are 16 initialized bytes; a byte array needs no more alignment.
     let comm: &WatchKey = unsafe { &*comm_words.as_ptr().cast::<WatchKey>() };
-    let named = watched_name(&comm_words);
+    let named = may_watch(&comm_words) && unsafe { WATCH.get(comm) }.is_some();
     let watched = config.capture_all != 0 || named;
     // Execs inside an injected session are reported whatever their name.
     let mut session = tracked_get(tgid).unwrap_or(0);
@@ -239,14 +239,6 @@ fn current_comm() -> Result<[u64; 2], u32> {
     } else {
         Err(counters::READ_ERROR)
     }
-}
-
-/// Whether `comm` is in `WATCH`; most names answer from the bitmap alone.
-#[inline(always)]
-fn watched_name(comm: &[u64; 2]) -> bool {
-    // SAFETY: two u64s are 16 initialized bytes; a byte array needs no more alignment.
-    let key: &WatchKey = unsafe { &*comm.as_ptr().cast::<WatchKey>() };
-    may_watch(comm) && unsafe { WATCH.get(key) }.is_some()
 }
 
 /// False when `comm` is certainly not in `WATCH` (its `WATCH_BITS` bit is clear).

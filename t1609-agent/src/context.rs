@@ -472,14 +472,11 @@ impl Context {
     /// Dedup windows that closed, or all of them: (key, alerts in the window), repeated
     /// or not.
     pub fn closed_windows(&mut self, all: bool) -> Vec<(DedupKey, u64)> {
-        let now = Instant::now();
-        let at = if all {
-            now.checked_add(Duration::from_secs(86_400 * 365))
-                .unwrap_or(now)
+        if all {
+            self.tuning.all_windows()
         } else {
-            now
-        };
-        self.tuning.closed_windows(at)
+            self.tuning.closed_windows(Instant::now())
+        }
     }
 
     pub fn dedup_enabled(&self) -> bool {
@@ -583,6 +580,14 @@ impl Tuning {
         self.dedup
             .as_mut()
             .map(|d| d.flush_expired(at))
+            .unwrap_or_default()
+    }
+
+    /// Every window, closed or still open: (key, alerts in the window).
+    pub fn all_windows(&mut self) -> Vec<(DedupKey, u64)> {
+        self.dedup
+            .as_mut()
+            .map(Deduper::flush_all)
             .unwrap_or_default()
     }
 

@@ -105,10 +105,9 @@ pub struct PipelineStats {
     pub cwd_reads_saved: AtomicU64,
     /// Open dedup windows whose first alert is kept for the follow-up.
     pub first_alerts_kept: AtomicU64,
-    /// Follow-ups ("repeated N times") by how much of the first alert they carry.
-    pub repeat_summaries_whole: AtomicU64,
-    pub repeat_summaries_lean: AtomicU64,
-    pub repeat_summaries_key: AtomicU64,
+    /// Follow-ups ("repeated N times") by how much of the first alert they carry
+    /// (indexed by `summary::Detail::index`).
+    pub repeat_summaries: [AtomicU64; 3],
     pub by_rule: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
@@ -482,17 +481,13 @@ impl Pipeline {
             for (key, count) in closed {
                 let id = |_: &str| self.next_id("repeat");
                 if let Some((mut doc, detail)) = first.close(&key, count, id, Some(&now)) {
-                    if detail != crate::summary::Detail::Whole
+                    // The whole and lean copies carry the first alert's host.
+                    if detail == crate::summary::Detail::Key
                         && let Some(host) = &self.hostname
                     {
                         doc["host"]["hostname"] = json!(host);
                     }
-                    let counter = match detail {
-                        crate::summary::Detail::Whole => &self.stats.repeat_summaries_whole,
-                        crate::summary::Detail::Lean => &self.stats.repeat_summaries_lean,
-                        crate::summary::Detail::Key => &self.stats.repeat_summaries_key,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    self.stats.repeat_summaries[detail.index()].fetch_add(1, Ordering::Relaxed);
                     self.emit(doc);
                 }
             }
@@ -850,12 +845,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         snap.cgroup_reads_saved = stats.cgroup_reads_saved.load(Ordering::Relaxed);
         snap.cwd_reads_saved = stats.cwd_reads_saved.load(Ordering::Relaxed);
         snap.first_alerts_kept = stats.first_alerts_kept.load(Ordering::Relaxed);
-        snap.repeat_summaries = [
-            &stats.repeat_summaries_whole,
-            &stats.repeat_summaries_lean,
-            &stats.repeat_summaries_key,
-        ]
-        .map(|c| c.load(Ordering::Relaxed));
+        snap.repeat_summaries =
+            std::array::from_fn(|i| stats.repeat_summaries[i].load(Ordering::Relaxed));
         snap.programs = capture.all_program_stats();
         snap.sinks = output
             .stats()
@@ -969,9 +960,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         cgroup_reads_saved = stats.cgroup_reads_saved.load(Ordering::Relaxed),
         cwd_reads_saved = stats.cwd_reads_saved.load(Ordering::Relaxed),
         sessions = stats.sessions.load(Ordering::Relaxed),
-        repeat_summaries_whole = stats.repeat_summaries_whole.load(Ordering::Relaxed),
-        repeat_summaries_lean = stats.repeat_summaries_lean.load(Ordering::Relaxed),
-        repeat_summaries_key = stats.repeat_summaries_key.load(Ordering::Relaxed),
+        repeat_summaries_whole = stats.repeat_summaries[0].load(Ordering::Relaxed),
+        repeat_summaries_lean = stats.repeat_summaries[1].load(Ordering::Relaxed),
+        repeat_summaries_key = stats.repeat_summaries[2].load(Ordering::Relaxed),
         kernel_matched = final_counters.matched,
         lost_events = final_counters.ringbuf_full,
         lost_argv_chunks = final_counters.chunk_ringbuf_full,

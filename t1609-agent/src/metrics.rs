@@ -59,7 +59,7 @@ pub struct Snapshot {
     pub cgroup_reads_saved: u64,
     pub cwd_reads_saved: u64,
     pub first_alerts_kept: u64,
-    /// Follow-ups by detail: whole, lean, key.
+    /// Follow-ups by detail (`summary::Detail::NAMES`).
     pub repeat_summaries: [u64; 3],
     /// (program, run time ns, run count)
     pub programs: Vec<(String, u64, u64)>,
@@ -214,7 +214,7 @@ pub fn render(s: &Snapshot) -> String {
         g,
     );
     let summaries = Family::<Labels, Counter>::default();
-    for (detail, n) in ["whole", "lean", "key"].iter().zip(s.repeat_summaries) {
+    for (detail, n) in crate::summary::Detail::NAMES.iter().zip(s.repeat_summaries) {
         summaries
             .get_or_create(&vec![("detail".into(), (*detail).to_owned())])
             .inc_by(n);

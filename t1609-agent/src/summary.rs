@@ -56,12 +56,15 @@ pub enum Detail {
 }
 
 impl Detail {
+    /// The details' names, in the order of [`Detail::index`].
+    pub const NAMES: [&'static str; 3] = ["whole", "lean", "key"];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     fn as_str(self) -> &'static str {
-        match self {
-            Detail::Whole => "whole",
-            Detail::Lean => "lean",
-            Detail::Key => "key",
-        }
+        Self::NAMES[self.index()]
     }
 }
 

@@ -208,6 +208,16 @@ impl Deduper {
         out
     }
 
+    /// Closes every window, expired or not (at shutdown, or the end of a replay), in
+    /// opening order after those `check` closed.
+    pub fn flush_all(&mut self) -> Vec<(DedupKey, u64)> {
+        let mut out = std::mem::take(&mut self.closed);
+        while let Some(closed) = self.pop_oldest(|_| true) {
+            out.push(closed);
+        }
+        out
+    }
+
     /// Closed windows wait for the next flush; if nobody flushes, the oldest are dropped
     /// beyond `max_keys` so memory stays bounded.
     fn push_closed(&mut self, key: DedupKey, count: u64) {
