@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::glob::glob_match;
+use t1609_ecs::glob_match;
 use crate::process::Ancestor;
 
 /// One value or a list of values (any of them may match).

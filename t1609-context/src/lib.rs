@@ -9,7 +9,6 @@ pub mod cgroup;
 pub mod dedup;
 pub mod docker;
 pub mod exceptions;
-pub mod glob;
 pub mod kubelet;
 pub mod ns;
 pub mod orchestrator;
@@ -24,7 +23,7 @@ pub use exceptions::{
     Action, Decision, ExceptionConfig, ExceptionError, ExceptionFile, Exceptions, OneOrMany,
     Severity, Subject, TimeWindowConfig, summarize,
 };
-pub use glob::glob_match;
+pub use t1609_ecs::glob_match;
 pub use kubelet::{KubeletPods, PodRef};
 pub use ns::{Namespaces, host_namespaces, in_container, process_namespaces};
 pub use orchestrator::{OrchestratorMeta, orchestrator_meta};

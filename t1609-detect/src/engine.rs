@@ -5,7 +5,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::alert::{Alert, Digest, new_id, now_rfc3339};
+use t1609_ecs::{Digest, new_id, now_rfc3339};
+
+use crate::alert::Alert;
 use crate::argv::{self, Few, Invocation};
 use crate::eql::{self, Field, Node, StrTest};
 use crate::event::ProcessEvent;
@@ -58,7 +60,7 @@ impl Hasher for NameHasher {
     }
     fn finish(&self) -> u64 {
         // The table picks buckets and tags from different bits: spread them all.
-        crate::alert::splitmix(self.0)
+        t1609_ecs::splitmix(self.0)
     }
 }
 

@@ -20,7 +20,8 @@ mod reuse;
 pub mod rules;
 pub mod sigma;
 
-pub use alert::{Alert, Confidence, Severity, digest, new_id, now_rfc3339};
+pub use alert::Alert;
+pub use t1609_ecs::{Confidence, Severity, digest, new_id, now_rfc3339};
 pub use engine::{Engine, WatchSet};
 pub use event::{EventError, ProcessEvent};
 pub use replay::{ReplaySummary, replay};

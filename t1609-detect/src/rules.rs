@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::alert::{Confidence, Severity};
+use t1609_ecs::{Confidence, Severity};
 use crate::eql::{self, EqlError, Node};
 use crate::sigma::SigmaRule;
 

@@ -25,7 +25,7 @@ use rsigma_eval::{
 use rsigma_parser::{Level, SigmaCollection, parse_sigma_yaml};
 use serde_json::{Map, Value};
 
-use crate::alert::{Confidence, Severity};
+use t1609_ecs::{Confidence, Severity};
 use crate::event::ProcessEvent;
 use crate::rules::{Condition, Rule, RuleError, RuleMeta, tactic, technique};
 
