@@ -8,6 +8,9 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::capture::UnixConnectHook;
+use crate::capture::{unix_path_key, watch_key};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -100,21 +103,6 @@ impl Default for HostConfig {
             proc: PathBuf::from("/proc"),
         }
     }
-}
-
-/// Where Unix-socket connects are caught.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UnixConnectHook {
-    /// The cgroup hook where the kernel, the capabilities and the mounts allow it, else
-    /// the syscall tracepoint.
-    #[default]
-    Auto,
-    /// The cgroup `connect_unix` hook on the root cgroup (Linux >= 6.7, CAP_NET_ADMIN, a
-    /// mount of the host's root cgroup v2): AF_UNIX connects only. Start-up fails without it.
-    Cgroup,
-    /// `syscalls:sys_enter_connect`: any kernel, but every syscall on the host pays for it.
-    Tracepoint,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -273,7 +261,7 @@ impl Config {
             ));
         }
         for name in &self.capture.extra_watch {
-            if crate::capture::watch_key(name).is_err() {
+            if watch_key(name).is_err() {
                 return Err(invalid(
                     "capture.extra_watch",
                     format!("{name:?}"),
@@ -292,7 +280,7 @@ impl Config {
             });
         }
         for p in &self.network.runtime_sockets {
-            if crate::capture::unix_path_key(p).is_err() {
+            if unix_path_key(p).is_err() {
                 return Err(invalid(
                     "network.runtime_sockets",
                     p.display().to_string(),
@@ -301,7 +289,7 @@ impl Config {
             }
         }
         for name in &self.session.seeds {
-            if crate::capture::watch_key(name).is_err() {
+            if watch_key(name).is_err() {
                 return Err(invalid(
                     "session.seeds",
                     format!("{name:?}"),

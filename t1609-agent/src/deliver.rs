@@ -3,18 +3,17 @@
 
 use std::{sync::Arc, time::Duration};
 
-use t1609_deliver::{DeliverConfig, DeliverStats, Dispatcher};
+use t1609_deliver::{DeliverConfig, DeliverError, DeliverStats, Dispatcher};
 
 pub struct Output {
     dispatcher: Dispatcher,
 }
 
 impl Output {
-    pub async fn start(config: DeliverConfig) -> anyhow::Result<Self> {
-        let dispatcher = Dispatcher::start(config)
-            .await
-            .map_err(|e| anyhow::anyhow!("starting alert delivery: {e}"))?;
-        Ok(Self { dispatcher })
+    pub async fn start(config: DeliverConfig) -> Result<Self, DeliverError> {
+        Ok(Self {
+            dispatcher: Dispatcher::start(config).await?,
+        })
     }
 
     /// Never blocks: the alert is queued, spooled, or counted as dropped.

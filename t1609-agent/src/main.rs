@@ -145,6 +145,7 @@ fn main() -> ExitCode {
                     rules,
                     outputs,
                 }))
+                .map_err(anyhow::Error::from)
             })
             .map(|()| ExitCode::SUCCESS),
         Command::Replay {

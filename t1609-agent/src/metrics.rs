@@ -2,7 +2,6 @@
 //! (`/healthz`, `/readyz`) on a small HTTP/1.1 listener, 127.0.0.1:9609 by default.
 
 use std::{
-    collections::BTreeMap,
     net::SocketAddr,
     sync::{
         Arc, Mutex,
@@ -20,6 +19,8 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
 };
+
+use crate::stats::{self, Kind};
 
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -39,28 +40,10 @@ impl Default for MetricsConfig {
 /// What the endpoints report, refreshed by the agent's main loop every second.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub events_captured: u64,
-    pub net_events: u64,
-    pub alerts_by_rule: BTreeMap<String, u64>,
-    pub suppressed: u64,
-    pub deduplicated: u64,
-    pub ringbuf_lost: u64,
-    pub argv_chunks_lost: u64,
-    pub kernel_read_errors: u64,
-    pub decode_errors: u64,
-    pub reader_ring_wakeups: u64,
-    pub reader_poll_ticks: u64,
-    pub reader_quiet_drains: u64,
-    pub reader_quiet_late_alerts: u64,
-    pub process_table: u64,
+    /// Every counter and gauge of [`crate::stats`].
+    pub counters: stats::Snapshot,
     /// Tasks the probes track, from their counting filter (`None`: not mapped).
     pub tracked_tasks: Option<u64>,
-    pub repeats_replayed: u64,
-    pub cgroup_reads_saved: u64,
-    pub cwd_reads_saved: u64,
-    pub first_alerts_kept: u64,
-    /// Follow-ups by detail (`summary::Detail::NAMES`).
-    pub repeat_summaries: [u64; 3],
     /// (program, run time ns, run count)
     pub programs: Vec<(String, u64, u64)>,
     /// (sink, queue depth, spooled, dropped, healthy)
@@ -96,137 +79,55 @@ impl Health {
 
 type Labels = Vec<(String, String)>;
 
+fn gauge(v: u64) -> Gauge {
+    let g = Gauge::default();
+    g.set(i64::try_from(v).unwrap_or(i64::MAX));
+    g
+}
+
+/// The counters and gauges of [`stats::DEFS`], one metric each, or one family per metric
+/// name where they carry a label.
+fn register_stats(reg: &mut Registry, s: &stats::Snapshot) {
+    let mut families: Vec<(&'static str, &'static str, Family<Labels, Counter>)> = Vec::new();
+    for (def, v) in s.iter() {
+        match (def.label, def.kind) {
+            (Some((name, value)), _) => {
+                let labels = vec![(name.to_owned(), value.to_owned())];
+                match families.iter().position(|(m, ..)| *m == def.metric) {
+                    Some(i) => families[i].2.get_or_create(&labels).inc_by(v),
+                    None => {
+                        let f = Family::<Labels, Counter>::default();
+                        f.get_or_create(&labels).inc_by(v);
+                        families.push((def.metric, def.help, f));
+                        0
+                    }
+                };
+            }
+            (None, Kind::Counter) => {
+                let c: Counter = Counter::default();
+                c.inc_by(v);
+                reg.register(def.metric, def.help, c);
+            }
+            (None, Kind::Gauge) => reg.register(def.metric, def.help, gauge(v)),
+        }
+    }
+    for (metric, help, family) in families {
+        reg.register(metric, help, family);
+    }
+}
+
 pub fn render(s: &Snapshot) -> String {
     let mut reg = Registry::with_prefix("t1609");
-    let counter = |reg: &mut Registry, name: &str, help: &str, v: u64| {
-        let c: Counter = Counter::default();
-        c.inc_by(v);
-        reg.register(name, help, c);
-    };
-    counter(
-        &mut reg,
-        "events_captured",
-        "Exec events captured by the kernel probe",
-        s.events_captured,
-    );
-    counter(
-        &mut reg,
-        "network_events_captured",
-        "Watched connects captured",
-        s.net_events,
-    );
-    counter(
-        &mut reg,
-        "alerts_suppressed",
-        "Alerts suppressed by exceptions",
-        s.suppressed,
-    );
-    counter(
-        &mut reg,
-        "alerts_deduplicated",
-        "Alerts folded into an earlier identical one",
-        s.deduplicated,
-    );
-    counter(
-        &mut reg,
-        "exec_repeats_replayed",
-        "Execs identical to a recent one whose outcome was replayed without re-evaluating the rules",
-        s.repeats_replayed,
-    );
-    counter(
-        &mut reg,
-        "cgroup_reads_saved",
-        "Execs whose cgroups came from the parent's css_set instead of /proc",
-        s.cgroup_reads_saved,
-    );
-    counter(
-        &mut reg,
-        "cwd_reads_saved",
-        "Execs whose working directory came from the parent instead of /proc",
-        s.cwd_reads_saved,
-    );
-    counter(
-        &mut reg,
-        "ringbuf_lost_events",
-        "Exec events the kernel could not queue (ring buffer full)",
-        s.ringbuf_lost,
-    );
-    counter(
-        &mut reg,
-        "ringbuf_lost_argv_chunks",
-        "argv continuation records lost",
-        s.argv_chunks_lost,
-    );
-    counter(
-        &mut reg,
-        "kernel_read_errors",
-        "Failed kernel reads in the probes",
-        s.kernel_read_errors,
-    );
-    counter(
-        &mut reg,
-        "decode_errors",
-        "Ring-buffer records that could not be decoded",
-        s.decode_errors,
-    );
-    counter(
-        &mut reg,
-        "reader_ring_wakeups",
-        "Times the ring-buffer reader woke on its fd outside a burst",
-        s.reader_ring_wakeups,
-    );
-    counter(
-        &mut reg,
-        "reader_poll_ticks",
-        "Drains of the ring buffer on the reader's tick while events flow",
-        s.reader_poll_ticks,
-    );
-    counter(
-        &mut reg,
-        "reader_quiet_drains",
-        "Drains on the quiet mode's timer while a stream of exact repeats lasts",
-        s.reader_quiet_drains,
-    );
-    counter(
-        &mut reg,
-        "reader_quiet_late_alerts",
-        "Alerts from execs the quiet mode's timer found more than 5 ms after they ran (delayed up to 50 ms)",
-        s.reader_quiet_late_alerts,
-    );
-    let g: Gauge = Gauge::default();
-    g.set(i64::try_from(s.process_table).unwrap_or(i64::MAX));
-    reg.register("process_table_entries", "Processes in the process table", g);
+    register_stats(&mut reg, &s.counters);
     if let Some(tracked) = s.tracked_tasks {
-        let g: Gauge = Gauge::default();
-        g.set(i64::try_from(tracked).unwrap_or(i64::MAX));
         reg.register(
             "tracked_tasks",
             "Tasks the probes follow (injected sessions and reported processes until they exit)",
-            g,
+            gauge(tracked),
         );
     }
-
-    let g: Gauge = Gauge::default();
-    g.set(i64::try_from(s.first_alerts_kept).unwrap_or(i64::MAX));
-    reg.register(
-        "dedup_first_alerts_kept",
-        "Open dedup windows whose first alert is kept for its repeat follow-up",
-        g,
-    );
-    let summaries = Family::<Labels, Counter>::default();
-    for (detail, n) in crate::summary::Detail::NAMES.iter().zip(s.repeat_summaries) {
-        summaries
-            .get_or_create(&vec![("detail".into(), (*detail).to_owned())])
-            .inc_by(n);
-    }
-    reg.register(
-        "repeat_summaries",
-        "Repeat follow-ups by how much of the first alert they carry (lean and key past the memory bound)",
-        summaries,
-    );
-
     let alerts = Family::<Labels, Counter>::default();
-    for (rule, n) in &s.alerts_by_rule {
+    for (rule, n) in &s.counters.alerts_by_rule {
         alerts
             .get_or_create(&vec![("rule".into(), rule.clone())])
             .inc_by(*n);
@@ -236,12 +137,9 @@ pub fn render(s: &Snapshot) -> String {
     let run_time = Family::<Labels, Counter>::default();
     let run_count = Family::<Labels, Counter>::default();
     for (prog, ns, cnt) in &s.programs {
-        run_time
-            .get_or_create(&vec![("program".into(), prog.clone())])
-            .inc_by(*ns);
-        run_count
-            .get_or_create(&vec![("program".into(), prog.clone())])
-            .inc_by(*cnt);
+        let l = vec![("program".into(), prog.clone())];
+        run_time.get_or_create(&l).inc_by(*ns);
+        run_count.get_or_create(&l).inc_by(*cnt);
     }
     reg.register(
         "bpf_program_run_time_ns",
@@ -260,28 +158,14 @@ pub fn render(s: &Snapshot) -> String {
     let healthy = Family::<Labels, Gauge>::default();
     for (sink, d, sp, dr, h) in &s.sinks {
         let l = vec![("sink".to_owned(), sink.clone())];
-        depth
-            .get_or_create(&l)
-            .set(i64::try_from(*d).unwrap_or(i64::MAX));
+        depth.get_or_create(&l).set(i64::try_from(*d).unwrap_or(i64::MAX));
         spooled.get_or_create(&l).inc_by(*sp);
         dropped.get_or_create(&l).inc_by(*dr);
         healthy.get_or_create(&l).set(i64::from(*h));
     }
-    reg.register(
-        "sink_queue_depth",
-        "Alerts queued in memory per sink",
-        depth,
-    );
-    reg.register(
-        "sink_spooled",
-        "Alerts written to the on-disk spool per sink",
-        spooled,
-    );
-    reg.register(
-        "sink_dropped",
-        "Alerts dropped per sink (queue or spool cap)",
-        dropped,
-    );
+    reg.register("sink_queue_depth", "Alerts queued in memory per sink", depth);
+    reg.register("sink_spooled", "Alerts written to the on-disk spool per sink", spooled);
+    reg.register("sink_dropped", "Alerts dropped per sink (queue or spool cap)", dropped);
     reg.register("sink_healthy", "1 when the sink accepts alerts", healthy);
 
     let mut out = String::new();
@@ -348,13 +232,12 @@ async fn handle(mut sock: tokio::net::TcpStream, health: Arc<Health>) {
     let _ = sock.write_all(&reply).await;
 }
 
-pub async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
+/// Binds the metrics listener (`listen` is validated as an IP:port by the config).
+pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
     let addr: SocketAddr = listen
         .parse()
-        .map_err(|e| anyhow::anyhow!("metrics.listen = {listen:?}: {e}"))?;
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("metrics.listen = {listen:?}: cannot bind: {e}"))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    TcpListener::bind(addr).await
 }
 
 pub async fn serve(listener: TcpListener, health: Arc<Health>) {
@@ -372,20 +255,27 @@ mod tests {
 
     #[test]
     fn renders_prometheus_text() {
+        let c = stats::Counters::default();
+        c.add(stats::Counter::EventsCaptured, 5);
+        c.set(stats::Counter::ProcessTable, 7);
+        c.set(stats::Counter::FirstAlertsKept, 9);
+        c.add(stats::Counter::SummariesWhole, 4);
+        c.add(stats::Counter::SummariesLean, 2);
+        c.add(stats::Counter::SummariesKey, 1);
+        for _ in 0..3 {
+            c.alert("t1609.container_exec");
+        }
         let mut s = Snapshot {
-            events_captured: 5,
-            process_table: 7,
-            first_alerts_kept: 9,
-            repeat_summaries: [4, 2, 1],
+            counters: c.snapshot(),
             attached: true,
             reader_alive: true,
             ..Default::default()
         };
-        s.alerts_by_rule.insert("t1609.container_exec".into(), 3);
         s.programs.push(("sched_process_exec".into(), 1000, 10));
         s.sinks.push(("stdout".into(), 1, 0, 2, true));
         let text = render(&s);
         assert!(text.contains("t1609_events_captured_total 5"), "{text}");
+        assert!(text.contains("t1609_alerts_raised_total 3"), "{text}");
         assert!(
             text.contains("t1609_alerts_total{rule=\"t1609.container_exec\"} 3"),
             "{text}"
@@ -409,6 +299,10 @@ mod tests {
                 )),
                 "{text}"
             );
+        }
+        // Every defined value is rendered.
+        for d in &stats::DEFS {
+            assert!(text.contains(&format!("t1609_{}", d.metric)), "{} missing: {text}", d.metric);
         }
     }
 

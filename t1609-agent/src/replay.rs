@@ -10,7 +10,12 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{config::Config, context::Tuning};
+use crate::{
+    alerts::followup::FirstAlerts,
+    config::Config,
+    context::ancestry_from_doc,
+    triage::{Triage, Tuning},
+};
 
 /// Applies the tuning to each alert line the engine writes, at the alert's event time.
 struct TunedOutput<'a, W: Write> {
@@ -22,7 +27,7 @@ struct TunedOutput<'a, W: Write> {
     suppressed: u64,
     deduplicated: u64,
     written: u64,
-    first_alerts: crate::summary::FirstAlerts,
+    first_alerts: FirstAlerts,
 }
 
 impl<W: Write> TunedOutput<'_, W> {
@@ -38,36 +43,29 @@ impl<W: Write> TunedOutput<'_, W> {
             .unwrap_or_else(time::OffsetDateTime::now_utc);
         let (t0, i0) = *self.base.get_or_insert((at, Instant::now()));
         let mono = i0 + Duration::try_from(at - t0).unwrap_or_default();
-        for (key, count) in self.tuning.closed_windows(mono) {
+        for (key, count) in self.tuning.closed_windows(mono, false) {
             self.close_window(&key, count)?;
         }
-        let ancestry = crate::context::ancestry_from_doc(&doc);
+        let ancestry = ancestry_from_doc(&doc);
         let unit = doc["t1609"]["systemd_unit"].as_str().map(str::to_owned);
-        if !self.tuning.tune(&mut doc, &ancestry, unit.as_deref(), at) {
-            self.suppressed += 1;
-            return Ok(());
-        }
-        if !self.tuning.first_of_kind(&doc, mono) {
-            self.deduplicated += 1;
-            return Ok(());
-        }
-        self.written += 1;
-        serde_json::to_writer(&mut self.out, &doc)?;
-        self.out.write_all(b"\n")?;
-        if self.tuning.dedup_enabled() {
-            let key = crate::context::dedup_key(&doc);
-            self.first_alerts.remember(key, &std::sync::Arc::new(doc));
+        match self.tuning.triage_doc(&mut doc, &ancestry, unit.as_deref(), at, mono) {
+            Triage::Suppressed => self.suppressed += 1,
+            Triage::Repeat(_) => self.deduplicated += 1,
+            Triage::Emit { key, .. } => {
+                self.written += 1;
+                serde_json::to_writer(&mut self.out, &doc)?;
+                self.out.write_all(b"\n")?;
+                if self.tuning.dedup_enabled() {
+                    self.first_alerts.remember(key, &std::sync::Arc::new(doc));
+                }
+            }
         }
         Ok(())
     }
 
     fn close_window(&mut self, key: &t1609_context::DedupKey, count: u64) -> std::io::Result<()> {
-        let id = |first: &str| match first {
-            "" => "alert-repeat".to_owned(),
-            first => format!("{first}-repeat"),
-        };
         // The follow-up keeps its first alert's time: replay has no clock of its own.
-        if let Some((doc, _)) = self.first_alerts.close(key, count, id, None) {
+        if let Some((doc, _)) = self.first_alerts.close(key, count, None) {
             self.written += 1;
             serde_json::to_writer(&mut self.out, &doc)?;
             self.out.write_all(b"\n")?;
@@ -80,7 +78,7 @@ impl<W: Write> TunedOutput<'_, W> {
             let line = std::mem::take(&mut self.buf);
             self.handle(&line)?;
         }
-        for (key, count) in self.tuning.all_windows() {
+        for (key, count) in self.tuning.closed_windows(Instant::now(), true) {
             self.close_window(&key, count)?;
         }
         self.out.flush()
@@ -102,6 +100,18 @@ impl<W: Write> Write for TunedOutput<'_, W> {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("loading rules: {0}")]
+    Rules(#[source] t1609_detect::RuleError),
+    #[error("loading audit rules: {0}")]
+    AuditRules(#[source] t1609_k8saudit::RuleError),
+    #[error("exceptions: {0}")]
+    Exceptions(#[from] t1609_context::ExceptionError),
+    #[error("writing alerts: {0}")]
+    Write(#[from] std::io::Error),
+}
+
 pub struct ReplayOutcome {
     pub lines: u64,
     pub bad_lines: u64,
@@ -118,13 +128,13 @@ pub fn replay(
     config: &Config,
     out: impl Write,
     err: impl Write,
-) -> anyhow::Result<ReplayOutcome> {
+) -> Result<ReplayOutcome, ReplayError> {
     let mut all_rules = config.rules.paths.clone();
     all_rules.extend(rules.iter().cloned());
     let engine = t1609_detect::Engine::load(&all_rules)
-        .map_err(|e| anyhow::anyhow!("loading rules: {e}"))?;
+        .map_err(ReplayError::Rules)?;
     let audit = t1609_k8saudit::AuditRules::load(&config.audit.rule_files)
-        .map_err(|e| anyhow::anyhow!("loading audit rules: {e}"))?;
+        .map_err(ReplayError::AuditRules)?;
     let mut tuning = Tuning::new(config.exceptions.clone(), config.context.dedup_window_ms)?;
     let mut tuned = TunedOutput {
         out,
@@ -134,7 +144,7 @@ pub fn replay(
         suppressed: 0,
         deduplicated: 0,
         written: 0,
-        first_alerts: crate::summary::FirstAlerts::new(config.context.dedup_kept_alerts),
+        first_alerts: FirstAlerts::new(config.context.dedup_kept_alerts),
     };
     // Audit events go to the audit rules; their lines are blanked for the process engine
     // so that its line numbers stay those of the file.

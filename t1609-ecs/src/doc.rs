@@ -56,6 +56,18 @@ impl AlertDoc {
         Self(doc)
     }
 
+    /// An alert whose severity is not known where it is built (a follow-up rebuilt from
+    /// what identifies it): the skeleton without `event.severity`, `event.risk_score`
+    /// and `t1609.severity`.
+    pub fn without_severity(rule: RuleRef<'_>) -> Self {
+        let mut doc = Self::new(rule, Severity::Low);
+        let event = doc.object("event");
+        event.remove("severity");
+        event.remove("risk_score");
+        doc.object("t1609").remove("severity");
+        doc
+    }
+
     fn object(&mut self, key: &str) -> &mut Map<String, Value> {
         let v = self.0.entry(key).or_insert_with(|| json!({}));
         if !v.is_object() {
@@ -177,6 +189,19 @@ mod tests {
         assert_eq!(doc["t1609"], json!({"severity": "medium", "group_id": "g", "extra": 1}));
         assert!(doc["host"]["hostname"].is_null());
         assert!(doc["@timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn without_severity_leaves_no_severity() {
+        let doc = AlertDoc::without_severity(RuleRef {
+            id: "r",
+            name: "r",
+            ..Default::default()
+        })
+        .build();
+        assert!(doc["event"]["severity"].is_null() && doc["event"]["risk_score"].is_null());
+        assert!(doc["t1609"]["severity"].is_null());
+        assert_eq!(doc["event"]["kind"], "alert");
     }
 
     #[test]

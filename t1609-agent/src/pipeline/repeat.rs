@@ -1,4 +1,4 @@
-//! Exact repeats. A loop that runs the same command (a probe, a cron job, an attacker's
+//! The shortcut for exact repeats, the pipeline's first and last step. A loop that runs the same command (a probe, a cron job, an attacker's
 //! script) sends the same exec again and again, and after the first one every alert it
 //! raises is a repeat that the dedup window only counts. For an exec identical to one
 //! handled less than [`TTL`] ago — same binary, argv, credentials, terminal, namespaces,
@@ -22,7 +22,13 @@ use std::{
 use t1609_context::{DedupKey, ProcessTable};
 use t1609_detect::Engine;
 
-use crate::decode::CapturedExec;
+use crate::{
+    alerts::links::AlertLinks,
+    context::Context,
+    decode::CapturedExec,
+    stats::{Counter, Counters},
+    triage::Tuning,
+};
 
 /// How long an outcome is replayed before the full path decides again.
 pub const TTL: Duration = Duration::from_secs(1);
@@ -46,8 +52,25 @@ pub struct Outcome {
     pub link: Option<(Arc<str>, Arc<str>)>,
 }
 
+/// What the full path made of one exec's alerts: what a repeat of it would replay.
+#[derive(Debug, Default)]
+pub struct Fates {
+    /// Some alert was emitted or folded into a session: a repeat must take the full path.
+    pub emitted_or_folded: bool,
+    /// Alerts the exceptions suppressed.
+    pub suppressed: u64,
+    /// Dedup keys of the alerts that were repeats in their window.
+    pub repeated: Vec<DedupKey>,
+    /// Group and event id of the last alert, for a later network alert of the process.
+    pub link: Option<(Arc<str>, Arc<str>)>,
+}
+
 #[derive(Default)]
 pub struct Repeats {
+    /// Off with `--record`: every exec is recorded whole.
+    disabled: bool,
+    /// The exec being handled was eligible ([`Repeats::identify`]).
+    eligible: bool,
     /// A fast seeded hash, not SipHash, though argv is the attacker's: the map holds at
     /// most [`MAX_ENTRIES`] identities of at most [`MAX_IDENTITY_BYTES`], so even keys
     /// crafted to collide cost a bounded scan, and SipHash over the ~0.5 KB identity was
@@ -68,10 +91,75 @@ fn put_u64(buf: &mut Vec<u8>, v: u64) {
 }
 
 impl Repeats {
+    /// `enabled: false` turns the shortcut off (every exec takes the full path).
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            disabled: !enabled,
+            ..Self::default()
+        }
+    }
+
+    /// The first step of the exec path: replays `exec` when it is an exact repeat of an
+    /// exec handled less than [`TTL`] ago whose alerts are all still repeats in their open
+    /// dedup windows. The table records it, the dedup windows and counters count its
+    /// alerts, and a later connect of the process is linked to the alerts it repeats.
+    /// `true` when replayed.
+    #[expect(clippy::too_many_arguments, reason = "the stages a replay updates, each once")]
+    pub fn replay(
+        &mut self,
+        exec: &CapturedExec,
+        engine: &Arc<Engine>,
+        context: &mut Context,
+        tuning: &mut Tuning,
+        links: &mut AlertLinks,
+        counters: &Counters,
+        now: Instant,
+    ) -> bool {
+        self.eligible = !self.disabled && self.identify(exec, &context.table);
+        if !self.eligible {
+            return false;
+        }
+        let Some(outcome) = self.lookup(engine, now) else {
+            return false;
+        };
+        if !tuning.count_if_all_repeats(&outcome.repeated, now) {
+            return false;
+        }
+        context.on_repeat_exec(exec, &outcome.name, outcome.executable.clone(), outcome.args.clone());
+        if let Some((group, event_id)) = &outcome.link {
+            links.remember(exec.tgid, group.clone(), event_id.clone(), now);
+        }
+        counters.add(Counter::Suppressed, outcome.suppressed);
+        counters.add(Counter::Deduplicated, outcome.repeated.len() as u64);
+        counters.inc(Counter::RepeatsReplayed);
+        true
+    }
+
+    /// The last step of the exec path: remembers what the full path decided for the exec
+    /// just handled, for its repeats, unless it emitted or folded an alert. The outcome
+    /// shares the table entry's executable and argv, as its repeats' entries will.
+    pub fn remember_fates(&mut self, engine: &Arc<Engine>, exec: &CapturedExec, table: &ProcessTable, fates: Fates, now: Instant) {
+        if !self.eligible || fates.emitted_or_folded {
+            return;
+        }
+        let Some(entry) = table.get(exec.tgid) else {
+            return;
+        };
+        let outcome = Outcome {
+            name: entry.name.clone(),
+            executable: entry.executable.clone(),
+            args: entry.args.clone(),
+            suppressed: fates.suppressed,
+            repeated: fates.repeated,
+            link: fates.link,
+        };
+        self.remember(engine, outcome, now);
+    }
+
     /// Builds `exec`'s identity from the record and the table. `false` when the exec is
     /// not eligible: its full path would read /proc (unknown parent, ancestor, css_set or
     /// directory), it belongs to a session, or its identity is too long.
-    pub fn identify(&mut self, exec: &CapturedExec, table: &ProcessTable) -> bool {
+    fn identify(&mut self, exec: &CapturedExec, table: &ProcessTable) -> bool {
         self.identity.clear();
         if exec.session != 0 || exec.session_root || exec.ancestors.is_empty() {
             return false;
@@ -151,7 +239,7 @@ impl Repeats {
     }
 
     /// The outcome remembered for the identity last built by [`identify`](Self::identify).
-    pub fn lookup(&mut self, engine: &Arc<Engine>, now: Instant) -> Option<&Outcome> {
+    fn lookup(&mut self, engine: &Arc<Engine>, now: Instant) -> Option<&Outcome> {
         if self.rebind(engine) {
             return None;
         }
@@ -164,7 +252,7 @@ impl Repeats {
     }
 
     /// Remembers the full path's outcome for the identity last built.
-    pub fn remember(&mut self, engine: &Arc<Engine>, outcome: Outcome, now: Instant) {
+    fn remember(&mut self, engine: &Arc<Engine>, outcome: Outcome, now: Instant) {
         if self.identity.is_empty() {
             return;
         }

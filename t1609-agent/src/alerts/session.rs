@@ -10,6 +10,10 @@ use std::{
 };
 
 use serde_json::{Value, json};
+use t1609_detect::event::ProcessEvent;
+use t1609_ecs::{AlertDoc, RuleRef, Severity, Threat};
+
+use crate::decode::CapturedExec;
 
 /// A host-side exec-type alert waiting for the runtime exec that carries it out.
 #[derive(Clone, Debug)]
@@ -70,7 +74,65 @@ pub struct Sessions {
     sessions: HashMap<u64, Session>,
 }
 
+/// What an exec means to the sessions.
+#[derive(Debug)]
+pub enum SessionStep {
+    /// Outside any session, or recorded as a command run inside one.
+    Nothing,
+    /// A runtime exec or nsenter that injects a process opened a session. `folds_into` is
+    /// the host-side alert it carries out: its own alerts are folded into that one.
+    Started { folds_into: Option<PendingExec> },
+    /// A session root that injects nothing (runc create, start, state...): the kernel
+    /// should stop tracking it.
+    NotInjection,
+}
+
 impl Sessions {
+    /// The pipeline's session step. `doc` is the exec's own ECS event document, which a
+    /// command run inside a session needs (the pipeline builds it for those).
+    pub fn on_exec(
+        &mut self,
+        exec: &CapturedExec,
+        event: &ProcessEvent,
+        doc: Option<&Value>,
+        now: Instant,
+    ) -> SessionStep {
+        let p = &event.process;
+        let name = p.name.as_deref().unwrap_or_default();
+        let args: &[String] = p.args.as_deref().unwrap_or_default();
+        if !exec.session_root {
+            if exec.session != 0 {
+                let summary = json!({
+                    "pid": exec.tgid, "name": name, "executable": p.executable,
+                    "command_line": p.command_line, "args": args,
+                    "container_id": event.container_id, "@timestamp": event.timestamp,
+                    "event_id": event.event_id,
+                    "process": doc.and_then(|d| d.get("process")).cloned(),
+                });
+                self.record_exec(exec.session, exec.tgid, summary);
+            }
+            return SessionStep::Nothing;
+        }
+        if !is_injection(name, args) {
+            return SessionStep::NotInjection;
+        }
+        let folds_into = self.start(Session {
+            id: exec.session,
+            root_pid: exec.tgid,
+            root_name: name.to_owned(),
+            root_args: args.to_vec(),
+            root_event_id: event.event_id.clone().unwrap_or_default(),
+            container_hint: runtime_exec_target(args),
+            started: now,
+            linked: None,
+            injected: None,
+            commands: Vec::new(),
+            dropped_commands: 0,
+            ended: false,
+        });
+        SessionStep::Started { folds_into }
+    }
+
     /// Remembers an exec-type alert so the runtime exec that follows can join its group.
     pub fn expect(&mut self, p: PendingExec) {
         // Pending alerts arrive in time order: expire from the front, and keep a bound.
@@ -181,46 +243,42 @@ impl Sessions {
 }
 
 /// The follow-up alert naming the injected process and what ran in the session.
-pub fn session_alert(
-    s: &Session,
-    timestamp: String,
-    event_id: String,
-    host: Option<&str>,
-) -> Value {
+pub fn session_alert(s: &Session, host: Option<&str>) -> Value {
     let group_id = s
         .linked
         .as_ref()
         .map_or_else(|| format!("session-{:x}", s.id), |l| l.group_id.clone());
     let injected = s.injected.clone().unwrap_or(Value::Null);
     let container = injected["container_id"].clone();
-    let commands: Vec<Value> = s
-        .commands
-        .iter()
-        .map(|c| c["command_line"].clone())
-        .collect();
-    let names: Vec<Value> = s.commands.iter().map(|c| c["name"].clone()).collect();
+    let commands: Vec<Value> = s.commands.iter().map(|c| c["command_line"].clone()).collect();
+    let names: Vec<&str> = s.commands.iter().filter_map(|c| c["name"].as_str()).collect();
     let via = s
         .linked
         .as_ref()
-        .map(|l| l.tool.clone())
-        .unwrap_or_else(|| s.root_name.clone());
-    json!({
-        "@timestamp": timestamp,
-        "message": format!("T1609 session injected via {via}: {} command(s) ran inside: {}", commands.len(),
-            names.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")),
-        "event": {"kind": "alert", "id": event_id, "category": ["process"], "type": ["info"], "severity": 73, "risk_score": 73},
-        "rule": {"id": "t1609.injected_session", "name": "Commands run in a session injected into a container",
-                 "description": "Processes started inside a container by an exec through the runtime (docker/kubectl/crictl exec via runc) or by nsenter, tied to the alert that started them.",
-                 "reference": "https://attack.mitre.org/techniques/T1609/"},
-        "threat": {"framework": "MITRE ATT&CK", "tactic": {"id": ["TA0002"], "name": ["Execution"]},
-                   "technique": {"id": ["T1609"], "name": ["Container Administration Command"], "reference": ["https://attack.mitre.org/techniques/T1609/"]}},
-        "process": injected.get("process").cloned().unwrap_or(Value::Null),
-        "container": {"id": container},
-        "host": {"hostname": host},
-        "t1609": {
-            "severity": "high",
-            "group_id": group_id,
-            "session": {
+        .map_or_else(|| s.root_name.clone(), |l| l.tool.clone());
+    let rule = RuleRef {
+        id: "t1609.injected_session",
+        name: "Commands run in a session injected into a container",
+        description: Some(
+            "Processes started inside a container by an exec through the runtime (docker/kubectl/crictl exec via runc) or by nsenter, tied to the alert that started them.",
+        ),
+        reference: Some("https://attack.mitre.org/techniques/T1609/"),
+    };
+    AlertDoc::new(rule, Severity::High)
+        .categorized(&["process"], &["info"], None)
+        .threat(&Threat::of(&["TA0002"], &["T1609"]))
+        .message(format!(
+            "T1609 session injected via {via}: {} command(s) ran inside: {}",
+            commands.len(),
+            names.join(", ")
+        ))
+        .set("process", injected.get("process").cloned().unwrap_or(Value::Null))
+        .set("container", json!({"id": container}))
+        .host(host)
+        .group(group_id)
+        .t1609(
+            "session",
+            json!({
                 "id": format!("{:x}", s.id),
                 "via": via,
                 "linked_event_id": s.linked.as_ref().map(|l| l.event_id.clone()),
@@ -230,9 +288,9 @@ pub fn session_alert(
                 "command_details": s.commands,
                 "commands_dropped": s.dropped_commands,
                 "ended": s.ended,
-            }
-        }
-    })
+            }),
+        )
+        .build()
 }
 
 #[cfg(test)]
@@ -325,7 +383,9 @@ mod tests {
         s.exited(7, 101);
         let due = s.take_due(Duration::from_secs(3), now + Duration::from_millis(300));
         assert_eq!(due.len(), 1);
-        let alert = session_alert(&due[0], "t".into(), "e".into(), None);
+        let alert = session_alert(&due[0], None);
+        assert_eq!(alert["rule"]["id"], "t1609.injected_session");
+        assert_eq!(alert["event"]["severity"], 73);
         assert_eq!(alert["t1609"]["group_id"], "g2");
         assert_eq!(
             alert["t1609"]["session"]["commands"],

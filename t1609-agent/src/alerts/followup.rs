@@ -16,6 +16,9 @@ use std::{collections::HashMap, sync::Arc};
 
 use serde_json::{Map, Value, json};
 use t1609_context::DedupKey;
+use t1609_ecs::{AlertDoc, RuleRef, new_id};
+
+use crate::stats::Counter;
 
 /// The default bound on kept first alerts.
 pub const DEFAULT_KEPT: usize = 4096;
@@ -65,6 +68,15 @@ impl Detail {
 
     fn as_str(self) -> &'static str {
         Self::NAMES[self.index()]
+    }
+
+    /// The agent's counter of follow-ups built this way.
+    pub fn counter(self) -> Counter {
+        match self {
+            Detail::Whole => Counter::SummariesWhole,
+            Detail::Lean => Counter::SummariesLean,
+            Detail::Key => Counter::SummariesKey,
+        }
     }
 }
 
@@ -141,16 +153,9 @@ impl FirstAlerts {
     }
 
     /// Forgets the window of `key`, which closed with `count` alerts, and returns its
-    /// follow-up when there were repeats. `event_id` names the follow-up from its first
-    /// alert's id ("" when unknown); `now` (RFC 3339) is its time, or `None` to keep the
-    /// first alert's.
-    pub fn close(
-        &mut self,
-        key: &DedupKey,
-        count: u64,
-        event_id: impl FnOnce(&str) -> String,
-        now: Option<&str>,
-    ) -> Option<(Value, Detail)> {
+    /// follow-up when there were repeats, with an `event.id` of its own. `now` (RFC 3339)
+    /// is its time, or `None` to keep the first alert's.
+    pub fn close(&mut self, key: &DedupKey, count: u64, now: Option<&str>) -> Option<(Value, Detail)> {
         let kept = match self.closing.remove(key) {
             Some(k) => Some(k),
             None => self.kept.remove(key),
@@ -159,13 +164,22 @@ impl FirstAlerts {
         if count <= 1 {
             return None;
         }
-        let (mut doc, detail) = match kept {
-            Some(Kept::Whole(doc)) => (Arc::unwrap_or_clone(doc), Detail::Whole),
-            Some(Kept::Lean(doc)) => (doc, Detail::Lean),
-            None => (key_doc(key), Detail::Key),
+        let (mut doc, detail, first_id) = match kept {
+            Some(Kept::Whole(doc)) => {
+                let mut doc = Arc::unwrap_or_clone(doc);
+                let first = doc["event"]["id"].take();
+                (doc, Detail::Whole, first)
+            }
+            Some(Kept::Lean(mut doc)) => {
+                let first = doc["event"]["id"].take();
+                (doc, Detail::Lean, first)
+            }
+            // Built with an id of its own; the first alert's is not known.
+            None => (key_doc(key), Detail::Key, Value::Null),
         };
-        let first_id = doc["event"]["id"].take();
-        doc["event"]["id"] = json!(event_id(first_id.as_str().unwrap_or_default()));
+        if detail != Detail::Key {
+            doc["event"]["id"] = json!(new_id());
+        }
         if let Some(now) = now {
             doc["@timestamp"] = json!(now);
         }
@@ -204,20 +218,25 @@ fn lean_copy(doc: &Value) -> Value {
 }
 
 /// A follow-up from the dedup key alone: its rule, normalized command line, parent and
-/// container. Its first alert's id is not known (`repeat_of` is null).
+/// container. Its first alert's id and severity are not known (`repeat_of` is null).
 fn key_doc(key: &DedupKey) -> Value {
-    let mut doc = json!({
-        "event": {"kind": "alert", "category": ["process"], "type": ["start"], "action": "exec"},
-        "rule": {"id": key.rule_id},
-        "process": {"command_line": key.command_line},
-    });
+    let rule = RuleRef {
+        id: &key.rule_id,
+        name: &key.rule_id,
+        ..Default::default()
+    };
+    let mut process = json!({"command_line": key.command_line});
     if !key.parent_executable.is_empty() {
-        doc["process"]["parent"] = json!({"executable": key.parent_executable});
+        process["parent"] = json!({"executable": key.parent_executable});
     }
-    if !key.container_id.is_empty() {
-        doc["container"] = json!({"id": key.container_id});
+    let doc = AlertDoc::without_severity(rule)
+        .categorized(&["process"], &["start"], Some("exec"))
+        .set("process", process);
+    if key.container_id.is_empty() {
+        doc.build()
+    } else {
+        doc.set("container", json!({"id": key.container_id})).build()
     }
-    doc
 }
 
 #[cfg(test)]
@@ -246,10 +265,6 @@ mod tests {
         }))
     }
 
-    fn id(_first: &str) -> String {
-        "repeat-1".into()
-    }
-
     #[test]
     fn windows_without_repeats_leave_no_follow_up_and_no_entry() {
         let mut f = FirstAlerts::default();
@@ -258,7 +273,7 @@ mod tests {
         }
         assert_eq!(f.len(), 10);
         for i in 0..10 {
-            assert!(f.close(&key(i), 1, id, None).is_none());
+            assert!(f.close(&key(i), 1, None).is_none());
         }
         assert!(f.is_empty());
         assert_eq!(f.whole, 0);
@@ -270,13 +285,13 @@ mod tests {
         let first = doc(1);
         f.remember(key(1), &first);
         let (up, detail) = f
-            .close(&key(1), 7, id, Some("2026-11-29T00:00:10Z"))
+            .close(&key(1), 7, Some("2026-11-29T00:00:10Z"))
             .unwrap();
         assert_eq!(detail, Detail::Whole);
         assert_eq!(up["t1609"]["repeat_count"], 7);
         assert_eq!(up["t1609"]["repeat_of"], "alert-1");
         assert_eq!(up["t1609"]["repeat_detail"], "whole");
-        assert_eq!(up["event"]["id"], "repeat-1");
+        assert_eq!(up["event"]["id"].as_str().map(str::len), Some(32), "an id of its own");
         assert_eq!(up["@timestamp"], "2026-11-29T00:00:10Z");
         assert_eq!(up["message"], "Container exec (repeated 7 times)");
         // The whole document: the ancestry and user come along.
@@ -297,7 +312,7 @@ mod tests {
         assert_eq!(f.len(), MAX_KEPT);
         assert_eq!(f.whole, MAX_WHOLE);
 
-        let (up, detail) = f.close(&key(MAX_WHOLE), 3, id, None).unwrap();
+        let (up, detail) = f.close(&key(MAX_WHOLE), 3, None).unwrap();
         assert_eq!(detail, Detail::Lean);
         assert_eq!(up["t1609"]["repeat_of"], format!("alert-{MAX_WHOLE}"));
         assert_eq!(up["rule"]["name"], "Container exec");
@@ -307,7 +322,7 @@ mod tests {
         assert!(up["t1609"]["ancestry"].is_null(), "lean: no ancestry");
 
         let last = MAX_KEPT + 5;
-        let (up, detail) = f.close(&key(last), 4, id, None).unwrap();
+        let (up, detail) = f.close(&key(last), 4, None).unwrap();
         assert_eq!(detail, Detail::Key);
         assert_eq!(up["t1609"]["repeat_count"], 4);
         assert!(up["t1609"]["repeat_of"].is_null());
@@ -319,10 +334,10 @@ mod tests {
         assert_eq!(up["message"], "t1609.container_exec (repeated 4 times)");
 
         // A closed whole window frees its place for the next first alert.
-        f.close(&key(0), 1, id, None);
+        f.close(&key(0), 1, None);
         f.remember(key(100_000), &doc(100_000));
         assert_eq!(f.whole, MAX_WHOLE);
-        let (_, detail) = f.close(&key(100_000), 2, id, None).unwrap();
+        let (_, detail) = f.close(&key(100_000), 2, None).unwrap();
         assert_eq!(detail, Detail::Whole);
     }
 
@@ -335,10 +350,10 @@ mod tests {
         f.remember(key(1), &doc(1));
         f.remember(key(1), &doc(2));
         assert_eq!((f.len(), f.whole), (2, 2));
-        let (old, _) = f.close(&key(1), 5, id, None).unwrap();
+        let (old, _) = f.close(&key(1), 5, None).unwrap();
         assert_eq!(old["t1609"]["repeat_of"], "alert-1");
         assert_eq!(old["t1609"]["repeat_count"], 5);
-        let (new, _) = f.close(&key(1), 2, id, None).unwrap();
+        let (new, _) = f.close(&key(1), 2, None).unwrap();
         assert_eq!(new["t1609"]["repeat_of"], "alert-2");
         assert_eq!((f.len(), f.whole), (0, 0));
     }

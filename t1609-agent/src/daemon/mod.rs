@@ -1,0 +1,263 @@
+//! `run`: starts the stages (capture → pipeline → deliver, plus metrics and the
+//! Kubernetes audit sources), then handles signals (SIGINT/SIGTERM stop cleanly, SIGHUP
+//! reloads config and rules) and, every second, the kernel's loss counters, the metrics
+//! snapshot and the systemd watchdog. Capture to detection runs on the hot-path thread
+//! (`pipeline::hot_path`).
+
+mod setup;
+pub mod systemd;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use t1609_k8saudit::Correlator;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, watch},
+};
+use tracing::{error, info, warn};
+
+use crate::{
+    alerts::{emit::Emitter, loss},
+    capture::{Capture, CaptureError, CaptureOptions, KernelCounters, StopSignal},
+    config::{CaptureMode, ConfigError},
+    deliver::Output,
+    memory::release_free_heap,
+    metrics::{self, Health},
+    pipeline::{self, Control, Links, Pipeline, PipelineError, record::{RecordError, Recorder}},
+    privilege::{self, PrivilegeError},
+    stats::{Counter, Counters},
+};
+
+#[derive(Clone, Debug)]
+pub struct RunArgs {
+    pub config_path: Option<PathBuf>,
+    pub capture: Option<CaptureMode>,
+    pub record: Option<PathBuf>,
+    pub rules: Vec<PathBuf>,
+    pub outputs: Vec<String>,
+}
+
+/// What stops the agent from starting (or, for `Thread`, from running).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("--output {spec}: {source}")]
+    Output {
+        spec: String,
+        source: t1609_deliver::ConfigError,
+    },
+    #[error("loading rules: {0}")]
+    Rules(#[source] t1609_detect::RuleError),
+    #[error("audit rules: {0}")]
+    AuditRules(#[source] t1609_k8saudit::RuleError),
+    #[error(transparent)]
+    Privilege(#[from] PrivilegeError),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("starting alert delivery: {0}")]
+    Deliver(#[from] t1609_deliver::DeliverError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("metrics.listen = {listen:?}: {source}")]
+    Metrics {
+        listen: String,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
+    move |source| DaemonError::Io { what, source }
+}
+
+/// Copies the kernel's counters into the agent's.
+fn store_kernel(counters: &Counters, k: KernelCounters) {
+    counters.set(Counter::RingbufLost, k.ringbuf_full);
+    counters.set(Counter::ArgvChunksLost, k.chunk_ringbuf_full);
+    counters.set(Counter::KernelReadErrors, k.read_errors);
+    counters.set(Counter::KernelMatched, k.matched);
+}
+
+/// The metrics endpoint's view, from one snapshot of everything.
+fn refresh(health: &Health, counters: &Counters, capture: &Capture, output: &Output, reader_alive: bool) {
+    let snapshot = metrics::Snapshot {
+        counters: counters.snapshot(),
+        tracked_tasks: capture.tracked_tasks(),
+        programs: capture.all_program_stats(),
+        sinks: output
+            .stats()
+            .sinks
+            .iter()
+            .map(|s| (s.name.clone(), s.queue_depth as u64, s.spooled, s.dropped, s.healthy))
+            .collect(),
+        attached: true,
+        reader_alive,
+    };
+    *health.snapshot.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
+}
+
+pub async fn run(args: RunArgs) -> Result<(), DaemonError> {
+    // Handlers first: a SIGTERM during start-up must still stop us cleanly.
+    let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT handler"))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler"))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(io("SIGHUP handler"))?;
+    let config = setup::effective_config(&args)?;
+    // Fail on a missing privilege before touching sinks or spools.
+    privilege::check_privilege()?;
+    let engine = Arc::new(setup::load_engine(&config)?);
+    info!(rules = engine.rule_count(), "rules loaded");
+    let (names, capture_all) = setup::watch_names(&config, &engine);
+    let output = Arc::new(Output::start(config.deliver_config()).await?);
+    let recorder = args.record.as_deref().map(Recorder::open).transpose()?;
+    let mut capture = Capture::start(&CaptureOptions {
+        capture_all,
+        watch: names.clone(),
+        btf_path: config.capture.btf_path.clone(),
+        ring_buffer_bytes: Some(config.capture.ring_buffer_bytes),
+        wakeup_interval: Duration::from_micros(u64::from(config.capture.wakeup_interval_us)),
+        ports: config.network.ports.clone(),
+        unix_paths: config.network.runtime_sockets.clone(),
+        unix_connect_hook: config.network.unix_connect_hook,
+        session_seeds: config.session.seeds.clone(),
+    })?;
+    let counters = Arc::new(Counters::default());
+    let reader = capture.take_reader(counters.clone()).expect("reader taken once");
+    let hot_stop = Arc::new(StopSignal::new().map_err(io("creating the stop eventfd"))?);
+    let (stop_tx, _) = watch::channel(false);
+    let (engine_tx, engine_rx) = watch::channel(engine);
+    let (control_tx, mut control_rx) = mpsc::unbounded_channel();
+    let correlator = Arc::new(Mutex::new(Correlator::new(config.audit.correlation_window())));
+    let audit_task = setup::start_audit(&config, correlator.clone(), output.clone(), stop_tx.subscribe())?;
+    let pipeline = Pipeline::new(
+        &config,
+        Links {
+            engine: engine_rx,
+            emitter: Emitter::new(output.clone(), correlator, counters.clone()),
+            counters: counters.clone(),
+            control: control_tx,
+            recorder,
+        },
+    )?;
+    let hostname = pipeline.hostname().map(str::to_owned);
+    let hot_path = pipeline::hot_path::spawn(reader, pipeline, hot_stop.clone())
+        .map_err(io("starting the pipeline thread"))?;
+
+    let health = Arc::new(Health::default());
+    let mut metrics_addr = String::from("off");
+    if !config.metrics.listen.is_empty() {
+        let listener = metrics::bind(&config.metrics.listen).await.map_err(|source| DaemonError::Metrics {
+            listen: config.metrics.listen.clone(),
+            source,
+        })?;
+        metrics_addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tokio::spawn(metrics::serve(listener, health.clone()));
+    }
+    refresh(&health, &counters, &capture, &output, true);
+    // Everything that needs CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN is done: drop them.
+    let kept = privilege::drop_after_attach()?;
+    info!(kept = ?kept, "dropped capabilities not needed after attach");
+    // Start-up (BTF, /proc seeding, rule loading) is the heap's peak: hand it back.
+    release_free_heap();
+    health.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    info!(
+        watch = ?names, capture_all, pid = std::process::id(), degraded = ?capture.degraded,
+        unix_connects = capture.unix_connects,
+        metrics = %metrics_addr,
+        "t1609-agent ready: sched_process_exec attached"
+    );
+    systemd::notify("READY=1");
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last = KernelCounters::default();
+    loop {
+        tokio::select! {
+            Some(ctl) = control_rx.recv() => match ctl {
+                Control::EndSession(session) => capture.end_session(session),
+            },
+            _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
+            _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
+            _ = sighup.recv() => {
+                systemd::notify("RELOADING=1");
+                match setup::effective_config(&args).and_then(|c| setup::load_engine(&c).map(|e| (c, e))) {
+                    Ok((new_config, new_engine)) => {
+                        let (names, _all) = setup::watch_names(&new_config, &new_engine);
+                        // Watch set updated in place: no detach, no gap in capture.
+                        if let Err(e) = capture.set_watch(&names) {
+                            error!(error = %e, "reload: watch set update failed; keeping the old rules");
+                        } else {
+                            info!(rules = new_engine.rule_count(), watch = ?names, "reloaded config and rules");
+                            let _ = engine_tx.send(Arc::new(new_engine));
+                        }
+                    }
+                    Err(e) => error!("reload rejected, the previous config and rules stay active: {e}"),
+                }
+                systemd::notify("READY=1");
+            }
+            _ = tick.tick() => {
+                let now = capture.kernel_counters();
+                report_loss(&output, hostname.as_deref(), last, now, false);
+                store_kernel(&counters, now);
+                last = now;
+                refresh(&health, &counters, &capture, &output, !hot_path.is_finished());
+                // Only a live pipeline pets the watchdog: a stuck reader gets us restarted.
+                if !hot_path.is_finished() {
+                    systemd::notify("WATCHDOG=1");
+                }
+            }
+        }
+    }
+    systemd::notify("STOPPING=1");
+    let _ = stop_tx.send(true);
+    hot_stop.fire();
+    match tokio::task::spawn_blocking(move || hot_path.join()).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => error!(error = %e, "ring-buffer reader failed"),
+        Ok(Err(_)) | Err(_) => error!("the capture pipeline thread panicked"),
+    }
+    if let Some(t) = audit_task {
+        let _ = t.await;
+    }
+    let final_counters = capture.kernel_counters();
+    // Detached, the tracked-task map and its counts hold still and can be compared.
+    capture.detach();
+    let tracked = capture.tracked_check();
+    drop(capture);
+    report_loss(&output, hostname.as_deref(), last, final_counters, true);
+    store_kernel(&counters, final_counters);
+    if let Ok(output) = Arc::try_unwrap(output) {
+        output.shutdown(Duration::from_secs(5)).await;
+    }
+    let tracked = tracked.map_or_else(String::new, |t| {
+        format!(
+            " tracked_entries={} tracked_counted={} tracked_short_slots={}",
+            t.entries, t.counted, t.short_slots
+        )
+    });
+    info!("t1609-agent stopped: {}{tracked}", counters.snapshot().stop_line());
+    Ok(())
+}
+
+/// Raises the loss alert when the kernel dropped events since `last` (at the stop, argv
+/// chunks alone are enough).
+fn report_loss(output: &Output, host: Option<&str>, last: KernelCounters, now: KernelCounters, stopping: bool) {
+    let lost = now.ringbuf_full - last.ringbuf_full;
+    let lost_chunks = now.chunk_ringbuf_full - last.chunk_ringbuf_full;
+    if lost == 0 && lost_chunks == 0 {
+        return;
+    }
+    if !stopping {
+        warn!(lost, lost_chunks, total_lost = now.ringbuf_full, "ring buffer full: exec events lost");
+    }
+    output.submit(Arc::new(loss::capture_loss(host, lost, lost_chunks, now)));
+}

@@ -1,0 +1,106 @@
+//! What `run` and a reload (SIGHUP) set up from the config: the effective config, the
+//! rules, the watch set, and the Kubernetes audit sources.
+
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+    time::Instant,
+};
+
+use t1609_detect::Engine;
+use t1609_k8saudit::{AuditRules, AuditStats, Correlator};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use tracing::{error, info, warn};
+
+use super::{DaemonError, RunArgs};
+use crate::{
+    config::{CaptureMode, Config},
+    deliver::Output,
+};
+
+/// The config file merged with the command-line overrides.
+pub fn effective_config(args: &RunArgs) -> Result<Config, DaemonError> {
+    let mut config = match &args.config_path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(mode) = args.capture {
+        config.capture.mode = mode;
+    }
+    config.rules.paths.extend(args.rules.iter().cloned());
+    if !args.outputs.is_empty() {
+        config.deliver.sinks = args
+            .outputs
+            .iter()
+            .map(|o| {
+                o.parse::<t1609_deliver::SinkSpec>()
+                    .map_err(|source| DaemonError::Output {
+                        spec: o.clone(),
+                        source,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    config.validate(
+        args.config_path
+            .as_deref()
+            .unwrap_or_else(|| Path::new("<command line>")),
+    )?;
+    Ok(config)
+}
+
+pub fn load_engine(config: &Config) -> Result<Engine, DaemonError> {
+    Engine::load(&config.rules.paths).map_err(DaemonError::Rules)
+}
+
+/// The executable names the probe reports, and whether it must report every exec.
+pub fn watch_names(config: &Config, engine: &Engine) -> (BTreeSet<String>, bool) {
+    let set = engine.watch_set();
+    let mut names = set.names;
+    names.extend(config.capture.extra_watch.iter().cloned());
+    let all = config.capture.mode == CaptureMode::All || set.capture_all;
+    if set.capture_all && config.capture.mode != CaptureMode::All {
+        warn!("a loaded rule can match any executable: capturing every exec");
+    }
+    (names, all)
+}
+
+/// Starts the Kubernetes audit sources when `[audit]` configures one; their alerts go
+/// through the correlator to the same sinks.
+pub fn start_audit(
+    config: &Config,
+    correlator: Arc<Mutex<Correlator>>,
+    output: Arc<Output>,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<JoinHandle<()>>, DaemonError> {
+    if config.audit.file.is_none() && config.audit.webhook.is_none() {
+        return Ok(None);
+    }
+    let rules = Arc::new(AuditRules::load(&config.audit.rule_files).map_err(DaemonError::AuditRules)?);
+    let stats = Arc::new(AuditStats::default());
+    let (tx, mut rx) = mpsc::channel::<serde_json::Value>(1024);
+    let sources = tokio::spawn(t1609_k8saudit::run_sources(config.audit.clone(), rules, tx, stats, stop));
+    info!(
+        file = config.audit.file.is_some(),
+        webhook = config.audit.webhook.is_some(),
+        "kubernetes audit sources started"
+    );
+    Ok(Some(tokio::spawn(async move {
+        while let Some(mut alert) = rx.recv().await {
+            correlator
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .observe_audit_alert(&mut alert, Instant::now());
+            output.submit(Arc::new(alert));
+        }
+        match sources.await {
+            Ok(Err(e)) => error!(error = %e, "kubernetes audit source failed"),
+            Err(e) => error!(error = %e, "kubernetes audit task panicked"),
+            Ok(Ok(())) => {}
+        }
+    })))
+}
