@@ -158,14 +158,28 @@ pub fn render(s: &Snapshot) -> String {
     let healthy = Family::<Labels, Gauge>::default();
     for (sink, d, sp, dr, h) in &s.sinks {
         let l = vec![("sink".to_owned(), sink.clone())];
-        depth.get_or_create(&l).set(i64::try_from(*d).unwrap_or(i64::MAX));
+        depth
+            .get_or_create(&l)
+            .set(i64::try_from(*d).unwrap_or(i64::MAX));
         spooled.get_or_create(&l).inc_by(*sp);
         dropped.get_or_create(&l).inc_by(*dr);
         healthy.get_or_create(&l).set(i64::from(*h));
     }
-    reg.register("sink_queue_depth", "Alerts queued in memory per sink", depth);
-    reg.register("sink_spooled", "Alerts written to the on-disk spool per sink", spooled);
-    reg.register("sink_dropped", "Alerts dropped per sink (queue or spool cap)", dropped);
+    reg.register(
+        "sink_queue_depth",
+        "Alerts queued in memory per sink",
+        depth,
+    );
+    reg.register(
+        "sink_spooled",
+        "Alerts written to the on-disk spool per sink",
+        spooled,
+    );
+    reg.register(
+        "sink_dropped",
+        "Alerts dropped per sink (queue or spool cap)",
+        dropped,
+    );
     reg.register("sink_healthy", "1 when the sink accepts alerts", healthy);
 
     let mut out = String::new();
@@ -302,7 +316,11 @@ mod tests {
         }
         // Every defined value is rendered.
         for d in &stats::DEFS {
-            assert!(text.contains(&format!("t1609_{}", d.metric)), "{} missing: {text}", d.metric);
+            assert!(
+                text.contains(&format!("t1609_{}", d.metric)),
+                "{} missing: {text}",
+                d.metric
+            );
         }
     }
 

@@ -48,7 +48,10 @@ impl<W: Write> TunedOutput<'_, W> {
         }
         let ancestry = ancestry_from_doc(&doc);
         let unit = doc["t1609"]["systemd_unit"].as_str().map(str::to_owned);
-        match self.tuning.triage_doc(&mut doc, &ancestry, unit.as_deref(), at, mono) {
+        match self
+            .tuning
+            .triage_doc(&mut doc, &ancestry, unit.as_deref(), at, mono)
+        {
             Triage::Suppressed => self.suppressed += 1,
             Triage::Repeat(_) => self.deduplicated += 1,
             Triage::Emit { key, .. } => {
@@ -131,8 +134,7 @@ pub fn replay(
 ) -> Result<ReplayOutcome, ReplayError> {
     let mut all_rules = config.rules.paths.clone();
     all_rules.extend(rules.iter().cloned());
-    let engine = t1609_detect::Engine::load(&all_rules)
-        .map_err(ReplayError::Rules)?;
+    let engine = t1609_detect::Engine::load(&all_rules).map_err(ReplayError::Rules)?;
     let audit = t1609_k8saudit::AuditRules::load(&config.audit.rule_files)
         .map_err(ReplayError::AuditRules)?;
     let mut tuning = Tuning::new(config.exceptions.clone(), config.context.dedup_window_ms)?;

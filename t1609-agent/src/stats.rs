@@ -99,31 +99,163 @@ use Kind::{Counter as Count, Gauge};
 
 /// In [`Counter`] order (a test checks it).
 pub const DEFS: [Def; 25] = [
-    def(C::EventsCaptured, Count, "events_captured", "Exec events captured by the kernel probe", Some("events")),
-    def(C::NetEventsCaptured, Count, "network_events_captured", "Watched connects captured", Some("net_events")),
-    def(C::Alerts, Count, "alerts_raised", "Alerts raised (by rule: t1609_alerts_total)", Some("alerts")),
-    def(C::Suppressed, Count, "alerts_suppressed", "Alerts suppressed by exceptions", Some("suppressed")),
-    def(C::Deduplicated, Count, "alerts_deduplicated", "Alerts folded into an earlier identical one", Some("deduplicated")),
-    def(C::Folded, Count, "alerts_folded", "Alerts on a runtime exec folded into the host-side alert it carries out", Some("folded")),
-    def(C::Sessions, Count, "injected_sessions", "Sessions opened by a runtime exec or nsenter that injects a process", Some("sessions")),
-    def(C::RepeatsReplayed, Count, "exec_repeats_replayed", "Execs identical to a recent one whose outcome was replayed without re-evaluating the rules", Some("repeats_replayed")),
-    def(C::CgroupReadsSaved, Count, "cgroup_reads_saved", "Execs whose cgroups came from the parent's css_set instead of /proc", Some("cgroup_reads_saved")),
-    def(C::CwdReadsSaved, Count, "cwd_reads_saved", "Execs whose working directory came from the parent instead of /proc", Some("cwd_reads_saved")),
+    def(
+        C::EventsCaptured,
+        Count,
+        "events_captured",
+        "Exec events captured by the kernel probe",
+        Some("events"),
+    ),
+    def(
+        C::NetEventsCaptured,
+        Count,
+        "network_events_captured",
+        "Watched connects captured",
+        Some("net_events"),
+    ),
+    def(
+        C::Alerts,
+        Count,
+        "alerts_raised",
+        "Alerts raised (by rule: t1609_alerts_total)",
+        Some("alerts"),
+    ),
+    def(
+        C::Suppressed,
+        Count,
+        "alerts_suppressed",
+        "Alerts suppressed by exceptions",
+        Some("suppressed"),
+    ),
+    def(
+        C::Deduplicated,
+        Count,
+        "alerts_deduplicated",
+        "Alerts folded into an earlier identical one",
+        Some("deduplicated"),
+    ),
+    def(
+        C::Folded,
+        Count,
+        "alerts_folded",
+        "Alerts on a runtime exec folded into the host-side alert it carries out",
+        Some("folded"),
+    ),
+    def(
+        C::Sessions,
+        Count,
+        "injected_sessions",
+        "Sessions opened by a runtime exec or nsenter that injects a process",
+        Some("sessions"),
+    ),
+    def(
+        C::RepeatsReplayed,
+        Count,
+        "exec_repeats_replayed",
+        "Execs identical to a recent one whose outcome was replayed without re-evaluating the rules",
+        Some("repeats_replayed"),
+    ),
+    def(
+        C::CgroupReadsSaved,
+        Count,
+        "cgroup_reads_saved",
+        "Execs whose cgroups came from the parent's css_set instead of /proc",
+        Some("cgroup_reads_saved"),
+    ),
+    def(
+        C::CwdReadsSaved,
+        Count,
+        "cwd_reads_saved",
+        "Execs whose working directory came from the parent instead of /proc",
+        Some("cwd_reads_saved"),
+    ),
     summaries(C::SummariesWhole, "whole", "repeat_summaries_whole"),
     summaries(C::SummariesLean, "lean", "repeat_summaries_lean"),
     summaries(C::SummariesKey, "key", "repeat_summaries_key"),
-    def(C::RingbufLost, Count, "ringbuf_lost_events", "Exec events the kernel could not queue (ring buffer full)", Some("lost_events")),
-    def(C::ArgvChunksLost, Count, "ringbuf_lost_argv_chunks", "argv continuation records lost", Some("lost_argv_chunks")),
-    def(C::KernelReadErrors, Count, "kernel_read_errors", "Failed kernel reads in the probes", Some("kernel_read_errors")),
-    def(C::KernelMatched, Count, "kernel_matched_events", "Execs the exec probe reported", Some("kernel_matched")),
-    def(C::DecodeErrors, Count, "decode_errors", "Ring-buffer records that could not be decoded", Some("decode_errors")),
-    def(C::OrphanChunks, Count, "orphan_argv_chunks", "argv continuation records whose exec record was not seen", Some("orphan_chunks")),
-    def(C::RingWakeups, Count, "reader_ring_wakeups", "Times the ring-buffer reader woke on its fd outside a burst", Some("reader_ring_wakeups")),
-    def(C::PollTicks, Count, "reader_poll_ticks", "Drains of the ring buffer on the reader's tick while events flow", Some("reader_poll_ticks")),
-    def(C::QuietDrains, Count, "reader_quiet_drains", "Drains on the quiet mode's timer while a stream of exact repeats lasts", Some("reader_quiet_drains")),
-    def(C::QuietLateAlerts, Count, "reader_quiet_late_alerts", "Alerts from execs the quiet mode's timer found more than 5 ms after they ran (delayed up to 50 ms)", Some("reader_quiet_late_alerts")),
-    def(C::ProcessTable, Gauge, "process_table_entries", "Processes in the process table", None),
-    def(C::FirstAlertsKept, Gauge, "dedup_first_alerts_kept", "Open dedup windows whose first alert is kept for its repeat follow-up", None),
+    def(
+        C::RingbufLost,
+        Count,
+        "ringbuf_lost_events",
+        "Exec events the kernel could not queue (ring buffer full)",
+        Some("lost_events"),
+    ),
+    def(
+        C::ArgvChunksLost,
+        Count,
+        "ringbuf_lost_argv_chunks",
+        "argv continuation records lost",
+        Some("lost_argv_chunks"),
+    ),
+    def(
+        C::KernelReadErrors,
+        Count,
+        "kernel_read_errors",
+        "Failed kernel reads in the probes",
+        Some("kernel_read_errors"),
+    ),
+    def(
+        C::KernelMatched,
+        Count,
+        "kernel_matched_events",
+        "Execs the exec probe reported",
+        Some("kernel_matched"),
+    ),
+    def(
+        C::DecodeErrors,
+        Count,
+        "decode_errors",
+        "Ring-buffer records that could not be decoded",
+        Some("decode_errors"),
+    ),
+    def(
+        C::OrphanChunks,
+        Count,
+        "orphan_argv_chunks",
+        "argv continuation records whose exec record was not seen",
+        Some("orphan_chunks"),
+    ),
+    def(
+        C::RingWakeups,
+        Count,
+        "reader_ring_wakeups",
+        "Times the ring-buffer reader woke on its fd outside a burst",
+        Some("reader_ring_wakeups"),
+    ),
+    def(
+        C::PollTicks,
+        Count,
+        "reader_poll_ticks",
+        "Drains of the ring buffer on the reader's tick while events flow",
+        Some("reader_poll_ticks"),
+    ),
+    def(
+        C::QuietDrains,
+        Count,
+        "reader_quiet_drains",
+        "Drains on the quiet mode's timer while a stream of exact repeats lasts",
+        Some("reader_quiet_drains"),
+    ),
+    def(
+        C::QuietLateAlerts,
+        Count,
+        "reader_quiet_late_alerts",
+        "Alerts from execs the quiet mode's timer found more than 5 ms after they ran (delayed up to 50 ms)",
+        Some("reader_quiet_late_alerts"),
+    ),
+    def(
+        C::ProcessTable,
+        Gauge,
+        "process_table_entries",
+        "Processes in the process table",
+        None,
+    ),
+    def(
+        C::FirstAlertsKept,
+        Gauge,
+        "dedup_first_alerts_kept",
+        "Open dedup windows whose first alert is kept for its repeat follow-up",
+        None,
+    ),
 ];
 
 const LEN: usize = DEFS.len();
@@ -234,11 +366,7 @@ mod tests {
         }
         let mut seen = std::collections::HashSet::new();
         for d in &DEFS {
-            assert!(
-                seen.insert((d.metric, d.label)),
-                "{} shown twice",
-                d.metric
-            );
+            assert!(seen.insert((d.metric, d.label)), "{} shown twice", d.metric);
             if let Some(k) = d.stop_key {
                 assert!(seen.insert((k, Some(("stop", k)))), "stop key {k} twice");
             }
@@ -259,6 +387,9 @@ mod tests {
         assert!(line.starts_with("events=5 "), "{line}");
         assert!(line.contains(" alerts=2 "), "{line}");
         assert!(line.contains(" reader_quiet_late_alerts=0"), "{line}");
-        assert!(!line.contains("process_table"), "gauges stay off it: {line}");
+        assert!(
+            !line.contains("process_table"),
+            "gauges stay off it: {line}"
+        );
     }
 }

@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use t1609_context::{Ancestor, DedupKey, DedupOutcome, Deduper, ExceptionConfig, ExceptionError, Exceptions, Subject};
+use t1609_context::{
+    Ancestor, DedupKey, DedupOutcome, Deduper, ExceptionConfig, ExceptionError, Exceptions, Subject,
+};
 use t1609_detect::event::ProcessEvent;
 
 use crate::context::ExecContext;
@@ -34,7 +36,11 @@ pub struct Judged<'a> {
 
 impl<'a> Judged<'a> {
     pub fn new(event: &'a ProcessEvent, ctx: &'a ExecContext) -> Self {
-        Self { event, ctx, key: None }
+        Self {
+            event,
+            ctx,
+            key: None,
+        }
     }
 
     fn subject<'s>(&'s self, rule_id: &'s str) -> Subject<'s> {
@@ -80,16 +86,26 @@ pub struct Tuning {
 }
 
 impl Tuning {
-    pub fn new(exceptions: Vec<ExceptionConfig>, dedup_window_ms: u64) -> Result<Self, ExceptionError> {
+    pub fn new(
+        exceptions: Vec<ExceptionConfig>,
+        dedup_window_ms: u64,
+    ) -> Result<Self, ExceptionError> {
         Ok(Self {
             exceptions: Exceptions::new(exceptions)?,
-            dedup: (dedup_window_ms > 0).then(|| Deduper::new(Duration::from_millis(dedup_window_ms))),
+            dedup: (dedup_window_ms > 0)
+                .then(|| Deduper::new(Duration::from_millis(dedup_window_ms))),
         })
     }
 
     /// Triages an alert of `rule_id` on the event of `judged`: exceptions at `wall`, then
     /// deduplication at `now`.
-    pub fn triage(&mut self, rule_id: &str, judged: &mut Judged<'_>, wall: time::OffsetDateTime, now: Instant) -> Triage {
+    pub fn triage(
+        &mut self,
+        rule_id: &str,
+        judged: &mut Judged<'_>,
+        wall: time::OffsetDateTime,
+        now: Instant,
+    ) -> Triage {
         let verdict = self.verdict(&judged.subject(rule_id), wall);
         if verdict.suppress {
             return Triage::Suppressed;
@@ -106,7 +122,11 @@ impl Tuning {
     fn verdict(&self, subject: &Subject, now: time::OffsetDateTime) -> Verdict {
         let decisions = self.exceptions.evaluate(subject, now);
         let (suppress, lower, tags) = t1609_context::summarize(&decisions);
-        Verdict { suppress, lower, tags }
+        Verdict {
+            suppress,
+            lower,
+            tags,
+        }
     }
 
     /// Triages an alert document (replay): applies the exceptions at `wall` (the event's
@@ -122,8 +142,14 @@ impl Tuning {
         let s = |v: &Value| v.as_str().map(str::to_owned);
         let rule_id = s(&doc["rule"]["id"]).unwrap_or_default();
         let (user, group) = (s(&doc["user"]["name"]), s(&doc["group"]["name"]));
-        let (parent_cl, cl) = (s(&doc["process"]["parent"]["command_line"]), s(&doc["process"]["command_line"]));
-        let (cid, image) = (s(&doc["container"]["id"]), s(&doc["container"]["image"]["name"]));
+        let (parent_cl, cl) = (
+            s(&doc["process"]["parent"]["command_line"]),
+            s(&doc["process"]["command_line"]),
+        );
+        let (cid, image) = (
+            s(&doc["container"]["id"]),
+            s(&doc["container"]["image"]["name"]),
+        );
         let verdict = self.verdict(
             &Subject {
                 rule_id: &rule_id,
@@ -172,7 +198,11 @@ impl Tuning {
         let Some(dedup) = self.dedup.as_mut() else {
             return Vec::new();
         };
-        if all { dedup.flush_all() } else { dedup.flush_expired(at) }
+        if all {
+            dedup.flush_all()
+        } else {
+            dedup.flush_expired(at)
+        }
     }
 
     pub fn dedup_enabled(&self) -> bool {
@@ -242,14 +272,21 @@ mod tests {
         let mut tuning = Tuning::new(vec![], 10_000).unwrap();
         let now = Instant::now();
         let wall = time::OffsetDateTime::now_utc();
-        let Triage::Emit { key, .. } = tuning.triage("r", &mut Judged::new(&ev, &ctx), wall, now) else {
+        let Triage::Emit { key, .. } = tuning.triage("r", &mut Judged::new(&ev, &ctx), wall, now)
+        else {
             panic!("first alert emitted");
         };
         let doc = json!({"rule": {"id": "r"}, "process": {"command_line": "docker exec -it web-7 sh",
                          "parent": {"executable": "/bin/bash"}}});
         assert_eq!(key, dedup_key(&doc));
-        assert!(matches!(tuning.triage("r", &mut Judged::new(&ev, &ctx), wall, now), Triage::Repeat(_)));
-        assert!(matches!(tuning.triage("other", &mut Judged::new(&ev, &ctx), wall, now), Triage::Emit { .. }));
+        assert!(matches!(
+            tuning.triage("r", &mut Judged::new(&ev, &ctx), wall, now),
+            Triage::Repeat(_)
+        ));
+        assert!(matches!(
+            tuning.triage("other", &mut Judged::new(&ev, &ctx), wall, now),
+            Triage::Emit { .. }
+        ));
         assert_eq!(tuning.closed_windows(now, true).len(), 2);
     }
 
@@ -263,7 +300,13 @@ mod tests {
         let mut tuning = Tuning::new(vec![exception], 10_000).unwrap();
         let now = Instant::now();
         let wall = time::OffsetDateTime::now_utc();
-        assert!(matches!(tuning.triage("r", &mut Judged::new(&ev, &ctx), wall, now), Triage::Suppressed));
-        assert!(tuning.closed_windows(now, true).is_empty(), "nothing counted");
+        assert!(matches!(
+            tuning.triage("r", &mut Judged::new(&ev, &ctx), wall, now),
+            Triage::Suppressed
+        ));
+        assert!(
+            tuning.closed_windows(now, true).is_empty(),
+            "nothing counted"
+        );
     }
 }

@@ -185,8 +185,14 @@ mod tests {
         assert_eq!(doc["event"]["risk_score"], 50);
         assert_eq!(doc["event"]["type"], json!(["connection", "start"]));
         assert_eq!(doc["event"]["action"], "connect");
-        assert_eq!(doc["rule"], json!({"id": "t1609.x", "name": "X", "description": "d"}));
-        assert_eq!(doc["t1609"], json!({"severity": "medium", "group_id": "g", "extra": 1}));
+        assert_eq!(
+            doc["rule"],
+            json!({"id": "t1609.x", "name": "X", "description": "d"})
+        );
+        assert_eq!(
+            doc["t1609"],
+            json!({"severity": "medium", "group_id": "g", "extra": 1})
+        );
         assert!(doc["host"]["hostname"].is_null());
         assert!(doc["@timestamp"].as_str().unwrap().ends_with('Z'));
     }

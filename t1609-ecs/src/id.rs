@@ -102,7 +102,6 @@ pub fn digest(parts: &[&[u8]]) -> String {
     d.finish()
 }
 
-
 /// The splitmix64 finaliser: spreads every input bit over the whole word.
 pub fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -141,7 +140,10 @@ mod tests {
     fn ids_are_unique_hex() {
         let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_id()).collect();
         assert_eq!(ids.len(), 10_000);
-        assert!(ids.iter().all(|i| i.len() == 32 && i.bytes().all(|b| b.is_ascii_hexdigit())));
+        assert!(
+            ids.iter()
+                .all(|i| i.len() == 32 && i.bytes().all(|b| b.is_ascii_hexdigit()))
+        );
     }
 
     #[test]

@@ -126,6 +126,9 @@ mod tests {
             [21, 47, 73, 99]
         );
         let err = "severe".parse::<Severity>().unwrap_err().to_string();
-        assert!(err.contains("\"severe\"") && err.contains("critical"), "{err}");
+        assert!(
+            err.contains("\"severe\"") && err.contains("critical"),
+            "{err}"
+        );
     }
 }

@@ -116,8 +116,25 @@ mod tests {
 
     #[test]
     fn timestamp_matches_time_crate() {
-        for secs in [0u64, 1, 59, 86_399, 951_782_400, 1_700_000_000, 4_102_444_799] {
-            for nanos in [0u32, 1, 10, 999, 1_000, 120_000_000, 123_456_789, 999_999_999] {
+        for secs in [
+            0u64,
+            1,
+            59,
+            86_399,
+            951_782_400,
+            1_700_000_000,
+            4_102_444_799,
+        ] {
+            for nanos in [
+                0u32,
+                1,
+                10,
+                999,
+                1_000,
+                120_000_000,
+                123_456_789,
+                999_999_999,
+            ] {
                 let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap())
                     .unwrap()
                     .replace_nanosecond(nanos)

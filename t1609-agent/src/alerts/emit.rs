@@ -21,7 +21,11 @@ pub struct Emitter {
 }
 
 impl Emitter {
-    pub fn new(output: Arc<Output>, correlator: Arc<Mutex<Correlator>>, counters: Arc<Counters>) -> Self {
+    pub fn new(
+        output: Arc<Output>,
+        correlator: Arc<Mutex<Correlator>>,
+        counters: Arc<Counters>,
+    ) -> Self {
         Self {
             output,
             correlator,

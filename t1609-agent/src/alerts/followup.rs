@@ -155,7 +155,12 @@ impl FirstAlerts {
     /// Forgets the window of `key`, which closed with `count` alerts, and returns its
     /// follow-up when there were repeats, with an `event.id` of its own. `now` (RFC 3339)
     /// is its time, or `None` to keep the first alert's.
-    pub fn close(&mut self, key: &DedupKey, count: u64, now: Option<&str>) -> Option<(Value, Detail)> {
+    pub fn close(
+        &mut self,
+        key: &DedupKey,
+        count: u64,
+        now: Option<&str>,
+    ) -> Option<(Value, Detail)> {
         let kept = match self.closing.remove(key) {
             Some(k) => Some(k),
             None => self.kept.remove(key),
@@ -235,7 +240,8 @@ fn key_doc(key: &DedupKey) -> Value {
     if key.container_id.is_empty() {
         doc.build()
     } else {
-        doc.set("container", json!({"id": key.container_id})).build()
+        doc.set("container", json!({"id": key.container_id}))
+            .build()
     }
 }
 
@@ -284,14 +290,16 @@ mod tests {
         let mut f = FirstAlerts::default();
         let first = doc(1);
         f.remember(key(1), &first);
-        let (up, detail) = f
-            .close(&key(1), 7, Some("2026-11-29T00:00:10Z"))
-            .unwrap();
+        let (up, detail) = f.close(&key(1), 7, Some("2026-11-29T00:00:10Z")).unwrap();
         assert_eq!(detail, Detail::Whole);
         assert_eq!(up["t1609"]["repeat_count"], 7);
         assert_eq!(up["t1609"]["repeat_of"], "alert-1");
         assert_eq!(up["t1609"]["repeat_detail"], "whole");
-        assert_eq!(up["event"]["id"].as_str().map(str::len), Some(32), "an id of its own");
+        assert_eq!(
+            up["event"]["id"].as_str().map(str::len),
+            Some(32),
+            "an id of its own"
+        );
         assert_eq!(up["@timestamp"], "2026-11-29T00:00:10Z");
         assert_eq!(up["message"], "Container exec (repeated 7 times)");
         // The whole document: the ancestry and user come along.

@@ -61,7 +61,6 @@ impl AlertLinks {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,12 @@ use crate::capture::KernelCounters;
 
 /// An alert reporting `lost` exec events and `lost_chunks` argv chunks the kernel had to
 /// drop since the last one (`total`: since start).
-pub fn capture_loss(host: Option<&str>, lost: u64, lost_chunks: u64, total: KernelCounters) -> Value {
+pub fn capture_loss(
+    host: Option<&str>,
+    lost: u64,
+    lost_chunks: u64,
+    total: KernelCounters,
+) -> Value {
     let rule = RuleRef {
         id: "t1609.agent_capture_loss",
         name: "t1609-agent lost captured exec events",

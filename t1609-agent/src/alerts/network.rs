@@ -84,7 +84,11 @@ impl NetworkRules {
                 message: e.message().to_owned(),
             }
         })?;
-        if let Some(r) = parsed.rule.iter().find(|r| r.kind == NetKind::Tcp && r.ports.is_empty()) {
+        if let Some(r) = parsed
+            .rule
+            .iter()
+            .find(|r| r.kind == NetKind::Tcp && r.ports.is_empty())
+        {
             return Err(NetworkRuleError::Invalid {
                 file: file.to_owned(),
                 id: r.id.clone(),
@@ -135,9 +139,10 @@ pub struct NetProcess {
 impl NetProcess {
     /// The process's name: its executable's, else the kernel's comm.
     pub fn name(&self, comm: &[u8]) -> String {
-        self.executable
-            .as_deref()
-            .map_or_else(|| String::from_utf8_lossy(comm).into_owned(), |e| basename(e).to_owned())
+        self.executable.as_deref().map_or_else(
+            || String::from_utf8_lossy(comm).into_owned(),
+            |e| basename(e).to_owned(),
+        )
     }
 }
 
@@ -184,7 +189,12 @@ pub struct NetAlertLinks<'a> {
     pub host: Option<&'a str>,
 }
 
-pub fn alert_doc(rule: &NetworkRule, net: &CapturedNet, proc: &NetProcess, links: NetAlertLinks<'_>) -> Value {
+pub fn alert_doc(
+    rule: &NetworkRule,
+    net: &CapturedNet,
+    proc: &NetProcess,
+    links: NetAlertLinks<'_>,
+) -> Value {
     let (severity, risk) = if proc.in_container {
         (rule.severity_in_container, rule.risk_score_in_container)
     } else {
@@ -330,8 +340,14 @@ mod tests {
         );
         assert_eq!(doc["event"]["kind"], "alert");
         assert_eq!(doc["event"]["action"], "connect");
-        assert_eq!(doc["t1609"]["severity"], rule.severity_in_container.as_str());
-        assert_eq!(doc["event"]["severity"], rule.severity_in_container.ecs_number());
+        assert_eq!(
+            doc["t1609"]["severity"],
+            rule.severity_in_container.as_str()
+        );
+        assert_eq!(
+            doc["event"]["severity"],
+            rule.severity_in_container.ecs_number()
+        );
         assert_eq!(doc["event"]["risk_score"], rule.risk_score_in_container);
         assert_eq!(doc["t1609"]["origin"], "container");
         assert_eq!(doc["t1609"]["group_id"], "g");
@@ -340,6 +356,11 @@ mod tests {
         assert_eq!(doc["destination"]["address"], "/var/run/docker.sock");
         assert_eq!(doc["threat"]["technique"]["id"][0], "T1609");
         assert_eq!(doc["host"]["hostname"], "node-1");
-        assert!(doc["message"].as_str().unwrap().contains("connected to /var/run/docker.sock"));
+        assert!(
+            doc["message"]
+                .as_str()
+                .unwrap()
+                .contains("connected to /var/run/docker.sock")
+        );
     }
 }

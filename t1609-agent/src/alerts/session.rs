@@ -250,8 +250,16 @@ pub fn session_alert(s: &Session, host: Option<&str>) -> Value {
         .map_or_else(|| format!("session-{:x}", s.id), |l| l.group_id.clone());
     let injected = s.injected.clone().unwrap_or(Value::Null);
     let container = injected["container_id"].clone();
-    let commands: Vec<Value> = s.commands.iter().map(|c| c["command_line"].clone()).collect();
-    let names: Vec<&str> = s.commands.iter().filter_map(|c| c["name"].as_str()).collect();
+    let commands: Vec<Value> = s
+        .commands
+        .iter()
+        .map(|c| c["command_line"].clone())
+        .collect();
+    let names: Vec<&str> = s
+        .commands
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     let via = s
         .linked
         .as_ref()

@@ -5,7 +5,9 @@
 use std::{collections::BTreeSet, path::Path};
 
 use aya::maps::HashMap as BpfHashMap;
-use t1609_common::{COMM_LEN, UNIX_PATH_LEN, UnixPathKey, WATCH_FILTER_BITS, WatchKey, watch_filter_bit};
+use t1609_common::{
+    COMM_LEN, UNIX_PATH_LEN, UnixPathKey, WATCH_FILTER_BITS, WatchKey, watch_filter_bit,
+};
 
 use super::{Capture, CaptureError, CaptureOptions};
 
@@ -58,7 +60,8 @@ fn fill<K: aya::Pod>(
         .ebpf
         .map_mut(name)
         .ok_or(CaptureError::MissingMap(name))?;
-    let mut map: BpfHashMap<_, K, u8> = BpfHashMap::try_from(map).map_err(CaptureError::map(name))?;
+    let mut map: BpfHashMap<_, K, u8> =
+        BpfHashMap::try_from(map).map_err(CaptureError::map(name))?;
     for key in keys {
         map.insert(key?, 1, 0).map_err(CaptureError::map(name))?;
     }
@@ -70,8 +73,16 @@ impl Capture {
     /// event is already filtered).
     pub(super) fn fill_filters(&mut self, opts: &CaptureOptions) -> Result<(), CaptureError> {
         fill(self, "PORTS", opts.ports.iter().map(|p| Ok(*p)))?;
-        fill(self, "UNIX_PATHS", opts.unix_paths.iter().map(|p| unix_path_key(p)))?;
-        fill(self, "SESSION_SEEDS", opts.session_seeds.iter().map(|n| watch_key(n)))
+        fill(
+            self,
+            "UNIX_PATHS",
+            opts.unix_paths.iter().map(|p| unix_path_key(p)),
+        )?;
+        fill(
+            self,
+            "SESSION_SEEDS",
+            opts.session_seeds.iter().map(|n| watch_key(n)),
+        )
     }
 
     /// Replaces the watch set in place: adds new names first, then removes old ones, so
@@ -88,7 +99,9 @@ impl Capture {
             .collect();
         self.write_watch_bits(&both)?;
         for key in keys.difference(&self.watched) {
-            self.watch.insert(key, 1, 0).map_err(CaptureError::map("WATCH"))?;
+            self.watch
+                .insert(key, 1, 0)
+                .map_err(CaptureError::map("WATCH"))?;
         }
         for key in self.watched.difference(&keys) {
             self.watch.remove(key).map_err(CaptureError::map("WATCH"))?;
@@ -127,14 +140,20 @@ mod tests {
 
     #[test]
     fn socket_path_keys_are_bounded() {
-        assert_eq!(&unix_path_key(Path::new("/run/x.sock")).unwrap()[..12], b"/run/x.sock\0");
+        assert_eq!(
+            &unix_path_key(Path::new("/run/x.sock")).unwrap()[..12],
+            b"/run/x.sock\0"
+        );
         assert!(unix_path_key(Path::new("")).is_err());
         assert!(unix_path_key(Path::new(&"/a".repeat(60))).is_err());
     }
 
     #[test]
     fn each_name_sets_its_prefilter_bit() {
-        let keys: BTreeSet<WatchKey> = ["docker", "kubectl"].iter().map(|n| watch_key(n).unwrap()).collect();
+        let keys: BTreeSet<WatchKey> = ["docker", "kubectl"]
+            .iter()
+            .map(|n| watch_key(n).unwrap())
+            .collect();
         let words = watch_bits(&keys);
         for k in &keys {
             let bit = watch_filter_bit(k);

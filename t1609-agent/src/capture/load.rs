@@ -165,7 +165,9 @@ impl Capture {
         let btf = offsets::parse_file(&opts.btf_path)?;
         let offsets: KernelOffsets = offsets::from_parsed(&btf)?;
         ensure_tracefs()?;
-        if !Path::new(offsets::VMLINUX_BTF).exists() && opts.btf_path == Path::new(offsets::VMLINUX_BTF) {
+        if !Path::new(offsets::VMLINUX_BTF).exists()
+            && opts.btf_path == Path::new(offsets::VMLINUX_BTF)
+        {
             return Err(CaptureError::Feature {
                 feature: "BTF",
                 detail: "no /sys/kernel/btf/vmlinux".into(),
@@ -184,9 +186,24 @@ impl Capture {
         let watch_bits: Array<MapData, u32> = take_map(&mut ebpf, "WATCH_BITS")?;
         let counters: PerCpuArray<MapData, u64> = take_map(&mut ebpf, "COUNTERS")?;
         let ring: RingBuf<MapData> = take_map(&mut ebpf, "EVENTS")?;
-        let last_wakeup = take_mapped(&mut ebpf, "LAST_WAKEUP", WakeupClock::new, "the probe keeps forcing wake-ups")?;
-        let tracked_count = take_mapped(&mut ebpf, "TRACKED_COUNT", TrackedCount::new, "sessions the agent ends keep their slots busy")?;
-        let quiet = take_mapped(&mut ebpf, "QUIET", QuietList::new, "a stream of repeats is drained on the burst's 2 ms tick")?;
+        let last_wakeup = take_mapped(
+            &mut ebpf,
+            "LAST_WAKEUP",
+            WakeupClock::new,
+            "the probe keeps forcing wake-ups",
+        )?;
+        let tracked_count = take_mapped(
+            &mut ebpf,
+            "TRACKED_COUNT",
+            TrackedCount::new,
+            "sessions the agent ends keep their slots busy",
+        )?;
+        let quiet = take_mapped(
+            &mut ebpf,
+            "QUIET",
+            QuietList::new,
+            "a stream of repeats is drained on the burst's 2 ms tick",
+        )?;
         let mut capture = Self {
             ebpf,
             watch,
@@ -200,14 +217,19 @@ impl Capture {
             watched: std::collections::BTreeSet::new(),
             wakeup_interval: opts.wakeup_interval,
             degraded: Vec::new(),
-            unix_connects: if unix_hook.is_some() { UNIX_VIA_CGROUP } else { UNIX_OFF },
+            unix_connects: if unix_hook.is_some() {
+                UNIX_VIA_CGROUP
+            } else {
+                UNIX_OFF
+            },
             unix_hook,
         };
         // Fill the filters before attaching, so the first event is already filtered.
         capture.set_watch(&opts.watch)?;
         capture.fill_filters(opts)?;
         capture.attach(EXEC_PROGRAM, "sched", "sched_process_exec")?;
-        let unix = (!opts.unix_paths.is_empty() && capture.unix_hook.is_none()).then_some(&UNIX_CONNECT_PROGRAM);
+        let unix = (!opts.unix_paths.is_empty() && capture.unix_hook.is_none())
+            .then_some(&UNIX_CONNECT_PROGRAM);
         for (name, category, event) in OPTIONAL_PROGRAMS.iter().chain(unix) {
             match capture.attach(name, category, event) {
                 Ok(()) if *name == UNIX_CONNECT_PROGRAM.0 => {
@@ -225,7 +247,12 @@ impl Capture {
     }
 
     /// Loads (through the verifier) and attaches tracepoint program `name`.
-    fn attach(&mut self, name: &'static str, category: &str, event: &str) -> Result<(), CaptureError> {
+    fn attach(
+        &mut self,
+        name: &'static str,
+        category: &str,
+        event: &str,
+    ) -> Result<(), CaptureError> {
         let step = |step: &'static str| move |source| CaptureError::Program { name, step, source };
         let program: &mut TracePoint = self
             .ebpf

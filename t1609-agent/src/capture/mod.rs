@@ -13,12 +13,7 @@ mod tracked;
 mod unix_hook;
 mod wait;
 
-use std::{
-    collections::BTreeSet,
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
 
 use aya::{
     Ebpf,
@@ -32,8 +27,8 @@ use mapped::{QuietList, TrackedCount, WakeupClock};
 pub use reader::{Handled, Reader};
 use serde::{Deserialize, Serialize};
 use t1609_common::{WatchKey, counters};
-pub use tracked::TrackedCheck;
 use tracing::warn;
+pub use tracked::TrackedCheck;
 pub use wait::StopSignal;
 
 use crate::stats::Counters;
@@ -134,7 +129,14 @@ impl Capture {
             .take()
             .filter(|_| last_wakeup.is_some() && !self.wakeup_interval.is_zero())
             .map(quiet::QuietMode::new);
-        Some(Reader::new(ring, last_wakeup, quiet, self.wakeup_interval, tick, stats))
+        Some(Reader::new(
+            ring,
+            last_wakeup,
+            quiet,
+            self.wakeup_interval,
+            tick,
+            stats,
+        ))
     }
 
     pub fn kernel_counters(&self) -> KernelCounters {

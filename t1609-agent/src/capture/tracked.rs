@@ -51,7 +51,9 @@ impl Capture {
     /// filter has it: the `TRACKED` entries, plus any an LRU eviction took out behind
     /// the counts' back. `None` when the filter could not be mapped.
     pub fn tracked_tasks(&self) -> Option<u64> {
-        self.tracked_count.as_ref().map(super::mapped::TrackedCount::total)
+        self.tracked_count
+            .as_ref()
+            .map(super::mapped::TrackedCount::total)
     }
 
     /// Compares `TRACKED` with its counting filter: a slot counting fewer keys than it

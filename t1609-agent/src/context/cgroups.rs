@@ -51,7 +51,8 @@ impl Cgroups {
         // When the kernel says the parent shares the css_set, its file is read: the parent
         // usually outlives a short-lived child, and what is learnt serves its next children.
         let read = if exec.same_cgroups_as_parent {
-            read_cgroup(&self.proc_root, exec.ppid).or_else(|| read_cgroup(&self.proc_root, exec.tgid))
+            read_cgroup(&self.proc_root, exec.ppid)
+                .or_else(|| read_cgroup(&self.proc_root, exec.tgid))
         } else {
             read_cgroup(&self.proc_root, exec.tgid)
         }
@@ -68,7 +69,8 @@ impl Cgroups {
         match text.map(|t| self.parse(t)) {
             Some(c) => {
                 if c.container_id.is_some() {
-                    self.by_mnt_ns.insert(mnt_ns, (Some(c.clone()), Instant::now()));
+                    self.by_mnt_ns
+                        .insert(mnt_ns, (Some(c.clone()), Instant::now()));
                 }
                 c
             }
@@ -109,7 +111,8 @@ impl Cgroups {
         if self.by_mnt_ns.len() > 4096 {
             self.by_mnt_ns.clear();
         }
-        self.by_mnt_ns.insert(mnt_ns, (found.clone(), Instant::now()));
+        self.by_mnt_ns
+            .insert(mnt_ns, (found.clone(), Instant::now()));
         found
     }
 }
@@ -121,5 +124,7 @@ fn from_parent(exec: &CapturedExec, table: &ProcessTable) -> Option<Arc<str>> {
         return None;
     }
     let parent = table.get(exec.ppid)?;
-    (parent.css_set == Some(exec.css_set)).then(|| parent.cgroup.clone()).flatten()
+    (parent.css_set == Some(exec.css_set))
+        .then(|| parent.cgroup.clone())
+        .flatten()
 }

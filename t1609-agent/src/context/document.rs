@@ -56,7 +56,10 @@ pub fn ancestry_from_doc(doc: &Value) -> Vec<Ancestor> {
         .map(|a| {
             a.iter()
                 .map(|x| Ancestor {
-                    pid: x["pid"].as_u64().and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+                    pid: x["pid"]
+                        .as_u64()
+                        .and_then(|p| u32::try_from(p).ok())
+                        .unwrap_or(0),
                     name: x["name"].as_str().unwrap_or_default().to_owned(),
                     executable: x["executable"].as_str().map(str::to_owned),
                 })

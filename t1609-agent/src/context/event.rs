@@ -77,7 +77,10 @@ pub fn process_event(
     if !executable.starts_with('/') && !executable.is_empty() {
         // A relative exec path is relative to the caller's cwd, which the new image inherits.
         if let Some(cwd) = cwd {
-            executable = Path::new(cwd).join(&executable).to_string_lossy().into_owned();
+            executable = Path::new(cwd)
+                .join(&executable)
+                .to_string_lossy()
+                .into_owned();
         }
     }
     let name = if exec.filename.is_empty() {

@@ -17,7 +17,9 @@ use std::{
 
 pub use document::{ancestry_from_doc, augment};
 pub use event::{HostFacts, basename};
-use t1609_context::{Ancestor, CgroupContext, DockerClient, Namespaces, ProcInfo, ProcessTable, Users};
+use t1609_context::{
+    Ancestor, CgroupContext, DockerClient, Namespaces, ProcInfo, ProcessTable, Users,
+};
 use t1609_detect::event::{ParentProcess, ProcessEvent};
 pub use target::{Target, Targets};
 
@@ -66,7 +68,10 @@ pub struct ExecContext {
 impl ExecContext {
     /// The container an alert names: the cgroup's answer wins over the event's.
     pub fn container_id<'a>(&'a self, event: &'a ProcessEvent) -> Option<&'a str> {
-        self.cgroup.container_id.as_deref().or(event.container_id.as_deref())
+        self.cgroup
+            .container_id
+            .as_deref()
+            .or(event.container_id.as_deref())
     }
 }
 
@@ -85,7 +90,12 @@ pub struct Context {
 fn session_id(proc_root: &Path, pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
-    after.split_whitespace().nth(3)?.parse().ok().filter(|s| *s != 0)
+    after
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+        .filter(|s| *s != 0)
 }
 
 /// Entries checked against /proc per housekeeping pass.
@@ -132,7 +142,8 @@ impl Context {
     pub fn build(&mut self, exec: &CapturedExec) -> (ProcessEvent, ExecContext) {
         let parent = self.parent_of(exec.ppid);
         let cwd = self.cwd_of(exec);
-        let mut event = event::process_event(exec, &self.host, &mut self.users, parent, cwd.as_deref());
+        let mut event =
+            event::process_event(exec, &self.host, &mut self.users, parent, cwd.as_deref());
         if event.process.parent.is_none()
             && let Some((ppid, comm)) = exec.ancestors.first()
         {
@@ -161,7 +172,10 @@ impl Context {
         if ppid == 0 {
             return None;
         }
-        let fresh = self.table.get(ppid).is_none_or(|p| p.exited || p.executable.is_none());
+        let fresh = self
+            .table
+            .get(ppid)
+            .is_none_or(|p| p.exited || p.executable.is_none());
         if fresh {
             self.table.refresh_from_proc(ppid);
         }
@@ -208,7 +222,12 @@ impl Context {
     /// Updates the table with an exec and works out where it ran. `cwd` is what
     /// [`Context::cwd_of`] returned for it, kept with its table entry so the exec's own
     /// children can reuse it.
-    fn on_exec(&mut self, exec: &CapturedExec, event: &ProcessEvent, cwd: Option<Arc<str>>) -> ExecContext {
+    fn on_exec(
+        &mut self,
+        exec: &CapturedExec,
+        event: &ProcessEvent,
+        cwd: Option<Arc<str>>,
+    ) -> ExecContext {
         let cgroup_text = self.cgroups.text_of(exec, &mut self.table);
         self.table.on_exec(ProcInfo {
             pid: exec.tgid,
@@ -221,12 +240,16 @@ impl Context {
             session_leader: None,
             cgroup: cgroup_text.clone(),
             css_set: (exec.css_set != 0 && cgroup_text.is_some()).then_some(exec.css_set),
-            cwd: cwd.filter(|_| exec.pwd != (0, 0)).map(|path| (exec.pwd, path)),
+            cwd: cwd
+                .filter(|_| exec.pwd != (0, 0))
+                .map(|path| (exec.pwd, path)),
             exited: false,
         });
         let cgroup = self.cgroups.context_of(cgroup_text.as_ref(), exec.mnt_ns);
         let in_container = match &self.host_ns {
-            Some(host) => t1609_context::in_container(host, u64::from(exec.pid_ns), u64::from(exec.mnt_ns)),
+            Some(host) => {
+                t1609_context::in_container(host, u64::from(exec.pid_ns), u64::from(exec.mnt_ns))
+            }
             None => cgroup.container_id.is_some(),
         };
         ExecContext {
@@ -251,7 +274,10 @@ impl Context {
                 Ancestor {
                     pid: *tgid,
                     name: String::from_utf8_lossy(comm).into_owned(),
-                    executable: self.table.get(*tgid).and_then(|k| k.executable.as_deref().map(str::to_owned)),
+                    executable: self
+                        .table
+                        .get(*tgid)
+                        .and_then(|k| k.executable.as_deref().map(str::to_owned)),
                 }
             })
             .collect()

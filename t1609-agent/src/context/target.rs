@@ -100,12 +100,17 @@ impl Targets {
         if self.budget.0.elapsed() >= Duration::from_secs(1) {
             self.budget = (Instant::now(), 0);
         }
-        if self.budget.1 >= MAX_LOOKUPS_PER_SEC || self.down_until.is_some_and(|t| Instant::now() < t) {
+        if self.budget.1 >= MAX_LOOKUPS_PER_SEC
+            || self.down_until.is_some_and(|t| Instant::now() < t)
+        {
             return None;
         }
         self.budget.1 += 1;
         if self.runtime.is_none() {
-            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => self.runtime = Some(rt),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot build the runtime for container lookups");
@@ -130,7 +135,8 @@ impl Targets {
         if self.resolved.len() > 1024 {
             self.resolved.clear();
         }
-        self.resolved.insert(target.to_owned(), (v.clone(), Instant::now()));
+        self.resolved
+            .insert(target.to_owned(), (v.clone(), Instant::now()));
         v
     }
 }

@@ -27,7 +27,10 @@ use crate::{
     deliver::Output,
     memory::release_free_heap,
     metrics::{self, Health},
-    pipeline::{self, Control, Links, Pipeline, PipelineError, record::{RecordError, Recorder}},
+    pipeline::{
+        self, Control, Links, Pipeline, PipelineError,
+        record::{RecordError, Recorder},
+    },
     privilege::{self, PrivilegeError},
     stats::{Counter, Counters},
 };
@@ -90,7 +93,13 @@ fn store_kernel(counters: &Counters, k: KernelCounters) {
 }
 
 /// The metrics endpoint's view, from one snapshot of everything.
-fn refresh(health: &Health, counters: &Counters, capture: &Capture, output: &Output, reader_alive: bool) {
+fn refresh(
+    health: &Health,
+    counters: &Counters,
+    capture: &Capture,
+    output: &Output,
+    reader_alive: bool,
+) {
     let snapshot = metrics::Snapshot {
         counters: counters.snapshot(),
         tracked_tasks: capture.tracked_tasks(),
@@ -99,12 +108,23 @@ fn refresh(health: &Health, counters: &Counters, capture: &Capture, output: &Out
             .stats()
             .sinks
             .iter()
-            .map(|s| (s.name.clone(), s.queue_depth as u64, s.spooled, s.dropped, s.healthy))
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.queue_depth as u64,
+                    s.spooled,
+                    s.dropped,
+                    s.healthy,
+                )
+            })
             .collect(),
         attached: true,
         reader_alive,
     };
-    *health.snapshot.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
+    *health
+        .snapshot
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = snapshot;
 }
 
 pub async fn run(args: RunArgs) -> Result<(), DaemonError> {
@@ -132,13 +152,22 @@ pub async fn run(args: RunArgs) -> Result<(), DaemonError> {
         session_seeds: config.session.seeds.clone(),
     })?;
     let counters = Arc::new(Counters::default());
-    let reader = capture.take_reader(counters.clone()).expect("reader taken once");
+    let reader = capture
+        .take_reader(counters.clone())
+        .expect("reader taken once");
     let hot_stop = Arc::new(StopSignal::new().map_err(io("creating the stop eventfd"))?);
     let (stop_tx, _) = watch::channel(false);
     let (engine_tx, engine_rx) = watch::channel(engine);
     let (control_tx, mut control_rx) = mpsc::unbounded_channel();
-    let correlator = Arc::new(Mutex::new(Correlator::new(config.audit.correlation_window())));
-    let audit_task = setup::start_audit(&config, correlator.clone(), output.clone(), stop_tx.subscribe())?;
+    let correlator = Arc::new(Mutex::new(Correlator::new(
+        config.audit.correlation_window(),
+    )));
+    let audit_task = setup::start_audit(
+        &config,
+        correlator.clone(),
+        output.clone(),
+        stop_tx.subscribe(),
+    )?;
     let pipeline = Pipeline::new(
         &config,
         Links {
@@ -156,11 +185,16 @@ pub async fn run(args: RunArgs) -> Result<(), DaemonError> {
     let health = Arc::new(Health::default());
     let mut metrics_addr = String::from("off");
     if !config.metrics.listen.is_empty() {
-        let listener = metrics::bind(&config.metrics.listen).await.map_err(|source| DaemonError::Metrics {
-            listen: config.metrics.listen.clone(),
-            source,
-        })?;
-        metrics_addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let listener = metrics::bind(&config.metrics.listen)
+            .await
+            .map_err(|source| DaemonError::Metrics {
+                listen: config.metrics.listen.clone(),
+                source,
+            })?;
+        metrics_addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         tokio::spawn(metrics::serve(listener, health.clone()));
     }
     refresh(&health, &counters, &capture, &output, true);
@@ -169,7 +203,9 @@ pub async fn run(args: RunArgs) -> Result<(), DaemonError> {
     info!(kept = ?kept, "dropped capabilities not needed after attach");
     // Start-up (BTF, /proc seeding, rule loading) is the heap's peak: hand it back.
     release_free_heap();
-    health.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    health
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     info!(
         watch = ?names, capture_all, pid = std::process::id(), degraded = ?capture.degraded,
         unix_connects = capture.unix_connects,
@@ -244,20 +280,34 @@ pub async fn run(args: RunArgs) -> Result<(), DaemonError> {
             t.entries, t.counted, t.short_slots
         )
     });
-    info!("t1609-agent stopped: {}{tracked}", counters.snapshot().stop_line());
+    info!(
+        "t1609-agent stopped: {}{tracked}",
+        counters.snapshot().stop_line()
+    );
     Ok(())
 }
 
 /// Raises the loss alert when the kernel dropped events since `last` (at the stop, argv
 /// chunks alone are enough).
-fn report_loss(output: &Output, host: Option<&str>, last: KernelCounters, now: KernelCounters, stopping: bool) {
+fn report_loss(
+    output: &Output,
+    host: Option<&str>,
+    last: KernelCounters,
+    now: KernelCounters,
+    stopping: bool,
+) {
     let lost = now.ringbuf_full - last.ringbuf_full;
     let lost_chunks = now.chunk_ringbuf_full - last.chunk_ringbuf_full;
     if lost == 0 && lost_chunks == 0 {
         return;
     }
     if !stopping {
-        warn!(lost, lost_chunks, total_lost = now.ringbuf_full, "ring buffer full: exec events lost");
+        warn!(
+            lost,
+            lost_chunks,
+            total_lost = now.ringbuf_full,
+            "ring buffer full: exec events lost"
+        );
     }
     output.submit(Arc::new(loss::capture_loss(host, lost, lost_chunks, now)));
 }

@@ -80,10 +80,17 @@ pub fn start_audit(
     if config.audit.file.is_none() && config.audit.webhook.is_none() {
         return Ok(None);
     }
-    let rules = Arc::new(AuditRules::load(&config.audit.rule_files).map_err(DaemonError::AuditRules)?);
+    let rules =
+        Arc::new(AuditRules::load(&config.audit.rule_files).map_err(DaemonError::AuditRules)?);
     let stats = Arc::new(AuditStats::default());
     let (tx, mut rx) = mpsc::channel::<serde_json::Value>(1024);
-    let sources = tokio::spawn(t1609_k8saudit::run_sources(config.audit.clone(), rules, tx, stats, stop));
+    let sources = tokio::spawn(t1609_k8saudit::run_sources(
+        config.audit.clone(),
+        rules,
+        tx,
+        stats,
+        stop,
+    ));
     info!(
         file = config.audit.file.is_some(),
         webhook = config.audit.webhook.is_some(),

@@ -102,10 +102,15 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(config: &Config, links: Links) -> Result<Self, PipelineError> {
         let mut network = NetworkRules::builtin()?;
-        network.set_expected_clients("t1609.runtime_socket_access", &config.network.expected_clients);
+        network.set_expected_clients(
+            "t1609.runtime_socket_access",
+            &config.network.expected_clients,
+        );
         let tuning = Tuning::new(config.exceptions.clone(), config.context.dedup_window_ms)?;
         let context = Context::new(&config.context, &config.host.root, &config.host.proc);
-        links.counters.set(Counter::ProcessTable, context.table.len() as u64);
+        links
+            .counters
+            .set(Counter::ProcessTable, context.table.len() as u64);
         Ok(Self {
             engine: links.engine,
             repeats: Repeats::new(links.recorder.is_none()),
@@ -157,7 +162,15 @@ impl Pipeline {
         let engine = self.engine.borrow().clone();
         // 1. shortcut
         let c = &self.counters;
-        if self.repeats.replay(exec, &engine, &mut self.context, &mut self.tuning, &mut self.links, c, now) {
+        if self.repeats.replay(
+            exec,
+            &engine,
+            &mut self.context,
+            &mut self.tuning,
+            &mut self.links,
+            c,
+            now,
+        ) {
             return Handled {
                 replayed: true,
                 alerts: 0,
@@ -168,7 +181,8 @@ impl Pipeline {
         let mut leader = None;
         // 3. record
         let member = exec.session != 0 && !exec.session_root;
-        let doc = (self.recorder.is_some() || member).then(|| self.event_document(exec, &event, &ctx, &mut leader));
+        let doc = (self.recorder.is_some() || member)
+            .then(|| self.event_document(exec, &event, &ctx, &mut leader));
         if let (Some(rec), Some(doc)) = (self.recorder.as_mut(), &doc) {
             rec.write(doc);
         }
@@ -199,9 +213,15 @@ impl Pipeline {
             }
             let group = alert.group_id.as_deref().unwrap_or(&alert.event_id);
             let link: (Arc<str>, Arc<str>) = (group.into(), alert.event_id.as_str().into());
-            self.links.remember(exec.tgid, link.0.clone(), link.1.clone(), now);
+            self.links
+                .remember(exec.tgid, link.0.clone(), link.1.clone(), now);
             fates.link = Some(link);
-            match self.tuning.triage(&alert.rule_id, &mut judged, time::OffsetDateTime::now_utc(), Instant::now()) {
+            match self.tuning.triage(
+                &alert.rule_id,
+                &mut judged,
+                time::OffsetDateTime::now_utc(),
+                Instant::now(),
+            ) {
                 Triage::Suppressed => {
                     self.counters.inc(Counter::Suppressed);
                     fates.suppressed += 1;
@@ -213,7 +233,8 @@ impl Pipeline {
                 Triage::Emit { verdict, key } => {
                     fates.emitted_or_folded = true;
                     emitted += 1;
-                    let leader = *leader.get_or_insert_with(|| self.context.session_leader(exec.tgid));
+                    let leader =
+                        *leader.get_or_insert_with(|| self.context.session_leader(exec.tgid));
                     let doc = self.emit(&alert, &ctx, leader, &verdict, now);
                     if let Some(first) = self.followups.as_mut() {
                         first.remember(key, &doc);
@@ -222,7 +243,8 @@ impl Pipeline {
             }
         }
         // 8. remember for repeats
-        self.repeats.remember_fates(&engine, exec, &self.context.table, fates, now);
+        self.repeats
+            .remember_fates(&engine, exec, &self.context.table, fates, now);
         Handled {
             replayed: false,
             alerts: emitted,
@@ -230,7 +252,13 @@ impl Pipeline {
     }
 
     /// The exec's own ECS event document, for `--record` and session summaries.
-    fn event_document(&self, exec: &CapturedExec, event: &ProcessEvent, ctx: &ExecContext, leader: &mut Option<Option<u32>>) -> Value {
+    fn event_document(
+        &self,
+        exec: &CapturedExec,
+        event: &ProcessEvent,
+        ctx: &ExecContext,
+        leader: &mut Option<Option<u32>>,
+    ) -> Value {
         let mut doc = event.to_ecs();
         let leader = *leader.get_or_insert_with(|| self.context.session_leader(exec.tgid));
         augment(&mut doc, ctx, leader);
@@ -244,14 +272,24 @@ impl Pipeline {
     }
 
     /// Step 7: the alert's document, its target, the session it expects, the sinks.
-    fn emit(&mut self, alert: &Alert, ctx: &ExecContext, leader: Option<u32>, verdict: &Verdict, now: Instant) -> Arc<Value> {
+    fn emit(
+        &mut self,
+        alert: &Alert,
+        ctx: &ExecContext,
+        leader: Option<u32>,
+        verdict: &Verdict,
+        now: Instant,
+    ) -> Arc<Value> {
         let mut doc = alert.to_ecs();
         augment(&mut doc, ctx, leader);
         verdict.apply(&mut doc);
         let target = self.targets.resolve(alert.argv.as_deref(), &mut doc);
         if target.is_exec {
             self.sessions.expect(PendingExec {
-                group_id: alert.group_id.clone().unwrap_or_else(|| alert.event_id.clone()),
+                group_id: alert
+                    .group_id
+                    .clone()
+                    .unwrap_or_else(|| alert.event_id.clone()),
                 event_id: alert.event_id.clone(),
                 at: now,
                 target: target.key,
@@ -267,7 +305,12 @@ impl Pipeline {
         proc.user_name = self.context.user_name(net.uid);
         let name = proc.name(&net.comm);
         let now = Instant::now();
-        let rules: Vec<_> = self.network.matching(net, &name).into_iter().cloned().collect();
+        let rules: Vec<_> = self
+            .network
+            .matching(net, &name)
+            .into_iter()
+            .cloned()
+            .collect();
         for rule in rules {
             let (group_id, related) = match self.links.lookup(net.tgid, now) {
                 Some((g, e)) => (g.to_owned(), Some(e.to_owned())),
@@ -279,7 +322,8 @@ impl Pipeline {
                 related: related.as_deref(),
                 host: self.context.host.hostname.as_deref(),
             };
-            self.emitter.emit(network::alert_doc(&rule, net, &proc, links));
+            self.emitter
+                .emit(network::alert_doc(&rule, net, &proc, links));
         }
     }
 
@@ -341,7 +385,8 @@ impl Pipeline {
     /// Process table housekeeping, and the gauges of what the pipeline holds.
     fn housekeeping(&mut self) {
         if let Some(first) = &self.followups {
-            self.counters.set(Counter::FirstAlertsKept, first.len() as u64);
+            self.counters
+                .set(Counter::FirstAlertsKept, first.len() as u64);
         }
         self.context.housekeeping();
         let c = &self.counters;
@@ -351,12 +396,17 @@ impl Pipeline {
     }
 
     fn flush_sessions(&mut self, all: bool) {
-        let window = if all { Duration::ZERO } else { self.session_window };
+        let window = if all {
+            Duration::ZERO
+        } else {
+            self.session_window
+        };
         for s in self.sessions.take_due(window, Instant::now()) {
             if s.commands.is_empty() && s.linked.is_none() {
                 continue; // a runtime exec that ran nothing we saw, tied to no alert
             }
-            self.emitter.emit(session_alert(&s, self.context.host.hostname.as_deref()));
+            self.emitter
+                .emit(session_alert(&s, self.context.host.hostname.as_deref()));
         }
     }
 }

@@ -104,7 +104,10 @@ impl Repeats {
     /// dedup windows. The table records it, the dedup windows and counters count its
     /// alerts, and a later connect of the process is linked to the alerts it repeats.
     /// `true` when replayed.
-    #[expect(clippy::too_many_arguments, reason = "the stages a replay updates, each once")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the stages a replay updates, each once"
+    )]
     pub fn replay(
         &mut self,
         exec: &CapturedExec,
@@ -125,7 +128,12 @@ impl Repeats {
         if !tuning.count_if_all_repeats(&outcome.repeated, now) {
             return false;
         }
-        context.on_repeat_exec(exec, &outcome.name, outcome.executable.clone(), outcome.args.clone());
+        context.on_repeat_exec(
+            exec,
+            &outcome.name,
+            outcome.executable.clone(),
+            outcome.args.clone(),
+        );
         if let Some((group, event_id)) = &outcome.link {
             links.remember(exec.tgid, group.clone(), event_id.clone(), now);
         }
@@ -138,7 +146,14 @@ impl Repeats {
     /// The last step of the exec path: remembers what the full path decided for the exec
     /// just handled, for its repeats, unless it emitted or folded an alert. The outcome
     /// shares the table entry's executable and argv, as its repeats' entries will.
-    pub fn remember_fates(&mut self, engine: &Arc<Engine>, exec: &CapturedExec, table: &ProcessTable, fates: Fates, now: Instant) {
+    pub fn remember_fates(
+        &mut self,
+        engine: &Arc<Engine>,
+        exec: &CapturedExec,
+        table: &ProcessTable,
+        fates: Fates,
+        now: Instant,
+    ) {
         if !self.eligible || fates.emitted_or_folded {
             return;
         }
