@@ -82,9 +82,9 @@ pub struct CapturedExec {
     pub pid_ns: u32,
     pub mnt_ns: u32,
     pub cgroup_id: u64,
-    /// Address of the task's css_set at the exec (an identity, never dereferenced).
+    /// Address of the task's `css_set` at the exec (an identity, never dereferenced).
     pub css_set: u64,
-    /// The css_set was the parent's at the exec: same cgroups in every hierarchy.
+    /// The `css_set` was the parent's at the exec: same cgroups in every hierarchy.
     pub same_cgroups_as_parent: bool,
     /// (vfsmount, dentry) identity of the working directory at the exec, (0, 0) if unknown.
     pub pwd: (u64, u64),
@@ -111,7 +111,7 @@ pub struct CapturedExec {
     pub ancestors: Vec<(u32, Comm)>,
 }
 
-/// A connect() to a watched port or runtime socket.
+/// A `connect()` to a watched port or runtime socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CapturedNet {
     pub ktime_ns: u64,
@@ -494,7 +494,7 @@ pub(crate) mod tests {
 
     fn as_bytes<T>(v: &T) -> Vec<u8> {
         // SAFETY: test helper viewing a repr(C) value as bytes.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+        unsafe { std::slice::from_raw_parts(std::ptr::from_ref::<T>(v).cast::<u8>(), size_of::<T>()) }.to_vec()
     }
 
     pub fn exec_record(tgid: u32, argv: &[u8], total: usize, chunks: u32) -> Vec<u8> {

@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load the eBPF probe and watch execs (needs root or CAP_BPF + CAP_PERFMON).
+    /// Load the eBPF probe and watch execs (needs root or `CAP_BPF` + `CAP_PERFMON`).
     Run {
         /// TOML config file (every key optional).
         #[arg(long)]
@@ -35,7 +35,7 @@ enum Command {
         /// Extra rule file or directory (repeatable), loaded after the built-in pack.
         #[arg(long = "rules", value_name = "PATH")]
         rules: Vec<PathBuf>,
-        /// Alert sink (repeatable): stdout, journald, socket-server:PATH, socket-client:PATH, file:PATH.
+        /// Alert sink (repeatable): stdout, journald, socket-server:PATH, socket-client:PATH, <file:PATH>.
         #[arg(long = "output", value_name = "SINK")]
         outputs: Vec<String>,
     },

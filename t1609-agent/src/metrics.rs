@@ -93,14 +93,11 @@ fn register_stats(reg: &mut Registry, s: &stats::Snapshot) {
         match (def.label, def.kind) {
             (Some((name, value)), _) => {
                 let labels = vec![(name.to_owned(), value.to_owned())];
-                match families.iter().position(|(m, ..)| *m == def.metric) {
-                    Some(i) => families[i].2.get_or_create(&labels).inc_by(v),
-                    None => {
-                        let f = Family::<Labels, Counter>::default();
-                        f.get_or_create(&labels).inc_by(v);
-                        families.push((def.metric, def.help, f));
-                        0
-                    }
+                if let Some(i) = families.iter().position(|(m, ..)| *m == def.metric) { families[i].2.get_or_create(&labels).inc_by(v) } else {
+                    let f = Family::<Labels, Counter>::default();
+                    f.get_or_create(&labels).inc_by(v);
+                    families.push((def.metric, def.help, f));
+                    0
                 };
             }
             (None, Kind::Counter) => {

@@ -1,16 +1,16 @@
 //! Capabilities: checked before loading the probes, dropped once they are attached.
 //!
-//! Loading and attaching eBPF needs CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN), and mounting
-//! tracefs CAP_SYS_ADMIN; after that, everything the agent does with the kernel objects
+//! Loading and attaching eBPF needs `CAP_BPF` + `CAP_PERFMON` (or `CAP_SYS_ADMIN`), and mounting
+//! tracefs `CAP_SYS_ADMIN`; after that, everything the agent does with the kernel objects
 //! goes through file descriptors it already holds (ring buffer, map updates on reload,
 //! program info), which needs no capability. What it keeps:
-//! - CAP_SYS_PTRACE: `readlink /proc/<pid>/exe`, `/proc/<pid>/cwd` and `/proc/<pid>/ns/*`
+//! - `CAP_SYS_PTRACE`: `readlink /proc/<pid>/exe`, `/proc/<pid>/cwd` and `/proc/<pid>/ns/*`
 //!   of other users' and more privileged processes (the kernel's ptrace read check);
-//! - CAP_DAC_READ_SEARCH: reading `/proc/<pid>/` entries of processes whose files are
+//! - `CAP_DAC_READ_SEARCH`: reading `/proc/<pid>/` entries of processes whose files are
 //!   not world-readable.
 //!
 //! Everything else leaves the effective, permitted, inheritable and ambient sets, and
-//! the bounding set when CAP_SETPCAP allows it, so an exploited agent cannot regain it.
+//! the bounding set when `CAP_SETPCAP` allows it, so an exploited agent cannot regain it.
 
 use caps::{CapSet, Capability, CapsHashSet};
 

@@ -156,18 +156,15 @@ pub fn replay(
         let audit_doc = serde_json::from_str::<Value>(line).ok().filter(|v| {
             t1609_k8saudit::looks_like_audit(v) || t1609_k8saudit::looks_like_audit_list(v)
         });
-        match audit_doc.map(|v| audit.evaluate_value(&v)) {
-            Some(Ok(alerts)) => {
-                for a in alerts {
-                    writeln!(tuned, "{a}")?;
-                    audit_alerts += 1;
-                }
-                process_lines.push('\n');
+        if let Some(Ok(alerts)) = audit_doc.map(|v| audit.evaluate_value(&v)) {
+            for a in alerts {
+                writeln!(tuned, "{a}")?;
+                audit_alerts += 1;
             }
-            _ => {
-                process_lines.push_str(line);
-                process_lines.push('\n');
-            }
+            process_lines.push('\n');
+        } else {
+            process_lines.push_str(line);
+            process_lines.push('\n');
         }
     }
     let summary = t1609_detect::replay(&engine, process_lines.as_bytes(), &mut tuned, err);

@@ -235,7 +235,7 @@ fn symlink_named_kubectl_reports_the_link() {
 }
 
 /// While new commands keep coming, the reader polls on its timer and stamps the probe's
-/// wake-up clock (a shared mapping of LAST_WAKEUP), so the probe forces almost no
+/// wake-up clock (a shared mapping of `LAST_WAKEUP`), so the probe forces almost no
 /// wake-ups. Without the stamp it would force one every `wakeup_interval_us` (5 ms).
 /// (A stream of exact repeats goes quiet instead: see the next test.)
 #[test]

@@ -14,7 +14,7 @@ use std::{
 use common::*;
 use serde_json::Value;
 
-const SERVER: &str = r#"
+const SERVER: &str = r"
 import http.server, socket, ssl, sys, os
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
@@ -39,7 +39,7 @@ else:
     srv = U(path, H)
 print('listening', flush=True)
 srv.serve_forever()
-"#;
+";
 
 struct Server(Child);
 
@@ -339,7 +339,7 @@ fn ready(log: &[String]) -> String {
         .unwrap_or_default()
 }
 
-/// Unix connects are caught by the cgroup hook, which only AF_UNIX connects pay for,
+/// Unix connects are caught by the cgroup hook, which only `AF_UNIX` connects pay for,
 /// or by the syscall tracepoint, which every syscall on the host pays for; with no
 /// runtime socket configured, by neither. Each start attaches what its ready line says.
 /// The build machine (Linux 6.18, the host's cgroup namespace) has the cgroup hook, so

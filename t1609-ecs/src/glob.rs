@@ -66,7 +66,7 @@ pub fn glob_match(pattern: &str, value: &str) -> bool {
 /// after `]`), or `None` when the class is unterminated.
 fn class(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
     let mut i = start + 1;
-    let negate = matches!(p.get(i), Some('!') | Some('^'));
+    let negate = matches!(p.get(i), Some('!' | '^'));
     if negate {
         i += 1;
     }

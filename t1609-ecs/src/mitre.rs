@@ -98,7 +98,7 @@ impl Threat {
     /// The ECS document fragment.
     pub fn to_ecs(&self) -> Value {
         fn lists(refs: &[MitreRef]) -> Value {
-            let col = |f: fn(&MitreRef) -> &str| refs.iter().map(|r| f(r)).collect::<Vec<_>>();
+            let col = |f: fn(&MitreRef) -> &str| refs.iter().map(&f).collect::<Vec<_>>();
             json!({"id": col(|r| &r.id), "name": col(|r| &r.name), "reference": col(|r| &r.reference)})
         }
         json!({

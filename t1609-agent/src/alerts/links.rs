@@ -18,7 +18,7 @@ pub struct AlertLinks {
     order: VecDeque<(u32, Instant)>,
 }
 
-const LINK_WINDOW: Duration = Duration::from_secs(60);
+const LINK_WINDOW: Duration = Duration::from_mins(1);
 /// Bound on remembered processes whatever the alert rate.
 const LINK_MAX: usize = 8192;
 

@@ -98,7 +98,7 @@ fn load_object(opts: &CaptureOptions, offsets: &KernelOffsets) -> Result<Ebpf, C
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: plain syscall with a valid pointer.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const rlim) } != 0 {
         debug!("could not raise RLIMIT_MEMLOCK (fine on kernels >= 5.11)");
     }
     let config = ProbeConfig {

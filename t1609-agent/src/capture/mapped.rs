@@ -1,5 +1,5 @@
 //! The probe's mmapable arrays, mapped into the agent, so a hot-path update is one
-//! atomic on shared memory instead of a bpf() call (which, with syscall auditing on,
+//! atomic on shared memory instead of a `bpf()` call (which, with syscall auditing on,
 //! costs microseconds).
 //!
 //! - `LAST_WAKEUP`: the reader stamps it on every poll that finds records, hundreds of
@@ -92,7 +92,7 @@ impl WakeupClock {
         MappedArray::new(map, "LAST_WAKEUP", 8).map(Self)
     }
 
-    /// Tells the probe a wake-up just happened (`now_ns`: CLOCK_BOOTTIME, its clock).
+    /// Tells the probe a wake-up just happened (`now_ns`: `CLOCK_BOOTTIME`, its clock).
     pub fn stamp(&self, now_ns: u64) {
         self.0.u64_at(0).store(now_ns, Ordering::Relaxed);
     }

@@ -52,8 +52,8 @@ pub enum UnixConnectHook {
     /// the syscall tracepoint.
     #[default]
     Auto,
-    /// The cgroup `connect_unix` hook on the root cgroup (Linux >= 6.7, CAP_NET_ADMIN, a
-    /// mount of the host's root cgroup v2): AF_UNIX connects only. Start-up fails without it.
+    /// The cgroup `connect_unix` hook on the root cgroup (Linux >= 6.7, `CAP_NET_ADMIN`, a
+    /// mount of the host's root cgroup v2): `AF_UNIX` connects only. Start-up fails without it.
     Cgroup,
     /// `syscalls:sys_enter_connect`: any kernel, but every syscall on the host pays for it.
     Tracepoint,
@@ -96,7 +96,7 @@ pub struct Capture {
     watch_words: Vec<u32>,
     counters: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
-    /// When the probe last forced a wake-up (CLOCK_BOOTTIME ns); handed to the reader.
+    /// When the probe last forced a wake-up (`CLOCK_BOOTTIME` ns); handed to the reader.
     /// `None` when it could not be mapped: the probe then forces its periodic wake-ups.
     last_wakeup: Option<WakeupClock>,
     /// The counting filter in front of `TRACKED`. `None` when it could not be mapped:
@@ -143,8 +143,7 @@ impl Capture {
         let sum = |idx: u32| -> u64 {
             self.counters
                 .get(&idx, 0)
-                .map(|v| v.iter().sum())
-                .unwrap_or(0)
+                .map_or(0, |v| v.iter().sum())
         };
         KernelCounters {
             ringbuf_full: sum(counters::RINGBUF_FULL),

@@ -50,7 +50,7 @@ const KIND_TYPE_TAG: u32 = 18;
 
 /// Just enough of a BTF reader to find member offsets: the raw file plus one index entry
 /// per type. A general BTF library builds every type of vmlinux in memory (about 40 MB
-/// of heap at start-up, counted against a DaemonSet's memory limit); this keeps ~6 MB.
+/// of heap at start-up, counted against a `DaemonSet`'s memory limit); this keeps ~6 MB.
 struct Btf {
     raw: Vec<u8>,
     /// Start of the type section in `raw`.

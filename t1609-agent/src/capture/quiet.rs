@@ -46,7 +46,7 @@ pub(super) struct QuietMode {
     /// The probe's quiet mode is on.
     on: bool,
     /// When the last drain, if it was on the quiet timer rather than a wake-up, ran
-    /// (CLOCK_BOOTTIME ns, the probe's clock).
+    /// (`CLOCK_BOOTTIME` ns, the probe's clock).
     timer_drain_at: Option<u64>,
 }
 

@@ -1,5 +1,5 @@
 //! Unix-socket connects through the cgroup `connect_unix` hook (Linux >= 6.7) on the
-//! root cgroup. It runs for AF_UNIX connects only, io_uring's included, and costs the
+//! root cgroup. It runs for `AF_UNIX` connects only, `io_uring`'s included, and costs the
 //! host's other syscalls nothing, where a program on `syscalls:sys_enter_connect` sends
 //! every syscall of every task through the slow syscall path (~1 % of a busybox exec on
 //! the build VM, whose spawn makes ~150 syscalls).
@@ -7,7 +7,7 @@
 //! aya 0.14 has no `connect_unix` attach type, so the probe object declares the program
 //! as `connect4`; this module parses the same object with aya-obj, relocates that one
 //! program against the maps aya created (by name, so both share them), and loads and
-//! links it with two bpf() calls. Until loaded here, aya holds it unloaded.
+//! links it with two `bpf()` calls. Until loaded here, aya holds it unloaded.
 
 use std::{
     ffi::CString,
@@ -96,7 +96,7 @@ impl CgroupConnectHook {
 
 /// Where the root of the cgroup v2 hierarchy is mounted: `/sys/fs/cgroup` on unified
 /// hosts, `/sys/fs/cgroup/unified` on hybrid ones, or a host mount in a container
-/// (`/host/sys/fs/cgroup` in the DaemonSet).
+/// (`/host/sys/fs/cgroup` in the `DaemonSet`).
 ///
 /// Only the real root sees every task. A container's own `/sys/fs/cgroup`, under a
 /// private cgroup namespace, is a subtree that looks like a root from inside; a hook
@@ -140,7 +140,7 @@ fn open_cgroup2(path: &Path) -> Result<OwnedFd, UnixHookError> {
     })?;
     // SAFETY: fstatfs fills the zeroed struct for a valid fd.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &raw mut st) } != 0
         || st.f_type as libc::c_long != CGROUP2_SUPER_MAGIC
     {
         return Err(UnixHookError::NotCgroup2 {
@@ -222,32 +222,29 @@ fn load(insns: &[aya_obj::generated::bpf_insn]) -> Result<OwnedFd, UnixHookError
         expected_attach_type: BPF_CGROUP_UNIX_CONNECT,
         _rest: [0; 16],
     };
-    match bpf_fd(BPF_PROG_LOAD, &attr) {
-        Ok(fd) => Ok(fd),
-        Err(_) => {
-            // Again with the verifier's log, to say why.
-            attr.log_level = 1;
-            attr.log_size = log.len() as u32;
-            attr.log_buf = log.as_mut_ptr() as u64;
-            let source = bpf_fd(BPF_PROG_LOAD, &attr).err().unwrap_or_else(|| {
-                std::io::Error::other("loaded only when asked for a verifier log")
-            });
-            let text = String::from_utf8_lossy(&log);
-            let text = text.trim_end_matches('\0').trim();
-            let tail: String = text.lines().rev().take(8).collect::<Vec<_>>().join(" / ");
-            Err(UnixHookError::Load {
-                source,
-                log: if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!("; verifier: {tail}")
-                },
-            })
-        }
+    if let Ok(fd) = bpf_fd(BPF_PROG_LOAD, &attr) { Ok(fd) } else {
+        // Again with the verifier's log, to say why.
+        attr.log_level = 1;
+        attr.log_size = log.len() as u32;
+        attr.log_buf = log.as_mut_ptr() as u64;
+        let source = bpf_fd(BPF_PROG_LOAD, &attr).err().unwrap_or_else(|| {
+            std::io::Error::other("loaded only when asked for a verifier log")
+        });
+        let text = String::from_utf8_lossy(&log);
+        let text = text.trim_end_matches('\0').trim();
+        let tail: String = text.lines().rev().take(8).collect::<Vec<_>>().join(" / ");
+        Err(UnixHookError::Load {
+            source,
+            log: if tail.is_empty() {
+                String::new()
+            } else {
+                format!("; verifier: {tail}")
+            },
+        })
     }
 }
 
-/// `union bpf_attr` for BPF_PROG_LOAD, up to `expected_attach_type`, zero-padded.
+/// `union bpf_attr` for `BPF_PROG_LOAD`, up to `expected_attach_type`, zero-padded.
 #[repr(C)]
 struct ProgLoadAttr {
     prog_type: u32,
@@ -265,7 +262,7 @@ struct ProgLoadAttr {
     _rest: [u64; 16],
 }
 
-/// `union bpf_attr` for BPF_LINK_CREATE, up to `flags`, zero-padded.
+/// `union bpf_attr` for `BPF_LINK_CREATE`, up to `flags`, zero-padded.
 #[repr(C)]
 struct LinkCreateAttr {
     prog_fd: u32,
@@ -285,7 +282,7 @@ fn bpf_fd<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<OwnedFd> {
         libc::syscall(
             libc::SYS_bpf,
             cmd,
-            attr as *const T,
+            std::ptr::from_ref::<T>(attr),
             std::mem::size_of::<T>() as libc::c_uint,
         )
     };

@@ -60,7 +60,7 @@ pub enum Woken {
 fn timespec(d: Duration) -> libc::timespec {
     libc::timespec {
         tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long, // below 10^9: fits
+        tv_nsec: libc::c_long::from(d.subsec_nanos()), // below 10^9: fits
     }
 }
 
@@ -81,7 +81,7 @@ pub fn wait(fd: RawFd, stop: &StopSignal, timeout: Duration) -> io::Result<Woken
     let n = fds.len() as libc::nfds_t;
     let ts = timespec(timeout);
     // SAFETY: `fds` holds `n` valid pollfd entries; `ts` outlives the call.
-    let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), n, &ts, std::ptr::null()) };
+    let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), n, &raw const ts, std::ptr::null()) };
     if rc < 0 {
         let e = io::Error::last_os_error();
         return if e.kind() == io::ErrorKind::Interrupted {

@@ -1,5 +1,5 @@
 //! Where an exec ran, from its cgroups, read from /proc only when the kernel says it must
-//! be: the exec record carries the task's css_set identity and whether the parent shares
+//! be: the exec record carries the task's `css_set` identity and whether the parent shares
 //! it, so an exec in its parent's cgroups reuses what the table learnt for the parent.
 
 use std::{
@@ -26,7 +26,7 @@ pub struct Cgroups {
     /// whose /proc entry is gone still gets its container from a sibling (the container's
     /// init lives as long as the container).
     by_mnt_ns: HashMap<u32, (Option<CgroupContext>, Instant)>,
-    /// Execs whose cgroups came from their parent's css_set instead of /proc.
+    /// Execs whose cgroups came from their parent's `css_set` instead of /proc.
     pub reads_saved: u64,
 }
 
@@ -117,8 +117,8 @@ impl Cgroups {
     }
 }
 
-/// The cgroups of an exec without reading /proc, when its css_set is the one the table
-/// read its parent's cgroups for (the kernel hands over the css_set identity).
+/// The cgroups of an exec without reading /proc, when its `css_set` is the one the table
+/// read its parent's cgroups for (the kernel hands over the `css_set` identity).
 fn from_parent(exec: &CapturedExec, table: &ProcessTable) -> Option<Arc<str>> {
     if exec.css_set == 0 {
         return None;

@@ -133,7 +133,7 @@ impl Context {
         }))
     }
 
-    /// Execs whose cgroups came from their parent's css_set instead of /proc.
+    /// Execs whose cgroups came from their parent's `css_set` instead of /proc.
     pub fn cgroup_reads_saved(&self) -> u64 {
         self.cgroups.reads_saved
     }

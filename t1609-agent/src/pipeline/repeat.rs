@@ -2,7 +2,7 @@
 //! script) sends the same exec again and again, and after the first one every alert it
 //! raises is a repeat that the dedup window only counts. For an exec identical to one
 //! handled less than [`TTL`] ago — same binary, argv, credentials, terminal, namespaces,
-//! css_set, working directory, parent and ancestors, all as the process table holds them —
+//! `css_set`, working directory, parent and ancestors, all as the process table holds them —
 //! the pipeline replays that exec's outcome (table entry, suppressed and repeated alerts)
 //! instead of building the event and evaluating the rules again.
 //!
@@ -71,9 +71,9 @@ pub struct Repeats {
     disabled: bool,
     /// The exec being handled was eligible ([`Repeats::identify`]).
     eligible: bool,
-    /// A fast seeded hash, not SipHash, though argv is the attacker's: the map holds at
+    /// A fast seeded hash, not `SipHash`, though argv is the attacker's: the map holds at
     /// most [`MAX_ENTRIES`] identities of at most [`MAX_IDENTITY_BYTES`], so even keys
-    /// crafted to collide cost a bounded scan, and SipHash over the ~0.5 KB identity was
+    /// crafted to collide cost a bounded scan, and `SipHash` over the ~0.5 KB identity was
     /// a fifth of a replayed repeat's instructions.
     entries: HashMap<Box<[u8]>, (Instant, Outcome), foldhash::fast::RandomState>,
     /// The rules the outcomes were decided with; a reload clears them.
@@ -172,7 +172,7 @@ impl Repeats {
     }
 
     /// Builds `exec`'s identity from the record and the table. `false` when the exec is
-    /// not eligible: its full path would read /proc (unknown parent, ancestor, css_set or
+    /// not eligible: its full path would read /proc (unknown parent, ancestor, `css_set` or
     /// directory), it belongs to a session, or its identity is too long.
     fn identify(&mut self, exec: &CapturedExec, table: &ProcessTable) -> bool {
         self.identity.clear();
@@ -303,7 +303,7 @@ mod tests {
 
     fn table() -> ProcessTable {
         // An empty proc root: nothing is read from the real /proc.
-        let mut t = ProcessTable::new(Path::new("/nonexistent"), 64, Duration::from_secs(60));
+        let mut t = ProcessTable::new(Path::new("/nonexistent"), 64, Duration::from_mins(1));
         for (pid, ppid, name) in [(100, 1, "bash"), (1, 0, "systemd")] {
             t.on_exec(ProcInfo {
                 pid,
@@ -390,7 +390,7 @@ mod tests {
                     e.tty = Some(crate::decode::Tty {
                         index: 1,
                         name: "pts1".into(),
-                    })
+                    });
                 }),
             ),
             (
