@@ -25,9 +25,11 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
-    #[error("{path}: invalid value for `{key}`: {value} ({allowed})")]
+    #[error("{path}{}: invalid value for `{key}`: {value} ({allowed})", line.map(|l| format!(":{l}")).unwrap_or_default())]
     Invalid {
         path: PathBuf,
+        /// Where the key is set, when the file says.
+        line: Option<usize>,
         key: &'static str,
         value: String,
         allowed: String,
@@ -217,7 +219,22 @@ impl Config {
                 message: e.message().to_owned(),
             }
         })?;
-        config.validate(path)?;
+        config.validate(path).map_err(|e| match e {
+            ConfigError::Invalid {
+                path,
+                key,
+                value,
+                allowed,
+                ..
+            } => ConfigError::Invalid {
+                line: key_line(text, key),
+                path,
+                key,
+                value,
+                allowed,
+            },
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -238,120 +255,163 @@ impl Config {
         d
     }
 
+    /// Checks every value the types allow but the agent does not; the error names the
+    /// key, the value and what is allowed.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key, value: String, allowed: &str| ConfigError::Invalid {
-            path: path.to_owned(),
-            key,
-            value,
-            allowed: allowed.to_owned(),
-        };
-        let rb = self.capture.ring_buffer_bytes;
-        if !rb.is_power_of_two() || !(4096 * 16..=1 << 30).contains(&rb) {
-            return Err(invalid(
-                "capture.ring_buffer_bytes",
-                rb.to_string(),
-                "a power of two from 65536 to 1073741824",
-            ));
-        }
-        if self.capture.wakeup_interval_us > 100_000 {
-            return Err(invalid(
-                "capture.wakeup_interval_us",
-                self.capture.wakeup_interval_us.to_string(),
-                "0 to 100000 microseconds",
-            ));
-        }
-        for name in &self.capture.extra_watch {
-            if watch_key(name).is_err() {
-                return Err(invalid(
-                    "capture.extra_watch",
-                    format!("{name:?}"),
-                    "non-empty executable names without '/' or NUL",
-                ));
-            }
-        }
-        let mut deliver = self.deliver.clone();
-        if deliver.sinks.is_empty() {
-            deliver.sinks.push(t1609_deliver::SinkSpec::Stdout);
-        }
-        if let Err(e) = deliver.validate() {
+        if let Err(source) = self.deliver_config().validate() {
             return Err(ConfigError::Deliver {
                 path: path.to_owned(),
-                source: e,
+                source,
             });
         }
+        self.check_capture()
+            .and_then(|()| self.check_network_and_sessions())
+            .and_then(|()| self.check_context())
+            .and_then(|()| self.check_sources())
+            .map_err(|(key, value, allowed)| ConfigError::Invalid {
+                path: path.to_owned(),
+                line: None,
+                key,
+                value,
+                allowed: allowed.to_owned(),
+            })
+    }
+
+    fn check_capture(&self) -> Result<(), Rejected> {
+        let c = &self.capture;
+        let rb = c.ring_buffer_bytes;
+        check(
+            rb.is_power_of_two() && (4096 * 16..=1 << 30).contains(&rb),
+            "capture.ring_buffer_bytes",
+            rb,
+            "a power of two from 65536 to 1073741824",
+        )?;
+        check(
+            c.wakeup_interval_us <= 100_000,
+            "capture.wakeup_interval_us",
+            c.wakeup_interval_us,
+            "0 to 100000 microseconds",
+        )?;
+        for name in &c.extra_watch {
+            check(
+                watch_key(name).is_ok(),
+                "capture.extra_watch",
+                format!("{name:?}"),
+                NAMES,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn check_network_and_sessions(&self) -> Result<(), Rejected> {
         for p in &self.network.runtime_sockets {
-            if unix_path_key(p).is_err() {
-                return Err(invalid(
-                    "network.runtime_sockets",
-                    p.display().to_string(),
-                    "non-empty paths shorter than 108 bytes",
-                ));
-            }
+            check(
+                unix_path_key(p).is_ok(),
+                "network.runtime_sockets",
+                p.display(),
+                "non-empty paths shorter than 108 bytes",
+            )?;
         }
         for name in &self.session.seeds {
-            if watch_key(name).is_err() {
-                return Err(invalid(
-                    "session.seeds",
-                    format!("{name:?}"),
-                    "non-empty executable names without '/' or NUL",
-                ));
-            }
+            check(
+                watch_key(name).is_ok(),
+                "session.seeds",
+                format!("{name:?}"),
+                NAMES,
+            )?;
         }
+        let w = self.session.window_ms;
+        check(
+            (1..=600_000).contains(&w),
+            "session.window_ms",
+            w,
+            "1 to 600000 milliseconds",
+        )
+    }
+
+    fn check_context(&self) -> Result<(), Rejected> {
+        let c = &self.context;
         // Lookups run on the capture thread: a long timeout would stall capture as long.
-        if !(1..=1000).contains(&self.context.runtime_timeout_ms) {
-            return Err(invalid(
-                "context.runtime_timeout_ms",
-                self.context.runtime_timeout_ms.to_string(),
-                "1 to 1000 milliseconds",
-            ));
-        }
-        if !(8..=65_536).contains(&self.context.dedup_kept_alerts) {
-            return Err(invalid(
-                "context.dedup_kept_alerts",
-                self.context.dedup_kept_alerts.to_string(),
-                "8 to 65536 alerts",
-            ));
-        }
-        if self.session.window_ms == 0 || self.session.window_ms > 600_000 {
-            return Err(invalid(
-                "session.window_ms",
-                self.session.window_ms.to_string(),
-                "1 to 600000 milliseconds",
-            ));
-        }
-        if let Err(e) = t1609_context::Exceptions::new(self.exceptions.clone()) {
-            return Err(invalid(
-                "exceptions",
-                e.to_string(),
-                "see t1609-context/README.md",
-            ));
-        }
-        if let Err(e) = self.audit.validate() {
-            return Err(invalid(
-                "audit",
-                e.to_string(),
-                "see t1609-k8saudit/README.md",
-            ));
-        }
-        if !self.metrics.listen.is_empty()
-            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            return Err(invalid(
-                "metrics.listen",
-                format!("{:?}", self.metrics.listen),
-                "an IP:port such as 127.0.0.1:9609, or \"\" to disable",
-            ));
-        }
+        check(
+            (1..=1000).contains(&c.runtime_timeout_ms),
+            "context.runtime_timeout_ms",
+            c.runtime_timeout_ms,
+            "1 to 1000 milliseconds",
+        )?;
+        check(
+            (8..=65_536).contains(&c.dedup_kept_alerts),
+            "context.dedup_kept_alerts",
+            c.dedup_kept_alerts,
+            "8 to 65536 alerts",
+        )?;
         for (key, p) in [
             ("host.root", &self.host.root),
             ("host.proc", &self.host.proc),
         ] {
-            if !p.is_absolute() {
-                return Err(invalid(key, p.display().to_string(), "an absolute path"));
-            }
+            check(p.is_absolute(), key, p.display(), "an absolute path")?;
         }
         Ok(())
     }
+
+    fn check_sources(&self) -> Result<(), Rejected> {
+        if let Err(e) = t1609_context::Exceptions::new(self.exceptions.clone()) {
+            return Err(("exceptions", e.to_string(), "see t1609-context/README.md"));
+        }
+        if let Err(e) = self.audit.validate() {
+            return Err(("audit", e.to_string(), "see t1609-k8saudit/README.md"));
+        }
+        let listen = &self.metrics.listen;
+        check(
+            listen.is_empty() || listen.parse::<std::net::SocketAddr>().is_ok(),
+            "metrics.listen",
+            format!("{listen:?}"),
+            "an IP:port such as 127.0.0.1:9609, or \"\" to disable",
+        )
+    }
+}
+
+const NAMES: &str = "non-empty executable names without '/' or NUL";
+
+/// A value the agent does not accept: its key, the value, what is allowed.
+type Rejected = (&'static str, String, &'static str);
+
+fn check(
+    ok: bool,
+    key: &'static str,
+    value: impl std::fmt::Display,
+    allowed: &'static str,
+) -> Result<(), Rejected> {
+    if ok {
+        Ok(())
+    } else {
+        Err((key, value.to_string(), allowed))
+    }
+}
+
+/// The 1-based line where `key` (`section.leaf`, or a whole section) is set in `text`.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    let (section, leaf) = key.split_once('.').unwrap_or((key, ""));
+    let mut current = "";
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            current = header.trim_matches(|c| c == '[' || c == ']').trim();
+            if leaf.is_empty()
+                && (current == section || current == "exception" && section == "exceptions")
+            {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        if current == section
+            && !leaf.is_empty()
+            && let Some(rest) = line.strip_prefix(leaf)
+            && rest.trim_start().starts_with('=')
+        {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -442,6 +502,7 @@ mod tests {
         let err = parse("[context]\ndedup_kept_alerts = 0\n")
             .unwrap_err()
             .to_string();
+        assert!(err.starts_with("test.toml:2: "), "names the line: {err}");
         assert!(
             err.contains("context.dedup_kept_alerts") && err.contains("8 to 65536"),
             "{err}"

@@ -48,7 +48,7 @@ impl Comm {
         let len = bytes.len().min(COMM_LEN);
         let mut c = Self::default();
         c.bytes[..len].copy_from_slice(&bytes[..len]);
-        c.len = len as u8;
+        c.len = u8::try_from(len).expect("COMM_LEN fits a u8");
         c
     }
 }
@@ -68,6 +68,10 @@ impl std::fmt::Debug for Comm {
 
 /// One exec as the kernel reported it, argv joined from all its records.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "the record's flags, each a named field the pipeline tests"
+)]
 pub struct CapturedExec {
     pub ktime_ns: u64,
     pub tgid: u32,
@@ -237,6 +241,74 @@ fn refill<T: Clone>(mut buf: Vec<T>, bytes: &[T]) -> Vec<T> {
     buf
 }
 
+/// An exec record (its argv's first chunk included), built into a spare when there is one.
+#[expect(
+    clippy::vec_box,
+    reason = "the boxes are what is reused: Captured holds one"
+)]
+fn decode_exec(
+    bytes: &[u8],
+    header: &RecordHeader,
+    spares: &mut Vec<Box<CapturedExec>>,
+) -> Result<Record, DecodeError> {
+    let rec = at::<ExecRecord>(bytes, "exec record")?;
+    let argv_len = bounded("argv_len", field!(rec.argv_len), ARGV_CHUNK_LEN)?;
+    let filename_len = bounded("filename_len", field!(rec.filename_len), PATH_LEN)?;
+    let chunks = bounded("chunks", field!(rec.chunks), ARGV_MAX_CHUNKS)?;
+    let f = header.flags;
+    let tty = (f & flags::HAS_TTY != 0).then(|| {
+        let name: [u8; TTY_NAME_LEN] = field!(rec.tty_name);
+        Tty {
+            index: field!(rec.tty_index),
+            name: String::from_utf8_lossy(nul_trimmed(&name)).into_owned(),
+        }
+    });
+    let loginuid: u32 = field!(rec.loginuid);
+    let loginuid = (f & flags::NO_LOGINUID == 0 && loginuid != u32::MAX).then_some(loginuid);
+    let comm: [u8; COMM_LEN] = field!(rec.comm);
+    let ancestors: [AncestorSlot; MAX_ANCESTORS] = field!(rec.ancestors);
+    let filename = &bytes[offset_of!(ExecRecord, filename)..][..filename_len as usize];
+    let argv = &bytes[offset_of!(ExecRecord, argv)..][..argv_len as usize];
+    let known = ancestors.iter().take_while(|a| a.tgid != 0).count();
+    let mut ancestor_buf = [(0u32, Comm::default()); MAX_ANCESTORS];
+    for (slot, a) in ancestor_buf.iter_mut().zip(&ancestors[..known]) {
+        *slot = (a.tgid, Comm::new(nul_trimmed(&a.comm)));
+    }
+    let mut boxed = spares.pop().unwrap_or_default();
+    let old = std::mem::take(&mut *boxed);
+    *boxed = CapturedExec {
+        ktime_ns: header.ktime_ns,
+        tgid: header.tgid,
+        pid: header.pid,
+        ppid: field!(rec.ppid),
+        uid: field!(rec.uid),
+        gid: field!(rec.gid),
+        euid: field!(rec.euid),
+        egid: field!(rec.egid),
+        loginuid,
+        pid_ns: field!(rec.pid_ns),
+        mnt_ns: field!(rec.mnt_ns),
+        cgroup_id: field!(rec.cgroup_id),
+        css_set: field!(rec.css_set),
+        same_cgroups_as_parent: f & flags::SAME_CGROUPS_AS_PARENT != 0,
+        pwd: (field!(rec.pwd_mnt), field!(rec.pwd_dentry)),
+        same_cwd_as_parent: f & flags::SAME_CWD_AS_PARENT != 0,
+        tty,
+        comm: Comm::new(nul_trimmed(&comm)),
+        filename: refill(old.filename, nul_trimmed(filename)),
+        argc: field!(rec.argc),
+        argv_total_len: field!(rec.argv_total_len),
+        argv: refill(old.argv, argv),
+        truncated: f & flags::ARGV_TRUNCATED != 0,
+        incomplete: f & flags::ARGV_CHUNK_LOST != 0,
+        argv_read_failed: f & flags::ARGV_READ_FAILED != 0,
+        session: field!(rec.session),
+        session_root: f & flags::SESSION_ROOT != 0,
+        ancestors: refill(old.ancestors, &ancestor_buf[..known]),
+    };
+    Ok(Record::Exec(boxed, chunks))
+}
+
 /// [`decode`], building an exec into one of `spares` (handled execs given back) instead
 /// of new allocations: every field is rewritten, and the vectors keep only their capacity.
 #[expect(
@@ -255,65 +327,7 @@ fn decode_reusing(
         });
     }
     match header.kind {
-        KIND_EXEC => {
-            let rec = at::<ExecRecord>(bytes, "exec record")?;
-            let argv_len = bounded("argv_len", field!(rec.argv_len), ARGV_CHUNK_LEN)?;
-            let filename_len = bounded("filename_len", field!(rec.filename_len), PATH_LEN)?;
-            let chunks = bounded("chunks", field!(rec.chunks), ARGV_MAX_CHUNKS)?;
-            let f = header.flags;
-            let tty = (f & flags::HAS_TTY != 0).then(|| {
-                let name: [u8; TTY_NAME_LEN] = field!(rec.tty_name);
-                Tty {
-                    index: field!(rec.tty_index),
-                    name: String::from_utf8_lossy(nul_trimmed(&name)).into_owned(),
-                }
-            });
-            let loginuid: u32 = field!(rec.loginuid);
-            let loginuid =
-                (f & flags::NO_LOGINUID == 0 && loginuid != u32::MAX).then_some(loginuid);
-            let comm: [u8; COMM_LEN] = field!(rec.comm);
-            let ancestors: [AncestorSlot; MAX_ANCESTORS] = field!(rec.ancestors);
-            let filename = &bytes[offset_of!(ExecRecord, filename)..][..filename_len as usize];
-            let argv = &bytes[offset_of!(ExecRecord, argv)..][..argv_len as usize];
-            let known = ancestors.iter().take_while(|a| a.tgid != 0).count();
-            let mut ancestor_buf = [(0u32, Comm::default()); MAX_ANCESTORS];
-            for (slot, a) in ancestor_buf.iter_mut().zip(&ancestors[..known]) {
-                *slot = (a.tgid, Comm::new(nul_trimmed(&a.comm)));
-            }
-            let mut boxed = spares.pop().unwrap_or_default();
-            let old = std::mem::take(&mut *boxed);
-            *boxed = CapturedExec {
-                ktime_ns: header.ktime_ns,
-                tgid: header.tgid,
-                pid: header.pid,
-                ppid: field!(rec.ppid),
-                uid: field!(rec.uid),
-                gid: field!(rec.gid),
-                euid: field!(rec.euid),
-                egid: field!(rec.egid),
-                loginuid,
-                pid_ns: field!(rec.pid_ns),
-                mnt_ns: field!(rec.mnt_ns),
-                cgroup_id: field!(rec.cgroup_id),
-                css_set: field!(rec.css_set),
-                same_cgroups_as_parent: f & flags::SAME_CGROUPS_AS_PARENT != 0,
-                pwd: (field!(rec.pwd_mnt), field!(rec.pwd_dentry)),
-                same_cwd_as_parent: f & flags::SAME_CWD_AS_PARENT != 0,
-                tty,
-                comm: Comm::new(nul_trimmed(&comm)),
-                filename: refill(old.filename, nul_trimmed(filename)),
-                argc: field!(rec.argc),
-                argv_total_len: field!(rec.argv_total_len),
-                argv: refill(old.argv, argv),
-                truncated: f & flags::ARGV_TRUNCATED != 0,
-                incomplete: f & flags::ARGV_CHUNK_LOST != 0,
-                argv_read_failed: f & flags::ARGV_READ_FAILED != 0,
-                session: field!(rec.session),
-                session_root: f & flags::SESSION_ROOT != 0,
-                ancestors: refill(old.ancestors, &ancestor_buf[..known]),
-            };
-            Ok(Record::Exec(boxed, chunks))
-        }
+        KIND_EXEC => decode_exec(bytes, &header, spares),
         KIND_ARGV_CHUNK => {
             let rec = at::<ArgvChunkRecord>(bytes, "argv chunk record")?;
             let len = bounded("len", field!(rec.len), ARGV_CHUNK_LEN)?;
@@ -494,7 +508,10 @@ pub(crate) mod tests {
 
     fn as_bytes<T>(v: &T) -> Vec<u8> {
         // SAFETY: test helper viewing a repr(C) value as bytes.
-        unsafe { std::slice::from_raw_parts(std::ptr::from_ref::<T>(v).cast::<u8>(), size_of::<T>()) }.to_vec()
+        unsafe {
+            std::slice::from_raw_parts(std::ptr::from_ref::<T>(v).cast::<u8>(), size_of::<T>())
+        }
+        .to_vec()
     }
 
     pub fn exec_record(tgid: u32, argv: &[u8], total: usize, chunks: u32) -> Vec<u8> {
@@ -512,12 +529,12 @@ pub(crate) mod tests {
         rec.loginuid = u32::MAX;
         let n = argv.len().min(ARGV_CHUNK_LEN);
         rec.argv[..n].copy_from_slice(&argv[..n]);
-        rec.argv_len = n as u32;
-        rec.argv_total_len = total as u32;
+        rec.argv_len = u32::try_from(n).unwrap();
+        rec.argv_total_len = u32::try_from(total).unwrap();
         rec.chunks = chunks;
         let path = b"/usr/bin/docker";
         rec.filename[..path.len()].copy_from_slice(path);
-        rec.filename_len = path.len() as u32;
+        rec.filename_len = u32::try_from(path.len()).unwrap();
         rec.comm[..6].copy_from_slice(b"docker");
         as_bytes(&rec)
     }
@@ -534,8 +551,8 @@ pub(crate) mod tests {
             pid: tgid,
         };
         rec.seq = seq;
-        rec.offset = seq * ARGV_CHUNK_LEN as u32;
-        rec.len = bytes.len() as u32;
+        rec.offset = seq * u32::try_from(ARGV_CHUNK_LEN).unwrap();
+        rec.len = u32::try_from(bytes.len()).unwrap();
         rec.argv[..bytes.len()].copy_from_slice(bytes);
         as_bytes(&rec)
     }
@@ -544,21 +561,22 @@ pub(crate) mod tests {
     /// argv, a tty and eight ancestors leave nothing behind in a short exec without them.
     #[test]
     fn recycled_exec_keeps_nothing_of_the_previous_one() {
-        let mut rich = exec_record(7, b"docker\0exec\0-it\0c1\0sh\0", 24, 0);
-        {
-            // SAFETY: the buffer is a whole ExecRecord; read and written unaligned.
-            let p = rich.as_mut_ptr().cast::<ExecRecord>();
-            let mut rec = unsafe { p.read_unaligned() };
+        let rich = {
+            let mut rec: ExecRecord = read(
+                &exec_record(7, b"docker\0exec\0-it\0c1\0sh\0", 24, 0),
+                "exec",
+            )
+            .unwrap();
             rec.header.flags = flags::HAS_TTY | flags::SAME_CWD_AS_PARENT | flags::ARGV_TRUNCATED;
             rec.tty_index = 3;
             rec.tty_name[..5].copy_from_slice(b"pts/3");
             for (i, slot) in rec.ancestors.iter_mut().enumerate() {
-                slot.tgid = 100 + i as u32;
+                slot.tgid = 100 + u32::try_from(i).unwrap();
                 slot.comm[..4].copy_from_slice(b"bash");
             }
             rec.session = 99;
-            unsafe { p.write_unaligned(rec) };
-        }
+            as_bytes(&rec)
+        };
         let plain = exec_record(8, b"ls\0", 3, 0);
         let fresh = match decode(&plain).unwrap() {
             Record::Exec(e, 0) => e,
@@ -661,7 +679,7 @@ pub(crate) mod tests {
 
     #[test]
     fn chunk_count_beyond_the_kernel_cap_is_rejected() {
-        let rec = exec_record(5, b"a\0", 2, (ARGV_MAX_CHUNKS + 1) as u32);
+        let rec = exec_record(5, b"a\0", 2, u32::try_from(ARGV_MAX_CHUNKS + 1).unwrap());
         assert!(matches!(
             decode(&rec),
             Err(DecodeError::Length {
@@ -685,12 +703,12 @@ pub(crate) mod tests {
         for len in [0usize, 1, 23, 24, 25, 100, 4471, 4472, 4473, 5000] {
             let mut buf = vec![0u8; len];
             for b in &mut buf {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-                *b = (seed >> 56) as u8;
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                *b = seed.to_be_bytes()[0];
             }
             if len >= 4 {
                 buf[0..2].copy_from_slice(&RECORD_VERSION.to_ne_bytes());
-                buf[2..4].copy_from_slice(&((len % 3) as u16).to_ne_bytes());
+                buf[2..4].copy_from_slice(&u16::try_from(len % 3).unwrap().to_ne_bytes());
             }
             let _ = asm.push(&buf);
         }

@@ -74,9 +74,9 @@ enum ConfigCommand {
 }
 
 fn init_logging() {
+    use std::io::IsTerminal as _;
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("T1609_LOG").unwrap_or_else(|_| "info".into());
-    use std::io::IsTerminal as _;
     // No colour codes in journald or log files.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()

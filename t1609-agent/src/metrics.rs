@@ -93,7 +93,9 @@ fn register_stats(reg: &mut Registry, s: &stats::Snapshot) {
         match (def.label, def.kind) {
             (Some((name, value)), _) => {
                 let labels = vec![(name.to_owned(), value.to_owned())];
-                if let Some(i) = families.iter().position(|(m, ..)| *m == def.metric) { families[i].2.get_or_create(&labels).inc_by(v) } else {
+                if let Some(i) = families.iter().position(|(m, ..)| *m == def.metric) {
+                    families[i].2.get_or_create(&labels).inc_by(v)
+                } else {
                     let f = Family::<Labels, Counter>::default();
                     f.get_or_create(&labels).inc_by(v);
                     families.push((def.metric, def.help, f));

@@ -12,7 +12,11 @@ pub fn new_id() -> String {
     let seed = *SEED.get_or_init(|| {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+            .map_or(0, |d| {
+                d.as_secs()
+                    .wrapping_mul(1_000_000_000)
+                    .wrapping_add(u64::from(d.subsec_nanos()))
+            });
         let local = 0u8;
         splitmix(t ^ u64::from(std::process::id()).rotate_left(32) ^ (&raw const local as u64))
     });
@@ -33,6 +37,7 @@ pub fn hex128(a: u64, b: u64) -> String {
 /// The 16 hex digits of `v`, most significant first, computed for all nibbles at once:
 /// every id and digest is formatted per alert.
 fn hex16(v: u64) -> [u8; 16] {
+    const ONES: u128 = 0x0101_0101_0101_0101_0101_0101_0101_0101;
     // Move each nibble into a byte of its own: halves of each lane into lanes of half
     // the width, four times.
     let lanes = |hi: u128, lo: u128, shift: u32, x: u128| ((x & hi) << shift) | (x & lo);
@@ -56,7 +61,6 @@ fn hex16(v: u64) -> [u8; 16] {
         4,
         x,
     );
-    const ONES: u128 = 0x0101_0101_0101_0101_0101_0101_0101_0101;
     // Bytes of 10 and more get `a`-`f`: n + 6 carries into bit 4 exactly for those.
     let letters = ((x + ONES * 6) >> 4) & ONES;
     (x + ONES * u128::from(b'0') + letters * u128::from(b'a' - b'0' - 10)).to_be_bytes()
@@ -73,7 +77,7 @@ impl Digest {
     pub fn new() -> Self {
         Digest {
             h1: 0xcbf2_9ce4_8422_2325,
-            h2: 0x84222325_cbf29ce4,
+            h2: 0x8422_2325_cbf2_9ce4,
         }
     }
     pub fn part(&mut self, p: &[u8]) {

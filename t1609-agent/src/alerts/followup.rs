@@ -311,9 +311,9 @@ mod tests {
 
     #[test]
     fn past_the_whole_bound_follow_ups_are_lean_then_from_the_key() {
-        let mut f = FirstAlerts::default();
         const MAX_KEPT: usize = DEFAULT_KEPT;
         const MAX_WHOLE: usize = DEFAULT_KEPT / 8;
+        let mut f = FirstAlerts::default();
         for i in 0..MAX_KEPT + 10 {
             f.remember(key(i), &doc(i));
         }

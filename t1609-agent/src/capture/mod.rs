@@ -140,11 +140,7 @@ impl Capture {
     }
 
     pub fn kernel_counters(&self) -> KernelCounters {
-        let sum = |idx: u32| -> u64 {
-            self.counters
-                .get(&idx, 0)
-                .map_or(0, |v| v.iter().sum())
-        };
+        let sum = |idx: u32| -> u64 { self.counters.get(&idx, 0).map_or(0, |v| v.iter().sum()) };
         KernelCounters {
             ringbuf_full: sum(counters::RINGBUF_FULL),
             chunk_ringbuf_full: sum(counters::CHUNK_RINGBUF_FULL),

@@ -100,15 +100,13 @@ impl Btf {
             let info = u32_at(&raw, types.start + pos + 4)?;
             let vlen = (info & 0xffff) as usize;
             let extra = match (info >> 24) & 0x1f {
-                1 => 4,                    // INT
-                3 => 12,                   // ARRAY
-                4 | 5 => 12 * vlen,        // STRUCT, UNION: members
-                6 => 8 * vlen,             // ENUM
-                13 => 8 * vlen,            // FUNC_PROTO: params
-                14 => 4,                   // VAR
-                15 => 12 * vlen,           // DATASEC
-                17 => 4,                   // DECL_TAG
-                19 => 12 * vlen,           // ENUM64
+                // INT, VAR, DECL_TAG
+                1 | 14 | 17 => 4,
+                3 => 12, // ARRAY
+                // STRUCT, UNION: members; DATASEC: variables; ENUM64: values
+                4 | 5 | 15 | 19 => 12 * vlen,
+                // ENUM: values; FUNC_PROTO: params
+                6 | 13 => 8 * vlen,
                 2 | 7..=12 | 16 | 18 => 0, // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
                 k => return Err(format!("unknown BTF kind {k} at type {}", index.len() - 1)),
             };
@@ -152,7 +150,8 @@ impl Btf {
 
     /// The first struct with this name that has members (a forward declaration has none).
     fn struct_id(&self, name: &str) -> Option<u32> {
-        (1..self.index.len() as u32).find(|&id| {
+        let count = u32::try_from(self.index.len()).unwrap_or(u32::MAX);
+        (1..count).find(|&id| {
             self.header(id).is_some_and(|h| {
                 h.kind == KIND_STRUCT && h.vlen > 0 && self.name(h.name_off) == name.as_bytes()
             })
@@ -366,7 +365,9 @@ mod tests {
         struct Bytes(Vec<u8>);
         impl Readable for Bytes {
             fn read(&self, offset: u64, buffer: &mut [u8]) -> btfparse::Result<()> {
-                let start = offset as usize;
+                let start = usize::try_from(offset).map_err(|_| {
+                    btfparse::Error::new(btfparse::ErrorKind::IOError, "offset too large")
+                })?;
                 let src = self.0.get(start..start + buffer.len()).ok_or_else(|| {
                     btfparse::Error::new(btfparse::ErrorKind::IOError, "past the end")
                 })?;

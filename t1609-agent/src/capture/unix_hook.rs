@@ -76,8 +76,8 @@ impl CgroupConnectHook {
         let link = bpf_fd(
             BPF_LINK_CREATE,
             &LinkCreateAttr {
-                prog_fd: prog.as_raw_fd() as u32,
-                target_fd: cgroup.as_raw_fd() as u32,
+                prog_fd: prog.as_raw_fd().cast_unsigned(),
+                target_fd: cgroup.as_raw_fd().cast_unsigned(),
                 attach_type: BPF_CGROUP_UNIX_CONNECT,
                 flags: 0,
                 _rest: [0; 8],
@@ -190,16 +190,16 @@ fn relocated_program(
 }
 
 fn map_fd(map: &Map) -> i32 {
-    let data = match map {
-        Map::Array(d)
-        | Map::HashMap(d)
-        | Map::LruHashMap(d)
-        | Map::PerCpuArray(d)
-        | Map::PerCpuHashMap(d)
-        | Map::RingBuf(d)
-        | Map::Unsupported(d) => d,
-        // The probe object has no other kinds; an fd of -1 fails the load visibly.
-        _ => return -1,
+    // The probe object has no other kinds; an fd of -1 fails the load visibly.
+    let (Map::Array(data)
+    | Map::HashMap(data)
+    | Map::LruHashMap(data)
+    | Map::PerCpuArray(data)
+    | Map::PerCpuHashMap(data)
+    | Map::RingBuf(data)
+    | Map::Unsupported(data)) = map
+    else {
+        return -1;
     };
     data.fd().as_fd().as_raw_fd()
 }
@@ -207,9 +207,11 @@ fn map_fd(map: &Map) -> i32 {
 fn load(insns: &[aya_obj::generated::bpf_insn]) -> Result<OwnedFd, UnixHookError> {
     let license = CString::new("Dual MIT/GPL").expect("no NUL");
     let mut log = vec![0u8; 64 * 1024];
+    let insn_cnt = u32::try_from(insns.len())
+        .map_err(|_| UnixHookError::Object(format!("{PROGRAM} has too many instructions")))?;
     let mut attr = ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
-        insn_cnt: insns.len() as u32,
+        insn_cnt,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
         log_level: 0,
@@ -222,14 +224,16 @@ fn load(insns: &[aya_obj::generated::bpf_insn]) -> Result<OwnedFd, UnixHookError
         expected_attach_type: BPF_CGROUP_UNIX_CONNECT,
         _rest: [0; 16],
     };
-    if let Ok(fd) = bpf_fd(BPF_PROG_LOAD, &attr) { Ok(fd) } else {
+    if let Ok(fd) = bpf_fd(BPF_PROG_LOAD, &attr) {
+        Ok(fd)
+    } else {
         // Again with the verifier's log, to say why.
         attr.log_level = 1;
-        attr.log_size = log.len() as u32;
+        attr.log_size = u32::try_from(log.len()).unwrap_or(u32::MAX);
         attr.log_buf = log.as_mut_ptr() as u64;
-        let source = bpf_fd(BPF_PROG_LOAD, &attr).err().unwrap_or_else(|| {
-            std::io::Error::other("loaded only when asked for a verifier log")
-        });
+        let source = bpf_fd(BPF_PROG_LOAD, &attr)
+            .err()
+            .unwrap_or_else(|| std::io::Error::other("loaded only when asked for a verifier log"));
         let text = String::from_utf8_lossy(&log);
         let text = text.trim_end_matches('\0').trim();
         let tail: String = text.lines().rev().take(8).collect::<Vec<_>>().join(" / ");
@@ -283,14 +287,15 @@ fn bpf_fd<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<OwnedFd> {
             libc::SYS_bpf,
             cmd,
             std::ptr::from_ref::<T>(attr),
-            std::mem::size_of::<T>() as libc::c_uint,
+            libc::c_uint::try_from(std::mem::size_of::<T>()).expect("attr structs are small"),
         )
     };
     if ret < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    let fd = i32::try_from(ret).map_err(|_| std::io::Error::other("bpf() returned no fd"))?;
     // SAFETY: the kernel returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 #[cfg(test)]

@@ -27,7 +27,11 @@ impl HostFacts {
             .ok()
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty());
-        let boot_id = std::fs::read_to_string(proc_root.join("sys/kernel/random/boot_id")).map_or_else(|_| format!("{:x}", std::process::id()), |s| s.trim().replace('-', ""));
+        let boot_id = std::fs::read_to_string(proc_root.join("sys/kernel/random/boot_id"))
+            .map_or_else(
+                |_| format!("{:x}", std::process::id()),
+                |s| s.trim().replace('-', ""),
+            );
         Self {
             clock: BootClock::now(),
             hostname,

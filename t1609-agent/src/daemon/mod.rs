@@ -127,12 +127,52 @@ fn refresh(
         .unwrap_or_else(PoisonError::into_inner) = snapshot;
 }
 
+/// The signals the agent answers.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, DaemonError> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).map_err(io("SIGINT handler"))?,
+            term: signal(SignalKind::terminate()).map_err(io("SIGTERM handler"))?,
+            hup: signal(SignalKind::hangup()).map_err(io("SIGHUP handler"))?,
+        })
+    }
+}
+
+/// The running agent, as the main loop holds it.
+struct Agent {
+    capture: Capture,
+    counters: Arc<Counters>,
+    output: Arc<Output>,
+    health: Arc<Health>,
+    hot_path: std::thread::JoinHandle<Result<(), CaptureError>>,
+    hot_stop: Arc<StopSignal>,
+    stop_tx: watch::Sender<bool>,
+    engine_tx: watch::Sender<Arc<t1609_detect::Engine>>,
+    control_rx: mpsc::UnboundedReceiver<Control>,
+    audit_task: Option<tokio::task::JoinHandle<()>>,
+    hostname: Option<String>,
+    /// The kernel's counters as the last loss check saw them.
+    last: KernelCounters,
+}
+
 pub async fn run(args: RunArgs) -> Result<(), DaemonError> {
     // Handlers first: a SIGTERM during start-up must still stop us cleanly.
-    let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT handler"))?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler"))?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(io("SIGHUP handler"))?;
-    let config = setup::effective_config(&args)?;
+    let mut signals = Signals::install()?;
+    let mut agent = start(&args).await?;
+    agent.serve(&args, &mut signals).await;
+    agent.stop().await;
+    Ok(())
+}
+
+/// Starts every stage, then drops the capabilities loading needed.
+async fn start(args: &RunArgs) -> Result<Agent, DaemonError> {
+    let config = setup::effective_config(args)?;
     // Fail on a missing privilege before touching sinks or spools.
     privilege::check_privilege()?;
     let engine = Arc::new(setup::load_engine(&config)?);
@@ -158,7 +198,7 @@ pub async fn run(args: RunArgs) -> Result<(), DaemonError> {
     let hot_stop = Arc::new(StopSignal::new().map_err(io("creating the stop eventfd"))?);
     let (stop_tx, _) = watch::channel(false);
     let (engine_tx, engine_rx) = watch::channel(engine);
-    let (control_tx, mut control_rx) = mpsc::unbounded_channel();
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
     let correlator = Arc::new(Mutex::new(Correlator::new(
         config.audit.correlation_window(),
     )));
@@ -213,78 +253,127 @@ pub async fn run(args: RunArgs) -> Result<(), DaemonError> {
         "t1609-agent ready: sched_process_exec attached"
     );
     systemd::notify("READY=1");
+    Ok(Agent {
+        capture,
+        counters,
+        output,
+        health,
+        hot_path,
+        hot_stop,
+        stop_tx,
+        engine_tx,
+        control_rx,
+        audit_task,
+        hostname,
+        last: KernelCounters::default(),
+    })
+}
 
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last = KernelCounters::default();
-    loop {
-        tokio::select! {
-            Some(ctl) = control_rx.recv() => match ctl {
-                Control::EndSession(session) => capture.end_session(session),
-            },
-            _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
-            _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
-            _ = sighup.recv() => {
-                systemd::notify("RELOADING=1");
-                match setup::effective_config(&args).and_then(|c| setup::load_engine(&c).map(|e| (c, e))) {
-                    Ok((new_config, new_engine)) => {
-                        let (names, _all) = setup::watch_names(&new_config, &new_engine);
-                        // Watch set updated in place: no detach, no gap in capture.
-                        if let Err(e) = capture.set_watch(&names) {
-                            error!(error = %e, "reload: watch set update failed; keeping the old rules");
-                        } else {
-                            info!(rules = new_engine.rule_count(), watch = ?names, "reloaded config and rules");
-                            let _ = engine_tx.send(Arc::new(new_engine));
-                        }
-                    }
-                    Err(e) => error!("reload rejected, the previous config and rules stay active: {e}"),
-                }
-                systemd::notify("READY=1");
-            }
-            _ = tick.tick() => {
-                let now = capture.kernel_counters();
-                report_loss(&output, hostname.as_deref(), last, now, false);
-                store_kernel(&counters, now);
-                last = now;
-                refresh(&health, &counters, &capture, &output, !hot_path.is_finished());
-                // Only a live pipeline pets the watchdog: a stuck reader gets us restarted.
-                if !hot_path.is_finished() {
-                    systemd::notify("WATCHDOG=1");
-                }
+impl Agent {
+    /// The main loop, until SIGINT or SIGTERM.
+    async fn serve(&mut self, args: &RunArgs, signals: &mut Signals) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                Some(ctl) = self.control_rx.recv() => match ctl {
+                    Control::EndSession(session) => self.capture.end_session(session),
+                },
+                _ = signals.int.recv() => { info!("SIGINT: stopping"); break; }
+                _ = signals.term.recv() => { info!("SIGTERM: stopping"); break; }
+                _ = signals.hup.recv() => self.reload(args),
+                _ = tick.tick() => self.every_second(),
             }
         }
     }
-    systemd::notify("STOPPING=1");
-    let _ = stop_tx.send(true);
-    hot_stop.fire();
-    match tokio::task::spawn_blocking(move || hot_path.join()).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => error!(error = %e, "ring-buffer reader failed"),
-        Ok(Err(_)) | Err(_) => error!("the capture pipeline thread panicked"),
+
+    /// SIGHUP: the config and rules again, the watch set updated in place (no detach, no
+    /// gap in capture); a bad config or rule file keeps the running ones.
+    fn reload(&mut self, args: &RunArgs) {
+        systemd::notify("RELOADING=1");
+        match setup::effective_config(args).and_then(|c| setup::load_engine(&c).map(|e| (c, e))) {
+            Ok((config, engine)) => {
+                let (names, _all) = setup::watch_names(&config, &engine);
+                if let Err(e) = self.capture.set_watch(&names) {
+                    error!(error = %e, "reload: watch set update failed; keeping the old rules");
+                } else {
+                    info!(rules = engine.rule_count(), watch = ?names, "reloaded config and rules");
+                    let _ = self.engine_tx.send(Arc::new(engine));
+                }
+            }
+            Err(e) => error!("reload rejected, the previous config and rules stay active: {e}"),
+        }
+        systemd::notify("READY=1");
     }
-    if let Some(t) = audit_task {
-        let _ = t.await;
+
+    /// Loss alerts, the metrics snapshot, and the watchdog while the pipeline lives.
+    fn every_second(&mut self) {
+        let now = self.capture.kernel_counters();
+        report_loss(
+            &self.output,
+            self.hostname.as_deref(),
+            self.last,
+            now,
+            false,
+        );
+        store_kernel(&self.counters, now);
+        self.last = now;
+        let alive = !self.hot_path.is_finished();
+        refresh(
+            &self.health,
+            &self.counters,
+            &self.capture,
+            &self.output,
+            alive,
+        );
+        // Only a live pipeline pets the watchdog: a stuck reader gets us restarted.
+        if alive {
+            systemd::notify("WATCHDOG=1");
+        }
     }
-    let final_counters = capture.kernel_counters();
-    // Detached, the tracked-task map and its counts hold still and can be compared.
-    capture.detach();
-    let tracked = capture.tracked_check();
-    drop(capture);
-    report_loss(&output, hostname.as_deref(), last, final_counters, true);
-    store_kernel(&counters, final_counters);
-    if let Ok(output) = Arc::try_unwrap(output) {
-        output.shutdown(Duration::from_secs(5)).await;
+
+    /// Stops cleanly: the pipeline handles what the ring holds, the probes detach, the
+    /// sinks drain, and the stop line sums it all up.
+    async fn stop(self) {
+        systemd::notify("STOPPING=1");
+        let _ = self.stop_tx.send(true);
+        self.hot_stop.fire();
+        let hot_path = self.hot_path;
+        match tokio::task::spawn_blocking(move || hot_path.join()).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => error!(error = %e, "ring-buffer reader failed"),
+            Ok(Err(_)) | Err(_) => error!("the capture pipeline thread panicked"),
+        }
+        if let Some(t) = self.audit_task {
+            let _ = t.await;
+        }
+        let mut capture = self.capture;
+        let final_counters = capture.kernel_counters();
+        // Detached, the tracked-task map and its counts hold still and can be compared.
+        capture.detach();
+        let tracked = capture.tracked_check();
+        drop(capture);
+        report_loss(
+            &self.output,
+            self.hostname.as_deref(),
+            self.last,
+            final_counters,
+            true,
+        );
+        store_kernel(&self.counters, final_counters);
+        if let Ok(output) = Arc::try_unwrap(self.output) {
+            output.shutdown(Duration::from_secs(5)).await;
+        }
+        let tracked = tracked.map_or_else(String::new, |t| {
+            format!(
+                " tracked_entries={} tracked_counted={} tracked_short_slots={}",
+                t.entries, t.counted, t.short_slots
+            )
+        });
+        info!(
+            "t1609-agent stopped: {}{tracked}",
+            self.counters.snapshot().stop_line()
+        );
     }
-    let tracked = tracked.map_or_else(String::new, |t| {
-        format!(
-            " tracked_entries={} tracked_counted={} tracked_short_slots={}",
-            t.entries, t.counted, t.short_slots
-        )
-    });
-    info!(
-        "t1609-agent stopped: {}{tracked}",
-        counters.snapshot().stop_line()
-    );
-    Ok(())
 }
 
 /// Raises the loss alert when the kernel dropped events since `last` (at the stop, argv

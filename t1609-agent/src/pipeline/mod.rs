@@ -22,6 +22,7 @@ pub mod record;
 pub mod repeat;
 
 use std::{
+    cell::OnceCell,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -178,11 +179,12 @@ impl Pipeline {
         }
         // 2. event
         let (event, ctx) = self.context.build(exec);
-        let mut leader = None;
+        // The session leader, read from /proc once, only if something is written.
+        let leader = OnceCell::new();
         // 3. record
         let member = exec.session != 0 && !exec.session_root;
         let doc = (self.recorder.is_some() || member)
-            .then(|| self.event_document(exec, &event, &ctx, &mut leader));
+            .then(|| self.event_document(exec, &event, &ctx, &leader));
         if let (Some(rec), Some(doc)) = (self.recorder.as_mut(), &doc) {
             rec.write(doc);
         }
@@ -233,8 +235,7 @@ impl Pipeline {
                 Triage::Emit { verdict, key } => {
                     fates.emitted_or_folded = true;
                     emitted += 1;
-                    let leader =
-                        *leader.get_or_insert_with(|| self.context.session_leader(exec.tgid));
+                    let leader = *leader.get_or_init(|| self.context.session_leader(exec.tgid));
                     let doc = self.emit(&alert, &ctx, leader, &verdict, now);
                     if let Some(first) = self.followups.as_mut() {
                         first.remember(key, &doc);
@@ -257,10 +258,10 @@ impl Pipeline {
         exec: &CapturedExec,
         event: &ProcessEvent,
         ctx: &ExecContext,
-        leader: &mut Option<Option<u32>>,
+        leader: &OnceCell<Option<u32>>,
     ) -> Value {
         let mut doc = event.to_ecs();
-        let leader = *leader.get_or_insert_with(|| self.context.session_leader(exec.tgid));
+        let leader = *leader.get_or_init(|| self.context.session_leader(exec.tgid));
         augment(&mut doc, ctx, leader);
         if exec.session != 0
             && let Some(t) = doc.get_mut("t1609").and_then(Value::as_object_mut)

@@ -81,8 +81,10 @@ pub struct Repeats {
     identity: Vec<u8>,
 }
 
+/// `bytes` with its length first, so `["ab", "c"]` and `["a", "bc"]` differ (the length
+/// is bounded by the kernel's record).
 fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
-    buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
     buf.extend_from_slice(bytes);
 }
 
@@ -461,7 +463,7 @@ mod tests {
         assert!(r.lookup(&reloaded, t0).is_none(), "other rules");
         assert!(r.is_empty());
         // Bounded: distinct identities only cycle the entries.
-        for i in 0..(MAX_ENTRIES as u32 * 3) {
+        for i in 0..u32::try_from(MAX_ENTRIES * 3).unwrap() {
             let mut e = exec();
             e.uid = i;
             assert!(r.identify(&e, &t));

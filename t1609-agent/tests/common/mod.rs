@@ -292,7 +292,10 @@ pub fn services(which: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        assert!(!std::env::var("T1609_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1"), "could not start {which}, and T1609_REQUIRE_PRIVILEGED=1");
+        assert!(
+            !std::env::var("T1609_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1"),
+            "could not start {which}, and T1609_REQUIRE_PRIVILEGED=1"
+        );
         eprintln!("skipping: {which} could not be started");
     }
     ok
