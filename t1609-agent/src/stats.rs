@@ -392,4 +392,27 @@ mod tests {
             "gauges stay off it: {line}"
         );
     }
+
+    /// docs/metrics.md is what operators read: every value must be in it, under the name
+    /// and stop-line key the agent uses.
+    #[test]
+    fn every_value_is_documented() {
+        let doc = include_str!("../../docs/metrics.md");
+        for d in &DEFS {
+            assert!(
+                doc.contains(&format!("`t1609_{}", d.metric)),
+                "{} missing from docs/metrics.md",
+                d.metric
+            );
+            if let Some(k) = d.stop_key {
+                let k = k
+                    .strip_prefix("repeat_summaries")
+                    .map_or(k, |_| "repeat_summaries_whole");
+                assert!(
+                    doc.contains(&format!("`{k}`")),
+                    "stop key {k} missing from docs/metrics.md"
+                );
+            }
+        }
+    }
 }
