@@ -14,10 +14,21 @@ if ! rustup toolchain list | grep -q '^nightly'; then
     log "installing nightly toolchain"
     rustup toolchain install nightly --profile minimal
 fi
-if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
-    log "adding rust-src to nightly"
-    rustup component add rust-src --toolchain nightly
-fi
+# rust-src: the eBPF build's -Z build-std. rustfmt and clippy on nightly: the lint step
+# formats imports with nightly-only options and lints the eBPF crate for its target;
+# clippy on stable lints the rest of the workspace.
+for comp in rust-src rustfmt clippy; do
+    if ! rustup component list --toolchain nightly --installed | grep -q "^$comp"; then
+        log "adding $comp to nightly"
+        rustup component add "$comp" --toolchain nightly
+    fi
+done
+for comp in rustfmt clippy; do
+    if ! rustup component list --installed | grep -q "^$comp"; then
+        log "adding $comp to the default toolchain"
+        rustup component add "$comp"
+    fi
+done
 
 # --- bpf-linker, built against the nightly's libLLVM ------------------------
 # The default bpf-linker build wants a system LLVM that Debian does not ship at the
