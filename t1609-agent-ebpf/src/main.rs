@@ -558,7 +558,7 @@ unsafe fn emit_chunks(start: u64, total: u64, tgid: u32, pid: u32, ktime_ns: u64
             };
             (*rec).seq = seq;
             (*rec).offset = offset as u32;
-            (*rec)._pad = 0;
+            (*rec).pad = 0;
             let dst = &mut (&mut (*rec).argv)[..len];
             if bpf_probe_read_user_buf((start + offset) as *const u8, dst).is_err() {
                 (*rec).len = 0;

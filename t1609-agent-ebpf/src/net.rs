@@ -200,14 +200,14 @@ fn emit(kind: u16, dport: u16, daddr: &[u8; 16], path: Option<&UnixPathKey>) -> 
         (*rec).session = tracked_get(tgid).unwrap_or(0);
         (*rec).net_kind = kind;
         (*rec).dport = dport;
-        (*rec)._pad = 0;
+        (*rec).pad = 0;
         (*rec).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         (*rec).daddr = *daddr;
         (*rec).path = match path {
             Some(p) => *p,
             None => [0; UNIX_PATH_LEN],
         };
-        (*rec)._pad2 = [0; 4];
+        (*rec).tail_pad = [0; 4];
     }
     entry.submit(wakeup_flag(config.wakeup_interval_ns, now));
     Ok(())

@@ -93,7 +93,7 @@ fn emit(kind: u16, tgid: u32, parent: u32, session: u64) -> Result<(), u32> {
             pid: tgid,
         };
         (*rec).parent_tgid = parent;
-        (*rec)._pad = 0;
+        (*rec).pad = 0;
         (*rec).session = session;
         (*rec).comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
