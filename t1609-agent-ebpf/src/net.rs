@@ -14,8 +14,7 @@ use aya_ebpf::{
         bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
         bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str_bytes, generated,
     },
-    macros::{cgroup_sock_addr, map, tracepoint},
-    maps::HashMap,
+    macros::{cgroup_sock_addr, tracepoint},
     programs::{SockAddrContext, TracePointContext},
 };
 use t1609_common::{
@@ -23,15 +22,11 @@ use t1609_common::{
     net_kind,
 };
 
-use crate::{CONFIG, EVENTS, OFFSETS, bump, read_at, tracked::tracked_get, wakeup_flag};
-
-/// Watched TCP destination ports (host byte order).
-#[map]
-static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(64, 0);
-
-/// Watched Unix socket paths.
-#[map]
-static UNIX_PATHS: HashMap<UnixPathKey, u8> = HashMap::with_max_entries(64, 0);
+use crate::{
+    maps::{EVENTS, PORTS, UNIX_PATHS, bump, config, offsets, read_at},
+    tracked::tracked_get,
+    wakeup,
+};
 
 const TCP_SYN_SENT: i32 = 2;
 const IPPROTO_TCP: u16 = 6;
@@ -170,7 +165,7 @@ fn try_unix_connect(ctx: &SockAddrContext) -> Result<(), u32> {
 fn emit(kind: u16, dport: u16, daddr: &[u8; 16], path: Option<&UnixPathKey>) -> Result<(), u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    let config = unsafe { core::ptr::read_volatile(&CONFIG) };
+    let config = config();
     if tgid == config.agent_tgid {
         return Ok(());
     }
@@ -180,7 +175,7 @@ fn emit(kind: u16, dport: u16, daddr: &[u8; 16], path: Option<&UnixPathKey>) -> 
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let rec = entry.as_mut_ptr();
     let uid_gid = bpf_get_current_uid_gid();
-    let off = unsafe { core::ptr::read_volatile(&OFFSETS) };
+    let off = offsets();
     unsafe {
         (*rec).header = RecordHeader {
             version: RECORD_VERSION,
@@ -209,6 +204,6 @@ fn emit(kind: u16, dport: u16, daddr: &[u8; 16], path: Option<&UnixPathKey>) -> 
         };
         (*rec).tail_pad = [0; 4];
     }
-    entry.submit(wakeup_flag(config.wakeup_interval_ns, now));
+    entry.submit(wakeup::rate_limited_flag(config.wakeup_interval_ns, now));
     Ok(())
 }

@@ -12,9 +12,9 @@ use aya_ebpf::{
 use t1609_common::{KIND_EXIT, KIND_FORK, RECORD_VERSION, RecordHeader, TaskRecord, counters};
 
 use crate::{
-    EVENTS, bump, quiet_mode, quiet_wakeup_flag,
+    maps::{EVENTS, bump},
     tracked::{exit_lookup, tracked_get, tracked_insert, tracked_remove},
-    wakeup_flag,
+    wakeup,
 };
 
 /// `pid_t child_pid` of sched_process_fork.
@@ -97,13 +97,6 @@ fn emit(kind: u16, tgid: u32, parent: u32, session: u64) -> Result<(), u32> {
         (*rec).session = session;
         (*rec).comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
-    // A reported process's exit can wait while the reader is quiet: it only updates the
-    // process table. A session's fork or exit may end the session, which is alerted.
-    let wake = if session == 0 && quiet_mode() {
-        quiet_wakeup_flag()
-    } else {
-        wakeup_flag(crate::config_wakeup(), now)
-    };
-    entry.submit(wake);
+    entry.submit(wakeup::task_flag(session, now));
     Ok(())
 }

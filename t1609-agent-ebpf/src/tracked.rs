@@ -25,7 +25,7 @@ use t1609_common::{TRACKED_SLOTS, reported_tgid, tracked_keys, tracked_slot};
 /// exit is reported, so the agent's table lets it go at once instead of finding it gone
 /// in /proc much later. (Processes reported by name are noted in `TRACKED_COUNT`.)
 #[map]
-pub(crate) static TRACKED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+static TRACKED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
 /// Per slot (`t1609_common::tracked_slot`): the number of `TRACKED` keys in the low half
 /// (`tracked_keys`), the last process reported by name in the high half
