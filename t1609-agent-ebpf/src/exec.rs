@@ -8,6 +8,7 @@
 //! kernel's BTF.
 
 use aya_ebpf::{
+    EbpfContext as _,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel_buf,
@@ -28,10 +29,11 @@ use crate::{
     wakeup::{self, BPF_RB_NO_WAKEUP},
 };
 
-/// `__data_loc char[] filename` of the sched_process_exec tracepoint.
+/// `__data_loc char[] filename` of the `sched_process_exec` tracepoint.
 const TP_FILENAME_LOC: usize = 8;
 
 #[tracepoint]
+#[expect(clippy::needless_pass_by_value, reason = "aya's macro signature")]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     match try_sched_process_exec(&ctx) {
         Ok(()) => 0,
@@ -45,7 +47,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
     let config = config();
     let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
+    let (tgid, pid) = ((pid_tgid >> 32) as u32, (pid_tgid & 0xFFFF_FFFF) as u32);
     if tgid == config.agent_tgid {
         return Ok(());
     }
@@ -83,13 +85,12 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
     let mut rec_flags = session_flags;
     let mut chunks = 0u32;
     // SAFETY: `rec` points into a live ring-buffer reservation of size_of::<ExecRecord>().
-    let fill = unsafe { fill_exec(ctx, rec, &off, comm, tgid, pid_tgid as u32, ktime_ns) };
+    let fill = unsafe { fill_exec(ctx, rec, &off, comm, tgid, pid, ktime_ns) };
     match fill {
         Ok(argv) => {
             rec_flags |= argv.flags;
             if argv.total > ARGV_CHUNK_LEN as u64 {
-                let (n, lost) =
-                    unsafe { emit_chunks(argv.start, argv.total, tgid, pid_tgid as u32, ktime_ns) };
+                let (n, lost) = unsafe { emit_chunks(argv.start, argv.total, tgid, pid, ktime_ns) };
                 chunks = n;
                 if lost {
                     rec_flags |= flags::ARGV_CHUNK_LOST;
@@ -125,6 +126,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
 /// where a zeroed `[u8; 16]` compiles to a memset call and byte-wise copies, on every
 /// exec of the host.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 fn current_comm() -> Result<[u64; 2], u32> {
     let mut words = core::mem::MaybeUninit::<[u64; 2]>::uninit();
     // SAFETY: the helper takes uninitialized memory and, returning 0, has filled all 16
@@ -139,6 +141,7 @@ fn current_comm() -> Result<[u64; 2], u32> {
 
 /// False when `comm` is certainly not in `WATCH` (its `WATCH_BITS` bit is clear).
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 fn may_watch(comm: &[u64; 2]) -> bool {
     let bit = watch_filter_bit_of_words(comm[0], comm[1]);
     WATCH_BITS
@@ -152,27 +155,19 @@ struct ArgvSpan {
     flags: u32,
 }
 
-/// (vfsmount, dentry) addresses of a task's working directory; zeros when unreadable.
-#[inline(always)]
-unsafe fn pwd_of(task: u64, off: &KernelOffsets) -> (u64, u64) {
-    let Ok(fs) = (unsafe { read_at::<u64>(task, off.task_fs) }) else {
-        return (0, 0);
-    };
-    if fs == 0 {
-        return (0, 0);
-    }
-    unsafe {
-        (
-            read_at::<u64>(fs, off.fs_pwd_mnt).unwrap_or(0),
-            read_at::<u64>(fs, off.fs_pwd_dentry).unwrap_or(0),
-        )
-    }
-}
-
 /// Fills every field of the exec record. Failures to read optional context leave a
 /// neutral value; a failure to read argv is flagged, never fatal: the exec is still
 /// reported.
+///
+/// The ancestry, cgroup and argv reads stay in this body: as helpers of their own, LLVM
+/// optimises them apart and the program's instructions change.
+///
+/// # Safety
+/// `rec` points into a live ring-buffer reservation of an `ExecRecord` (as for every
+/// `rec` of the helpers below).
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+#[expect(clippy::cast_possible_truncation, reason = "argv_len: at most 4 KiB")]
 unsafe fn fill_exec(
     ctx: &TracePointContext,
     rec: *mut ExecRecord,
@@ -182,50 +177,10 @@ unsafe fn fill_exec(
     pid: u32,
     ktime_ns: u64,
 ) -> Result<ArgvSpan, u32> {
-    let uid_gid = bpf_get_current_uid_gid();
     let mut f = 0u32;
     unsafe {
-        (*rec).header = RecordHeader {
-            version: RECORD_VERSION,
-            kind: KIND_EXEC,
-            flags: 0,
-            ktime_ns,
-            tgid,
-            pid,
-        };
-        (*rec).uid = uid_gid as u32;
-        (*rec).gid = (uid_gid >> 32) as u32;
-        (*rec).cgroup_id = bpf_get_current_cgroup_id();
-        (*rec).css_set = 0;
-        (*rec).pwd_mnt = 0;
-        (*rec).pwd_dentry = 0;
-        (*rec).session = 0;
-        (*rec).comm = *comm;
-        (*rec).ppid = 0;
-        (*rec).euid = u32::MAX;
-        (*rec).egid = u32::MAX;
-        (*rec).loginuid = u32::MAX;
-        (*rec).pid_ns = 0;
-        (*rec).mnt_ns = 0;
-        (*rec).tty_index = 0;
-        (*rec).argc = 0;
-        (*rec).argv_total_len = 0;
-        (*rec).argv_len = 0;
-        (*rec).chunks = 0;
-        (*rec).tty_name = [0; TTY_NAME_LEN];
-
-        // Executable path as the exec was asked for it.
-        let loc: u32 = ctx.read_at(TP_FILENAME_LOC).unwrap_or(0);
-        let (loc_off, loc_len) = ((loc & 0xffff) as usize, (loc >> 16) as usize);
-        let src = (ctx.as_ptr_u8()).add(loc_off);
-        (*rec).filename_len = match bpf_probe_read_kernel_str_bytes(src, &mut (*rec).filename) {
-            Ok(name) => name.len() as u32,
-            Err(_) => 0,
-        };
-        if loc_len > PATH_LEN {
-            f |= flags::PATH_TRUNCATED;
-        }
-
+        init_exec(rec, comm, tgid, pid, ktime_ns);
+        read_filename(ctx, rec, &mut f);
         let task = bpf_get_current_task();
         // Same css_set as the parent: the agent can reuse the parent's cgroup instead of
         // reading /proc (both pointers are read now, while both tasks hold them).
@@ -269,54 +224,23 @@ unsafe fn fill_exec(
                 cur = 0; // init: the chain ends; later slots get tgid 0
             }
         }
-        if let Ok(cred) = read_at::<u64>(task, off.task_cred) {
-            (*rec).euid = read_at::<u32>(cred, off.cred_euid).unwrap_or(u32::MAX);
-            (*rec).egid = read_at::<u32>(cred, off.cred_egid).unwrap_or(u32::MAX);
-        }
-        if off.has_loginuid != 0 {
-            (*rec).loginuid = read_at::<u32>(task, off.task_loginuid).unwrap_or(u32::MAX);
-        } else {
-            f |= flags::NO_LOGINUID;
-        }
-        if let Ok(signal) = read_at::<u64>(task, off.task_signal) {
-            let tty = read_at::<u64>(signal, off.signal_tty).unwrap_or(0);
-            if tty != 0 {
-                f |= flags::HAS_TTY;
-                (*rec).tty_index = read_at::<u32>(tty, off.tty_index).unwrap_or(0);
-                let _ = bpf_probe_read_kernel_buf(
-                    (tty + u64::from(off.tty_name)) as *const u8,
-                    &mut (*rec).tty_name,
-                );
-            }
-        }
-        if let Ok(nsproxy) = read_at::<u64>(task, off.task_nsproxy) {
-            if nsproxy != 0 {
-                if let Ok(mnt) = read_at::<u64>(nsproxy, off.nsproxy_mnt_ns) {
-                    (*rec).mnt_ns = read_at::<u32>(mnt, off.mnt_ns_inum).unwrap_or(0);
-                }
-                if let Ok(pidns) = read_at::<u64>(nsproxy, off.nsproxy_pid_ns) {
-                    (*rec).pid_ns = read_at::<u32>(pidns, off.pid_ns_inum).unwrap_or(0);
-                }
-            }
-        }
-
+        read_credentials(rec, task, off, &mut f);
+        read_tty(rec, task, off, &mut f);
+        read_namespaces(rec, task, off);
+        // argv: its full length, argc, and the first chunk.
         let mm = read_at::<u64>(task, off.task_mm).map_err(|_| f | flags::ARGV_READ_FAILED)?;
         let start =
             read_at::<u64>(mm, off.mm_arg_start).map_err(|_| f | flags::ARGV_READ_FAILED)?;
         let end = read_at::<u64>(mm, off.mm_arg_end).map_err(|_| f | flags::ARGV_READ_FAILED)?;
         let total = end.saturating_sub(start);
-        (*rec).argv_total_len = total.min(u64::from(u32::MAX)) as u32;
+        (*rec).argv_total_len = u32::try_from(total).unwrap_or(u32::MAX);
         // For ELF images argc is the first word at the initial stack pointer.
-        if let Ok(stack) = read_at::<u64>(mm, off.mm_start_stack) {
-            if let Ok(argc) = bpf_probe_read_user(stack as *const u64) {
-                (*rec).argc = argc.min(u64::from(u32::MAX)) as u32;
-            }
+        if let Ok(stack) = read_at::<u64>(mm, off.mm_start_stack)
+            && let Ok(argc) = bpf_probe_read_user(stack as *const u64)
+        {
+            (*rec).argc = u32::try_from(argc).unwrap_or(u32::MAX);
         }
-        let len = if total > ARGV_CHUNK_LEN as u64 {
-            ARGV_CHUNK_LEN
-        } else {
-            total as usize
-        };
+        let len = chunk_len(total);
         if len > 0 {
             let dst = &mut (&mut (*rec).argv)[..len];
             if bpf_probe_read_user_buf(start as *const u8, dst).is_err() {
@@ -333,9 +257,151 @@ unsafe fn fill_exec(
     }
 }
 
+/// The header, ids and comm, and a neutral value in every field a failed read leaves.
+#[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+unsafe fn init_exec(rec: *mut ExecRecord, comm: &[u8; 16], tgid: u32, pid: u32, ktime_ns: u64) {
+    let uid_gid = bpf_get_current_uid_gid();
+    unsafe {
+        (*rec).header = RecordHeader {
+            version: RECORD_VERSION,
+            kind: KIND_EXEC,
+            flags: 0,
+            ktime_ns,
+            tgid,
+            pid,
+        };
+        (*rec).uid = (uid_gid & 0xFFFF_FFFF) as u32;
+        (*rec).gid = (uid_gid >> 32) as u32;
+        (*rec).cgroup_id = bpf_get_current_cgroup_id();
+        (*rec).css_set = 0;
+        (*rec).pwd_mnt = 0;
+        (*rec).pwd_dentry = 0;
+        (*rec).session = 0;
+        (*rec).comm = *comm;
+        (*rec).ppid = 0;
+        (*rec).euid = u32::MAX;
+        (*rec).egid = u32::MAX;
+        (*rec).loginuid = u32::MAX;
+        (*rec).pid_ns = 0;
+        (*rec).mnt_ns = 0;
+        (*rec).tty_index = 0;
+        (*rec).argc = 0;
+        (*rec).argv_total_len = 0;
+        (*rec).argv_len = 0;
+        (*rec).chunks = 0;
+        (*rec).tty_name = [0; TTY_NAME_LEN];
+    }
+}
+
+/// The executable path as the exec was asked for it; `PATH_TRUNCATED` if it was cut.
+#[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+#[expect(clippy::cast_possible_truncation, reason = "at most PATH_LEN bytes")]
+unsafe fn read_filename(ctx: &TracePointContext, rec: *mut ExecRecord, f: &mut u32) {
+    unsafe {
+        let loc: u32 = ctx.read_at(TP_FILENAME_LOC).unwrap_or(0);
+        let (loc_off, loc_len) = ((loc & 0xffff) as usize, (loc >> 16) as usize);
+        let src = ctx.as_ptr().cast::<u8>().add(loc_off);
+        (*rec).filename_len = match bpf_probe_read_kernel_str_bytes(src, &mut (*rec).filename) {
+            Ok(name) => name.len() as u32,
+            Err(_) => 0,
+        };
+        if loc_len > PATH_LEN {
+            *f |= flags::PATH_TRUNCATED;
+        }
+    }
+}
+
+/// (vfsmount, dentry) addresses of a task's working directory; zeros when unreadable.
+#[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+unsafe fn pwd_of(task: u64, off: &KernelOffsets) -> (u64, u64) {
+    let Ok(fs) = (unsafe { read_at::<u64>(task, off.task_fs) }) else {
+        return (0, 0);
+    };
+    if fs == 0 {
+        return (0, 0);
+    }
+    unsafe {
+        (
+            read_at::<u64>(fs, off.fs_pwd_mnt).unwrap_or(0),
+            read_at::<u64>(fs, off.fs_pwd_dentry).unwrap_or(0),
+        )
+    }
+}
+
+/// Effective ids and loginuid; `NO_LOGINUID` on kernels without audit support.
+#[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+unsafe fn read_credentials(rec: *mut ExecRecord, task: u64, off: &KernelOffsets, f: &mut u32) {
+    unsafe {
+        if let Ok(cred) = read_at::<u64>(task, off.task_cred) {
+            (*rec).euid = read_at::<u32>(cred, off.cred_euid).unwrap_or(u32::MAX);
+            (*rec).egid = read_at::<u32>(cred, off.cred_egid).unwrap_or(u32::MAX);
+        }
+        if off.has_loginuid != 0 {
+            (*rec).loginuid = read_at::<u32>(task, off.task_loginuid).unwrap_or(u32::MAX);
+        } else {
+            *f |= flags::NO_LOGINUID;
+        }
+    }
+}
+
+/// The controlling terminal, if any (`HAS_TTY`).
+#[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+unsafe fn read_tty(rec: *mut ExecRecord, task: u64, off: &KernelOffsets, f: &mut u32) {
+    unsafe {
+        if let Ok(signal) = read_at::<u64>(task, off.task_signal) {
+            let tty = read_at::<u64>(signal, off.signal_tty).unwrap_or(0);
+            if tty != 0 {
+                *f |= flags::HAS_TTY;
+                (*rec).tty_index = read_at::<u32>(tty, off.tty_index).unwrap_or(0);
+                let _ = bpf_probe_read_kernel_buf(
+                    (tty + u64::from(off.tty_name)) as *const u8,
+                    &mut (*rec).tty_name,
+                );
+            }
+        }
+    }
+}
+
+/// The mount and pid namespaces' inode numbers.
+#[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+unsafe fn read_namespaces(rec: *mut ExecRecord, task: u64, off: &KernelOffsets) {
+    unsafe {
+        if let Ok(nsproxy) = read_at::<u64>(task, off.task_nsproxy)
+            && nsproxy != 0
+        {
+            if let Ok(mnt) = read_at::<u64>(nsproxy, off.nsproxy_mnt_ns) {
+                (*rec).mnt_ns = read_at::<u32>(mnt, off.mnt_ns_inum).unwrap_or(0);
+            }
+            if let Ok(pidns) = read_at::<u64>(nsproxy, off.nsproxy_pid_ns) {
+                (*rec).pid_ns = read_at::<u32>(pidns, off.pid_ns_inum).unwrap_or(0);
+            }
+        }
+    }
+}
+
+/// The argv bytes one record carries when `remaining` are left.
+#[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+#[expect(clippy::cast_possible_truncation, reason = "at most ARGV_CHUNK_LEN")]
+fn chunk_len(remaining: u64) -> usize {
+    if remaining > ARGV_CHUNK_LEN as u64 {
+        ARGV_CHUNK_LEN
+    } else {
+        remaining as usize
+    }
+}
+
 /// Emits the argv beyond the first chunk as continuation records. Returns how many were
 /// submitted and whether one could not be reserved.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+#[expect(clippy::cast_possible_truncation, reason = "8 chunks of 4 KiB")]
 unsafe fn emit_chunks(start: u64, total: u64, tgid: u32, pid: u32, ktime_ns: u64) -> (u32, bool) {
     let mut sent = 0u32;
     for seq in 1..=ARGV_MAX_CHUNKS as u32 {
@@ -348,12 +414,7 @@ unsafe fn emit_chunks(start: u64, total: u64, tgid: u32, pid: u32, ktime_ns: u64
             return (sent, true);
         };
         let rec = entry.as_mut_ptr();
-        let remaining = total - offset;
-        let len = if remaining > ARGV_CHUNK_LEN as u64 {
-            ARGV_CHUNK_LEN
-        } else {
-            remaining as usize
-        };
+        let len = chunk_len(total - offset);
         unsafe {
             (*rec).header = RecordHeader {
                 version: RECORD_VERSION,
@@ -379,15 +440,4 @@ unsafe fn emit_chunks(start: u64, total: u64, tgid: u32, pid: u32, ktime_ns: u64
         sent += 1;
     }
     (sent, false)
-}
-
-trait CtxPtr {
-    fn as_ptr_u8(&self) -> *const u8;
-}
-
-impl CtxPtr for TracePointContext {
-    fn as_ptr_u8(&self) -> *const u8 {
-        use aya_ebpf::EbpfContext as _;
-        self.as_ptr() as *const u8
-    }
 }

@@ -7,8 +7,10 @@
 //! - `maps`: the maps and globals the agent fills and reads, and shared helpers.
 #![no_std]
 #![no_main]
-// `atomic_xadd`: the eBPF target lacks `AtomicU64::fetch_add` (see `tracked::count`).
-#![allow(internal_features)]
+#![expect(
+    internal_features,
+    reason = "`atomic_xadd`: the eBPF target lacks `AtomicU64::fetch_add` (see `tracked::count`)"
+)]
 #![feature(core_intrinsics)]
 
 mod exec;

@@ -86,20 +86,24 @@ pub(crate) static UNIX_PATHS: HashMap<UnixPathKey, u8> = HashMap::with_max_entri
 
 /// The settings, as the agent set them before load.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 pub(crate) fn config() -> ProbeConfig {
     // SAFETY: a global the agent fills before load; volatile so the compiler cannot fold
     // the zeros it was compiled with.
-    unsafe { core::ptr::read_volatile(&CONFIG) }
+    unsafe { core::ptr::read_volatile(&raw const CONFIG) }
 }
 
 /// The kernel struct offsets, as the agent set them before load.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 pub(crate) fn offsets() -> KernelOffsets {
     // SAFETY: as for `config`.
-    unsafe { core::ptr::read_volatile(&OFFSETS) }
+    unsafe { core::ptr::read_volatile(&raw const OFFSETS) }
 }
 
+/// Counts a failure in the per-CPU `COUNTERS` slot `index`.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 pub(crate) fn bump(index: u32) {
     if let Some(slot) = COUNTERS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
@@ -107,7 +111,12 @@ pub(crate) fn bump(index: u32) {
     }
 }
 
+/// Reads a `T` at `base + offset` in kernel memory; `READ_ERROR` when that fails.
+///
+/// # Safety
+/// `base` is a kernel address whose struct has a `T` at `offset`.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 pub(crate) unsafe fn read_at<T>(base: u64, offset: u32) -> Result<T, u32> {
     unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }
         .map_err(|_| counters::READ_ERROR)

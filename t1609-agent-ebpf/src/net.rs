@@ -1,9 +1,9 @@
 //! Network side of T1609: connects to the kubelet or a runtime API.
 //!
-//! TCP: `sock:inet_sock_set_state` entering SYN_SENT runs in the connecting task's
+//! TCP: `sock:inet_sock_set_state` entering `SYN_SENT` runs in the connecting task's
 //! context and carries kernel-side addresses (no user memory, nothing to race). Unix
 //! sockets: the cgroup `connect_unix` hook (Linux >= 6.7) on the root cgroup, which runs
-//! for AF_UNIX connects only and reads the kernel's copy of the address; elsewhere
+//! for `AF_UNIX` connects only and reads the kernel's copy of the address; elsewhere
 //! `syscalls:sys_enter_connect`, reading the `sockaddr_un` the caller passed, at the
 //! price of sending every syscall on the host through the slow syscall path. All
 //! filter in the kernel: other ports and paths cost a compare and a map lookup.
@@ -44,6 +44,7 @@ const TP_DADDR_V6: usize = 56;
 const TP_USERVADDR: usize = 24;
 
 #[tracepoint]
+#[expect(clippy::needless_pass_by_value, reason = "aya's macro signature")]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     match try_inet(&ctx) {
         Ok(()) => 0,
@@ -54,6 +55,10 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     }
 }
 
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value, the key is copied to another stack slot"
+)]
 fn try_inet(ctx: &TracePointContext) -> Result<(), u32> {
     let newstate: i32 = unsafe { ctx.read_at(TP_NEWSTATE) }.map_err(|_| counters::READ_ERROR)?;
     if newstate != TCP_SYN_SENT {
@@ -81,6 +86,7 @@ fn try_inet(ctx: &TracePointContext) -> Result<(), u32> {
 }
 
 #[tracepoint]
+#[expect(clippy::needless_pass_by_value, reason = "aya's macro signature")]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     match try_connect(&ctx) {
         Ok(()) => 0,
@@ -91,6 +97,10 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     }
 }
 
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value, the key is copied to another stack slot"
+)]
 fn try_connect(ctx: &TracePointContext) -> Result<(), u32> {
     let addr: u64 = unsafe { ctx.read_at(TP_USERVADDR) }.map_err(|_| counters::READ_ERROR)?;
     let family: u16 = match unsafe { bpf_probe_read_user(addr as *const u16) } {
@@ -115,6 +125,7 @@ fn try_connect(ctx: &TracePointContext) -> Result<(), u32> {
 /// the `connect_unix` attach type (`capture::unix_hook`); it is never attached as
 /// `connect4`. It only watches: it always lets the connect proceed.
 #[cgroup_sock_addr(connect4)]
+#[expect(clippy::needless_pass_by_value, reason = "aya's macro signature")]
 pub fn unix_connect(ctx: SockAddrContext) -> i32 {
     if let Err(c) = try_unix_connect(&ctx) {
         bump(c);
@@ -127,20 +138,28 @@ pub fn unix_connect(ctx: SockAddrContext) -> i32 {
 /// against the kernel's BTF before loading this program (`offsets::check_sock_addr_layout`).
 const SOCK_ADDR_UADDR: usize = 1;
 const SOCK_ADDR_UADDRLEN: usize = 4;
+/// Longest path a `UnixPathKey` holds with its NUL.
+#[expect(clippy::cast_possible_truncation, reason = "UNIX_PATH_LEN is 108")]
+const MAX_PATH_LEN: u32 = UNIX_PATH_LEN as u32 - 1;
 
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value, the key is copied to another stack slot"
+)]
 fn try_unix_connect(ctx: &SockAddrContext) -> Result<(), u32> {
     // The context's uaddr is the kernel's copy of the caller's address, addrlen bytes of
     // it valid, not NUL-terminated yet.
     let kern: [u64; 5] = unsafe { bpf_probe_read_kernel(ctx.sock_addr as *const [u64; 5]) }
         .map_err(|_| counters::READ_ERROR)?;
     let uaddr = kern[SOCK_ADDR_UADDR];
-    let addrlen = kern[SOCK_ADDR_UADDRLEN] as u32;
+    // uaddrlen is an int: the low half of its word.
+    let addrlen = (kern[SOCK_ADDR_UADDRLEN] & 0xFFFF_FFFF) as u32;
     if addrlen <= 2 {
         return Ok(()); // unnamed
     }
     let mut path_len = addrlen - 2;
-    if path_len > UNIX_PATH_LEN as u32 - 1 {
-        path_len = UNIX_PATH_LEN as u32 - 1;
+    if path_len > MAX_PATH_LEN {
+        path_len = MAX_PATH_LEN;
     }
     let mut key: UnixPathKey = [0; UNIX_PATH_LEN];
     // Reads at most path_len bytes of the path (and one more, which it overwrites with
@@ -162,6 +181,7 @@ fn try_unix_connect(ctx: &SockAddrContext) -> Result<(), u32> {
 }
 
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 fn emit(kind: u16, dport: u16, daddr: &[u8; 16], path: Option<&UnixPathKey>) -> Result<(), u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
@@ -183,14 +203,14 @@ fn emit(kind: u16, dport: u16, daddr: &[u8; 16], path: Option<&UnixPathKey>) -> 
             flags: 0,
             ktime_ns: now,
             tgid,
-            pid: pid_tgid as u32,
+            pid: (pid_tgid & 0xFFFF_FFFF) as u32,
         };
         let task = bpf_get_current_task();
         (*rec).ppid = match read_at::<u64>(task, off.task_real_parent) {
             Ok(parent) => read_at::<u32>(parent, off.task_tgid).unwrap_or(0),
             Err(_) => 0,
         };
-        (*rec).uid = uid_gid as u32;
+        (*rec).uid = (uid_gid & 0xFFFF_FFFF) as u32;
         (*rec).cgroup_id = bpf_get_current_cgroup_id();
         (*rec).session = tracked_get(tgid).unwrap_or(0);
         (*rec).net_kind = kind;

@@ -17,10 +17,11 @@ use crate::{
     wakeup,
 };
 
-/// `pid_t child_pid` of sched_process_fork.
+/// `pid_t child_pid` of `sched_process_fork`.
 const TP_FORK_CHILD_PID: usize = 20;
 
 #[tracepoint]
+#[expect(clippy::needless_pass_by_value, reason = "aya's macro signature")]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     match try_fork(&ctx) {
         Ok(()) => 0,
@@ -38,12 +39,13 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), u32> {
         return Ok(());
     };
     let child: i32 = unsafe { ctx.read_at(TP_FORK_CHILD_PID) }.map_err(|_| counters::READ_ERROR)?;
-    let child = child as u32;
+    let child = child.cast_unsigned();
     tracked_insert(child, session);
     emit(KIND_FORK, child, parent, session)
 }
 
 #[tracepoint]
+#[expect(clippy::needless_pass_by_value, reason = "aya's macro signature")]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     match try_exit(&ctx) {
         Ok(()) => 0,
@@ -56,7 +58,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 
 fn try_exit(_ctx: &TracePointContext) -> Result<(), u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let (tgid, pid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    let (tgid, pid) = ((pid_tgid >> 32) as u32, (pid_tgid & 0xFFFF_FFFF) as u32);
     // Session threads are keyed by thread id, processes reported for capture-all
     // (session 0) by tgid; processes reported by name are noted by tgid.
     let (reported, session) = exit_lookup(tgid, pid);

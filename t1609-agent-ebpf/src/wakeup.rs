@@ -12,7 +12,7 @@ use t1609_common::{
 use crate::maps::{EVENTS, config};
 
 /// Boot-time ns of the last forced reader wake-up (slot 0). Mmapable: the reader stamps it
-/// with a plain store while its polls find records, not a bpf() call per poll.
+/// with a plain store while its polls find records, not a `bpf()` call per poll.
 #[map]
 static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
@@ -35,6 +35,7 @@ const BPF_RB_RING_SIZE: u64 = 1;
 /// # Safety
 /// `rec` points into a live ring-buffer reservation of a filled `ExecRecord`.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 pub(crate) unsafe fn exec_flag(
     rec: *const ExecRecord,
     session: u64,
@@ -57,6 +58,7 @@ pub(crate) unsafe fn exec_flag(
 /// wait while the reader is quiet: it only updates the process table. A session's fork
 /// or exit may end the session, which is alerted.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 pub(crate) fn task_flag(session: u64, now: u64) -> u64 {
     if session == 0 && quiet_mode() {
         quiet_wakeup_flag()
@@ -69,6 +71,7 @@ pub(crate) fn task_flag(session: u64, now: u64) -> u64 {
 /// wake-up), or at once when the ring is half full. The reader also stamps
 /// `LAST_WAKEUP` while its polls find records, so a steady stream forces none.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 pub(crate) fn rate_limited_flag(interval_ns: u64, now: u64) -> u64 {
     if interval_ns == 0 {
         return 0;
@@ -92,6 +95,7 @@ pub(crate) fn rate_limited_flag(interval_ns: u64, now: u64) -> u64 {
 
 /// True while the agent replays a stream of exact repeats (see `QUIET`).
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 fn quiet_mode() -> bool {
     QUIET.get(0).is_some_and(|mode| *mode != 0)
 }
@@ -99,6 +103,7 @@ fn quiet_mode() -> bool {
 /// The wake-up flag of a record the reader need not see at once: none, unless the ring
 /// is half full.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 fn quiet_wakeup_flag() -> u64 {
     if EVENTS.query(BPF_RB_AVAIL_DATA) > EVENTS.query(BPF_RB_RING_SIZE) / 2 {
         BPF_RB_FORCE_WAKEUP
@@ -113,6 +118,9 @@ fn quiet_wakeup_flag() -> u64 {
 /// # Safety
 /// `rec` points into a live ring-buffer reservation of an `ExecRecord`.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+#[expect(clippy::cast_ptr_alignment, reason = "argv is 8-aligned (asserted)")]
+#[expect(clippy::cast_possible_truncation, reason = "at most ARGV_CHUNK_LEN")]
 unsafe fn quiet_listed(rec: *const ExecRecord) -> bool {
     let (ppid, record_len, base) = unsafe {
         (
