@@ -19,8 +19,8 @@ use aya_ebpf::{
 };
 use t1609_common::{
     ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, ArgvChunkRecord, ExecRecord, KIND_ARGV_CHUNK,
-    KIND_EXEC, KernelOffsets, MAX_ANCESTORS, PATH_LEN, RECORD_VERSION, RecordHeader, TTY_NAME_LEN,
-    WatchKey, counters, flags, watch_filter_bit_of_words,
+    KIND_EXEC, KernelOffsets, MAX_ANCESTORS, PATH_LEN, RecordHeader, TTY_NAME_LEN, WatchKey,
+    counters, flags, watch_filter_bit_of_words,
 };
 
 use crate::{
@@ -263,14 +263,7 @@ unsafe fn fill_exec(
 unsafe fn init_exec(rec: *mut ExecRecord, comm: &[u8; 16], tgid: u32, pid: u32, ktime_ns: u64) {
     let uid_gid = bpf_get_current_uid_gid();
     unsafe {
-        (*rec).header = RecordHeader {
-            version: RECORD_VERSION,
-            kind: KIND_EXEC,
-            flags: 0,
-            ktime_ns,
-            tgid,
-            pid,
-        };
+        (*rec).header = RecordHeader::new(KIND_EXEC, ktime_ns, tgid, pid);
         (*rec).uid = (uid_gid & 0xFFFF_FFFF) as u32;
         (*rec).gid = (uid_gid >> 32) as u32;
         (*rec).cgroup_id = bpf_get_current_cgroup_id();
@@ -416,14 +409,7 @@ unsafe fn emit_chunks(start: u64, total: u64, tgid: u32, pid: u32, ktime_ns: u64
         let rec = entry.as_mut_ptr();
         let len = chunk_len(total - offset);
         unsafe {
-            (*rec).header = RecordHeader {
-                version: RECORD_VERSION,
-                kind: KIND_ARGV_CHUNK,
-                flags: 0,
-                ktime_ns,
-                tgid,
-                pid,
-            };
+            (*rec).header = RecordHeader::new(KIND_ARGV_CHUNK, ktime_ns, tgid, pid);
             (*rec).seq = seq;
             (*rec).offset = offset as u32;
             (*rec).pad = 0;

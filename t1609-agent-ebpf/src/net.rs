@@ -18,8 +18,7 @@ use aya_ebpf::{
     programs::{SockAddrContext, TracePointContext},
 };
 use t1609_common::{
-    KIND_NET, NetRecord, RECORD_VERSION, RecordHeader, UNIX_PATH_LEN, UnixPathKey, counters,
-    net_kind,
+    KIND_NET, NetRecord, RecordHeader, UNIX_PATH_LEN, UnixPathKey, counters, net_kind,
 };
 
 use crate::{
@@ -197,14 +196,7 @@ fn emit(kind: u16, dport: u16, daddr: &[u8; 16], path: Option<&UnixPathKey>) -> 
     let uid_gid = bpf_get_current_uid_gid();
     let off = offsets();
     unsafe {
-        (*rec).header = RecordHeader {
-            version: RECORD_VERSION,
-            kind: KIND_NET,
-            flags: 0,
-            ktime_ns: now,
-            tgid,
-            pid: (pid_tgid & 0xFFFF_FFFF) as u32,
-        };
+        (*rec).header = RecordHeader::new(KIND_NET, now, tgid, (pid_tgid & 0xFFFF_FFFF) as u32);
         let task = bpf_get_current_task();
         (*rec).ppid = match read_at::<u64>(task, off.task_real_parent) {
             Ok(parent) => read_at::<u32>(parent, off.task_tgid).unwrap_or(0),

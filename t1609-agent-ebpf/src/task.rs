@@ -9,7 +9,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use t1609_common::{KIND_EXIT, KIND_FORK, RECORD_VERSION, RecordHeader, TaskRecord, counters};
+use t1609_common::{KIND_EXIT, KIND_FORK, RecordHeader, TaskRecord, counters};
 
 use crate::{
     maps::{EVENTS, bump},
@@ -86,14 +86,7 @@ fn emit(kind: u16, tgid: u32, parent: u32, session: u64) -> Result<(), u32> {
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let rec = entry.as_mut_ptr();
     unsafe {
-        (*rec).header = RecordHeader {
-            version: RECORD_VERSION,
-            kind,
-            flags: 0,
-            ktime_ns: now,
-            tgid,
-            pid: tgid,
-        };
+        (*rec).header = RecordHeader::new(kind, now, tgid, tgid);
         (*rec).parent_tgid = parent;
         (*rec).pad = 0;
         (*rec).session = session;

@@ -75,6 +75,22 @@ pub struct RecordHeader {
 
 const _: () = assert!(size_of::<RecordHeader>() == 24);
 
+impl RecordHeader {
+    /// The header of a `kind` record the probe writes: this version, no flags yet.
+    #[inline(always)]
+    #[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+    pub const fn new(kind: u16, ktime_ns: u64, tgid: u32, pid: u32) -> Self {
+        Self {
+            version: RECORD_VERSION,
+            kind,
+            flags: 0,
+            ktime_ns,
+            tgid,
+            pid,
+        }
+    }
+}
+
 /// One ancestor as the kernel saw it at the exec: it may be gone by the time the agent
 /// reads the record, so this is what lets alerts name short-lived parents.
 #[repr(C)]
@@ -191,3 +207,18 @@ pub struct TaskRecord {
 }
 
 const _: () = assert!(size_of::<TaskRecord>() == 56);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_header_carries_this_version_and_no_flags() {
+        let header = RecordHeader::new(KIND_FORK, 7, 42, 43);
+        assert_eq!(
+            (header.version, header.kind, header.flags),
+            (RECORD_VERSION, KIND_FORK, 0)
+        );
+        assert_eq!((header.ktime_ns, header.tgid, header.pid), (7, 42, 43));
+    }
+}
