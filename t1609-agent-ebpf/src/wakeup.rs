@@ -24,6 +24,7 @@ static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map]
 static QUIET: Array<u64> = Array::with_max_entries(1 + QUIET_SIGNATURES, BPF_F_MMAPABLE);
 
+// `bpf_ringbuf_submit` flags and `bpf_ringbuf_query` fields (uapi `linux/bpf.h`).
 pub(crate) const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
