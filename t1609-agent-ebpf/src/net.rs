@@ -1,9 +1,9 @@
 //! Network side of T1609: connects to the kubelet or a runtime API.
 //!
-//! TCP: `sock:inet_sock_set_state` entering SYN_SENT runs in the connecting task's
+//! TCP: `sock:inet_sock_set_state` entering `SYN_SENT` runs in the connecting task's
 //! context and carries kernel-side addresses (no user memory, nothing to race). Unix
 //! sockets: the cgroup `connect_unix` hook (Linux >= 6.7) on the root cgroup, which runs
-//! for AF_UNIX connects only and reads the kernel's copy of the address; elsewhere
+//! for `AF_UNIX` connects only and reads the kernel's copy of the address; elsewhere
 //! `syscalls:sys_enter_connect`, reading the `sockaddr_un` the caller passed, at the
 //! price of sending every syscall on the host through the slow syscall path. All
 //! filter in the kernel: other ports and paths cost a compare and a map lookup.
@@ -14,24 +14,18 @@ use aya_ebpf::{
         bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
         bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str_bytes, generated,
     },
-    macros::{cgroup_sock_addr, map, tracepoint},
-    maps::HashMap,
+    macros::{cgroup_sock_addr, tracepoint},
     programs::{SockAddrContext, TracePointContext},
 };
 use t1609_common::{
-    KIND_NET, NetRecord, RECORD_VERSION, RecordHeader, UNIX_PATH_LEN, UnixPathKey, counters,
-    net_kind,
+    KIND_NET, NetRecord, RecordHeader, UNIX_PATH_LEN, UnixPathKey, counters, net_kind,
 };
 
-use crate::{CONFIG, EVENTS, OFFSETS, bump, read_at, tracked::tracked_get, wakeup_flag};
-
-/// Watched TCP destination ports (host byte order).
-#[map]
-static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(64, 0);
-
-/// Watched Unix socket paths.
-#[map]
-static UNIX_PATHS: HashMap<UnixPathKey, u8> = HashMap::with_max_entries(64, 0);
+use crate::{
+    maps::{EVENTS, PORTS, UNIX_PATHS, bump, config, offsets, read_at},
+    tracked::tracked_get,
+    wakeup,
+};
 
 const TCP_SYN_SENT: i32 = 2;
 const IPPROTO_TCP: u16 = 6;
@@ -49,6 +43,7 @@ const TP_DADDR_V6: usize = 56;
 const TP_USERVADDR: usize = 24;
 
 #[tracepoint]
+#[expect(clippy::needless_pass_by_value, reason = "aya's macro signature")]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     match try_inet(&ctx) {
         Ok(()) => 0,
@@ -59,6 +54,10 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     }
 }
 
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value, the key is copied to another stack slot"
+)]
 fn try_inet(ctx: &TracePointContext) -> Result<(), u32> {
     let newstate: i32 = unsafe { ctx.read_at(TP_NEWSTATE) }.map_err(|_| counters::READ_ERROR)?;
     if newstate != TCP_SYN_SENT {
@@ -86,6 +85,7 @@ fn try_inet(ctx: &TracePointContext) -> Result<(), u32> {
 }
 
 #[tracepoint]
+#[expect(clippy::needless_pass_by_value, reason = "aya's macro signature")]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     match try_connect(&ctx) {
         Ok(()) => 0,
@@ -96,6 +96,10 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     }
 }
 
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value, the key is copied to another stack slot"
+)]
 fn try_connect(ctx: &TracePointContext) -> Result<(), u32> {
     let addr: u64 = unsafe { ctx.read_at(TP_USERVADDR) }.map_err(|_| counters::READ_ERROR)?;
     let family: u16 = match unsafe { bpf_probe_read_user(addr as *const u16) } {
@@ -120,6 +124,7 @@ fn try_connect(ctx: &TracePointContext) -> Result<(), u32> {
 /// the `connect_unix` attach type (`capture::unix_hook`); it is never attached as
 /// `connect4`. It only watches: it always lets the connect proceed.
 #[cgroup_sock_addr(connect4)]
+#[expect(clippy::needless_pass_by_value, reason = "aya's macro signature")]
 pub fn unix_connect(ctx: SockAddrContext) -> i32 {
     if let Err(c) = try_unix_connect(&ctx) {
         bump(c);
@@ -132,20 +137,28 @@ pub fn unix_connect(ctx: SockAddrContext) -> i32 {
 /// against the kernel's BTF before loading this program (`offsets::check_sock_addr_layout`).
 const SOCK_ADDR_UADDR: usize = 1;
 const SOCK_ADDR_UADDRLEN: usize = 4;
+/// Longest path a `UnixPathKey` holds with its NUL.
+#[expect(clippy::cast_possible_truncation, reason = "UNIX_PATH_LEN is 108")]
+const MAX_PATH_LEN: u32 = UNIX_PATH_LEN as u32 - 1;
 
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value, the key is copied to another stack slot"
+)]
 fn try_unix_connect(ctx: &SockAddrContext) -> Result<(), u32> {
     // The context's uaddr is the kernel's copy of the caller's address, addrlen bytes of
     // it valid, not NUL-terminated yet.
     let kern: [u64; 5] = unsafe { bpf_probe_read_kernel(ctx.sock_addr as *const [u64; 5]) }
         .map_err(|_| counters::READ_ERROR)?;
     let uaddr = kern[SOCK_ADDR_UADDR];
-    let addrlen = kern[SOCK_ADDR_UADDRLEN] as u32;
+    // uaddrlen is an int: the low half of its word.
+    let addrlen = (kern[SOCK_ADDR_UADDRLEN] & 0xFFFF_FFFF) as u32;
     if addrlen <= 2 {
         return Ok(()); // unnamed
     }
     let mut path_len = addrlen - 2;
-    if path_len > UNIX_PATH_LEN as u32 - 1 {
-        path_len = UNIX_PATH_LEN as u32 - 1;
+    if path_len > MAX_PATH_LEN {
+        path_len = MAX_PATH_LEN;
     }
     let mut key: UnixPathKey = [0; UNIX_PATH_LEN];
     // Reads at most path_len bytes of the path (and one more, which it overwrites with
@@ -167,10 +180,11 @@ fn try_unix_connect(ctx: &SockAddrContext) -> Result<(), u32> {
 }
 
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 fn emit(kind: u16, dport: u16, daddr: &[u8; 16], path: Option<&UnixPathKey>) -> Result<(), u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    let config = unsafe { core::ptr::read_volatile(&CONFIG) };
+    let config = config();
     if tgid == config.agent_tgid {
         return Ok(());
     }
@@ -180,35 +194,28 @@ fn emit(kind: u16, dport: u16, daddr: &[u8; 16], path: Option<&UnixPathKey>) -> 
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let rec = entry.as_mut_ptr();
     let uid_gid = bpf_get_current_uid_gid();
-    let off = unsafe { core::ptr::read_volatile(&OFFSETS) };
+    let off = offsets();
     unsafe {
-        (*rec).header = RecordHeader {
-            version: RECORD_VERSION,
-            kind: KIND_NET,
-            flags: 0,
-            ktime_ns: now,
-            tgid,
-            pid: pid_tgid as u32,
-        };
+        (*rec).header = RecordHeader::new(KIND_NET, now, tgid, (pid_tgid & 0xFFFF_FFFF) as u32);
         let task = bpf_get_current_task();
         (*rec).ppid = match read_at::<u64>(task, off.task_real_parent) {
             Ok(parent) => read_at::<u32>(parent, off.task_tgid).unwrap_or(0),
             Err(_) => 0,
         };
-        (*rec).uid = uid_gid as u32;
+        (*rec).uid = (uid_gid & 0xFFFF_FFFF) as u32;
         (*rec).cgroup_id = bpf_get_current_cgroup_id();
         (*rec).session = tracked_get(tgid).unwrap_or(0);
         (*rec).net_kind = kind;
         (*rec).dport = dport;
-        (*rec)._pad = 0;
+        (*rec).pad = 0;
         (*rec).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         (*rec).daddr = *daddr;
         (*rec).path = match path {
             Some(p) => *p,
             None => [0; UNIX_PATH_LEN],
         };
-        (*rec)._pad2 = [0; 4];
+        (*rec).tail_pad = [0; 4];
     }
-    entry.submit(wakeup_flag(config.wakeup_interval_ns, now));
+    entry.submit(wakeup::rate_limited_flag(config.wakeup_interval_ns, now));
     Ok(())
 }

@@ -9,18 +9,19 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use t1609_common::{KIND_EXIT, KIND_FORK, RECORD_VERSION, RecordHeader, TaskRecord, counters};
+use t1609_common::{KIND_EXIT, KIND_FORK, RecordHeader, TaskRecord, counters};
 
 use crate::{
-    EVENTS, bump, quiet_mode, quiet_wakeup_flag,
+    maps::{EVENTS, bump},
     tracked::{exit_lookup, tracked_get, tracked_insert, tracked_remove},
-    wakeup_flag,
+    wakeup,
 };
 
-/// `pid_t child_pid` of sched_process_fork.
+/// `pid_t child_pid` of `sched_process_fork`.
 const TP_FORK_CHILD_PID: usize = 20;
 
 #[tracepoint]
+#[expect(clippy::needless_pass_by_value, reason = "aya's macro signature")]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     match try_fork(&ctx) {
         Ok(()) => 0,
@@ -38,12 +39,13 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), u32> {
         return Ok(());
     };
     let child: i32 = unsafe { ctx.read_at(TP_FORK_CHILD_PID) }.map_err(|_| counters::READ_ERROR)?;
-    let child = child as u32;
+    let child = child.cast_unsigned();
     tracked_insert(child, session);
     emit(KIND_FORK, child, parent, session)
 }
 
 #[tracepoint]
+#[expect(clippy::needless_pass_by_value, reason = "aya's macro signature")]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     match try_exit(&ctx) {
         Ok(()) => 0,
@@ -56,7 +58,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 
 fn try_exit(_ctx: &TracePointContext) -> Result<(), u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let (tgid, pid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    let (tgid, pid) = ((pid_tgid >> 32) as u32, (pid_tgid & 0xFFFF_FFFF) as u32);
     // Session threads are keyed by thread id, processes reported for capture-all
     // (session 0) by tgid; processes reported by name are noted by tgid.
     let (reported, session) = exit_lookup(tgid, pid);
@@ -84,26 +86,12 @@ fn emit(kind: u16, tgid: u32, parent: u32, session: u64) -> Result<(), u32> {
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let rec = entry.as_mut_ptr();
     unsafe {
-        (*rec).header = RecordHeader {
-            version: RECORD_VERSION,
-            kind,
-            flags: 0,
-            ktime_ns: now,
-            tgid,
-            pid: tgid,
-        };
+        (*rec).header = RecordHeader::new(kind, now, tgid, tgid);
         (*rec).parent_tgid = parent;
-        (*rec)._pad = 0;
+        (*rec).pad = 0;
         (*rec).session = session;
         (*rec).comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
-    // A reported process's exit can wait while the reader is quiet: it only updates the
-    // process table. A session's fork or exit may end the session, which is alerted.
-    let wake = if session == 0 && quiet_mode() {
-        quiet_wakeup_flag()
-    } else {
-        wakeup_flag(crate::config_wakeup(), now)
-    };
-    entry.submit(wake);
+    entry.submit(wakeup::task_flag(session, now));
     Ok(())
 }

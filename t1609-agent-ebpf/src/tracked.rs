@@ -25,7 +25,7 @@ use t1609_common::{TRACKED_SLOTS, reported_tgid, tracked_keys, tracked_slot};
 /// exit is reported, so the agent's table lets it go at once instead of finding it gone
 /// in /proc much later. (Processes reported by name are noted in `TRACKED_COUNT`.)
 #[map]
-pub(crate) static TRACKED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+static TRACKED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
 /// Per slot (`t1609_common::tracked_slot`): the number of `TRACKED` keys in the low half
 /// (`tracked_keys`), the last process reported by name in the high half
@@ -36,6 +36,7 @@ static TRACKED_COUNT: Array<u64> = Array::with_max_entries(TRACKED_SLOTS, BPF_F_
 
 /// The word of `key`'s slot.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 fn slot_word(key: u32) -> Option<u64> {
     let word = TRACKED_COUNT.get(tracked_slot(key))?;
     // SAFETY: a live array slot; other CPUs update it atomically.
@@ -44,6 +45,11 @@ fn slot_word(key: u32) -> Option<u64> {
 
 /// The session of a tracked `key` (0: a capture-all process outside any session).
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value, the key is copied to another stack slot"
+)]
 pub(crate) fn tracked_get(key: u32) -> Option<u64> {
     if tracked_keys(slot_word(key)?) == 0 {
         return None;
@@ -54,6 +60,11 @@ pub(crate) fn tracked_get(key: u32) -> Option<u64> {
 /// At a task's exit: whether it is a process reported by name (its note is cleared), and
 /// its session if tracked. One load answers both for nearly every exit on the host.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value, the key is copied to another stack slot"
+)]
 pub(crate) fn exit_lookup(tgid: u32, pid: u32) -> (bool, Option<u64>) {
     let Some(word) = slot_word(pid) else {
         return (false, None);
@@ -77,11 +88,13 @@ pub(crate) fn exit_lookup(tgid: u32, pid: u32) -> (bool, Option<u64>) {
 /// process alive in the same slot loses its note: its exit goes unreported, and the
 /// agent finds it gone from /proc later.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 pub(crate) fn reported_insert(tgid: u32) {
     set_reported(tgid, tgid);
 }
 
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 fn set_reported(key: u32, tgid: u32) {
     if let Some(word) = TRACKED_COUNT.get_ptr_mut(tracked_slot(key)) {
         // SAFETY: the high half of a live, aligned u64 slot (the target is little-endian).
@@ -92,6 +105,11 @@ fn set_reported(key: u32, tgid: u32) {
 
 /// Tracks `key`, or moves it to `session` if already tracked.
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value, the key is copied to another stack slot"
+)]
 pub(crate) fn tracked_insert(key: u32, session: u64) {
     if TRACKED
         .insert(&key, &session, u64::from(BPF_NOEXIST))
@@ -106,6 +124,11 @@ pub(crate) fn tracked_insert(key: u32, session: u64) {
 }
 
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value, the key is copied to another stack slot"
+)]
 pub(crate) fn tracked_remove(key: u32) {
     if TRACKED.remove(&key).is_ok() {
         count(key, u64::MAX); // -1, wrapping
@@ -113,6 +136,7 @@ pub(crate) fn tracked_remove(key: u32) {
 }
 
 #[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 fn count(key: u32, delta: u64) {
     if let Some(slot) = TRACKED_COUNT.get_ptr_mut(tracked_slot(key)) {
         // SAFETY: a live, aligned array slot; every writer uses an atomic add. The eBPF
