@@ -140,6 +140,44 @@ mod tests {
     }
 
     #[test]
+    fn loss_alert_document_is_pinned() {
+        let mut v = loss_alert("file:/x", 3, 10);
+        let id = v["event"]["id"].as_str().unwrap().to_owned();
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
+        let at = v["@timestamp"].as_str().unwrap();
+        assert!(
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).is_ok(),
+            "{at}"
+        );
+        v["event"].as_object_mut().unwrap().remove("id");
+        v.as_object_mut().unwrap().remove("@timestamp");
+        assert_eq!(
+            v,
+            json!({
+                "message": "t1609-agent dropped 3 alert(s) for sink file:/x (10 since start)",
+                "event": {
+                    "kind": "alert",
+                    "category": ["process"],
+                    "type": ["info"],
+                    "module": "t1609",
+                    "dataset": "t1609.agent",
+                    "severity": 73,
+                    "risk_score": 73,
+                },
+                "rule": {"id": "t1609.agent_alert_loss", "name": "t1609-agent dropped alerts"},
+                "t1609": {
+                    "severity": "high",
+                    "loss": {"sink": "file:/x", "count": 3, "total": 10},
+                },
+                "observer": {"type": "agent", "product": "t1609-agent"},
+            })
+        );
+    }
+
+    #[test]
     fn loss_alert_shape() {
         let v = loss_alert("file:/x", 3, 10);
         assert_eq!(v["event"]["kind"], "alert");
