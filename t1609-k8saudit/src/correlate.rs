@@ -134,7 +134,7 @@ fn ids(alert: &mut Value) -> (String, String) {
         _ => {
             // An alert without a group id gets its event id as one.
             let g = if event_id.is_empty() {
-                t1609_detect::new_id()
+                t1609_ecs::new_id()
             } else {
                 event_id.clone()
             };
