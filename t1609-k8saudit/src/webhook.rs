@@ -56,24 +56,27 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor
             .map_err(|e| io(cert, e))?
     };
     if certs.is_empty() {
-        return Err(AuditError::Tls(format!(
-            "{}: no PEM certificate",
-            cert.display()
-        )));
+        return Err(AuditError::TlsPem {
+            path: cert.to_path_buf(),
+            missing: "certificate",
+        });
     }
     let key_der = {
         let mut r = std::io::BufReader::new(std::fs::File::open(key).map_err(|e| io(key, e))?);
         rustls_pemfile::private_key(&mut r)
             .map_err(|e| io(key, e))?
-            .ok_or_else(|| AuditError::Tls(format!("{}: no PEM private key", key.display())))?
+            .ok_or_else(|| AuditError::TlsPem {
+                path: key.to_path_buf(),
+                missing: "private key",
+            })?
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| AuditError::Tls(e.to_string()))?
+        .map_err(|source| AuditError::Tls { source })?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
-        .map_err(|e| AuditError::Tls(e.to_string()))?;
+        .map_err(|source| AuditError::Tls { source })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
@@ -244,16 +247,13 @@ impl WebhookServer {
         };
         let token = match &cfg.bearer_token_file {
             Some(p) => {
-                let t = std::fs::read_to_string(p).map_err(|e| AuditError::Token {
+                let t = std::fs::read_to_string(p).map_err(|source| AuditError::TokenRead {
                     path: p.clone(),
-                    message: e.to_string(),
+                    source,
                 })?;
                 let t = t.trim();
                 if t.is_empty() {
-                    return Err(AuditError::Token {
-                        path: p.clone(),
-                        message: "empty token".into(),
-                    });
+                    return Err(AuditError::TokenEmpty { path: p.clone() });
                 }
                 Some(t.as_bytes().to_vec())
             }

@@ -315,7 +315,7 @@ async fn tls_config_errors_are_reported() {
     };
     assert!(matches!(
         WebhookServer::bind(&cfg).await,
-        Err(AuditError::Tls(_))
+        Err(AuditError::TlsPem { .. })
     ));
     let cfg = WebhookConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -324,6 +324,6 @@ async fn tls_config_errors_are_reported() {
     };
     assert!(matches!(
         WebhookServer::bind(&cfg).await,
-        Err(AuditError::Token { .. })
+        Err(AuditError::TokenRead { .. })
     ));
 }

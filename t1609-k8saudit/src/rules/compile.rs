@@ -182,7 +182,12 @@ fn compile_cond(
         (Field::Command, spec.command),
     ] {
         if !globs.is_empty() {
-            let re = glob_regex(&globs).map_err(|e| invalid(format!("{what} `{name}`: {e}")))?;
+            let re = glob_regex(&globs).map_err(|error| RuleError::Pattern {
+                source_name: source.into(),
+                rule: rule.into(),
+                what: format!("{what} `{name}`"),
+                error,
+            })?;
             fields.push((f, re));
         }
     }
@@ -247,10 +252,12 @@ fn compile_rule(spec: RuleSpec, source: &str) -> Result<Option<Rule>, RuleError>
         }
         let mut proxy_path = Vec::new();
         for p in &m.proxy_path {
-            proxy_path.push(
-                Regex::new(p)
-                    .map_err(|e| invalid(format!("match `{}`: proxy_path: {e}", m.kind)))?,
-            );
+            proxy_path.push(Regex::new(p).map_err(|error| RuleError::Pattern {
+                source_name: source.into(),
+                rule: id.clone(),
+                what: format!("match `{}`: proxy_path", m.kind),
+                error,
+            })?);
         }
         matches.push(Match {
             kind: m.kind,
@@ -339,11 +346,13 @@ pub(super) fn compile_sources(sources: &[(String, String)]) -> Result<Vec<Rule>,
                     message: "an exception takes no `raise`".into(),
                 });
             }
-            let re = glob_regex(std::slice::from_ref(&target)).map_err(|e| RuleError::Invalid {
-                source_name: source.clone(),
-                rule: target.clone(),
-                message: e.to_string(),
-            })?;
+            let re =
+                glob_regex(std::slice::from_ref(&target)).map_err(|error| RuleError::Pattern {
+                    source_name: source.clone(),
+                    rule: target.clone(),
+                    what: "`rule` glob".into(),
+                    error,
+                })?;
             let mut hit = false;
             for r in rules.iter_mut().filter(|r| re.is_match(&r.id)) {
                 let s = CondSpec {
@@ -364,4 +373,23 @@ pub(super) fn compile_sources(sources: &[(String, String)]) -> Result<Vec<Rule>,
         }
     }
     Ok(rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_bad_proxy_path_names_the_rule_and_keeps_the_regex_error() {
+        let text = "[[rule]]\nid = \"r\"\nname = \"r\"\n[[rule.match]]\nkind = \"k\"\nresource = \"nodes\"\nproxy_path = ['(']\nseverity = \"low\"\n";
+        let e = compile_sources(&[("extra.toml".into(), text.into())]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("extra.toml: rule `r`: match `k`: proxy_path: regex parse error"),
+            "{e}"
+        );
+        assert!(e.source().is_some_and(|s| s.is::<regex::Error>()));
+    }
 }
