@@ -121,7 +121,7 @@ fn set_t1609(alert: &mut Value, key: &str, value: Value) {
     }
     let t = obj
         .entry("t1609")
-        .or_insert_with(|| Value::Object(Default::default()));
+        .or_insert_with(|| Value::Object(serde_json::Map::default()));
     if let Value::Object(t) = t {
         t.insert(key.into(), value);
     }

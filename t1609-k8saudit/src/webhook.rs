@@ -25,7 +25,7 @@ use crate::stats::AuditStats;
 const MAX_CONNECTIONS: usize = 256;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+const BODY_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// A bound, not yet serving, webhook receiver; `local_addr` tells the port when
 /// `listen` asked for port 0.
@@ -230,7 +230,7 @@ where
                 tracing::debug!(error = %e, "audit webhook connection ended with an error");
             }
         }
-        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+        () = async { let _ = stop.wait_for(|s| *s).await; } => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
         }
@@ -343,10 +343,10 @@ impl WebhookServer {
                         {
                             Ok(Ok(io)) => serve_conn(io, shared, stop).await,
                             Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "audit webhook TLS handshake failed")
+                                tracing::debug!(%peer, error = %e, "audit webhook TLS handshake failed");
                             }
                             Err(_) => {
-                                tracing::debug!(%peer, "audit webhook TLS handshake timed out")
+                                tracing::debug!(%peer, "audit webhook TLS handshake timed out");
                             }
                         }
                     }

@@ -9,6 +9,14 @@ use t1609_ecs::Severity;
 
 use crate::error::RuleError;
 
+/// The audit stages a rule may name.
+const STAGES: [&str; 4] = [
+    "RequestReceived",
+    "ResponseStarted",
+    "ResponseComplete",
+    "Panic",
+];
+
 /// `event.dataset` of every alert made from an audit event, and the only `dataset` a rule
 /// file may name.
 pub const DATASET: &str = "kubernetes.audit";
@@ -228,12 +236,6 @@ fn compile_rule(spec: RuleSpec, source: &str) -> Result<Option<Rule>, RuleError>
     if spec.matches.is_empty() {
         return Err(invalid("no [[rule.match]] clause".into()));
     }
-    const STAGES: [&str; 4] = [
-        "RequestReceived",
-        "ResponseStarted",
-        "ResponseComplete",
-        "Panic",
-    ];
     for s in &spec.stages {
         if !STAGES.contains(&s.as_str()) {
             return Err(invalid(format!(
@@ -390,6 +392,6 @@ mod tests {
                 .starts_with("extra.toml: rule `r`: match `k`: proxy_path: regex parse error"),
             "{e}"
         );
-        assert!(e.source().is_some_and(|s| s.is::<regex::Error>()));
+        assert!(e.source().unwrap().is::<regex::Error>());
     }
 }
