@@ -63,18 +63,7 @@ async fn file_rotates_and_hostile_json_stays_one_line() {
 fn stdout_sink_writes_one_json_line_per_alert() {
     let dir = tempfile::tempdir().unwrap();
     let run = run_id("stdout");
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_main",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "--quiet",
-        ])
-        .env(
-            "T1609_DELIVER_CHILD",
-            format!("stdout|{}|{run}", dir.path().display()),
-        )
+    let out = child_command(&format!("stdout|{}|{run}", dir.path().display()))
         .output()
         .unwrap();
     assert!(out.status.success());

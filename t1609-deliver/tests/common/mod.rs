@@ -198,18 +198,24 @@ pub fn field_bytes(v: &Value) -> Vec<u8> {
     }
 }
 
-/// Runs this test binary again as a child process, executing the test `child_main` with
-/// the role in `T1609_DELIVER_CHILD`.
+/// This test binary, set to run only its test `child_main` with the role in
+/// `T1609_DELIVER_CHILD` (see [`child_main`]).
+pub fn child_command(role: &str) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "child_main",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+        "--quiet",
+    ])
+    .env("T1609_DELIVER_CHILD", role);
+    c
+}
+
+/// Runs this test binary again as a child process in `role` (see [`child_command`]).
 pub fn spawn_child(role: &str, stdout: Stdio) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_main",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "--quiet",
-        ])
-        .env("T1609_DELIVER_CHILD", role)
+    child_command(role)
         .stdout(stdout)
         .stderr(Stdio::inherit())
         .spawn()
