@@ -1,9 +1,8 @@
 //! The unit of delivery: the ECS document plus its one-line JSON form, serialized once.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// An alert as the sinks see it. Cloning is cheap (two `Arc`s).
 #[derive(Debug, Clone)]
@@ -66,62 +65,10 @@ impl Alert {
     }
 }
 
-/// A random 128-bit id as 32 lowercase hex digits (from `getrandom(2)`).
-pub(crate) fn random_id() -> String {
-    let mut b = [0u8; 16];
-    // SAFETY: the buffer is valid for 16 bytes of writes.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != 16 {
-        // Fall back on time and pid; uniqueness, not secrecy, is what matters here.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        b = (t ^ (u128::from(std::process::id()) << 96)).to_le_bytes();
-    }
-    b.iter().fold(String::with_capacity(32), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
-}
-
-pub(crate) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// The loss alert: an ECS document with `event.kind` `"alert"`, `rule.id`
-/// `"t1609.agent_alert_loss"` and `t1609.loss.count` alerts dropped on `sink` since the
-/// previous loss alert (`t1609.loss.total` since start).
-#[must_use]
-pub fn loss_alert(sink: &str, count: u64, total: u64) -> Value {
-    json!({
-        "@timestamp": now_rfc3339(),
-        "message": format!("t1609-agent dropped {count} alert(s) for sink {sink} ({total} since start)"),
-        "event": {
-            "id": random_id(),
-            "kind": "alert",
-            "category": ["process"],
-            "type": ["info"],
-            "module": "t1609",
-            "dataset": "t1609.agent",
-            "severity": 73,
-            "risk_score": 73,
-        },
-        "rule": {
-            "id": "t1609.agent_alert_loss",
-            "name": "t1609-agent dropped alerts",
-        },
-        "t1609": {
-            "severity": "high",
-            "loss": { "sink": sink, "count": count, "total": total },
-        },
-        "observer": { "type": "agent", "product": "t1609-agent" },
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -137,14 +84,5 @@ mod tests {
         assert_eq!(back.doc(), &*doc);
         assert_eq!(back.str_field("process.command_line"), Some(hostile));
         assert_eq!(back.event_id(), Some("x"));
-    }
-
-    #[test]
-    fn loss_alert_shape() {
-        let v = loss_alert("file:/x", 3, 10);
-        assert_eq!(v["event"]["kind"], "alert");
-        assert_eq!(v["rule"]["id"], "t1609.agent_alert_loss");
-        assert_eq!(v["t1609"]["loss"]["count"], 3);
-        assert_eq!(v["event"]["id"].as_str().unwrap().len(), 32);
     }
 }

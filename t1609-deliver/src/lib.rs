@@ -12,9 +12,9 @@ mod dispatcher;
 pub mod sink;
 pub mod spool;
 
-pub use alert::{Alert, loss_alert};
+pub use alert::Alert;
 pub use config::{
     ClientMode, ConfigError, DEFAULT_SERVER_SOCKET, DeliverConfig, JOURNALD_SOCKET, SinkSpec,
 };
-pub use dispatcher::{DeliverError, DeliverStats, Dispatcher, SinkStats};
+pub use dispatcher::{DeliverError, DeliverStats, Dispatcher, SinkStats, loss_alert};
 pub use sink::{Sink, SinkError};

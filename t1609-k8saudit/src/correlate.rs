@@ -121,7 +121,7 @@ fn set_t1609(alert: &mut Value, key: &str, value: Value) {
     }
     let t = obj
         .entry("t1609")
-        .or_insert_with(|| Value::Object(Default::default()));
+        .or_insert_with(|| Value::Object(serde_json::Map::default()));
     if let Value::Object(t) = t {
         t.insert(key.into(), value);
     }
@@ -134,7 +134,7 @@ fn ids(alert: &mut Value) -> (String, String) {
         _ => {
             // An alert without a group id gets its event id as one.
             let g = if event_id.is_empty() {
-                t1609_detect::new_id()
+                t1609_ecs::new_id()
             } else {
                 event_id.clone()
             };

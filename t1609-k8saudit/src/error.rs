@@ -16,19 +16,38 @@ pub enum AuditError {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error("cannot bind the audit webhook to {addr}: {source}")]
     Bind {
         addr: SocketAddr,
+        #[source]
         source: std::io::Error,
     },
     #[error("invalid audit configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
-    #[error("audit webhook TLS: {0}")]
-    Tls(String),
-    #[error("audit webhook bearer token file {path}: {message}")]
-    Token { path: PathBuf, message: String },
+    /// A certificate or key file without the PEM block it should hold.
+    #[error("audit webhook TLS: {path}: no PEM {missing}")]
+    TlsPem {
+        path: PathBuf,
+        /// `certificate` or `private key`.
+        missing: &'static str,
+    },
+    /// rustls refused the certificate or key.
+    #[error("audit webhook TLS: {source}")]
+    Tls {
+        #[source]
+        source: tokio_rustls::rustls::Error,
+    },
+    #[error("audit webhook bearer token file {path}: {source}")]
+    TokenRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("audit webhook bearer token file {path}: empty token")]
+    TokenEmpty { path: PathBuf },
 }
 
 /// Errors loading audit rule files.
@@ -37,11 +56,13 @@ pub enum RuleError {
     #[error("{source_name}: cannot read: {error}")]
     Read {
         source_name: String,
+        #[source]
         error: std::io::Error,
     },
     #[error("{source_name}: invalid TOML: {error}")]
     Toml {
         source_name: String,
+        #[source]
         error: toml::de::Error,
     },
     #[error("{source_name}: rule `{rule}`: {message}")]
@@ -50,4 +71,56 @@ pub enum RuleError {
         rule: String,
         message: String,
     },
+    /// A pattern of a rule (a glob or a `proxy_path` regex) that does not compile.
+    #[error("{source_name}: rule `{rule}`: {what}: {error}")]
+    Pattern {
+        source_name: String,
+        rule: String,
+        /// Which pattern, e.g. ``match `exec`: proxy_path``.
+        what: String,
+        #[source]
+        error: regex::Error,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn messages_name_the_file_and_keep_the_cause() {
+        let e = AuditError::TlsPem {
+            path: "/etc/k/cert.pem".into(),
+            missing: "certificate",
+        };
+        assert_eq!(
+            e.to_string(),
+            "audit webhook TLS: /etc/k/cert.pem: no PEM certificate"
+        );
+        let e = AuditError::TokenEmpty {
+            path: "/etc/k/token".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "audit webhook bearer token file /etc/k/token: empty token"
+        );
+        let cause = || io::Error::from(io::ErrorKind::NotFound);
+        let e = AuditError::TokenRead {
+            path: "/etc/k/token".into(),
+            source: cause(),
+        };
+        assert_eq!(
+            e.to_string(),
+            format!("audit webhook bearer token file /etc/k/token: {}", cause())
+        );
+        assert!(e.source().unwrap().is::<io::Error>());
+        let e = RuleError::Read {
+            source_name: "extra.toml".into(),
+            error: cause(),
+        };
+        assert!(e.source().unwrap().is::<io::Error>());
+    }
 }

@@ -71,12 +71,12 @@ pub struct AuditEvent {
     pub kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
-    /// None, Metadata, Request or RequestResponse.
+    /// `None`, `Metadata`, `Request` or `RequestResponse`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
     #[serde(rename = "auditID")]
     pub audit_id: String,
-    /// RequestReceived, ResponseStarted, ResponseComplete or Panic.
+    /// `RequestReceived`, `ResponseStarted`, `ResponseComplete` or `Panic`.
     pub stage: String,
     #[serde(rename = "requestURI")]
     pub request_uri: String,

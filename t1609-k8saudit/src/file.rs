@@ -125,6 +125,53 @@ fn find_by_inode(dir: &Path, dev: u64, inode: u64) -> Option<PathBuf> {
     None
 }
 
+/// The file the saved state names, found by its inode next to `path` after a rotation
+/// while the agent was down, opened at the saved offset; `None` when it is gone.
+async fn resume_rotated(path: &Path, st: FileState) -> Option<Reader> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Some(old) = find_by_inode(dir, st.dev, st.inode) else {
+        tracing::warn!(
+            path = %path.display(),
+            "the audit log was rotated since the saved state and the old file is gone; reading the new one from its start"
+        );
+        return None;
+    };
+    match open_at(&old, st.offset).await {
+        Ok(r) => {
+            tracing::info!(file = %old.display(), offset = r.read_pos, "resuming rotated audit log");
+            Some(r)
+        }
+        Err(e) => {
+            tracing::warn!(file = %old.display(), error = %e, "cannot open rotated audit log");
+            None
+        }
+    }
+}
+
+/// Copy-truncate: when the open file is now shorter than what was read, reads it again
+/// from its start. True when it did.
+async fn rewind_if_truncated(r: &mut Reader, path: &Path) -> Result<bool, AuditError> {
+    let len = r.file.metadata().await.map_or(r.read_pos, |m| m.len());
+    if len >= r.read_pos {
+        return Ok(false);
+    }
+    tracing::info!(path = %path.display(), was = r.read_pos, now = len, "audit log truncated; reading from its start");
+    r.file
+        .seek(std::io::SeekFrom::Start(0))
+        .await
+        .map_err(|source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    r.read_pos = 0;
+    r.pending.clear();
+    r.skipping = false;
+    Ok(true)
+}
+
 impl Follower {
     fn stop_requested(&self) -> bool {
         *self.stop.borrow()
@@ -214,11 +261,29 @@ impl Follower {
         }
     }
 
+    /// Reads what is left of a file rotated away, its last line included when it ends
+    /// without a newline.
+    async fn finish_rotated(&mut self, r: &mut Reader) -> Result<Flow, AuditError> {
+        let (_, flow) = self.drain(r).await?;
+        if let Flow::Stop = flow {
+            self.save(r);
+            return Ok(Flow::Stop);
+        }
+        if !r.pending.is_empty() && !r.skipping {
+            // The old file ended without a newline: its last line is complete.
+            let line = std::mem::take(&mut r.pending);
+            if let Flow::Stop = self.handle_line(&line).await {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Go)
+    }
+
     /// Sleeps one poll interval; true when stop was asked for.
     async fn pause(&mut self) -> bool {
         let poll = Duration::from_millis(self.cfg.poll_interval_ms.max(1));
         tokio::select! {
-            _ = tokio::time::sleep(poll) => false,
+            () = tokio::time::sleep(poll) => false,
             r = self.stop.changed() => r.is_err() || *self.stop.borrow(),
         }
     }
@@ -233,25 +298,7 @@ impl Follower {
             let same =
                 std::fs::metadata(&path).is_ok_and(|m| m.ino() == st.inode && m.dev() == st.dev);
             if !same {
-                let dir = path
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                match find_by_inode(dir, st.dev, st.inode) {
-                    Some(old) => match open_at(&old, st.offset).await {
-                        Ok(r) => {
-                            tracing::info!(file = %old.display(), offset = r.read_pos, "resuming rotated audit log");
-                            cur = Some(r);
-                        }
-                        Err(e) => {
-                            tracing::warn!(file = %old.display(), error = %e, "cannot open rotated audit log")
-                        }
-                    },
-                    None => tracing::warn!(
-                        path = %path.display(),
-                        "the audit log was rotated since the saved state and the old file is gone; reading the new one from its start"
-                    ),
-                }
+                cur = resume_rotated(&path, st).await;
                 // Whatever happens, the file now at `path` is new to us: read it from 0.
                 saved = Some(FileState {
                     dev: 0,
@@ -320,25 +367,7 @@ impl Follower {
                 if let Flow::Stop = flow {
                     return Ok(());
                 }
-                // Copy-truncate: the open file is now shorter than what we read.
-                let len = r
-                    .file
-                    .metadata()
-                    .await
-                    .map(|m| m.len())
-                    .unwrap_or(r.read_pos);
-                if len < r.read_pos {
-                    tracing::info!(path = %path.display(), was = r.read_pos, now = len, "audit log truncated; reading from its start");
-                    r.file
-                        .seek(std::io::SeekFrom::Start(0))
-                        .await
-                        .map_err(|source| AuditError::Io {
-                            path: path.clone(),
-                            source,
-                        })?;
-                    r.read_pos = 0;
-                    r.pending.clear();
-                    r.skipping = false;
+                if rewind_if_truncated(&mut r, &path).await? {
                     self.save(&r);
                     cur = Some(r);
                     continue;
@@ -349,17 +378,8 @@ impl Follower {
                     Err(_) => false, // renamed away, no new file yet: keep reading the old one
                 };
                 if rotated {
-                    let (_, flow) = self.drain(&mut r).await?;
-                    if let Flow::Stop = flow {
-                        self.save(&r);
+                    if let Flow::Stop = self.finish_rotated(&mut r).await? {
                         return Ok(());
-                    }
-                    if !r.pending.is_empty() && !r.skipping {
-                        // The old file ended without a newline: its last line is complete.
-                        let line = std::mem::take(&mut r.pending);
-                        if let Flow::Stop = self.handle_line(&line).await {
-                            return Ok(());
-                        }
                     }
                     tracing::info!(path = %path.display(), "audit log rotated; following the new file");
                     continue; // cur stays None: open the new file at 0

@@ -22,7 +22,7 @@ impl AuditStats {
     pub(crate) fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
-    /// A plain snapshot: (events, malformed, rejected_auth, oversized, alerts).
+    /// A plain snapshot: (`events`, `malformed`, `rejected_auth`, `oversized`, `alerts`).
     pub fn snapshot(&self) -> [u64; 5] {
         [
             self.events.load(Ordering::Relaxed),

@@ -54,6 +54,10 @@ pub fn parse_query(request_uri: &str) -> Vec<(String, String)> {
 
 /// The decoded request of an exec-like audit event.
 #[derive(Clone, Debug, Default, PartialEq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "the request's own stdin, stdout, stderr and tty flags, one field each"
+)]
 pub struct ExecRequest {
     pub namespace: Option<String>,
     pub pod: Option<String>,
@@ -100,7 +104,7 @@ pub fn parse_exec_request(ev: &AuditEvent) -> ExecRequest {
     let is_node_proxy =
         or.resource.as_deref() == Some("nodes") && or.subresource.as_deref() == Some("proxy");
     if is_node_proxy {
-        r.node = or.name.clone();
+        r.node.clone_from(&or.name);
         // /api/v1/nodes/{node}[:port]/proxy/{kubelet path...}
         if let Some(i) = segs.iter().position(|s| s == "proxy") {
             if r.node.is_none() && i > 0 {
@@ -126,8 +130,8 @@ pub fn parse_exec_request(ev: &AuditEvent) -> ExecRequest {
             }
         }
     } else {
-        r.namespace = or.namespace.clone();
-        r.pod = or.name.clone();
+        r.namespace.clone_from(&or.namespace);
+        r.pod.clone_from(&or.name);
         // /api/v1/namespaces/{ns}/pods/{name}/{subresource}
         if let Some(i) = segs.iter().position(|s| s == "pods") {
             if r.namespace.is_none() && i >= 2 && segs[i - 2] == "namespaces" {

@@ -25,7 +25,7 @@ use crate::stats::AuditStats;
 const MAX_CONNECTIONS: usize = 256;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+const BODY_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// A bound, not yet serving, webhook receiver; `local_addr` tells the port when
 /// `listen` asked for port 0.
@@ -56,24 +56,27 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor
             .map_err(|e| io(cert, e))?
     };
     if certs.is_empty() {
-        return Err(AuditError::Tls(format!(
-            "{}: no PEM certificate",
-            cert.display()
-        )));
+        return Err(AuditError::TlsPem {
+            path: cert.to_path_buf(),
+            missing: "certificate",
+        });
     }
     let key_der = {
         let mut r = std::io::BufReader::new(std::fs::File::open(key).map_err(|e| io(key, e))?);
         rustls_pemfile::private_key(&mut r)
             .map_err(|e| io(key, e))?
-            .ok_or_else(|| AuditError::Tls(format!("{}: no PEM private key", key.display())))?
+            .ok_or_else(|| AuditError::TlsPem {
+                path: key.to_path_buf(),
+                missing: "private key",
+            })?
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| AuditError::Tls(e.to_string()))?
+        .map_err(|source| AuditError::Tls { source })?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
-        .map_err(|e| AuditError::Tls(e.to_string()))?;
+        .map_err(|source| AuditError::Tls { source })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
@@ -227,7 +230,7 @@ where
                 tracing::debug!(error = %e, "audit webhook connection ended with an error");
             }
         }
-        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+        () = async { let _ = stop.wait_for(|s| *s).await; } => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
         }
@@ -244,16 +247,13 @@ impl WebhookServer {
         };
         let token = match &cfg.bearer_token_file {
             Some(p) => {
-                let t = std::fs::read_to_string(p).map_err(|e| AuditError::Token {
+                let t = std::fs::read_to_string(p).map_err(|source| AuditError::TokenRead {
                     path: p.clone(),
-                    message: e.to_string(),
+                    source,
                 })?;
                 let t = t.trim();
                 if t.is_empty() {
-                    return Err(AuditError::Token {
-                        path: p.clone(),
-                        message: "empty token".into(),
-                    });
+                    return Err(AuditError::TokenEmpty { path: p.clone() });
                 }
                 Some(t.as_bytes().to_vec())
             }
@@ -343,10 +343,10 @@ impl WebhookServer {
                         {
                             Ok(Ok(io)) => serve_conn(io, shared, stop).await,
                             Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "audit webhook TLS handshake failed")
+                                tracing::debug!(%peer, error = %e, "audit webhook TLS handshake failed");
                             }
                             Err(_) => {
-                                tracing::debug!(%peer, "audit webhook TLS handshake timed out")
+                                tracing::debug!(%peer, "audit webhook TLS handshake timed out");
                             }
                         }
                     }

@@ -148,7 +148,7 @@ fn each_alert_pairs_once() {
         a1["t1609"]["correlated_with"].clone(),
         a2["t1609"]["correlated_with"].clone(),
     ];
-    partners.sort_by_key(|v| v.to_string());
+    partners.sort_by_key(ToString::to_string);
     assert_eq!(partners, vec![json!("p1"), json!("p2")]);
     assert!(a3["t1609"].get("correlated_with").is_none());
 }

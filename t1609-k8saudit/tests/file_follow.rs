@@ -52,7 +52,9 @@ impl Running {
             match tokio::time::timeout(Duration::from_secs(10), self.rx.recv()).await {
                 Ok(Some(ev)) => out.push(ev.audit_id),
                 Ok(None) => panic!("follower ended early after {out:?}"),
-                Err(_) => panic!("timed out waiting for {n} events, got {out:?}"),
+                Err(tokio::time::error::Elapsed { .. }) => {
+                    panic!("timed out waiting for {n} events, got {out:?}")
+                }
             }
         }
         out
@@ -89,7 +91,7 @@ fn append(path: &Path, text: &str) {
 }
 
 fn ids(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
+    v.iter().map(|s| (*s).to_string()).collect()
 }
 
 /// Waits until the follower has saved an offset at least `n` (its progress on disk).
@@ -312,13 +314,13 @@ async fn run_sources_turns_file_events_into_alerts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writer_with_rotations_loses_and_repeats_nothing() {
+    const N: usize = 1500;
     let dir = tempfile::tempdir().unwrap();
     let c = cfg(dir.path(), StartAt::Beginning);
     let log = c.path.clone();
     append(&log, "");
     let mut r = start(c);
     let d = dir.path().to_path_buf();
-    const N: usize = 1500;
     let writer = tokio::task::spawn_blocking(move || {
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         for i in 0..N {

@@ -1,9 +1,10 @@
 //! The audit webhook receiver with a real HTTP client (hyper) on 127.0.0.1:0. The API
-//! server is imitated: the client POSTs audit.k8s.io/v1 EventList bodies built from the
+//! server is imitated: the client POSTs `audit.k8s.io/v1` `EventList` bodies built from the
 //! schema, as kube-apiserver's webhook backend does.
 
 mod common;
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -183,11 +184,12 @@ async fn oversized_body_gets_413() {
         "POST /audit HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
     );
     for chunk in big.as_bytes().chunks(512) {
-        req.push_str(&format!(
+        let _ = write!(
+            req,
             "{:x}\r\n{}\r\n",
             chunk.len(),
             std::str::from_utf8(chunk).unwrap()
-        ));
+        );
     }
     req.push_str("0\r\n\r\n");
     tcp.write_all(req.as_bytes()).await.unwrap();
@@ -315,7 +317,7 @@ async fn tls_config_errors_are_reported() {
     };
     assert!(matches!(
         WebhookServer::bind(&cfg).await,
-        Err(AuditError::Tls(_))
+        Err(AuditError::TlsPem { .. })
     ));
     let cfg = WebhookConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -324,6 +326,6 @@ async fn tls_config_errors_are_reported() {
     };
     assert!(matches!(
         WebhookServer::bind(&cfg).await,
-        Err(AuditError::Token { .. })
+        Err(AuditError::TokenRead { .. })
     ));
 }

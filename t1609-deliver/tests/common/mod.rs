@@ -1,15 +1,22 @@
 //! Helpers shared by the integration tests (real sockets, real journald, child processes).
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own part of these helpers"
+)]
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use t1609_deliver::{DeliverConfig, SinkSpec};
+use t1609_deliver::{DeliverConfig, Dispatcher, SinkSpec};
 use tokio::io::AsyncBufReadExt;
 use tokio::net::UnixListener;
+
+/// How long a test waits for something that should happen at once.
+pub const T: Duration = Duration::from_secs(10);
 
 /// An ECS alert with every field of the input contract; `seq` is also kept in
 /// `t1609.seq` so order can be checked.
@@ -141,7 +148,7 @@ pub fn ensure_journald() -> Result<(), String> {
     Ok(())
 }
 
-/// Skips (prints `skipping: ...` and returns) unless T1609_REQUIRE_PRIVILEGED=1, where it
+/// Skips (prints `skipping: ...` and returns) unless `T1609_REQUIRE_PRIVILEGED=1`, where it
 /// fails instead.
 #[macro_export]
 macro_rules! require {
@@ -191,18 +198,24 @@ pub fn field_bytes(v: &Value) -> Vec<u8> {
     }
 }
 
-/// Runs this test binary again as a child process, executing the test `child_main` with
-/// the role in `T1609_DELIVER_CHILD`.
+/// This test binary, set to run only its test `child_main` with the role in
+/// `T1609_DELIVER_CHILD` (see [`child_main`]).
+pub fn child_command(role: &str) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "child_main",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+        "--quiet",
+    ])
+    .env("T1609_DELIVER_CHILD", role);
+    c
+}
+
+/// Runs this test binary again as a child process in `role` (see [`child_command`]).
 pub fn spawn_child(role: &str, stdout: Stdio) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_main",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "--quiet",
-        ])
-        .env("T1609_DELIVER_CHILD", role)
+    child_command(role)
         .stdout(stdout)
         .stderr(Stdio::inherit())
         .spawn()
@@ -242,7 +255,7 @@ pub fn kill9(child: &mut Child) {
     }
     // SAFETY: plain kill(2) of our own child.
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGKILL);
+        libc::kill(i32::try_from(child.id()).expect("a pid"), libc::SIGKILL);
     }
     let _ = child.wait();
 }
@@ -281,7 +294,8 @@ pub fn parse_native(buf: &[u8]) -> Vec<(String, Vec<u8>)> {
             i = nl + 1;
         } else {
             let key = String::from_utf8(line.to_vec()).unwrap();
-            let len = u64::from_le_bytes(buf[nl + 1..nl + 9].try_into().unwrap()) as usize;
+            let len = u64::from_le_bytes(buf[nl + 1..nl + 9].try_into().unwrap());
+            let len = usize::try_from(len).unwrap();
             out.push((key, buf[nl + 9..nl + 9 + len].to_vec()));
             assert_eq!(buf[nl + 9 + len], b'\n');
             i = nl + 10 + len;
@@ -290,7 +304,7 @@ pub fn parse_native(buf: &[u8]) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// Receives one datagram and, if present, one SCM_RIGHTS descriptor.
+/// Receives one datagram and, if present, one `SCM_RIGHTS` descriptor.
 pub fn recv_with_fd(
     sock: &std::os::unix::net::UnixDatagram,
 ) -> (Vec<u8>, Option<std::os::fd::OwnedFd>) {
@@ -309,8 +323,9 @@ pub fn recv_with_fd(
     msg.msg_controllen = std::mem::size_of_val(&cbuf);
     // SAFETY: valid socket and msghdr.
     let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &raw mut msg, 0) };
-    assert!(n >= 0, "recvmsg: {}", std::io::Error::last_os_error());
-    data.truncate(n as usize);
+    let n = usize::try_from(n)
+        .unwrap_or_else(|_| panic!("recvmsg: {}", std::io::Error::last_os_error()));
+    data.truncate(n);
     let mut fd = None;
     // SAFETY: walking the control buffer the kernel filled.
     unsafe {
@@ -322,4 +337,98 @@ pub fn recv_with_fd(
         }
     }
     (data, fd)
+}
+
+/// A command line that tries to forge journal fields, JSON and terminal output.
+pub fn hostile_cmd() -> String {
+    "docker exec -it c1 sh\nPRIORITY=0\nT1609_RULE_ID=x\r\nMESSAGE=forged\u{0}NUL\u{1b}[31mRED\u{1b}[0m \u{2028}\"}{\\".to_owned()
+}
+
+/// What a child process started by [`spawn_child`] does, by its role in
+/// `T1609_DELIVER_CHILD`; nothing in a normal test run. Each test binary that starts
+/// children calls this from its own `#[test] fn child_main`.
+pub fn child_main() {
+    let Ok(role) = std::env::var("T1609_DELIVER_CHILD") else {
+        return;
+    };
+    let parts: Vec<&str> = role.split('|').collect();
+    match parts[0] {
+        "collector" => {
+            let (sock, out) = (parts[1], parts[2]);
+            let _ = std::fs::remove_file(sock);
+            let l = std::os::unix::net::UnixListener::bind(sock).unwrap();
+            println!("READY");
+            std::io::stdout().flush().unwrap();
+            for c in l.incoming() {
+                let mut c = c.unwrap();
+                let out = out.to_owned();
+                std::thread::spawn(move || {
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&out)
+                        .unwrap();
+                    // Peek, persist, then consume: a SIGKILL at any point can duplicate
+                    // bytes (still queued, so resent) but never lose read-but-unwritten ones.
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        // SAFETY: recv into a valid buffer on our own socket.
+                        let n = unsafe {
+                            libc::recv(
+                                std::os::fd::AsRawFd::as_raw_fd(&c),
+                                buf.as_mut_ptr().cast(),
+                                buf.len(),
+                                libc::MSG_PEEK,
+                            )
+                        };
+                        // 0 at end of stream, negative on error.
+                        let n = usize::try_from(n).unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        f.write_all(&buf[..n]).unwrap();
+                        c.read_exact(&mut buf[..n]).unwrap();
+                    }
+                });
+            }
+        }
+        "agent" => {
+            let (spool, sock, n, run) = (
+                parts[1],
+                parts[2],
+                parts[3].parse::<u64>().unwrap(),
+                parts[4],
+            );
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let c = cfg(
+                    std::path::Path::new(spool),
+                    &[&format!("socket-client:{sock}")],
+                );
+                let d = Dispatcher::start(c).await.unwrap();
+                for i in 0..n {
+                    d.submit(Arc::new(doc(run, i, "docker exec -it c1 /bin/sh")));
+                }
+                let ok = wait_for(T, || d.stats().sinks[0].spooled == n).await;
+                assert!(ok, "child: not all spooled: {:?}", d.stats());
+                println!("READY");
+                std::io::stdout().flush().unwrap();
+                tokio::time::sleep(Duration::from_mins(1)).await;
+            });
+        }
+        "stdout" => {
+            let (spool, run) = (parts[1], parts[2]);
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let d = Dispatcher::start(cfg(std::path::Path::new(spool), &["stdout"]))
+                    .await
+                    .unwrap();
+                for i in 0..50 {
+                    d.submit(Arc::new(doc(run, i, &hostile_cmd())));
+                }
+                d.shutdown(Duration::from_secs(5)).await;
+            });
+        }
+        other => panic!("unknown child role {other}"),
+    }
 }

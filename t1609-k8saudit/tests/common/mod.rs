@@ -1,8 +1,13 @@
-//! Audit events built from the documented `audit.k8s.io/v1` Event schema
-//! (https://kubernetes.io/docs/reference/config-api/apiserver-audit.v1/). No cluster runs
+//! Audit events built from the documented `audit.k8s.io/v1` `Event` schema
+//! (<https://kubernetes.io/docs/reference/config-api/apiserver-audit.v1/>). No cluster runs
 //! here: these JSON objects imitate what kube-apiserver writes with `--audit-log-path`
-//! (one Event per line) and POSTs to an audit webhook (an EventList).
-#![allow(dead_code)]
+//! (one `Event` per line) and POSTs to an audit webhook (an `EventList`).
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own part of these helpers"
+)]
+
+use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
@@ -12,10 +17,12 @@ pub fn query_escape(s: &str) -> String {
     for b in s.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
+                out.push(b as char);
             }
             b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
         }
     }
     out
@@ -58,7 +65,7 @@ impl Ev {
             pod: pod.into(),
             resource: "pods",
             subresource: Some("exec"),
-            command: command.iter().map(|s| s.to_string()).collect(),
+            command: command.iter().map(|s| (*s).to_string()).collect(),
             container: Some(pod.into()),
             code: 101,
             request_uri: None,
@@ -79,7 +86,7 @@ impl Ev {
             q.push(format!("container={}", query_escape(c)));
         }
         match self.subresource {
-            Some("exec") | Some("attach") => {
+            Some("exec" | "attach") => {
                 q.push("stdin=true".into());
                 q.push("stdout=true".into());
                 q.push("tty=true".into());
