@@ -17,7 +17,6 @@ use crate::bench::{
         agent::{AgentEnv, Metrics},
     },
     procfs::{read_bpf_stats_enabled, set_bpf_stats},
-    stats::{mean, median, quantile},
     workload::{Workload, timed_batch},
 };
 
@@ -208,17 +207,10 @@ fn round_of(
 /// monitor's CPU), the paced phase, then its memory.
 fn measure(args: &BenchArgs, w: &Workload, m: &Monitor, row: &mut Row) -> anyhow::Result<()> {
     let n = args.execs;
-    let u = timed_batch(&w.unwatched, &w.small_args, n)?;
-    row.mean_u.push(mean(&u));
-    row.med_u.push(median(&u));
-    row.p10_u.push(quantile(&u, 0.1));
-    row.lat_u.extend(u);
+    row.unwatched
+        .push(timed_batch(&w.unwatched, &w.small_args, n)?);
     let cpu = m.procs.cpu_meter();
-    let wt = timed_batch(&w.watched, &w.small_args, n)?;
-    row.mean_w.push(mean(&wt));
-    row.med_w.push(median(&wt));
-    row.p10_w.push(quantile(&wt, 0.1));
-    row.lat_w.extend(wt);
+    row.watched.push(timed_batch(&w.watched, &w.small_args, n)?);
     std::thread::sleep(Duration::from_millis(300)); // let it finish the batch
     row.cpu_per_1000.push(cpu.per_1000(n));
     if args.paced_seconds > 0 {

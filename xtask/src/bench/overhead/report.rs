@@ -3,25 +3,38 @@
 use crate::bench::{
     monitor::{Kind, auditd::AUDIT_RULE, bpftrace::BPFTRACE_PROG},
     procfs::clk_tck,
-    stats::{median, min_max, paired_median, paired_range},
+    stats::{mean, median, min_max, paired_median, paired_range, quantile},
     table::Table,
 };
+
+/// One kind of exec (unwatched or watched) over every round.
+#[derive(Default)]
+pub struct Batches {
+    /// Every exec's µs, all rounds.
+    pub lat: Vec<f64>,
+    /// Each batch's mean µs.
+    pub mean: Vec<f64>,
+    /// Each batch's median µs, by round (paired with the baseline's same round).
+    pub med: Vec<f64>,
+    /// Each batch's 10th percentile µs, by round.
+    pub p10: Vec<f64>,
+}
+
+impl Batches {
+    /// Adds one round's batch: every exec's µs.
+    pub fn push(&mut self, batch: Vec<f64>) {
+        self.mean.push(mean(&batch));
+        self.med.push(median(&batch));
+        self.p10.push(quantile(&batch, 0.1));
+        self.lat.extend(batch);
+    }
+}
 
 /// What one monitor measured over the whole bench.
 pub struct Row {
     pub kind: Kind,
-    /// Every exec's µs, all rounds.
-    pub lat_u: Vec<f64>,
-    pub lat_w: Vec<f64>,
-    /// Each batch's mean µs.
-    pub mean_u: Vec<f64>,
-    pub mean_w: Vec<f64>,
-    /// Each batch's median µs, by round (paired with the baseline's same round).
-    pub med_u: Vec<f64>,
-    pub med_w: Vec<f64>,
-    /// Each batch's 10th percentile µs, by round.
-    pub p10_u: Vec<f64>,
-    pub p10_w: Vec<f64>,
+    pub unwatched: Batches,
+    pub watched: Batches,
     pub cpu_per_1000: Vec<f64>,
     /// Monitor CPU, % of one core, during each round's paced phase, and the rate achieved.
     pub paced_pct: Vec<f64>,
@@ -41,14 +54,8 @@ impl Row {
     pub fn new(kind: Kind) -> Self {
         Self {
             kind,
-            lat_u: vec![],
-            lat_w: vec![],
-            mean_u: vec![],
-            mean_w: vec![],
-            med_u: vec![],
-            med_w: vec![],
-            p10_u: vec![],
-            p10_w: vec![],
+            unwatched: Batches::default(),
+            watched: Batches::default(),
             cpu_per_1000: vec![],
             paced_pct: vec![],
             paced_rate: vec![],
@@ -135,7 +142,7 @@ impl Report<'_> {
         println!("{}", table.header());
         let mut notes = vec![];
         for r in self.rows {
-            if let (Some(f), true) = (&r.failure, r.lat_u.is_empty()) {
+            if let (Some(f), true) = (&r.failure, r.unwatched.lat.is_empty()) {
                 let why = format!("not run: {}", f.replace('|', "/").replace('\n', " "));
                 println!("{}", table.spanning_row(r.kind.name(), &why));
                 continue;
@@ -157,7 +164,7 @@ impl Report<'_> {
     /// The table's cells for one monitor.
     fn cells(&self, r: &Row) -> Vec<String> {
         let base = self.baseline();
-        let (u, wt) = (median(&r.lat_u), median(&r.lat_w));
+        let (u, wt) = (median(&r.unwatched.lat), median(&r.watched.lat));
         let name = r.kind.name().to_owned();
         if r.kind == Kind::Nothing {
             let mut cells = vec![
@@ -172,8 +179,8 @@ impl Report<'_> {
             cells.resize(14, "-".to_owned());
             return cells;
         }
-        let (bu, bw) = (median(&base.lat_u), median(&base.lat_w));
-        let (bmu, bmw) = (median(&base.mean_u), median(&base.mean_w));
+        let (bu, bw) = (median(&base.unwatched.lat), median(&base.watched.lat));
+        let (bmu, bmw) = (median(&base.unwatched.mean), median(&base.watched.mean));
         let cpu = median(&r.cpu_per_1000);
         let core_pct = if r.paced_pct.is_empty() {
             cpu * f64::from(self.paced_rate) / 10.0
@@ -189,13 +196,13 @@ impl Report<'_> {
             format!("{:.3}", wt / bw),
             format!(
                 "{:.3} / {:.3}",
-                median(&r.mean_u) / bmu,
-                median(&r.mean_w) / bmw
+                median(&r.unwatched.mean) / bmu,
+                median(&r.watched.mean) / bmw
             ),
             format!(
                 "{:.3} / {:.3}",
-                paired_median(&r.p10_u, &base.p10_u),
-                paired_median(&r.p10_w, &base.p10_w)
+                paired_median(&r.unwatched.p10, &base.unwatched.p10),
+                paired_median(&r.watched.p10, &base.watched.p10)
             ),
             format!("{cpu:.4}"),
             format!("{core_pct:.2}%"),
@@ -221,7 +228,7 @@ impl Report<'_> {
         }
         // How much the ratio moves from round to round on this machine: each round's
         // batch median against the baseline's batch median of the same round.
-        if r.med_u.len() == base.med_u.len() && !r.med_u.is_empty() {
+        if r.unwatched.med.len() == base.unwatched.med.len() && !r.unwatched.med.is_empty() {
             let (lo, hi) = min_max(r.cpu_per_1000.iter().copied());
             if !r.paced_pct.is_empty() {
                 let (plo, phi) = min_max(r.paced_pct.iter().copied());
@@ -232,15 +239,15 @@ impl Report<'_> {
             }
             notes.push(format!(
                 "{name}: per-round ratios (batch median vs the baseline's in the same round): unwatched {}, watched {}; CPU s/1k per round {lo:.4}–{hi:.4}",
-                paired_range(&r.med_u, &base.med_u),
-                paired_range(&r.med_w, &base.med_w),
+                paired_range(&r.unwatched.med, &base.unwatched.med),
+                paired_range(&r.watched.med, &base.watched.med),
             ));
         }
-        if r.p10_u.len() == base.p10_u.len() && !r.p10_u.is_empty() {
+        if r.unwatched.p10.len() == base.unwatched.p10.len() && !r.unwatched.p10.is_empty() {
             notes.push(format!(
                 "{name}: p10 ratios per round (batch 10th percentile vs the baseline's in the same round): unwatched {}, watched {}",
-                paired_range(&r.p10_u, &base.p10_u),
-                paired_range(&r.p10_w, &base.p10_w),
+                paired_range(&r.unwatched.p10, &base.unwatched.p10),
+                paired_range(&r.watched.p10, &base.watched.p10),
             ));
         }
         if r.kind == Kind::Agent {
