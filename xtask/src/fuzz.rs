@@ -37,8 +37,9 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const TOOLCHAIN: &str = "+nightly";
 
 /// Slack on top of `-max_total_time` before a target is killed: libFuzzer finishes the
-/// current input, then writes its final stats, and ASan's leak check runs at exit.
-const GRACE: Duration = Duration::from_secs(120);
+/// current input, then writes its final stats, and the address sanitizer's leak check
+/// runs at exit.
+const GRACE: Duration = Duration::from_mins(2);
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct FuzzArgs {
@@ -46,7 +47,7 @@ pub struct FuzzArgs {
     /// the build.
     #[arg(long, default_value_t = 20)]
     pub seconds_per_target: u64,
-    /// Run only this target (decode_record, eql_parse, config_parse, replay_line).
+    /// Run only this target (`decode_record`, `eql_parse`, `config_parse`, `replay_line`).
     #[arg(long)]
     pub target: Option<String>,
     /// cargo-fuzz sanitizer (address by default; `none` builds in a fraction of the time,
@@ -220,7 +221,7 @@ fn artifacts(fuzz_dir: &Path, target: &str) -> BTreeSet<PathBuf> {
     let dir = fuzz_dir.join("artifacts").join(target);
     std::fs::read_dir(&dir)
         .map(|rd| {
-            rd.filter_map(|e| e.ok())
+            rd.filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| p.is_file())
                 .collect()
@@ -229,10 +230,13 @@ fn artifacts(fuzz_dir: &Path, target: &str) -> BTreeSet<PathBuf> {
 }
 
 fn kill_group(child: &Child) {
+    let Ok(pgid) = libc::pid_t::try_from(child.id()) else {
+        return;
+    };
     // SAFETY: plain syscall; the child leads its own process group (process_group(0)), so
     // this reaches cargo-fuzz and the fuzzer binary it spawned, and nothing else.
     unsafe {
-        libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+        libc::kill(-pgid, libc::SIGKILL);
     }
 }
 

@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Start journald and dockerd, then run the whole test suite with the kernel tests
-    /// mandatory (T1609_REQUIRE_PRIVILEGED=1). Needs root.
+    /// mandatory (`T1609_REQUIRE_PRIVILEGED=1`). Needs root.
     Test {
         /// Extra arguments passed to `cargo test` (after `--`).
         #[arg(last = true)]
