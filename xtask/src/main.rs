@@ -5,6 +5,7 @@
 mod bench;
 mod fuzz;
 mod latency;
+mod lint;
 
 use std::{path::PathBuf, process::Command};
 
@@ -20,8 +21,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Start journald and dockerd, then run the whole test suite with the kernel tests
-    /// mandatory (`T1609_REQUIRE_PRIVILEGED=1`). Needs root.
+    /// Lint (`xtask lint`), start journald and dockerd, then run the whole test suite
+    /// with the kernel tests mandatory (`T1609_REQUIRE_PRIVILEGED=1`), the deployment
+    /// checks and a short fuzz of each target. Needs root.
     Test {
         /// Extra arguments passed to `cargo test` (after `--`).
         #[arg(last = true)]
@@ -32,6 +34,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Exec-to-delivery latency through the live agent to a socket subscriber. Needs root.
     Latency(latency::LatencyArgs),
+    /// Formatting and clippy (every warning an error), as CI runs them.
+    Lint,
     /// Run the cargo-fuzz targets (fuzz/) for a bounded time each; fails on any crash.
     Fuzz(fuzz::FuzzArgs),
 }
@@ -71,7 +75,9 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
 fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     let root = workspace_root();
     run(Command::new("bash").arg(root.join("scripts/services.sh")))?;
-    let mut failures = Vec::new();
+    // Lint first: a clean tree is part of passing, but the tests still run after a lint
+    // failure so one run shows everything.
+    let mut failures = lint::run_all();
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo
         .current_dir(&root)
@@ -123,5 +129,13 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Latency(args) => latency::run(&args),
         Cmd::Fuzz(args) => fuzz::run(&args),
+        Cmd::Lint => {
+            let failures = lint::run_all();
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                bail!("lint failed:\n  {}", failures.join("\n  "))
+            }
+        }
     }
 }
