@@ -11,7 +11,8 @@ use crate::alert::Alert;
 use crate::argv::{self, Few, Invocation};
 use crate::eql::{self, Field, Node, StrTest};
 use crate::event::ProcessEvent;
-use crate::rules::{self, Condition, Rule, RuleError};
+use crate::load;
+use crate::rules::{Condition, Rule, RuleError};
 
 /// What the kernel side must capture for the loaded rules.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -158,7 +159,7 @@ impl Engine {
     /// The built-in pack plus rule files or directories. Returns the first error; use
     /// [`crate::check_rules`] to see them all.
     pub fn load(extra: &[PathBuf]) -> Result<Engine, RuleError> {
-        match rules::load_all(extra) {
+        match load::load_all(extra) {
             Ok(r) => Ok(Self::from_rules(r)),
             Err(mut e) => Err(e.remove(0)),
         }

@@ -1,4 +1,4 @@
-//! Hand-written alert JSON, the `Alert::write_json` fast path.
+//! Hand-written alert JSON: [`Alert::write_json`], the fast path.
 //!
 //! Writes byte for byte the document that the `Serialize` impls produce (serde_json's
 //! compact formatter: same key order, same omissions, same string escaping), without
@@ -431,8 +431,16 @@ pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert) {
     doc.out.push(b'}');
 }
 
+impl Alert {
+    /// Writes the alert's ECS JSON (no newline) straight to `w`: the fast path, with no
+    /// intermediate `Value`. Same document as [`Alert::to_ecs`].
+    pub fn write_json(&self, w: impl std::io::Write) -> serde_json::Result<()> {
+        write_alert_to(self, w).map_err(serde_json::Error::io)
+    }
+}
+
 /// Builds the document in a reused per-thread buffer and hands it to `w` in one write.
-pub(crate) fn write_alert_to(a: &Alert, mut w: impl std::io::Write) -> std::io::Result<()> {
+fn write_alert_to(a: &Alert, mut w: impl std::io::Write) -> std::io::Result<()> {
     BUF.with(|b| match b.try_borrow_mut() {
         Ok(mut buf) => {
             buf.clear();

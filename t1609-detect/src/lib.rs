@@ -5,7 +5,8 @@
 //! - [`eql`]: the EQL subset (`process where <condition>`);
 //! - [`sigma`]: Sigma process_creation rules (rsigma);
 //! - [`argv`]: structured argv parsing of container tools, kubelet clients and wrappers;
-//! - [`rules`]: the TOML rule format and loading; the shipped pack is `rules/t1609.toml`;
+//! - [`rules`]: what a loaded rule is; `load` reads the TOML and Sigma rule files, and
+//!   the shipped pack `rules/t1609.toml`;
 //! - [`engine`]: rule index, evaluation, watch set; [`alert`]: ECS alerts;
 //! - [`replay`]: offline evaluation of recorded events.
 
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod eql;
 pub mod event;
 mod fastjson;
+mod load;
 pub mod replay;
 mod reuse;
 pub mod rules;
@@ -30,5 +32,5 @@ pub use rules::RuleError;
 /// Validates the built-in pack plus `paths` (files or directories), returning the number
 /// of rules, or every error found.
 pub fn check_rules(paths: &[std::path::PathBuf]) -> Result<usize, Vec<RuleError>> {
-    rules::load_all(paths).map(|r| r.len())
+    load::load_all(paths).map(|r| r.len())
 }
