@@ -1,6 +1,8 @@
 //! docker, podman, nerdctl, compose and lxc.
 
-use super::{HELP_FLAGS, Invocation, Opts, Walk, basename};
+use super::invocation::{Invocation, PackedArgv};
+use super::opts::{HELP_FLAGS, Opts, Walk};
+use super::tools::basename;
 
 /// Global options (before the verb) that take a value.
 const GLOBAL_LONG: &[&str] = &[
@@ -342,7 +344,7 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     }
     if verb == "compose" {
         let mut c = parse_compose_args(args);
-        c.argv = super::PackedArgv::new(argv);
+        c.argv = PackedArgv::new(argv);
         c.remote_host = inv.remote_host;
         c.remote_port = inv.remote_port;
         c.help |= inv.help;
@@ -450,7 +452,7 @@ const COMPOSE_LONG: &[&str] = &[
 
 pub(crate) fn parse_compose(argv: &[String], skip: usize) -> Invocation {
     let mut c = parse_compose_args(argv.get(skip..).unwrap_or(&[]));
-    c.argv = super::PackedArgv::new(argv);
+    c.argv = PackedArgv::new(argv);
     c
 }
 

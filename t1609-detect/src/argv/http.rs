@@ -4,7 +4,8 @@
 use std::borrow::Cow;
 
 use super::container::is_runtime_socket;
-use super::{Few, HELP_FLAGS, Invocation, Opts};
+use super::invocation::Invocation;
+use super::opts::{Few, HELP_FLAGS, Opts};
 
 pub(crate) struct Url<'a> {
     pub host: Option<String>,

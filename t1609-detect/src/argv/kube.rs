@@ -1,6 +1,8 @@
 //! kubectl, oc and kubeletctl.
 
-use super::{HELP_FLAGS, Invocation, Opts, http};
+use super::http;
+use super::invocation::Invocation;
+use super::opts::{HELP_FLAGS, Opts};
 
 /// Options (global or per verb) that take a value. kubectl accepts flags anywhere, so one
 /// table covers the verbs we parse.

@@ -1,7 +1,8 @@
 //! crictl, ctr, runc/crun and nsenter (util-linux and BusyBox).
 
 use super::container::{apply_run_opts, is_runtime_socket};
-use super::{HELP_FLAGS, Invocation, Opts};
+use super::invocation::Invocation;
+use super::opts::{HELP_FLAGS, Opts, split_eq};
 
 pub(crate) fn parse_crictl(argv: &[String]) -> Invocation {
     let mut inv = Invocation::new("crictl", argv);
@@ -286,7 +287,7 @@ pub(crate) fn parse_nsenter(argv: &[String]) -> Invocation {
             break;
         }
         if let Some(long) = a.strip_prefix("--") {
-            let (k, v) = super::split_eq(long);
+            let (k, v) = split_eq(long);
             match k {
                 "target" => {
                     if let Some(v) = v {

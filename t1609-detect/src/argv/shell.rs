@@ -3,7 +3,12 @@
 
 use std::sync::Arc;
 
-use super::{Invocation, Opts, SHELLS, basename, parse_into};
+use super::invocation::{Invocation, PackedArgv};
+use super::kube::parse_kubectl;
+use super::opts::Opts;
+use super::tools::{SHELLS, basename};
+// The one arrow back to the dispatcher: a wrapper's inner command is parsed like any other.
+use super::{MAX_INVOCATIONS, parse_into};
 
 /// Re-parses `inner` as a command run by `wrapper`.
 fn recurse(
@@ -247,7 +252,7 @@ pub(crate) fn parse_wrapper(
                 let mut w = wrappers.to_vec();
                 w.push(format!("{n} -c"));
                 for segment in split_commands(&s, 0) {
-                    if out.len() >= super::MAX_INVOCATIONS {
+                    if out.len() >= MAX_INVOCATIONS {
                         break;
                     }
                     let seg = strip_prefix_words(&segment);
@@ -272,8 +277,8 @@ pub(crate) fn parse_wrapper(
                 };
                 let mut full = vec!["kubectl".to_string(), verb.to_string()];
                 full.extend(args.iter().cloned());
-                let mut inv = super::kube::parse_kubectl("kubectl", &full);
-                inv.argv = super::PackedArgv::new(argv);
+                let mut inv = parse_kubectl("kubectl", &full);
+                inv.argv = PackedArgv::new(argv);
                 inv.wrappers = wrappers.to_vec();
                 out.push(Arc::new(inv));
                 return;
