@@ -23,11 +23,11 @@ pub mod rules;
 pub mod sigma;
 
 pub use alert::Alert;
-pub use t1609_ecs::{Confidence, Severity, digest, new_id, now_rfc3339};
 pub use engine::{Engine, WatchSet};
 pub use event::{EventError, ProcessEvent};
 pub use replay::{ReplaySummary, replay};
 pub use rules::RuleError;
+pub use t1609_ecs::{Confidence, Severity, digest, new_id, now_rfc3339};
 
 /// Validates the built-in pack plus `paths` (files or directories), returning the number
 /// of rules, or every error found.

@@ -46,7 +46,6 @@ impl SigmaRule {
         Self { compiled }
     }
 
-
     pub(crate) fn matches(&self, doc: &Value) -> bool {
         evaluate_rule(&self.compiled, &JsonEvent::borrow(doc)).is_some()
     }
@@ -82,4 +81,3 @@ pub(crate) fn sigma_doc(ev: &ProcessEvent) -> Value {
     put("ParentProcessId", pp.and_then(|x| x.pid).map(Value::from));
     Value::Object(m)
 }
-

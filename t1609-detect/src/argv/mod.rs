@@ -134,4 +134,3 @@ pub(crate) fn parse_into(
         shell::parse_wrapper(name, argv, wrappers, depth, out);
     }
 }
-

@@ -193,4 +193,3 @@ impl<'a> Walk<'a> {
 }
 
 pub(crate) const HELP_FLAGS: &[&str] = &["--help", "-h", "--version", "-V"];
-

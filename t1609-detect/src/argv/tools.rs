@@ -166,4 +166,3 @@ pub(crate) fn classify_command(cmd: &[String]) -> Option<&'static str> {
         "other"
     })
 }
-

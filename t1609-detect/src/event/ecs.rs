@@ -248,4 +248,3 @@ pub(crate) struct EcsCapture<'a, T> {
     #[serde(flatten)]
     extra: T,
 }
-
