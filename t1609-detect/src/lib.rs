@@ -3,7 +3,7 @@
 //!
 //! - [`event`]: the ECS process event, its record format and parser;
 //! - [`eql`]: the EQL subset (`process where <condition>`);
-//! - [`sigma`]: Sigma process_creation rules (rsigma);
+//! - [`sigma`]: Sigma `process_creation` rules (rsigma);
 //! - [`argv`]: structured argv parsing of container tools, kubelet clients and wrappers;
 //! - [`rules`]: what a loaded rule is; `load` reads the TOML and Sigma rule files, and
 //!   the shipped pack `rules/t1609.toml`;

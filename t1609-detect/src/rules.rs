@@ -1,6 +1,6 @@
 //! What a loaded rule is: its metadata (carried into alerts), its condition (EQL or
 //! Sigma), its severity overrides, and the errors a rule file can have. Reading rule
-//! files is [`crate::load`]'s job.
+//! files is the `load` module's job.
 
 use std::sync::Arc;
 

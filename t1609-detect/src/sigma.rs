@@ -5,18 +5,18 @@
 //!
 //! | Sigma | ECS |
 //! |---|---|
-//! | Image | process.executable |
-//! | OriginalFileName | process.name |
-//! | CommandLine | process.command_line |
-//! | ParentImage | process.parent.executable |
-//! | ParentCommandLine | process.parent.command_line |
-//! | User | user.name |
-//! | CurrentDirectory | process.working_directory |
-//! | ProcessId | process.pid |
-//! | ParentProcessId | process.parent.pid |
+//! | `Image` | `process.executable` |
+//! | `OriginalFileName` | `process.name` |
+//! | `CommandLine` | `process.command_line` |
+//! | `ParentImage` | `process.parent.executable` |
+//! | `ParentCommandLine` | `process.parent.command_line` |
+//! | `User` | `user.name` |
+//! | `CurrentDirectory` | `process.working_directory` |
+//! | `ProcessId` | `process.pid` |
+//! | `ParentProcessId` | `process.parent.pid` |
 //!
-//! Any other field in a rule's detection is a load error; loading is
-//! [`crate::load`]'s job.
+//! Any other field in a rule's detection is a load error (the crate's `load` module
+//! reads Sigma files).
 
 use rsigma_eval::{CompiledRule, JsonEvent, evaluate_rule};
 use serde_json::{Map, Value};
@@ -51,7 +51,7 @@ impl SigmaRule {
     }
 }
 
-/// The event as a Sigma process_creation document (absent fields omitted).
+/// The event as a Sigma `process_creation` document (absent fields omitted).
 pub(crate) fn sigma_doc(ev: &ProcessEvent) -> Value {
     let mut m = Map::new();
     let mut put = |k: &str, v: Option<Value>| {

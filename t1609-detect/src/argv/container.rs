@@ -299,6 +299,39 @@ fn host_port(spec: &str) -> (Option<String>, Option<u16>) {
     }
 }
 
+/// The daemon a `-H`/`--host`/`--url` value points at: a remote host and port, or a
+/// Unix socket.
+fn set_daemon(inv: &mut Invocation, h: String) {
+    // `-H host:port` without a scheme is TCP too.
+    let h = if h.contains("://") || h.starts_with('/') || h.starts_with("fd") {
+        h
+    } else {
+        format!("tcp://{h}")
+    };
+    if h.starts_with("tcp://") || h.starts_with("http") || h.starts_with("ssh://") {
+        let (host, port) = host_port(&h);
+        inv.remote_host = host;
+        // The Engine API's plain-TCP default port.
+        inv.remote_port = port.or_else(|| h.starts_with("tcp://").then_some(2375));
+    } else if let Some(sock) = h.strip_prefix("unix://") {
+        inv.unix_socket = Some(sock.to_string());
+    }
+}
+
+/// The container (or image) a verb names, and the command after it.
+fn target_and_command(w: &Walk) -> (Option<String>, Vec<String>) {
+    if !w.positionals.is_empty() {
+        (w.positionals.first().copied().cloned(), w.rest.to_vec())
+    } else if w.saw_dashdash {
+        (
+            w.rest.first().cloned(),
+            w.rest.get(1..).map(<[String]>::to_vec).unwrap_or_default(),
+        )
+    } else {
+        (None, Vec::new())
+    }
+}
+
 pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     let mut inv = Invocation::new(tool, argv);
     let g = Opts {
@@ -309,20 +342,7 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     .walk(&argv[1..]);
     inv.help = g.has(HELP_FLAGS) || g.has(&["-v"]);
     if let Some(h) = g.value(&["-H", "--host", "--url"]) {
-        // `-H host:port` without a scheme is TCP too.
-        let h = if h.contains("://") || h.starts_with('/') || h.starts_with("fd") {
-            h
-        } else {
-            format!("tcp://{h}")
-        };
-        if h.starts_with("tcp://") || h.starts_with("http") || h.starts_with("ssh://") {
-            let (host, port) = host_port(&h);
-            inv.remote_host = host;
-            // The Engine API's plain-TCP default port.
-            inv.remote_port = port.or_else(|| h.starts_with("tcp://").then_some(2375));
-        } else if let Some(sock) = h.strip_prefix("unix://") {
-            inv.unix_socket = Some(sock.to_string());
-        }
+        set_daemon(&mut inv, h);
     }
     inv.namespace = g.value(&["-n", "--namespace"]);
     let Some(mut verb) = g.positionals.first().copied().cloned() else {
@@ -333,7 +353,7 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     if verb == "container" {
         match args.first() {
             Some(v) if !v.starts_with('-') => {
-                verb = v.clone();
+                verb.clone_from(v);
                 args = &args[1..];
             }
             _ => {
@@ -366,16 +386,7 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     }
     .walk(args);
     inv.help |= w.has(&["--help"]);
-    let (first, rest) = if !w.positionals.is_empty() {
-        (w.positionals.first().copied().cloned(), w.rest.to_vec())
-    } else if w.saw_dashdash {
-        (
-            w.rest.first().cloned(),
-            w.rest.get(1..).map(<[String]>::to_vec).unwrap_or_default(),
-        )
-    } else {
-        (None, Vec::new())
-    };
+    let (first, rest) = target_and_command(&w);
     match verb.as_str() {
         "exec" => {
             inv.container = first;

@@ -7,6 +7,10 @@ use super::tools::classify_command;
 
 /// One parsed command: the event's own, or one its wrapper runs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent flags of a command line, each its own alert field"
+)]
 pub struct Invocation {
     /// Canonical tool (`docker`, `kubectl`, `nsenter`, `curl`, `sudo`, ...).
     pub tool: String,
@@ -138,6 +142,10 @@ impl std::fmt::Debug for PackedArgv {
     }
 }
 
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
 fn is_false(b: &bool) -> bool {
     !*b
 }

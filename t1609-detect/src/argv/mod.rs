@@ -13,6 +13,7 @@ mod opts;
 mod runtime;
 mod shell;
 mod tools;
+mod words;
 
 use std::sync::Arc;
 

@@ -75,7 +75,7 @@ impl<T: Copy, const N: usize> std::ops::Deref for Few<T, N> {
 }
 
 /// `-X` for every printable ASCII `X`, so short option names need no allocation.
-const SHORT_NAMES: &str = r##"-!-"-#-$-%-&-'-(-)-*-+-,---.-/-0-1-2-3-4-5-6-7-8-9-:-;-<-=->-?-@-A-B-C-D-E-F-G-H-I-J-K-L-M-N-O-P-Q-R-S-T-U-V-W-X-Y-Z-[-\-]-^-_-`-a-b-c-d-e-f-g-h-i-j-k-l-m-n-o-p-q-r-s-t-u-v-w-x-y-z-{-|-}-~"##;
+const SHORT_NAMES: &str = r#"-!-"-#-$-%-&-'-(-)-*-+-,---.-/-0-1-2-3-4-5-6-7-8-9-:-;-<-=->-?-@-A-B-C-D-E-F-G-H-I-J-K-L-M-N-O-P-Q-R-S-T-U-V-W-X-Y-Z-[-\-]-^-_-`-a-b-c-d-e-f-g-h-i-j-k-l-m-n-o-p-q-r-s-t-u-v-w-x-y-z-{-|-}-~"#;
 
 /// The name of a short option that is not printable ASCII. No option we look up has
 /// one, so they can all share this name.
@@ -96,7 +96,7 @@ static NO_ARG: String = String::new();
 
 impl Opts<'_> {
     pub(crate) fn walk<'a>(&self, args: &'a [String]) -> Walk<'a> {
-        let mut w = Walk {
+        let mut walk = Walk {
             opts: Few::new(("", None)),
             positionals: Few::new(&NO_ARG),
             rest: &[],
@@ -104,27 +104,27 @@ impl Opts<'_> {
         };
         let mut i = 0;
         while i < args.len() {
-            let a: &'a str = &args[i];
-            if a == "--" {
-                w.saw_dashdash = true;
-                w.rest = &args[i + 1..];
-                return w;
+            let arg: &'a str = &args[i];
+            if arg == "--" {
+                walk.saw_dashdash = true;
+                walk.rest = &args[i + 1..];
+                return walk;
             }
-            if let Some(long) = a.strip_prefix("--") {
-                let (k, v) = split_eq(long);
-                // `--k` is a prefix of the argument itself.
-                let name = &a[..2 + k.len()];
-                if v.is_none() && self.long_vals.contains(&k) {
-                    w.opts.push((name, args.get(i + 1).map(String::as_str)));
+            if let Some(long) = arg.strip_prefix("--") {
+                let (key, value) = split_eq(long);
+                // `--key` is a prefix of the argument itself.
+                let name = &arg[..2 + key.len()];
+                if value.is_none() && self.long_vals.contains(&key) {
+                    walk.opts.push((name, args.get(i + 1).map(String::as_str)));
                     i += 2;
                 } else {
-                    w.opts.push((name, v));
+                    walk.opts.push((name, value));
                     i += 1;
                 }
                 continue;
             }
-            if a.len() > 1 && a.starts_with('-') {
-                let cluster = &a[1..];
+            if arg.len() > 1 && arg.starts_with('-') {
+                let cluster = &arg[1..];
                 let mut consumed_next = false;
                 for (j, c) in cluster.char_indices() {
                     // Option letters are ASCII: a byte scan, not a char search.
@@ -132,28 +132,28 @@ impl Opts<'_> {
                         let rest = &cluster[j + c.len_utf8()..];
                         let rest = rest.strip_prefix('=').unwrap_or(rest);
                         if rest.is_empty() {
-                            w.opts
+                            walk.opts
                                 .push((short_name(c), args.get(i + 1).map(String::as_str)));
                             consumed_next = true;
                         } else {
-                            w.opts.push((short_name(c), Some(rest)));
+                            walk.opts.push((short_name(c), Some(rest)));
                         }
                         break;
                     }
-                    w.opts.push((short_name(c), None));
+                    walk.opts.push((short_name(c), None));
                 }
                 i += if consumed_next { 2 } else { 1 };
                 continue;
             }
             if self.stop_at_positional {
-                w.positionals.push(&args[i]);
-                w.rest = &args[i + 1..];
-                return w;
+                walk.positionals.push(&args[i]);
+                walk.rest = &args[i + 1..];
+                return walk;
             }
-            w.positionals.push(&args[i]);
+            walk.positionals.push(&args[i]);
             i += 1;
         }
-        w
+        walk
     }
 }
 

@@ -154,7 +154,7 @@ pub(crate) fn classify_command(cmd: &[String]) -> Option<&'static str> {
     let first = cmd.first()?;
     let mut name = basename(first);
     if MULTI_CALL.contains(&name) {
-        name = cmd.get(1).map(|s| basename(s)).unwrap_or(name);
+        name = cmd.get(1).map_or(name, |s| basename(s));
     }
     Some(if SHELLS.contains(&name) {
         "shell"

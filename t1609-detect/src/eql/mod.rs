@@ -133,7 +133,7 @@ pub enum Cmp {
 }
 
 impl Cmp {
-    fn holds<T: PartialOrd>(self, a: T, b: T) -> bool {
+    fn holds<T: PartialOrd + Copy>(self, a: T, b: T) -> bool {
         match self {
             Cmp::Eq => a == b,
             Cmp::Ne => a != b,

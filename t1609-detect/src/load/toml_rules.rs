@@ -201,7 +201,7 @@ fn compile_spec(src: &Source, spec: RuleSpec) -> Result<Option<Rule>, RuleError>
     }
     let overrides = spec
         .severity_when
-        .into_iter()
+        .iter()
         .map(|o| compile_override(src, &spec.id, o))
         .collect::<Result<Vec<_>, _>>()?;
     if !spec.enabled {
@@ -235,7 +235,7 @@ fn compile_spec(src: &Source, spec: RuleSpec) -> Result<Option<Rule>, RuleError>
 fn compile_override(
     src: &Source,
     id: &str,
-    o: OverrideSpec,
+    o: &OverrideSpec,
 ) -> Result<SeverityOverride, RuleError> {
     let span = o.condition.span();
     let cond = eql::parse_condition(o.condition.get_ref()).map_err(|e| {
