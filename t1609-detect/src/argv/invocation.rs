@@ -5,6 +5,11 @@ use serde::Serialize;
 
 use super::tools::classify_command;
 
+/// Caps that keep hostile input (deeply nested `sh -c`) cheap: wrapper depth, and
+/// invocations per parse.
+pub(super) const MAX_DEPTH: u8 = 4;
+pub(super) const MAX_INVOCATIONS: usize = 32;
+
 /// One parsed command: the event's own, or one its wrapper runs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[expect(

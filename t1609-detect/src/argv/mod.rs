@@ -18,15 +18,12 @@ mod words;
 use std::sync::Arc;
 
 pub use invocation::{Invocation, PackedArgv};
+use invocation::{MAX_DEPTH, MAX_INVOCATIONS};
 pub(crate) use opts::Few;
 pub(crate) use tools::{
     KNOWN_TOOLS, LIVE_WRAPPERS, SHELLS, basename, basename_bytes, exe_names_for_tool,
 };
 use tools::{MULTI_CALL, canonical_tool};
-
-/// Caps that keep hostile input (deeply nested `sh -c`) cheap.
-const MAX_DEPTH: u8 = 4;
-const MAX_INVOCATIONS: usize = 32;
 
 /// Parses an event's argv. `exe_name` is `process.name` (the executed file's basename,
 /// which `exec -a` cannot spoof); it decides the tool unless it is a multi-call binary or
@@ -132,6 +129,6 @@ pub(crate) fn parse_into(
             parse_into(basename(&cmd[0]), cmd, &w, depth + 1, out);
         }
     } else {
-        shell::parse_wrapper(name, argv, wrappers, depth, out);
+        shell::parse_wrapper(name, argv, wrappers, depth, out, parse_into);
     }
 }

@@ -3,13 +3,17 @@
 
 use std::sync::Arc;
 
+use super::invocation::MAX_INVOCATIONS;
 use super::invocation::{Invocation, PackedArgv};
 use super::kube::parse_kubectl;
 use super::opts::{Opts, Walk};
 use super::tools::{SHELLS, basename};
 use super::words::{split_commands, split_words};
-// The one arrow back to the dispatcher: a wrapper's inner command is parsed like any other.
-use super::{MAX_INVOCATIONS, parse_into};
+
+/// The dispatcher's `parse_into(name, argv, wrappers, depth, out)`: a wrapper's inner
+/// command is parsed like any other. Handed in, so this module does not import back
+/// the module that calls it.
+pub(super) type ParseInto = fn(&str, &[String], &[String], u8, &mut Vec<Arc<Invocation>>);
 
 /// Re-parses `inner` as a command run by `wrapper`.
 fn recurse(
@@ -18,6 +22,7 @@ fn recurse(
     wrappers: &[String],
     depth: u8,
     out: &mut Vec<Arc<Invocation>>,
+    parse_into: ParseInto,
 ) {
     let Some(first) = inner.first() else {
         return;
@@ -200,12 +205,13 @@ pub(crate) fn parse_wrapper(
     wrappers: &[String],
     depth: u8,
     out: &mut Vec<Arc<Invocation>>,
+    parse_into: ParseInto,
 ) {
     let args = &argv[1..];
     if let Some(opts) = wrapper_opts(name) {
         let inner = wrapped_command(name, &opts.walk(args));
         let inv = push_wrapper(name, argv, wrappers, out, inner);
-        recurse(name, &inv.command, wrappers, depth, out);
+        recurse(name, &inv.command, wrappers, depth, out, parse_into);
     } else if SHELLS.contains(&name) {
         let Some(s) = shell_c_string(args) else {
             return;

@@ -1,14 +1,27 @@
 //! Evaluation. An absent field makes its predicate false; array fields match when any
 //! element does.
 
-use super::{Cmp, Field, Node, Pattern, StrTest, Val};
+use super::ast::{Cmp, Field, Node, Pattern, StrTest, Val};
 use crate::argv::Invocation;
 use crate::event::ProcessEvent;
 
+/// What a condition is evaluated against: an event, and the parsed invocation a rule
+/// is being tried against.
 pub struct Ctx<'a> {
     pub ev: &'a ProcessEvent,
     /// The parsed invocation a rule is being tried against (None: no parse).
     pub inv: Option<&'a Invocation>,
+}
+
+/// Builds an evaluation context.
+pub fn ctx<'a>(ev: &'a ProcessEvent, inv: Option<&'a Invocation>) -> Ctx<'a> {
+    Ctx { ev, inv }
+}
+
+impl Node {
+    pub fn eval(&self, ctx: &Ctx<'_>) -> bool {
+        eval(self, ctx)
+    }
 }
 
 fn s(o: Option<&str>) -> Val<'_> {
@@ -109,7 +122,7 @@ fn argv_field(inv: &Invocation, f: Field) -> Val<'_> {
     }
 }
 
-pub fn eval(node: &Node, ctx: &Ctx<'_>) -> bool {
+fn eval(node: &Node, ctx: &Ctx<'_>) -> bool {
     match node {
         Node::And(v) => v.iter().all(|n| eval(n, ctx)),
         Node::Or(v) => v.iter().any(|n| eval(n, ctx)),

@@ -1,6 +1,6 @@
 //! EQL tokens, with the line and column of each for error messages.
 
-use super::EqlError;
+use super::ast::EqlError;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Tok {

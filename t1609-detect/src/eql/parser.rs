@@ -1,8 +1,8 @@
 //! Recursive-descent parser for the EQL subset. Every error names its line and column
 //! within the query and what was expected.
 
+use super::ast::{Cmp, EqlError, Field, Kind, Node, Pattern, StrTest};
 use super::lexer::{Tok, Token, lex};
-use super::{Cmp, EqlError, Field, Kind, Node, Pattern, StrTest};
 
 /// Parses `process where <condition>`.
 pub fn parse_query(src: &str) -> Result<Node, EqlError> {
