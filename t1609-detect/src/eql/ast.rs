@@ -144,6 +144,25 @@ pub enum Pattern {
     Glob(Vec<char>),
 }
 
+impl Pattern {
+    /// Compiles a wildcard pattern (`*` any run, `?` one character).
+    pub(crate) fn compile(p: &str) -> Pattern {
+        let has_q = p.contains('?');
+        let inner = p.trim_matches('*');
+        if !has_q && !inner.contains('*') {
+            return match (p.starts_with('*'), p.ends_with('*')) {
+                // `*` alone (or `**`): anything, including "".
+                _ if inner.is_empty() && p.contains('*') => Pattern::Prefix(String::new()),
+                (false, false) => Pattern::Exact(p.to_string()),
+                (false, true) => Pattern::Prefix(inner.to_string()),
+                (true, false) => Pattern::Suffix(inner.to_string()),
+                (true, true) => Pattern::Contains(inner.to_string()),
+            };
+        }
+        Pattern::Glob(p.chars().collect())
+    }
+}
+
 /// A string test applied to a string field, or to each element of an array field.
 #[derive(Clone, Debug)]
 pub enum StrTest {

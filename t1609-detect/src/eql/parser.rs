@@ -317,7 +317,7 @@ impl Parser {
                 StrTest::Wild {
                     pats: pats
                         .iter()
-                        .map(|p| compile_pattern(&p.to_lowercase()))
+                        .map(|p| Pattern::compile(&p.to_lowercase()))
                         .collect(),
                     ci: true,
                 },
@@ -387,7 +387,7 @@ impl Parser {
                 let pats = self.strings(field, false)?;
                 let pats = pats
                     .iter()
-                    .map(|p| compile_pattern(&if ci { p.to_lowercase() } else { p.clone() }))
+                    .map(|p| Pattern::compile(&if ci { p.to_lowercase() } else { p.clone() }))
                     .collect();
                 Ok(Node::Str(field, StrTest::Wild { pats, ci }))
             }
@@ -594,21 +594,4 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Num => "number",
         Kind::Bool => "boolean (`true`/`false` with == or !=)",
     }
-}
-
-/// Compiles a wildcard pattern (`*` any run, `?` one character).
-pub fn compile_pattern(p: &str) -> Pattern {
-    let has_q = p.contains('?');
-    let inner = p.trim_matches('*');
-    if !has_q && !inner.contains('*') {
-        return match (p.starts_with('*'), p.ends_with('*')) {
-            // `*` alone (or `**`): anything, including "".
-            _ if inner.is_empty() && p.contains('*') => Pattern::Prefix(String::new()),
-            (false, false) => Pattern::Exact(p.to_string()),
-            (false, true) => Pattern::Prefix(inner.to_string()),
-            (true, false) => Pattern::Suffix(inner.to_string()),
-            (true, true) => Pattern::Contains(inner.to_string()),
-        };
-    }
-    Pattern::Glob(p.chars().collect())
 }
