@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
-
 use t1609_ecs::glob_match;
+
 use crate::process::Ancestor;
 
 /// One value or a list of values (any of them may match).
