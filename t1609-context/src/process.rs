@@ -131,6 +131,7 @@ impl ProcessTable {
     }
 
     /// Caps the exited entries kept for their grace period (default: `max_entries / 8`).
+    #[must_use]
     pub fn with_max_exited(mut self, max_exited: usize) -> Self {
         self.max_exited = max_exited.max(1);
         self
@@ -172,7 +173,7 @@ impl ProcessTable {
             info.uid = info.uid.or(old.uid);
             info.session_leader = info.session_leader.or(old.session_leader);
             if info.cgroup.is_none() {
-                info.cgroup = old.cgroup.clone();
+                info.cgroup.clone_from(&old.cgroup);
                 info.css_set = info.css_set.or(old.css_set);
             }
         }
@@ -253,8 +254,9 @@ impl ProcessTable {
         }
     }
 
-    /// Records that `pid` is in css_set `css_set`, whose cgroups are `cgroup` (learnt
-    /// from a child that shares it), without touching the eviction order.
+    /// Records that `pid` is in the kernel's cgroup set at address `css_set`, whose
+    /// cgroups are `cgroup` (learnt from a child that shares it), without touching the
+    /// eviction order.
     pub fn learn_cgroup(&mut self, pid: u32, css_set: u64, cgroup: Arc<str>) {
         let cgroup = self.intern_cgroup(cgroup);
         if let Some(e) = self.entries.get_mut(&pid).filter(|e| !e.info.exited) {
@@ -509,7 +511,7 @@ mod tests {
         let _ = fs::create_dir_all(&dir);
         let mut t = ProcessTable::new(&dir, 50, Duration::from_millis(100));
         let t0 = Instant::now();
-        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for step in 0..20_000u64 {
             x ^= x << 13;
             x ^= x >> 7;

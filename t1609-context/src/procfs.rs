@@ -22,7 +22,7 @@ pub struct ProcInfo {
     pub executable: Option<Arc<str>>,
     /// argv; `None` for kernel threads / zombies (empty cmdline) or when unreadable.
     pub args: Option<Arc<[String]>>,
-    /// Start time in ns since boot: `/proc/<pid>/stat` starttime (clock ticks) × 1e9/CLK_TCK
+    /// Start time in ns since boot: `/proc/<pid>/stat` starttime (clock ticks) × 1e9 / `CLK_TCK`
     /// when seeded, the fork event's ktime when learned from a fork.
     pub start_ns: Option<u64>,
     /// Real uid (`Uid:` first column of `/proc/<pid>/status`; what `bpf_get_current_uid_gid`
@@ -33,8 +33,8 @@ pub struct ProcInfo {
     /// Compacted `/proc/<pid>/cgroup` (one line per distinct path); feed to
     /// [`crate::parse_cgroup`]. Shared: most processes sit in a handful of cgroups.
     pub cgroup: Option<Arc<str>>,
-    /// Kernel address of the css_set that `cgroup` was read for (from exec events; a
-    /// fork inherits it). Lets a child in the same css_set reuse `cgroup`.
+    /// Kernel address of the cgroup set (`css_set`) that `cgroup` was read for (from exec
+    /// events; a fork inherits it). Lets a child in the same set reuse `cgroup`.
     pub css_set: Option<u64>,
     /// Working directory with the (vfsmount, dentry) identity it was read for, from exec
     /// events (a fork inherits it): a child in the same directory reuses the path.
@@ -56,7 +56,7 @@ impl ProcInfo {
 pub(crate) fn clk_tck() -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if v > 0 { v as u64 } else { 100 }
+    u64::try_from(v).ok().filter(|&v| v > 0).unwrap_or(100)
 }
 
 /// Fields of `/proc/<pid>/stat` the table uses.

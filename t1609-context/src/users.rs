@@ -161,7 +161,7 @@ mod tests {
         )
         .unwrap();
         // Within RECHECK of the last check: the cache answers, the file is not looked at.
-        let soon = t0 + RECHECK - Duration::from_millis(1);
+        let soon = t0 + RECHECK.saturating_sub(Duration::from_millis(1));
         assert_eq!(u.passwd.lookup(1001, soon), None);
         assert_eq!(u.passwd.checked, Some(t0));
         // Once RECHECK has passed, the change is seen, and the check time moves on.

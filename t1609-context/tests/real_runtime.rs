@@ -1,7 +1,7 @@
-//! Namespaces and DockerClient against the real kernel and the real dockerd of the build
+//! Namespaces and `DockerClient` against the real kernel and the real dockerd of the build
 //! machine (`scripts/services.sh docker` starts it and imports local/busybox:1; never pull).
 //!
-//! If dockerd cannot be started, the docker tests fail when T1609_REQUIRE_PRIVILEGED=1 and
+//! If dockerd cannot be started, the docker tests fail when `T1609_REQUIRE_PRIVILEGED=1` and
 //! otherwise print `skipping: <reason>` and return.
 
 use std::path::{Path, PathBuf};
@@ -48,15 +48,16 @@ fn start_docker() -> Result<(), String> {
     Ok(())
 }
 
-/// `true` when docker is usable; otherwise skip (or fail under T1609_REQUIRE_PRIVILEGED=1).
+/// `true` when docker is usable; otherwise skip (or fail under `T1609_REQUIRE_PRIVILEGED=1`).
 fn docker_available() -> bool {
     static STATE: OnceLock<Result<(), String>> = OnceLock::new();
     match STATE.get_or_init(start_docker) {
         Ok(()) => true,
         Err(reason) => {
-            if std::env::var("T1609_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-                panic!("T1609_REQUIRE_PRIVILEGED=1 but docker is unavailable: {reason}");
-            }
+            assert!(
+                std::env::var("T1609_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
+                "T1609_REQUIRE_PRIVILEGED=1 but docker is unavailable: {reason}"
+            );
             println!("skipping: {reason}");
             false
         }
