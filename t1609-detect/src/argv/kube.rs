@@ -111,19 +111,25 @@ fn apply_overrides(inv: &mut Invocation, json: &str) {
     }
 }
 
+/// The command of `exec`/`run`: what follows `--`, or else the positionals after the pod
+/// (the deprecated `kubectl exec POD CMD...`).
+fn command_after_pod(w: &Walk, pos: &[&String]) -> Vec<String> {
+    if w.saw_dashdash {
+        w.rest.to_vec()
+    } else {
+        pos.get(1..)
+            .map(|p| p.iter().copied().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
 /// `kubectl exec POD [-- CMD]` (and the deprecated `exec POD CMD`), `exec-as`, and
 /// `oc rsh` (`rsh`).
 fn kubectl_exec(inv: &mut Invocation, w: &Walk, rsh: bool, interactive: bool, tty: bool) {
     let pos = &w.positionals[1..];
     inv.pod = pos.first().map(|p| strip_pod_prefix(p));
     inv.container = w.value(&["-c", "--container"]);
-    let cmd = if w.saw_dashdash {
-        w.rest.to_vec()
-    } else {
-        pos.get(1..)
-            .map(|p| p.iter().copied().cloned().collect())
-            .unwrap_or_default()
-    };
+    let cmd = command_after_pod(w, pos);
     inv.interactive = interactive;
     inv.tty = tty;
     if rsh {
@@ -254,14 +260,7 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
             if let Some(o) = w.value(&["--overrides"]) {
                 apply_overrides(&mut inv, &o);
             }
-            let cmd = if w.saw_dashdash {
-                w.rest.to_vec()
-            } else {
-                pos.get(1..)
-                    .map(|p| p.iter().copied().cloned().collect())
-                    .unwrap_or_default()
-            };
-            inv.set_command(cmd);
+            inv.set_command(command_after_pod(&w, pos));
         }
         "get" | "create" | "replace" | "apply" => {
             // `kubectl get --raw /api/v1/nodes/N/proxy/run/...` reaches the kubelet.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use t1609_ecs::mitre::{tactic, technique};
-use t1609_ecs::{Confidence, Severity};
+use t1609_ecs::{Confidence, MitreRef, Severity};
 
 use crate::argv;
 use crate::eql::{self, EqlError, Field, Node, StrTest};
@@ -161,28 +161,19 @@ fn compile_spec(src: &Source, spec: RuleSpec) -> Result<Option<Rule>, RuleError>
         )));
     }
     // The accepted ids are t1609-ecs's MITRE tables; rules/README.md lists them.
-    let tactics = spec
-        .tactics
-        .iter()
-        .map(|t| {
-            tactic(t).ok_or_else(|| {
-                fail(format!(
-                    "unknown tactic `{t}`; expected one of the tactics listed in rules/README.md"
-                ))
+    let resolve = |ids: &[String], lookup: fn(&str) -> Option<MitreRef>, what: &str| {
+        ids.iter()
+            .map(|id| {
+                lookup(id).ok_or_else(|| {
+                    fail(format!(
+                        "unknown {what} `{id}`; expected one of the {what}s listed in rules/README.md"
+                    ))
+                })
             })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let techniques = spec
-        .techniques
-        .iter()
-        .map(|t| {
-            technique(t).ok_or_else(|| {
-                fail(format!(
-                    "unknown technique `{t}`; expected one of the techniques listed in rules/README.md"
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let tactics = resolve(&spec.tactics, tactic, "tactic")?;
+    let techniques = resolve(&spec.techniques, technique, "technique")?;
     if techniques.is_empty() {
         return Err(fail("expected at least one technique".into()));
     }
