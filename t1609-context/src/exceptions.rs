@@ -135,7 +135,7 @@ pub enum ExceptionError {
     },
     /// TOML syntax or schema error (unknown key, wrong type); the message names the key.
     #[error("exception config: {0}")]
-    Parse(String),
+    Parse(#[source] toml::de::Error),
 }
 
 /// What the alert is about, as the detect stage sees it.
@@ -341,8 +341,7 @@ impl Exceptions {
 
     /// Parses a TOML document of `[[exception]]` tables and compiles it.
     pub fn from_toml_str(text: &str) -> Result<Self, ExceptionError> {
-        let file: ExceptionFile =
-            toml::from_str(text).map_err(|e| ExceptionError::Parse(e.to_string()))?;
+        let file: ExceptionFile = toml::from_str(text).map_err(ExceptionError::Parse)?;
         Self::new(file.exception)
     }
 
