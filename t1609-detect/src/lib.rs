@@ -8,7 +8,7 @@
 //! - [`rules`]: what a loaded rule is; `load` reads the TOML and Sigma rule files, and
 //!   the shipped pack `rules/t1609.toml`;
 //! - [`engine`]: rule index, evaluation, watch set; [`alert`]: ECS alerts;
-//! - [`replay`]: offline evaluation of recorded events.
+//! - [`replay`](mod@replay): offline evaluation of recorded events.
 
 pub mod alert;
 pub mod argv;

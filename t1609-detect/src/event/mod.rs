@@ -29,10 +29,10 @@ pub struct ProcessEvent {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Process {
     pub pid: Option<u32>,
-    /// Basename of the executed file (not argv[0], so `exec -a` cannot spoof it).
+    /// Basename of the executed file (not `argv[0]`, so `exec -a` cannot spoof it).
     pub name: Option<String>,
     pub executable: Option<String>,
-    /// argv, argv[0] included, lossily decoded as UTF-8.
+    /// argv, `argv[0]` included, lossily decoded as UTF-8.
     pub args: Option<Vec<String>>,
     pub args_count: Option<u64>,
     /// args joined by single spaces.
