@@ -21,7 +21,7 @@ fn key(prefix: &str, i: usize) -> DedupKey {
 /// ns per `check` of a new key, after `open` windows were opened.
 fn per_new_key(open: usize) -> f64 {
     let t0 = Instant::now();
-    let mut d = Deduper::new(Duration::from_secs(3600));
+    let mut d = Deduper::new(Duration::from_hours(1));
     for i in 0..open {
         d.check(key("open", i), t0);
     }

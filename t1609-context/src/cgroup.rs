@@ -1,4 +1,5 @@
-//! `/proc/<pid>/cgroup` → container id, runtime, pod UID, QoS class and systemd unit.
+//! `/proc/<pid>/cgroup` → container id, runtime, pod UID, quality-of-service class and
+//! systemd unit.
 //!
 //! Handles cgroup v1 (`N:controllers:/path`, several lines) and v2 (`0::/path`), and a
 //! bare path (`/docker/<id>`). See the crate README for the full list of layouts.
@@ -66,7 +67,7 @@ pub struct CgroupContext {
     /// Innermost systemd unit (`foo.service`, `session-3.scope`, `init.scope`), when the
     /// path has one that is not a container scope.
     pub systemd_unit: Option<String>,
-    /// Kubernetes QoS class: `guaranteed`, `burstable` or `besteffort` (kubepods only).
+    /// Kubernetes quality-of-service class: `guaranteed`, `burstable` or `besteffort` (kubepods only).
     pub qos: Option<String>,
     /// The process is the runtime's monitor (`crio-conmon-`, `libpod-conmon-`,
     /// `lxc.monitor.`), not the container workload.
@@ -83,10 +84,8 @@ impl CgroupContext {
             3
         } else if self.runtime == Runtime::SystemdUnit {
             2
-        } else if self.systemd_unit.is_some() {
-            1
         } else {
-            0
+            u8::from(self.systemd_unit.is_some())
         }
     }
 }
@@ -188,11 +187,15 @@ fn pod_uid_in(stem: &str) -> Option<String> {
     }
 }
 
-fn parse_path(path: &str) -> CgroupContext {
-    let path = path.trim().trim_end_matches(" (deleted)");
-    // containerd's systemd-driver path syntax leaks into some v1 hosts as
-    // `<slice>:<prefix>:<id>` (`kubepods-…-pod<uid>.slice:cri-containerd:<id>`): expand it to
-    // `<slice>/<prefix>-<id>.scope`.
+/// The path's segments, without `.` and `..` (cgroup namespaces show them).
+/// containerd's systemd-driver path syntax leaks into some v1 hosts as
+/// `<slice>:<prefix>:<id>` (`kubepods-…-pod<uid>.slice:cri-containerd:<id>`): it is
+/// expanded to `<slice>/<prefix>-<id>.scope`.
+#[expect(
+    clippy::case_sensitive_file_extension_comparisons,
+    reason = "a systemd unit type, lowercase by definition, not a file extension"
+)]
+fn segments(path: &str) -> Vec<String> {
     let mut expanded: Vec<String> = Vec::new();
     for seg in path
         .split('/')
@@ -210,6 +213,15 @@ fn parse_path(path: &str) -> CgroupContext {
             expanded.push(seg.to_string());
         }
     }
+    expanded
+}
+
+#[expect(
+    clippy::case_sensitive_file_extension_comparisons,
+    reason = "systemd unit types, lowercase by definition, not file extensions"
+)]
+fn parse_path(path: &str) -> CgroupContext {
+    let expanded = segments(path.trim().trim_end_matches(" (deleted)"));
     let segs: Vec<&str> = expanded.iter().map(String::as_str).collect();
     let mut ctx = CgroupContext::default();
     let mut kube = false;

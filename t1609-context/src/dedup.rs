@@ -269,29 +269,29 @@ mod tests {
     #[test]
     fn a_reopened_window_lives_its_own_length_and_the_bound_evicts_the_oldest_open_one() {
         let t0 = Instant::now();
-        let s = Duration::from_secs;
+        let secs = Duration::from_secs;
         let key = |c: &str| DedupKey::new("r", c, None, None);
         let (a, b, c) = (key("a"), key("b"), key("c"));
-        let mut d = Deduper::with_max_keys(s(10), 2);
-        assert_eq!(d.check(a.clone(), t0), DedupOutcome::First);
-        assert_eq!(d.check(b.clone(), t0 + s(1)), DedupOutcome::First);
-        assert_eq!(d.check(a.clone(), t0 + s(11)), DedupOutcome::First);
+        let mut dedup = Deduper::with_max_keys(secs(10), 2);
+        assert_eq!(dedup.check(a.clone(), t0), DedupOutcome::First);
+        assert_eq!(dedup.check(b.clone(), t0 + secs(1)), DedupOutcome::First);
+        assert_eq!(dedup.check(a.clone(), t0 + secs(11)), DedupOutcome::First);
         assert_eq!(
-            d.flush_expired(t0 + s(12)),
+            dedup.flush_expired(t0 + secs(12)),
             vec![(a.clone(), 1), (b.clone(), 1)]
         );
-        assert_eq!(d.len(), 1, "a's second window is open until 21 s");
+        assert_eq!(dedup.len(), 1, "a's second window is open until 21 s");
         assert_eq!(
-            d.check(a.clone(), t0 + s(12)),
+            dedup.check(a.clone(), t0 + secs(12)),
             DedupOutcome::Repeat { count: 2 }
         );
-        assert_eq!(d.check(b.clone(), t0 + s(13)), DedupOutcome::First);
+        assert_eq!(dedup.check(b.clone(), t0 + secs(13)), DedupOutcome::First);
         // At the bound the oldest open window (a, opened at 11 s) closes early.
-        assert_eq!(d.check(c.clone(), t0 + s(14)), DedupOutcome::First);
-        assert_eq!(d.flush_expired(t0 + s(15)), vec![(a, 2)]);
-        assert_eq!(d.flush_expired(t0 + s(23)), vec![(b, 1)]);
-        assert_eq!(d.flush_expired(t0 + s(24)), vec![(c, 1)]);
-        assert!(d.is_empty() && d.openings.is_empty());
+        assert_eq!(dedup.check(c.clone(), t0 + secs(14)), DedupOutcome::First);
+        assert_eq!(dedup.flush_expired(t0 + secs(15)), vec![(a, 2)]);
+        assert_eq!(dedup.flush_expired(t0 + secs(23)), vec![(b, 1)]);
+        assert_eq!(dedup.flush_expired(t0 + secs(24)), vec![(c, 1)]);
+        assert!(dedup.is_empty() && dedup.openings.is_empty());
     }
 
     #[test]

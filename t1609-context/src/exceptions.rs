@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
-
 use t1609_ecs::glob_match;
+
 use crate::process::Ancestor;
 
 /// One value or a list of values (any of them may match).
@@ -135,7 +135,7 @@ pub enum ExceptionError {
     },
     /// TOML syntax or schema error (unknown key, wrong type); the message names the key.
     #[error("exception config: {0}")]
-    Parse(String),
+    Parse(#[source] toml::de::Error),
 }
 
 /// What the alert is about, as the detect stage sees it.
@@ -192,11 +192,11 @@ pub fn summarize(decisions: &[Decision]) -> (bool, Option<Severity>, Vec<String>
         match d {
             Decision::Suppress { .. } => sup = true,
             Decision::LowerSeverity { severity, .. } => {
-                sev = Some(sev.map_or(*severity, |s| s.min(*severity)))
+                sev = Some(sev.map_or(*severity, |s| s.min(*severity)));
             }
             Decision::Tag { tag, .. } => {
                 if !tags.contains(tag) {
-                    tags.push(tag.clone())
+                    tags.push(tag.clone());
                 }
             }
         }
@@ -237,8 +237,10 @@ impl TimeWindow {
             return false;
         };
         let z = self.tz.to_datetime(ts);
-        let day = z.weekday().to_monday_zero_offset() as u8;
-        let t = Hm(z.hour() as u16 * 60 + z.minute() as u16);
+        // 0..=6, 0..=23 and 0..=59: never negative.
+        let day = z.weekday().to_monday_zero_offset().cast_unsigned();
+        let t =
+            Hm(u16::from(z.hour().cast_unsigned()) * 60 + u16::from(z.minute().cast_unsigned()));
         let on = |d: u8| self.days & (1 << d) != 0;
         if self.start.0 <= self.end.0 {
             on(day) && self.start.0 <= t.0 && t.0 < self.end.0
@@ -315,7 +317,7 @@ impl Exceptions {
             ];
             for (field, v) in lists {
                 if let Some(v) = v
-                    && (v.values().is_empty() || v.values().iter().any(|s| s.is_empty()))
+                    && (v.values().is_empty() || v.values().iter().any(String::is_empty))
                 {
                     return Err(invalid(&label, field, "empty pattern"));
                 }
@@ -339,8 +341,7 @@ impl Exceptions {
 
     /// Parses a TOML document of `[[exception]]` tables and compiles it.
     pub fn from_toml_str(text: &str) -> Result<Self, ExceptionError> {
-        let file: ExceptionFile =
-            toml::from_str(text).map_err(|e| ExceptionError::Parse(e.to_string()))?;
+        let file: ExceptionFile = toml::from_str(text).map_err(ExceptionError::Parse)?;
         Self::new(file.exception)
     }
 
@@ -367,7 +368,10 @@ impl Exceptions {
             });
         }
         if out.iter().any(Decision::is_suppress) {
-            let mut m = self.suppressed.lock().unwrap_or_else(|e| e.into_inner());
+            let mut m = self
+                .suppressed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             *m.entry(subject.rule_id.to_string()).or_insert(0) += 1;
         }
         out
@@ -377,7 +381,7 @@ impl Exceptions {
     pub fn suppressed_count(&self, rule_id: &str) -> u64 {
         self.suppressed
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(rule_id)
             .copied()
             .unwrap_or(0)
@@ -387,7 +391,7 @@ impl Exceptions {
     pub fn suppressed_counts(&self) -> HashMap<String, u64> {
         self.suppressed
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
@@ -479,7 +483,7 @@ fn full_day_name(short: &str) -> Option<&'static str> {
     })
 }
 
-fn any_glob(pats: &Option<OneOrMany>, value: Option<&str>) -> bool {
+fn any_glob(pats: Option<&OneOrMany>, value: Option<&str>) -> bool {
     match pats {
         None => true,
         Some(p) => value.is_some_and(|v| p.values().iter().any(|g| glob_match(g, v))),
@@ -518,12 +522,12 @@ fn matches(c: &Compiled, s: &Subject, now: time::OffsetDateTime) -> bool {
             return false;
         }
     }
-    if !any_glob(&cfg.user, s.user)
-        || !any_glob(&cfg.group, s.group)
-        || !any_glob(&cfg.parent_command_line, s.parent_command_line)
-        || !any_glob(&cfg.command_line, s.command_line)
-        || !any_glob(&cfg.image, s.image)
-        || !any_glob(&cfg.systemd_unit, s.systemd_unit)
+    if !any_glob(cfg.user.as_ref(), s.user)
+        || !any_glob(cfg.group.as_ref(), s.group)
+        || !any_glob(cfg.parent_command_line.as_ref(), s.parent_command_line)
+        || !any_glob(cfg.command_line.as_ref(), s.command_line)
+        || !any_glob(cfg.image.as_ref(), s.image)
+        || !any_glob(cfg.systemd_unit.as_ref(), s.systemd_unit)
     {
         return false;
     }

@@ -25,7 +25,7 @@ pub struct PodRef {
 /// A pod's default container name and its (container name, id) pairs in spec order.
 type PodContainers = (Option<String>, Vec<(String, String)>);
 
-/// Index of a kubelet PodList by container id (full id and 12-char prefix).
+/// Index of a kubelet `PodList` by container id (full id and 12-char prefix).
 #[derive(Debug, Clone, Default)]
 pub struct KubeletPods {
     by_id: HashMap<String, PodRef>,
@@ -77,6 +77,10 @@ struct SpecContainer {
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
+#[expect(
+    clippy::struct_field_names,
+    reason = "the field names of the Kubernetes PodStatus object"
+)]
 struct Status {
     #[serde(default)]
     container_statuses: Vec<CStatus>,

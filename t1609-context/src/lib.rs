@@ -13,7 +13,7 @@ pub mod kubelet;
 pub mod ns;
 pub mod orchestrator;
 pub mod process;
-pub mod session;
+mod procfs;
 pub mod users;
 
 pub use cgroup::{CgroupContext, Runtime, cgroup_line_path, compact_cgroup_text, parse_cgroup};
@@ -23,7 +23,6 @@ pub use exceptions::{
     Action, Decision, ExceptionConfig, ExceptionError, ExceptionFile, Exceptions, OneOrMany,
     Severity, Subject, TimeWindowConfig, summarize,
 };
-pub use t1609_ecs::glob_match;
 pub use kubelet::{KubeletPods, PodRef};
 pub use ns::{Namespaces, host_namespaces, in_container, process_namespaces};
 pub use orchestrator::{OrchestratorMeta, orchestrator_meta};
@@ -31,10 +30,7 @@ pub use process::{
     Ancestor, Creds, MAX_ANCESTRY, MAX_TABLE_ARGV_BYTES, ProcInfo, ProcessTable, read_creds,
     read_ns_pid, read_proc_info,
 };
-pub use session::{
-    ContainerExec, INJECTOR_NAMES, Session, SessionEvent, SessionTracker, is_injector,
-    is_runc_launcher, runc_exec_target,
-};
+pub use t1609_ecs::glob_match;
 pub use users::Users;
 
 #[cfg(test)]
@@ -48,7 +44,6 @@ mod send_sync {
         assert_send_sync::<crate::KubeletPods>();
         assert_send_sync::<crate::ProcessTable>();
         assert_send_sync::<crate::Deduper>();
-        assert_send_sync::<crate::SessionTracker>();
         assert_send_sync::<crate::Users>();
     }
 }

@@ -32,7 +32,7 @@ fn ns_inode(dir: &Path, kind: &str) -> io::Result<u64> {
         Ok(target) => parse_ns_link(&target.to_string_lossy()).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}: unexpected link {:?}", p.display(), target),
+                format!("{}: unexpected link \"{}\"", p.display(), target.display()),
             )
         }),
         // Fallback: the nsfs file's inode is the namespace id.
@@ -61,7 +61,7 @@ fn read_namespaces(proc_root: &Path, pid: &str) -> io::Result<Namespaces> {
 /// the agent's container (`hostPID`), pass that mount as `proc_root`.
 ///
 /// If PID 1's links cannot be read (e.g. PID 1 holds a capability the agent lacks, so the
-/// kernel's ptrace-read check denies it, as on the build machine where CAP_SYS_RESOURCE is
+/// kernel's ptrace-read check denies it, as on the build machine where `CAP_SYS_RESOURCE` is
 /// missing), falls back to `kthreadd` (`<proc_root>/2`, checked by its comm): kernel
 /// threads always live in the initial namespaces.
 pub fn host_namespaces(proc_root: &Path) -> io::Result<Namespaces> {
@@ -96,7 +96,7 @@ mod tests {
 
     #[test]
     fn link() {
-        assert_eq!(parse_ns_link("pid:[4026531836]"), Some(4026531836));
+        assert_eq!(parse_ns_link("pid:[4026531836]"), Some(4_026_531_836));
         assert_eq!(parse_ns_link("garbage"), None);
     }
 

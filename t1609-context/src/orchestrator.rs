@@ -35,9 +35,9 @@ pub fn orchestrator_meta(
         ..Default::default()
     };
     if let Some(d) = docker.filter(|d| d.pod_name.is_some() || d.pod_namespace.is_some()) {
-        m.pod_name = d.pod_name.clone();
-        m.pod_namespace = d.pod_namespace.clone();
-        m.pod_uid = d.pod_uid.clone();
+        m.pod_name.clone_from(&d.pod_name);
+        m.pod_namespace.clone_from(&d.pod_namespace);
+        m.pod_uid.clone_from(&d.pod_uid);
         m.source = "docker-labels";
     } else if let Some(p) = cg
         .container_id
@@ -51,7 +51,7 @@ pub fn orchestrator_meta(
         m.source = "kubelet";
     }
     if m.pod_uid.is_none() && cg.pod_uid.is_some() {
-        m.pod_uid = cg.pod_uid.clone();
+        m.pod_uid.clone_from(&cg.pod_uid);
         if m.source == "none" {
             m.source = "cgroup";
         }

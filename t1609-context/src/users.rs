@@ -1,16 +1,25 @@
 //! Cached uid → user name and gid → group name from `<host_root>/etc/passwd` and
 //! `<host_root>/etc/group`, reloaded when a file's mtime, size or inode changes.
+//!
+//! Lookups run once per exec, so a file is `stat`ed at most once per [`RECHECK`]; a
+//! change is seen on the first lookup after that.
 
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a loaded file is trusted without a `stat`.
+pub const RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct NameFile {
     path: PathBuf,
     /// (mtime ns, size, inode) of the loaded version; `None` = never loaded / missing.
     stamp: Option<(i128, u64, u64)>,
+    /// When `stamp` was last compared with the file; `None` before the first lookup.
+    checked: Option<Instant>,
     names: HashMap<u32, String>,
 }
 
@@ -22,15 +31,21 @@ impl NameFile {
         }
     }
 
-    fn lookup(&mut self, id: u32) -> Option<String> {
-        self.reload_if_changed();
+    fn lookup(&mut self, id: u32, now: Instant) -> Option<String> {
+        if self
+            .checked
+            .is_none_or(|t| now.saturating_duration_since(t) >= RECHECK)
+        {
+            self.checked = Some(now);
+            self.reload_if_changed();
+        }
         self.names.get(&id).cloned()
     }
 
     fn reload_if_changed(&mut self) {
         let stamp = fs::metadata(&self.path).ok().map(|m| {
             (
-                m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+                i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
                 m.size(),
                 m.ino(),
             )
@@ -66,7 +81,8 @@ pub fn parse_id_file(text: &str) -> HashMap<u32, String> {
 }
 
 /// Host user and group names. `host_root` is `/` on the host, or where the host's root is
-/// mounted when the agent runs in a container (e.g. `/host`).
+/// mounted when the agent runs in a container (e.g. `/host`). Nothing is read until the
+/// first lookup.
 #[derive(Debug)]
 pub struct Users {
     passwd: NameFile,
@@ -81,12 +97,16 @@ impl Users {
         }
     }
 
+    /// The name of user `uid`, or `None` when `/etc/passwd` has no such user or is
+    /// missing.
     pub fn user_name(&mut self, uid: u32) -> Option<String> {
-        self.passwd.lookup(uid)
+        self.passwd.lookup(uid, Instant::now())
     }
 
+    /// The name of group `gid`, or `None` when `/etc/group` has no such group or is
+    /// missing.
     pub fn group_name(&mut self, gid: u32) -> Option<String> {
-        self.group.lookup(gid)
+        self.group.lookup(gid, Instant::now())
     }
 }
 
@@ -94,31 +114,67 @@ impl Users {
 mod tests {
     use super::*;
 
-    #[test]
-    fn reloads_on_change() {
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+
+    fn host_root() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("etc")).unwrap();
-        fs::write(
-            dir.path().join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n",
-        )
-        .unwrap();
+        fs::write(dir.path().join("etc/passwd"), PASSWD).unwrap();
         fs::write(
             dir.path().join("etc/group"),
             "root:x:0:\ndevops:x:2000:alice\n",
         )
         .unwrap();
+        dir
+    }
+
+    #[test]
+    fn reloads_on_change() {
+        let dir = host_root();
         let mut u = Users::new(dir.path());
-        assert_eq!(u.user_name(0).as_deref(), Some("root"));
-        assert_eq!(u.user_name(1000).as_deref(), Some("alice"));
-        assert_eq!(u.user_name(1001), None);
-        assert_eq!(u.group_name(2000).as_deref(), Some("devops"));
+        let t0 = Instant::now();
+        assert_eq!(u.passwd.lookup(0, t0).as_deref(), Some("root"));
+        assert_eq!(u.passwd.lookup(1000, t0).as_deref(), Some("alice"));
+        assert_eq!(u.passwd.lookup(1001, t0), None);
+        assert_eq!(u.group.lookup(2000, t0).as_deref(), Some("devops"));
         // Rewrite with a new user (size changes, so the reload is certain even with coarse mtime).
-        fs::write(dir.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\n").unwrap();
-        assert_eq!(u.user_name(1001).as_deref(), Some("bob"));
+        fs::write(
+            dir.path().join("etc/passwd"),
+            format!("{PASSWD}bob:x:1001:1001::/home/bob:/bin/sh\n"),
+        )
+        .unwrap();
+        assert_eq!(u.passwd.lookup(1001, t0 + RECHECK).as_deref(), Some("bob"));
         // Missing files → None, no panic.
         let mut none = Users::new(&dir.path().join("nope"));
         assert_eq!(none.user_name(0), None);
+    }
+
+    #[test]
+    fn checks_the_file_at_most_once_per_recheck() {
+        let dir = host_root();
+        let mut u = Users::new(dir.path());
+        let t0 = Instant::now();
+        assert_eq!(u.passwd.lookup(1001, t0), None);
+        fs::write(
+            dir.path().join("etc/passwd"),
+            format!("{PASSWD}bob:x:1001:1001::/home/bob:/bin/sh\n"),
+        )
+        .unwrap();
+        // Within RECHECK of the last check: the cache answers, the file is not looked at.
+        let soon = t0 + RECHECK.saturating_sub(Duration::from_millis(1));
+        assert_eq!(u.passwd.lookup(1001, soon), None);
+        assert_eq!(u.passwd.checked, Some(t0));
+        // Once RECHECK has passed, the change is seen, and the check time moves on.
+        let later = t0 + RECHECK;
+        assert_eq!(u.passwd.lookup(1001, later).as_deref(), Some("bob"));
+        assert_eq!(u.passwd.checked, Some(later));
+        // A file that appears later is picked up the same way.
+        let mut late = Users::new(&dir.path().join("late"));
+        assert_eq!(late.group.lookup(0, t0), None);
+        fs::create_dir_all(dir.path().join("late/etc")).unwrap();
+        fs::write(dir.path().join("late/etc/group"), "root:x:0:\n").unwrap();
+        assert_eq!(late.group.lookup(0, soon), None);
+        assert_eq!(late.group.lookup(0, later).as_deref(), Some("root"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! parse_cgroup over real-world /proc/<pid>/cgroup shapes (v1 and v2, every runtime).
+//! `parse_cgroup` over real-world `/proc/<pid>/cgroup` shapes (v1 and v2, every runtime).
 
 use t1609_context::{Runtime, parse_cgroup};
 

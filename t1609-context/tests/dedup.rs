@@ -10,7 +10,7 @@ fn key(cmd: &str, container: Option<&str>) -> DedupKey {
 
 #[test]
 fn burst_of_50_collapses() {
-    let mut d = Deduper::new(Duration::from_secs(60));
+    let mut d = Deduper::new(Duration::from_mins(1));
     let t0 = Instant::now();
     let mut outcomes = Vec::new();
     for i in 0..50u64 {
@@ -49,7 +49,7 @@ fn burst_of_50_collapses() {
 
 #[test]
 fn different_container_parent_rule_or_command_are_separate() {
-    let mut d = Deduper::new(Duration::from_secs(60));
+    let mut d = Deduper::new(Duration::from_mins(1));
     let t = Instant::now();
     assert_eq!(
         d.check(key("docker exec c1 sh", Some("abc")), t),
@@ -109,7 +109,7 @@ fn different_container_parent_rule_or_command_are_separate() {
         DedupOutcome::Repeat { count: 2 }
     );
     assert_eq!(d.len(), 8);
-    let mut flushed = d.flush_expired(t + Duration::from_secs(60));
+    let mut flushed = d.flush_expired(t + Duration::from_mins(1));
     flushed.sort();
     assert_eq!(flushed.len(), 8);
     assert_eq!(flushed.iter().map(|(_, c)| c).sum::<u64>(), 10);

@@ -1,6 +1,6 @@
-//! KubeletPods from a PodList JSON fixture. There is no Kubernetes cluster on the build
+//! `KubeletPods` from a `PodList` JSON fixture. There is no Kubernetes cluster on the build
 //! machine (and none can be installed), so this test uses a fixture shaped like the
-//! kubelet's `/pods` answer (v1.PodList) instead of a live kubelet.
+//! kubelet's `/pods` answer (`v1.PodList`) instead of a live kubelet.
 
 use t1609_context::{KubeletPods, parse_cgroup};
 

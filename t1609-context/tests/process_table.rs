@@ -1,4 +1,4 @@
-//! ProcessTable against the real /proc and against synthetic fork/exec/exit events.
+//! `ProcessTable` against the real `/proc` and against synthetic fork/exec/exit events.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -47,7 +47,7 @@ fn info(pid: u32, ppid: u32, name: &str, exe: &str, args: &[&str]) -> ProcInfo {
         ppid,
         name: name.into(),
         executable: Some(exe.into()),
-        args: Some(args.iter().map(|s| s.to_string()).collect()),
+        args: Some(args.iter().map(ToString::to_string).collect()),
         ..Default::default()
     }
 }
@@ -128,7 +128,7 @@ fn fork_exec_exit_sequence_and_grace() {
 #[test]
 fn max_entries_bound_holds_and_evicts_exited_first() {
     let empty = tempfile::tempdir().unwrap();
-    let mut t = ProcessTable::new(empty.path(), 10, Duration::from_secs(60));
+    let mut t = ProcessTable::new(empty.path(), 10, Duration::from_mins(1));
     let now = Instant::now();
     for pid in 1..=10 {
         t.on_exec(info(pid, pid.saturating_sub(1), "p", "/bin/p", &["p"]));
@@ -148,7 +148,7 @@ fn max_entries_bound_holds_and_evicts_exited_first() {
     );
     // Then the least recently updated live entries.
     for pid in 13..=200 {
-        t.on_fork(1, pid, pid as u64);
+        t.on_fork(1, pid, u64::from(pid));
         assert!(t.len() <= 10, "len {} at {pid}", t.len());
     }
     assert!(t.get(200).is_some());
@@ -239,7 +239,7 @@ fn ancestry_of_a_real_spawned_tree_via_refresh() {
 #[test]
 fn exited_entries_are_capped_oldest_exit_first_and_live_ones_stay() {
     let empty = tempfile::tempdir().unwrap();
-    let mut t = ProcessTable::new(empty.path(), 10_000, Duration::from_secs(60)).with_max_exited(5);
+    let mut t = ProcessTable::new(empty.path(), 10_000, Duration::from_mins(1)).with_max_exited(5);
     let now = Instant::now();
     for pid in 1..=100 {
         t.on_exec(info(pid, 1, "p", "/bin/p", &["p"]));
@@ -263,7 +263,7 @@ fn exited_entries_are_capped_oldest_exit_first_and_live_ones_stay() {
 #[test]
 fn table_keeps_a_bounded_argv_and_shares_cgroup_text() {
     let empty = tempfile::tempdir().unwrap();
-    let mut t = ProcessTable::new(empty.path(), 100, Duration::from_secs(60));
+    let mut t = ProcessTable::new(empty.path(), 100, Duration::from_mins(1));
     let pad = "P".repeat(1000);
     let args: Vec<&str> = std::iter::once("docker")
         .chain(std::iter::repeat_n(pad.as_str(), 30))
@@ -300,7 +300,7 @@ fn table_keeps_a_bounded_argv_and_shares_cgroup_text() {
 #[test]
 fn prune_dead_marks_vanished_processes_a_slice_at_a_time() {
     let root = tempfile::tempdir().unwrap();
-    let mut t = ProcessTable::new(root.path(), 100, Duration::from_secs(60));
+    let mut t = ProcessTable::new(root.path(), 100, Duration::from_mins(1));
     for pid in 1..=10 {
         if pid % 2 == 0 {
             std::fs::create_dir(root.path().join(pid.to_string())).unwrap();

@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use t1609_detect::Engine;
-use t1609_detect::event::{Identity, ParentProcess, Process, ProcessEvent};
+use t1609_detect::event::{CaptureInfo, Identity, ParentProcess, Process, ProcessEvent};
 
 fn ev(cmd: &str, parent: &str) -> ProcessEvent {
     let args: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();
@@ -39,7 +39,7 @@ fn ev(cmd: &str, parent: &str) -> ProcessEvent {
         },
         container_id: None,
         host_hostname: Some("node-1".into()),
-        capture: Default::default(),
+        capture: CaptureInfo::default(),
     }
 }
 
@@ -75,7 +75,7 @@ fn measure(
     }
     let wall = start.elapsed();
     let cpu = match (cpu0, thread_cpu()) {
-        (Some(a), Some(b)) if b > a => b - a,
+        (Some(a), Some(b)) if b > a => b.saturating_sub(a),
         _ => wall,
     };
     let rate = Rate {
@@ -85,6 +85,88 @@ fn measure(
     (rate, out)
 }
 
+/// The three workloads: typical host execs (names outside the watch set), watched tools
+/// doing read-only work (parsed and evaluated, no alert), and execs that alert.
+fn workloads() -> [Vec<ProcessEvent>; 3] {
+    let events =
+        |cmds: &[&str]| -> Vec<ProcessEvent> { cmds.iter().map(|c| ev(c, "bash")).collect() };
+    [
+        events(&[
+            "ls -la /tmp",
+            "cat /etc/hosts",
+            "grep -r foo /var/log",
+            "git status",
+            "make -j2",
+            "systemctl status kubelet",
+            "ps aux",
+            "awk {print} x",
+            "sed -n 1p f",
+            "iptables -L -n",
+            "find / -name x",
+            "tar czf a.tgz b",
+        ]),
+        events(&[
+            "docker ps -a",
+            "kubectl get pods -A -o wide",
+            "crictl ps",
+            "podman images",
+            "ctr -n k8s.io images ls",
+            "curl -s https://example.com/install.sh",
+            "kubectl logs -f deploy/web -c app",
+            "sudo systemctl restart docker",
+            "env LANG=C sort x",
+            "nerdctl ps",
+            "wget -q https://dl.k8s.io/v1/kubectl",
+            "docker logs web",
+        ]),
+        events(&[
+            "docker exec -it web sh",
+            "kubectl exec -it web-0 -n prod -- /bin/bash",
+            "nsenter -t 1 -m -u -i -n -p -- bash",
+            "docker run --privileged --pid=host -v /:/host alpine chroot /host",
+            "crictl exec -it 4f2a sh",
+            "curl -k -XPOST https://10.0.0.1:10250/run/kube-system/kube-proxy-x/kube-proxy -d cmd=id",
+            "sudo docker exec web id",
+            "runc exec -t 4f2a sh",
+        ]),
+    ]
+}
+
+/// Nanoseconds per alert of `write_json` and of `to_ecs` + `to_writer`, on alerts
+/// evaluated beforehand, and the average document size.
+fn per_alert_costs(engine: &Engine, matching: &[ProcessEvent], dur: Duration) -> (f64, f64, usize) {
+    let pre: Vec<_> = matching.iter().flat_map(|e| engine.evaluate(e)).collect();
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    let mut per_alert = |f: &mut dyn FnMut(&t1609_detect::Alert, &mut Vec<u8>)| {
+        let t = Instant::now();
+        let mut k = 0u64;
+        while t.elapsed() < dur / 2 {
+            for a in &pre {
+                f(a, &mut buf);
+            }
+            k += pre.len() as u64;
+        }
+        t.elapsed().as_secs_f64() * 1e9 / k as f64
+    };
+    let ns_write = per_alert(&mut |a, buf| {
+        buf.clear();
+        let _ = a.write_json(&mut *buf);
+        black_box(&buf);
+    });
+    let ns_to_ecs = per_alert(&mut |a, buf| {
+        buf.clear();
+        let _ = serde_json::to_writer(&mut *buf, &a.to_ecs());
+        black_box(&buf);
+    });
+    let mut bytes = 0usize;
+    for a in &pre {
+        buf.clear();
+        let _ = a.write_json(&mut buf);
+        bytes += buf.len();
+    }
+    (ns_write, ns_to_ecs, bytes / pre.len().max(1))
+}
+
 fn main() {
     let engine = Engine::builtin().expect("builtin pack");
     let dur = Duration::from_millis(if std::env::args().any(|a| a == "--quick") {
@@ -92,56 +174,7 @@ fn main() {
     } else {
         1500
     });
-
-    // Typical host execs: names outside the watch set.
-    let unwatched: Vec<ProcessEvent> = [
-        "ls -la /tmp",
-        "cat /etc/hosts",
-        "grep -r foo /var/log",
-        "git status",
-        "make -j2",
-        "systemctl status kubelet",
-        "ps aux",
-        "awk {print} x",
-        "sed -n 1p f",
-        "iptables -L -n",
-        "find / -name x",
-        "tar czf a.tgz b",
-    ]
-    .iter()
-    .map(|c| ev(c, "bash"))
-    .collect();
-    // Watched tools doing read-only work: parsed and evaluated, no alert.
-    let watched_benign: Vec<ProcessEvent> = [
-        "docker ps -a",
-        "kubectl get pods -A -o wide",
-        "crictl ps",
-        "podman images",
-        "ctr -n k8s.io images ls",
-        "curl -s https://example.com/install.sh",
-        "kubectl logs -f deploy/web -c app",
-        "sudo systemctl restart docker",
-        "env LANG=C sort x",
-        "nerdctl ps",
-        "wget -q https://dl.k8s.io/v1/kubectl",
-        "docker logs web",
-    ]
-    .iter()
-    .map(|c| ev(c, "bash"))
-    .collect();
-    let matching: Vec<ProcessEvent> = [
-        "docker exec -it web sh",
-        "kubectl exec -it web-0 -n prod -- /bin/bash",
-        "nsenter -t 1 -m -u -i -n -p -- bash",
-        "docker run --privileged --pid=host -v /:/host alpine chroot /host",
-        "crictl exec -it 4f2a sh",
-        "curl -k -XPOST https://10.0.0.1:10250/run/kube-system/kube-proxy-x/kube-proxy -d cmd=id",
-        "sudo docker exec web id",
-        "runc exec -t 4f2a sh",
-    ]
-    .iter()
-    .map(|c| ev(c, "bash"))
-    .collect();
+    let [unwatched, watched_benign, matching] = workloads();
     for e in unwatched.iter().chain(&watched_benign) {
         assert!(
             engine.evaluate(e).is_empty(),
@@ -205,38 +238,9 @@ fn main() {
         black_box(&buf2);
         alerts.len()
     });
-    // Serialisation alone, per alert, on pre-evaluated alerts.
-    let pre: Vec<_> = matching.iter().flat_map(|e| engine.evaluate(e)).collect();
-    let per_alert = |f: &mut dyn FnMut(&t1609_detect::Alert)| {
-        let t = Instant::now();
-        let mut k = 0u64;
-        while t.elapsed() < dur / 2 {
-            for a in &pre {
-                f(a);
-            }
-            k += pre.len() as u64;
-        }
-        t.elapsed().as_secs_f64() * 1e9 / k as f64
-    };
-    let ns_write = per_alert(&mut |a| {
-        buf.clear();
-        let _ = a.write_json(&mut buf);
-        black_box(&buf);
-    });
-    let ns_to_ecs = per_alert(&mut |a| {
-        buf.clear();
-        let _ = serde_json::to_writer(&mut buf, &a.to_ecs());
-        black_box(&buf);
-    });
-    let mut bytes = 0usize;
-    for a in &pre {
-        buf.clear();
-        let _ = a.write_json(&mut buf);
-        bytes += buf.len();
-    }
+    let (ns_write, ns_to_ecs, avg_bytes) = per_alert_costs(&engine, &matching, dur);
     println!(
-        "per alert ({} bytes avg): write_json {ns_write:.0} ns, to_ecs + to_writer {ns_to_ecs:.0} ns (wall)",
-        bytes / pre.len().max(1)
+        "per alert ({avg_bytes} bytes avg): write_json {ns_write:.0} ns, to_ecs + to_writer {ns_to_ecs:.0} ns (wall)"
     );
     println!();
     println!(

@@ -33,15 +33,10 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// The alert as one ECS document.
+    /// The alert as one ECS document. `Alert::write_json` (in `fastjson`, which depends
+    /// on this module, not the reverse) writes the same document faster.
     pub fn to_ecs(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-
-    /// Writes the alert's ECS JSON (no newline) straight to `w`: the fast path, with no
-    /// intermediate `Value`. Same document as [`Alert::to_ecs`].
-    pub fn write_json(&self, w: impl std::io::Write) -> serde_json::Result<()> {
-        crate::fastjson::write_alert_to(self, w).map_err(serde_json::Error::io)
     }
 }
 

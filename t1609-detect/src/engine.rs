@@ -11,7 +11,8 @@ use crate::alert::Alert;
 use crate::argv::{self, Few, Invocation};
 use crate::eql::{self, Field, Node, StrTest};
 use crate::event::ProcessEvent;
-use crate::rules::{self, Condition, Rule, RuleError};
+use crate::load;
+use crate::rules::{Condition, Rule, RuleError};
 
 /// What the kernel side must capture for the loaded rules.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,7 +21,7 @@ pub struct WatchSet {
     pub names: BTreeSet<String>,
     /// Some rule can match any executable: capture every exec.
     pub capture_all: bool,
-    /// Why capture_all is on (one line per rule), for the agent's warning.
+    /// Why `capture_all` is on (one line per rule), for the agent's warning.
     pub capture_all_reasons: Vec<String>,
     /// Shell names the wrapper rules also index. Not needed live (the command a shell
     /// runs is exec'd and caught on its own), so not in `names`.
@@ -39,7 +40,7 @@ struct Inner {
     has_sigma: bool,
 }
 
-/// FNV-1a over the executable name, for the per-exec rule lookup (SipHash was most of
+/// FNV-1a over the executable name, for the per-exec rule lookup (`SipHash` was most of
 /// the cost of an unwatched exec). The table is filled from the rules only, so a hostile
 /// name can at worst collide with a few keys: no flooding.
 struct NameHasher(u64);
@@ -158,7 +159,7 @@ impl Engine {
     /// The built-in pack plus rule files or directories. Returns the first error; use
     /// [`crate::check_rules`] to see them all.
     pub fn load(extra: &[PathBuf]) -> Result<Engine, RuleError> {
-        match rules::load_all(extra) {
+        match load::load_all(extra) {
             Ok(r) => Ok(Self::from_rules(r)),
             Err(mut e) => Err(e.remove(0)),
         }
@@ -178,26 +179,23 @@ impl Engine {
                     None
                 }
             };
-            match names {
-                Some(names) => {
-                    for n in names {
-                        if argv::SHELLS.contains(&n.as_str()) {
-                            watch.shells.insert(n.clone());
-                            watch.shell_rules.insert(r.meta.id.clone());
-                        } else {
-                            watch.names.insert(n.clone());
-                        }
-                        by_name.entry(n).or_default().push(i);
-                    }
+            let Some(names) = names else {
+                any.push(i);
+                watch.capture_all = true;
+                watch.capture_all_reasons.push(format!(
+                    "rule `{}` ({}) does not restrict process.name or t1609.argv.tool to known names, so every exec must be captured",
+                    r.meta.id, r.meta.source
+                ));
+                continue;
+            };
+            for n in names {
+                if argv::SHELLS.contains(&n.as_str()) {
+                    watch.shells.insert(n.clone());
+                    watch.shell_rules.insert(r.meta.id.clone());
+                } else {
+                    watch.names.insert(n.clone());
                 }
-                None => {
-                    any.push(i);
-                    watch.capture_all = true;
-                    watch.capture_all_reasons.push(format!(
-                        "rule `{}` ({}) does not restrict process.name or t1609.argv.tool to known names, so every exec must be captured",
-                        r.meta.id, r.meta.source
-                    ));
-                }
+                by_name.entry(n).or_default().push(i);
             }
         }
         Engine {

@@ -27,9 +27,9 @@ fn events() -> Vec<ProcessEvent> {
         match i % 7 {
             1 => {
                 let c = &mut ev.capture;
-                c.cgroup_id = Some(1234567890123);
-                c.pid_ns = Some(4026531836);
-                c.mnt_ns = Some(4026531841);
+                c.cgroup_id = Some(1_234_567_890_123);
+                c.pid_ns = Some(4_026_531_836);
+                c.mnt_ns = Some(4_026_531_841);
                 c.tgid = Some(4242);
                 c.euid = Some(0);
                 c.egid = Some(0);
@@ -48,7 +48,7 @@ fn events() -> Vec<ProcessEvent> {
             3 => {
                 ev.process.parent = None;
                 ev.host_hostname = None;
-                ev.user = Default::default();
+                ev.user = t1609_detect::event::Identity::default();
             }
             4 => {
                 ev.process.command_line = ev

@@ -45,7 +45,7 @@ fn load() -> Vec<Case> {
 fn sharper_rules_precision_and_recall() {
     let engine = Engine::builtin().expect("builtin");
     let cases = load();
-    let (mut tp, mut fp, mut fnn) = (0u32, 0u32, 0u32);
+    let (mut tp, mut fp, mut fnn) = (0usize, 0usize, 0usize);
     let mut per_rule: std::collections::BTreeMap<&str, (u32, u32, u32)> =
         SHARPER.iter().map(|r| (*r, (0, 0, 0))).collect();
     let mut report = Vec::new();
@@ -66,10 +66,10 @@ fn sharper_rules_precision_and_recall() {
                 _ => {}
             }
         }
-        let inter = got.intersection(&c.expect).count() as u32;
+        let inter = got.intersection(&c.expect).count();
         tp += inter;
-        fp += got.len() as u32 - inter;
-        fnn += c.expect.len() as u32 - inter;
+        fp += got.len() - inter;
+        fnn += c.expect.len() - inter;
         if got != c.expect {
             report.push(format!(
                 "line {}: {:?}\n    expected {:?}\n    got      {:?}",
@@ -77,8 +77,8 @@ fn sharper_rules_precision_and_recall() {
             ));
         }
     }
-    let precision = f64::from(tp) / f64::from((tp + fp).max(1));
-    let recall = f64::from(tp) / f64::from((tp + fnn).max(1));
+    let precision = tp as f64 / (tp + fp).max(1) as f64;
+    let recall = tp as f64 / (tp + fnn).max(1) as f64;
     println!(
         "corpus: {} cases, {} labelled rule hits",
         cases.len(),
@@ -98,7 +98,7 @@ fn sharper_rules_precision_and_recall() {
 
 /// The seed rule, read straight from EQL's documented semantics: `in` is exact and
 /// case-sensitive; `:` is case-insensitive and any element of args may match; `*`
-/// wildcards in command_line.
+/// wildcards in `command_line`.
 fn seed_oracle(ev: &ProcessEvent) -> bool {
     let Some(name) = ev.process.name.as_deref() else {
         return false;

@@ -124,17 +124,17 @@ fn functions() {
         r#"process where stringContains~(process.command_line, "EXEC")"#,
         &["docker", "exec"]
     ));
-    assert!(q(r#"process where length(process.name) == 6"#, &["docker"]));
+    assert!(q("process where length(process.name) == 6", &["docker"]));
     assert!(q(
-        r#"process where length(process.args) > 10"#,
+        "process where length(process.args) > 10",
         &["docker", "--privileged"]
     ));
     assert!(q(
-        r#"process where process.args_count >= 2 and process.pid in (4242, 1)"#,
+        "process where process.args_count >= 2 and process.pid in (4242, 1)",
         &["docker", "ps"]
     ));
     assert!(!q(
-        r#"process where process.args_count < 2"#,
+        "process where process.args_count < 2",
         &["docker", "ps"]
     ));
 }
@@ -185,7 +185,7 @@ fn argv_fields() {
         &["docker", "run", "--cap-add", "SYS_ADMIN", "x"]
     ));
     assert!(q(
-        r#"process where t1609.argv.url_port == 10250"#,
+        "process where t1609.argv.url_port == 10250",
         &["curl", "https://n:10250/pods"]
     ));
     assert!(q(

@@ -6,8 +6,8 @@ use t1609_detect::Engine;
 
 fn lcg(seed: &mut u64) -> u64 {
     *seed = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
     *seed >> 33
 }
 
@@ -97,7 +97,8 @@ fn random_argv_never_panics() {
         for _ in 0..n {
             let mut s = String::new();
             for _ in 0..=(lcg(&mut seed) % 3) {
-                s.push_str(PIECES[(lcg(&mut seed) as usize) % PIECES.len()]);
+                let i = usize::try_from(lcg(&mut seed)).expect("31-bit value");
+                s.push_str(PIECES[i % PIECES.len()]);
             }
             argv.push(s);
         }
@@ -116,7 +117,7 @@ fn deeply_nested_wrappers_are_bounded() {
     let mut cmd = "docker exec -it web sh".to_string();
     // Quoting doubles the escapes per level, so keep the test input itself small.
     for _ in 0..8 {
-        cmd = format!("sh -c {:?}", cmd);
+        cmd = format!("sh -c {cmd:?}");
     }
     assert!(cmd.len() < 100_000);
     let argv = common::split(&cmd);

@@ -59,7 +59,7 @@ fn extra_rules_load_and_fire() {
             args: Some(
                 ["kubectl", "-n", "prod", "exec", "p", "--", "id"]
                     .iter()
-                    .map(|s| s.to_string())
+                    .map(ToString::to_string)
                     .collect(),
             ),
             ..Default::default()
@@ -175,7 +175,7 @@ fn capture_all_rule_sets_watch_flag_with_reason() {
     );
 }
 
-const SIGMA: &str = r#"
+const SIGMA: &str = r"
 title: Docker exec from a web server
 id: 5b0c3c9e-2f4b-4a0e-9c56-000000000001
 status: experimental
@@ -195,7 +195,7 @@ detection:
     ParentImage|endswith: '/nginx'
   condition: selection
 level: high
-"#;
+";
 
 #[test]
 fn sigma_linux_process_creation_rules_work() {

@@ -421,7 +421,7 @@ fn wrapper_and_inner_command_share_a_group_id() {
         p.args = Some(
             ["sudo", "docker", "exec", "-it", "web", "sh"]
                 .iter()
-                .map(|s| s.to_string())
+                .map(ToString::to_string)
                 .collect(),
         );
     }
@@ -462,7 +462,7 @@ fn wrapper_and_inner_command_share_a_group_id() {
     assert!(multi.iter().all(|a| a.group_id == multi[0].group_id));
     // But alert ids are unique.
     let mut ids: Vec<&str> = multi.iter().map(|a| a.event_id.as_str()).collect();
-    ids.sort();
+    ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), multi.len());
 }

@@ -1,6 +1,8 @@
 //! docker, podman, nerdctl, compose and lxc.
 
-use super::{HELP_FLAGS, Invocation, Opts, Walk, basename};
+use super::invocation::{Invocation, PackedArgv};
+use super::opts::{HELP_FLAGS, Opts, Walk};
+use super::tools::basename;
 
 /// Global options (before the verb) that take a value.
 const GLOBAL_LONG: &[&str] = &[
@@ -297,6 +299,39 @@ fn host_port(spec: &str) -> (Option<String>, Option<u16>) {
     }
 }
 
+/// The daemon a `-H`/`--host`/`--url` value points at: a remote host and port, or a
+/// Unix socket.
+fn set_daemon(inv: &mut Invocation, h: String) {
+    // `-H host:port` without a scheme is TCP too.
+    let h = if h.contains("://") || h.starts_with('/') || h.starts_with("fd") {
+        h
+    } else {
+        format!("tcp://{h}")
+    };
+    if h.starts_with("tcp://") || h.starts_with("http") || h.starts_with("ssh://") {
+        let (host, port) = host_port(&h);
+        inv.remote_host = host;
+        // The Engine API's plain-TCP default port.
+        inv.remote_port = port.or_else(|| h.starts_with("tcp://").then_some(2375));
+    } else if let Some(sock) = h.strip_prefix("unix://") {
+        inv.unix_socket = Some(sock.to_string());
+    }
+}
+
+/// The container (or image) a verb names, and the command after it.
+fn target_and_command(w: &Walk) -> (Option<String>, Vec<String>) {
+    if !w.positionals.is_empty() {
+        (w.positionals.first().copied().cloned(), w.rest.to_vec())
+    } else if w.saw_dashdash {
+        (
+            w.rest.first().cloned(),
+            w.rest.get(1..).map(<[String]>::to_vec).unwrap_or_default(),
+        )
+    } else {
+        (None, Vec::new())
+    }
+}
+
 pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     let mut inv = Invocation::new(tool, argv);
     let g = Opts {
@@ -307,20 +342,7 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     .walk(&argv[1..]);
     inv.help = g.has(HELP_FLAGS) || g.has(&["-v"]);
     if let Some(h) = g.value(&["-H", "--host", "--url"]) {
-        // `-H host:port` without a scheme is TCP too.
-        let h = if h.contains("://") || h.starts_with('/') || h.starts_with("fd") {
-            h
-        } else {
-            format!("tcp://{h}")
-        };
-        if h.starts_with("tcp://") || h.starts_with("http") || h.starts_with("ssh://") {
-            let (host, port) = host_port(&h);
-            inv.remote_host = host;
-            // The Engine API's plain-TCP default port.
-            inv.remote_port = port.or_else(|| h.starts_with("tcp://").then_some(2375));
-        } else if let Some(sock) = h.strip_prefix("unix://") {
-            inv.unix_socket = Some(sock.to_string());
-        }
+        set_daemon(&mut inv, h);
     }
     inv.namespace = g.value(&["-n", "--namespace"]);
     let Some(mut verb) = g.positionals.first().copied().cloned() else {
@@ -331,7 +353,7 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     if verb == "container" {
         match args.first() {
             Some(v) if !v.starts_with('-') => {
-                verb = v.clone();
+                verb.clone_from(v);
                 args = &args[1..];
             }
             _ => {
@@ -342,7 +364,7 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     }
     if verb == "compose" {
         let mut c = parse_compose_args(args);
-        c.argv = super::PackedArgv::new(argv);
+        c.argv = PackedArgv::new(argv);
         c.remote_host = inv.remote_host;
         c.remote_port = inv.remote_port;
         c.help |= inv.help;
@@ -364,16 +386,7 @@ pub(crate) fn parse_docker(tool: &str, argv: &[String]) -> Invocation {
     }
     .walk(args);
     inv.help |= w.has(&["--help"]);
-    let (first, rest) = if !w.positionals.is_empty() {
-        (w.positionals.first().copied().cloned(), w.rest.to_vec())
-    } else if w.saw_dashdash {
-        (
-            w.rest.first().cloned(),
-            w.rest.get(1..).map(<[String]>::to_vec).unwrap_or_default(),
-        )
-    } else {
-        (None, Vec::new())
-    };
+    let (first, rest) = target_and_command(&w);
     match verb.as_str() {
         "exec" => {
             inv.container = first;
@@ -450,7 +463,7 @@ const COMPOSE_LONG: &[&str] = &[
 
 pub(crate) fn parse_compose(argv: &[String], skip: usize) -> Invocation {
     let mut c = parse_compose_args(argv.get(skip..).unwrap_or(&[]));
-    c.argv = super::PackedArgv::new(argv);
+    c.argv = PackedArgv::new(argv);
     c
 }
 

@@ -4,7 +4,8 @@
 use std::borrow::Cow;
 
 use super::container::is_runtime_socket;
-use super::{Few, HELP_FLAGS, Invocation, Opts};
+use super::invocation::Invocation;
+use super::opts::{Few, HELP_FLAGS, Opts};
 
 pub(crate) struct Url<'a> {
     pub host: Option<String>,
@@ -143,11 +144,11 @@ fn kubelet_action(segs: &[&str]) -> &'static str {
         Some("cri") if segs.get(1) == Some(&"exec") => "cri_exec",
         Some("pods") => "pods",
         Some("runningpods") => "runningpods",
-        Some("portForward") | Some("portforward") => "port_forward",
+        Some("portForward" | "portforward") => "port_forward",
         Some("metrics") => "metrics",
         Some("healthz") => "healthz",
-        Some("containerLogs") | Some("logs") => "logs",
-        Some("stats") | Some("spec") | Some("configz") | Some("debug") => "other_read",
+        Some("containerLogs" | "logs") => "logs",
+        Some("stats" | "spec" | "configz" | "debug") => "other_read",
         _ => "other",
     }
 }
@@ -257,16 +258,12 @@ fn runtime_action(segs: &[&str]) -> &'static str {
     }
     match s {
         ["containers", "create", ..] => "create",
-        ["containers", _, "exec", ..] => "exec",
-        ["exec", _, "start", ..] => "exec",
+        ["containers", _, "exec", ..] | ["exec", _, "start", ..] => "exec",
         ["containers", _, "attach", ..] => "attach",
         ["containers", _, "start", ..] => "start",
         ["containers", "json", ..]
         | ["containers", _, "json", ..]
-        | ["info", ..]
-        | ["version", ..]
-        | ["_ping", ..]
-        | ["images", ..] => "read",
+        | ["info" | "version" | "_ping" | "images", ..] => "read",
         _ => "other",
     }
 }

@@ -1,6 +1,8 @@
 //! kubectl, oc and kubeletctl.
 
-use super::{HELP_FLAGS, Invocation, Opts, http};
+use super::http;
+use super::invocation::Invocation;
+use super::opts::{HELP_FLAGS, Opts, Walk};
 
 /// Options (global or per verb) that take a value. kubectl accepts flags anywhere, so one
 /// table covers the verbs we parse.
@@ -109,6 +111,85 @@ fn apply_overrides(inv: &mut Invocation, json: &str) {
     }
 }
 
+/// The command of `exec`/`run`: what follows `--`, or else the positionals after the pod
+/// (the deprecated `kubectl exec POD CMD...`).
+fn command_after_pod(w: &Walk, pos: &[&String]) -> Vec<String> {
+    if w.saw_dashdash {
+        w.rest.to_vec()
+    } else {
+        pos.get(1..)
+            .map(|p| p.iter().copied().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// `kubectl exec POD [-- CMD]` (and the deprecated `exec POD CMD`), `exec-as`, and
+/// `oc rsh` (`rsh`).
+fn kubectl_exec(inv: &mut Invocation, w: &Walk, rsh: bool, interactive: bool, tty: bool) {
+    let pos = &w.positionals[1..];
+    inv.pod = pos.first().map(|p| strip_pod_prefix(p));
+    inv.container = w.value(&["-c", "--container"]);
+    let cmd = command_after_pod(w, pos);
+    inv.interactive = interactive;
+    inv.tty = tty;
+    if rsh {
+        // `oc rsh` opens a shell with a TTY unless given a command or -T.
+        let no_tty = w.has(&["-T", "--no-tty"]);
+        inv.tty = !no_tty && cmd.is_empty() || tty;
+        inv.interactive = true;
+        if cmd.is_empty() {
+            inv.set_command(vec!["/bin/sh".into()]);
+        } else {
+            inv.set_command(cmd);
+        }
+    } else {
+        inv.set_command(cmd);
+    }
+}
+
+/// `kubectl debug`: a pod's ephemeral container, or a node debug pod.
+fn kubectl_debug(inv: &mut Invocation, w: &Walk) {
+    inv.image = w.value(&["--image"]);
+    if let Some(t) = w.positionals.get(1) {
+        if let Some(node) = t.strip_prefix("node/").or_else(|| t.strip_prefix("nodes/")) {
+            // A node debug pod shares the host's PID/net/IPC namespaces and mounts
+            // the host root at /host.
+            inv.container = Some(format!("node/{node}"));
+            inv.host_namespaces = vec!["pid".into(), "net".into(), "ipc".into()];
+            inv.host_root_mount = true;
+        } else {
+            inv.pod = Some(strip_pod_prefix(t));
+        }
+    }
+    if w.value(&["--profile"]).as_deref() == Some("sysadmin") {
+        inv.privileged = true;
+    }
+    let cmd = if w.saw_dashdash {
+        w.rest.to_vec()
+    } else {
+        Vec::new()
+    };
+    inv.set_command(cmd);
+}
+
+/// `kubectl cp`: one side is `[ns/]pod:path`; cp runs tar in the pod through pods/exec.
+fn kubectl_cp_pod(inv: &mut Invocation, pos: &[&String]) {
+    for p in pos {
+        if let Some((lhs, _)) = p.split_once(':') {
+            if lhs.is_empty() || lhs.contains('\\') {
+                continue;
+            }
+            match lhs.split_once('/') {
+                Some((ns, pod)) => {
+                    inv.namespace = Some(ns.to_string());
+                    inv.pod = Some(pod.to_string());
+                }
+                None => inv.pod = Some(lhs.to_string()),
+            }
+        }
+    }
+}
+
 pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
     let mut inv = Invocation::new(tool, argv);
     let w = Opts {
@@ -149,30 +230,7 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
         }
         // kubectl's deprecated form `kubectl exec POD CMD...` still works.
         "exec" | "rsh" | "exec-as" | "exec_as" => {
-            inv.pod = pos.first().map(|p| strip_pod_prefix(p));
-            inv.container = w.value(&["-c", "--container"]);
-            let cmd = if w.saw_dashdash {
-                w.rest.to_vec()
-            } else {
-                pos.get(1..)
-                    .map(|p| p.iter().copied().cloned().collect())
-                    .unwrap_or_default()
-            };
-            inv.interactive = interactive;
-            inv.tty = tty;
-            if verb == "rsh" {
-                // `oc rsh` opens a shell with a TTY unless given a command or -T.
-                let no_tty = w.has(&["-T", "--no-tty"]);
-                inv.tty = !no_tty && cmd.is_empty() || tty;
-                inv.interactive = true;
-                if cmd.is_empty() {
-                    inv.set_command(vec!["/bin/sh".into()]);
-                } else {
-                    inv.set_command(cmd);
-                }
-            } else {
-                inv.set_command(cmd);
-            }
+            kubectl_exec(&mut inv, &w, verb == "rsh", interactive, tty);
         }
         "attach" => {
             inv.pod = pos.first().map(|p| strip_pod_prefix(p));
@@ -181,21 +239,7 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
             inv.tty = tty;
         }
         "cp" => {
-            // One side is `[ns/]pod:path`; cp runs tar in the pod through pods/exec.
-            for p in pos {
-                if let Some((lhs, _)) = p.split_once(':') {
-                    if lhs.is_empty() || lhs.contains('\\') {
-                        continue;
-                    }
-                    match lhs.split_once('/') {
-                        Some((ns, pod)) => {
-                            inv.namespace = Some(ns.to_string());
-                            inv.pod = Some(pod.to_string());
-                        }
-                        None => inv.pod = Some(lhs.to_string()),
-                    }
-                }
-            }
+            kubectl_cp_pod(&mut inv, pos);
             inv.container = w.value(&["-c", "--container"]);
             if inv.pod.is_none() {
                 inv.verb = Some("cp-local".into());
@@ -203,30 +247,9 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
             }
         }
         "debug" => {
-            let target = pos.first().cloned();
-            inv.image = w.value(&["--image"]);
             inv.interactive = interactive;
             inv.tty = tty;
-            if let Some(t) = &target {
-                if let Some(node) = t.strip_prefix("node/").or_else(|| t.strip_prefix("nodes/")) {
-                    // A node debug pod shares the host's PID/net/IPC namespaces and mounts
-                    // the host root at /host.
-                    inv.container = Some(format!("node/{node}"));
-                    inv.host_namespaces = vec!["pid".into(), "net".into(), "ipc".into()];
-                    inv.host_root_mount = true;
-                } else {
-                    inv.pod = Some(strip_pod_prefix(t));
-                }
-            }
-            if w.value(&["--profile"]).as_deref() == Some("sysadmin") {
-                inv.privileged = true;
-            }
-            let cmd = if w.saw_dashdash {
-                w.rest.to_vec()
-            } else {
-                Vec::new()
-            };
-            inv.set_command(cmd);
+            kubectl_debug(&mut inv, &w);
         }
         "run" => {
             inv.pod = pos.first().copied().cloned();
@@ -237,14 +260,7 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
             if let Some(o) = w.value(&["--overrides"]) {
                 apply_overrides(&mut inv, &o);
             }
-            let cmd = if w.saw_dashdash {
-                w.rest.to_vec()
-            } else {
-                pos.get(1..)
-                    .map(|p| p.iter().copied().cloned().collect())
-                    .unwrap_or_default()
-            };
-            inv.set_command(cmd);
+            inv.set_command(command_after_pod(&w, pos));
         }
         "get" | "create" | "replace" | "apply" => {
             // `kubectl get --raw /api/v1/nodes/N/proxy/run/...` reaches the kubelet.

@@ -1,7 +1,8 @@
-//! crictl, ctr, runc/crun and nsenter (util-linux and BusyBox).
+//! crictl, ctr, runc/crun and nsenter (util-linux and `BusyBox`).
 
 use super::container::{apply_run_opts, is_runtime_socket};
-use super::{HELP_FLAGS, Invocation, Opts};
+use super::invocation::Invocation;
+use super::opts::{HELP_FLAGS, Opts, split_eq};
 
 pub(crate) fn parse_crictl(argv: &[String]) -> Invocation {
     let mut inv = Invocation::new("crictl", argv);
@@ -275,7 +276,6 @@ pub(crate) fn parse_nsenter(argv: &[String]) -> Invocation {
     inv.verb = Some("enter".into());
     let mut i = 1;
     let mut target = None;
-    let mut entered = false;
     let mut ns_target = None;
     let optional = |c: char| "muinpUCTrw".contains(c);
     let mut cmd_start = argv.len();
@@ -286,7 +286,7 @@ pub(crate) fn parse_nsenter(argv: &[String]) -> Invocation {
             break;
         }
         if let Some(long) = a.strip_prefix("--") {
-            let (k, v) = super::split_eq(long);
+            let (k, v) = split_eq(long);
             match k {
                 "target" => {
                     if let Some(v) = v {
@@ -299,7 +299,6 @@ pub(crate) fn parse_nsenter(argv: &[String]) -> Invocation {
                 "setuid" | "setgid" | "wdns" if v.is_none() => i += 1,
                 "help" | "version" => inv.help = true,
                 "mount" | "uts" | "ipc" | "net" | "pid" | "user" | "cgroup" | "time" | "all" => {
-                    entered = true;
                     if let Some(path) = v {
                         ns_target = ns_target.or_else(|| proc_pid(path));
                     }
@@ -330,17 +329,11 @@ pub(crate) fn parse_nsenter(argv: &[String]) -> Invocation {
                     'h' | 'V' => {
                         inv.help = true;
                     }
-                    'a' => entered = true,
-                    c if optional(c) => {
+                    c if optional(c) && !rest.is_empty() => {
                         if c != 'r' && c != 'w' {
-                            entered = true;
+                            ns_target = ns_target.or_else(|| proc_pid(rest));
                         }
-                        if !rest.is_empty() {
-                            if c != 'r' && c != 'w' {
-                                ns_target = ns_target.or_else(|| proc_pid(rest));
-                            }
-                            break;
-                        }
+                        break;
                     }
                     _ => {}
                 }
@@ -351,21 +344,7 @@ pub(crate) fn parse_nsenter(argv: &[String]) -> Invocation {
         cmd_start = i;
         break;
     }
-    let _ = entered;
-    // `-t 01` is PID 1 too.
-    inv.target_pid = target
-        .map(|t| {
-            // Already canonical (`1`, not `01` or ` 1`): keep the string we have.
-            let canonical = !t.is_empty()
-                && t.bytes().all(|b| b.is_ascii_digit())
-                && (t == "0" || !t.starts_with('0'));
-            match t.trim().parse::<u64>() {
-                Ok(_) if canonical => t,
-                Ok(n) => n.to_string(),
-                Err(_) => t.trim().to_string(),
-            }
-        })
-        .or(ns_target);
+    inv.target_pid = target.map(canonical_pid).or(ns_target);
     let cmd = argv
         .get(cmd_start..)
         .map(<[String]>::to_vec)
@@ -381,6 +360,18 @@ pub(crate) fn parse_nsenter(argv: &[String]) -> Invocation {
         inv.set_command(cmd);
     }
     inv
+}
+
+/// `-t 01` is PID 1 too.
+fn canonical_pid(t: String) -> String {
+    // Already canonical (`1`, not `01` or ` 1`): keep the string we have.
+    let canonical =
+        !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && (t == "0" || !t.starts_with('0'));
+    match t.trim().parse::<u64>() {
+        Ok(_) if canonical => t,
+        Ok(n) => n.to_string(),
+        Err(_) => t.trim().to_string(),
+    }
 }
 
 /// `/proc/<pid>/ns/<kind>` -> `<pid>`.

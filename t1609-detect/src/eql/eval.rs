@@ -1,18 +1,31 @@
 //! Evaluation. An absent field makes its predicate false; array fields match when any
 //! element does.
 
-use super::{Cmp, Field, Node, Pattern, StrTest, Val};
+use super::ast::{Cmp, Field, Node, Pattern, StrTest, Val};
 use crate::argv::Invocation;
 use crate::event::ProcessEvent;
 
+/// What a condition is evaluated against: an event, and the parsed invocation a rule
+/// is being tried against.
 pub struct Ctx<'a> {
     pub ev: &'a ProcessEvent,
     /// The parsed invocation a rule is being tried against (None: no parse).
     pub inv: Option<&'a Invocation>,
 }
 
-fn s(o: &Option<String>) -> Val<'_> {
-    o.as_deref().map_or(Val::Missing, Val::Str)
+/// Builds an evaluation context.
+pub fn ctx<'a>(ev: &'a ProcessEvent, inv: Option<&'a Invocation>) -> Ctx<'a> {
+    Ctx { ev, inv }
+}
+
+impl Node {
+    pub fn eval(&self, ctx: &Ctx<'_>) -> bool {
+        eval(self, ctx)
+    }
+}
+
+fn s(o: Option<&str>) -> Val<'_> {
+    o.map_or(Val::Missing, Val::Str)
 }
 fn n<T: Copy + Into<i64>>(o: Option<T>) -> Val<'static> {
     o.map_or(Val::Missing, |v| Val::Num(v.into()))
@@ -27,31 +40,35 @@ impl<'a> Ctx<'a> {
         let p = &ev.process;
         let parent = p.parent.as_deref();
         match f {
-            Field::ProcessName => s(&p.name),
-            Field::ProcessExecutable => s(&p.executable),
+            Field::ProcessName => s(p.name.as_deref()),
+            Field::ProcessExecutable => s(p.executable.as_deref()),
             Field::ProcessArgs => p.args.as_deref().map_or(Val::Missing, strs),
             Field::ProcessArgsCount => p.args_count.map_or(Val::Missing, |c| {
                 Val::Num(i64::try_from(c).unwrap_or(i64::MAX))
             }),
-            Field::ProcessCommandLine => s(&p.command_line),
-            Field::ProcessWorkingDirectory => s(&p.working_directory),
+            Field::ProcessCommandLine => s(p.command_line.as_deref()),
+            Field::ProcessWorkingDirectory => s(p.working_directory.as_deref()),
             Field::ProcessPid => n(p.pid),
-            Field::ParentName => parent.map_or(Val::Missing, |pp| s(&pp.name)),
-            Field::ParentExecutable => parent.map_or(Val::Missing, |pp| s(&pp.executable)),
+            Field::ParentName => parent.map_or(Val::Missing, |pp| s(pp.name.as_deref())),
+            Field::ParentExecutable => {
+                parent.map_or(Val::Missing, |pp| s(pp.executable.as_deref()))
+            }
             Field::ParentArgs => parent
                 .and_then(|pp| pp.args.as_deref())
                 .map_or(Val::Missing, strs),
-            Field::ParentCommandLine => parent.map_or(Val::Missing, |pp| s(&pp.command_line)),
+            Field::ParentCommandLine => {
+                parent.map_or(Val::Missing, |pp| s(pp.command_line.as_deref()))
+            }
             Field::ParentPid => parent.map_or(Val::Missing, |pp| n(pp.pid)),
-            Field::UserId => s(&ev.user.id),
-            Field::UserName => s(&ev.user.name),
-            Field::GroupId => s(&ev.group.id),
-            Field::GroupName => s(&ev.group.name),
-            Field::ContainerId => s(&ev.container_id),
-            Field::HostHostname => s(&ev.host_hostname),
+            Field::UserId => s(ev.user.id.as_deref()),
+            Field::UserName => s(ev.user.name.as_deref()),
+            Field::GroupId => s(ev.group.id.as_deref()),
+            Field::GroupName => s(ev.group.name.as_deref()),
+            Field::ContainerId => s(ev.container_id.as_deref()),
+            Field::HostHostname => s(ev.host_hostname.as_deref()),
             Field::CapArgvTruncated => Val::Bool(ev.capture.argv_truncated),
             Field::CapArgvIncomplete => Val::Bool(ev.capture.argv_incomplete),
-            Field::CapTty => s(&ev.capture.tty),
+            Field::CapTty => s(ev.capture.tty.as_deref()),
             Field::CapLoginUid => n(ev.capture.loginuid),
             Field::CapEuid => n(ev.capture.euid),
             _ => match self.inv {
@@ -69,11 +86,11 @@ fn b(v: bool) -> Val<'static> {
 fn argv_field(inv: &Invocation, f: Field) -> Val<'_> {
     match f {
         Field::ArgvTool => Val::Str(&inv.tool),
-        Field::ArgvVerb => s(&inv.verb),
-        Field::ArgvContainer => s(&inv.container),
-        Field::ArgvPod => s(&inv.pod),
-        Field::ArgvNamespace => s(&inv.namespace),
-        Field::ArgvImage => s(&inv.image),
+        Field::ArgvVerb => s(inv.verb.as_deref()),
+        Field::ArgvContainer => s(inv.container.as_deref()),
+        Field::ArgvPod => s(inv.pod.as_deref()),
+        Field::ArgvNamespace => s(inv.namespace.as_deref()),
+        Field::ArgvImage => s(inv.image.as_deref()),
         Field::ArgvInteractive => b(inv.interactive),
         Field::ArgvTtyFlag => b(inv.tty),
         Field::ArgvPrivileged => b(inv.privileged),
@@ -87,25 +104,25 @@ fn argv_field(inv: &Invocation, f: Field) -> Val<'_> {
         Field::ArgvCommand => strs(&inv.command),
         Field::ArgvCommandClass => inv.command_class.map_or(Val::Missing, Val::Str),
         Field::ArgvCommandIsShell => b(inv.command_is_shell()),
-        Field::ArgvTargetPid => s(&inv.target_pid),
+        Field::ArgvTargetPid => s(inv.target_pid.as_deref()),
         Field::ArgvHelp => b(inv.help),
-        Field::ArgvUrl => s(&inv.url),
-        Field::ArgvUrlHost => s(&inv.url_host),
+        Field::ArgvUrl => s(inv.url.as_deref()),
+        Field::ArgvUrlHost => s(inv.url_host.as_deref()),
         Field::ArgvUrlPort => n(inv.url_port),
-        Field::ArgvUrlPath => s(&inv.url_path),
+        Field::ArgvUrlPath => s(inv.url_path.as_deref()),
         Field::ArgvApi => inv.api.map_or(Val::Missing, Val::Str),
         Field::ArgvApiAction => inv.api_action.map_or(Val::Missing, Val::Str),
-        Field::ArgvUnixSocket => s(&inv.unix_socket),
+        Field::ArgvUnixSocket => s(inv.unix_socket.as_deref()),
         Field::ArgvRuntimeSocket => b(inv.runtime_socket),
-        Field::ArgvRemoteHost => s(&inv.remote_host),
+        Field::ArgvRemoteHost => s(inv.remote_host.as_deref()),
         Field::ArgvRemotePort => n(inv.remote_port),
         Field::ArgvWrappers => strs(&inv.wrappers),
-        Field::ArgvShim => s(&inv.shim),
+        Field::ArgvShim => s(inv.shim.as_deref()),
         _ => Val::Missing,
     }
 }
 
-pub fn eval(node: &Node, ctx: &Ctx<'_>) -> bool {
+fn eval(node: &Node, ctx: &Ctx<'_>) -> bool {
     match node {
         Node::And(v) => v.iter().all(|n| eval(n, ctx)),
         Node::Or(v) => v.iter().any(|n| eval(n, ctx)),

@@ -1,6 +1,6 @@
 //! EQL tokens, with the line and column of each for error messages.
 
-use super::EqlError;
+use super::ast::EqlError;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Tok {
@@ -23,231 +23,267 @@ pub struct Token {
 }
 
 pub fn lex(src: &str) -> Result<Vec<Token>, EqlError> {
-    let chars: Vec<char> = src.chars().collect();
-    let mut out = Vec::new();
-    let (mut i, mut line, mut col) = (0usize, 1usize, 1usize);
-    let err = |line, col, msg: String| EqlError {
-        line,
-        column: col,
-        message: msg,
+    let mut lx = Lexer {
+        chars: src.chars().collect(),
+        i: 0,
+        line: 1,
+        col: 1,
     };
-    while i < chars.len() {
-        let c = chars[i];
-        let (tl, tc) = (line, col);
-        let adv = |n: usize, i: &mut usize, line: &mut usize, col: &mut usize| {
-            for _ in 0..n {
-                if chars.get(*i) == Some(&'\n') {
-                    *line += 1;
-                    *col = 1;
-                } else {
-                    *col += 1;
-                }
-                *i += 1;
-            }
-        };
+    let mut out = Vec::new();
+    while let Some(c) = lx.at(0) {
+        let (line, col) = (lx.line, lx.col);
         if c.is_whitespace() {
-            adv(1, &mut i, &mut line, &mut col);
+            lx.adv(1);
             continue;
         }
         // `//` line comments and `/* */` block comments, as EQL allows.
-        if c == '/' && chars.get(i + 1) == Some(&'/') {
-            while i < chars.len() && chars[i] != '\n' {
-                adv(1, &mut i, &mut line, &mut col);
-            }
-            continue;
-        }
-        if c == '/' && chars.get(i + 1) == Some(&'*') {
-            adv(2, &mut i, &mut line, &mut col);
-            while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
-                adv(1, &mut i, &mut line, &mut col);
-            }
-            if i >= chars.len() {
-                return Err(err(tl, tc, "unterminated comment".into()));
-            }
-            adv(2, &mut i, &mut line, &mut col);
+        if c == '/' && matches!(lx.at(1), Some('/' | '*')) {
+            lx.comment()?;
             continue;
         }
         let tok = match c {
-            '(' => {
-                adv(1, &mut i, &mut line, &mut col);
-                Tok::LParen
-            }
-            ')' => {
-                adv(1, &mut i, &mut line, &mut col);
-                Tok::RParen
-            }
-            ',' => {
-                adv(1, &mut i, &mut line, &mut col);
-                Tok::Comma
-            }
-            ':' => {
-                adv(1, &mut i, &mut line, &mut col);
-                Tok::Op(":")
-            }
-            '=' | '!' | '<' | '>' => {
-                let two = chars.get(i + 1) == Some(&'=');
-                let op = match (c, two) {
-                    ('=', true) => "==",
-                    ('!', true) => "!=",
-                    ('<', true) => "<=",
-                    ('>', true) => ">=",
-                    ('<', false) => "<",
-                    ('>', false) => ">",
-                    ('=', false) => {
-                        return Err(err(
-                            tl,
-                            tc,
-                            "expected `==` (a single `=` is not an EQL operator)".into(),
-                        ));
-                    }
-                    _ => return Err(err(tl, tc, "expected `!=` (use `not` for negation)".into())),
-                };
-                adv(if two { 2 } else { 1 }, &mut i, &mut line, &mut col);
-                Tok::Op(op)
-            }
-            '"' | '\'' => {
-                // EQL strings: "..." with escapes, """raw""" triple-quoted.
-                if c == '"' && chars.get(i + 1) == Some(&'"') && chars.get(i + 2) == Some(&'"') {
-                    adv(3, &mut i, &mut line, &mut col);
-                    let mut s = String::new();
-                    loop {
-                        if i >= chars.len() {
-                            return Err(err(tl, tc, "unterminated string".into()));
-                        }
-                        if chars[i] == '"'
-                            && chars.get(i + 1) == Some(&'"')
-                            && chars.get(i + 2) == Some(&'"')
-                        {
-                            adv(3, &mut i, &mut line, &mut col);
-                            break;
-                        }
-                        s.push(chars[i]);
-                        adv(1, &mut i, &mut line, &mut col);
-                    }
-                    Tok::Str(s)
-                } else if c == '\'' {
-                    return Err(err(
-                        tl,
-                        tc,
-                        "expected a double-quoted string (EQL does not allow single quotes)".into(),
-                    ));
-                } else {
-                    adv(1, &mut i, &mut line, &mut col);
-                    let mut s = String::new();
-                    loop {
-                        let Some(&ch) = chars.get(i) else {
-                            return Err(err(tl, tc, "unterminated string".into()));
-                        };
-                        if ch == '\n' {
-                            return Err(err(
-                                line,
-                                col,
-                                "unterminated string (newline inside quotes)".into(),
-                            ));
-                        }
-                        if ch == '"' {
-                            adv(1, &mut i, &mut line, &mut col);
-                            break;
-                        }
-                        if ch == '\\' {
-                            let (el, ec) = (line, col);
-                            adv(1, &mut i, &mut line, &mut col);
-                            let e = chars.get(i).copied();
-                            s.push(match e {
-                                Some('n') => '\n',
-                                Some('t') => '\t',
-                                Some('r') => '\r',
-                                Some('"') => '"',
-                                Some('\\') => '\\',
-                                Some('\'') => '\'',
-                                _ => {
-                                    return Err(err(
-                                        el,
-                                        ec,
-                                        "expected an escape: \\n \\t \\r \\\" \\\\".into(),
-                                    ));
-                                }
-                            });
-                            adv(1, &mut i, &mut line, &mut col);
-                            continue;
-                        }
-                        s.push(ch);
-                        adv(1, &mut i, &mut line, &mut col);
-                    }
-                    Tok::Str(s)
+            '(' | ')' | ',' | ':' => {
+                lx.adv(1);
+                match c {
+                    '(' => Tok::LParen,
+                    ')' => Tok::RParen,
+                    ',' => Tok::Comma,
+                    _ => Tok::Op(":"),
                 }
             }
-            c if c.is_ascii_digit()
-                || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) =>
-            {
-                let mut s = String::from(c);
-                adv(1, &mut i, &mut line, &mut col);
-                while i < chars.len() && chars[i].is_ascii_digit() {
-                    s.push(chars[i]);
-                    adv(1, &mut i, &mut line, &mut col);
-                }
-                if i < chars.len() && (chars[i] == '.' || chars[i].is_alphabetic()) {
-                    return Err(err(
-                        tl,
-                        tc,
-                        format!("expected an integer, found `{s}{}`", chars[i]),
-                    ));
-                }
-                Tok::Num(
-                    s.parse()
-                        .map_err(|_| err(tl, tc, format!("integer `{s}` out of range")))?,
-                )
-            }
-            c if c.is_alphabetic() || c == '_' || c == '@' || c == '?' => {
-                let mut s = String::from(c);
-                adv(1, &mut i, &mut line, &mut col);
-                while i < chars.len()
-                    && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '.' | '@'))
-                {
-                    s.push(chars[i]);
-                    adv(1, &mut i, &mut line, &mut col);
-                }
-                if chars.get(i) == Some(&'~') {
-                    s.push('~');
-                    adv(1, &mut i, &mut line, &mut col);
-                }
-                Tok::Ident(s)
-            }
-            '`' => {
-                // Backtick-escaped field names.
-                adv(1, &mut i, &mut line, &mut col);
-                let mut s = String::new();
-                while i < chars.len() && chars[i] != '`' {
-                    s.push(chars[i]);
-                    adv(1, &mut i, &mut line, &mut col);
-                }
-                if i >= chars.len() {
-                    return Err(err(tl, tc, "unterminated backtick field name".into()));
-                }
-                adv(1, &mut i, &mut line, &mut col);
-                Tok::Ident(s)
-            }
-            other => {
-                let shown: String = other.escape_debug().collect();
-                return Err(err(
-                    tl,
-                    tc,
-                    format!(
-                        "unexpected character `{shown}`; expected a field, string, number, operator or parenthesis"
-                    ),
+            '=' | '!' | '<' | '>' => lx.operator(c)?,
+            '"' if lx.at(1) == Some('"') && lx.at(2) == Some('"') => lx.raw_string()?,
+            '"' => lx.string()?,
+            '\'' => {
+                return Err(lx.err_here(
+                    "expected a double-quoted string (EQL does not allow single quotes)".into(),
                 ));
             }
+            c if c.is_ascii_digit()
+                || (c == '-' && lx.at(1).is_some_and(|d| d.is_ascii_digit())) =>
+            {
+                lx.number()?
+            }
+            c if c.is_alphabetic() || matches!(c, '_' | '@' | '?') => lx.ident(),
+            '`' => lx.backtick()?,
+            other => {
+                let shown: String = other.escape_debug().collect();
+                return Err(lx.err_here(format!(
+                    "unexpected character `{shown}`; expected a field, string, number, operator or parenthesis"
+                )));
+            }
         };
-        out.push(Token {
-            tok,
-            line: tl,
-            col: tc,
-        });
+        out.push(Token { tok, line, col });
     }
     out.push(Token {
         tok: Tok::Eof,
-        line,
-        col,
+        line: lx.line,
+        col: lx.col,
     });
     Ok(out)
+}
+
+/// The characters of a query and the position reached, 1-based as errors give it.
+struct Lexer {
+    chars: Vec<char>,
+    i: usize,
+    line: usize,
+    col: usize,
+}
+
+impl Lexer {
+    /// The character `n` ahead of the position.
+    fn at(&self, n: usize) -> Option<char> {
+        self.chars.get(self.i + n).copied()
+    }
+
+    /// Moves `n` characters on, counting lines.
+    fn adv(&mut self, n: usize) {
+        for _ in 0..n {
+            if self.at(0) == Some('\n') {
+                self.line += 1;
+                self.col = 1;
+            } else {
+                self.col += 1;
+            }
+            self.i += 1;
+        }
+    }
+
+    fn err(line: usize, column: usize, message: String) -> EqlError {
+        EqlError {
+            line,
+            column,
+            message,
+        }
+    }
+
+    /// An error at the position (the start of the token being read).
+    fn err_here(&self, message: String) -> EqlError {
+        Self::err(self.line, self.col, message)
+    }
+
+    /// Skips a `//` or `/* */` comment.
+    fn comment(&mut self) -> Result<(), EqlError> {
+        if self.at(1) == Some('/') {
+            while self.at(0).is_some_and(|c| c != '\n') {
+                self.adv(1);
+            }
+            return Ok(());
+        }
+        let (line, col) = (self.line, self.col);
+        self.adv(2);
+        while self.at(0).is_some() && !(self.at(0) == Some('*') && self.at(1) == Some('/')) {
+            self.adv(1);
+        }
+        if self.at(0).is_none() {
+            return Err(Self::err(line, col, "unterminated comment".into()));
+        }
+        self.adv(2);
+        Ok(())
+    }
+
+    /// `==`, `!=`, `<`, `<=`, `>`, `>=`, starting with `c`.
+    fn operator(&mut self, c: char) -> Result<Tok, EqlError> {
+        let two = self.at(1) == Some('=');
+        let op = match (c, two) {
+            ('=', true) => "==",
+            ('!', true) => "!=",
+            ('<', true) => "<=",
+            ('>', true) => ">=",
+            ('<', false) => "<",
+            ('>', false) => ">",
+            ('=', false) => {
+                return Err(
+                    self.err_here("expected `==` (a single `=` is not an EQL operator)".into())
+                );
+            }
+            _ => return Err(self.err_here("expected `!=` (use `not` for negation)".into())),
+        };
+        self.adv(if two { 2 } else { 1 });
+        Ok(Tok::Op(op))
+    }
+
+    /// `"""raw"""`: no escapes, newlines allowed.
+    fn raw_string(&mut self) -> Result<Tok, EqlError> {
+        let (line, col) = (self.line, self.col);
+        self.adv(3);
+        let mut s = String::new();
+        loop {
+            let Some(ch) = self.at(0) else {
+                return Err(Self::err(line, col, "unterminated string".into()));
+            };
+            if ch == '"' && self.at(1) == Some('"') && self.at(2) == Some('"') {
+                self.adv(3);
+                return Ok(Tok::Str(s));
+            }
+            s.push(ch);
+            self.adv(1);
+        }
+    }
+
+    /// `"..."` with backslash escapes, on one line.
+    fn string(&mut self) -> Result<Tok, EqlError> {
+        let (line, col) = (self.line, self.col);
+        self.adv(1);
+        let mut s = String::new();
+        loop {
+            let Some(ch) = self.at(0) else {
+                return Err(Self::err(line, col, "unterminated string".into()));
+            };
+            match ch {
+                '\n' => {
+                    return Err(self.err_here("unterminated string (newline inside quotes)".into()));
+                }
+                '"' => {
+                    self.adv(1);
+                    return Ok(Tok::Str(s));
+                }
+                '\\' => {
+                    let (el, ec) = (self.line, self.col);
+                    self.adv(1);
+                    s.push(match self.at(0) {
+                        Some('n') => '\n',
+                        Some('t') => '\t',
+                        Some('r') => '\r',
+                        Some(c @ ('"' | '\\' | '\'')) => c,
+                        _ => {
+                            return Err(Self::err(
+                                el,
+                                ec,
+                                "expected an escape: \\n \\t \\r \\\" \\\\".into(),
+                            ));
+                        }
+                    });
+                }
+                ch => s.push(ch),
+            }
+            self.adv(1);
+        }
+    }
+
+    /// A decimal integer, maybe negative.
+    fn number(&mut self) -> Result<Tok, EqlError> {
+        let (line, col) = (self.line, self.col);
+        let mut s = String::new();
+        if let Some(first) = self.at(0) {
+            s.push(first);
+            self.adv(1);
+        }
+        while let Some(d) = self.at(0).filter(char::is_ascii_digit) {
+            s.push(d);
+            self.adv(1);
+        }
+        if let Some(bad) = self.at(0).filter(|c| *c == '.' || c.is_alphabetic()) {
+            return Err(Self::err(
+                line,
+                col,
+                format!("expected an integer, found `{s}{bad}`"),
+            ));
+        }
+        s.parse()
+            .map(Tok::Num)
+            .map_err(|_| Self::err(line, col, format!("integer `{s}` out of range")))
+    }
+
+    /// A field name or keyword, with a `~` suffix kept.
+    fn ident(&mut self) -> Tok {
+        let mut s = String::new();
+        if let Some(first) = self.at(0) {
+            s.push(first);
+            self.adv(1);
+        }
+        while let Some(c) = self
+            .at(0)
+            .filter(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '@'))
+        {
+            s.push(c);
+            self.adv(1);
+        }
+        if self.at(0) == Some('~') {
+            s.push('~');
+            self.adv(1);
+        }
+        Tok::Ident(s)
+    }
+
+    /// A backtick-escaped field name.
+    fn backtick(&mut self) -> Result<Tok, EqlError> {
+        let (line, col) = (self.line, self.col);
+        self.adv(1);
+        let mut s = String::new();
+        while let Some(c) = self.at(0).filter(|c| *c != '`') {
+            s.push(c);
+            self.adv(1);
+        }
+        if self.at(0).is_none() {
+            return Err(Self::err(
+                line,
+                col,
+                "unterminated backtick field name".into(),
+            ));
+        }
+        self.adv(1);
+        Ok(Tok::Ident(s))
+    }
 }

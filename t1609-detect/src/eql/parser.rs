@@ -1,8 +1,8 @@
 //! Recursive-descent parser for the EQL subset. Every error names its line and column
 //! within the query and what was expected.
 
+use super::ast::{Cmp, EqlError, Field, Kind, Node, Pattern, StrTest};
 use super::lexer::{Tok, Token, lex};
-use super::{Cmp, EqlError, Field, Kind, Node, Pattern, StrTest};
 
 /// Parses `process where <condition>`.
 pub fn parse_query(src: &str) -> Result<Node, EqlError> {
@@ -14,22 +14,22 @@ pub fn parse_query(src: &str) -> Result<Node, EqlError> {
     match &cat.tok {
         Tok::Ident(s) if s == "process" => {}
         Tok::Ident(s) if matches!(s.as_str(), "sequence" | "sample") => {
-            return Err(p.err_at(
+            return Err(err_at(
                 &cat,
                 format!("`{s}` queries are not supported; expected `process where <condition>`"),
             ));
         }
         Tok::Ident(s) if p.peek_is_ident("where") => {
-            return Err(p.err_at(
+            return Err(err_at(
                 &cat,
                 format!("event category `{s}` is not supported; expected `process`"),
             ));
         }
-        _ => return Err(p.err_at(&cat, "expected `process where <condition>`".into())),
+        _ => return Err(err_at(&cat, "expected `process where <condition>`".into())),
     }
     let w = p.next();
     if !matches!(&w.tok, Tok::Ident(s) if s == "where") {
-        return Err(p.err_at(&w, "expected `where` after `process`".into()));
+        return Err(err_at(&w, "expected `where` after `process`".into()));
     }
     let node = p.expr()?;
     p.expect_eof()?;
@@ -65,6 +65,37 @@ fn describe(t: &Tok) -> String {
     }
 }
 
+/// An error at token `t`.
+fn err_at(t: &Token, message: String) -> EqlError {
+    EqlError {
+        line: t.line,
+        column: t.col,
+        message,
+    }
+}
+
+/// The field `name` names (at token `t`).
+fn field(t: &Token, name: &str) -> Result<Field, EqlError> {
+    // `?field` marks an optional field in Elastic EQL; absent fields never match here anyway.
+    let n = name.strip_prefix('?').unwrap_or(name);
+    Field::from_name(n).ok_or_else(|| err_at(t, format!("unknown field `{n}`; expected one of the documented fields (process.*, user.*, group.*, container.id, host.hostname, t1609.*)")))
+}
+
+/// Refuses an operator `what` (at `op`) on a field that is not a string.
+fn need_str(field: Field, op: &Token, what: &str) -> Result<(), EqlError> {
+    if matches!(field.kind(), Kind::Str | Kind::StrArray) {
+        Ok(())
+    } else {
+        Err(err_at(
+            op,
+            format!(
+                "`{what}` needs a string field; `{}` is not one",
+                field.name()
+            ),
+        ))
+    }
+}
+
 enum Lit {
     Str(String),
     Num(i64),
@@ -85,19 +116,12 @@ impl Parser {
     fn peek_is_ident(&self, s: &str) -> bool {
         matches!(&self.peek().tok, Tok::Ident(x) if x == s)
     }
-    fn err_at(&self, t: &Token, message: String) -> EqlError {
-        EqlError {
-            line: t.line,
-            column: t.col,
-            message,
-        }
-    }
     fn expect_eof(&mut self) -> Result<(), EqlError> {
         let t = self.next();
         match t.tok {
             Tok::Eof => Ok(()),
-            Tok::Op("|") => Err(self.err_at(&t, "pipes are not supported".into())),
-            ref other => Err(self.err_at(
+            Tok::Op("|") => Err(err_at(&t, "pipes are not supported".into())),
+            ref other => Err(err_at(
                 &t,
                 format!(
                     "expected `and`, `or` or end of query, found {}",
@@ -148,25 +172,29 @@ impl Parser {
                 let n = self.expr()?;
                 let c = self.next();
                 if c.tok != Tok::RParen {
-                    return Err(
-                        self.err_at(&c, format!("expected `)`, found {}", describe(&c.tok)))
-                    );
+                    return Err(err_at(
+                        &c,
+                        format!("expected `)`, found {}", describe(&c.tok)),
+                    ));
                 }
                 Ok(n)
             }
             Tok::Ident(s) if s == "true" => Ok(Node::Const(true)),
             Tok::Ident(s) if s == "false" => Ok(Node::Const(false)),
-            Tok::Ident(s) if self.peek().tok == Tok::LParen => self.function(&t, s.clone()),
+            Tok::Ident(s) if self.peek().tok == Tok::LParen => self.function(&t, s),
             Tok::Ident(s)
                 if matches!(s.as_str(), "and" | "or" | "in" | "where" | "like" | "regex") =>
             {
-                Err(self.err_at(&t, format!("expected a field or `(`, found keyword `{s}`")))
+                Err(err_at(
+                    &t,
+                    format!("expected a field or `(`, found keyword `{s}`"),
+                ))
             }
             Tok::Ident(s) => {
-                let field = self.field(&t, s)?;
+                let field = field(&t, s)?;
                 self.predicate(field, &t)
             }
-            other => Err(self.err_at(
+            other => Err(err_at(
                 &t,
                 format!(
                     "expected a field, function or `(`, found {}",
@@ -176,12 +204,6 @@ impl Parser {
         }
     }
 
-    fn field(&self, t: &Token, name: &str) -> Result<Field, EqlError> {
-        // `?field` marks an optional field in Elastic EQL; absent fields never match here anyway.
-        let n = name.strip_prefix('?').unwrap_or(name);
-        Field::from_name(n).ok_or_else(|| self.err_at(t, format!("unknown field `{n}`; expected one of the documented fields (process.*, user.*, group.*, container.id, host.hostname, t1609.*)")))
-    }
-
     fn literal(&mut self) -> Result<(Lit, Token), EqlError> {
         let t = self.next();
         let l = match &t.tok {
@@ -189,9 +211,26 @@ impl Parser {
             Tok::Num(n) => Lit::Num(*n),
             Tok::Ident(s) if s == "true" => Lit::Bool(true),
             Tok::Ident(s) if s == "false" => Lit::Bool(false),
-            Tok::Ident(s) if s == "null" => return Err(self.err_at(&t, "`null` comparisons are not supported; an absent field never matches".into())),
-            Tok::Ident(s) => return Err(self.err_at(&t, format!("expected a literal value, found `{s}` (field-to-field comparison is not supported)"))),
-            other => return Err(self.err_at(&t, format!("expected a literal value, found {}", describe(other)))),
+            Tok::Ident(s) if s == "null" => {
+                return Err(err_at(
+                    &t,
+                    "`null` comparisons are not supported; an absent field never matches".into(),
+                ));
+            }
+            Tok::Ident(s) => {
+                return Err(err_at(
+                    &t,
+                    format!(
+                        "expected a literal value, found `{s}` (field-to-field comparison is not supported)"
+                    ),
+                ));
+            }
+            other => {
+                return Err(err_at(
+                    &t,
+                    format!("expected a literal value, found {}", describe(other)),
+                ));
+            }
         };
         Ok((l, t))
     }
@@ -201,7 +240,7 @@ impl Parser {
         if self.peek().tok != Tok::LParen {
             if list_required {
                 let t = self.peek().clone();
-                return Err(self.err_at(
+                return Err(err_at(
                     &t,
                     format!(
                         "expected `(` starting a value list, found {}",
@@ -219,7 +258,7 @@ impl Parser {
                 Tok::Comma => v.push(self.literal()?),
                 Tok::RParen => return Ok(v),
                 ref other => {
-                    return Err(self.err_at(
+                    return Err(err_at(
                         &t,
                         format!(
                             "expected `,` or `)` in value list, found {}",
@@ -231,133 +270,32 @@ impl Parser {
         }
     }
 
-    fn strings(
-        &mut self,
-        field: Field,
-        ft: &Token,
-        list_required: bool,
-    ) -> Result<Vec<String>, EqlError> {
+    fn strings(&mut self, field: Field, list_required: bool) -> Result<Vec<String>, EqlError> {
         let lits = self.literals(list_required)?;
         let mut out = Vec::with_capacity(lits.len());
         for (l, t) in lits {
-            match l {
-                Lit::Str(s) => out.push(s),
-                _ => {
-                    let _ = ft;
-                    return Err(
-                        self.err_at(&t, format!("expected a string for `{}`", field.name()))
-                    );
-                }
-            }
+            let Lit::Str(s) = l else {
+                return Err(err_at(
+                    &t,
+                    format!("expected a string for `{}`", field.name()),
+                ));
+            };
+            out.push(s);
         }
         Ok(out)
     }
 
     fn predicate(&mut self, field: Field, ft: &Token) -> Result<Node, EqlError> {
-        let kind = field.kind();
         let op = self.peek().clone();
-        let is_str = matches!(kind, Kind::Str | Kind::StrArray);
-        let need_str = |p: &Self, what: &str| -> Result<(), EqlError> {
-            if is_str {
-                Ok(())
-            } else {
-                Err(p.err_at(
-                    &op,
-                    format!(
-                        "`{what}` needs a string field; `{}` is not one",
-                        field.name()
-                    ),
-                ))
-            }
-        };
         match &op.tok {
             Tok::Op(o) => {
                 self.next();
-                if *o == ":" {
-                    need_str(self, ":")?;
-                    let pats = self.strings(field, ft, false)?;
-                    return Ok(Node::Str(
-                        field,
-                        StrTest::Wild {
-                            pats: pats
-                                .iter()
-                                .map(|p| compile_pattern(&p.to_lowercase()))
-                                .collect(),
-                            ci: true,
-                        },
-                    ));
-                }
-                let cmp = match *o {
-                    "==" => Cmp::Eq,
-                    "!=" => Cmp::Ne,
-                    "<" => Cmp::Lt,
-                    "<=" => Cmp::Le,
-                    ">" => Cmp::Gt,
-                    _ => Cmp::Ge,
-                };
-                let (lit, lt) = self.literal()?;
-                match (kind, lit) {
-                    (Kind::Str | Kind::StrArray, Lit::Str(s)) => {
-                        Ok(Node::Str(field, StrTest::Cmp(cmp, s)))
-                    }
-                    (Kind::Num, Lit::Num(n)) => Ok(Node::Num(field, cmp, n)),
-                    (Kind::Bool, Lit::Bool(b)) if matches!(cmp, Cmp::Eq | Cmp::Ne) => {
-                        Ok(Node::Bool(field, cmp, b))
-                    }
-                    _ => Err(self.err_at(
-                        &lt,
-                        format!(
-                            "expected a {} value for `{}`",
-                            kind_name(kind),
-                            field.name()
-                        ),
-                    )),
-                }
+                self.comparison(field, &op, o)
             }
-            Tok::Ident(kw) => {
-                let kw = kw.clone();
-                match kw.as_str() {
-                    "in" | "in~" => {
-                        self.next();
-                        self.in_list(field, ft, kw == "in~")
-                    }
-                    "not" => {
-                        self.next();
-                        let t = self.next();
-                        match &t.tok {
-                            Tok::Ident(k) if k == "in" || k == "in~" => Ok(Node::Not(Box::new(self.in_list(field, ft, k == "in~")?))),
-                            other => Err(self.err_at(&t, format!("expected `in` after `{} not`, found {}", field.name(), describe(other)))),
-                        }
-                    }
-                    "like" | "like~" => {
-                        self.next();
-                        need_str(self, &kw)?;
-                        let ci = kw == "like~";
-                        let pats = self.strings(field, ft, false)?;
-                        let pats = pats.iter().map(|p| compile_pattern(&if ci { p.to_lowercase() } else { p.clone() })).collect();
-                        Ok(Node::Str(field, StrTest::Wild { pats, ci }))
-                    }
-                    "regex" | "regex~" => {
-                        self.next();
-                        need_str(self, &kw)?;
-                        let start = self.peek().clone();
-                        let pats = self.strings(field, ft, false)?;
-                        // EQL regexes match the whole value.
-                        let joined = pats.iter().map(|p| format!("(?:{p})")).collect::<Vec<_>>().join("|");
-                        let src = format!("{}^(?:{joined})$", if kw == "regex~" { "(?i)" } else { "" });
-                        let re = regex::RegexBuilder::new(&src)
-                            .size_limit(1 << 20)
-                            .build()
-                            .map_err(|e| self.err_at(&start, format!("invalid regex: {e}")))?;
-                        Ok(Node::Str(field, StrTest::Regex(re)))
-                    }
-                    _ if kind == Kind::Bool => Ok(Node::Bool(field, Cmp::Eq, true)),
-                    _ => Err(self.err_at(&op, format!("expected an operator after `{}` (==, !=, <, <=, >, >=, :, in, in~, not in, like, like~, regex, regex~), found `{kw}`", field.name()))),
-                }
-            }
+            Tok::Ident(kw) => self.keyword_predicate(field, ft, &op, kw),
             // A bare boolean field is a condition of its own.
-            _ if kind == Kind::Bool => Ok(Node::Bool(field, Cmp::Eq, true)),
-            other => Err(self.err_at(
+            _ if field.kind() == Kind::Bool => Ok(Node::Bool(field, Cmp::Eq, true)),
+            other => Err(err_at(
                 &op,
                 format!(
                     "expected an operator after `{}`, found {}",
@@ -368,10 +306,124 @@ impl Parser {
         }
     }
 
+    /// `field <op> literal`, or `field : pattern`, after the operator `op` (`o`).
+    fn comparison(&mut self, field: Field, op: &Token, o: &str) -> Result<Node, EqlError> {
+        let kind = field.kind();
+        if o == ":" {
+            need_str(field, op, ":")?;
+            let pats = self.strings(field, false)?;
+            return Ok(Node::Str(
+                field,
+                StrTest::Wild {
+                    pats: pats
+                        .iter()
+                        .map(|p| Pattern::compile(&p.to_lowercase()))
+                        .collect(),
+                    ci: true,
+                },
+            ));
+        }
+        let cmp = match o {
+            "==" => Cmp::Eq,
+            "!=" => Cmp::Ne,
+            "<" => Cmp::Lt,
+            "<=" => Cmp::Le,
+            ">" => Cmp::Gt,
+            _ => Cmp::Ge,
+        };
+        let (lit, lt) = self.literal()?;
+        match (kind, lit) {
+            (Kind::Str | Kind::StrArray, Lit::Str(s)) => Ok(Node::Str(field, StrTest::Cmp(cmp, s))),
+            (Kind::Num, Lit::Num(n)) => Ok(Node::Num(field, cmp, n)),
+            (Kind::Bool, Lit::Bool(b)) if matches!(cmp, Cmp::Eq | Cmp::Ne) => {
+                Ok(Node::Bool(field, cmp, b))
+            }
+            _ => Err(err_at(
+                &lt,
+                format!(
+                    "expected a {} value for `{}`",
+                    kind_name(kind),
+                    field.name()
+                ),
+            )),
+        }
+    }
+
+    /// `in`, `not in`, `like`, `regex` (and their `~` forms) after a field: `op` is the
+    /// keyword's token, `kw` its text, not consumed yet.
+    fn keyword_predicate(
+        &mut self,
+        field: Field,
+        ft: &Token,
+        op: &Token,
+        kw: &str,
+    ) -> Result<Node, EqlError> {
+        match kw {
+            "in" | "in~" => {
+                self.next();
+                self.in_list(field, ft, kw == "in~")
+            }
+            "not" => {
+                self.next();
+                let t = self.next();
+                match &t.tok {
+                    Tok::Ident(k) if k == "in" || k == "in~" => {
+                        Ok(Node::Not(Box::new(self.in_list(field, ft, k == "in~")?)))
+                    }
+                    other => Err(err_at(
+                        &t,
+                        format!(
+                            "expected `in` after `{} not`, found {}",
+                            field.name(),
+                            describe(other)
+                        ),
+                    )),
+                }
+            }
+            "like" | "like~" => {
+                self.next();
+                need_str(field, op, kw)?;
+                let ci = kw == "like~";
+                let pats = self.strings(field, false)?;
+                let pats = pats
+                    .iter()
+                    .map(|p| Pattern::compile(&if ci { p.to_lowercase() } else { p.clone() }))
+                    .collect();
+                Ok(Node::Str(field, StrTest::Wild { pats, ci }))
+            }
+            "regex" | "regex~" => {
+                self.next();
+                need_str(field, op, kw)?;
+                let start = self.peek().clone();
+                let pats = self.strings(field, false)?;
+                // EQL regexes match the whole value.
+                let joined = pats
+                    .iter()
+                    .map(|p| format!("(?:{p})"))
+                    .collect::<Vec<_>>()
+                    .join("|");
+                let flags = if kw == "regex~" { "(?i)" } else { "" };
+                let re = regex::RegexBuilder::new(&format!("{flags}^(?:{joined})$"))
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| err_at(&start, format!("invalid regex: {e}")))?;
+                Ok(Node::Str(field, StrTest::Regex(re)))
+            }
+            _ if field.kind() == Kind::Bool => Ok(Node::Bool(field, Cmp::Eq, true)),
+            _ => Err(err_at(
+                op,
+                format!(
+                    "expected an operator after `{}` (==, !=, <, <=, >, >=, :, in, in~, not in, like, like~, regex, regex~), found `{kw}`",
+                    field.name()
+                ),
+            )),
+        }
+    }
+
     fn in_list(&mut self, field: Field, ft: &Token, ci: bool) -> Result<Node, EqlError> {
         match field.kind() {
             Kind::Str | Kind::StrArray => {
-                let v = self.strings(field, ft, true)?;
+                let v = self.strings(field, true)?;
                 Ok(Node::Str(
                     field,
                     if ci {
@@ -388,38 +440,47 @@ impl Parser {
                     match l {
                         Lit::Num(n) => v.push(n),
                         _ => {
-                            return Err(self
-                                .err_at(&t, format!("expected a number for `{}`", field.name())));
+                            return Err(err_at(
+                                &t,
+                                format!("expected a number for `{}`", field.name()),
+                            ));
                         }
                     }
                 }
                 Ok(Node::NumIn(field, v))
             }
-            Kind::Bool => Err(self.err_at(
+            Kind::Bool => Err(err_at(
                 ft,
                 format!("`in` is not supported on boolean field `{}`", field.name()),
             )),
         }
     }
 
-    fn function(&mut self, t: &Token, name: String) -> Result<Node, EqlError> {
+    /// `startsWith(field, "a", ...)` and the like, or `length(field) <op> n`: `t` is the
+    /// name's token.
+    fn function(&mut self, t: &Token, name: &str) -> Result<Node, EqlError> {
         self.next(); // (
         let (base, ci) = match name.strip_suffix('~') {
-            Some(b) => (b.to_string(), true),
-            None => (name.clone(), false),
+            Some(b) => (b, true),
+            None => (name, false),
         };
         let supported = ["startsWith", "endsWith", "stringContains", "length"];
-        if !supported.contains(&base.as_str()) {
-            return Err(self.err_at(t, format!("unsupported function `{name}`; expected one of startsWith, endsWith, stringContains, length (and ~ forms)")));
+        if !supported.contains(&base) {
+            return Err(err_at(
+                t,
+                format!(
+                    "unsupported function `{name}`; expected one of startsWith, endsWith, stringContains, length (and ~ forms)"
+                ),
+            ));
         }
         if base == "length" && ci {
-            return Err(self.err_at(t, "`length` has no `~` form".into()));
+            return Err(err_at(t, "`length` has no `~` form".into()));
         }
         let ft = self.next();
         let field = match &ft.tok {
-            Tok::Ident(s) => self.field(&ft, s)?,
+            Tok::Ident(s) => field(&ft, s)?,
             other => {
-                return Err(self.err_at(
+                return Err(err_at(
                     &ft,
                     format!(
                         "expected a field as first argument of `{name}`, found {}",
@@ -429,7 +490,7 @@ impl Parser {
             }
         };
         if !matches!(field.kind(), Kind::Str | Kind::StrArray) {
-            return Err(self.err_at(
+            return Err(err_at(
                 &ft,
                 format!(
                     "`{name}` needs a string field; `{}` is not one",
@@ -438,42 +499,7 @@ impl Parser {
             ));
         }
         if base == "length" {
-            let c = self.next();
-            if c.tok != Tok::RParen {
-                return Err(self.err_at(
-                    &c,
-                    format!(
-                        "expected `)` after length's argument, found {}",
-                        describe(&c.tok)
-                    ),
-                ));
-            }
-            let o = self.next();
-            let cmp = match o.tok {
-                Tok::Op("==") => Cmp::Eq,
-                Tok::Op("!=") => Cmp::Ne,
-                Tok::Op("<") => Cmp::Lt,
-                Tok::Op("<=") => Cmp::Le,
-                Tok::Op(">") => Cmp::Gt,
-                Tok::Op(">=") => Cmp::Ge,
-                ref other => {
-                    return Err(self.err_at(
-                        &o,
-                        format!(
-                            "expected a comparison after `length(...)`, found {}",
-                            describe(other)
-                        ),
-                    ));
-                }
-            };
-            let (lit, lt) = self.literal()?;
-            let Lit::Num(n) = lit else {
-                return Err(self.err_at(
-                    &lt,
-                    "expected a number to compare `length(...)` with".into(),
-                ));
-            };
-            return Ok(Node::Length(field, cmp, n));
+            return self.length(field);
         }
         // startsWith(field, "a", "b", ...): any of the strings.
         let mut tests = Vec::new();
@@ -483,12 +509,13 @@ impl Parser {
                 Tok::Comma => {
                     let (lit, lt) = self.literal()?;
                     let Lit::Str(s) = lit else {
-                        return Err(
-                            self.err_at(&lt, format!("expected a string argument to `{name}`"))
-                        );
+                        return Err(err_at(
+                            &lt,
+                            format!("expected a string argument to `{name}`"),
+                        ));
                     };
                     let s = if ci { s.to_lowercase() } else { s };
-                    tests.push(match base.as_str() {
+                    tests.push(match base {
                         "startsWith" => StrTest::StartsWith(s, ci),
                         "endsWith" => StrTest::EndsWith(s, ci),
                         _ => StrTest::Contains(s, ci),
@@ -496,7 +523,7 @@ impl Parser {
                 }
                 Tok::RParen => break,
                 ref other => {
-                    return Err(self.err_at(
+                    return Err(err_at(
                         &c,
                         format!(
                             "expected `,` or `)` in `{name}(...)`, found {}",
@@ -507,7 +534,7 @@ impl Parser {
             }
         }
         if tests.is_empty() {
-            return Err(self.err_at(
+            return Err(err_at(
                 t,
                 format!("`{name}` needs a string argument after the field"),
             ));
@@ -519,6 +546,46 @@ impl Parser {
             Node::Or(nodes)
         })
     }
+
+    /// The rest of `length(field) <op> n`, after the field.
+    fn length(&mut self, field: Field) -> Result<Node, EqlError> {
+        let c = self.next();
+        if c.tok != Tok::RParen {
+            return Err(err_at(
+                &c,
+                format!(
+                    "expected `)` after length's argument, found {}",
+                    describe(&c.tok)
+                ),
+            ));
+        }
+        let o = self.next();
+        let cmp = match o.tok {
+            Tok::Op("==") => Cmp::Eq,
+            Tok::Op("!=") => Cmp::Ne,
+            Tok::Op("<") => Cmp::Lt,
+            Tok::Op("<=") => Cmp::Le,
+            Tok::Op(">") => Cmp::Gt,
+            Tok::Op(">=") => Cmp::Ge,
+            ref other => {
+                return Err(err_at(
+                    &o,
+                    format!(
+                        "expected a comparison after `length(...)`, found {}",
+                        describe(other)
+                    ),
+                ));
+            }
+        };
+        let (lit, lt) = self.literal()?;
+        let Lit::Num(n) = lit else {
+            return Err(err_at(
+                &lt,
+                "expected a number to compare `length(...)` with".into(),
+            ));
+        };
+        Ok(Node::Length(field, cmp, n))
+    }
 }
 
 fn kind_name(k: Kind) -> &'static str {
@@ -527,21 +594,4 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Num => "number",
         Kind::Bool => "boolean (`true`/`false` with == or !=)",
     }
-}
-
-/// Compiles a wildcard pattern (`*` any run, `?` one character).
-pub fn compile_pattern(p: &str) -> Pattern {
-    let has_q = p.contains('?');
-    let inner = p.trim_matches('*');
-    if !has_q && !inner.contains('*') {
-        return match (p.starts_with('*'), p.ends_with('*')) {
-            // `*` alone (or `**`): anything, including "".
-            _ if inner.is_empty() && p.contains('*') => Pattern::Prefix(String::new()),
-            (false, false) => Pattern::Exact(p.to_string()),
-            (false, true) => Pattern::Prefix(inner.to_string()),
-            (true, false) => Pattern::Suffix(inner.to_string()),
-            (true, true) => Pattern::Contains(inner.to_string()),
-        };
-    }
-    Pattern::Glob(p.chars().collect())
 }

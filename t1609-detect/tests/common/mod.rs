@@ -20,7 +20,7 @@ pub fn basename(s: &str) -> &str {
 
 /// An exec event as the agent builds it: name is the executable's basename.
 pub fn event_named(name: Option<&str>, argv: &[&str], parent: Option<&str>) -> ProcessEvent {
-    let args: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    let args: Vec<String> = argv.iter().map(ToString::to_string).collect();
     let name = name
         .map(str::to_string)
         .or_else(|| argv.first().map(|a| basename(a).to_string()));
@@ -53,7 +53,7 @@ pub fn event_named(name: Option<&str>, argv: &[&str], parent: Option<&str>) -> P
         },
         container_id: None,
         host_hostname: Some("node-1".into()),
-        capture: Default::default(),
+        capture: t1609_detect::event::CaptureInfo::default(),
     }
 }
 
