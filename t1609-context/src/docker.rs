@@ -27,7 +27,7 @@ pub struct ContainerMeta {
     pub id: String,
     /// Name without the leading `/`.
     pub name: Option<String>,
-    /// Image as given at creation (`Config.Image`, e.g. `local/busybox:1`).
+    /// Image as given at creation (`Config.Image`, e.g. `t1609-test/busybox:1`).
     pub image: Option<String>,
     pub pod_name: Option<String>,
     pub pod_namespace: Option<String>,

@@ -1,5 +1,5 @@
 //! Namespaces and `DockerClient` against the real kernel and the real dockerd of the build
-//! machine (`scripts/services.sh docker` starts it and imports local/busybox:1; never pull).
+//! machine (`scripts/services.sh docker` starts it and imports t1609-test/busybox:1; never pull).
 //!
 //! If dockerd cannot be started, the docker tests fail when `T1609_REQUIRE_PRIVILEGED=1` and
 //! otherwise print `skipping: <reason>` and return.
@@ -14,7 +14,7 @@ use t1609_context::{
     process_namespaces,
 };
 
-const IMAGE: &str = "local/busybox:1";
+const IMAGE: &str = "t1609-test/busybox:1";
 
 fn docker(args: &[&str]) -> Result<String, String> {
     let out = Command::new("docker")
