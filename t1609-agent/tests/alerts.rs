@@ -11,10 +11,6 @@ use std::{
 use common::*;
 use serde_json::Value;
 
-fn run_ok(cmd: &mut Command) {
-    assert!(cmd.status().unwrap().success(), "{cmd:?}");
-}
-
 /// journalctl prints a field that is not plain text (newlines, escapes) as an array of
 /// byte values; turn those back into strings.
 fn text_fields(mut e: Value) -> Value {
@@ -23,7 +19,7 @@ fn text_fields(mut e: Value) -> Value {
             if let Some(bytes) = v.as_array().filter(|a| a.iter().all(Value::is_u64)) {
                 let raw: Vec<u8> = bytes
                     .iter()
-                    .filter_map(|b| b.as_u64().map(|b| b as u8))
+                    .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
                     .collect();
                 *v = Value::String(String::from_utf8_lossy(&raw).into_owned());
             }
@@ -181,7 +177,7 @@ fn docker_container(name: &str) -> String {
             "-d",
             "--name",
             name,
-            "local/busybox:1",
+            "t1609-test/busybox:1",
             "sleep",
             "600",
         ])
@@ -432,6 +428,7 @@ fn repeat_burst_collapses_with_count() {
 /// is ten minutes).
 #[test]
 fn repeat_follow_ups_survive_a_flood_of_distinct_alerts() {
+    const DISTINCT: usize = 800;
     if !privileged_or_skip("repeat_follow_ups_survive_a_flood_of_distinct_alerts") {
         return;
     }
@@ -450,7 +447,6 @@ fn repeat_follow_ups_survive_a_flood_of_distinct_alerts() {
             run(&format!("flood-{i}x"));
         }
     };
-    const DISTINCT: usize = 800;
     run("flood-early");
     distinct(0..200);
     // Past the 64 whole documents (these 200 took them), within the 512. Other tests'
@@ -464,7 +460,7 @@ fn repeat_follow_ups_survive_a_flood_of_distinct_alerts() {
         run(target);
     }
     // Every window is still open, and what is kept stops at the bound.
-    agent.wait_metric("t1609_dedup_first_alerts_kept", 10, |v| v == 512.0);
+    agent.wait_metric("t1609_dedup_first_alerts_kept", 10, |v| v == 512);
     let (out, log) = agent.stop();
     let stopped = stop_line(&log);
     let alerts = parse_alerts(&out);
@@ -557,13 +553,13 @@ fn hung_runtime_socket_does_not_stall_capture() {
         ),
         &["--output", "stdout"],
     );
-    let captured = agent.metric("t1609_events_captured_total").unwrap_or(0.0);
+    let captured = agent.metric("t1609_events_captured_total").unwrap_or(0);
     let marker = format!("hung{}", std::process::id());
     for i in 0..100 {
         run_ok(Command::new(&docker).args(["exec", "-it", &format!("{marker}-{i}"), "sh"]));
     }
     let last_exec = Instant::now();
-    agent.wait_metric("t1609_events_captured_total", 30, |v| v >= captured + 100.0);
+    agent.wait_metric("t1609_events_captured_total", 30, |v| v >= captured + 100);
     let caught_up = last_exec.elapsed();
     let (out, _) = agent.stop();
     let unresolved = parse_alerts(&out)

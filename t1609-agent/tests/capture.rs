@@ -1,5 +1,6 @@
 //! End-to-end capture tests: the real eBPF program in the running kernel, real execs.
-//! They need root; see `common::privileged_or_skip`.
+//! They need root; see `common::privileged_or_skip`. What happens at exits (the process
+//! table, tracked tasks) is in `tracking.rs`.
 
 mod common;
 
@@ -10,13 +11,6 @@ use std::{
 
 use base64::Engine as _;
 use common::*;
-
-fn run_ok(cmd: &mut Command) -> u32 {
-    let mut child = cmd.spawn().expect("spawn");
-    let pid = child.id();
-    assert!(child.wait().unwrap().success());
-    pid
-}
 
 #[test]
 fn docker_exec_is_captured_exactly() {
@@ -148,7 +142,7 @@ fn long_argv_arrives_whole_up_to_32k_then_truncated() {
     );
     assert_eq!(get(ten, "t1609.argv_truncated"), false);
     assert_eq!(
-        get(ten, "t1609.argv_total_len").as_u64().unwrap() as usize,
+        usize::try_from(get(ten, "t1609.argv_total_len").as_u64().unwrap()).unwrap(),
         args.iter().map(|a| a.len() + 1).sum::<usize>()
     );
 
@@ -275,72 +269,6 @@ fn steady_stream_is_polled_without_forced_wakeups() {
     );
 }
 
-/// Reads the process-table gauge once it has caught up (it is refreshed every second from
-/// a table housekept every second: 2.5 s), then waits up to 3 s more for it to fall below
-/// `below`; stops the agent and fails with its stop line if it does not.
-fn table_settles(agent: Agent, below: f64, after_what: &str) -> (Agent, f64) {
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        let v = agent
-            .metric("t1609_process_table_entries")
-            .expect("table gauge");
-        if v < below {
-            return (agent, v);
-        }
-        if std::time::Instant::now() >= deadline {
-            let (_, log) = agent.stop();
-            panic!(
-                "{v} table entries after {after_what}, expected below {below}: {}",
-                stop_line(&log)
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-/// The probe reports the exit of every process whose exec it reported, so the agent's
-/// table lets those entries go after their grace instead of keeping them until /proc
-/// pruning (a few dozen checks a second) finds them gone.
-#[test]
-fn exits_of_reported_execs_release_their_table_entries() {
-    if !privileged_or_skip("exits_of_reported_execs_release_their_table_entries") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let docker = fake_tool(dir.path(), "docker");
-    let agent = Agent::start_with_config("[context]\nexit_grace_ms = 200\n", &[]);
-    let before = agent.wait_metric("t1609_process_table_entries", 10, |v| v > 0.0);
-    // Parallel tests' execs reach this agent too: counts are relative.
-    let captured = agent.metric("t1609_events_captured_total").unwrap_or(0.0);
-    for i in 0..400 {
-        run_ok(Command::new(&docker).args(["exec", "-it", &format!("gone-{i}"), "true"]));
-    }
-    agent.wait_metric("t1609_events_captured_total", 10, |v| v >= captured + 400.0);
-    // Marked exited as they end, evicted 200 ms later by the next housekeeping. Pruning
-    // alone would still hold over 300 of them after 5 s.
-    let (agent, after) = table_settles(agent, before + 150.0, "400 execs");
-    eprintln!("table: {before} entries before 400 execs, {after} after");
-    // The real docker CLI is a multi-threaded Go program: the thread that ends the
-    // process is often not its leader, and the exit must still be seen.
-    if !services("docker") {
-        agent.stop();
-        return;
-    }
-    let captured = agent.metric("t1609_events_captured_total").unwrap();
-    for _ in 0..100 {
-        run_ok(
-            Command::new("docker")
-                .arg("--version")
-                .stdout(std::process::Stdio::null()),
-        );
-    }
-    agent.wait_metric("t1609_events_captured_total", 20, |v| v >= captured + 100.0);
-    let (agent, go) = table_settles(agent, after + 40.0, "100 docker CLI runs");
-    eprintln!("table: {after} entries before 100 docker CLI runs, {go} after");
-    agent.stop();
-}
-
 #[test]
 fn burst_of_200_execs_all_delivered_without_loss() {
     if !privileged_or_skip("burst_of_200_execs_all_delivered_without_loss") {
@@ -423,70 +351,36 @@ fn without_privilege_the_error_names_it() {
     );
 }
 
-/// A stream of exact repeats puts the reader in quiet mode: the probe lets the listed
-/// repeats and their exits wait, and the reader drains them every 50 ms instead of on a
-/// 2 ms tick. A new command inside the stream still forces a wake-up at once, so its
-/// alerts are not delayed. Counted by the reader's own counters.
-#[test]
-fn repeat_stream_goes_quiet_and_new_commands_still_wake_the_reader() {
-    if !privileged_or_skip("repeat_stream_goes_quiet_and_new_commands_still_wake_the_reader") {
-        return;
+/// The reader's counters, read after two metric refreshes so that the drains of the
+/// phase before are all counted: [drains (ticks, wake-ups and quiet drains), wake-ups,
+/// quiet drains, late alerts].
+fn reader_counters(agent: &Agent) -> [u64; 4] {
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let m = |name: &str| agent.metric(name).unwrap_or(0);
+    [
+        m("t1609_reader_poll_ticks_total")
+            + m("t1609_reader_ring_wakeups_total")
+            + m("t1609_reader_quiet_drains_total"),
+        m("t1609_reader_ring_wakeups_total"),
+        m("t1609_reader_quiet_drains_total"),
+        m("t1609_reader_quiet_late_alerts_total"),
+    ]
+}
+
+/// Runs exact repeats from this process (the same parent) for `millis`; returns how many.
+fn repeat_stream(docker: &std::path::Path, millis: u64) -> u64 {
+    let start = std::time::Instant::now();
+    let mut execs = 0u64;
+    while start.elapsed() < std::time::Duration::from_millis(millis) {
+        run_ok(Command::new(docker).args(["exec", "-it", "steady-pod", "true"]));
+        execs += 1;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let docker = fake_tool(dir.path(), "docker");
-    let agent = Agent::start(&[]);
-    let counters = |agent: &Agent| {
-        // Two metric refreshes after a phase: its drains are all counted.
-        std::thread::sleep(std::time::Duration::from_millis(2200));
-        let m = |name: &str| agent.metric(name).unwrap_or(0.0);
-        [
-            m("t1609_reader_poll_ticks_total")
-                + m("t1609_reader_ring_wakeups_total")
-                + m("t1609_reader_quiet_drains_total"),
-            m("t1609_reader_ring_wakeups_total"),
-            m("t1609_reader_quiet_drains_total"),
-            m("t1609_reader_quiet_late_alerts_total"),
-        ]
-    };
-    // Exact repeats from this process (the same parent) until `stop`.
-    let repeat_stream = |millis: u64| {
-        let start = std::time::Instant::now();
-        let mut execs = 0u64;
-        while start.elapsed() < std::time::Duration::from_millis(millis) {
-            run_ok(Command::new(&docker).args(["exec", "-it", "steady-pod", "true"]));
-            execs += 1;
-        }
-        execs
-    };
-    let before = counters(&agent);
-    let repeats = repeat_stream(2000);
-    let quiet = counters(&agent);
-    // Phase 2: new commands, 150 ms apart, from another thread inside the stream.
-    const NEW: usize = 12;
-    let novel = {
-        let docker = docker.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            for i in 0..NEW {
-                let pod = format!("quiet-new-{i}");
-                run_ok(Command::new(&docker).args(["exec", "-it", &pod, "true"]));
-                std::thread::sleep(std::time::Duration::from_millis(150));
-            }
-        })
-    };
-    let mixed = repeat_stream(2600);
-    novel.join().unwrap();
-    let after = counters(&agent);
-    let (out, log) = agent.stop();
-    let stopped = stop_line(&log);
-    let alerts = parse_alerts(&out);
-    let new_alerted = (0..NEW)
-        .filter(|i| {
-            let pod = format!("quiet-new-{i}");
-            alerts.iter().any(|a| str_args(a).contains(&pod))
-        })
-        .count();
-    // How long after its exec each new command's alert was built.
+    execs
+}
+
+/// How long after its exec the alert of each `quiet-new-*` command was built, in ms,
+/// sorted.
+fn quiet_new_delays_ms(alerts: &[serde_json::Value]) -> Vec<f64> {
     let at = |a: &serde_json::Value, field: &str| {
         let text = get(a, field).as_str().unwrap_or_default().to_owned();
         time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
@@ -498,7 +392,52 @@ fn repeat_stream_goes_quiet_and_new_commands_still_wake_the_reader() {
         .map(|a| (at(a, "event.created") - at(a, "@timestamp")).as_seconds_f64() * 1e3)
         .collect();
     delays_ms.sort_by(f64::total_cmp);
-    let d = |a: &[f64; 4], b: &[f64; 4], k: usize| b[k] - a[k];
+    delays_ms
+}
+
+/// A stream of exact repeats puts the reader in quiet mode: the probe lets the listed
+/// repeats and their exits wait, and the reader drains them every 50 ms instead of on a
+/// 2 ms tick. A new command inside the stream still forces a wake-up at once, so its
+/// alerts are not delayed. Counted by the reader's own counters.
+#[test]
+fn repeat_stream_goes_quiet_and_new_commands_still_wake_the_reader() {
+    const NEW: u64 = 12;
+    if !privileged_or_skip("repeat_stream_goes_quiet_and_new_commands_still_wake_the_reader") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let docker = fake_tool(dir.path(), "docker");
+    let agent = Agent::start(&[]);
+    let before = reader_counters(&agent);
+    let repeats = repeat_stream(&docker, 2000);
+    let quiet = reader_counters(&agent);
+    // Phase 2: new commands, 150 ms apart, from another thread inside the stream.
+    let novel = {
+        let docker = docker.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            for i in 0..NEW {
+                let pod = format!("quiet-new-{i}");
+                run_ok(Command::new(&docker).args(["exec", "-it", &pod, "true"]));
+                std::thread::sleep(std::time::Duration::from_millis(150));
+            }
+        })
+    };
+    let mixed = repeat_stream(&docker, 2600);
+    novel.join().unwrap();
+    let after = reader_counters(&agent);
+    let (out, log) = agent.stop();
+    let stopped = stop_line(&log);
+    let alerts = parse_alerts(&out);
+    let new_alerted = (0..NEW)
+        .filter(|i| {
+            let pod = format!("quiet-new-{i}");
+            alerts.iter().any(|a| str_args(a).contains(&pod))
+        })
+        .count();
+    let delays_ms = quiet_new_delays_ms(&alerts);
+    // Counters only grow; saturating keeps a failed read (0) from underflowing.
+    let d = |a: &[u64; 4], b: &[u64; 4], k: usize| b[k].saturating_sub(a[k]);
     let (drains, wakeups1, quiet_drains) = (
         d(&before, &quiet, 0),
         d(&before, &quiet, 1),
@@ -524,18 +463,22 @@ fn repeat_stream_goes_quiet_and_new_commands_still_wake_the_reader() {
     // on the old 4 ms tick ~500; repeats that woke the reader would wake it about once
     // each.
     assert!(
-        quiet_drains >= 20.0 && drains <= 400.0,
+        quiet_drains >= 20 && drains <= 400,
         "a stream of repeats should be drained quietly: {drains} drains, {quiet_drains} quiet, in 2 s: {stopped}"
     );
     assert!(
-        wakeups1 <= repeats as f64 / 4.0,
+        wakeups1 <= repeats / 4,
         "listed repeats should not wake the reader: {wakeups1} wake-ups for {repeats}: {stopped}"
     );
-    assert_eq!(new_alerted, NEW, "every new command alerts: {stopped}");
+    assert_eq!(
+        u64::try_from(new_alerted).unwrap(),
+        NEW,
+        "every new command alerts: {stopped}"
+    );
     // Each new command that found the reader quiet forced a wake-up; none waited for the
     // timer.
     assert!(
-        wakeups2 >= (NEW / 2) as f64,
+        wakeups2 >= NEW / 2,
         "new commands should wake the quiet reader: {wakeups2} wake-ups for {NEW}: {stopped}"
     );
     // Waiting for the quiet timer would put them 0–50 ms late, 25 ms at the median. The
@@ -547,73 +490,7 @@ fn repeat_stream_goes_quiet_and_new_commands_still_wake_the_reader() {
         "new commands' alerts should not wait for the quiet timer: {delays_ms:.1?} ms: {stopped}"
     );
     assert!(
-        late < NEW as f64,
+        late < NEW,
         "alerts delayed by the quiet mode: {late}: {stopped}"
-    );
-}
-
-/// Forks and exits on the host skip the tracked-task map when the probes' counting
-/// filter says their slot is empty, so a count below the map's keys would hide a
-/// tracked task. After reported processes exit, injected sessions end with their
-/// processes, and sessions the agent ends itself (a runtime command that injects
-/// nothing) while their processes still run, the counts must equal the map exactly.
-#[test]
-fn tracked_task_counts_stay_exact_through_exits_and_ended_sessions() {
-    if !privileged_or_skip("tracked_task_counts_stay_exact_through_exits_and_ended_sessions") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let docker = fake_tool(dir.path(), "docker");
-    // A shell named runc: the probe starts a session at its exec, and the agent ends it
-    // unless the argv says `exec`.
-    let runc = dir.path().join("runc");
-    std::fs::copy("/bin/sh", &runc).unwrap();
-    let agent = Agent::start(&[]);
-    let captured = agent.metric("t1609_events_captured_total").unwrap_or(0.0);
-    for i in 0..100 {
-        run_ok(Command::new(&docker).args(["exec", "-it", &format!("c{i}"), "true"]));
-    }
-    // Each run forks children that are tracked from the start; `state` runs outlive
-    // the agent's end of their session by ~300 ms, so the agent removes live entries.
-    let script = "sleep 0.3 & sleep 0.3 & wait";
-    let mut children = Vec::new();
-    for verb in ["state", "exec"] {
-        for _ in 0..30 {
-            children.push(spawn_retrying(
-                Command::new(&runc).args(["-c", script, verb]),
-            ));
-        }
-    }
-    for mut c in children {
-        assert!(c.wait().unwrap().success());
-    }
-    // Still running when the agent stops, so the comparison covers live entries: an
-    // injected session's root and child (a process reported by name outside a session,
-    // also running, is noted in REPORTED instead).
-    let kubectl = dir.path().join("kubectl");
-    std::fs::copy("/bin/sleep", &kubectl).unwrap();
-    let mut running = vec![
-        spawn_retrying(Command::new(&kubectl).arg("30")),
-        spawn_retrying(Command::new(&runc).args(["-c", "sleep 30 & wait", "exec"])),
-    ];
-    // 100 docker execs, 60 runc execs and the 60 sleeps of the `exec` sessions (those
-    // of `state` sessions are reported only if they exec before the agent ends it),
-    // and the 3 execs still running.
-    agent.wait_metric("t1609_events_captured_total", 20, |v| v >= captured + 223.0);
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    let (_, log) = agent.stop();
-    for c in &mut running {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    let stopped = stop_line(&log);
-    eprintln!("{stopped}");
-    assert!(stop_count(stopped, "sessions") >= 31, "{stopped}");
-    assert!(stop_count(stopped, "tracked_entries") >= 2, "{stopped}");
-    assert_eq!(stop_count(stopped, "tracked_short_slots"), 0, "{stopped}");
-    assert_eq!(
-        stop_count(stopped, "tracked_counted"),
-        stop_count(stopped, "tracked_entries"),
-        "the counts must match the map once detached: {stopped}"
     );
 }

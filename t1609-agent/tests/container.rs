@@ -16,12 +16,9 @@ fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker").args(args).output().unwrap()
 }
 
-#[test]
-fn containerised_agent_detects_host_docker_exec() {
-    if !privileged_or_skip("containerised_agent_detects_host_docker_exec") || !services("docker") {
-        return;
-    }
-    let tag = format!("local/t1609-agent:test-{}", std::process::id());
+/// Builds the agent's image `tag` from the test's agent binary, with a config that
+/// prints alerts on stdout.
+fn build_image(tag: &str) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(
@@ -33,29 +30,15 @@ fn containerised_agent_detects_host_docker_exec() {
     let built = Command::new("bash")
         .arg(script)
         .arg(agent_bin())
-        .env("IMAGE", &tag)
+        .env("IMAGE", tag)
         .env("CONFIG", &config)
         .status()
         .unwrap();
     assert!(built.success(), "make-local-image.sh failed");
+}
 
-    let agent_name = format!("t1609-agent-{}", std::process::id());
-    let target = format!("t1609-target-{}", std::process::id());
-    let _ = docker(&["rm", "-f", &agent_name, &target]);
-    let out = docker(&[
-        "run",
-        "-d",
-        "--name",
-        &target,
-        "local/busybox:1",
-        "sleep",
-        "600",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Starts the agent's container `name` as the `DaemonSet` runs it.
+fn run_agent(name: &str, tag: &str) {
     // Not --privileged: this machine's dockerd does not know CAP_BPF, so SYS_ADMIN stands in
     // (for CAP_NET_ADMIN too). A private cgroup namespace, as in a pod, with the host's
     // cgroup mount at /host/sys/fs/cgroup, as the DaemonSet has it.
@@ -63,7 +46,7 @@ fn containerised_agent_detects_host_docker_exec() {
         "run",
         "-d",
         "--name",
-        &agent_name,
+        name,
         "--pid=host",
         "--cgroupns=private",
         "-v",
@@ -87,16 +70,20 @@ fn containerised_agent_detects_host_docker_exec() {
         "/var/lib/t1609-agent",
         "--tmpfs",
         "/run/t1609-agent",
-        &tag,
+        tag,
     ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Waits for the containerised agent's ready line; fails if it exits or takes a minute.
+fn wait_ready(name: &str) {
     let deadline = Instant::now() + Duration::from_mins(1);
     loop {
-        let logs = docker(&["logs", &agent_name]);
+        let logs = docker(&["logs", name]);
         let err = String::from_utf8_lossy(&logs.stderr);
         if let Some(ready) = err.lines().find(|l| l.contains("t1609-agent ready")) {
             // The host's cgroup root, not the namespace's: the hook sees every container.
@@ -106,7 +93,7 @@ fn containerised_agent_detects_host_docker_exec() {
             );
             break;
         }
-        let state = docker(&["inspect", "-f", "{{.State.Running}}", &agent_name]);
+        let state = docker(&["inspect", "-f", "{{.State.Running}}", name]);
         assert!(
             String::from_utf8_lossy(&state.stdout).trim() == "true" && Instant::now() < deadline,
             "containerised agent did not get ready:\n{}",
@@ -114,6 +101,34 @@ fn containerised_agent_detects_host_docker_exec() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+#[test]
+fn containerised_agent_detects_host_docker_exec() {
+    if !privileged_or_skip("containerised_agent_detects_host_docker_exec") || !services("docker") {
+        return;
+    }
+    let tag = format!("local/t1609-agent:test-{}", std::process::id());
+    build_image(&tag);
+    let agent_name = format!("t1609-agent-{}", std::process::id());
+    let target = format!("t1609-target-{}", std::process::id());
+    let _ = docker(&["rm", "-f", &agent_name, &target]);
+    let out = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &target,
+        "t1609-test/busybox:1",
+        "sleep",
+        "600",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run_agent(&agent_name, &tag);
+    wait_ready(&agent_name);
     let out = docker(&["exec", "-i", &target, "/bin/sh", "-c", "/bin/id"]);
     assert!(out.status.success());
     std::thread::sleep(Duration::from_secs(1));

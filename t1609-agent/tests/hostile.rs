@@ -107,7 +107,8 @@ impl Subscriber {
 
 /// One agent with both sinks, a watched fake `docker`, and a marker naming this run.
 struct Run {
-    _dir: tempfile::TempDir,
+    /// Holds the fake tool and the socket; removed with the run.
+    dir: tempfile::TempDir,
     agent: Agent,
     sub: Subscriber,
     docker: PathBuf,
@@ -146,7 +147,7 @@ impl Run {
         let agent = Agent::start_with_config("[context]\ndedup_window_ms = 0\n", &args);
         let sub = Subscriber::connect(&sock);
         Some(Self {
-            _dir: dir,
+            dir,
             agent,
             sub,
             docker,
@@ -323,7 +324,7 @@ fn one_mib_of_padding_is_cut_at_the_cap_and_flagged_on_both_sinks() {
         assert_eq!(get(a, "t1609.argv_truncated"), true);
         assert_eq!(get(a, "process.args_count"), 22, "argc is exact");
         assert_eq!(
-            get(a, "t1609.argv_total_len").as_u64().unwrap() as usize,
+            usize::try_from(get(a, "t1609.argv_total_len").as_u64().unwrap()).unwrap(),
             total,
             "the real argv length"
         );
@@ -407,7 +408,7 @@ fn non_utf8_bytes_become_replacement_chars_with_exact_base64_on_both_sinks() {
     };
     let m = run.marker.clone();
     // The executable's own path is not UTF-8 either.
-    let odd_dir = run._dir.path().join(OsStr::from_bytes(b"bin\xff\xfe"));
+    let odd_dir = run.dir.path().join(OsStr::from_bytes(b"bin\xff\xfe"));
     std::fs::create_dir(&odd_dir).unwrap();
     let docker = fake_tool(&odd_dir, "docker");
     let raw: Vec<&[u8]> = vec![

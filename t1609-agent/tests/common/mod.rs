@@ -2,6 +2,8 @@
 //! which loads the real eBPF program into the running kernel.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod faults;
+
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -12,10 +14,16 @@ use std::{
 
 use serde_json::Value;
 
-/// True when the kernel tests can run here. Under `T1609_REQUIRE_PRIVILEGED=1` (set by
-/// `.ci/run` and `cargo xtask test`), a missing requirement is a test failure instead.
+/// `T1609_REQUIRE_PRIVILEGED=1` (set by `.ci/run` and `cargo xtask test`): a missing
+/// requirement of a test is a failure, not a skip.
+pub fn privileged_required() -> bool {
+    std::env::var("T1609_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1")
+}
+
+/// True when the kernel tests can run here. Under `T1609_REQUIRE_PRIVILEGED=1`, a missing
+/// requirement is a test failure instead.
 pub fn privileged_or_skip(test: &str) -> bool {
-    let required = std::env::var("T1609_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1");
+    let required = privileged_required();
     let reason = if unsafe { libc::geteuid() } != 0 {
         Some("needs root (CAP_BPF + CAP_PERFMON)")
     } else if !Path::new("/sys/kernel/btf/vmlinux").exists() {
@@ -174,8 +182,7 @@ impl Agent {
     }
 
     pub fn signal(&self, sig: libc::c_int) {
-        // SAFETY: plain kill(2) on our child's pid.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
+        signal(&self.child, sig);
     }
 
     /// SIGTERM, then wait for a clean exit; returns stdout lines and the stderr log.
@@ -218,6 +225,25 @@ impl Drop for Agent {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Sends `sig` to a child of this process.
+pub fn signal(child: &Child, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+    // SAFETY: plain kill(2) on our child's pid.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Polls `ok` every 100 ms; fails the test after `secs` seconds.
+pub fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -293,7 +319,7 @@ pub fn services(which: &str) -> bool {
         .is_ok_and(|s| s.success());
     if !ok {
         assert!(
-            !std::env::var("T1609_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1"),
+            !privileged_required(),
             "could not start {which}, and T1609_REQUIRE_PRIVILEGED=1"
         );
         eprintln!("skipping: {which} could not be started");
@@ -301,7 +327,7 @@ pub fn services(which: &str) -> bool {
     ok
 }
 
-// ---- Helpers for the fault and hostile-input tests (faults.rs, hostile.rs) ----
+// ---- Helpers for the fault and hostile-input tests (faults_*.rs, hostile.rs) ----
 
 impl Agent {
     /// Starts the agent with a config whose `[deliver] spool_dir` is `spool`, a directory
@@ -345,8 +371,9 @@ impl Agent {
         out
     }
 
-    /// One sample from `/metrics` (exact series name with labels), or None.
-    pub fn metric(&self, series: &str) -> Option<f64> {
+    /// One sample from `/metrics` (exact series name with labels), or None. Every series
+    /// the tests read is a counter or a gauge of whole numbers.
+    pub fn metric(&self, series: &str) -> Option<u64> {
         let text = http_get_body(&self.metrics_addr(), "/metrics")?;
         text.lines()
             .find(|l| l.split_once(' ').is_some_and(|(name, _)| name == series))
@@ -355,7 +382,7 @@ impl Agent {
     }
 
     /// Polls a metric (refreshed by the agent every second) until `ok` holds.
-    pub fn wait_metric(&self, series: &str, secs: u64, ok: impl Fn(f64) -> bool) -> f64 {
+    pub fn wait_metric(&self, series: &str, secs: u64, ok: impl Fn(u64) -> bool) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let v = self.metric(series);
@@ -385,7 +412,7 @@ pub fn exec_marked(tool: &Path, marker: &str) {
         .args(["exec", "-it", marker, "sh"])
         .status()
         .unwrap();
-    assert!(st.success(), "{tool:?} {marker}");
+    assert!(st.success(), "{} {marker}", tool.display());
 }
 
 /// The alert's `event.id`.
@@ -485,6 +512,15 @@ pub fn stop_count(stopped: &str, key: &str) -> u64 {
         .next()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{key} value in {stopped}"))
+}
+
+/// Runs `cmd` to its end, which must be a success; returns its pid.
+pub fn run_ok(cmd: &mut Command) -> u32 {
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let pid = child.id();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{cmd:?}: {status}");
+    pid
 }
 
 /// Spawns `cmd`, retrying while the executable is busy: a file this test just copied
