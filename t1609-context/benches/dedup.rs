@@ -2,8 +2,10 @@
 //! where each new key closes the oldest window early. `cargo bench -p t1609-context`
 //! prints a table; the ratio is against the first case of the same run.
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::{
+    hint::black_box,
+    time::{Duration, Instant},
+};
 
 use t1609_context::{DedupKey, Deduper};
 

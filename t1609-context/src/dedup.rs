@@ -11,8 +11,10 @@
 //! The window is fixed from the first occurrence (not sliding): a steady stream yields one
 //! `First` per window.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::{
+    collections::{HashMap, VecDeque},
+    time::{Duration, Instant},
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DedupKey {

@@ -1,13 +1,17 @@
 //! A minimal Docker Engine API client: one HTTP/1.1 GET over the Unix socket, with a
 //! single deadline covering connect, write and read (no hang on a stuck daemon).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::UnixStream,
+};
 
 /// Default Docker socket.
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";

@@ -10,10 +10,14 @@
 //! action = "suppress"                 # | "lower_severity" (+ severity) | "tag" (+ tag)
 //! ```
 
-use std::collections::HashMap;
-use std::fmt;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use serde::{Deserialize, Serialize};
 use t1609_ecs::glob_match;

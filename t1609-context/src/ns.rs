@@ -1,9 +1,6 @@
 //! Namespace inodes from `/proc/<pid>/ns/*`, compared with the host's (PID 1's).
 
-use std::fs;
-use std::io;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::{fs, io, os::unix::fs::MetadataExt, path::Path};
 
 use serde::Serialize;
 

@@ -3,9 +3,7 @@
 
 use serde::Serialize;
 
-use crate::cgroup::CgroupContext;
-use crate::docker::ContainerMeta;
-use crate::kubelet::KubeletPods;
+use crate::{cgroup::CgroupContext, docker::ContainerMeta, kubelet::KubeletPods};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct OrchestratorMeta {

@@ -2,11 +2,13 @@
 //! exec / fork / exit events, so alerts can name the parent and ancestry even after the
 //! parent has exited.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    fs,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use serde::Serialize;
 

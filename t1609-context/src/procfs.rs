@@ -1,10 +1,7 @@
 //! Reading one process from `/proc/<pid>` (`stat`, `status`, `cmdline`, `exe`,
 //! `cgroup`, `loginuid`) into a [`ProcInfo`], the process table's entry.
 
-use std::fs;
-use std::io;
-use std::path::Path;
-use std::sync::Arc;
+use std::{fs, io, path::Path, sync::Arc};
 
 use serde::Serialize;
 

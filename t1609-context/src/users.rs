@@ -4,11 +4,13 @@
 //! Lookups run once per exec, so a file is `stat`ed at most once per [`RECHECK`]; a
 //! change is seen on the first lookup after that.
 
-use std::collections::HashMap;
-use std::fs;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    fs,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 /// How long a loaded file is trusted without a `stat`.
 pub const RECHECK: Duration = Duration::from_secs(1);

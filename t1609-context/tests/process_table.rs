@@ -1,8 +1,10 @@
 //! `ProcessTable` against the real `/proc` and against synthetic fork/exec/exit events.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use t1609_context::{ProcInfo, ProcessTable};
 

@@ -4,10 +4,12 @@
 //! If dockerd cannot be started, the docker tests fail when `T1609_REQUIRE_PRIVILEGED=1` and
 //! otherwise print `skipping: <reason>` and return.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
 
 use t1609_context::{
     DockerClient, ProcessTable, Runtime, RuntimeError, host_namespaces, in_container, parse_cgroup,

@@ -4,15 +4,21 @@
 //! Environment: `T1609_BENCH_N` (alerts per throughput run, default 50,000),
 //! `T1609_BENCH_LAT_SECS` (latency run length, default 5).
 
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use serde_json::{Value, json};
 use t1609_deliver::{DeliverConfig, Dispatcher, SinkSpec};
-use tokio::io::AsyncBufReadExt;
-use tokio::net::{UnixListener, UnixStream};
+use tokio::{
+    io::AsyncBufReadExt,
+    net::{UnixListener, UnixStream},
+};
 
 fn doc(run: &str, seq: u64, t_ns: u64) -> Value {
     json!({

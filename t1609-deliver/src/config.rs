@@ -1,9 +1,11 @@
 //! Delivery configuration: the sink list (`--output` values or the config file) and the
 //! queue, spool and rotation limits.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
 
 use serde::{Deserialize, Deserializer};
 

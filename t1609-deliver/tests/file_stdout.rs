@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use common::*;
 use serde_json::{Value, json};

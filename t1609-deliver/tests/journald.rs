@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use common::*;
 use serde_json::{Value, json};
@@ -161,8 +160,8 @@ async fn journald_absent_is_down_then_spool_delivers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journald_writer_uses_memfd_for_large_entries() {
     use std::os::unix::fs::FileExt;
-    use t1609_deliver::sink::journald::JournaldSink;
-    use t1609_deliver::{Alert, Sink};
+
+    use t1609_deliver::{Alert, Sink, sink::journald::JournaldSink};
 
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("journal.sock");

@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::process::Stdio;
-use std::sync::Arc;
-use std::time::Duration;
+use std::{collections::HashSet, process::Stdio, sync::Arc, time::Duration};
 
 use common::*;
 use serde_json::Value;

@@ -3,15 +3,12 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::{os::unix::fs::PermissionsExt, sync::Arc, time::Duration};
 
 use common::*;
 use serde_json::Value;
 use t1609_deliver::Dispatcher;
-use tokio::io::AsyncBufReadExt;
-use tokio::net::UnixStream;
+use tokio::{io::AsyncBufReadExt, net::UnixStream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_server_slow_subscriber_is_cut_others_continue() {

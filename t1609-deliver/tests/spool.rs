@@ -3,9 +3,11 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::{
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use common::*;
 use serde_json::Value;

@@ -1,11 +1,15 @@
 //! Rule-engine throughput with the built-in pack, on one core (this thread only).
 //! `cargo bench -p t1609-detect` prints a table.
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::{
+    hint::black_box,
+    time::{Duration, Instant},
+};
 
-use t1609_detect::Engine;
-use t1609_detect::event::{CaptureInfo, Identity, ParentProcess, Process, ProcessEvent};
+use t1609_detect::{
+    Engine,
+    event::{CaptureInfo, Identity, ParentProcess, Process, ProcessEvent},
+};
 
 fn ev(cmd: &str, parent: &str) -> ProcessEvent {
     let args: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();

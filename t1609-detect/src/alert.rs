@@ -6,9 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use t1609_ecs::{Confidence, Severity};
 
-use crate::argv::Invocation;
-use crate::event::ProcessEvent;
-use crate::rules::RuleMeta;
+use crate::{argv::Invocation, event::ProcessEvent, rules::RuleMeta};
 
 /// One rule hit on one event.
 #[derive(Clone, Debug)]

@@ -1,18 +1,22 @@
 //! The engine: rules indexed by executable name, evaluation, and watch-set derivation.
 
-use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::{
+    collections::{BTreeSet, HashMap},
+    hash::{BuildHasherDefault, Hasher},
+    path::PathBuf,
+    sync::Arc,
+};
 
 use t1609_ecs::{Digest, new_id, now_rfc3339};
 
-use crate::alert::Alert;
-use crate::argv::{self, Few, Invocation};
-use crate::eql::{self, Field, Node, StrTest};
-use crate::event::ProcessEvent;
-use crate::load;
-use crate::rules::{Condition, Rule, RuleError};
+use crate::{
+    alert::Alert,
+    argv::{self, Few, Invocation},
+    eql::{self, Field, Node, StrTest},
+    event::ProcessEvent,
+    load,
+    rules::{Condition, Rule, RuleError},
+};
 
 /// What the kernel side must capture for the loaded rules.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -7,12 +7,12 @@
 //! `tests/alert_json.rs` checks the two agree on the corpus and against a golden file.
 //! A field added to the event, the alert or [`Invocation`] must be added here too.
 
-use std::cell::RefCell;
-use std::sync::{Arc, Weak};
+use std::{
+    cell::RefCell,
+    sync::{Arc, Weak},
+};
 
-use crate::alert::Alert;
-use crate::argv::Invocation;
-use crate::event::ProcessEvent;
+use crate::{alert::Alert, argv::Invocation, event::ProcessEvent};
 
 /// JSON string contents escaped exactly as `serde_json` does: `"` and `\`, the short forms
 /// `\b \t \n \f \r`, other control bytes as `\u00xx` (lowercase hex); nothing else.

@@ -2,8 +2,7 @@
 
 use std::io::{BufRead, Write};
 
-use crate::engine::Engine;
-use crate::event::ProcessEvent;
+use crate::{engine::Engine, event::ProcessEvent};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReplaySummary {

@@ -10,11 +10,9 @@
 //! beside it and dropped exactly when the copy is refilled. The same goes for the parsed
 //! invocations the alerts of one event share (a wrapper's alerts and its command's).
 
-use std::cell::RefCell;
-use std::sync::Arc;
+use std::{cell::RefCell, sync::Arc};
 
-use crate::argv::Invocation;
-use crate::event::ProcessEvent;
+use crate::{argv::Invocation, event::ProcessEvent};
 
 /// Invocation JSON kept per slot fill; an event rarely has more invocations.
 const MAX_INVS: usize = 8;

@@ -5,13 +5,11 @@
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
-use t1609_ecs::{Confidence, Severity, Threat};
-
-use crate::eql::Node;
-use crate::sigma::SigmaRule;
-
 /// A tactic or technique of a rule (kept here under its old path).
 pub use t1609_ecs::MitreRef;
+use t1609_ecs::{Confidence, Severity, Threat};
+
+use crate::{eql::Node, sigma::SigmaRule};
 
 /// A rule file problem. Positions are 1-based, within the named file.
 #[derive(Debug, thiserror::Error)]

@@ -10,8 +10,7 @@
 mod common;
 
 use serde_json::Value;
-use t1609_detect::Engine;
-use t1609_detect::event::ProcessEvent;
+use t1609_detect::{Engine, event::ProcessEvent};
 
 /// Corpus events, with variants spread over the lines so every serialised field shape
 /// (capture info, container id, missing timestamp/parent/name, hostile bytes) appears.

@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 
 use common::{SEED, SHARPER};
 use serde_json::Value;
-use t1609_detect::Engine;
-use t1609_detect::event::ProcessEvent;
+use t1609_detect::{Engine, event::ProcessEvent};
 
 struct Case {
     line: usize,

@@ -3,8 +3,7 @@
 mod common;
 
 use serde_json::{Value, json};
-use t1609_detect::event::ProcessEvent;
-use t1609_detect::{Engine, EventError, replay};
+use t1609_detect::{Engine, EventError, event::ProcessEvent, replay};
 
 fn run(input: &str) -> (t1609_detect::ReplaySummary, String, String) {
     let e = Engine::builtin().expect("builtin");

@@ -1,7 +1,9 @@
 //! Rule files: format errors with file/line/column, directories, Sigma.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
 
 use t1609_detect::{Engine, RuleError, check_rules};
 

@@ -1,7 +1,9 @@
 //! Alert ids and stable digests.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    OnceLock,
+    atomic::{AtomicU64, Ordering},
+};
 
 /// Random-looking, unique 128-bit ids: a per-process seed (time, pid, address) mixed with
 /// a counter, so no two alerts of a process collide and processes differ by seed. Every

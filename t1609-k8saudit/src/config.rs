@@ -1,7 +1,6 @@
 //! `[kubernetes_audit]`-style configuration of the two input modes.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 

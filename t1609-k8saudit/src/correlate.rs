@@ -1,8 +1,10 @@
 //! Ties a `kubectl exec` process alert (from this host's process capture) to the audit
 //! alert of the same exec, so the two share `t1609.group_id`.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::{
+    collections::{HashMap, VecDeque},
+    time::{Duration, Instant},
+};
 
 use serde_json::Value;
 

@@ -1,5 +1,4 @@
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 /// Errors of the parsers and the two input modes.
 #[derive(Debug, thiserror::Error)]
@@ -85,8 +84,7 @@ pub enum RuleError {
 
 #[cfg(test)]
 mod tests {
-    use std::error::Error as _;
-    use std::io;
+    use std::{error::Error as _, io};
 
     use super::*;
 

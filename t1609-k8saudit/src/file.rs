@@ -2,19 +2,25 @@
 //! rename, copy-truncate, partial last lines, and a saved offset so a restart neither
 //! replays nor skips events.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::{
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio::sync::{mpsc, watch};
+use tokio::{
+    io::{AsyncReadExt, AsyncSeekExt},
+    sync::{mpsc, watch},
+};
 
-use crate::config::{FileSourceConfig, StartAt};
-use crate::error::AuditError;
-use crate::event::{AuditEvent, parse_event_line};
-use crate::stats::AuditStats;
+use crate::{
+    config::{FileSourceConfig, StartAt},
+    error::AuditError,
+    event::{AuditEvent, parse_event_line},
+    stats::AuditStats,
+};
 
 /// What `state_file` holds: the file identity and the offset just past the last line sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

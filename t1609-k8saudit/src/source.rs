@@ -5,12 +5,10 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::AuditConfig;
-use crate::error::AuditError;
-use crate::file::follow_file;
-use crate::rules::AuditRules;
-use crate::stats::AuditStats;
-use crate::webhook::WebhookServer;
+use crate::{
+    config::AuditConfig, error::AuditError, file::follow_file, rules::AuditRules,
+    stats::AuditStats, webhook::WebhookServer,
+};
 
 /// Starts the file follower and/or the webhook that `cfg` enables, evaluates every event
 /// with `rules` (counting them in `stats.alerts`) and sends the alerts to `alerts`.

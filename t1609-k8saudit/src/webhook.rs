@@ -1,26 +1,28 @@
 //! The audit webhook backend receiver: HTTP/1.1 (optionally TLS) POSTs of `EventList`.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::Incoming,
+    header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue},
+};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    sync::{Semaphore, mpsc, watch},
+};
+use tokio_rustls::{TlsAcceptor, rustls};
 
-use crate::config::WebhookConfig;
-use crate::error::AuditError;
-use crate::event::{AuditEvent, parse_event_list};
-use crate::stats::AuditStats;
+use crate::{
+    config::WebhookConfig,
+    error::AuditError,
+    event::{AuditEvent, parse_event_list},
+    stats::AuditStats,
+};
 
 const MAX_CONNECTIONS: usize = 256;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

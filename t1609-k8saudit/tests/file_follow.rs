@@ -4,12 +4,13 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::io::Write;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::{
+    collections::HashSet,
+    io::Write,
+    path::Path,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use common::*;
 use t1609_k8saudit::*;

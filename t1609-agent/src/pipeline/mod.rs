@@ -28,6 +28,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use record::Recorder;
+use repeat::{Fates, Repeats};
 use serde_json::{Value, json};
 use t1609_detect::{Alert, Engine, event::ProcessEvent};
 use t1609_ecs::{new_id, now_rfc3339};
@@ -50,8 +52,6 @@ use crate::{
     stats::{Counter, Counters},
     triage::{Judged, Triage, Tuning, Verdict},
 };
-use record::Recorder;
-use repeat::{Fates, Repeats};
 
 /// The timed work's period.
 pub const PERIOD: Duration = Duration::from_millis(100);

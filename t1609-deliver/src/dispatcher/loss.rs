@@ -1,7 +1,9 @@
 //! Loss alerts: a sink's drop counter, reported into that sink's own stream.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use serde_json::{Value, json};
 use t1609_ecs::{AlertDoc, RuleRef, Severity};

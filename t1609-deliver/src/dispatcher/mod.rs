@@ -11,19 +11,22 @@
 //! in `worker`, its memory-then-spool queue in `queue`, loss alerts in `loss`, the
 //! counters in `stats`.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use serde_json::Value;
 
-use crate::sink::file::FileSink;
-use crate::sink::journald::JournaldSink;
-use crate::sink::socket_client::SocketClientSink;
-use crate::sink::socket_server::SocketServerSink;
-use crate::sink::stdout::StdoutSink;
-use crate::spool::{Spool, SpoolError};
-use crate::{Alert, ConfigError, DeliverConfig, SinkError, SinkSpec};
+use crate::{
+    Alert, ConfigError, DeliverConfig, SinkError, SinkSpec,
+    sink::{
+        file::FileSink, journald::JournaldSink, socket_client::SocketClientSink,
+        socket_server::SocketServerSink, stdout::StdoutSink,
+    },
+    spool::{Spool, SpoolError},
+};
 
 mod loss;
 mod queue;

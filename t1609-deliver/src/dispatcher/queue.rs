@@ -3,13 +3,16 @@
 //! behind it until the spool is drained, so the sink sees its alerts in submission order.
 //! Every alert this queue loses is counted here (see [`Counters::lost`]).
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::{
+    collections::VecDeque,
+    sync::{Arc, atomic::Ordering},
+};
 
 use super::stats::Counters;
-use crate::Alert;
-use crate::spool::{Pos, Spool, SpoolError, SyncJob};
+use crate::{
+    Alert,
+    spool::{Pos, Spool, SpoolError, SyncJob},
+};
 
 /// Where the alert at the head came from, to consume it there.
 #[derive(Clone, Copy)]

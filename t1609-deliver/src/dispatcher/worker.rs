@@ -2,19 +2,19 @@
 //! pending alert, backs off while the sink is down, and does the periodic upkeep (spool
 //! sync, counters, loss alerts).
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
 
-use tokio::sync::{mpsc, watch};
-use tokio::task::{AbortHandle, JoinHandle};
-use tokio::time::MissedTickBehavior;
+use tokio::{
+    sync::{mpsc, watch},
+    task::{AbortHandle, JoinHandle},
+    time::MissedTickBehavior,
+};
 
-use super::loss::LossReport;
-use super::queue::SinkQueue;
-use super::stats::Counters;
-use crate::spool::Spool;
-use crate::{Alert, Sink};
+use super::{loss::LossReport, queue::SinkQueue, stats::Counters};
+use crate::{Alert, Sink, spool::Spool};
 
 /// The delivery settings every worker shares.
 #[derive(Clone)]

@@ -4,10 +4,12 @@
 //! Lines are written with one `write(2)` each and not fsync'd: a crash of the agent loses
 //! nothing already written; a power loss can lose the page cache's last seconds.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
 
 use super::{Sink, SinkError};
 use crate::Alert;

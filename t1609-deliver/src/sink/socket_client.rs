@@ -14,14 +14,18 @@
 //! Datagram mode has no such signal: datagrams queued to a collector that is killed can
 //! be lost (use stream mode where that matters).
 
-use std::collections::VecDeque;
-use std::io;
-use std::os::fd::AsRawFd;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::{
+    collections::VecDeque,
+    io,
+    os::fd::AsRawFd,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::{UnixDatagram, UnixStream};
+use tokio::{
+    io::AsyncWriteExt,
+    net::{UnixDatagram, UnixStream},
+};
 
 use super::{Sink, SinkError};
 use crate::{Alert, ClientMode};

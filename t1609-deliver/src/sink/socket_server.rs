@@ -6,19 +6,27 @@
 //! the others or the agent. With no subscriber connected the sink counts as down: alerts
 //! go to its spool and are replayed to the next subscriber that connects.
 
-use std::ffi::CString;
-use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::{
+    ffi::CString,
+    io,
+    os::unix::{
+        ffi::OsStrExt,
+        fs::{FileTypeExt, PermissionsExt},
+    },
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
 
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Notify, mpsc};
-use tokio::task::JoinHandle;
+use tokio::{
+    io::{AsyncWriteExt, BufWriter},
+    net::{UnixListener, UnixStream},
+    sync::{Notify, mpsc},
+    task::JoinHandle,
+};
 
 use super::{Sink, SinkError};
 use crate::Alert;

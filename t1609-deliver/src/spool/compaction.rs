@@ -1,13 +1,17 @@
 //! Keeping the spool small: fully consumed segments are deleted, the cap drops the oldest
 //! records, and [`Spool::prepend`] rewrites the front segment with older records first.
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::{
+    fs::{self, File},
+    io::Write,
+    os::unix::fs::FileExt,
+};
 
-use super::format::frame;
-use super::queue::{Pos, Segment, Spool, SpoolError, io_err};
-use super::sync::fsync_dir;
+use super::{
+    format::frame,
+    queue::{Pos, Segment, Spool, SpoolError, io_err},
+    sync::fsync_dir,
+};
 
 impl Spool {
     /// Deletes fully consumed segments at the front (never the last one).

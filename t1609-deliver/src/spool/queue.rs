@@ -1,10 +1,12 @@
 //! The spool as a queue: records appended at the tail, read and acknowledged at the head.
 
-use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::{
+    collections::VecDeque,
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    os::unix::fs::{FileExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+};
 
 use super::format::{FIRST_SEGMENT, HEADER, Header, MAGIC, MAX_RECORD, frame, seg_name};
 

@@ -1,15 +1,21 @@
 //! Picking up after a crash or a restart: the lock, the segments and the read position
 //! found on disk, and skipping the torn or damaged records a crash can leave.
 
-use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::{
+    collections::VecDeque,
+    fs::{self, File, OpenOptions},
+    os::{
+        fd::AsRawFd,
+        unix::fs::{FileExt, OpenOptionsExt, PermissionsExt},
+    },
+    path::Path,
+    time::{Duration, Instant},
+};
 
-use super::format::{find_record, parse_ack, seg_name, segment_id};
-use super::queue::{Pos, Segment, Spool, SpoolError, io_err};
+use super::{
+    format::{find_record, parse_ack, seg_name, segment_id},
+    queue::{Pos, Segment, Spool, SpoolError, io_err},
+};
 
 /// Takes the spool's `flock`, waiting up to 2 s for a previous owner to let go (an agent
 /// restarted by its supervisor while the old one is still exiting).
@@ -146,8 +152,10 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::spool::format::{FIRST_SEGMENT, frame};
-    use crate::spool::queue::drain;
+    use crate::spool::{
+        format::{FIRST_SEGMENT, frame},
+        queue::drain,
+    };
 
     #[test]
     fn append_read_ack_restore() {

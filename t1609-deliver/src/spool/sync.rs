@@ -1,12 +1,16 @@
 //! Durability: the fsync policy of the module docs. Appends and acks only `write(2)`;
 //! a [`SyncJob`] taken every `spool_sync_ms` does the fsyncs on a blocking thread.
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::{
+    fs::{self, File},
+    io::Write,
+    path::{Path, PathBuf},
+};
 
-use super::format::{ack_line, seg_name};
-use super::queue::{Pos, Spool, SpoolError, io_err};
+use super::{
+    format::{ack_line, seg_name},
+    queue::{Pos, Spool, SpoolError, io_err},
+};
 
 /// Replaces `dir/ack` with `pos` through `dir/<tmp_name>` and a rename, fsyncing the
 /// temporary file first when `durable`.

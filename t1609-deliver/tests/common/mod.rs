@@ -4,16 +4,17 @@
     reason = "each test binary uses its own part of these helpers"
 )]
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::{
+    io::{Read, Write},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use serde_json::{Value, json};
 use t1609_deliver::{DeliverConfig, Dispatcher, SinkSpec};
-use tokio::io::AsyncBufReadExt;
-use tokio::net::UnixListener;
+use tokio::{io::AsyncBufReadExt, net::UnixListener};
 
 /// How long a test waits for something that should happen at once.
 pub const T: Duration = Duration::from_secs(10);

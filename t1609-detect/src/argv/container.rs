@@ -1,8 +1,10 @@
 //! docker, podman, nerdctl, compose and lxc.
 
-use super::invocation::{Invocation, PackedArgv};
-use super::opts::{HELP_FLAGS, Opts, Walk};
-use super::tools::basename;
+use super::{
+    invocation::{Invocation, PackedArgv},
+    opts::{HELP_FLAGS, Opts, Walk},
+    tools::basename,
+};
 
 /// Global options (before the verb) that take a value.
 const GLOBAL_LONG: &[&str] = &[

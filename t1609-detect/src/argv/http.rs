@@ -3,9 +3,11 @@
 
 use std::borrow::Cow;
 
-use super::container::is_runtime_socket;
-use super::invocation::Invocation;
-use super::opts::{Few, HELP_FLAGS, Opts};
+use super::{
+    container::is_runtime_socket,
+    invocation::Invocation,
+    opts::{Few, HELP_FLAGS, Opts},
+};
 
 pub(crate) struct Url<'a> {
     pub host: Option<String>,

@@ -1,8 +1,10 @@
 //! kubectl, oc and kubeletctl.
 
-use super::http;
-use super::invocation::Invocation;
-use super::opts::{HELP_FLAGS, Opts, Walk};
+use super::{
+    http,
+    invocation::Invocation,
+    opts::{HELP_FLAGS, Opts, Walk},
+};
 
 /// Options (global or per verb) that take a value. kubectl accepts flags anywhere, so one
 /// table covers the verbs we parse.

@@ -1,8 +1,10 @@
 //! crictl, ctr, runc/crun and nsenter (util-linux and `BusyBox`).
 
-use super::container::{apply_run_opts, is_runtime_socket};
-use super::invocation::Invocation;
-use super::opts::{HELP_FLAGS, Opts, split_eq};
+use super::{
+    container::{apply_run_opts, is_runtime_socket},
+    invocation::Invocation,
+    opts::{HELP_FLAGS, Opts, split_eq},
+};
 
 pub(crate) fn parse_crictl(argv: &[String]) -> Invocation {
     let mut inv = Invocation::new("crictl", argv);

@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use super::invocation::MAX_INVOCATIONS;
-use super::invocation::{Invocation, PackedArgv};
-use super::kube::parse_kubectl;
-use super::opts::{Opts, Walk};
-use super::tools::{SHELLS, basename};
-use super::words::{split_commands, split_words};
+use super::{
+    invocation::{Invocation, MAX_INVOCATIONS, PackedArgv},
+    kube::parse_kubectl,
+    opts::{Opts, Walk},
+    tools::{SHELLS, basename},
+    words::{split_commands, split_words},
+};
 
 /// The dispatcher's `parse_into(name, argv, wrappers, depth, out)`: a wrapper's inner
 /// command is parsed like any other. Handed in, so this module does not import back

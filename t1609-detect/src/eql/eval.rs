@@ -2,8 +2,7 @@
 //! element does.
 
 use super::ast::{Cmp, Field, Node, Pattern, StrTest, Val};
-use crate::argv::Invocation;
-use crate::event::ProcessEvent;
+use crate::{argv::Invocation, event::ProcessEvent};
 
 /// What a condition is evaluated against: an event, and the parsed invocation a rule
 /// is being tried against.

@@ -1,8 +1,10 @@
 //! Recursive-descent parser for the EQL subset. Every error names its line and column
 //! within the query and what was expected.
 
-use super::ast::{Cmp, EqlError, Field, Kind, Node, Pattern, StrTest};
-use super::lexer::{Tok, Token, lex};
+use super::{
+    ast::{Cmp, EqlError, Field, Kind, Node, Pattern, StrTest},
+    lexer::{Tok, Token, lex},
+};
 
 /// Parses `process where <condition>`.
 pub fn parse_query(src: &str) -> Result<Node, EqlError> {

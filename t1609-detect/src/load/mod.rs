@@ -5,9 +5,11 @@
 mod sigma_rules;
 mod toml_rules;
 
-use std::collections::HashMap;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::{
+    collections::HashMap,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use sigma_rules::parse_sigma_rules;
 use toml_rules::parse_toml_rules;

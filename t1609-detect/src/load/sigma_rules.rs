@@ -5,11 +5,15 @@ use std::sync::Arc;
 
 use rsigma_eval::{FieldSource, RuleFieldSet, compile_rule};
 use rsigma_parser::{Level, SigmaCollection, SigmaRule as SigmaRuleSpec, parse_sigma_yaml};
-use t1609_ecs::mitre::{tactic, technique};
-use t1609_ecs::{Confidence, Severity};
+use t1609_ecs::{
+    Confidence, Severity,
+    mitre::{tactic, technique},
+};
 
-use crate::rules::{Condition, Rule, RuleError, RuleMeta, empty_raw};
-use crate::sigma::{SIGMA_FIELDS, SigmaRule};
+use crate::{
+    rules::{Condition, Rule, RuleError, RuleMeta, empty_raw},
+    sigma::{SIGMA_FIELDS, SigmaRule},
+};
 
 /// `... at line 3 column 5` in YAML error messages.
 fn yaml_pos(msg: &str) -> (usize, usize) {

@@ -1,16 +1,19 @@
 //! TOML rule files: the `[[rule]]` format with EQL queries, compiled into [`Rule`]s with
 //! errors that point at the file, line and column.
 
-use std::ops::Range;
-use std::sync::Arc;
+use std::{ops::Range, sync::Arc};
 
 use serde::Deserialize;
-use t1609_ecs::mitre::{tactic, technique};
-use t1609_ecs::{Confidence, MitreRef, Severity};
+use t1609_ecs::{
+    Confidence, MitreRef, Severity,
+    mitre::{tactic, technique},
+};
 
-use crate::argv;
-use crate::eql::{self, EqlError, Field, Node, StrTest};
-use crate::rules::{Condition, Rule, RuleError, RuleMeta, SeverityOverride, empty_raw};
+use crate::{
+    argv,
+    eql::{self, EqlError, Field, Node, StrTest},
+    rules::{Condition, Rule, RuleError, RuleMeta, SeverityOverride, empty_raw},
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

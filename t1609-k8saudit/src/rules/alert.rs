@@ -4,10 +4,11 @@
 use serde_json::{Map, Value, json};
 use t1609_ecs::{AlertDoc, RuleRef, Threat, digest, now_rfc3339};
 
-use super::compile::DATASET;
-use super::eval::Hit;
-use crate::event::{AuditEvent, ObjectReference};
-use crate::uri::basename;
+use super::{compile::DATASET, eval::Hit};
+use crate::{
+    event::{AuditEvent, ObjectReference},
+    uri::basename,
+};
 
 /// Removes nulls, empty strings, empty arrays and objects left empty by that.
 fn prune(v: &mut Value) -> bool {

@@ -7,8 +7,10 @@ use regex::Regex;
 use t1609_ecs::Severity;
 
 use super::compile::{Cond, Field, Match, Rule};
-use crate::event::AuditEvent;
-use crate::uri::{ExecRequest, basename};
+use crate::{
+    event::AuditEvent,
+    uri::{ExecRequest, basename},
+};
 
 /// (rule, auditID) pairs remembered to alert once per auditID.
 const DEDUPE_CAPACITY: usize = 8192;

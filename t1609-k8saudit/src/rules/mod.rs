@@ -3,14 +3,18 @@
 //! Where things are: the rule files and their checks in `compile`, evaluating an event in
 //! `eval`, the alert document in `alert`.
 
-use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::{
+    path::PathBuf,
+    sync::{Mutex, PoisonError},
+};
 
 use serde_json::Value;
 
-use crate::error::RuleError;
-use crate::event::AuditEvent;
-use crate::uri::{ExecRequest, parse_exec_request};
+use crate::{
+    error::RuleError,
+    event::AuditEvent,
+    uri::{ExecRequest, parse_exec_request},
+};
 
 mod alert;
 mod compile;

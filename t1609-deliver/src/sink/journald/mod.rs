@@ -23,9 +23,7 @@
 //! Where things are: the fields of an entry in `entry`, sending one in `socket`, and the
 //! entries kept for a resend here.
 
-use std::collections::VecDeque;
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::{collections::VecDeque, os::unix::fs::MetadataExt, path::PathBuf};
 
 use tokio::net::UnixDatagram;
 
@@ -159,8 +157,7 @@ mod tests {
 
     use serde_json::json;
 
-    use super::entry::tests::fields;
-    use super::*;
+    use super::{entry::tests::fields, *};
 
     fn alert(id: &str) -> Alert {
         Alert::new(Arc::new(json!({

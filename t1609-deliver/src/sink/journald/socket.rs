@@ -1,14 +1,17 @@
 //! Sending an entry to journald's socket: one datagram, or, when it is too large for one,
 //! a sealed memfd passed with `SCM_RIGHTS`. The errors say whether journald is absent.
 
-use std::ffi::CString;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::{
+    ffi::CString,
+    io,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::ffi::OsStrExt,
+    },
+    path::{Path, PathBuf},
+};
 
-use tokio::io::Interest;
-use tokio::net::UnixDatagram;
+use tokio::{io::Interest, net::UnixDatagram};
 
 /// Errors of the journald sink.
 #[derive(Debug, thiserror::Error)]
