@@ -1,7 +1,14 @@
 //! When a submitted record wakes the agent's reader. A wake-up costs the exec about
-//! 10 µs, so records force one at most once per `wakeup_interval_ns` (or at once when the
-//! ring is half full), and while the agent replays a stream of exact repeats (quiet
-//! mode) the records it expects force none. Every program asks here for its submit flag.
+//! 10 µs and the agent 20–30 µs, so:
+//! - records force a wake-up at most once per `wakeup_interval_ns` after the last one or
+//!   the reader's last stamp of `LAST_WAKEUP`: the reader stamps it while its ticks find
+//!   records, and clears it when it goes to sleep, so that the next record wakes it;
+//! - a reported process's exit never wakes it: it only updates the process table;
+//! - while the agent replays a stream of exact repeats (quiet mode) the records it
+//!   expects force none;
+//! - a ring half full always wakes it.
+//!
+//! Every program asks here for its submit flag.
 
 use aya_ebpf::{bindings::BPF_F_MMAPABLE, macros::map, maps::Array};
 use t1609_common::{
@@ -56,21 +63,23 @@ pub(crate) unsafe fn exec_flag(
 }
 
 /// The submit flag of a fork or exit record. A reported process's exit (session 0) can
-/// wait while the reader is quiet: it only updates the process table. A session's fork
+/// wait for the reader's next drain: it only updates the process table. A session's fork
 /// or exit may end the session, which is alerted.
 #[inline(always)]
 #[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 pub(crate) fn task_flag(session: u64, now: u64) -> u64 {
-    if session == 0 && quiet_mode() {
+    if session == 0 {
         quiet_wakeup_flag()
     } else {
         rate_limited_flag(config().wakeup_interval_ns, now)
     }
 }
 
-/// Wakes the reader at most once per `interval_ns` (it polls for a while after each
-/// wake-up), or at once when the ring is half full. The reader also stamps
-/// `LAST_WAKEUP` while its polls find records, so a steady stream forces none.
+/// A wake-up at most once per `interval_ns` since `LAST_WAKEUP`, or at once when the ring
+/// is half full. The reader stamps `LAST_WAKEUP` while its ticks find records, so a
+/// steady stream forces none, and clears it before it sleeps, so the next record wakes it
+/// (the ring's own rule would not: an exit record submitted without a wake-up may lie
+/// unread before it).
 #[inline(always)]
 #[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
 pub(crate) fn rate_limited_flag(interval_ns: u64, now: u64) -> u64 {

@@ -47,6 +47,25 @@ pub struct BenchArgs {
     /// Storm mode: seconds per sweep step.
     #[arg(long, default_value_t = 10)]
     pub rate_seconds: u64,
+    /// Rate-sweep mode: paced watched execs at each `--sweep-rates` rate, with distinct
+    /// and with repeated command lines; the agent's and auditd's CPU per 1,000 execs and
+    /// % of a core, and the agent's exec → subscriber p99, in one table.
+    #[arg(long, conflicts_with = "storm")]
+    pub sweep: bool,
+    /// Sweep mode: the rates, watched execs per second.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10,20,100,200,1000,1600,5000"
+    )]
+    pub sweep_rates: Vec<u32>,
+    /// Sweep mode: seconds per phase (each rate runs three: agent distinct, agent repeated,
+    /// auditd).
+    #[arg(long, default_value_t = 5)]
+    pub sweep_seconds: u64,
+    /// Sweep mode: seconds of the idle phase (no execs) that measures the idle agent.
+    #[arg(long, default_value_t = 5)]
+    pub idle_seconds: u64,
 }
 
 impl BenchArgs {

@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: what the agent costs each exec on this machine, side by side with
 //! peer monitors (auditd with an execve rule, bpftrace running an execsnoop-style argv
-//! join), and `cargo xtask bench --storm`: exec storms against the agent, counting loss.
+//! join); `cargo xtask bench --storm`: exec storms against the agent, counting loss; and
+//! `cargo xtask bench --sweep`: the agent's and auditd's CPU per exec across rates, with
+//! distinct and with repeated command lines.
 //!
 //! Absolute numbers on shared machines are noisy, so every latency figure is a ratio
 //! against the no-monitor baseline measured in the same run, with the monitors' rounds
@@ -8,7 +10,7 @@
 //! A peer that cannot run here is reported as a row with the reason, not a failure.
 //!
 //! Layout: this module checks and sets up, then hands over to `overhead` or `storm`,
-//! which run the rounds. Those use the parts below them and nothing uses them:
+//! or `sweep`, which run the rounds. Those use the parts below them and nothing uses them:
 //! `monitor` (start/stop each monitor), `workload` and `drive` (the execs, timed or
 //! paced), `procfs` (CPU, memory and eBPF run time of a monitor's processes), `stats`
 //! and `table` (what is printed).
@@ -20,6 +22,7 @@ mod overhead;
 mod procfs;
 mod stats;
 mod storm;
+mod sweep;
 mod table;
 mod workload;
 
@@ -48,9 +51,19 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         bin,
         tmp: tmp.clone(),
         config_append,
+        sinks: vec!["stdout".into()],
     };
     let result = if args.storm {
         storm::run(args, &env)
+    } else if args.sweep {
+        if !args.skip_setup
+            && let Some(e) = bench_setup()
+        {
+            bail!(
+                "the sweep compares with auditd, which scripts/bench-setup.sh could not install: {e}"
+            );
+        }
+        sweep::run(args, &env)
     } else {
         let setup_err = if !args.skip_setup && args.wants_peers() {
             bench_setup()

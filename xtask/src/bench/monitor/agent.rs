@@ -22,6 +22,9 @@ pub struct AgentEnv {
     pub tmp: PathBuf,
     /// TOML appended to the bench's agent config (`--agent-config-append`).
     pub config_append: String,
+    /// The agent's sinks (`[deliver] sinks`): stdout (its stdout is /dev/null) unless a
+    /// mode needs to read the alerts.
+    pub sinks: Vec<String>,
 }
 
 impl AgentEnv {
@@ -29,12 +32,13 @@ impl AgentEnv {
         let spool = self.tmp.join("spool");
         std::fs::create_dir_all(&spool)?;
         let path = self.tmp.join("agent.toml");
-        // stdout sink to /dev/null (the child's stdout); no runtime lookups so dockerd is
+        // The sinks (stdout goes to /dev/null, the child's stdout); no runtime lookups so dockerd is
         // not part of the measure; metrics on an ephemeral port for loss counters.
         std::fs::write(
             &path,
             format!(
-                "[deliver]\nsinks = [\"stdout\"]\nspool_dir = \"{}\"\n\n[context]\ndocker_socket = \"\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n{}",
+                "[deliver]\nsinks = {:?}\nspool_dir = \"{}\"\n\n[context]\ndocker_socket = \"\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n{}",
+                self.sinks,
                 spool.display(),
                 self.config_append
             ),
