@@ -123,6 +123,7 @@ fn replay(
 }
 
 fn main() -> ExitCode {
+    t1609_agent::memory::tune_allocator();
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {

@@ -157,14 +157,34 @@ impl Dispatcher {
         Ok(d)
     }
 
-    /// Hands an alert to every sink. Never blocks and never fails: each sink queues it
-    /// (memory or spool), or, if its ingress queue is full, counts it as dropped.
+    /// Hands an alert to every sink. Never blocks and never fails: a healthy sink with
+    /// nothing queued takes it directly, without blocking (see [`crate::sink::direct`]);
+    /// otherwise its worker queues it (memory or spool), or, if its ingress queue is
+    /// full, counts it as dropped.
     pub fn submit(&self, alert: Arc<Value>) {
         let a = Alert::new(alert);
         for s in &self.sinks {
-            if s.tx.try_send(a.clone()).is_err() {
-                s.counters.lost(1);
+            let Some(lane) = &s.lane else {
+                Self::to_worker(s, &a);
+                continue;
+            };
+            // Routed under the lane's lock: see `worker::Lane`.
+            let mut l = lane
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if l.try_write(a.json().as_bytes()) {
+                s.counters
+                    .delivered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                Self::to_worker(s, &a);
             }
+        }
+    }
+
+    fn to_worker(s: &SinkHandle, a: &Alert) {
+        if s.tx.try_send(a.clone()).is_err() {
+            s.counters.lost(1);
         }
     }
 
@@ -193,6 +213,13 @@ impl Dispatcher {
         let hard = start + deadline;
         let sinks = std::mem::take(&mut self.sinks);
         let mut tasks = Vec::new();
+        for s in &sinks {
+            if let Some(lane) = &s.lane {
+                lane.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .close();
+            }
+        }
         for s in sinks {
             let _ = s.shutdown.send(Some(work));
             drop(s.tx);

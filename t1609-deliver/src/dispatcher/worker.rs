@@ -3,7 +3,7 @@
 //! sync, counters, loss alerts).
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::{Arc, Mutex, MutexGuard, PoisonError, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -14,7 +14,48 @@ use tokio::{
 };
 
 use super::{loss::LossReport, queue::SinkQueue, stats::Counters};
-use crate::{Alert, Sink, spool::Spool};
+use crate::{
+    Alert, Sink,
+    sink::direct::{Direct, DirectWrite},
+    spool::Spool,
+};
+
+/// The direct lane of a sink (see [`crate::sink::direct`]): its writer, and whether
+/// `submit` may use it. Whoever routes an alert holds the lock, so an alert sent to the
+/// worker and the alerts after it can never overtake each other: the lane is closed by
+/// the first that does not go through, and opened again only by the worker, once it has
+/// nothing queued and its ingress is empty.
+pub(super) struct Lane {
+    open: bool,
+    writer: Box<dyn DirectWrite>,
+}
+
+pub(super) type SharedLane = Arc<Mutex<Lane>>;
+
+fn lock(lane: &SharedLane) -> MutexGuard<'_, Lane> {
+    lane.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Lane {
+    /// Writes `json` directly if the lane is open; closes it when that fails. `true`
+    /// when it was written.
+    pub fn try_write(&mut self, json: &[u8]) -> bool {
+        if !self.open {
+            return false;
+        }
+        match self.writer.try_write(json) {
+            Direct::Written => true,
+            Direct::Busy => {
+                self.open = false;
+                false
+            }
+        }
+    }
+
+    pub fn close(&mut self) {
+        self.open = false;
+    }
+}
 
 /// The delivery settings every worker shares.
 #[derive(Clone)]
@@ -32,6 +73,8 @@ pub(super) struct SinkHandle {
     pub counters: Arc<Counters>,
     pub task: JoinHandle<()>,
     pub abort: AbortHandle,
+    /// The sink's direct lane, when it has a direct writer.
+    pub lane: Option<SharedLane>,
     /// Set to the time by which the worker stops delivering.
     pub shutdown: watch::Sender<Option<Instant>>,
 }
@@ -41,12 +84,18 @@ pub(super) fn spawn_worker<S: Sink>(sink: S, spool: Spool, cfg: &WorkerCfg) -> S
     let (tx, rx) = mpsc::channel(cfg.queue_len);
     let (stx, srx) = watch::channel(None);
     let counters = Arc::new(Counters::default());
+    let lane = sink.direct().map(|writer| {
+        Arc::new(Mutex::new(Lane {
+            open: false,
+            writer,
+        }))
+    });
     let st = State {
         queue: SinkQueue::new(name.clone(), spool, counters.clone(), cfg.queue_len),
         loss: LossReport::default(),
         sync_task: None,
     };
-    let task = tokio::spawn(run(sink, rx, st, cfg.clone(), srx));
+    let task = tokio::spawn(run(sink, rx, st, cfg.clone(), srx, lane.clone()));
     let abort = task.abort_handle();
     SinkHandle {
         name,
@@ -54,6 +103,7 @@ pub(super) fn spawn_worker<S: Sink>(sink: S, spool: Spool, cfg: &WorkerCfg) -> S
         counters,
         task,
         abort,
+        lane,
         shutdown: stx,
     }
 }
@@ -125,6 +175,7 @@ async fn run<S: Sink>(
     mut st: State,
     cfg: WorkerCfg,
     mut shutdown: watch::Receiver<Option<Instant>>,
+    lane: Option<SharedLane>,
 ) {
     let mut tick = tokio::time::interval(cfg.sync_every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -141,6 +192,16 @@ async fn run<S: Sink>(
         let Some((head, src)) = st.queue.head() else {
             if deadline.is_some() && !open {
                 break;
+            }
+            // Caught up and healthy: `submit` may write directly again.
+            if let Some(lane) = &lane
+                && deadline.is_none()
+                && st.queue.healthy()
+            {
+                let mut l = lock(lane);
+                if !l.open && rx.is_empty() {
+                    l.open = true;
+                }
             }
             tokio::select! {
                 a = rx.recv(), if open => {
@@ -161,6 +222,11 @@ async fn run<S: Sink>(
             }
             continue;
         };
+        // The worker has something to deliver (a loss alert it queued itself, or what
+        // `submit` could not write): nothing may be written directly before it.
+        if let Some(lane) = &lane {
+            lock(lane).close();
+        }
         // Deliver the head while still absorbing new alerts, so `submit` never waits.
         let res = {
             let fut = sink.deliver(&head);

@@ -2,16 +2,22 @@
 //! (`PATH` → `PATH.1` → ... → `PATH.N`, the oldest deleted).
 //!
 //! Lines are written with one `write(2)` each and not fsync'd: a crash of the agent loses
-//! nothing already written; a power loss can lose the page cache's last seconds.
+//! nothing already written; a power loss can lose the page cache's last seconds. The
+//! file's state is shared by the worker and the direct writer (see [`super::direct`]),
+//! which writes from the submitting thread while the sink is healthy.
 
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, Write},
-    os::unix::fs::OpenOptionsExt,
+    os::{fd::AsRawFd, unix::fs::OpenOptionsExt},
     path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
 };
 
-use super::{Sink, SinkError};
+use super::{
+    Sink, SinkError,
+    direct::{Direct, DirectWrite, FdKind, fd_kind},
+};
 use crate::Alert;
 
 /// Errors of the file sink, naming the path and the operation.
@@ -30,13 +36,19 @@ pub enum FileError {
 #[derive(Debug)]
 pub struct FileSink {
     name: String,
+    state: Arc<Mutex<FileState>>,
+}
+
+#[derive(Debug)]
+struct FileState {
     path: PathBuf,
     max_bytes: u64,
     keep: usize,
     file: Option<File>,
     size: u64,
-    /// Only regular files are rotated.
-    regular: bool,
+    /// What the open file is: only a regular file is rotated, and only a file, `/dev/null`
+    /// or a pipe with room is written directly.
+    kind: Option<FdKind>,
     buf: Vec<u8>,
 }
 
@@ -57,18 +69,33 @@ impl FileSink {
         max_bytes: u64,
         keep: usize,
     ) -> Result<Self, FileError> {
-        let mut s = Self {
-            name,
+        let mut s = FileState {
             path,
             max_bytes,
             keep,
             file: None,
             size: 0,
-            regular: true,
+            kind: None,
             buf: Vec::new(),
         };
         s.reopen()?;
-        Ok(s)
+        Ok(Self {
+            name,
+            state: Arc::new(Mutex::new(s)),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, FileState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl FileState {
+    fn regular(&self) -> bool {
+        // Unknown (no metadata) counts as regular, as before: rotated by size.
+        self.file
+            .as_ref()
+            .is_none_or(|f| f.metadata().is_ok_and(|m| m.file_type().is_file()))
     }
 
     fn reopen(&mut self) -> Result<(), FileError> {
@@ -82,9 +109,8 @@ impl FileSink {
                 path: self.path.clone(),
                 source,
             })?;
-        let meta = f.metadata().ok();
-        self.size = meta.as_ref().map_or(0, std::fs::Metadata::len);
-        self.regular = meta.is_none_or(|m| m.file_type().is_file());
+        self.size = f.metadata().map_or(0, |m| m.len());
+        self.kind = fd_kind(f.as_raw_fd());
         self.file = Some(f);
         Ok(())
     }
@@ -109,20 +135,15 @@ impl FileSink {
         })?;
         self.reopen()
     }
-}
 
-impl Sink for FileSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn deliver(&mut self, alert: &Alert) -> Result<(), SinkError> {
+    /// Appends `json` and a newline, rotating first when it would pass the size cap.
+    fn write_line(&mut self, json: &[u8]) -> Result<(), FileError> {
         self.buf.clear();
-        self.buf.extend_from_slice(alert.json().as_bytes());
+        self.buf.extend_from_slice(json);
         self.buf.push(b'\n');
         let len = self.buf.len() as u64;
         if self.max_bytes > 0 && self.size > 0 && self.size + len > self.max_bytes {
-            if self.regular {
+            if self.regular() {
                 self.rotate()?;
             } else {
                 self.size = 0; // a device or FIFO (e.g. /dev/null): never rename it
@@ -141,15 +162,58 @@ impl Sink for FileSink {
                 op: "write",
                 path: self.path.clone(),
                 source,
-            }
-            .into());
+            });
         }
         self.size += len;
         Ok(())
     }
 
+    /// Whether a line can be written now without blocking.
+    fn writable_now(&self) -> bool {
+        if self.file.is_none() {
+            return false;
+        }
+        match self.kind {
+            Some(FdKind::Plain) => true,
+            // A FIFO a reader may stop draining: the worker writes to it.
+            Some(FdKind::Pipe) | None => false,
+        }
+    }
+}
+
+/// The file sink's direct writer: the same state as the worker's, under its lock.
+struct FileDirect(Arc<Mutex<FileState>>);
+
+impl DirectWrite for FileDirect {
+    fn try_write(&mut self, json: &[u8]) -> Direct {
+        let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !s.writable_now() {
+            return Direct::Busy;
+        }
+        match s.write_line(json) {
+            Ok(()) => Direct::Written,
+            // The worker retries it and reports the sink down if it fails again.
+            Err(_) => Direct::Busy,
+        }
+    }
+}
+
+impl Sink for FileSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn direct(&self) -> Option<Box<dyn DirectWrite>> {
+        Some(Box::new(FileDirect(self.state.clone())))
+    }
+
+    async fn deliver(&mut self, alert: &Alert) -> Result<(), SinkError> {
+        self.state().write_line(alert.json().as_bytes())?;
+        Ok(())
+    }
+
     async fn close(&mut self, _deadline: std::time::Instant) {
-        if let Some(f) = &self.file {
+        if let Some(f) = &self.state().file {
             let _ = f.sync_data();
         }
     }

@@ -1,5 +1,6 @@
 //! Sinks: one module per output, all behind [`Sink`].
 
+pub mod direct;
 pub mod file;
 pub mod journald;
 pub mod socket_client;
@@ -23,6 +24,13 @@ pub trait Sink: Send + 'static {
 
     /// Delivers one alert.
     fn deliver(&mut self, alert: &Alert) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// A writer the dispatcher may use from the submitting thread while the sink is
+    /// healthy and nothing is queued for it (see [`direct`]). `None` (the default): every
+    /// alert goes through the worker.
+    fn direct(&self) -> Option<Box<dyn direct::DirectWrite>> {
+        None
+    }
 
     /// Resolves when the sink may have become usable again (a subscriber connected...).
     /// Used to cut a retry backoff short. The default never resolves.

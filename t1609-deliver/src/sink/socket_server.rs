@@ -5,18 +5,26 @@
 //! A subscriber whose queue is full is disconnected at once and counted; it never stalls
 //! the others or the agent. With no subscriber connected the sink counts as down: alerts
 //! go to its spool and are replayed to the next subscriber that connects.
+//!
+//! The direct writer (see [`super::direct`]) sends a line straight to a subscriber's
+//! socket, without blocking, while nothing is queued for that subscriber; what does not
+//! go out whole (a full socket buffer) is queued for its task, behind which later lines
+//! wait.
 
 use std::{
     ffi::CString,
     io,
-    os::unix::{
-        ffi::OsStrExt,
-        fs::{FileTypeExt, PermissionsExt},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::{
+            ffi::OsStrExt,
+            fs::{FileTypeExt, PermissionsExt},
+        },
     },
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Instant,
 };
@@ -28,7 +36,10 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{Sink, SinkError};
+use super::{
+    Sink, SinkError,
+    direct::{Direct, DirectWrite, send_line},
+};
 use crate::Alert;
 
 /// Errors of the socket-server sink.
@@ -51,10 +62,71 @@ pub enum SocketServerError {
     NoSubscribers { path: PathBuf },
 }
 
+/// What a subscriber's task writes: an alert (its JSON and a newline), or bytes of a
+/// line the direct writer could not send whole.
+enum Chunk {
+    Alert(Alert),
+    Bytes(Vec<u8>),
+}
+
 struct Subscriber {
     id: u64,
-    tx: mpsc::Sender<Alert>,
+    tx: mpsc::Sender<Chunk>,
     task: JoinHandle<()>,
+    /// A second fd of the subscriber's socket, for the direct writer (owned, so it stays
+    /// valid, and closed, with this entry).
+    fd: OwnedFd,
+    /// Chunks queued for the task and not yet flushed: a direct write waits for 0.
+    pending: Arc<AtomicUsize>,
+}
+
+impl Subscriber {
+    /// Queues `chunk`; `false` when the subscriber must go (queue full: too slow; or
+    /// its task ended).
+    fn queue(&self, chunk: Chunk, name: &str, shared: &Shared) -> bool {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        match self.tx.try_send(chunk) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.task.abort();
+                shared.disconnected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    sink = %name,
+                    subscriber = self.id,
+                    "socket-server: subscriber too slow, queue full: disconnected"
+                );
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Sends `json` and a newline without blocking, or queues what did not go out;
+    /// `false` when the subscriber must go.
+    fn send_direct(&self, json: &[u8], name: &str, shared: &Shared) -> bool {
+        let len = json.len() + 1;
+        if self.pending.load(Ordering::Acquire) > 0 {
+            return self.queue(Chunk::Bytes(line(json, 0)), name, shared);
+        }
+        match send_line(self.fd.as_raw_fd(), json) {
+            Ok(n) if n == len => true,
+            Ok(n) => self.queue(Chunk::Bytes(line(json, n)), name, shared),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.queue(Chunk::Bytes(line(json, 0)), name, shared)
+            }
+            Err(_) => false, // closed or reset: the subscriber is gone
+        }
+    }
+}
+
+/// The bytes of `json` and its newline from `from` on.
+fn line(json: &[u8], from: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(json.len() + 1 - from);
+    if from < json.len() {
+        v.extend_from_slice(&json[from..]);
+    }
+    v.push(b'\n');
+    v
 }
 
 struct Shared {
@@ -191,35 +263,80 @@ async fn accept_loop(listener: UnixListener, shared: Arc<Shared>, queue_len: usi
                 continue;
             }
         };
+        // SAFETY: F_DUPFD_CLOEXEC returns a new fd that nothing else owns, or -1.
+        let dup = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            tracing::warn!(error = %io::Error::last_os_error(), "socket-server: cannot duplicate a subscriber's fd");
+            continue;
+        }
+        // SAFETY: `dup` was just created and is owned only here.
+        let fd = unsafe { OwnedFd::from_raw_fd(dup) };
         let (tx, rx) = mpsc::channel(queue_len);
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let task = tokio::spawn(write_loop(stream, rx));
+        let pending = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(write_loop(stream, rx, pending.clone()));
         shared
             .subs
             .lock()
             .expect("subscriber list poisoned")
-            .push(Subscriber { id, tx, task });
+            .push(Subscriber {
+                id,
+                tx,
+                task,
+                fd,
+                pending,
+            });
         tracing::debug!(subscriber = id, "socket-server: subscriber connected");
         shared.connected.notify_one();
     }
 }
 
-async fn write_loop(stream: UnixStream, mut rx: mpsc::Receiver<Alert>) {
+async fn write_loop(stream: UnixStream, mut rx: mpsc::Receiver<Chunk>, pending: Arc<AtomicUsize>) {
     let mut w = BufWriter::with_capacity(64 * 1024, stream);
-    while let Some(a) = rx.recv().await {
-        let mut next = Some(a);
-        while let Some(a) = next {
-            if w.write_all(a.json().as_bytes()).await.is_err() || w.write_all(b"\n").await.is_err()
-            {
+    while let Some(c) = rx.recv().await {
+        let mut next = Some(c);
+        let mut written = 0;
+        while let Some(c) = next {
+            let ok = match &c {
+                Chunk::Alert(a) => {
+                    w.write_all(a.json().as_bytes()).await.is_ok()
+                        && w.write_all(b"\n").await.is_ok()
+                }
+                Chunk::Bytes(b) => w.write_all(b).await.is_ok(),
+            };
+            if !ok {
                 return;
             }
+            written += 1;
             next = rx.try_recv().ok();
         }
         if w.flush().await.is_err() {
             return;
         }
+        // Only now may the direct writer send past these: they are in the socket.
+        pending.fetch_sub(written, Ordering::AcqRel);
     }
     let _ = w.flush().await;
+}
+
+/// The socket-server sink's direct writer (see the module docs).
+struct ServerDirect {
+    name: String,
+    shared: Arc<Shared>,
+}
+
+impl DirectWrite for ServerDirect {
+    fn try_write(&mut self, json: &[u8]) -> Direct {
+        let shared = &*self.shared;
+        let mut subs = shared.subs.lock().expect("subscriber list poisoned");
+        subs.retain(|s| s.send_direct(json, &self.name, shared));
+        // With nobody left the worker takes it: it spools until someone connects.
+        if subs.is_empty() {
+            Direct::Busy
+        } else {
+            Direct::Written
+        }
+    }
 }
 
 impl Sink for SocketServerSink {
@@ -227,28 +344,20 @@ impl Sink for SocketServerSink {
         &self.name
     }
 
+    fn direct(&self) -> Option<Box<dyn DirectWrite>> {
+        Some(Box::new(ServerDirect {
+            name: self.name.clone(),
+            shared: self.shared.clone(),
+        }))
+    }
+
     async fn deliver(&mut self, alert: &Alert) -> Result<(), SinkError> {
-        let mut delivered = 0usize;
-        {
-            let mut subs = self.shared.subs.lock().expect("subscriber list poisoned");
-            subs.retain(|s| match s.tx.try_send(alert.clone()) {
-                Ok(()) => {
-                    delivered += 1;
-                    true
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    s.task.abort();
-                    self.shared.disconnected.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        sink = %self.name,
-                        subscriber = s.id,
-                        "socket-server: subscriber too slow, queue full: disconnected"
-                    );
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
-        }
+        let delivered = {
+            let shared = &*self.shared;
+            let mut subs = shared.subs.lock().expect("subscriber list poisoned");
+            subs.retain(|s| s.queue(Chunk::Alert(alert.clone()), &self.name, shared));
+            subs.len()
+        };
         if delivered == 0 {
             return Err(SocketServerError::NoSubscribers {
                 path: self.path.clone(),

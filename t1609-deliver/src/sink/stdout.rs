@@ -1,8 +1,13 @@
 //! stdout sink: one JSON line per alert.
 
+use std::os::fd::{AsRawFd, RawFd};
+
 use tokio::io::{AsyncWriteExt, Stdout};
 
-use super::{Sink, SinkError};
+use super::{
+    Sink, SinkError,
+    direct::{DirectWrite, FdWriter},
+};
 use crate::Alert;
 
 /// Errors of the stdout sink.
@@ -42,9 +47,24 @@ impl Default for StdoutSink {
     }
 }
 
+/// The process's standard output, as the direct writer holds it (never closed).
+struct Fd1;
+
+impl AsRawFd for Fd1 {
+    fn as_raw_fd(&self) -> RawFd {
+        1
+    }
+}
+
 impl Sink for StdoutSink {
     fn name(&self) -> &'static str {
         "stdout"
+    }
+
+    /// A file, `/dev/null` or a pipe with room: written directly. A terminal or a socket
+    /// (journald's stream under systemd) goes through the worker.
+    fn direct(&self) -> Option<Box<dyn DirectWrite>> {
+        FdWriter::new(Fd1).map(|w| Box::new(w) as Box<dyn DirectWrite>)
     }
 
     async fn deliver(&mut self, alert: &Alert) -> Result<(), SinkError> {
