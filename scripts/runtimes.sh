@@ -111,6 +111,9 @@ state = "$BASE_RUN/state"
   [plugins."io.containerd.grpc.v1.cri"]
     sandbox_image = "$PAUSE_REF"
     disable_apparmor = true
+    # Pod sandboxes ask for oom_score_adj -998, which needs CAP_SYS_RESOURCE (not in
+    # every bounding set, not in this build machine's): clamp to containerd's own.
+    restrict_oom_score_adj = true
     enable_selinux = false
     stream_server_address = "127.0.0.1"
     stream_server_port = "0"
@@ -152,7 +155,7 @@ start_containerd() {
         done
         ctr_ version >/dev/null 2>&1 || { log "containerd did not answer on $SOCK; see $LOG"; tail -n 20 "$LOG" >&2; return 1; }
     fi
-    local ns ref tar digest by_digest
+    local ns ref tar digest by_digest have
     for ns in k8s.io "$OWN_NS"; do
         for ref in "$BUSYBOX_REF" "$PAUSE_REF"; do
             tar="$IMAGES/busybox.tar"; [ "$ref" = "$PAUSE_REF" ] && tar="$IMAGES/pause.tar"
@@ -160,11 +163,14 @@ start_containerd() {
             # A repo@digest name too, as a pull leaves: the CRI reports it as the
             # container's image_ref (its digest), which the alerts carry.
             by_digest="${ref%:*}@$digest"
-            if ! ctr_ -n "$ns" images ls -q | grep -qxF "$by_digest"; then
+            # (The list is read whole first: `grep -q` closing the pipe early would fail
+            # the pipeline under pipefail.)
+            have="$(ctr_ -n "$ns" images ls -q)"
+            if ! grep -qxF "$by_digest" <<<"$have"; then
                 log "importing $ref ($digest) into namespace $ns"
                 ctr_ -n "$ns" images rm "$ref" >/dev/null 2>&1 || true
                 ctr_ -n "$ns" images import "$tar" >/dev/null
-                ctr_ -n "$ns" images tag "$ref" "$by_digest" >/dev/null
+                ctr_ -n "$ns" images tag --force "$ref" "$by_digest" >/dev/null
             fi
         done
     done

@@ -16,6 +16,7 @@ use containerd_client::{
     types::Envelope,
 };
 use prost::Message;
+use tokio::task::JoinHandle;
 use tonic::{Code, codec::Streaming, transport::Channel};
 
 use super::{
@@ -181,18 +182,18 @@ impl ContainerdClient {
         d
     }
 
-    /// The events of every namespace about containers.
-    pub async fn subscribe(&self) -> Result<Streaming<Envelope>, RuntimesError> {
+    /// Subscribes to the events of every namespace about containers, on a task of its
+    /// own: containerd sends the stream's headers only with its first event, so the call
+    /// is not bounded by a deadline; the watcher's lists tell whether containerd answers.
+    pub fn subscribe(&self) -> JoinHandle<Result<Streaming<Envelope>, tonic::Status>> {
         let mut ec = EventsClient::new(self.channel.clone());
-        grpc::call(
-            &self.socket,
-            "containerd Events.Subscribe",
-            self.timeout,
+        tokio::spawn(async move {
             ec.subscribe(SubscribeRequest {
                 filters: vec![r#"topic~="^/containers/""#.to_owned()],
-            }),
-        )
-        .await
+            })
+            .await
+            .map(tonic::Response::into_inner)
+        })
     }
 }
 

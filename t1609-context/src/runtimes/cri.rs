@@ -10,7 +10,8 @@ use k8s_cri::v1::{
     PodSandboxMetadata, PodSandboxStatus, VersionRequest,
     runtime_service_client::RuntimeServiceClient,
 };
-use tonic::{Code, codec::Streaming, transport::Channel};
+use tokio::task::JoinHandle;
+use tonic::{codec::Streaming, transport::Channel};
 
 use super::{
     RuntimesError, grpc,
@@ -185,25 +186,18 @@ impl CriClient {
         Ok(out)
     }
 
-    /// The runtime's container event stream; `Ok(None)` when the runtime does not have
-    /// one (containerd 1.6, CRI-O before 1.26: `Unimplemented`).
-    pub async fn events(
-        &mut self,
-    ) -> Result<Option<Streaming<ContainerEventResponse>>, RuntimesError> {
-        match grpc::call(
-            &self.socket.clone(),
-            "CRI GetContainerEvents",
-            self.timeout,
-            self.rt.get_container_events(GetEventsRequest {}),
-        )
-        .await
-        {
-            Ok(s) => Ok(Some(s)),
-            Err(RuntimesError::Rpc { source, .. }) if source.code() == Code::Unimplemented => {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+    /// Asks for the runtime's container event stream, on a task of its own (a runtime
+    /// may send the stream's headers only with its first event). `Unimplemented` means the
+    /// runtime has none (containerd 1.6, CRI-O before 1.26).
+    pub fn events(
+        &self,
+    ) -> JoinHandle<Result<Streaming<ContainerEventResponse>, tonic::Status>> {
+        let mut rt = self.rt.clone();
+        tokio::spawn(async move {
+            rt.get_container_events(GetEventsRequest {})
+                .await
+                .map(tonic::Response::into_inner)
+        })
     }
 
     /// What one event of the stream says.

@@ -9,7 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, task::JoinHandle};
+use tonic::{Code, codec::Streaming};
 
 use super::{
     RuntimesError,
@@ -159,28 +160,69 @@ pub(crate) async fn watch_endpoint(cache: Arc<MetaCache>, i: usize, ep: Endpoint
     }
 }
 
+/// Aborts a spawned call when the watch that started it ends.
+struct Abort<T>(JoinHandle<T>);
+
+impl<T> Drop for Abort<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The next message of a stream that may not be established yet (then never ready).
+async fn next<T>(stream: &mut Option<Streaming<T>>) -> Result<Option<T>, tonic::Status> {
+    match stream {
+        Some(s) => s.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn stream_err<'a>(ep: &'a Endpoint, call: &'static str) -> impl Fn(tonic::Status) -> RuntimesError + 'a {
+    move |s| RuntimesError::Rpc {
+        socket: ep.path.clone(),
+        call,
+        source: Box::new(s),
+    }
+}
+
+async fn relist_containerd(
+    cache: &MetaCache,
+    i: usize,
+    client: &mut ContainerdClient,
+    cri: Option<&CriClient>,
+) -> Result<(), RuntimesError> {
+    let mut all = client.list_all().await?;
+    if let Some(cri) = cri {
+        all.extend(cri.clone().list_all().await?);
+    }
+    upsert_all(cache, i, all);
+    Ok(())
+}
+
 /// containerd: a full list, then its events service for every namespace (and its CRI
 /// plugin for the Kubernetes metadata of `k8s.io` containers).
 async fn watch_containerd(cache: &Arc<MetaCache>, i: usize, ep: &Endpoint, t: Timing) -> RuntimesError {
+    let ended = || RuntimesError::StreamEnded {
+        socket: ep.path.clone(),
+    };
     let run = async {
         let mut client = ContainerdClient::connect(ep.path.clone(), t.timeout).await?;
         let cri = CriClient::connect(ep.path.clone(), t.timeout).await.ok();
         // Subscribe before listing: nothing created in between is missed.
-        let mut stream = client.subscribe().await?;
-        let mut all = client.list_all().await?;
-        if let Some(mut cri) = cri.clone() {
-            all.extend(cri.list_all().await?);
-        }
-        upsert_all(cache, i, all);
+        let mut sub = Abort(client.subscribe());
+        tokio::task::yield_now().await;
+        relist_containerd(cache, i, &mut client, cri.as_ref()).await?;
         mark_up(cache, i, "events", None);
+        let mut stream = None;
         let mut resync = tokio::time::interval(t.resync);
         resync.tick().await;
         loop {
             tokio::select! {
-                msg = stream.message() => {
-                    let env = msg.map_err(|s| RuntimesError::Rpc {
-                        socket: ep.path.clone(), call: "containerd events", source: Box::new(s),
-                    })?.ok_or_else(|| RuntimesError::StreamEnded { socket: ep.path.clone() })?;
+                r = &mut sub.0, if stream.is_none() => {
+                    stream = Some(r.map_err(|_| ended())?.map_err(stream_err(ep, "containerd Events.Subscribe"))?);
+                }
+                msg = next(&mut stream) => {
+                    let env = msg.map_err(stream_err(ep, "containerd events"))?.ok_or_else(ended)?;
                     cache.counters.events.fetch_add(1, Relaxed);
                     match on_envelope(&env) {
                         NativeEvent::Created { namespace, id } => {
@@ -195,20 +237,12 @@ async fn watch_containerd(cache: &Arc<MetaCache>, i: usize, ep: &Endpoint, t: Ti
                         NativeEvent::Other => {}
                     }
                 }
-                _ = resync.tick() => {
-                    let mut all = client.list_all().await?;
-                    if let Some(mut cri) = cri.clone() {
-                        all.extend(cri.list_all().await?);
-                    }
-                    upsert_all(cache, i, all);
-                }
+                _ = resync.tick() => relist_containerd(cache, i, &mut client, cri.as_ref()).await?,
             }
         }
     };
     match run.await {
-        Ok(()) => RuntimesError::StreamEnded {
-            socket: ep.path.clone(),
-        },
+        Ok(()) => ended(),
         Err(e) => e,
     }
 }
@@ -234,42 +268,55 @@ async fn enrich_from_cri(cache: Arc<MetaCache>, i: usize, mut cri: CriClient, id
 }
 
 /// A CRI runtime: a full list, then `GetContainerEvents`, or polling where the runtime
-/// does not have it.
+/// does not have it (and until its stream is there).
 async fn watch_cri(cache: &Arc<MetaCache>, i: usize, ep: &Endpoint, t: Timing) -> RuntimesError {
+    let ended = || RuntimesError::StreamEnded {
+        socket: ep.path.clone(),
+    };
     let run = async {
         let mut cri = CriClient::connect(ep.path.clone(), t.timeout).await?;
-        let events = cri.events().await?;
+        let mut sub = Abort(cri.events());
+        tokio::task::yield_now().await;
         upsert_all(cache, i, cri.list_all().await?);
-        let Some(mut stream) = events else {
-            mark_up(cache, i, "polling", Some(cri.kind));
-            loop {
-                tokio::time::sleep(t.poll).await;
-                upsert_all(cache, i, cri.list_all().await?);
-            }
-        };
-        mark_up(cache, i, "events", Some(cri.kind));
+        let mut stream = None;
+        // `Unimplemented` comes at once; a stream may only show with its first event.
+        let mut polling = false;
+        match tokio::time::timeout(t.timeout, &mut sub.0).await {
+            Ok(Ok(Ok(s))) => stream = Some(s),
+            Ok(Ok(Err(st))) if st.code() == Code::Unimplemented => polling = true,
+            Ok(Ok(Err(st))) => return Err(stream_err(ep, "CRI GetContainerEvents")(st)),
+            Ok(Err(_)) => return Err(ended()),
+            Err(_) => {}
+        }
+        mark_up(cache, i, if polling { "polling" } else { "events" }, Some(cri.kind));
+        let mut poll = tokio::time::interval(t.poll);
         let mut resync = tokio::time::interval(t.resync);
         resync.tick().await;
         loop {
             tokio::select! {
-                msg = stream.message() => {
-                    let ev = msg.map_err(|s| RuntimesError::Rpc {
-                        socket: ep.path.clone(), call: "CRI events", source: Box::new(s),
-                    })?.ok_or_else(|| RuntimesError::StreamEnded { socket: ep.path.clone() })?;
+                r = &mut sub.0, if stream.is_none() && !polling => match r.map_err(|_| ended())? {
+                    Ok(s) => stream = Some(s),
+                    Err(st) if st.code() == Code::Unimplemented => {
+                        polling = true;
+                        mark_up(cache, i, "polling", None);
+                    }
+                    Err(st) => return Err(stream_err(ep, "CRI GetContainerEvents")(st)),
+                },
+                msg = next(&mut stream) => {
+                    let ev = msg.map_err(stream_err(ep, "CRI events"))?.ok_or_else(ended)?;
                     cache.counters.events.fetch_add(1, Relaxed);
                     match cri.on_event(&ev) {
                         CriEvent::Upsert(infos) => infos.into_iter().for_each(|c| cache.upsert(i, c)),
                         CriEvent::Removed(id) => cache.removed(&id),
                     }
                 }
+                _ = poll.tick(), if stream.is_none() => upsert_all(cache, i, cri.list_all().await?),
                 _ = resync.tick() => upsert_all(cache, i, cri.list_all().await?),
             }
         }
     };
     match run.await {
-        Ok(()) => RuntimesError::StreamEnded {
-            socket: ep.path.clone(),
-        },
+        Ok(()) => ended(),
         Err(e) => e,
     }
 }
