@@ -452,6 +452,11 @@ impl MetaCache {
         )
     }
 
+    /// Adds what a runtime said, outside any watched endpoint (benches, replays, tests).
+    pub fn insert(&self, info: ContainerInfo) {
+        self.upsert(usize::MAX, info);
+    }
+
     /// Adds or refreshes what `endpoint` said, merged with what was known of the same id.
     pub(crate) fn upsert(&self, endpoint: usize, info: ContainerInfo) {
         let mut inner = self.write();
@@ -526,13 +531,14 @@ impl MetaCache {
         names.retain(|_, id| by_id.contains_key(id));
     }
 
-    /// Past the bound: removed entries first (oldest removal first), then the oldest.
+    /// Past the bound: removed entries first (oldest removal first), then the oldest. A
+    /// sixteenth more goes at once, so the sort (under the write lock) is rare.
     fn evict(
         by_id: &mut BTreeMap<Arc<str>, Entry>,
         names: &mut HashMap<String, Arc<str>>,
         max: usize,
     ) {
-        let excess = by_id.len().saturating_sub(max);
+        let excess = by_id.len().saturating_sub(max) + max / 16;
         let mut order: Vec<(bool, Instant, u64, Arc<str>)> = by_id
             .iter()
             .map(|(k, e)| {
@@ -680,6 +686,7 @@ mod tests {
         }
         assert_eq!(c.len(), 3);
         assert!(c.container("c0").known().is_none(), "oldest evicted");
+        assert!(c.container("c1").known().is_none(), "oldest evicted");
         assert_eq!(&*c.pod("prod", "web-0", Some("sidecar")).known().unwrap().id, "c4");
         assert_eq!(&*c.pod("prod", "web-0", None).known().unwrap().id, "c2");
         assert!(c.pod("prod", "web-1", None).known().is_none());

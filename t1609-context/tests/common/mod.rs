@@ -273,15 +273,18 @@ impl Pod {
     }
 }
 
-/// The pid of a live process whose command line contains `marker`.
+/// The container tools whose own command line carries the command they run inside.
+const CLIENTS: &[&str] = &["podman", "ctr", "docker", "conmon", "runc", "crun"];
+
+/// The pid of a live process whose command line contains `marker` (not a client tool
+/// that passes it on).
 pub fn pid_with(marker: &str) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
         let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-        String::from_utf8_lossy(&cmd)
-            .replace('\0', " ")
-            .contains(marker)
-            .then_some(pid)
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let exe = cmd.split(' ').next()?.rsplit('/').next()?;
+        (cmd.contains(marker) && !CLIENTS.contains(&exe)).then_some(pid)
     })
 }
 
