@@ -56,7 +56,9 @@ bpf-linker --version >/dev/null
 # --- Debian packages used by the tests ---------------------------------------
 if [ "${T1609_SKIP_APT:-0}" != 1 ]; then
     need=()
-    for pkg in docker.io busybox-static systemd iproute2 util-linux curl openssl python3; do
+    # protobuf-compiler: t1609-context's gRPC bindings (k8s-cri, containerd-client) run
+    # protoc at build time. The runtimes the tests drive are installed by scripts/runtimes.sh.
+    for pkg in docker.io busybox-static systemd iproute2 util-linux curl openssl python3 protobuf-compiler; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
     done
     # docker.io may be replaced by a preinstalled docker binary; accept either.

@@ -13,10 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use t1609_context::{
-    ContainerInfo, PodInfo, RuntimeKind,
-    runtimes::MetaCache,
-};
+use t1609_context::{ContainerInfo, PodInfo, RuntimeKind, runtimes::MetaCache};
 
 /// Counts the bytes live on the heap, so the cache's footprint is measured, not guessed.
 struct Counting;
@@ -41,7 +38,10 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn id(i: usize) -> String {
-    format!("{:064x}", (i as u128 + 1) * 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+    format!(
+        "{:064x}",
+        (i as u128 + 1) * 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835
+    )
 }
 
 /// A Kubernetes container as the CRI describes one: every field filled.
@@ -61,7 +61,7 @@ fn container(i: usize) -> ContainerInfo {
 }
 
 fn filled(n: usize) -> MetaCache {
-    let cache = MetaCache::new(16_384, Duration::from_secs(60), Duration::from_secs(1));
+    let cache = MetaCache::new(16_384, Duration::from_mins(1), Duration::from_secs(1));
     for i in 0..n {
         cache.insert(container(i));
     }
@@ -100,9 +100,9 @@ fn main() {
     });
     let names: Vec<String> = (0..N).map(|i| format!("app-{i}")).collect();
     // A podman name: one hash lookup of (runtime, name).
-    for i in 0..N {
+    for (i, name) in names.iter().enumerate() {
         let mut p = ContainerInfo::new(&id(N + i), RuntimeKind::Podman, "podman-storage");
-        p.name = Some(names[i].clone().into());
+        p.name = Some(name.clone().into());
         cache.insert(p);
     }
     let by_name = per_read(READS, |i| {
@@ -113,7 +113,12 @@ fn main() {
         black_box(cache.target("crictl", None, &prefixes[i % N]));
     });
     let pods: Vec<(String, String)> = (0..N)
-        .map(|i| (format!("team-{}", i % 12), format!("service-{}-7d9f8c6b5-{i:05}", i % 40)))
+        .map(|i| {
+            (
+                format!("team-{}", i % 12),
+                format!("service-{}-7d9f8c6b5-{i:05}", i % 40),
+            )
+        })
         .collect();
     let by_pod = per_read(20_000, |i| {
         let (ns, p) = &pods[i % N];
@@ -141,7 +146,7 @@ fn main() {
         black_box(cache.container(&ids[i % N]));
         let d = t0.elapsed();
         worst = worst.max(d);
-        samples.push(d.as_nanos() as u64);
+        samples.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     }
     stop.store(true, Relaxed);
     writer.join().unwrap();
@@ -156,7 +161,10 @@ fn main() {
     println!("| by exec target name (`podman exec web`) | {by_name:.0} |");
     println!("| by id prefix (`crictl exec 3f1c9e2b7a4d5`) | {by_prefix:.0} |");
     println!("| by pod (`kubectl exec -n ns pod`, a scan) | {by_pod:.0} |");
-    println!("| by container id, events written in meanwhile: p50 / p99 / max | {p50} / {p99} / {} |", worst.as_nanos());
+    println!(
+        "| by container id, events written in meanwhile: p50 / p99 / max | {p50} / {p99} / {} |",
+        worst.as_nanos()
+    );
     println!();
     println!("| containers cached | heap (KiB) | per container (bytes) |");
     println!("|---|---|---|");

@@ -107,7 +107,11 @@ mod tests {
         });
         let m = orchestrator_meta(&pod_cg, Some(&d), Some(&k));
         assert_eq!((m.source, m.pod_name.as_deref()), ("cri", Some("a")));
-        assert_eq!(m.pod_uid.as_deref(), Some("1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901"), "uid from the cgroup");
+        assert_eq!(
+            m.pod_uid.as_deref(),
+            Some("1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901"),
+            "uid from the cgroup"
+        );
         // A plain docker container or a host process: no orchestrator, not pending.
         let plain = parse_cgroup(&format!("0::/docker/{}", "b".repeat(64)));
         let m = orchestrator_meta(&plain, None, Some(&k));

@@ -1,11 +1,16 @@
 //! `Runtimes` against a real containerd 1.6 (Debian's, with its CRI plugin), a containerd
 //! of the tests' own started by `scripts/runtimes.sh` (own socket, root and state; dockerd's
 //! is left alone). The CRI is driven as the kubelet drives it (crictl is not in Debian):
-//! RunPodSandbox with Kubernetes metadata, CreateContainer, StartContainer, ExecSync and
-//! Exec; and `ctr` in the CRI's namespace and in one of its own.
+//! `RunPodSandbox` with Kubernetes metadata, `CreateContainer`, `StartContainer`, `ExecSync`
+//! and `Exec`; and `ctr` in the CRI's namespace and in one of its own.
 //!
 //! Without the runtime these tests fail under `T1609_REQUIRE_PRIVILEGED=1` and otherwise
 //! print `skipping: <reason>`.
+
+#![expect(
+    clippy::large_futures,
+    reason = "the CRI calls' futures (tonic) are large; a test awaits them once each"
+)]
 
 mod common;
 
@@ -76,24 +81,29 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one kubelet scenario, step by step")]
 fn kubelet_path_names_namespace_pod_container_and_image() {
-    let Some(f) = common::containerd() else { return };
-    let socket = f["CONTAINERD_SOCKET"].clone();
-    let image = f["BUSYBOX_IMAGE"].clone();
+    let Some((facts, _serial)) = common::containerd() else {
+        return;
+    };
+    let socket = facts["CONTAINERD_SOCKET"].clone();
+    let image = facts["BUSYBOX_IMAGE"].clone();
     let rt = common::tokio_rt();
     let runtimes = Runtimes::start(&watching(&socket, false), rt.handle());
     rt.block_on(async {
         let ep = up(&runtimes).await;
         assert_eq!(ep[0].mode, "events");
-        let mut c = cri(&socket).await;
+        let mut client = cri(&socket).await;
         let uid = common::pod_uid();
         let pod_name = unique("web");
-        let mut pod = Pod::run(&mut c, sandbox_config(&pod_name, "t1609-prod", &uid)).await;
-        let id = pod.create(&mut c, "app", &image, &["sleep", "300"]).await;
-        Pod::start(&mut c, &id).await;
+        let mut pod = Pod::run(&mut client, sandbox_config(&pod_name, "t1609-prod", &uid)).await;
+        let id = pod
+            .create(&mut client, "app", &image, &["sleep", "300"])
+            .await;
+        Pod::start(&mut client, &id).await;
 
         // ExecSync: the kubelet's probes and `kubectl exec` without a stream.
-        let r = c
+        let reply = client
             .exec_sync(ExecSyncRequest {
                 container_id: id.clone(),
                 cmd: vec!["sh".into(), "-c".into(), "echo synced-$((6*7))".into()],
@@ -102,15 +112,25 @@ fn kubelet_path_names_namespace_pod_container_and_image() {
             .await
             .expect("ExecSync")
             .into_inner();
-        assert_eq!((r.exit_code, String::from_utf8_lossy(&r.stdout).trim()), (0, "synced-42"));
+        assert_eq!(
+            (
+                reply.exit_code,
+                String::from_utf8_lossy(&reply.stdout).trim()
+            ),
+            (0, "synced-42")
+        );
 
         // Exec: `kubectl exec` proper, through the streaming server. The process it starts
         // is found by its marker, and its cgroup names the container.
         let marker = unique("t1609-exec");
-        let url = c
+        let url = client
             .exec(ExecRequest {
                 container_id: id.clone(),
-                cmd: vec!["sh".into(), "-c".into(), format!("sleep 1; echo {marker}-done")],
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!("sleep 1; echo {marker}-done"),
+                ],
                 stdout: true,
                 stderr: true,
                 ..Default::default()
@@ -125,59 +145,120 @@ fn kubelet_path_names_namespace_pod_container_and_image() {
         assert_eq!(cg.container_id.as_deref(), Some(id.as_str()), "{cg:?}");
         assert_eq!(cg.pod_uid.as_deref(), Some(uid.as_str()));
         let out = session.join().unwrap();
-        assert!(contains(&out, &format!("{marker}-done")), "{}", String::from_utf8_lossy(&out));
+        assert!(
+            contains(&out, &format!("{marker}-done")),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
 
         // The hot path's read: every field of the alert.
         let Meta::Known(info) = runtimes.container(&id) else {
             panic!("not named: {:?}", runtimes.container(&id));
         };
         let p = info.pod.as_ref().expect("pod");
-        assert_eq!((&*p.namespace, &*p.name, &*p.uid), ("t1609-prod", pod_name.as_str(), uid.as_str()));
+        assert_eq!(
+            (&*p.namespace, &*p.name, &*p.uid),
+            ("t1609-prod", pod_name.as_str(), uid.as_str())
+        );
         assert_eq!(p.container_name.as_deref(), Some("app"));
         assert_eq!(info.name.as_deref(), Some("app"));
         assert_eq!(info.runtime, RuntimeKind::Containerd);
         assert_eq!(info.namespace.as_deref(), Some(CRI_NAMESPACE));
         assert_eq!(info.image.as_deref(), Some(image.as_str()));
         let digest = info.image_digest.as_deref().expect("digest");
-        assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+        assert!(
+            digest.starts_with("sha256:") && digest.len() == 71,
+            "{digest}"
+        );
         assert!(!info.sandbox);
         // The sandbox is known as the pod's, not as a workload.
         let sb = runtimes.container(&pod.sandbox_id);
         assert!(sb.known().is_some_and(|s| s.sandbox), "{sb:?}");
         // `crictl exec <id prefix>` and `kubectl exec -n ns pod [-c app]` find it too.
-        assert_eq!(runtimes.target("crictl", None, &id[..13]).known().map(|i| i.id.clone()), Some(info.id.clone()));
-        assert_eq!(runtimes.pod("t1609-prod", &pod_name, Some("app")).known().map(|i| i.id.clone()), Some(info.id.clone()));
-        assert_eq!(runtimes.pod("t1609-prod", &pod_name, None).known().map(|i| i.id.clone()), Some(info.id.clone()));
+        assert_eq!(
+            runtimes
+                .target("crictl", None, &id[..13])
+                .known()
+                .map(|i| i.id.clone()),
+            Some(info.id.clone())
+        );
+        assert_eq!(
+            runtimes
+                .pod("t1609-prod", &pod_name, Some("app"))
+                .known()
+                .map(|i| i.id.clone()),
+            Some(info.id.clone())
+        );
+        assert_eq!(
+            runtimes
+                .pod("t1609-prod", &pod_name, None)
+                .known()
+                .map(|i| i.id.clone()),
+            Some(info.id.clone())
+        );
         // Near misses: another namespace, another container name.
         assert!(runtimes.pod("default", &pod_name, None).known().is_none());
-        assert!(runtimes.pod("t1609-prod", &pod_name, Some("sidecar")).known().is_none());
+        assert!(
+            runtimes
+                .pod("t1609-prod", &pod_name, Some("sidecar"))
+                .known()
+                .is_none()
+        );
         let s = runtimes.stats();
         assert!(s.hits >= 4 && s.events > 0, "{s:?}");
-        pod.remove(&mut c).await;
+        pod.remove(&mut client).await;
     });
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one ctr scenario, step by step")]
 fn ctr_task_exec_in_k8s_io_and_in_its_own_namespace_resolve() {
-    let Some(f) = common::containerd() else { return };
-    let socket = f["CONTAINERD_SOCKET"].clone();
-    let image = f["BUSYBOX_IMAGE"].clone();
-    let own = f["CONTAINERD_OWN_NAMESPACE"].clone();
+    let Some((facts, _serial)) = common::containerd() else {
+        return;
+    };
+    let socket = facts["CONTAINERD_SOCKET"].clone();
+    let image = facts["BUSYBOX_IMAGE"].clone();
+    let own = facts["CONTAINERD_OWN_NAMESPACE"].clone();
     let rt = common::tokio_rt();
     let runtimes = Runtimes::start(&watching(&socket, false), rt.handle());
     rt.block_on(async {
         up(&runtimes).await;
-        let mut c = cri(&socket).await;
+        let mut client = cri(&socket).await;
         let pod_name = unique("ctr-pod");
-        let mut pod = Pod::run(&mut c, sandbox_config(&pod_name, "t1609-ops", &common::pod_uid())).await;
-        let id = pod.create(&mut c, "shell", &image, &["sleep", "300"]).await;
-        Pod::start(&mut c, &id).await;
+        let mut pod = Pod::run(
+            &mut client,
+            sandbox_config(&pod_name, "t1609-ops", &common::pod_uid()),
+        )
+        .await;
+        let id = pod
+            .create(&mut client, "shell", &image, &["sleep", "300"])
+            .await;
+        Pod::start(&mut client, &id).await;
 
         // `ctr -n k8s.io task exec` into the kubelet's container.
         let exec_id = unique("e");
-        let out = sh("ctr", &["-a", &socket, "-n", "k8s.io", "task", "exec", "--exec-id", &exec_id, &id, "sh", "-c", "echo in-k8s"]).unwrap();
+        let out = sh(
+            "ctr",
+            &[
+                "-a",
+                &socket,
+                "-n",
+                "k8s.io",
+                "task",
+                "exec",
+                "--exec-id",
+                &exec_id,
+                &id,
+                "sh",
+                "-c",
+                "echo in-k8s",
+            ],
+        )
+        .unwrap();
         assert_eq!(out, "in-k8s");
-        let m = runtimes.wait_for(WAIT, |r| r.target("ctr", Some("k8s.io"), &id)).await;
+        let m = runtimes
+            .wait_for(WAIT, |r| r.target("ctr", Some("k8s.io"), &id))
+            .await;
         let info = m.known().unwrap_or_else(|| panic!("{m:?}"));
         assert_eq!(info.pod.as_ref().map(|p| &*p.name), Some(pod_name.as_str()));
         assert_eq!(info.name.as_deref(), Some("shell"));
@@ -186,46 +267,119 @@ fn ctr_task_exec_in_k8s_io_and_in_its_own_namespace_resolve() {
 
         // `ctr run` in a namespace of its own: the id is the name the user chose.
         let name = unique("ctr-web");
-        sh("ctr", &["-a", &socket, "-n", &own, "run", "-d", "--null-io", "--label", &format!("nerdctl/name={name}-n"), &image, &name, "sleep", "300"]).unwrap();
-        let out = sh("ctr", &["-a", &socket, "-n", &own, "task", "exec", "--exec-id", "e1", &name, "sh", "-c", "echo in-own"]);
-        let m = runtimes.wait_for(WAIT, |r| r.target("ctr", Some(&own), &name)).await;
+        sh(
+            "ctr",
+            &[
+                "-a",
+                &socket,
+                "-n",
+                &own,
+                "run",
+                "-d",
+                "--null-io",
+                "--label",
+                &format!("nerdctl/name={name}-n"),
+                &image,
+                &name,
+                "sleep",
+                "300",
+            ],
+        )
+        .unwrap();
+        let out = sh(
+            "ctr",
+            &[
+                "-a",
+                &socket,
+                "-n",
+                &own,
+                "task",
+                "exec",
+                "--exec-id",
+                "e1",
+                &name,
+                "sh",
+                "-c",
+                "echo in-own",
+            ],
+        );
+        let m = runtimes
+            .wait_for(WAIT, |r| r.target("ctr", Some(&own), &name))
+            .await;
         let cleanup = || {
-            let _ = sh("ctr", &["-a", &socket, "-n", &own, "task", "kill", "-s", "KILL", &name]);
+            let _ = sh(
+                "ctr",
+                &[
+                    "-a", &socket, "-n", &own, "task", "kill", "-s", "KILL", &name,
+                ],
+            );
             std::thread::sleep(Duration::from_millis(200));
-            let _ = sh("ctr", &["-a", &socket, "-n", &own, "task", "rm", "-f", &name]);
-            let _ = sh("ctr", &["-a", &socket, "-n", &own, "container", "rm", &name]);
+            let _ = sh(
+                "ctr",
+                &["-a", &socket, "-n", &own, "task", "rm", "-f", &name],
+            );
+            let _ = sh(
+                "ctr",
+                &["-a", &socket, "-n", &own, "container", "rm", &name],
+            );
         };
         assert_eq!(out.as_deref(), Ok("in-own"));
         let info = m.known().unwrap_or_else(|| panic!("{m:?}")).clone();
-        assert_eq!((info.runtime, info.namespace.as_deref()), (RuntimeKind::Containerd, Some(own.as_str())));
+        assert_eq!(
+            (info.runtime, info.namespace.as_deref()),
+            (RuntimeKind::Containerd, Some(own.as_str()))
+        );
         assert_eq!(info.image.as_deref(), Some(image.as_str()));
-        assert!(info.image_digest.as_deref().is_some_and(|d| d.starts_with("sha256:")));
+        assert!(
+            info.image_digest
+                .as_deref()
+                .is_some_and(|d| d.starts_with("sha256:"))
+        );
         assert!(info.pod.is_none());
         // nerdctl is not in Debian; its containers are containerd records labelled
         // nerdctl/name, as this one is: `nerdctl -n <ns> exec <name>` resolves by it.
-        assert_eq!(runtimes.target("nerdctl", Some(&own), &format!("{name}-n")).known().map(|i| i.id.clone()), Some(info.id.clone()));
-        assert!(runtimes.target("nerdctl", None, &format!("{name}-n")).known().is_none());
+        assert_eq!(
+            runtimes
+                .target("nerdctl", Some(&own), &format!("{name}-n"))
+                .known()
+                .map(|i| i.id.clone()),
+            Some(info.id.clone())
+        );
+        assert!(
+            runtimes
+                .target("nerdctl", None, &format!("{name}-n"))
+                .known()
+                .is_none()
+        );
         cleanup();
-        pod.remove(&mut c).await;
+        pod.remove(&mut client).await;
     });
 }
 
 #[test]
 fn a_container_gone_within_a_second_is_still_named_from_the_event_stream() {
-    let Some(f) = common::containerd() else { return };
-    let socket = f["CONTAINERD_SOCKET"].clone();
-    let image = f["BUSYBOX_IMAGE"].clone();
+    let Some((facts, _serial)) = common::containerd() else {
+        return;
+    };
+    let socket = facts["CONTAINERD_SOCKET"].clone();
+    let image = facts["BUSYBOX_IMAGE"].clone();
     let rt = common::tokio_rt();
     let runtimes = Runtimes::start(&watching(&socket, false), rt.handle());
     rt.block_on(async {
         up(&runtimes).await;
-        let mut c = cri(&socket).await;
+        let mut client = cri(&socket).await;
         let pod_name = unique("blink");
-        let mut pod = Pod::run(&mut c, sandbox_config(&pod_name, "t1609-jobs", &common::pod_uid())).await;
+        let mut pod = Pod::run(
+            &mut client,
+            sandbox_config(&pod_name, "t1609-jobs", &common::pod_uid()),
+        )
+        .await;
         let t0 = Instant::now();
-        let id = pod.create(&mut c, "flash", &image, &["sleep", "30"]).await;
-        Pod::start(&mut c, &id).await;
-        let r = c
+        let id = pod
+            .create(&mut client, "flash", &image, &["sleep", "30"])
+            .await;
+        Pod::start(&mut client, &id).await;
+        let reply = client
             .exec_sync(ExecSyncRequest {
                 container_id: id.clone(),
                 cmd: vec!["id".into()],
@@ -234,10 +388,13 @@ fn a_container_gone_within_a_second_is_still_named_from_the_event_stream() {
             .await
             .expect("ExecSync")
             .into_inner();
-        assert_eq!(r.exit_code, 0);
-        Pod::remove_container(&mut c, &id).await;
+        assert_eq!(reply.exit_code, 0);
+        Pod::remove_container(&mut client, &id).await;
         let lived = t0.elapsed();
-        assert!(lived < Duration::from_secs(1), "the container lived {lived:?}");
+        assert!(
+            lived < Duration::from_secs(1),
+            "the container lived {lived:?}"
+        );
         pod.containers.clear();
         // Gone from the runtime, still named in the cache, from the event stream (a list
         // can no longer return it).
@@ -245,17 +402,36 @@ fn a_container_gone_within_a_second_is_still_named_from_the_event_stream() {
             .wait_for(WAIT, |r| {
                 let m = r.container(&id);
                 match &m {
-                    Meta::Known(i) if i.pod.as_ref().is_some_and(|p| p.container_name.is_some()) => m,
+                    Meta::Known(i)
+                        if i.pod.as_ref().is_some_and(|p| p.container_name.is_some()) =>
+                    {
+                        m
+                    }
                     _ => Meta::Pending(t1609_context::PendingReason::LookupQueued),
                 }
             })
             .await;
-        let info = m.known().unwrap_or_else(|| panic!("short-lived container not named: {:?}", runtimes.container(&id)));
-        assert!(info.source.starts_with("containerd-events"), "{}", info.source);
+        let info = m.known().unwrap_or_else(|| {
+            panic!(
+                "short-lived container not named: {:?}",
+                runtimes.container(&id)
+            )
+        });
+        assert!(
+            info.source.starts_with("containerd-events"),
+            "{}",
+            info.source
+        );
         let p = info.pod.as_ref().unwrap();
-        assert_eq!((&*p.namespace, &*p.name, p.container_name.as_deref()), ("t1609-jobs", pod_name.as_str(), Some("flash")));
-        println!("container lived {lived:?} and is named from the event stream ({})", info.source);
-        pod.remove(&mut c).await;
+        assert_eq!(
+            (&*p.namespace, &*p.name, p.container_name.as_deref()),
+            ("t1609-jobs", pod_name.as_str(), Some("flash"))
+        );
+        println!(
+            "container lived {lived:?} and is named from the event stream ({})",
+            info.source
+        );
+        pod.remove(&mut client).await;
     });
 }
 
@@ -263,21 +439,33 @@ fn a_container_gone_within_a_second_is_still_named_from_the_event_stream() {
 /// so the watcher polls; the pod is still named. (CRI-O is not in Debian.)
 #[test]
 fn cri_only_endpoint_falls_back_to_polling_without_container_events() {
-    let Some(f) = common::containerd() else { return };
-    let socket = f["CONTAINERD_SOCKET"].clone();
-    let image = f["BUSYBOX_IMAGE"].clone();
+    let Some((facts, _serial)) = common::containerd() else {
+        return;
+    };
+    let socket = facts["CONTAINERD_SOCKET"].clone();
+    let image = facts["BUSYBOX_IMAGE"].clone();
     let rt = common::tokio_rt();
     let runtimes = Runtimes::start(&watching(&socket, true), rt.handle());
     rt.block_on(async {
         let ep = up(&runtimes).await;
         println!("CRI endpoint mode on this containerd: {}", ep[0].mode);
         assert!(matches!(ep[0].mode, "events" | "polling"), "{ep:?}");
-        assert_eq!(ep[0].runtime, RuntimeKind::Containerd, "the CRI Version names containerd");
-        let mut c = cri(&socket).await;
+        assert_eq!(
+            ep[0].runtime,
+            RuntimeKind::Containerd,
+            "the CRI Version names containerd"
+        );
+        let mut client = cri(&socket).await;
         let pod_name = unique("polled");
-        let mut pod = Pod::run(&mut c, sandbox_config(&pod_name, "t1609-cri", &common::pod_uid())).await;
-        let id = pod.create(&mut c, "main", &image, &["sleep", "60"]).await;
-        Pod::start(&mut c, &id).await;
+        let mut pod = Pod::run(
+            &mut client,
+            sandbox_config(&pod_name, "t1609-cri", &common::pod_uid()),
+        )
+        .await;
+        let id = pod
+            .create(&mut client, "main", &image, &["sleep", "60"])
+            .await;
+        Pod::start(&mut client, &id).await;
         let m = runtimes
             .wait_for(WAIT, |r| match r.container(&id) {
                 Meta::Known(i) if i.pod.is_some() => Meta::Known(i),
@@ -288,6 +476,6 @@ fn cri_only_endpoint_falls_back_to_polling_without_container_events() {
         assert_eq!(info.pod.as_ref().map(|p| &*p.name), Some(pod_name.as_str()));
         assert_eq!(info.name.as_deref(), Some("main"));
         assert!(info.source.starts_with("cri"), "{}", info.source);
-        pod.remove(&mut c).await;
+        pod.remove(&mut client).await;
     });
 }

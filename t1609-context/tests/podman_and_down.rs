@@ -17,16 +17,30 @@ use common::{sh, unique};
 use t1609_context::{Meta, PendingReason, RuntimeKind, Runtimes, RuntimesConfig};
 
 const WAIT: Duration = Duration::from_secs(10);
-/// podman's default rlimits (nofile and nproc 1048576) need CAP_SYS_RESOURCE to raise;
+/// podman's default rlimits (nofile and nproc 1048576) need `CAP_SYS_RESOURCE` to raise;
 /// these stay within any bounding set.
-const PODMAN_LIMITS: &[&str] = &["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
+const PODMAN_LIMITS: &[&str] = &[
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+];
 
 /// `podman run -d` with crun as the issue asks; where crun cannot run here, runc, and
 /// the reason printed. Returns (container id, OCI runtime used).
 fn podman_run(name: &str, image: &str) -> Result<(String, &'static str), String> {
     let mut last = String::new();
     for runtime in ["crun", "runc"] {
-        let mut args = vec!["run", "-d", "--name", name, "--runtime", runtime, "--network", "host"];
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--runtime",
+            runtime,
+            "--network",
+            "host",
+        ];
         args.extend_from_slice(PODMAN_LIMITS);
         args.extend_from_slice(&[image, "sleep", "300"]);
         match sh("podman", &args) {
@@ -74,13 +88,26 @@ fn podman_exec_target_and_its_processes_are_named() {
     let exec = std::thread::spawn({
         let name = name.clone();
         let marker = marker.clone();
-        move || sh("podman", &["exec", &name, "sh", "-c", &format!("sleep 1; echo {marker}")])
+        move || {
+            sh(
+                "podman",
+                &[
+                    "exec",
+                    &name,
+                    "sh",
+                    "-c",
+                    &format!("sleep 1; echo {marker}"),
+                ],
+            )
+        }
     });
     let pid = common::wait_pid(&format!("echo {marker}"), WAIT);
     let cg = common::container_of(pid);
     let result = rt.block_on(async {
         // `podman exec <name>` → the container, by name and by id prefix.
-        let by_name = runtimes.wait_for(WAIT, |r| r.target("podman", None, &name)).await;
+        let by_name = runtimes
+            .wait_for(WAIT, |r| r.target("podman", None, &name))
+            .await;
         let by_prefix = runtimes.target("podman", None, &id[..12]);
         let inside = cg.container_id.as_deref().map(|c| runtimes.container(c));
         (by_name, by_prefix, inside)
@@ -94,11 +121,22 @@ fn podman_exec_target_and_its_processes_are_named() {
     assert_eq!(info.runtime, RuntimeKind::Podman);
     assert_eq!(info.name.as_deref(), Some(name.as_str()));
     assert_eq!(info.image.as_deref(), Some(image.as_str()));
-    assert!(info.image_digest.as_deref().is_some_and(|d| d.starts_with("sha256:")), "{info:?}");
-    assert_eq!(by_prefix.known().map(|i| i.id.clone()), Some(info.id.clone()));
+    assert!(
+        info.image_digest
+            .as_deref()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{info:?}"
+    );
+    assert_eq!(
+        by_prefix.known().map(|i| i.id.clone()),
+        Some(info.id.clone())
+    );
     // A process podman exec'd: its cgroup (libpod-<id>) names the same container.
     assert_eq!(cg.container_id.as_deref(), Some(id.as_str()), "{cg:?}");
-    assert_eq!(inside.and_then(|m| m.known().map(|i| i.id.clone())), Some(info.id.clone()));
+    assert_eq!(
+        inside.and_then(|m| m.known().map(|i| i.id.clone())),
+        Some(info.id.clone())
+    );
     // Near misses: docker does not know podman's names; an unknown name is not found.
     assert!(runtimes.target("docker", None, &name).known().is_none());
     let unknown = rt.block_on(runtimes.wait_for(Duration::from_millis(500), |r| {
@@ -110,8 +148,12 @@ fn podman_exec_target_and_its_processes_are_named() {
 #[test]
 fn docker_containers_are_named_through_the_same_cache() {
     if sh("docker", &["info"]).is_err() {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
-        let _ = std::process::Command::new("bash").arg(script).arg("docker").status();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
+        let _ = std::process::Command::new("bash")
+            .arg(script)
+            .arg("docker")
+            .status();
     }
     if let Err(e) = sh("docker", &["image", "inspect", "t1609-test/busybox:1"]) {
         assert!(
@@ -122,7 +164,20 @@ fn docker_containers_are_named_through_the_same_cache() {
         return;
     }
     let name = unique("t1609-dk");
-    let id = sh("docker", &["run", "-d", "--rm", "--name", &name, "t1609-test/busybox:1", "sleep", "60"]).unwrap();
+    let id = sh(
+        "docker",
+        &[
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            &name,
+            "t1609-test/busybox:1",
+            "sleep",
+            "60",
+        ],
+    )
+    .unwrap();
     let rt = common::tokio_rt();
     let cfg = RuntimesConfig {
         auto_detect: false,
@@ -133,7 +188,10 @@ fn docker_containers_are_named_through_the_same_cache() {
     let m = rt.block_on(runtimes.wait_for(WAIT, |r| r.target("docker", None, &name)));
     let _ = sh("docker", &["rm", "-f", &name]);
     let info = m.known().unwrap_or_else(|| panic!("{m:?}"));
-    assert_eq!((&*info.id, info.runtime), (id.as_str(), RuntimeKind::Docker));
+    assert_eq!(
+        (&*info.id, info.runtime),
+        (id.as_str(), RuntimeKind::Docker)
+    );
     assert_eq!(info.image.as_deref(), Some("t1609-test/busybox:1"));
     assert!(runtimes.target("podman", None, &name).known().is_none());
 }
@@ -160,29 +218,43 @@ fn runtime_gone_or_hung_reads_fail_fast_with_a_reason_and_a_counter() {
         let mut slowest = Duration::ZERO;
         let reason = loop {
             let t0 = Instant::now();
-            let m = runtimes.container("3f1c9e2b7a4d5c6e8f9012ab34cd56ef7890abcdef1234567890abcdef123456");
+            let m = runtimes
+                .container("3f1c9e2b7a4d5c6e8f9012ab34cd56ef7890abcdef1234567890abcdef123456");
             slowest = slowest.max(t0.elapsed());
             match m {
                 Meta::Pending(PendingReason::RuntimeDown(r)) => break r,
                 Meta::Pending(PendingReason::LookupQueued) => {}
                 other => panic!("{}: {other:?}", socket.display()),
             }
-            assert!(Instant::now() < deadline, "{}: no reason after {WAIT:?}", socket.display());
+            assert!(
+                Instant::now() < deadline,
+                "{}: no reason after {WAIT:?}",
+                socket.display()
+            );
             std::thread::sleep(Duration::from_millis(5));
         };
-        assert!(slowest < Duration::from_millis(5), "a read took {slowest:?}");
+        assert!(
+            slowest < Duration::from_millis(5),
+            "a read took {slowest:?}"
+        );
         assert!(
             reason.contains(&*socket.to_string_lossy()) && reason.contains(expect),
             "{reason}"
         );
         // Targets too: nothing waits, the reason is the same.
-        assert!(matches!(runtimes.target("ctr", None, "web"), Meta::Pending(PendingReason::RuntimeDown(_))));
+        assert!(matches!(
+            runtimes.target("ctr", None, "web"),
+            Meta::Pending(PendingReason::RuntimeDown(_))
+        ));
         let s = runtimes.stats();
         assert!(s.runtime_errors >= 1 && s.endpoints_up == 0, "{s:?}");
         if expect.contains("answer") {
             assert!(s.timeouts >= 1, "{s:?}");
         }
         let ep = &runtimes.endpoints()[0];
-        assert!(!ep.up && ep.last_error.as_deref().is_some_and(|e| e.contains(expect)), "{ep:?}");
+        assert!(
+            !ep.up && ep.last_error.as_deref().is_some_and(|e| e.contains(expect)),
+            "{ep:?}"
+        );
     }
 }

@@ -5,7 +5,6 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    fmt,
     ops::Bound,
     sync::{
         Arc, Mutex, RwLock,
@@ -14,94 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::info::{ContainerInfo, RuntimeKind};
-
-/// The answer of a cache read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Meta {
-    Known(Arc<ContainerInfo>),
-    /// Not known (yet): the alert says `metadata_pending` with this reason.
-    Pending(PendingReason),
-}
-
-impl Meta {
-    pub fn known(&self) -> Option<&Arc<ContainerInfo>> {
-        match self {
-            Meta::Known(i) => Some(i),
-            Meta::Pending(_) => None,
-        }
-    }
-}
-
-/// Why a read found nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
-pub enum PendingReason {
-    /// A lookup is on its way; the answer lands in the cache (see `take_answered`).
-    LookupQueued,
-    /// Every runtime that could know it was asked, and none does.
-    NotFound,
-    /// A prefix that matches more than one container.
-    Ambiguous,
-    /// The runtimes that could know it are unreachable or hung (their last error).
-    RuntimeDown(Arc<str>),
-    /// No runtime socket is configured or was found.
-    NoRuntime,
-    /// Too many unknown containers at once: the lookup queue was full.
-    QueueFull,
-}
-
-impl fmt::Display for PendingReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PendingReason::LookupQueued => f.write_str("runtime lookup in progress"),
-            PendingReason::NotFound => f.write_str("no runtime knows this container"),
-            PendingReason::Ambiguous => f.write_str("the id prefix matches several containers"),
-            PendingReason::RuntimeDown(e) => write!(f, "container runtime unavailable: {e}"),
-            PendingReason::NoRuntime => f.write_str("no container runtime socket configured or found"),
-            PendingReason::QueueFull => f.write_str("runtime lookup queue full"),
-        }
-    }
-}
-
-/// What an exec names as its target, and where to look for it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Wanted {
-    /// A container id, as a cgroup gives it.
-    Id(Box<str>),
-    /// `tool` (`docker`, `podman`, `nerdctl`, `ctr`, `crictl`) `exec … <reference>`.
-    Target {
-        tool: Box<str>,
-        namespace: Option<Box<str>>,
-        reference: Box<str>,
-    },
-    /// `kubectl exec -n <namespace> <pod> [-c <container>]`.
-    Pod {
-        namespace: Box<str>,
-        pod: Box<str>,
-        container: Option<Box<str>>,
-    },
-}
-
-impl Wanted {
-    /// The runtimes that can answer it (empty: all).
-    pub fn kinds(&self) -> &'static [RuntimeKind] {
-        match self {
-            Wanted::Target { tool, .. } => match &**tool {
-                "docker" => &[RuntimeKind::Docker],
-                "podman" => &[RuntimeKind::Podman],
-                "nerdctl" | "ctr" => &[RuntimeKind::Containerd],
-                "crictl" => &[RuntimeKind::Containerd, RuntimeKind::CriO],
-                _ => &[],
-            },
-            Wanted::Pod { .. } => &[RuntimeKind::Containerd, RuntimeKind::CriO, RuntimeKind::Docker],
-            Wanted::Id(_) => &[],
-        }
-    }
-}
+pub use super::meta::{Meta, PendingReason, Wanted};
 
 /// Counters (relaxed atomics) and what they count; `Runtimes::stats` snapshots them.
 #[derive(Debug, Default)]
@@ -209,7 +124,10 @@ impl MetaCache {
     }
 
     pub(crate) fn set_requests(&self, tx: mpsc::Sender<Wanted>) {
-        *self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
+        *self
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
     }
 
     /// Hot path: what is known of container `id`. Never waits on a socket.
@@ -372,16 +290,13 @@ impl MetaCache {
         let Some(tx) = tx else {
             return self.pending(PendingReason::NoRuntime);
         };
-        match tx.try_send(wanted.clone()) {
-            Ok(()) => {
-                asked.insert(wanted);
-                self.counters.lookups_queued.fetch_add(1, Relaxed);
-                self.pending(PendingReason::LookupQueued)
-            }
-            Err(_) => {
-                self.counters.queue_full.fetch_add(1, Relaxed);
-                self.pending(PendingReason::QueueFull)
-            }
+        if tx.try_send(wanted.clone()).is_ok() {
+            asked.insert(wanted);
+            self.counters.lookups_queued.fetch_add(1, Relaxed);
+            self.pending(PendingReason::LookupQueued)
+        } else {
+            self.counters.queue_full.fetch_add(1, Relaxed);
+            self.pending(PendingReason::QueueFull)
         }
     }
 
@@ -416,27 +331,24 @@ impl MetaCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(wanted);
         let mut inner = self.write();
-        match reason {
-            Some(r) => {
-                if r == PendingReason::NotFound {
-                    self.counters.not_found.fetch_add(1, Relaxed);
-                }
-                inner.misses.insert(wanted.clone(), (r, Instant::now()));
-                if inner.misses.len() > self.max_entries {
-                    let ttl = self.miss_ttl;
-                    inner.misses.retain(|_, (_, at)| at.elapsed() < ttl);
-                }
+        if let Some(r) = reason {
+            if r == PendingReason::NotFound {
+                self.counters.not_found.fetch_add(1, Relaxed);
             }
-            None => {
-                inner.misses.remove(wanted);
-                drop(inner);
-                if let Ok(info) = self.find(wanted) {
-                    self.counters.late_answers.fetch_add(1, Relaxed);
-                    self.answered
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(info);
-                }
+            inner.misses.insert(wanted.clone(), (r, Instant::now()));
+            if inner.misses.len() > self.max_entries {
+                let ttl = self.miss_ttl;
+                inner.misses.retain(|_, (_, at)| at.elapsed() < ttl);
+            }
+        } else {
+            inner.misses.remove(wanted);
+            drop(inner);
+            if let Ok(info) = self.find(wanted) {
+                self.counters.late_answers.fetch_add(1, Relaxed);
+                self.answered
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(info);
             }
         }
     }
@@ -543,10 +455,15 @@ impl MetaCache {
             .iter()
             .map(|(k, e)| {
                 let now = Instant::now();
-                (e.removed_at.is_none(), e.removed_at.unwrap_or(now), e.seq, k.clone())
+                (
+                    e.removed_at.is_none(),
+                    e.removed_at.unwrap_or(now),
+                    e.seq,
+                    k.clone(),
+                )
             })
             .collect();
-        order.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        order.sort_by_key(|a| (a.0, a.1, a.2));
         for (_, _, _, k) in order.into_iter().take(excess) {
             by_id.remove(&k);
         }
@@ -604,7 +521,10 @@ mod tests {
         // ctr: exact id in its namespace; the same id elsewhere is a near miss.
         assert!(c.target("ctr", Some("t1609"), "web").known().is_some());
         assert!(c.target("ctr", None, "web").known().is_none());
-        assert!(c.target("ctr", None, "abcdef").known().is_none(), "ctr takes no prefix");
+        assert!(
+            c.target("ctr", None, "abcdef").known().is_none(),
+            "ctr takes no prefix"
+        );
         // nerdctl: name or unique prefix, namespace "default" by default.
         assert_eq!(
             &*c.target("nerdctl", None, "nginx-1").known().unwrap().id,
@@ -673,7 +593,7 @@ mod tests {
 
     #[test]
     fn bounded_and_pods_found_by_name() {
-        let c = MetaCache::new(3, Duration::from_secs(60), Duration::from_secs(1));
+        let c = MetaCache::new(3, Duration::from_mins(1), Duration::from_secs(1));
         for i in 0..5 {
             let mut info = ctr(&format!("c{i}"), "k8s.io", Some("app"));
             info.pod = Some(PodInfo {
@@ -687,7 +607,10 @@ mod tests {
         assert_eq!(c.len(), 3);
         assert!(c.container("c0").known().is_none(), "oldest evicted");
         assert!(c.container("c1").known().is_none(), "oldest evicted");
-        assert_eq!(&*c.pod("prod", "web-0", Some("sidecar")).known().unwrap().id, "c4");
+        assert_eq!(
+            &*c.pod("prod", "web-0", Some("sidecar")).known().unwrap().id,
+            "c4"
+        );
         assert_eq!(&*c.pod("prod", "web-0", None).known().unwrap().id, "c2");
         assert!(c.pod("prod", "web-1", None).known().is_none());
     }

@@ -146,12 +146,42 @@ impl RuntimesConfig {
             }
             Ok(())
         };
-        range("timeout_ms", self.timeout_ms, 10, 60_000, "10 to 60000 (ms)")?;
+        range(
+            "timeout_ms",
+            self.timeout_ms,
+            10,
+            60_000,
+            "10 to 60000 (ms)",
+        )?;
         range("poll_ms", self.poll_ms, 50, 600_000, "50 to 600000 (ms)")?;
-        range("resync_ms", self.resync_ms, 1_000, 3_600_000, "1000 to 3600000 (ms)")?;
-        range("removed_grace_ms", self.removed_grace_ms, 0, 86_400_000, "0 to 86400000 (ms)")?;
-        range("max_containers", self.max_containers as u64, 16, 1_000_000, "16 to 1000000")?;
-        range("lookup_queue", self.lookup_queue as u64, 1, 65_536, "1 to 65536")?;
+        range(
+            "resync_ms",
+            self.resync_ms,
+            1_000,
+            3_600_000,
+            "1000 to 3600000 (ms)",
+        )?;
+        range(
+            "removed_grace_ms",
+            self.removed_grace_ms,
+            0,
+            86_400_000,
+            "0 to 86400000 (ms)",
+        )?;
+        range(
+            "max_containers",
+            self.max_containers as u64,
+            16,
+            1_000_000,
+            "16 to 1000000",
+        )?;
+        range(
+            "lookup_queue",
+            self.lookup_queue as u64,
+            1,
+            65_536,
+            "1 to 65536",
+        )?;
         for (key, paths) in [
             ("containerd", &self.containerd),
             ("cri", &self.cri),
@@ -190,10 +220,18 @@ impl RuntimesConfig {
             }
         };
         let groups: [(EndpointKind, &Vec<PathBuf>, &[&str]); 4] = [
-            (EndpointKind::Containerd, &self.containerd, CONTAINERD_SOCKETS),
+            (
+                EndpointKind::Containerd,
+                &self.containerd,
+                CONTAINERD_SOCKETS,
+            ),
             (EndpointKind::Cri, &self.cri, CRI_SOCKETS),
             (EndpointKind::Docker, &self.docker, DOCKER_SOCKETS),
-            (EndpointKind::PodmanStorage, &self.podman_storage, PODMAN_STORAGE),
+            (
+                EndpointKind::PodmanStorage,
+                &self.podman_storage,
+                PODMAN_STORAGE,
+            ),
         ];
         for (kind, configured, _) in &groups {
             for p in *configured {
@@ -227,10 +265,21 @@ mod tests {
         c.validate().unwrap();
         let bad: RuntimesConfig = toml::from_str("timeout_ms = 0").unwrap();
         let e = bad.validate().unwrap_err().to_string();
-        assert!(e.contains("runtimes.timeout_ms = 0") && e.contains("10 to 60000"), "{e}");
+        assert!(
+            e.contains("runtimes.timeout_ms = 0") && e.contains("10 to 60000"),
+            "{e}"
+        );
         let rel: RuntimesConfig = toml::from_str(r#"containerd = ["run/x.sock"]"#).unwrap();
-        assert!(rel.validate().unwrap_err().to_string().contains("runtimes.containerd"));
-        assert!(toml::from_str::<RuntimesConfig>("sockets = []").is_err(), "unknown key");
+        assert!(
+            rel.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("runtimes.containerd")
+        );
+        assert!(
+            toml::from_str::<RuntimesConfig>("sockets = []").is_err(),
+            "unknown key"
+        );
     }
 
     #[test]
@@ -249,7 +298,10 @@ mod tests {
                 .count(),
             1
         );
-        assert!(e.iter().any(|x| x.path == Path::new("/run/k3s/containerd/containerd.sock") && !x.explicit));
+        assert!(
+            e.iter()
+                .any(|x| x.path == Path::new("/run/k3s/containerd/containerd.sock") && !x.explicit)
+        );
         assert!(e.iter().any(|x| x.kind == EndpointKind::Cri));
         let off = RuntimesConfig {
             auto_detect: false,

@@ -143,8 +143,12 @@ impl ContainerdClient {
             .get(LABEL_NERDCTL_NAME)
             .and_then(|n| some(n))
             .or_else(|| i.pod.as_ref().and_then(|p| p.container_name.clone()))
-            .or_else(|| i.sandbox.then(|| i.pod.as_ref().map(|p| p.name.clone())).flatten())
-            .or_else(|| (c.labels.get(LABEL_CRI_KIND).is_none()).then(|| i.id.clone()));
+            .or_else(|| {
+                i.sandbox
+                    .then(|| i.pod.as_ref().map(|p| p.name.clone()))
+                    .flatten()
+            })
+            .or_else(|| (!c.labels.contains_key(LABEL_CRI_KIND)).then(|| i.id.clone()));
         if !c.image.is_empty() {
             i.image_digest = self.digest(ns, &c.image).await;
         }

@@ -72,7 +72,12 @@ impl CriClient {
         })
     }
 
-    fn sandbox_info(&self, id: &str, meta: Option<&PodSandboxMetadata>, source: &'static str) -> ContainerInfo {
+    fn sandbox_info(
+        &self,
+        id: &str,
+        meta: Option<&PodSandboxMetadata>,
+        source: &'static str,
+    ) -> ContainerInfo {
         let mut i = ContainerInfo::new(id, self.kind, source);
         i.sandbox = true;
         i.pod = pod_of(meta);
@@ -96,7 +101,11 @@ impl CriClient {
         let mut i = ContainerInfo::new(&c.id, self.kind, source);
         let cname = c.metadata.as_ref().and_then(|m| some(&m.name));
         i.name.clone_from(&cname);
-        i.image = c.image.as_ref().and_then(|s| some(&s.image)).filter(|s| !s.starts_with("sha256:"));
+        i.image = c
+            .image
+            .as_ref()
+            .and_then(|s| some(&s.image))
+            .filter(|s| !s.starts_with("sha256:"));
         i.image_digest = digest_of_ref(&c.image_ref).map(Arc::from);
         i.pod = pods
             .get(&c.pod_sandbox_id)
@@ -118,12 +127,19 @@ impl CriClient {
         let mut i = ContainerInfo::new(&c.id, self.kind, source);
         let cname = c.metadata.as_ref().and_then(|m| some(&m.name));
         i.name.clone_from(&cname);
-        i.image = c.image.as_ref().and_then(|s| some(&s.image)).filter(|s| !s.starts_with("sha256:"));
+        i.image = c
+            .image
+            .as_ref()
+            .and_then(|s| some(&s.image))
+            .filter(|s| !s.starts_with("sha256:"));
         i.image_digest = digest_of_ref(&c.image_ref).map(Arc::from);
-        i.pod = pod.cloned().or_else(|| PodInfo::from_labels(&c.labels)).map(|mut p| {
-            p.container_name = cname.or(p.container_name);
-            p
-        });
+        i.pod = pod
+            .cloned()
+            .or_else(|| PodInfo::from_labels(&c.labels))
+            .map(|mut p| {
+                p.container_name = cname.or(p.container_name);
+                p
+            });
         self.namespace(i)
     }
 
@@ -134,7 +150,11 @@ impl CriClient {
 
     /// One container or sandbox by id (`None` when the runtime does not have it).
     pub async fn one(&mut self, id: &str) -> Result<Option<ContainerInfo>, RuntimesError> {
-        Ok(self.list(Some(id)).await?.into_iter().find(|i| &*i.id == id))
+        Ok(self
+            .list(Some(id))
+            .await?
+            .into_iter()
+            .find(|i| &*i.id == id))
     }
 
     async fn list(&mut self, id: Option<&str>) -> Result<Vec<ContainerInfo>, RuntimesError> {
@@ -147,7 +167,8 @@ impl CriClient {
             &socket,
             "CRI ListContainers",
             timeout,
-            self.rt.list_containers(ListContainersRequest { filter: cfilter }),
+            self.rt
+                .list_containers(ListContainersRequest { filter: cfilter }),
         )
         .await?
         .containers;
@@ -182,16 +203,18 @@ impl CriClient {
                 out.push(info);
             }
         }
-        out.extend(containers.iter().map(|c| self.container_info(c, &pods, "cri")));
+        out.extend(
+            containers
+                .iter()
+                .map(|c| self.container_info(c, &pods, "cri")),
+        );
         Ok(out)
     }
 
     /// Asks for the runtime's container event stream, on a task of its own (a runtime
     /// may send the stream's headers only with its first event). `Unimplemented` means the
     /// runtime has none (containerd 1.6, CRI-O before 1.26).
-    pub fn events(
-        &self,
-    ) -> JoinHandle<Result<Streaming<ContainerEventResponse>, tonic::Status>> {
+    pub fn events(&self) -> JoinHandle<Result<Streaming<ContainerEventResponse>, tonic::Status>> {
         let mut rt = self.rt.clone();
         tokio::spawn(async move {
             rt.get_container_events(GetEventsRequest {})

@@ -102,6 +102,7 @@ impl ContainerInfo {
 
     /// Fills what `self` lacks from `older` (another answer about the same container):
     /// the CRI knows the pod's metadata, containerd's own API the namespace.
+    #[must_use]
     pub fn merged_with(mut self, older: &ContainerInfo) -> ContainerInfo {
         if self.name.is_none() {
             self.name.clone_from(&older.name);
@@ -200,10 +201,7 @@ mod tests {
             (LABEL_CONTAINER_NAME, "app"),
         ]);
         let p = PodInfo::from_labels(&l).unwrap();
-        assert_eq!(
-            (&*p.name, &*p.namespace, &*p.uid),
-            ("web-0", "prod", "u-1")
-        );
+        assert_eq!((&*p.name, &*p.namespace, &*p.uid), ("web-0", "prod", "u-1"));
         assert_eq!(p.container_name.as_deref(), Some("app"));
         // A near miss: the name without the namespace is no pod.
         assert!(PodInfo::from_labels(&labels(&[(LABEL_POD_NAME, "web-0")])).is_none());
@@ -240,7 +238,10 @@ mod tests {
         assert_eq!(c["image"]["hash"]["all"][0], "sha256:d");
         let o = a.ecs_orchestrator().unwrap();
         assert_eq!(o["resource"]["name"], "web-0");
-        assert!(o["resource"].get("uid").is_none(), "no uid known: none written");
+        assert!(
+            o["resource"].get("uid").is_none(),
+            "no uid known: none written"
+        );
 
         let mut native = ContainerInfo::new("c1", RuntimeKind::Containerd, "containerd");
         native.namespace = some("k8s.io");

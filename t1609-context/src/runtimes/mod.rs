@@ -12,6 +12,7 @@ mod containerd;
 mod cri;
 mod grpc;
 mod info;
+mod meta;
 mod podman;
 mod watch;
 
@@ -27,7 +28,9 @@ pub use config::{
     RuntimesConfig, RuntimesConfigError,
 };
 pub use cri::CRI_NAMESPACE;
-pub use info::{ContainerInfo, LABEL_CRI_KIND, LABEL_NERDCTL_NAME, PodInfo, RuntimeKind, digest_of_ref};
+pub use info::{
+    ContainerInfo, LABEL_CRI_KIND, LABEL_NERDCTL_NAME, PodInfo, RuntimeKind, digest_of_ref,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::{runtime::Handle, sync::mpsc, task::AbortHandle};
@@ -151,11 +154,7 @@ impl Runtimes {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = endpoints
             .iter()
             .map(|e| {
-                cache::Health::new(
-                    e.kind.runtime(),
-                    &e.label(),
-                    e.explicit || e.path.exists(),
-                )
+                cache::Health::new(e.kind.runtime(), &e.label(), e.explicit || e.path.exists())
             })
             .collect();
         let t = watch::Timing {
@@ -176,10 +175,19 @@ impl Runtimes {
             }
             tasks.push(
                 handle
-                    .spawn(watch::answer_misses(cache.clone(), endpoints.clone(), rx, t))
+                    .spawn(watch::answer_misses(
+                        cache.clone(),
+                        endpoints.clone(),
+                        rx,
+                        t,
+                    ))
                     .abort_handle(),
             );
-            tasks.push(handle.spawn(watch::housekeeping(cache.clone())).abort_handle());
+            tasks.push(
+                handle
+                    .spawn(watch::housekeeping(cache.clone()))
+                    .abort_handle(),
+            );
         }
         Runtimes {
             cache,
@@ -365,7 +373,12 @@ mod tests {
         );
         assert_eq!(doc["orchestrator"]["metadata_pending"], true);
         assert_eq!(doc["orchestrator"]["resource"]["uid"], "u-2");
-        assert!(doc["t1609"]["metadata"]["reason"].as_str().unwrap().contains("x.sock"));
+        assert!(
+            doc["t1609"]["metadata"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("x.sock")
+        );
         assert_eq!(doc["container"]["id"], "c2");
         // A plain container that is pending: no orchestrator invented.
         let mut doc = json!({});
@@ -383,7 +396,10 @@ mod tests {
             ..Default::default()
         };
         let r = Runtimes::start(&cfg, &Handle::current());
-        assert_eq!(r.target("ctr", None, "x"), Meta::Pending(PendingReason::NoRuntime));
+        assert_eq!(
+            r.target("ctr", None, "x"),
+            Meta::Pending(PendingReason::NoRuntime)
+        );
         assert_eq!(r.stats().pending, 1);
     }
 }

@@ -107,8 +107,8 @@ impl PodmanStorage {
                 source,
             })
         };
-        let containers: Vec<StoredContainer> = serde_json::from_slice(&read(&file)?)
-            .map_err(|source| RuntimesError::StorageJson {
+        let containers: Vec<StoredContainer> =
+            serde_json::from_slice(&read(&file)?).map_err(|source| RuntimesError::StorageJson {
                 path: file.clone(),
                 source,
             })?;
@@ -130,8 +130,7 @@ impl PodmanStorage {
         Ok(containers
             .iter()
             .filter_map(|c| {
-                let meta: ContainerMetadata =
-                    serde_json::from_str(&c.metadata).unwrap_or_default();
+                let meta: ContainerMetadata = serde_json::from_str(&c.metadata).unwrap_or_default();
                 // CRI-O's containers are named through the CRI, with their pods.
                 if !meta.pod_name.is_empty() {
                     return None;

@@ -177,7 +177,10 @@ async fn next<T>(stream: &mut Option<Streaming<T>>) -> Result<Option<T>, tonic::
     }
 }
 
-fn stream_err<'a>(ep: &'a Endpoint, call: &'static str) -> impl Fn(tonic::Status) -> RuntimesError + 'a {
+fn stream_err<'a>(
+    ep: &'a Endpoint,
+    call: &'static str,
+) -> impl Fn(tonic::Status) -> RuntimesError + 'a {
     move |s| RuntimesError::Rpc {
         socket: ep.path.clone(),
         call,
@@ -201,7 +204,12 @@ async fn relist_containerd(
 
 /// containerd: a full list, then its events service for every namespace (and its CRI
 /// plugin for the Kubernetes metadata of `k8s.io` containers).
-async fn watch_containerd(cache: &Arc<MetaCache>, i: usize, ep: &Endpoint, t: Timing) -> RuntimesError {
+async fn watch_containerd(
+    cache: &Arc<MetaCache>,
+    i: usize,
+    ep: &Endpoint,
+    t: Timing,
+) -> RuntimesError {
     let ended = || RuntimesError::StreamEnded {
         socket: ep.path.clone(),
     };
@@ -288,7 +296,12 @@ async fn watch_cri(cache: &Arc<MetaCache>, i: usize, ep: &Endpoint, t: Timing) -
             Ok(Err(_)) => return Err(ended()),
             Err(_) => {}
         }
-        mark_up(cache, i, if polling { "polling" } else { "events" }, Some(cri.kind));
+        mark_up(
+            cache,
+            i,
+            if polling { "polling" } else { "events" },
+            Some(cri.kind),
+        );
         let mut poll = tokio::time::interval(t.poll);
         let mut resync = tokio::time::interval(t.resync);
         resync.tick().await;
@@ -365,7 +378,10 @@ pub(crate) async fn answer_misses(
             batch.push(w);
         }
         let wants_all = batch.iter().any(|w| w.kinds().is_empty());
-        let kinds: HashSet<RuntimeKind> = batch.iter().flat_map(|w| w.kinds().iter().copied()).collect();
+        let kinds: HashSet<RuntimeKind> = batch
+            .iter()
+            .flat_map(|w| w.kinds().iter().copied())
+            .collect();
         let health: Vec<Health> = cache
             .health
             .read()
@@ -374,7 +390,8 @@ pub(crate) async fn answer_misses(
         let mut errors: Vec<String> = Vec::new();
         let lists = endpoints.iter().enumerate().filter(|(i, ep)| {
             let h = &health[*i];
-            h.present && (wants_all || kinds.contains(&h.kind) || kinds.contains(&ep.kind.runtime()))
+            h.present
+                && (wants_all || kinds.contains(&h.kind) || kinds.contains(&ep.kind.runtime()))
         });
         for (i, ep) in lists {
             match list_endpoint(ep, t).await {

@@ -11,7 +11,7 @@ use std::{
     collections::HashMap,
     path::{Path, PathBuf},
     process::Command,
-    sync::OnceLock,
+    sync::{Mutex, MutexGuard, OnceLock, PoisonError},
     time::Duration,
 };
 
@@ -69,10 +69,14 @@ fn available(state: &'static OnceLock<Result<Facts, String>>, which: &str) -> Op
     }
 }
 
-/// The tests' containerd (socket, namespaces, images), started once per test binary.
-pub fn containerd() -> Option<Facts> {
+/// The tests' containerd (socket, namespaces, images), started once per test binary, and
+/// a guard that keeps its tests one at a time: on two cores, parallel pods would blur
+/// the timing of the short-lived container's test.
+pub fn containerd() -> Option<(Facts, MutexGuard<'static, ()>)> {
     static STATE: OnceLock<Result<Facts, String>> = OnceLock::new();
-    available(&STATE, "containerd")
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let facts = available(&STATE, "containerd")?;
+    Some((facts, SERIAL.lock().unwrap_or_else(PoisonError::into_inner)))
 }
 
 /// podman and its image.
@@ -100,13 +104,23 @@ pub fn unique(tag: &str) -> String {
 
 /// A random-looking UUID (v4 layout) for a pod.
 pub fn pod_uid() -> String {
-    let h = format!("{:032x}", u128::from(std::process::id()) << 64 | u128::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
-    ));
-    format!("{}-{}-4{}-8{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let h = format!(
+        "{:08x}{:08x}{:016x}",
+        std::process::id(),
+        t.subsec_nanos(),
+        t.as_secs()
+    );
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 /// The CRI of the socket, as the kubelet dials it.
@@ -123,10 +137,16 @@ pub async fn cri(socket: &str) -> RuntimeServiceClient<Channel> {
 }
 
 /// The labels the kubelet puts on a container.
-pub fn kubelet_labels(pod: &PodSandboxMetadata, container: Option<&str>) -> HashMap<String, String> {
+pub fn kubelet_labels(
+    pod: &PodSandboxMetadata,
+    container: Option<&str>,
+) -> HashMap<String, String> {
     let mut l = HashMap::from([
         ("io.kubernetes.pod.name".to_owned(), pod.name.clone()),
-        ("io.kubernetes.pod.namespace".to_owned(), pod.namespace.clone()),
+        (
+            "io.kubernetes.pod.namespace".to_owned(),
+            pod.namespace.clone(),
+        ),
         ("io.kubernetes.pod.uid".to_owned(), pod.uid.clone()),
     ]);
     if let Some(c) = container {
@@ -189,7 +209,7 @@ impl Pod {
         }
     }
 
-    /// CreateContainer with the kubelet's labels (not started).
+    /// `CreateContainer` with the kubelet's labels (not started).
     pub async fn create(
         &mut self,
         cri: &mut RuntimeServiceClient<Channel>,
@@ -279,13 +299,16 @@ const CLIENTS: &[&str] = &["podman", "ctr", "docker", "conmon", "runc", "crun"];
 /// The pid of a live process whose command line contains `marker` (not a client tool
 /// that passes it on).
 pub fn pid_with(marker: &str) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        let exe = cmd.split(' ').next()?.rsplit('/').next()?;
-        (cmd.contains(marker) && !CLIENTS.contains(&exe)).then_some(pid)
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let exe = cmd.split(' ').next()?.rsplit('/').next()?;
+            (cmd.contains(marker) && !CLIENTS.contains(&exe)).then_some(pid)
+        })
 }
 
 /// Waits up to `timeout` for a process with `marker` in its command line.
@@ -295,7 +318,10 @@ pub fn wait_pid(marker: &str, timeout: Duration) -> u32 {
         if let Some(p) = pid_with(marker) {
             return p;
         }
-        assert!(std::time::Instant::now() < deadline, "no process with {marker:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no process with {marker:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
