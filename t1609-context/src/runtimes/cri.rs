@@ -5,9 +5,9 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use k8s_cri::v1::{
-    Container, ContainerEventResponse, ContainerEventType, ContainerFilter, ContainerStatus,
-    GetEventsRequest, ListContainersRequest, ListPodSandboxRequest, PodSandboxFilter,
-    PodSandboxMetadata, PodSandboxStatus, VersionRequest,
+    Container, ContainerEventResponse, ContainerEventType, ContainerFilter, ContainerMetadata,
+    ContainerStatus, GetEventsRequest, ImageSpec, ListContainersRequest, ListPodSandboxRequest,
+    PodSandboxFilter, PodSandboxMetadata, PodSandboxStatus, VersionRequest,
     runtime_service_client::RuntimeServiceClient,
 };
 use tokio::task::JoinHandle;
@@ -92,30 +92,55 @@ impl CriClient {
         i
     }
 
+    /// A container as a list (`Container`) or a status (`ContainerStatus`) describes it:
+    /// the same fields; the pod from its sandbox, else the kubelet's labels.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the shared fields of the CRI's two container messages"
+    )]
+    fn workload(
+        &self,
+        id: &str,
+        meta: Option<&ContainerMetadata>,
+        image: Option<&ImageSpec>,
+        image_ref: &str,
+        labels: &HashMap<String, String>,
+        pod: Option<&PodInfo>,
+        source: &'static str,
+    ) -> ContainerInfo {
+        let mut i = ContainerInfo::new(id, self.kind, source);
+        let cname = meta.and_then(|m| some(&m.name));
+        i.name.clone_from(&cname);
+        // An image id (`sha256:…` of the config) is not a name.
+        i.image = image
+            .and_then(|s| some(&s.image))
+            .filter(|s| !s.starts_with("sha256:"));
+        i.image_digest = digest_of_ref(image_ref).map(Arc::from);
+        i.pod = pod
+            .cloned()
+            .or_else(|| PodInfo::from_labels(labels))
+            .map(|mut p| {
+                p.container_name = cname.or(p.container_name);
+                p
+            });
+        self.namespace(i)
+    }
+
     fn container_info(
         &self,
         c: &Container,
         pods: &HashMap<String, PodInfo>,
         source: &'static str,
     ) -> ContainerInfo {
-        let mut i = ContainerInfo::new(&c.id, self.kind, source);
-        let cname = c.metadata.as_ref().and_then(|m| some(&m.name));
-        i.name.clone_from(&cname);
-        i.image = c
-            .image
-            .as_ref()
-            .and_then(|s| some(&s.image))
-            .filter(|s| !s.starts_with("sha256:"));
-        i.image_digest = digest_of_ref(&c.image_ref).map(Arc::from);
-        i.pod = pods
-            .get(&c.pod_sandbox_id)
-            .cloned()
-            .or_else(|| PodInfo::from_labels(&c.labels))
-            .map(|mut p| {
-                p.container_name = cname.or(p.container_name);
-                p
-            });
-        self.namespace(i)
+        self.workload(
+            &c.id,
+            c.metadata.as_ref(),
+            c.image.as_ref(),
+            &c.image_ref,
+            &c.labels,
+            pods.get(&c.pod_sandbox_id),
+            source,
+        )
     }
 
     fn status_info(
@@ -124,23 +149,15 @@ impl CriClient {
         pod: Option<&PodInfo>,
         source: &'static str,
     ) -> ContainerInfo {
-        let mut i = ContainerInfo::new(&c.id, self.kind, source);
-        let cname = c.metadata.as_ref().and_then(|m| some(&m.name));
-        i.name.clone_from(&cname);
-        i.image = c
-            .image
-            .as_ref()
-            .and_then(|s| some(&s.image))
-            .filter(|s| !s.starts_with("sha256:"));
-        i.image_digest = digest_of_ref(&c.image_ref).map(Arc::from);
-        i.pod = pod
-            .cloned()
-            .or_else(|| PodInfo::from_labels(&c.labels))
-            .map(|mut p| {
-                p.container_name = cname.or(p.container_name);
-                p
-            });
-        self.namespace(i)
+        self.workload(
+            &c.id,
+            c.metadata.as_ref(),
+            c.image.as_ref(),
+            &c.image_ref,
+            &c.labels,
+            pod,
+            source,
+        )
     }
 
     /// Every pod sandbox and container the runtime has.

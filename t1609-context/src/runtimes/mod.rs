@@ -300,46 +300,31 @@ pub fn write_ecs(doc: &mut Value, meta: &Meta, pod_uid: Option<&str>) {
     let Some(obj) = doc.as_object_mut() else {
         return;
     };
-    match meta {
+    // A pod the runtime has not named (yet): what the cgroup says, marked pending.
+    let orchestrator = meta.known().and_then(|i| i.ecs_orchestrator()).or_else(|| {
+        pod_uid.map(|uid| {
+            json!({"type": "kubernetes", "resource": {"type": "pod", "uid": uid, "id": uid}, "metadata_pending": true})
+        })
+    });
+    if let Some(o) = orchestrator {
+        obj.insert("orchestrator".into(), o);
+    }
+    let metadata = match meta {
         Meta::Known(info) => {
             let c = obj.entry("container").or_insert_with(|| json!({}));
             if let (Some(c), Value::Object(new)) = (c.as_object_mut(), info.ecs_container()) {
                 c.extend(new);
             }
-            if let Some(o) = info.ecs_orchestrator() {
-                obj.insert("orchestrator".into(), o);
-                if let Some(n) = info.pod.as_ref().and_then(|p| p.container_name.as_deref()) {
-                    obj.insert("kubernetes".into(), json!({"container": {"name": n}}));
-                }
-            } else if let Some(uid) = pod_uid {
-                obj.insert(
-                    "orchestrator".into(),
-                    json!({"type": "kubernetes", "resource": {"type": "pod", "uid": uid, "id": uid}, "metadata_pending": true}),
-                );
+            if let Some(n) = info.pod.as_ref().and_then(|p| p.container_name.as_deref()) {
+                obj.insert("kubernetes".into(), json!({"container": {"name": n}}));
             }
-            let t = obj.entry("t1609").or_insert_with(|| json!({}));
-            if let Some(t) = t.as_object_mut() {
-                t.insert(
-                    "metadata".into(),
-                    json!({"pending": false, "source": info.source}),
-                );
-            }
+            json!({"pending": false, "source": info.source})
         }
-        Meta::Pending(reason) => {
-            if let Some(uid) = pod_uid {
-                obj.insert(
-                    "orchestrator".into(),
-                    json!({"type": "kubernetes", "resource": {"type": "pod", "uid": uid, "id": uid}, "metadata_pending": true}),
-                );
-            }
-            let t = obj.entry("t1609").or_insert_with(|| json!({}));
-            if let Some(t) = t.as_object_mut() {
-                t.insert(
-                    "metadata".into(),
-                    json!({"pending": true, "reason": reason.to_string()}),
-                );
-            }
-        }
+        Meta::Pending(reason) => json!({"pending": true, "reason": reason.to_string()}),
+    };
+    let t = obj.entry("t1609").or_insert_with(|| json!({}));
+    if let Some(t) = t.as_object_mut() {
+        t.insert("metadata".into(), metadata);
     }
 }
 
