@@ -96,7 +96,12 @@ fn kubelet_path_names_namespace_pod_container_and_image() {
         let mut client = cri(&socket).await;
         let uid = common::pod_uid();
         let pod_name = unique("web");
-        let mut pod = Pod::run(&mut client, sandbox_config(&pod_name, "t1609-prod", &uid)).await;
+        let mut pod = Pod::run(
+            &mut client,
+            &socket,
+            sandbox_config(&pod_name, "t1609-prod", &uid),
+        )
+        .await;
         let id = pod
             .create(&mut client, "app", &image, &["sleep", "300"])
             .await;
@@ -206,7 +211,7 @@ fn kubelet_path_names_namespace_pod_container_and_image() {
         );
         let s = runtimes.stats();
         assert!(s.hits >= 4 && s.events > 0, "{s:?}");
-        pod.remove(&mut client).await;
+        drop(pod);
     });
 }
 
@@ -227,6 +232,7 @@ fn ctr_task_exec_in_k8s_io_and_in_its_own_namespace_resolve() {
         let pod_name = unique("ctr-pod");
         let mut pod = Pod::run(
             &mut client,
+            &socket,
             sandbox_config(&pod_name, "t1609-ops", &common::pod_uid()),
         )
         .await;
@@ -352,7 +358,7 @@ fn ctr_task_exec_in_k8s_io_and_in_its_own_namespace_resolve() {
                 .is_none()
         );
         cleanup();
-        pod.remove(&mut client).await;
+        drop(pod);
     });
 }
 
@@ -371,6 +377,7 @@ fn a_container_gone_within_a_second_is_still_named_from_the_event_stream() {
         let pod_name = unique("blink");
         let mut pod = Pod::run(
             &mut client,
+            &socket,
             sandbox_config(&pod_name, "t1609-jobs", &common::pod_uid()),
         )
         .await;
@@ -431,7 +438,7 @@ fn a_container_gone_within_a_second_is_still_named_from_the_event_stream() {
             "container lived {lived:?} and is named from the event stream ({})",
             info.source
         );
-        pod.remove(&mut client).await;
+        drop(pod);
     });
 }
 
@@ -459,6 +466,7 @@ fn cri_only_endpoint_falls_back_to_polling_without_container_events() {
         let pod_name = unique("polled");
         let mut pod = Pod::run(
             &mut client,
+            &socket,
             sandbox_config(&pod_name, "t1609-cri", &common::pod_uid()),
         )
         .await;
@@ -476,6 +484,6 @@ fn cri_only_endpoint_falls_back_to_polling_without_container_events() {
         assert_eq!(info.pod.as_ref().map(|p| &*p.name), Some(pod_name.as_str()));
         assert_eq!(info.name.as_deref(), Some("main"));
         assert!(info.source.starts_with("cri"), "{}", info.source);
-        pod.remove(&mut client).await;
+        drop(pod);
     });
 }

@@ -184,15 +184,20 @@ pub fn sandbox_config(name: &str, namespace: &str, uid: &str) -> PodSandboxConfi
     }
 }
 
-/// A pod with one running container; removed (containers, then sandbox) on `remove`.
+/// A pod and its containers; removed (containers, then sandbox) when dropped.
 pub struct Pod {
+    socket: String,
     pub sandbox_id: String,
     pub config: PodSandboxConfig,
     pub containers: Vec<String>,
 }
 
 impl Pod {
-    pub async fn run(cri: &mut RuntimeServiceClient<Channel>, config: PodSandboxConfig) -> Pod {
+    pub async fn run(
+        cri: &mut RuntimeServiceClient<Channel>,
+        socket: &str,
+        config: PodSandboxConfig,
+    ) -> Pod {
         let sandbox_id = cri
             .run_pod_sandbox(RunPodSandboxRequest {
                 config: Some(config.clone()),
@@ -203,6 +208,7 @@ impl Pod {
             .into_inner()
             .pod_sandbox_id;
         Pod {
+            socket: socket.to_owned(),
             sandbox_id,
             config,
             containers: Vec::new(),
@@ -265,31 +271,46 @@ impl Pod {
         .await
         .expect("RemoveContainer");
     }
+}
 
-    pub async fn remove(self, cri: &mut RuntimeServiceClient<Channel>) {
-        for c in &self.containers {
-            let _ = cri
-                .stop_container(StopContainerRequest {
-                    container_id: c.clone(),
-                    timeout: 0,
-                })
-                .await;
-            let _ = cri
-                .remove_container(RemoveContainerRequest {
-                    container_id: c.clone(),
-                })
-                .await;
-        }
-        let _ = cri
-            .stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: self.sandbox_id.clone(),
-            })
-            .await;
-        let _ = cri
-            .remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: self.sandbox_id.clone(),
-            })
-            .await;
+/// Stops and removes the pod's containers and sandbox, also when the test panicked (on
+/// a thread of its own with its own runtime: a drop cannot await).
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let socket = self.socket.clone();
+        let sandbox = self.sandbox_id.clone();
+        let containers = std::mem::take(&mut self.containers);
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut cri = cri(&socket).await;
+                for c in containers {
+                    let _ = cri
+                        .stop_container(StopContainerRequest {
+                            container_id: c.clone(),
+                            timeout: 0,
+                        })
+                        .await;
+                    let _ = cri
+                        .remove_container(RemoveContainerRequest { container_id: c })
+                        .await;
+                }
+                let _ = cri
+                    .stop_pod_sandbox(StopPodSandboxRequest {
+                        pod_sandbox_id: sandbox.clone(),
+                    })
+                    .await;
+                let _ = cri
+                    .remove_pod_sandbox(RemovePodSandboxRequest {
+                        pod_sandbox_id: sandbox,
+                    })
+                    .await;
+            });
+        });
+        let _ = cleanup.join();
     }
 }
 
