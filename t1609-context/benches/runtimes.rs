@@ -160,7 +160,7 @@ fn main() {
     println!("| by container id (the cgroup's) | {by_id:.0} |");
     println!("| by exec target name (`podman exec web`) | {by_name:.0} |");
     println!("| by id prefix (`crictl exec 3f1c9e2b7a4d5`) | {by_prefix:.0} |");
-    println!("| by pod (`kubectl exec -n ns pod`, a scan) | {by_pod:.0} |");
+    println!("| by pod (`kubectl exec -n ns pod`) | {by_pod:.0} |");
     println!(
         "| by container id, events written in meanwhile: p50 / p99 / max | {p50} / {p99} / {} |",
         worst.as_nanos()

@@ -47,6 +47,8 @@ struct Inner {
     by_id: BTreeMap<Arc<str>, Entry>,
     /// `kind \0 namespace \0 name` → id.
     names: HashMap<String, Arc<str>>,
+    /// `namespace \0 pod` → the ids of the pod's workload containers.
+    pods: HashMap<String, Vec<Arc<str>>>,
     misses: HashMap<Wanted, (PendingReason, Instant)>,
     seq: u64,
 }
@@ -98,6 +100,27 @@ fn name_key(kind: RuntimeKind, ns: Option<&str>, name: &str) -> String {
     k.push('\0');
     k.push_str(name);
     k
+}
+
+fn pod_key(namespace: &str, pod: &str) -> String {
+    let mut k = String::with_capacity(namespace.len() + pod.len() + 1);
+    k.push_str(namespace);
+    k.push('\0');
+    k.push_str(pod);
+    k
+}
+
+/// Drops from the indexes the ids no longer cached.
+fn prune(
+    by_id: &BTreeMap<Arc<str>, Entry>,
+    names: &mut HashMap<String, Arc<str>>,
+    pods: &mut HashMap<String, Vec<Arc<str>>>,
+) {
+    names.retain(|_, id| by_id.contains_key(id));
+    pods.retain(|_, ids| {
+        ids.retain(|id| by_id.contains_key(id));
+        !ids.is_empty()
+    });
 }
 
 /// The containerd namespace a tool works in when none is given.
@@ -237,13 +260,14 @@ impl MetaCache {
                 container,
             } => {
                 let mut best: Option<&Entry> = None;
-                for e in inner.by_id.values() {
+                let ids = inner.pods.get(&pod_key(namespace, pod));
+                for e in ids
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| inner.by_id.get(id))
+                {
                     let Some(p) = &e.info.pod else { continue };
-                    if e.info.sandbox
-                        || e.removed_at.is_some()
-                        || *p.namespace != **namespace
-                        || *p.name != **pod
-                    {
+                    if e.removed_at.is_some() {
                         continue;
                     }
                     match container {
@@ -375,6 +399,7 @@ impl MetaCache {
         let Inner {
             by_id,
             names,
+            pods,
             misses,
             seq,
         } = &mut *inner;
@@ -397,6 +422,12 @@ impl MetaCache {
                 info.id.clone(),
             );
         }
+        if let Some(p) = info.pod.as_ref().filter(|_| !info.sandbox) {
+            let ids = pods.entry(pod_key(&p.namespace, &p.name)).or_default();
+            if !ids.contains(&info.id) {
+                ids.push(info.id.clone());
+            }
+        }
         misses.retain(|w, _| !matches!(w, Wanted::Id(id) if **id == *info.id));
         let id = info.id.clone();
         by_id.insert(
@@ -409,7 +440,8 @@ impl MetaCache {
             },
         );
         if by_id.len() > self.max_entries {
-            Self::evict(by_id, names, self.max_entries);
+            Self::evict(by_id, self.max_entries);
+            prune(by_id, names, pods);
         }
         // Misses of targets may be answered now; they are cheap to ask again.
         misses.retain(|w, _| matches!(w, Wanted::Id(_)));
@@ -438,18 +470,19 @@ impl MetaCache {
     pub fn expire(&self) {
         let grace = self.removed_grace;
         let mut inner = self.write();
-        let Inner { by_id, names, .. } = &mut *inner;
+        let Inner {
+            by_id, names, pods, ..
+        } = &mut *inner;
+        let before = by_id.len();
         by_id.retain(|_, e| e.removed_at.is_none_or(|t| t.elapsed() < grace));
-        names.retain(|_, id| by_id.contains_key(id));
+        if by_id.len() != before {
+            prune(by_id, names, pods);
+        }
     }
 
     /// Past the bound: removed entries first (oldest removal first), then the oldest. A
     /// sixteenth more goes at once, so the sort (under the write lock) is rare.
-    fn evict(
-        by_id: &mut BTreeMap<Arc<str>, Entry>,
-        names: &mut HashMap<String, Arc<str>>,
-        max: usize,
-    ) {
+    fn evict(by_id: &mut BTreeMap<Arc<str>, Entry>, max: usize) {
         let excess = by_id.len().saturating_sub(max) + max / 16;
         let mut order: Vec<(bool, Instant, u64, Arc<str>)> = by_id
             .iter()
@@ -467,7 +500,6 @@ impl MetaCache {
         for (_, _, _, k) in order.into_iter().take(excess) {
             by_id.remove(&k);
         }
-        names.retain(|_, id| by_id.contains_key(id));
     }
 
     pub fn len(&self) -> usize {
