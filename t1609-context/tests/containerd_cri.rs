@@ -381,26 +381,36 @@ fn a_container_gone_within_a_second_is_still_named_from_the_event_stream() {
             sandbox_config(&pod_name, "t1609-jobs", &common::pod_uid()),
         )
         .await;
-        let t0 = Instant::now();
-        let id = pod
-            .create(&mut client, "flash", &image, &["sleep", "30"])
-            .await;
-        Pod::start(&mut client, &id).await;
-        let reply = client
-            .exec_sync(ExecSyncRequest {
-                container_id: id.clone(),
-                cmd: vec!["id".into()],
-                timeout: 5,
-            })
-            .await
-            .expect("ExecSync")
-            .into_inner();
-        assert_eq!(reply.exit_code, 0);
-        Pod::remove_container(&mut client, &id).await;
-        let lived = t0.elapsed();
+        // Create, start, exec into and remove a container within a second. On two busy
+        // cores one round can take longer; up to three rounds, each printed.
+        let mut round = 0;
+        let (id, lived) = loop {
+            round += 1;
+            let t0 = Instant::now();
+            let id = pod
+                .create(&mut client, "flash", &image, &["sleep", "30"])
+                .await;
+            Pod::start(&mut client, &id).await;
+            let reply = client
+                .exec_sync(ExecSyncRequest {
+                    container_id: id.clone(),
+                    cmd: vec!["id".into()],
+                    timeout: 5,
+                })
+                .await
+                .expect("ExecSync")
+                .into_inner();
+            assert_eq!(reply.exit_code, 0);
+            Pod::remove_container(&mut client, &id).await;
+            let lived = t0.elapsed();
+            println!("round {round}: the container lived {lived:?}");
+            if lived < Duration::from_secs(1) || round == 3 {
+                break (id, lived);
+            }
+        };
         assert!(
             lived < Duration::from_secs(1),
-            "the container lived {lived:?}"
+            "the container lived {lived:?} in each of 3 rounds"
         );
         pod.containers.clear();
         // Gone from the runtime, still named in the cache, from the event stream (a list
