@@ -53,7 +53,20 @@ if [ ! -x "$TOOLS_ROOT/bin/bpf-linker" ] || [ ! -e "$stamp" ]; then
 fi
 bpf-linker --version >/dev/null
 
+# --- Debian packages the build needs -------------------------------------------
+# protoc: t1609-context's gRPC bindings (k8s-cri, containerd-client) are generated at
+# build time. Installed even with T1609_SKIP_APT=1 (which skips the tests' packages), so
+# the container image's builder stage has it too.
+if ! command -v protoc >/dev/null 2>&1; then
+    log "apt-get install protobuf-compiler"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends protobuf-compiler >/dev/null
+fi
+
 # --- Debian packages used by the tests ---------------------------------------
+# (The container runtimes the t1609-context tests drive are installed by
+# scripts/runtimes.sh.)
 if [ "${T1609_SKIP_APT:-0}" != 1 ]; then
     need=()
     for pkg in docker.io busybox-static systemd iproute2 util-linux curl openssl python3; do

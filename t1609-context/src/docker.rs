@@ -129,6 +129,19 @@ impl DockerClient {
         }
     }
 
+    /// `GET /containers/json?all=1`: every container, running or not, with its name,
+    /// image and Kubernetes labels (`ContainerMeta` of each).
+    pub async fn list(&self) -> Result<Vec<ContainerMeta>, RuntimeError> {
+        let (status, body) = self.get("/containers/json?all=1").await?;
+        if status != 200 {
+            return Err(RuntimeError::Http {
+                status,
+                message: api_message(&body),
+            });
+        }
+        parse_list(&body)
+    }
+
     /// `GET /_ping`: true when the daemon answers `OK`.
     pub async fn ping(&self) -> Result<bool, RuntimeError> {
         let (status, body) = self.get("/_ping").await?;
@@ -214,6 +227,43 @@ pub fn parse_inspect(body: &[u8]) -> Result<ContainerMeta, RuntimeError> {
         pod_namespace: label(LABEL_POD_NAMESPACE),
         pod_uid: label(LABEL_POD_UID),
     })
+}
+
+#[derive(Deserialize)]
+struct ListItem {
+    #[serde(rename = "Id")]
+    id: String,
+    #[serde(rename = "Names", default)]
+    names: Option<Vec<String>>,
+    #[serde(rename = "Image", default)]
+    image: Option<String>,
+    #[serde(rename = "Labels", default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// Builds one [`ContainerMeta`] per entry of a `GET /containers/json` answer.
+pub fn parse_list(body: &[u8]) -> Result<Vec<ContainerMeta>, RuntimeError> {
+    let items: Vec<ListItem> = serde_json::from_slice(body)
+        .map_err(|e| RuntimeError::Protocol(format!("container list JSON: {e}")))?;
+    Ok(items
+        .into_iter()
+        .map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            let label = |k: &str| labels.get(k).filter(|v| !v.is_empty()).cloned();
+            ContainerMeta {
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .filter(|n| !n.is_empty()),
+                image: c.image.filter(|i| !i.is_empty()),
+                pod_name: label(LABEL_POD_NAME),
+                pod_namespace: label(LABEL_POD_NAMESPACE),
+                pod_uid: label(LABEL_POD_UID),
+                id: c.id,
+            }
+        })
+        .collect())
 }
 
 fn header_end(buf: &[u8]) -> Option<usize> {
@@ -322,6 +372,19 @@ mod tests {
         let bare = parse_inspect(br#"{"Id":"x","Name":"/n","Config":{"Image":"i","Labels":null}}"#)
             .unwrap();
         assert_eq!(bare.pod_name, None);
+    }
+
+    #[test]
+    fn list_with_names_and_labels() {
+        let l = parse_list(
+            br#"[{"Id":"a1","Names":["/web"],"Image":"busybox:1","Labels":{"io.kubernetes.pod.name":"p"}},
+                 {"Id":"b2","Names":null,"Image":"","Labels":null}]"#,
+        )
+        .unwrap();
+        assert_eq!(l[0].name.as_deref(), Some("web"));
+        assert_eq!(l[0].pod_name.as_deref(), Some("p"));
+        assert_eq!((l[1].name.as_deref(), l[1].image.as_deref()), (None, None));
+        assert!(parse_list(b"{}").is_err());
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! Context and enrichment for t1609-agent alerts: who ran a command (process table,
 //! ancestry, users), from where (cgroup → container/pod/unit, namespaces), into which
-//! container (Docker API, kubelet pod list), and tuning (exceptions, deduplication).
+//! container (containerd, CRI-O, Docker and podman metadata; kubelet pod list), and tuning (exceptions, deduplication).
 //!
 //! Everything here is plain Rust over injectable inputs (a `/proc` root, a host root, a
 //! socket path, `now`), so it is unit-testable without root; see README.md.
@@ -14,6 +14,7 @@ pub mod ns;
 pub mod orchestrator;
 pub mod process;
 mod procfs;
+pub mod runtimes;
 pub mod users;
 
 pub use cgroup::{CgroupContext, Runtime, cgroup_line_path, compact_cgroup_text, parse_cgroup};
@@ -30,6 +31,10 @@ pub use process::{
     Ancestor, Creds, MAX_ANCESTRY, MAX_TABLE_ARGV_BYTES, ProcInfo, ProcessTable, read_creds,
     read_ns_pid, read_proc_info,
 };
+pub use runtimes::{
+    ContainerInfo, Meta, PendingReason, PodInfo, RuntimeKind, RuntimeStats, Runtimes,
+    RuntimesConfig, RuntimesError, write_ecs,
+};
 pub use t1609_ecs::glob_match;
 pub use users::Users;
 
@@ -45,5 +50,6 @@ mod send_sync {
         assert_send_sync::<crate::ProcessTable>();
         assert_send_sync::<crate::Deduper>();
         assert_send_sync::<crate::Users>();
+        assert_send_sync::<crate::Runtimes>();
     }
 }

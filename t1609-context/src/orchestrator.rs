@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::{cgroup::CgroupContext, docker::ContainerMeta, kubelet::KubeletPods};
+use crate::{cgroup::CgroupContext, kubelet::KubeletPods, runtimes::ContainerInfo};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct OrchestratorMeta {
@@ -12,31 +12,33 @@ pub struct OrchestratorMeta {
     /// `orchestrator.namespace`.
     pub pod_namespace: Option<String>,
     pub pod_uid: Option<String>,
-    /// Kubernetes container name, when the kubelet pod list gave it.
+    /// Kubernetes container name, when the runtime or the kubelet pod list gave it.
     pub container_name: Option<String>,
     /// The process is in a Kubernetes pod (per its cgroup or runtime labels) but the pod's
     /// name or namespace is not known yet (no kubelet list / CRI answer, or not yet synced).
     pub metadata_pending: bool,
-    /// Where the names came from: `docker-labels`, `kubelet`, `cgroup` (uid only) or `none`.
+    /// Where the names came from: the runtime's answer (its `ContainerInfo::source`:
+    /// `cri`, `containerd-events`, `docker`, …), `kubelet`, `cgroup` (uid only) or `none`.
     pub source: &'static str,
 }
 
-/// Merges the cgroup's view with the runtime's labels and the kubelet pod list. Runtime
-/// labels win, then the kubelet list; the cgroup only ever gives the pod UID.
+/// Merges the cgroup's view with the runtime's answer (see `runtimes`) and the kubelet pod
+/// list. The runtime wins, then the kubelet list; the cgroup only ever gives the pod UID.
 pub fn orchestrator_meta(
     cg: &CgroupContext,
-    docker: Option<&ContainerMeta>,
+    runtime: Option<&ContainerInfo>,
     kubelet: Option<&KubeletPods>,
 ) -> OrchestratorMeta {
     let mut m = OrchestratorMeta {
         source: "none",
         ..Default::default()
     };
-    if let Some(d) = docker.filter(|d| d.pod_name.is_some() || d.pod_namespace.is_some()) {
-        m.pod_name.clone_from(&d.pod_name);
-        m.pod_namespace.clone_from(&d.pod_namespace);
-        m.pod_uid.clone_from(&d.pod_uid);
-        m.source = "docker-labels";
+    if let Some((info, p)) = runtime.and_then(|i| i.pod.as_ref().map(|p| (i, p))) {
+        m.pod_name = Some(p.name.to_string());
+        m.pod_namespace = Some(p.namespace.to_string());
+        m.pod_uid = (!p.uid.is_empty()).then(|| p.uid.to_string());
+        m.container_name = p.container_name.as_deref().map(str::to_owned);
+        m.source = info.source;
     } else if let Some(p) = cg
         .container_id
         .as_deref()
@@ -62,7 +64,10 @@ pub fn orchestrator_meta(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse_cgroup;
+    use crate::{
+        parse_cgroup,
+        runtimes::{PodInfo, RuntimeKind},
+    };
 
     const ID: &str = "3f1c9e2b7a4d5c6e8f9012ab34cd56ef7890abcdef1234567890abcdef123456";
 
@@ -92,16 +97,20 @@ mod tests {
             (Some("web-0"), Some("prod"), "kubelet")
         );
         assert_eq!(m.container_name.as_deref(), Some("nginx"));
-        // Docker labels win.
-        let d = ContainerMeta {
-            id: ID.into(),
-            pod_name: Some("a".into()),
-            pod_namespace: Some("b".into()),
-            ..Default::default()
-        };
+        // The runtime's answer wins.
+        let mut d = ContainerInfo::new(ID, RuntimeKind::Containerd, "cri");
+        d.pod = Some(PodInfo {
+            name: "a".into(),
+            namespace: "b".into(),
+            uid: "".into(),
+            container_name: None,
+        });
+        let m = orchestrator_meta(&pod_cg, Some(&d), Some(&k));
+        assert_eq!((m.source, m.pod_name.as_deref()), ("cri", Some("a")));
         assert_eq!(
-            orchestrator_meta(&pod_cg, Some(&d), Some(&k)).source,
-            "docker-labels"
+            m.pod_uid.as_deref(),
+            Some("1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901"),
+            "uid from the cgroup"
         );
         // A plain docker container or a host process: no orchestrator, not pending.
         let plain = parse_cgroup(&format!("0::/docker/{}", "b".repeat(64)));
