@@ -82,17 +82,29 @@ pub fn parse_identified(tool: &str, exe_name: &str, argv: &[String]) -> Vec<Invo
 /// (`DOCKER ` → `docker`; `.x exec -it web sh` → `docker`; a program calling a kubelet
 /// exec URL → `cdk`, the name the URL clients' rules are indexed under).
 pub fn index_key(name: &str, argv: &[String]) -> Option<&'static str> {
-    let norm = normalise_name(name);
+    // Most names need no normalising: no allocation for them.
+    let norm: std::borrow::Cow<'_, str> = if needs_normalising(name) {
+        normalise_name(name).into()
+    } else {
+        name.into()
+    };
     if let Some(t) = canonical_tool(&norm) {
         return exe_names_for_tool(t).first().copied();
     }
     if let Some((host, _)) = plugin::plugin_of(&norm, argv) {
         return Some(host);
     }
-    if known_name(&norm) {
+    if known_name(&norm) || !shape::worth_trying(argv) {
         return None;
     }
     shape::recognise(&norm, argv).and_then(|inv| exe_names_for_tool(&inv.tool).first().copied())
+}
+
+fn needs_normalising(name: &str) -> bool {
+    !name.is_ascii()
+        || name
+            .bytes()
+            .any(|b| b.is_ascii_uppercase() || b.is_ascii_whitespace())
 }
 
 fn unshare(v: Vec<Arc<Invocation>>) -> Vec<Invocation> {

@@ -129,10 +129,22 @@ impl Evidence {
 /// The invocation a program we do not know by name is, by its arguments' shape.
 /// `name` is its (normalised) name.
 pub(super) fn recognise(name: &str, argv: &[String]) -> Option<Invocation> {
-    if argv.len() < 2 || TEXT_TOOLS.contains(&name) {
+    if !worth_trying(argv) || TEXT_TOOLS.contains(&name) {
         return None;
     }
     by_grammar(argv).or_else(|| by_url(argv))
+}
+
+/// A cheap first look: a shape needs one of the verbs the shapes start with, or a URL.
+/// Most command lines have neither.
+pub(super) fn worth_trying(argv: &[String]) -> bool {
+    argv.len() >= 2
+        && argv[1..].iter().any(|a| {
+            matches!(
+                a.as_str(),
+                "exec" | "run" | "task" | "tasks" | "t" | "container" | "containers" | "c"
+            ) || a.contains("://")
+        })
 }
 
 fn by_grammar(argv: &[String]) -> Option<Invocation> {
