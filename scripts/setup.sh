@@ -69,7 +69,8 @@ fi
 # scripts/runtimes.sh.)
 if [ "${T1609_SKIP_APT:-0}" != 1 ]; then
     need=()
-    for pkg in docker.io busybox-static systemd iproute2 util-linux curl openssl python3; do
+    # podman brings crun and conmon: t1609-identity classifies the real binaries.
+    for pkg in docker.io busybox-static systemd iproute2 util-linux curl openssl python3 podman; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
     done
     # docker.io may be replaced by a preinstalled docker binary; accept either.

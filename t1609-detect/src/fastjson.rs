@@ -369,6 +369,9 @@ fn write_invocation(out: &mut Vec<u8>, inv: &Invocation) {
     o.opt_num(k!("remote_port"), inv.remote_port);
     o.nonempty_strs(k!("wrappers"), &inv.wrappers);
     o.opt_str(k!("shim"), inv.shim.as_deref());
+    o.opt_str(k!("recognised_by"), inv.recognised_by);
+    o.opt_str(k!("masquerade"), inv.masquerade);
+    o.opt_str(k!("plugin"), inv.plugin.as_deref());
     o.close();
 }
 

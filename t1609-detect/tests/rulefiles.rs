@@ -44,8 +44,8 @@ process where t1609.argv.tool == "kubectl" and t1609.argv.namespace == "prod"
 #[test]
 fn builtin_pack_is_valid() {
     let n = check_rules(&[]).expect("valid");
-    assert_eq!(n, 8);
-    assert_eq!(Engine::builtin().expect("builtin").rule_count(), 8);
+    assert_eq!(n, 9);
+    assert_eq!(Engine::builtin().expect("builtin").rule_count(), 9);
 }
 
 #[test]
@@ -53,7 +53,7 @@ fn extra_rules_load_and_fire() {
     let d = tmpdir("good");
     write(&d, "local.toml", GOOD);
     write(&d, "README.md", "not a rule");
-    assert_eq!(check_rules(std::slice::from_ref(&d)).expect("valid"), 9);
+    assert_eq!(check_rules(std::slice::from_ref(&d)).expect("valid"), 10);
     let e = Engine::load(&[d]).expect("load");
     let ev = t1609_detect::event::ProcessEvent {
         process: t1609_detect::event::Process {

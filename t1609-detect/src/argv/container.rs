@@ -49,7 +49,7 @@ const GLOBAL_LONG: &[&str] = &[
 const GLOBAL_SHORT: &str = "Hcln";
 
 /// Options of run/create/exec that take a value (docker, podman and nerdctl combined).
-const RUN_LONG: &[&str] = &[
+pub(super) const RUN_LONG: &[&str] = &[
     "add-host",
     "annotation",
     "attach",
@@ -184,8 +184,7 @@ const RUN_LONG: &[&str] = &[
     "cni-netconfpath",
     "index",
 ];
-const RUN_SHORT: &str = "acehlmpuvwe";
-
+pub(super) const RUN_SHORT: &str = "acehlmpuvwe";
 const NS_OPTS: &[(&str, &str)] = &[
     ("--pid", "pid"),
     ("--net", "net"),

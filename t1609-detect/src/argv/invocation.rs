@@ -89,6 +89,20 @@ pub struct Invocation {
     /// The `#!` interpreter when the tool is a script shim (podman-docker's `docker`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shim: Option<String>,
+    /// How the tool was recognised when not by its exact name: `name_variant` (its name
+    /// once case and white space are ignored), `shape` (the shape of its arguments under
+    /// a name we do not know), `url` (a program we do not know calling a kubelet or API
+    /// server exec URL), `content` (the agent's file identity, [`super::parse_identified`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recognised_by: Option<&'static str>,
+    /// The masquerading flag (T1036.003): why the name it ran under lies. `renamed` (not
+    /// one of the tool's names), `name_variant` (`DOCKER`, `docker `), `argv0` (argv[0]
+    /// names another program: `exec -a`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masquerade: Option<&'static str>,
+    /// The kubectl or docker CLI plugin (`node_shell` for `kubectl-node_shell`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
     /// The argv this invocation was parsed from (used to tie a wrapper to its child).
     #[serde(skip)]
     pub argv: PackedArgv,
@@ -171,6 +185,22 @@ impl Invocation {
 
     pub fn command_is_shell(&self) -> bool {
         self.command_class == Some("shell")
+    }
+
+    /// Recognised by its arguments' shape alone (no name, no file identity): an alert on
+    /// it should say so with a confidence one step lower than its rule's.
+    pub fn shape_only(&self) -> bool {
+        self.recognised_by == Some("shape")
+    }
+
+    /// Techniques an alert on this invocation adds to its rule's: masquerading
+    /// (T1036.003, Rename System Utilities) when the name it ran under lies.
+    pub fn extra_techniques(&self) -> &'static [&'static str] {
+        if self.masquerade.is_some() {
+            &["T1036.003"]
+        } else {
+            &[]
+        }
     }
 }
 

@@ -1,9 +1,14 @@
 //! kubectl, oc and kubeletctl.
 
+use serde_json::Value;
+
 use super::{
+    container::is_runtime_socket,
     http,
     invocation::Invocation,
     opts::{HELP_FLAGS, Opts, Walk},
+    runtime::parse_nsenter,
+    tools::basename,
 };
 
 /// Options (global or per verb) that take a value. kubectl accepts flags anywhere, so one
@@ -78,10 +83,119 @@ fn strip_pod_prefix(p: &str) -> String {
         .to_string()
 }
 
-/// Scans a `--overrides` JSON (kubectl run) for isolation-breaking pod settings. A
-/// substring scan of the whitespace-free text is enough: any of these keys set to true
-/// breaks isolation wherever it appears.
+/// Reads a `--overrides` pod spec (kubectl run) for isolation-breaking settings and the
+/// command it runs: `hostPID`/`hostNetwork`/`hostIPC`, `hostUsers: false`, privileged
+/// or `SYS_ADMIN` containers, unconfined seccomp/`AppArmor`, host paths (`/` and runtime
+/// sockets), and the first container's `command` + `args`. When that command is
+/// nsenter, its target becomes `target_pid` (`nsenter -t 1` in a hostPID pod is a
+/// breakout through the API). Text that is not JSON is scanned for the same keys.
 fn apply_overrides(inv: &mut Invocation, json: &str) {
+    let Ok(v) = serde_json::from_str::<Value>(json) else {
+        scan_overrides(inv, json);
+        return;
+    };
+    // Usually a Pod (`{"spec": …}`); a bare spec is accepted too.
+    let spec = v.get("spec").unwrap_or(&v);
+    for (key, ns) in [
+        ("hostPID", "pid"),
+        ("hostNetwork", "net"),
+        ("hostIPC", "ipc"),
+    ] {
+        if spec.get(key).and_then(Value::as_bool) == Some(true) {
+            add_ns(inv, ns);
+        }
+    }
+    if spec.get("hostUsers").and_then(Value::as_bool) == Some(false) {
+        add_ns(inv, "user");
+    }
+    let containers = ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+        .flatten();
+    let mut first_command = None;
+    for c in containers {
+        let sc = c.get("securityContext");
+        if sc
+            .and_then(|s| s.get("privileged"))
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            inv.privileged = true;
+        }
+        let caps = sc
+            .and_then(|s| s.get("capabilities"))
+            .and_then(|c| c.get("add"))
+            .and_then(Value::as_array);
+        for cap in caps.into_iter().flatten().filter_map(Value::as_str) {
+            let cap = cap.trim().to_ascii_uppercase();
+            inv.cap_add
+                .push(cap.strip_prefix("CAP_").map_or(cap.clone(), str::to_string));
+        }
+        if sc.is_some_and(unconfined) {
+            inv.security_unconfined = true;
+        }
+        if first_command.is_none() {
+            let words = |k: &str| {
+                c.get(k)
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            };
+            let mut cmd = words("command");
+            cmd.extend(words("args"));
+            if !cmd.is_empty() {
+                first_command = Some(cmd);
+            }
+        }
+    }
+    if spec.get("securityContext").is_some_and(unconfined) {
+        inv.security_unconfined = true;
+    }
+    let volumes = spec.get("volumes").and_then(Value::as_array);
+    for vol in volumes.into_iter().flatten() {
+        let Some(path) = vol
+            .get("hostPath")
+            .and_then(|h| h.get("path"))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        inv.mounts.push(format!("hostPath:{path}"));
+        inv.host_root_mount |= !path.is_empty() && path.trim_end_matches('/').is_empty();
+        inv.runtime_socket_mount |= is_runtime_socket(path);
+    }
+    if let Some(cmd) = first_command {
+        if cmd.first().is_some_and(|c| basename(c) == "nsenter") {
+            inv.target_pid = parse_nsenter(&cmd).target_pid;
+        }
+        inv.set_command(cmd);
+    }
+}
+
+fn add_ns(inv: &mut Invocation, ns: &str) {
+    if !inv.host_namespaces.iter().any(|n| n == ns) {
+        inv.host_namespaces.push(ns.to_string());
+    }
+}
+
+/// A `securityContext` with seccomp or `AppArmor` unconfined.
+fn unconfined(sc: &Value) -> bool {
+    ["seccompProfile", "appArmorProfile"].iter().any(|k| {
+        sc.get(*k)
+            .and_then(|p| p.get("type"))
+            .and_then(Value::as_str)
+            == Some("Unconfined")
+    })
+}
+
+/// Text that is not valid JSON (kubectl would refuse it; a truncated argv cut it): a
+/// substring scan of the whitespace-free text for the same settings.
+fn scan_overrides(inv: &mut Invocation, json: &str) {
     let j: String = json
         .chars()
         .filter(|c| !c.is_whitespace())
@@ -94,7 +208,7 @@ fn apply_overrides(inv: &mut Invocation, json: &str) {
         ("\"hostusers\":false", "user"),
     ] {
         if j.contains(key) {
-            inv.host_namespaces.push(ns.to_string());
+            add_ns(inv, ns);
         }
     }
     if j.contains("\"privileged\":true") {
@@ -259,10 +373,11 @@ pub(crate) fn parse_kubectl(tool: &str, argv: &[String]) -> Invocation {
             inv.interactive = interactive;
             inv.tty = tty;
             inv.privileged = w.flag_true(&["--privileged"]);
+            inv.set_command(command_after_pod(&w, pos));
+            // The overrides' command, when it has one, replaces the command line's.
             if let Some(o) = w.value(&["--overrides"]) {
                 apply_overrides(&mut inv, &o);
             }
-            inv.set_command(command_after_pod(&w, pos));
         }
         "get" | "create" | "replace" | "apply" => {
             // `kubectl get --raw /api/v1/nodes/N/proxy/run/...` reaches the kubelet.

@@ -48,7 +48,7 @@ pub(crate) fn parse_crictl(argv: &[String]) -> Invocation {
     inv
 }
 
-const CTR_RUN_LONG: &[&str] = &[
+pub(super) const CTR_RUN_LONG: &[&str] = &[
     "mount",
     "env",
     "env-file",

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use super::{
-    invocation::{Invocation, MAX_INVOCATIONS, PackedArgv},
-    kube::parse_kubectl,
+    invocation::{Invocation, MAX_INVOCATIONS},
     opts::{Opts, Walk},
     tools::{SHELLS, basename},
     words::{split_commands, split_words},
@@ -229,33 +228,12 @@ pub(crate) fn parse_wrapper(
                 parse_into(basename(first), seg, &w, depth + 1, out);
             }
         }
-    } else if let Some(plugin) = name.strip_prefix("kubectl-") {
-        out.push(Arc::new(kubectl_plugin(plugin, argv, wrappers)));
     }
 }
 
-/// A kubectl plugin binary (`kubectl-node_shell`, ...).
-fn kubectl_plugin(plugin: &str, argv: &[String], wrappers: &[String]) -> Invocation {
-    // node-shell runs a privileged nsenter pod on a node; exec-as is exec with another
-    // identity.
-    let verb = match plugin {
-        "exec_as" | "exec-as" => "exec",
-        "node_shell" | "node-shell" => "node-shell",
-        _ => {
-            // Other plugins (and look-alikes such as `kubectl-exec`) run nothing we know.
-            let mut inv = Invocation::new("kubectl", argv);
-            inv.wrappers = wrappers.to_vec();
-            inv.verb = Some(format!("plugin:{plugin}"));
-            return inv;
-        }
-    };
-    // The plugin binary takes kubectl's arguments after the plugin name.
-    let mut full = vec!["kubectl".to_string(), verb.to_string()];
-    full.extend(argv[1..].iter().cloned());
-    let mut inv = parse_kubectl("kubectl", &full);
-    inv.argv = PackedArgv::new(argv);
-    inv.wrappers = wrappers.to_vec();
-    inv
+/// Whether `name` is a wrapper this module parses (sudo, env, a shell, …).
+pub(super) fn is_wrapper(name: &str) -> bool {
+    wrapper_opts(name).is_some() || SHELLS.contains(&name)
 }
 
 fn is_assignment(a: &str) -> bool {

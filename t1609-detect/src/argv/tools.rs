@@ -27,7 +27,7 @@ const ESCAPE_TOOLS: &[&str] = &[
     "setpriv",
     "pivot_root",
 ];
-pub(super) const MULTI_CALL: &[&str] = &["busybox", "toybox", "k3s"];
+pub(super) const MULTI_CALL: &[&str] = &["busybox", "toybox", "k3s", "k0s", "microk8s"];
 
 /// Known admin tools, by the executable basenames that run them. Shared with the
 /// engine's watch-set derivation, so a rule about a tool watches all its names.
@@ -46,6 +46,8 @@ pub(crate) fn exe_names_for_tool(tool: &str) -> &'static [&'static str] {
         "kubectl" => &[
             "kubectl",
             "k3s",
+            "k0s",
+            "microk8s",
             "microk8s.kubectl",
             "kubectl-node_shell",
             "kubectl-node-shell",
@@ -54,11 +56,11 @@ pub(crate) fn exe_names_for_tool(tool: &str) -> &'static [&'static str] {
         ],
         "oc" => &["oc"],
         "crictl" => &["crictl", "k3s"],
-        "ctr" => &["ctr", "k3s"],
+        "ctr" => &["ctr", "k3s", "k0s", "microk8s"],
         "runc" => &["runc"],
         "crun" => &["crun"],
         "nsenter" => &["nsenter", "busybox"],
-        "lxc" => &["lxc", "lxc-attach"],
+        "lxc" => &["lxc", "lxc-attach", "incus"],
         "kubeletctl" => &["kubeletctl"],
         "curl" => &["curl"],
         "wget" => &["wget", "busybox"],
@@ -82,6 +84,9 @@ pub(crate) fn exe_names_for_tool(tool: &str) -> &'static [&'static str] {
         "websocat" => &["websocat"],
         "openssl" => &["openssl"],
         "ssl_client" => &["ssl_client", "busybox"],
+        // A program we do not know calling a kubelet or API server exec URL: only CDK
+        // (the container penetration toolkit) by name; others by their URL.
+        "url_client" => &["cdk"],
         _ => &[],
     }
 }
@@ -110,6 +115,7 @@ pub(crate) const KNOWN_TOOLS: &[&str] = &[
     "websocat",
     "openssl",
     "ssl_client",
+    "url_client",
 ];
 
 /// Wrappers whose argv carries another command. Cheap ones are watched live; shells are
@@ -133,7 +139,7 @@ pub(super) fn canonical_tool(name: &str) -> Option<&'static str> {
         "runc" => "runc",
         "crun" => "crun",
         "nsenter" => "nsenter",
-        "lxc" | "lxc-attach" => "lxc",
+        "lxc" | "lxc-attach" | "incus" => "lxc",
         "kubeletctl" => "kubeletctl",
         "curl" => "curl",
         "wget" => "wget",
@@ -143,12 +149,27 @@ pub(super) fn canonical_tool(name: &str) -> Option<&'static str> {
         "websocat" => "websocat",
         "openssl" => "openssl",
         "ssl_client" => "ssl_client",
+        "cdk" => "url_client",
         n if n.starts_with("python") && n[6..].chars().all(|c| c.is_ascii_digit() || c == '.') => {
             "python"
         }
         _ => return None,
     })
 }
+
+/// A name as the comparisons see it: surrounding white space (ASCII or Unicode, and the
+/// U+FFFD a non-UTF-8 byte decodes to is not white space) trimmed, ASCII lower case.
+pub(super) fn normalise_name(name: &str) -> String {
+    name.trim().to_ascii_lowercase()
+}
+
+/// Programs that print, search or edit text: a kubelet URL in their arguments is data,
+/// not a call (`grep -r :10250/run/ .`).
+pub(super) const TEXT_TOOLS: &[&str] = &[
+    "grep", "egrep", "fgrep", "rg", "ag", "ack", "sed", "awk", "gawk", "mawk", "echo", "printf",
+    "cat", "less", "more", "head", "tail", "vi", "vim", "nvim", "nano", "emacs", "jq", "yq",
+    "sort", "uniq", "wc", "tee", "logger", "git", "man", "diff", "base64",
+];
 
 pub(crate) fn classify_command(cmd: &[String]) -> Option<&'static str> {
     let first = cmd.first()?;
