@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 use t1609_ecs::{Confidence, Severity};
 
 use crate::{argv::Invocation, event::ProcessEvent, rules::RuleMeta};
@@ -31,6 +31,30 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// The confidence the alert states: its rule's, one step lower when the tool was
+    /// recognised by the shape of its arguments alone (no name, no file identity).
+    pub fn stated_confidence(&self) -> Confidence {
+        if self.argv.as_deref().is_some_and(Invocation::shape_only) {
+            self.confidence.lowered()
+        } else {
+            self.confidence
+        }
+    }
+
+    /// The pre-serialised `threat`: the rule's, plus masquerading (T1036.003) when the
+    /// command ran under a name that lies (`Invocation::extra_techniques`).
+    pub(crate) fn threat(&self) -> &RawValue {
+        let masquerade = self
+            .argv
+            .as_deref()
+            .is_some_and(|inv| !inv.extra_techniques().is_empty());
+        if masquerade {
+            &self.rule.ecs_threat_masquerade
+        } else {
+            &self.rule.ecs_threat
+        }
+    }
+
     /// The alert as one ECS document. `Alert::write_json` (in `fastjson`, which depends
     /// on this module, not the reverse) writes the same document faster.
     pub fn to_ecs(&self) -> Value {
@@ -56,11 +80,11 @@ impl Serialize for Alert {
             },
             AlertExtra {
                 rule: &r.ecs_rule,
-                threat: &r.ecs_threat,
+                threat: self.threat(),
             },
             AlertT1609 {
                 severity: self.severity.as_str(),
-                confidence: self.confidence.as_str(),
+                confidence: self.stated_confidence().as_str(),
                 group_id: self.group_id.as_deref(),
                 event_id: self.source_event_id.as_deref(),
                 argv: self.argv.as_deref(),
@@ -86,8 +110,8 @@ struct AlertMeta<'a> {
 
 #[derive(Serialize)]
 struct AlertExtra<'a> {
-    rule: &'a serde_json::value::RawValue,
-    threat: &'a serde_json::value::RawValue,
+    rule: &'a RawValue,
+    threat: &'a RawValue,
 }
 
 #[derive(Serialize)]

@@ -44,6 +44,24 @@ struct Inner {
     has_sigma: bool,
 }
 
+impl Inner {
+    /// The rules of the tool the file is; else those `found` by name; else, for a name
+    /// the index lacks, those of the name once normalised, a plugin's host or the
+    /// arguments' shape (`argv::index_key`).
+    fn rules_for<'a>(
+        &'a self,
+        identified: Option<&str>,
+        found: Option<&'a Vec<usize>>,
+        name: &str,
+        args: &[String],
+    ) -> Option<&'a Vec<usize>> {
+        match identified {
+            Some(n) => self.by_name.get(n),
+            None => found.or_else(|| argv::index_key(name, args).and_then(|k| self.by_name.get(k))),
+        }
+    }
+}
+
 /// FNV-1a over the executable name, for the per-exec rule lookup (`SipHash` was most of
 /// the cost of an unwatched exec). The table is filled from the rules only, so a hostile
 /// name can at worst collide with a few keys: no flooding.
@@ -228,6 +246,18 @@ impl Engine {
 
     /// Evaluates one event: one alert per rule hit, all sharing one group id.
     pub fn evaluate(&self, ev: &ProcessEvent) -> Vec<Alert> {
+        self.evaluate_as(ev, None)
+    }
+
+    /// [`Engine::evaluate`] for an event whose executed file the agent knows is `tool`
+    /// (t1609-identity's canonical name), whatever its name: that tool's rules, its argv
+    /// parsed as that tool's (`argv::parse_identified`: `recognised_by: content`, and
+    /// `masquerade` when the name is not the tool's).
+    pub fn evaluate_identified(&self, ev: &ProcessEvent, tool: &str) -> Vec<Alert> {
+        self.evaluate_as(ev, Some(tool))
+    }
+
+    fn evaluate_as(&self, ev: &ProcessEvent, tool: Option<&str>) -> Vec<Alert> {
         let inner = &*self.inner;
         let args: &[String] = ev.process.args.as_deref().unwrap_or(&[]);
         let name: &str = match ev.process.name.as_deref() {
@@ -241,6 +271,12 @@ impl Engine {
                 None
             }
         });
+        let identified = tool.and_then(argv::identified_name);
+        let found = inner.rules_for(identified, found, name, args);
+        let parse = || match (tool, identified) {
+            (Some(t), Some(_)) => argv::parse_identified_shared(t, name, args),
+            _ => argv::parse_shared(Some(name).filter(|n| !n.is_empty()), args),
+        };
         let indexed: &[usize] = found.map_or(&[], Vec::as_slice);
         if indexed.is_empty() && inner.any.is_empty() {
             return Vec::new();
@@ -254,9 +290,7 @@ impl Engine {
             match &rule.cond {
                 Condition::Eql(node) => {
                     if rule.needs_argv {
-                        let invs = parsed.get_or_insert_with(|| {
-                            argv::parse_shared(Some(name).filter(|n| !n.is_empty()), args)
-                        });
+                        let invs = parsed.get_or_insert_with(parse);
                         if invs.is_empty() {
                             if node.eval(&eql::ctx(ev, None)) {
                                 hits.push((ri, None));
@@ -283,8 +317,7 @@ impl Engine {
         if hits.is_empty() {
             return Vec::new();
         }
-        let invs = parsed
-            .unwrap_or_else(|| argv::parse_shared(Some(name).filter(|n| !n.is_empty()), args));
+        let invs = parsed.unwrap_or_else(parse);
         let mut group = Some(group_id(ev, &invs));
         let mut created = Some(now_rfc3339());
         let shared = crate::reuse::share(ev);

@@ -396,7 +396,8 @@ thread_local! {
 pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert) {
     let r = &*a.rule;
     // The rule's fragments plus room for a typical event: one allocation at most.
-    out.reserve(r.ecs_rule.get().len() + r.ecs_threat.get().len() + 2048);
+    let threat = a.threat().get();
+    out.reserve(r.ecs_rule.get().len() + threat.len() + 2048);
     let ts = a.event.timestamp.as_deref().unwrap_or(&a.created);
     // The members up to the event part are always present: literal runs between values.
     out.extend_from_slice(b"{\"@timestamp\":");
@@ -414,7 +415,7 @@ pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert) {
     out.extend_from_slice(b"},\"rule\":");
     out.extend_from_slice(r.ecs_rule.get().as_bytes());
     out.extend_from_slice(b",\"threat\":");
-    out.extend_from_slice(r.ecs_threat.get().as_bytes());
+    out.extend_from_slice(threat.as_bytes());
     let doc = Obj::resume(out, false);
     // The engine's reused event copy caches its part beside it; other events (alerts
     // kept past the next evaluation, or written on another thread) use the cache below.
@@ -434,7 +435,7 @@ pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert) {
     // Inside the open t1609 object, which always has members by now.
     let mut t = Obj::resume(&mut *doc.out, false);
     t.static_str(k!("severity"), a.severity.as_str());
-    t.static_str(k!("confidence"), a.confidence.as_str());
+    t.static_str(k!("confidence"), a.stated_confidence().as_str());
     t.opt_str(k!("group_id"), a.group_id.as_deref());
     t.opt_str(k!("event_id"), a.source_event_id.as_deref());
     if let Some(inv) = &a.argv {

@@ -55,6 +55,9 @@ pub struct RuleMeta {
     /// The alert's `rule` and `threat` objects, serialised once at load time.
     pub(crate) ecs_rule: Box<RawValue>,
     pub(crate) ecs_threat: Box<RawValue>,
+    /// `threat` for an alert on a tool that ran under a name that lies: the rule's,
+    /// plus masquerading (T1036.003, tactic TA0005).
+    pub(crate) ecs_threat_masquerade: Box<RawValue>,
 }
 
 impl RuleMeta {
@@ -66,19 +69,34 @@ impl RuleMeta {
         if let (Some(first), Some(m)) = (self.references.first(), rule.as_object_mut()) {
             m.insert("reference".into(), serde_json::Value::String(first.clone()));
         }
-        let threat = Threat {
+        let mut threat = Threat {
             tactics: self.tactics.clone(),
             techniques: self.techniques.clone(),
-        }
-        .to_ecs();
+        };
         let raw = |v: &serde_json::Value| {
             RawValue::from_string(v.to_string()).unwrap_or_else(|_| empty_raw())
         };
         self.ecs_rule = raw(&rule);
-        self.ecs_threat = raw(&threat);
+        self.ecs_threat = raw(&threat.to_ecs());
+        let masquerade = Threat::of(&[MASQUERADE_TACTIC], &[MASQUERADE_TECHNIQUE]);
+        for (have, add) in [
+            (&mut threat.tactics, masquerade.tactics),
+            (&mut threat.techniques, masquerade.techniques),
+        ] {
+            for r in add {
+                if !have.iter().any(|h| h.id == r.id) {
+                    have.push(r);
+                }
+            }
+        }
+        self.ecs_threat_masquerade = raw(&threat.to_ecs());
         self
     }
 }
+
+/// Masquerading: Rename Legitimate Utilities, and its tactic (Defense Evasion).
+pub(crate) const MASQUERADE_TECHNIQUE: &str = "T1036.003";
+pub(crate) const MASQUERADE_TACTIC: &str = "TA0005";
 
 /// `{}`: the fragments' value until [`RuleMeta::finish`] fills them.
 pub(crate) fn empty_raw() -> Box<RawValue> {

@@ -38,7 +38,9 @@ fn sharper_rules_ignore_read_only_commands_and_look_alikes() {
         [
             "dockerd --exec-opt native.cgroupdriver=systemd",
             "docker-compose ps",
-            "kubectl-exec mypod",
+            // A kubectl plugin whose name says nothing of exec (`kubectl-exec` does: see
+            // tests/identity_engine.rs).
+            "kubectl-ctx prod",
             "docker run --exec-opt x alpine",
         ]
         .iter(),

@@ -31,6 +31,7 @@ const TECHNIQUES: &[(&str, &str)] = &[
     ("T1059.004", "Unix Shell"),
     ("T1552.007", "Container API"),
     ("T1068", "Exploitation for Privilege Escalation"),
+    ("T1036.003", "Rename Legitimate Utilities"),
 ];
 
 /// A known technique (`T1609`, `T1059.004`), or `None`.

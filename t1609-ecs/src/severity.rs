@@ -94,6 +94,15 @@ pub enum Confidence {
 }
 
 impl Confidence {
+    /// One step lower (low stays low): a weaker way of knowing the same thing.
+    #[must_use]
+    pub fn lowered(self) -> Confidence {
+        match self {
+            Confidence::High => Confidence::Medium,
+            Confidence::Medium | Confidence::Low => Confidence::Low,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Confidence::Low => "low",
@@ -114,6 +123,14 @@ mod tests {
         assert_eq!(Medium.raised(1), High);
         assert_eq!(High.raised(5), Critical);
         assert_eq!(Critical.raised(u8::MAX), Critical);
+    }
+
+    #[test]
+    fn confidence_lowers_one_step_and_stops_at_low() {
+        use super::Confidence;
+        assert_eq!(Confidence::High.lowered(), Confidence::Medium);
+        assert_eq!(Confidence::Medium.lowered(), Confidence::Low);
+        assert_eq!(Confidence::Low.lowered(), Confidence::Low);
     }
 
     #[test]

@@ -46,14 +46,31 @@ pub fn parse(exe_name: Option<&str>, argv: &[String]) -> Vec<Invocation> {
 /// first invocation says `recognised_by: content` and, when the name is not one of the
 /// tool's, `masquerade`. Unknown tools parse as [`parse`] does.
 pub fn parse_identified(tool: &str, exe_name: &str, argv: &[String]) -> Vec<Invocation> {
-    let as_name = match tool {
-        "cdk" => "cdk",
-        "compose" => "docker-compose",
-        t => match exe_names_for_tool(t).first() {
-            Some(n) => n,
-            None if MULTI_CALL.contains(&t) => t,
-            None => return parse(Some(exe_name), argv),
-        },
+    unshare(parse_identified_shared(tool, exe_name, argv))
+}
+
+/// The executable name whose rules apply to `tool` (a t1609-identity canonical name), and
+/// under which [`parse_identified`] parses its argv; `None` for a tool the parser does not
+/// know.
+pub fn identified_name(tool: &str) -> Option<&'static str> {
+    match tool {
+        "cdk" => Some("cdk"),
+        "compose" => Some("docker-compose"),
+        t => exe_names_for_tool(t)
+            .first()
+            .copied()
+            .or_else(|| MULTI_CALL.iter().find(|m| **m == t).copied()),
+    }
+}
+
+/// [`parse_identified`], each invocation behind an `Arc` as alerts hold them.
+pub(crate) fn parse_identified_shared(
+    tool: &str,
+    exe_name: &str,
+    argv: &[String],
+) -> Vec<Arc<Invocation>> {
+    let Some(as_name) = identified_name(tool) else {
+        return parse_shared(Some(exe_name), argv);
     };
     let mut out = Vec::new();
     if !argv.is_empty() {
@@ -74,7 +91,7 @@ pub fn parse_identified(tool: &str, exe_name: &str, argv: &[String]) -> Vec<Invo
             inv.masquerade = Some("renamed");
         }
     }
-    unshare(out)
+    out
 }
 
 /// For an event whose `process.name` the engine's index does not have: the name whose

@@ -90,6 +90,9 @@ fields! {
     ArgvRemotePort => "t1609.argv.remote_port": Num,
     ArgvWrappers => "t1609.argv.wrappers": StrArray,
     ArgvShim => "t1609.argv.shim": Str,
+    ArgvRecognisedBy => "t1609.argv.recognised_by": Str,
+    ArgvMasquerade => "t1609.argv.masquerade": Str,
+    ArgvPlugin => "t1609.argv.plugin": Str,
 }
 
 impl Field {

@@ -117,6 +117,9 @@ fn argv_field(inv: &Invocation, f: Field) -> Val<'_> {
         Field::ArgvRemotePort => n(inv.remote_port),
         Field::ArgvWrappers => strs(&inv.wrappers),
         Field::ArgvShim => s(inv.shim.as_deref()),
+        Field::ArgvRecognisedBy => inv.recognised_by.map_or(Val::Missing, Val::Str),
+        Field::ArgvMasquerade => inv.masquerade.map_or(Val::Missing, Val::Str),
+        Field::ArgvPlugin => s(inv.plugin.as_deref()),
         _ => Val::Missing,
     }
 }

@@ -169,6 +169,7 @@ fn compile_sigma_rule(
         source: file.into(),
         ecs_rule: empty_raw(),
         ecs_threat: empty_raw(),
+        ecs_threat_masquerade: empty_raw(),
     };
     Ok(Rule {
         meta: Arc::new(meta.finish()),

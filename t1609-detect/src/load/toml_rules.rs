@@ -216,6 +216,7 @@ fn compile_spec(src: &Source, spec: RuleSpec) -> Result<Option<Rule>, RuleError>
         source: src.file.into(),
         ecs_rule: empty_raw(),
         ecs_threat: empty_raw(),
+        ecs_threat_masquerade: empty_raw(),
     };
     Ok(Some(Rule {
         meta: Arc::new(meta.finish()),
