@@ -1,7 +1,8 @@
 //! The exec program on `sched:sched_process_exec`.
 //!
-//! For an exec whose command name is in `WATCH` (or every exec with capture-all), or
-//! inside a tracked session, it writes an [`ExecRecord`] and up to [`ARGV_MAX_CHUNKS`]
+//! For an exec whose command name is in `WATCH` or names a CLI plugin (or every exec with
+//! capture-all), inside a tracked session, or whose file `identity` says is a tool or has
+//! not been classified yet, it writes an [`ExecRecord`] and up to [`ARGV_MAX_CHUNKS`]
 //! [`ArgvChunkRecord`]s into `EVENTS`. argv is read from the new image's memory
 //! (`mm->arg_start..arg_end`) after the exec, so the caller cannot change it under us.
 //! Kernel struct offsets come from userspace (`OFFSETS`), derived from the running
@@ -20,10 +21,11 @@ use aya_ebpf::{
 use t1609_common::{
     ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, ArgvChunkRecord, ExecRecord, KIND_ARGV_CHUNK,
     KIND_EXEC, KernelOffsets, MAX_ANCESTORS, PATH_LEN, RecordHeader, TTY_NAME_LEN, WatchKey,
-    counters, flags, watch_filter_bit_of_words,
+    counters, flags, plugin_comm, watch_filter_bit_of_words,
 };
 
 use crate::{
+    identity,
     maps::{EVENTS, SESSION_SEEDS, WATCH, WATCH_BITS, bump, config, offsets, read_at},
     tracked::{reported_insert, tracked_get, tracked_insert},
     wakeup::{self, BPF_RB_NO_WAKEUP},
@@ -56,10 +58,22 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
     // SAFETY: two u64s are 16 initialized bytes; a byte array needs no more alignment.
     let comm: &WatchKey = unsafe { &*comm_words.as_ptr().cast::<WatchKey>() };
     let named = may_watch(&comm_words) && unsafe { WATCH.get(comm) }.is_some();
-    let watched = config.capture_all != 0 || named;
+    // kubectl and docker CLI plugins, often scripts, have names of their own.
+    let plugin = !named && plugin_comm(comm_words[0]);
+    let watched = config.capture_all != 0 || named || plugin;
     // Execs inside an injected session are reported whatever their name.
     let mut session = tracked_get(tgid).unwrap_or(0);
-    if !watched && session == 0 {
+    // What the file is: a renamed, copied or hard-linked tool has a name nobody watches.
+    let by_identity = !watched && session == 0;
+    let extra = if by_identity {
+        flags::BY_IDENTITY
+    } else if plugin {
+        flags::PLUGIN_NAME
+    } else {
+        0
+    };
+    let worth = identity::identify(extra, by_identity);
+    if by_identity && !worth {
         return Ok(());
     }
     let mut session_flags = if session != 0 { flags::IN_SESSION } else { 0 };
@@ -76,6 +90,13 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
         return Ok(());
     }
     bump(counters::MATCHED);
+    if by_identity {
+        bump(if identity::is_tool() {
+            counters::EXE_TOOL
+        } else {
+            counters::EXE_FIRST
+        });
+    }
 
     let Some(mut entry) = EVENTS.reserve::<ExecRecord>(0) else {
         return Err(counters::RINGBUF_FULL);
@@ -106,6 +127,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
         (*rec).header.flags |= rec_flags;
         (*rec).chunks = chunks;
         (*rec).session = session;
+        identity::copy_into(rec);
     }
     // SAFETY: `rec` is the reservation, now filled.
     let wake =
@@ -113,7 +135,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
     entry.submit(wake);
     // Outside a session, a reported process is noted only for its exit record.
     if session == 0 {
-        if named {
+        if config.capture_all == 0 || named {
             reported_insert(tgid);
         } else {
             tracked_insert(tgid, 0);

@@ -1,5 +1,7 @@
 //! eBPF side of t1609-agent, one module per hook family:
 //! - `exec`: `sched:sched_process_exec`, the exec records and their argv chunks;
+//! - `identity`: what the executed file is (`VERDICTS`, `INODES`), for execs of
+//!   unwatched names;
 //! - `task`: fork and exit of tracked and reported processes;
 //! - `net`: connects to the kubelet or a runtime API (TCP and Unix sockets);
 //! - `tracked`: the tracked-task map behind its counting filter;
@@ -14,6 +16,7 @@
 #![feature(core_intrinsics)]
 
 mod exec;
+mod identity;
 mod maps;
 mod net;
 mod task;

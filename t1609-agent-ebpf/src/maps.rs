@@ -9,10 +9,11 @@
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use t1609_common::{
-    KernelOffsets, ProbeConfig, UnixPathKey, WATCH_FILTER_BITS, WatchKey, counters,
+    ExeKey, ExeSettings, ExeVerdict, InodeKey, KernelOffsets, ProbeConfig, UnixPathKey,
+    WATCH_FILTER_BITS, WatchKey, counters,
 };
 
 /// Filled by the agent before load (`EbpfLoader::set_global`).
@@ -46,6 +47,26 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     fs_pwd_dentry: 0,
 };
 
+/// Filled by the agent before load, like `OFFSETS`; all zero keeps identity off.
+#[unsafe(no_mangle)]
+pub(crate) static EXE_SETTINGS: ExeSettings = ExeSettings {
+    enabled: 0,
+    task_mm: 0,
+    mm_exe_file: 0,
+    file_inode: 0,
+    inode_sb: 0,
+    sb_dev: 0,
+    inode_ino: 0,
+    inode_size: 0,
+    inode_mtime_sec: 0,
+    inode_mtime_nsec: 0,
+    inode_ctime_sec: 0,
+    inode_ctime_nsec: 0,
+    nsec_long: 0,
+    pad: 0,
+    seed: 0,
+};
+
 #[unsafe(no_mangle)]
 static CONFIG: ProbeConfig = ProbeConfig {
     agent_tgid: 0,
@@ -71,6 +92,18 @@ pub(crate) static WATCH_BITS: Array<u32> = Array::with_max_entries(WATCH_FILTER_
 /// process and its descendants are tracked, and their execs reported, until they exit.
 #[map]
 pub(crate) static SESSION_SEEDS: HashMap<WatchKey, u8> = HashMap::with_max_entries(64, 0);
+
+/// The installed container tools by (device, inode) → tool id. The agent fills it at
+/// start-up and replaces it in place on reload.
+#[map]
+pub(crate) static INODES: HashMap<InodeKey, u32> = HashMap::with_max_entries(1024, 0);
+
+/// Verdicts on executed files, by their identity (see `t1609_common::ExeKey`): a tool id,
+/// not a tool, or pending. The probe inserts pending entries; the agent writes verdicts.
+/// LRU: a storm of new files evicts old verdicts, never fails an insert (the agent sets
+/// its size to `identity.cache_entries`).
+#[map]
+pub(crate) static VERDICTS: LruHashMap<ExeKey, ExeVerdict> = LruHashMap::with_max_entries(16384, 0);
 
 /// Per-CPU counters, indexed by `t1609_common::counters`.
 #[map]
@@ -100,6 +133,17 @@ pub(crate) fn offsets() -> KernelOffsets {
     // SAFETY: as for `config`.
     unsafe { core::ptr::read_volatile(&raw const OFFSETS) }
 }
+
+/// One member of `EXE_SETTINGS`. The identity check runs on every exec of the host: it
+/// reads the members it needs where it needs them, not a copy of the struct. (Read from
+/// the frozen `.rodata`, each is a constant to the verifier.)
+macro_rules! exe_setting {
+    ($field:ident) => {
+        // SAFETY: as for `config`; one member of the global, read volatile.
+        unsafe { core::ptr::read_volatile(&raw const $crate::maps::EXE_SETTINGS.$field) }
+    };
+}
+pub(crate) use exe_setting;
 
 /// Counts a failure in the per-CPU `COUNTERS` slot `index`.
 #[inline(always)]

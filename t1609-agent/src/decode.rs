@@ -8,7 +8,7 @@ use std::{collections::HashMap, mem::offset_of};
 
 use t1609_common::{
     ARGV_CHUNK_LEN, ARGV_MAX_CHUNKS, ARGV_MAX_TOTAL, AncestorSlot, ArgvChunkRecord, COMM_LEN,
-    ExecRecord, KIND_ARGV_CHUNK, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_NET, MAX_ANCESTORS,
+    ExeKey, ExecRecord, KIND_ARGV_CHUNK, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_NET, MAX_ANCESTORS,
     NetRecord, PATH_LEN, RECORD_VERSION, RecordHeader, TTY_NAME_LEN, TaskRecord, flags, net_kind,
 };
 
@@ -113,6 +113,21 @@ pub struct CapturedExec {
     pub session_root: bool,
     /// (tgid, comm) of the ancestors at exec time, parent first.
     pub ancestors: Vec<(u32, Comm)>,
+    /// The executed file as the probe saw it; `None` when it read no identity.
+    pub exe: Option<ExeSeen>,
+}
+
+/// The executed file (`mm->exe_file`: for a `#!` script, its interpreter) and what the
+/// kernel's maps said about it at the exec.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExeSeen {
+    pub key: ExeKey,
+    /// The tool `VERDICTS` or `INODES` say it is (t1609-identity's tool id), 0 for none.
+    pub tool: u32,
+    /// The first report of a file with no verdict: the agent should classify it.
+    pub first: bool,
+    /// Reported only for what its file is, not for its name, a session or capture-all.
+    pub by_identity: bool,
 }
 
 /// A `connect()` to a watched port or runtime socket.
@@ -305,6 +320,12 @@ fn decode_exec(
         session: field!(rec.session),
         session_root: f & flags::SESSION_ROOT != 0,
         ancestors: refill(old.ancestors, &ancestor_buf[..known]),
+        exe: (f & flags::EXE_UNREAD == 0).then(|| ExeSeen {
+            key: field!(rec.exe),
+            tool: field!(rec.exe_tool),
+            first: f & flags::EXE_FIRST != 0,
+            by_identity: f & flags::BY_IDENTITY != 0,
+        }),
     };
     Ok(Record::Exec(boxed, chunks))
 }
@@ -622,6 +643,31 @@ pub(crate) mod tests {
             args,
             vec![&b"docker"[..], b"exec", b"-it", b"", b"c1", b"/bin/sh"]
         );
+    }
+
+    #[test]
+    fn the_executed_files_identity_decodes_unless_unread() {
+        let mut rec: ExecRecord = read(&exec_record(7, b".x\0", 3, 0), "exec").unwrap();
+        rec.header.flags = flags::EXE_FIRST | flags::BY_IDENTITY;
+        rec.exe = ExeKey {
+            dev: 254 << 20,
+            ino: 42,
+            ..ExeKey::default()
+        };
+        rec.exe_tool = 1;
+        let Record::Exec(e, _) = decode(&as_bytes(&rec)).unwrap() else {
+            panic!()
+        };
+        let seen = e.exe.unwrap();
+        assert_eq!(
+            (seen.key.ino, seen.tool, seen.first, seen.by_identity),
+            (42, 1, true, true)
+        );
+        rec.header.flags = flags::EXE_UNREAD;
+        let Record::Exec(e, _) = decode(&as_bytes(&rec)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.exe, None);
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //!
 //! One module per concern, every item re-exported here so `t1609_common::X` is the one
 //! path: `record` (the ring-buffer records), `probe` (load-time globals and counters),
-//! `watch` (watched names), `tracked` (the tracked-task counting filter), `quiet` (quiet
-//! signatures), `net` (connect keys and kinds).
+//! `watch` (watched names), `exe` (the executed file's identity and the maps keyed by
+//! it), `tracked` (the tracked-task counting filter), `quiet` (quiet signatures), `net`
+//! (connect keys and kinds).
 #![no_std]
 
+mod exe;
 mod net;
 mod probe;
 mod quiet;
@@ -17,8 +19,13 @@ mod record;
 mod tracked;
 mod watch;
 
+pub use exe::{
+    EXE_KNOWN_SLOTS, EXE_NOT_A_TOOL, EXE_PENDING, EXE_PENDING_RETRY_NS, ExeKey, ExeVerdict,
+    InodeKey, PLUGIN_DOCKER_MASK, PLUGIN_DOCKER_WORD, PLUGIN_KUBECTL_WORD, dev_from_kernel,
+    dev_to_kernel, exe_fingerprint, exe_known_slot, plugin_comm,
+};
 pub use net::{UNIX_PATH_LEN, UnixPathKey, net_kind};
-pub use probe::{KernelOffsets, ProbeConfig, counters};
+pub use probe::{ExeSettings, KernelOffsets, ProbeConfig, counters};
 pub use quiet::{
     QUIET_ARGV_BYTES, QUIET_SIGNATURES, quiet_signature, quiet_signature_finish,
     quiet_signature_seed, quiet_signature_step, quiet_slot, quiet_word_mask,

@@ -39,6 +39,40 @@ pub struct KernelOffsets {
 
 const _: () = assert!(size_of::<KernelOffsets>() == 26 * 4);
 
+/// What the identity check reads on every exec of the host: the offsets it follows from
+/// the task to its executed file's inode, and its fingerprint seed. A global of their
+/// own, read member by member: [`KernelOffsets`] is copied whole, on reported execs only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExeSettings {
+    /// 1: read the executed file's identity (`mm->exe_file->f_inode`), report the execs
+    /// of files `INODES` or `VERDICTS` say are tools, and the first exec of any file they
+    /// do not know. 0 when the agent's identity stage is off or the kernel's BTF lacks a
+    /// member.
+    pub enabled: u32,
+    pub task_mm: u32,
+    pub mm_exe_file: u32,
+    pub file_inode: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
+    pub inode_ino: u32,
+    pub inode_size: u32,
+    pub inode_mtime_sec: u32,
+    pub inode_mtime_nsec: u32,
+    pub inode_ctime_sec: u32,
+    pub inode_ctime_nsec: u32,
+    /// 1 when the nanoseconds are a `long` (`timespec64.tv_nsec`, before 6.11), 0 for
+    /// the `u32` members of 6.11 and later.
+    pub nsec_long: u32,
+    /// Explicit padding, zero.
+    pub pad: u32,
+    /// Seed of [`crate::exe_fingerprint`], random per agent start: nobody can make a file
+    /// whose fingerprint matches another's on purpose.
+    pub seed: u64,
+}
+
+const _: () = assert!(size_of::<ExeSettings>() == 14 * 4 + 8);
+
 /// Runtime settings of the exec program, a global filled at load time.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,6 +95,9 @@ unsafe impl aya::Pod for KernelOffsets {}
 // SAFETY: as above.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ProbeConfig {}
+// SAFETY: as above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ExeSettings {}
 
 /// Indexes of the per-CPU `COUNTERS` array.
 pub mod counters {
@@ -72,5 +109,13 @@ pub mod counters {
     pub const READ_ERROR: u32 = 2;
     /// Execs that matched the watch set (or all, with capture-all).
     pub const MATCHED: u32 = 3;
-    pub const LEN: u32 = 4;
+    /// Execs whose file identity could not be read (no `mm`, `exe_file` or inode).
+    pub const EXE_UNREAD: u32 = 4;
+    /// Files reported for the first time (a `VERDICTS` entry set pending).
+    pub const EXE_FIRST: u32 = 5;
+    /// Execs reported because `INODES` or `VERDICTS` say their file is a tool.
+    pub const EXE_TOOL: u32 = 6;
+    /// Pending `VERDICTS` entries that could not be inserted (map update failed).
+    pub const EXE_PENDING_FAILED: u32 = 7;
+    pub const LEN: u32 = 8;
 }

@@ -1,10 +1,10 @@
 //! The records the probes write into the `EVENTS` ring buffer: a common header, the
 //! record kinds, and one `#[repr(C)]` struct per kind with its size pinned at compile time.
 
-use crate::net::UNIX_PATH_LEN;
+use crate::{exe::ExeKey, net::UNIX_PATH_LEN};
 
 /// Bumped whenever a record layout changes; the agent refuses other versions.
-pub const RECORD_VERSION: u16 = 2;
+pub const RECORD_VERSION: u16 = 3;
 
 /// Record kinds, the `kind` field of [`RecordHeader`].
 pub const KIND_EXEC: u16 = 1;
@@ -58,6 +58,18 @@ pub mod flags {
     pub const SAME_CGROUPS_AS_PARENT: u32 = 1 << 8;
     /// The task's working directory (mount and dentry) is its parent's, at the exec.
     pub const SAME_CWD_AS_PARENT: u32 = 1 << 9;
+    /// The executed file's identity was not read (identity off, or a read failed):
+    /// `exe` and `exe_tool` are zero.
+    pub const EXE_UNREAD: u32 = 1 << 10;
+    /// The first report of a file `VERDICTS` has no verdict for (now pending there): the
+    /// agent classifies it and writes the verdict.
+    pub const EXE_FIRST: u32 = 1 << 11;
+    /// Reported only because of what its file is (a tool, or a file not classified yet),
+    /// not for its name, a session or capture-all.
+    pub const BY_IDENTITY: u32 = 1 << 12;
+    /// Its name starts with `kubectl-` or `docker-`: a CLI plugin, reported whatever the
+    /// watch set says.
+    pub const PLUGIN_NAME: u32 = 1 << 13;
 }
 
 /// Common prefix of every record, so the agent can dispatch on `kind` first.
@@ -125,6 +137,13 @@ pub struct ExecRecord {
     pub pwd_dentry: u64,
     /// Injected-session id (the session root's exec time), 0 outside any session.
     pub session: u64,
+    /// The executed file (`mm->exe_file`: for a `#!` script, its interpreter).
+    pub exe: ExeKey,
+    /// The tool `VERDICTS` or `INODES` say the file is (t1609-identity's tool id), 0 when
+    /// neither does.
+    pub exe_tool: u32,
+    /// Explicit padding, zeroed by the probe.
+    pub exe_pad: u32,
     /// tty index, meaningful with `flags::HAS_TTY`.
     pub tty_index: u32,
     /// Number of argv strings (NULs between `arg_start` and `arg_end`).
@@ -145,7 +164,7 @@ pub struct ExecRecord {
 }
 
 const _: () = assert!(
-    size_of::<ExecRecord>() == 24 + 96 + 32 + 20 * MAX_ANCESTORS + PATH_LEN + ARGV_CHUNK_LEN
+    size_of::<ExecRecord>() == 24 + 96 + 48 + 32 + 20 * MAX_ANCESTORS + PATH_LEN + ARGV_CHUNK_LEN
 );
 // The probe hashes the record's argv in aligned words (see `crate::quiet`).
 const _: () = assert!(core::mem::offset_of!(ExecRecord, argv).is_multiple_of(8));

@@ -9,7 +9,7 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use t1609_common::{KernelOffsets, ProbeConfig, WATCH_FILTER_BITS, WatchKey};
+use t1609_common::{ExeSettings, KernelOffsets, ProbeConfig, WATCH_FILTER_BITS, WatchKey};
 use tracing::{debug, warn};
 
 use super::{
@@ -91,7 +91,11 @@ fn take_mapped<T>(
 }
 
 /// The eBPF object loaded with the kernel's offsets and the agent's settings.
-fn load_object(opts: &CaptureOptions, offsets: &KernelOffsets) -> Result<Ebpf, CaptureError> {
+fn load_object(
+    opts: &CaptureOptions,
+    offsets: &KernelOffsets,
+    exe: &ExeSettings,
+) -> Result<Ebpf, CaptureError> {
     // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones ignore it.
     let rlim = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
@@ -114,9 +118,13 @@ fn load_object(opts: &CaptureOptions, offsets: &KernelOffsets) -> Result<Ebpf, C
     loader
         .btf(None)
         .override_global("OFFSETS", offsets, true)
+        .override_global("EXE_SETTINGS", exe, true)
         .override_global("CONFIG", &config, true);
     if let Some(bytes) = opts.ring_buffer_bytes {
         loader.map_max_entries("EVENTS", bytes);
+    }
+    if let Some(entries) = opts.identity_entries {
+        loader.map_max_entries("VERDICTS", entries);
     }
     let loaded = loader.load(PROBES);
     drop(loader);
@@ -131,6 +139,38 @@ fn load_object(opts: &CaptureOptions, offsets: &KernelOffsets) -> Result<Ebpf, C
         }
         _ => CaptureError::Load(e),
     })
+}
+
+/// What the identity check reads, or why it stays off. File identity is worth having,
+/// not worth refusing to start over.
+fn exe_settings(opts: &CaptureOptions, btf: &offsets::KernelBtf) -> (ExeSettings, Option<String>) {
+    if opts.identity_entries.is_none() {
+        return (
+            ExeSettings::default(),
+            Some("identity.enabled = false".to_owned()),
+        );
+    }
+    match offsets::exe_settings(btf, random_seed()) {
+        Ok(o) => (o, None),
+        Err(e) => {
+            warn!(error = %e, "file identity off: the probe cannot read the executed file's inode here");
+            (ExeSettings::default(), Some(e.to_string()))
+        }
+    }
+}
+
+/// The identity fingerprints' seed: random per start (`getrandom`), so that nobody can
+/// make a file whose fingerprint matches a known one's; the clock's nanoseconds if the
+/// kernel has no `getrandom` (before 3.17).
+fn random_seed() -> u64 {
+    let mut seed = [0u8; 8];
+    // SAFETY: writes at most 8 bytes into `seed`.
+    let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    if n == 8 {
+        u64::from_ne_bytes(seed)
+    } else {
+        t1609_ecs::boottime_ns() ^ u64::from(std::process::id()).rotate_left(32)
+    }
 }
 
 /// The cgroup Unix-connect hook, or `None` for the syscall tracepoint.
@@ -164,6 +204,7 @@ impl Capture {
         check_privilege()?;
         let btf = offsets::parse_file(&opts.btf_path)?;
         let offsets: KernelOffsets = offsets::from_parsed(&btf)?;
+        let (exe_settings, identity_off) = exe_settings(opts, &btf);
         ensure_tracefs()?;
         if !Path::new(offsets::VMLINUX_BTF).exists()
             && opts.btf_path == Path::new(offsets::VMLINUX_BTF)
@@ -173,7 +214,7 @@ impl Capture {
                 detail: "no /sys/kernel/btf/vmlinux".into(),
             });
         }
-        let mut ebpf = load_object(opts, &offsets)?;
+        let mut ebpf = load_object(opts, &offsets, &exe_settings)?;
         // Before any map is taken out of `ebpf`: the hook is relocated against them all.
         let unix_hook = if opts.unix_paths.is_empty() {
             None
@@ -186,6 +227,19 @@ impl Capture {
         let watch_bits: Array<MapData, u32> = take_map(&mut ebpf, "WATCH_BITS")?;
         let counters: PerCpuArray<MapData, u64> = take_map(&mut ebpf, "COUNTERS")?;
         let ring: RingBuf<MapData> = take_map(&mut ebpf, "EVENTS")?;
+        let identity_maps = if identity_off.is_none() {
+            Some((
+                take_map(&mut ebpf, "INODES")?,
+                take_map(&mut ebpf, "VERDICTS")?,
+                take_map(&mut ebpf, "EXE_KNOWN")?,
+            ))
+        } else {
+            None
+        };
+        let (inodes, verdicts, exe_known) = match identity_maps {
+            Some((i, v, k)) => (Some(i), Some(v), Some(k)),
+            None => (None, None, None),
+        };
         let last_wakeup = take_mapped(
             &mut ebpf,
             "LAST_WAKEUP",
@@ -223,6 +277,11 @@ impl Capture {
                 UNIX_OFF
             },
             unix_hook,
+            inodes,
+            inode_entries: std::collections::BTreeMap::new(),
+            verdicts,
+            exe_known,
+            identity_off,
         };
         // Fill the filters before attaching, so the first event is already filtered.
         capture.set_watch(&opts.watch)?;

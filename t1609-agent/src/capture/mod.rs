@@ -4,6 +4,7 @@
 
 mod error;
 mod filters;
+mod identity;
 mod load;
 mod mapped;
 pub mod offsets;
@@ -13,7 +14,12 @@ mod tracked;
 mod unix_hook;
 mod wait;
 
-use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
 
 use aya::{
     Ebpf,
@@ -26,7 +32,7 @@ pub use load::{TRACEFS, ensure_tracefs};
 use mapped::{QuietList, TrackedCount, WakeupClock};
 pub use reader::{Handled, Reader};
 use serde::{Deserialize, Serialize};
-use t1609_common::{WatchKey, counters};
+use t1609_common::{ExeKey, ExeVerdict, InodeKey, WatchKey, counters};
 use tracing::warn;
 pub use tracked::TrackedCheck;
 pub use wait::StopSignal;
@@ -75,6 +81,9 @@ pub struct CaptureOptions {
     pub session_seeds: BTreeSet<String>,
     /// Where Unix connects to `unix_paths` are caught.
     pub unix_connect_hook: UnixConnectHook,
+    /// Entries of the probe's `VERDICTS` map; `None` turns file identity off (the probe
+    /// then reads no executed file's identity).
+    pub identity_entries: Option<u32>,
 }
 
 /// Kernel-side counters, summed over CPUs.
@@ -84,6 +93,10 @@ pub struct KernelCounters {
     pub chunk_ringbuf_full: u64,
     pub read_errors: u64,
     pub matched: u64,
+    pub exe_unread: u64,
+    pub exe_first: u64,
+    pub exe_tool: u64,
+    pub exe_pending_failed: u64,
 }
 
 /// The loaded and attached probes. Dropping it detaches everything.
@@ -115,6 +128,15 @@ pub struct Capture {
     pub unix_connects: &'static str,
     /// Held for as long as the hook should stay linked.
     unix_hook: Option<unix_hook::CgroupConnectHook>,
+    /// `INODES` (`None` with identity off) and what it holds.
+    inodes: Option<BpfHashMap<MapData, InodeKey, u32>>,
+    inode_entries: BTreeMap<InodeKey, u32>,
+    /// `VERDICTS`, until the identity stage takes it.
+    verdicts: Option<BpfHashMap<MapData, ExeKey, ExeVerdict>>,
+    /// `EXE_KNOWN`, the probe's fingerprints of files that are not tools.
+    exe_known: Option<Array<MapData, u64>>,
+    /// Why the probe reads no file identity, if it does not.
+    identity_off: Option<String>,
 }
 
 impl Capture {
@@ -147,6 +169,10 @@ impl Capture {
             chunk_ringbuf_full: sum(counters::CHUNK_RINGBUF_FULL),
             read_errors: sum(counters::READ_ERROR),
             matched: sum(counters::MATCHED),
+            exe_unread: sum(counters::EXE_UNREAD),
+            exe_first: sum(counters::EXE_FIRST),
+            exe_tool: sum(counters::EXE_TOOL),
+            exe_pending_failed: sum(counters::EXE_PENDING_FAILED),
         }
     }
 

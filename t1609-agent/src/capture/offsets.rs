@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use t1609_common::KernelOffsets;
+use t1609_common::{ExeSettings, KernelOffsets};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -326,9 +326,69 @@ pub fn from_parsed(btf: &KernelBtf) -> Result<KernelOffsets, OffsetError> {
     })
 }
 
+/// The first of `names` (alternative spellings across kernel versions) that resolves.
+fn first_offset(
+    btf: &Btf,
+    type_name: &'static str,
+    names: &[&'static str],
+) -> Result<u32, OffsetError> {
+    let mut last = None;
+    for name in names {
+        match member_offset(btf, type_name, name) {
+            Ok(o) => return Ok(o),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(OffsetError::NoType { type_name }))
+}
+
+/// What the identity check reads of the executed file (`mm->exe_file->f_inode`). Inode
+/// times moved across kernels: `i_mtime` (`timespec64`, before 6.6), `__i_mtime` (6.6 to
+/// 6.10), then `i_mtime_sec` and `i_mtime_nsec` (6.11); ctime likewise. `seed` is the
+/// fingerprint seed, `enabled` 1.
+pub fn exe_settings(btf: &KernelBtf, seed: u64) -> Result<ExeSettings, OffsetError> {
+    let btf = &btf.0;
+    let of = |type_name, member| member_offset(btf, type_name, member);
+    let inode = |names: &[&'static str]| first_offset(btf, "inode", names);
+    let split_times = member_offset(btf, "inode", "i_ctime_nsec").is_ok();
+    Ok(ExeSettings {
+        enabled: 1,
+        task_mm: of("task_struct", "mm")?,
+        mm_exe_file: of("mm_struct", "exe_file")?,
+        file_inode: of("file", "f_inode")?,
+        inode_sb: of("inode", "i_sb")?,
+        sb_dev: of("super_block", "s_dev")?,
+        inode_ino: of("inode", "i_ino")?,
+        inode_size: of("inode", "i_size")?,
+        inode_mtime_sec: inode(&["i_mtime_sec", "__i_mtime.tv_sec", "i_mtime.tv_sec"])?,
+        inode_mtime_nsec: inode(&["i_mtime_nsec", "__i_mtime.tv_nsec", "i_mtime.tv_nsec"])?,
+        inode_ctime_sec: inode(&["i_ctime_sec", "__i_ctime.tv_sec", "i_ctime.tv_sec"])?,
+        inode_ctime_nsec: inode(&["i_ctime_nsec", "__i_ctime.tv_nsec", "i_ctime.tv_nsec"])?,
+        nsec_long: u32::from(!split_times),
+        pad: 0,
+        seed,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The running kernel has every member the identity check reads (6.11+: split times).
+    #[test]
+    fn running_kernel_exe_settings_resolve() {
+        if !Path::new(VMLINUX_BTF).exists() {
+            eprintln!("skipping: {VMLINUX_BTF} absent");
+            return;
+        }
+        let btf = parse_file(Path::new(VMLINUX_BTF)).unwrap();
+        let e = exe_settings(&btf, 7).unwrap();
+        assert_eq!((e.enabled, e.seed), (1, 7));
+        assert_eq!(e.task_mm, from_parsed(&btf).unwrap().task_mm);
+        assert!(e.inode_ctime_sec > e.inode_mtime_sec, "{e:?}");
+        assert!(e.inode_ino < e.inode_size, "{e:?}");
+        assert_eq!(e.nsec_long, 0, "{e:?}");
+    }
 
     #[test]
     fn missing_btf_is_a_clear_error() {
@@ -409,6 +469,12 @@ mod tests {
             ("pid_namespace", "ns.inum"),
             ("sock_common", "skc_dport"),
             ("sock", "__sk_common.skc_family"),
+            ("mm_struct", "exe_file"),
+            ("file", "f_inode"),
+            ("inode", "i_sb"),
+            ("inode", "i_ino"),
+            ("inode", "i_size"),
+            ("super_block", "s_dev"),
         ];
         for &(ty, member) in cases {
             let want = match oracle.offset_of(oracle.id_of(ty).unwrap(), member) {
