@@ -199,6 +199,9 @@ pub struct Config {
     pub audit: t1609_k8saudit::AuditConfig,
     /// Prometheus metrics and health endpoints.
     pub metrics: crate::metrics::MetricsConfig,
+    /// Container tools known by what their file is (installed tools, hash lists, the
+    /// classification queue).
+    pub identity: crate::identity::IdentityConfig,
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -268,6 +271,7 @@ impl Config {
             .and_then(|()| self.check_network_and_sessions())
             .and_then(|()| self.check_context())
             .and_then(|()| self.check_sources())
+            .and_then(|()| self.identity.check())
             .map_err(|(key, value, allowed)| ConfigError::Invalid {
                 path: path.to_owned(),
                 line: None,

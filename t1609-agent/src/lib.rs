@@ -3,6 +3,8 @@
 //!
 //! - [`capture`]: the eBPF probes, their filters, and the ring-buffer reader;
 //! - [`decode`]: kernel records into typed events, length- and version-checked;
+//! - [`identity`]: what each executed file is (a renamed docker is docker), classified
+//!   off the hot path, the verdicts written back into the probe's map;
 //! - [`pipeline`]: the steps of each exec on the hot-path thread — the repeat shortcut,
 //!   the event with its [`context`], `--record`, the session, the rules (t1609-detect),
 //!   [`triage`] (exceptions and dedup), emit;
@@ -20,6 +22,7 @@ pub mod context;
 pub mod daemon;
 pub mod decode;
 pub mod deliver;
+pub mod identity;
 pub mod memory;
 pub mod metrics;
 pub mod pipeline;

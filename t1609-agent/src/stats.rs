@@ -50,6 +50,24 @@ pub enum Counter {
     QuietLateAlerts,
     ProcessTable,
     FirstAlertsKept,
+    KernelExeFirst,
+    KernelExeTool,
+    KernelExeUnread,
+    KernelExePendingFailed,
+    IdentityQueued,
+    IdentityFromCache,
+    IdentityAlreadyQueued,
+    IdentityQueueFull,
+    IdentityExeUnavailable,
+    IdentityVerdictsTool,
+    IdentityVerdictsNotTool,
+    IdentityVerdictsFailed,
+    IdentityVerdictsChanged,
+    IdentityVerdictWriteErrors,
+    IdentityHeld,
+    IdentityHoldTimeouts,
+    IdentityHoldFull,
+    IdentityInstalledTools,
 }
 
 /// How one [`Counter`] is shown.
@@ -83,6 +101,29 @@ const fn def(
     }
 }
 
+/// One value of a labelled counter family (`metric{name="value"}`).
+const fn labelled(
+    counter: Counter,
+    metric: &'static str,
+    label: (&'static str, &'static str),
+    help: &'static str,
+    stop_key: Option<&'static str>,
+) -> Def {
+    Def {
+        counter,
+        kind: Kind::Counter,
+        metric,
+        label: Some(label),
+        help,
+        stop_key,
+    }
+}
+
+const EXE_REPORTS: &str = "Execs the probe reported for what their file is, not their name: the first exec of a file with no verdict, or a file the verdict or installed-tool map calls a tool";
+const IDENTITY_JOBS: &str = "Executed files handed to classification, by outcome (queue_full and exe_unavailable are skipped; the probe reports the file again 10 s later)";
+const IDENTITY_VERDICTS: &str = "Classification verdicts, by result (written into the probe's verdict map unless failed, changed or write_error)";
+const IDENTITY_HOLDS: &str = "First execs of unclassified files held for their verdict, and how holds ended early or could not start";
+
 const fn summaries(counter: Counter, detail: &'static str, stop_key: &'static str) -> Def {
     Def {
         counter,
@@ -98,7 +139,7 @@ use Counter as C;
 use Kind::{Counter as Count, Gauge};
 
 /// In [`Counter`] order (a test checks it).
-pub const DEFS: [Def; 25] = [
+pub const DEFS: [Def; 43] = [
     def(
         C::EventsCaptured,
         Count,
@@ -256,6 +297,132 @@ pub const DEFS: [Def; 25] = [
         "Open dedup windows whose first alert is kept for its repeat follow-up",
         None,
     ),
+    labelled(
+        C::KernelExeFirst,
+        "exe_reports",
+        ("reason", "first"),
+        EXE_REPORTS,
+        Some("exe_first_reports"),
+    ),
+    labelled(
+        C::KernelExeTool,
+        "exe_reports",
+        ("reason", "tool"),
+        EXE_REPORTS,
+        Some("exe_tool_reports"),
+    ),
+    def(
+        C::KernelExeUnread,
+        Count,
+        "exe_identity_unread",
+        "Execs whose file identity the probe could not read",
+        Some("exe_unread"),
+    ),
+    def(
+        C::KernelExePendingFailed,
+        Count,
+        "exe_pending_insert_failures",
+        "New files the probe could not mark pending in its verdict map (not reported)",
+        Some("exe_pending_failures"),
+    ),
+    labelled(
+        C::IdentityQueued,
+        "identity_jobs",
+        ("outcome", "queued"),
+        IDENTITY_JOBS,
+        Some("identity_queued"),
+    ),
+    labelled(
+        C::IdentityFromCache,
+        "identity_jobs",
+        ("outcome", "cached"),
+        IDENTITY_JOBS,
+        None,
+    ),
+    labelled(
+        C::IdentityAlreadyQueued,
+        "identity_jobs",
+        ("outcome", "already_queued"),
+        IDENTITY_JOBS,
+        None,
+    ),
+    labelled(
+        C::IdentityQueueFull,
+        "identity_jobs",
+        ("outcome", "queue_full"),
+        IDENTITY_JOBS,
+        Some("identity_queue_full"),
+    ),
+    labelled(
+        C::IdentityExeUnavailable,
+        "identity_jobs",
+        ("outcome", "exe_unavailable"),
+        IDENTITY_JOBS,
+        Some("identity_exe_unavailable"),
+    ),
+    labelled(
+        C::IdentityVerdictsTool,
+        "identity_verdicts",
+        ("result", "tool"),
+        IDENTITY_VERDICTS,
+        Some("identity_tools_found"),
+    ),
+    labelled(
+        C::IdentityVerdictsNotTool,
+        "identity_verdicts",
+        ("result", "not_tool"),
+        IDENTITY_VERDICTS,
+        None,
+    ),
+    labelled(
+        C::IdentityVerdictsFailed,
+        "identity_verdicts",
+        ("result", "failed"),
+        IDENTITY_VERDICTS,
+        Some("identity_failed"),
+    ),
+    labelled(
+        C::IdentityVerdictsChanged,
+        "identity_verdicts",
+        ("result", "changed"),
+        IDENTITY_VERDICTS,
+        None,
+    ),
+    labelled(
+        C::IdentityVerdictWriteErrors,
+        "identity_verdicts",
+        ("result", "write_error"),
+        IDENTITY_VERDICTS,
+        None,
+    ),
+    labelled(
+        C::IdentityHeld,
+        "identity_holds",
+        ("outcome", "held"),
+        IDENTITY_HOLDS,
+        Some("identity_held"),
+    ),
+    labelled(
+        C::IdentityHoldTimeouts,
+        "identity_holds",
+        ("outcome", "timed_out"),
+        IDENTITY_HOLDS,
+        Some("identity_hold_timeouts"),
+    ),
+    labelled(
+        C::IdentityHoldFull,
+        "identity_holds",
+        ("outcome", "full"),
+        IDENTITY_HOLDS,
+        None,
+    ),
+    def(
+        C::IdentityInstalledTools,
+        Gauge,
+        "identity_installed_tools",
+        "Installed tools in the probe's inode map (clients and runtimes found at start-up or reload)",
+        None,
+    ),
 ];
 
 const LEN: usize = DEFS.len();
@@ -326,10 +493,20 @@ impl Counters {
 }
 
 /// The values at one instant.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     values: [u64; LEN],
     pub alerts_by_rule: BTreeMap<String, u64>,
+}
+
+// By hand: `Default` is derived for arrays of at most 32.
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self {
+            values: [0; LEN],
+            alerts_by_rule: BTreeMap::new(),
+        }
+    }
 }
 
 impl Snapshot {

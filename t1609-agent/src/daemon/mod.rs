@@ -25,6 +25,7 @@ use crate::{
     capture::{Capture, CaptureError, CaptureOptions, KernelCounters, StopSignal},
     config::{CaptureMode, ConfigError},
     deliver::Output,
+    identity::{IdentityControl, IdentityError},
     memory::release_free_heap,
     metrics::{self, Health},
     pipeline::{
@@ -67,6 +68,8 @@ pub enum DaemonError {
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
     #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
     Record(#[from] RecordError),
     #[error("metrics.listen = {listen:?}: {source}")]
     Metrics {
@@ -90,6 +93,10 @@ fn store_kernel(counters: &Counters, k: KernelCounters) {
     counters.set(Counter::ArgvChunksLost, k.chunk_ringbuf_full);
     counters.set(Counter::KernelReadErrors, k.read_errors);
     counters.set(Counter::KernelMatched, k.matched);
+    counters.set(Counter::KernelExeFirst, k.exe_first);
+    counters.set(Counter::KernelExeTool, k.exe_tool);
+    counters.set(Counter::KernelExeUnread, k.exe_unread);
+    counters.set(Counter::KernelExePendingFailed, k.exe_pending_failed);
 }
 
 /// The metrics endpoint's view, from one snapshot of everything.
@@ -156,6 +163,8 @@ struct Agent {
     engine_tx: watch::Sender<Arc<t1609_detect::Engine>>,
     control_rx: mpsc::UnboundedReceiver<Control>,
     audit_task: Option<tokio::task::JoinHandle<()>>,
+    /// The identity stage's scan and verdicts, for reloads (`None`: identity off).
+    identity: Option<IdentityControl>,
     hostname: Option<String>,
     /// The kernel's counters as the last loss check saw them.
     last: KernelCounters,
@@ -190,8 +199,11 @@ async fn start(args: &RunArgs) -> Result<Agent, DaemonError> {
         unix_paths: config.network.runtime_sockets.clone(),
         unix_connect_hook: config.network.unix_connect_hook,
         session_seeds: config.session.seeds.clone(),
+        identity_entries: config.identity.kernel_entries(),
     })?;
     let counters = Arc::new(Counters::default());
+    let (identity, identity_control) =
+        setup::start_identity(&config, &mut capture, counters.clone())?;
     let reader = capture
         .take_reader(counters.clone())
         .expect("reader taken once");
@@ -216,6 +228,7 @@ async fn start(args: &RunArgs) -> Result<Agent, DaemonError> {
             counters: counters.clone(),
             control: control_tx,
             recorder,
+            identity,
         },
     )?;
     let hostname = pipeline.hostname().map(str::to_owned);
@@ -264,6 +277,7 @@ async fn start(args: &RunArgs) -> Result<Agent, DaemonError> {
         engine_tx,
         control_rx,
         audit_task,
+        identity: identity_control,
         hostname,
         last: KernelCounters::default(),
     })
@@ -293,6 +307,16 @@ impl Agent {
         match setup::effective_config(args).and_then(|c| setup::load_engine(&c).map(|e| (c, e))) {
             Ok((config, engine)) => {
                 let (names, _all) = setup::watch_names(&config, &engine);
+                if let Some(id) = &self.identity {
+                    let inodes = id.reload(&config.identity, &self.counters);
+                    if let Err(e) = self
+                        .capture
+                        .set_inodes(&inodes)
+                        .and_then(|()| self.capture.forget_known_files())
+                    {
+                        error!(error = %e, "reload: the probe's identity maps could not be updated");
+                    }
+                }
                 if let Err(e) = self.capture.set_watch(&names) {
                     error!(error = %e, "reload: watch set update failed; keeping the old rules");
                 } else {

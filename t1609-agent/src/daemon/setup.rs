@@ -1,5 +1,5 @@
 //! What `run` and a reload (SIGHUP) set up from the config: the effective config, the
-//! rules, the watch set, and the Kubernetes audit sources.
+//! rules, the watch set, file identity, and the Kubernetes audit sources.
 
 use std::{
     collections::BTreeSet,
@@ -18,9 +18,32 @@ use tracing::{error, info, warn};
 
 use super::{DaemonError, RunArgs};
 use crate::{
+    capture::Capture,
     config::{CaptureMode, Config},
     deliver::Output,
+    identity::{self, Identity, IdentityControl},
+    stats::Counters,
 };
+
+/// Starts the identity stage on the probe's `VERDICTS` map and fills `INODES` with the
+/// installed tools; a stage that does nothing when identity is off.
+pub fn start_identity(
+    config: &Config,
+    capture: &mut Capture,
+    counters: Arc<Counters>,
+) -> Result<(Identity, Option<IdentityControl>), DaemonError> {
+    let (identity, control, inodes) = identity::start(
+        &config.identity,
+        capture.take_verdicts(),
+        &config.host.proc,
+        counters,
+    )?;
+    capture.set_inodes(&inodes)?;
+    if let Err(why) = capture.identity() {
+        info!(reason = why, "file identity off: only names are watched");
+    }
+    Ok((identity, control))
+}
 
 /// The config file merged with the command-line overrides.
 pub fn effective_config(args: &RunArgs) -> Result<Config, DaemonError> {

@@ -7,10 +7,17 @@
 //! of the thread's own (`context::target`). Sinks, metrics, audit sources and signals
 //! stay on the main runtime.
 
-use std::{sync::Arc, thread::JoinHandle, time::Instant};
+use std::{
+    sync::Arc,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
 
 use super::{PERIOD, Pipeline};
 use crate::capture::{CaptureError, Reader, StopSignal};
+
+/// While execs wait for their file's verdict, the thread looks for it this often.
+const HOLD_POLL: Duration = Duration::from_millis(5);
 
 /// Starts the thread. It ends when `stop` fires and the pipeline has handled what the
 /// reader drained last, and the timed work has closed every session and dedup window.
@@ -29,7 +36,12 @@ fn run(mut reader: Reader, mut pipeline: Pipeline, stop: &StopSignal) -> Result<
     let mut handled = Vec::new();
     let mut next_period = Instant::now() + PERIOD;
     let result = loop {
-        let running = match reader.wait_and_drain(&mut batch, next_period, stop) {
+        let wake_by = if pipeline.holding() {
+            next_period.min(Instant::now() + HOLD_POLL)
+        } else {
+            next_period
+        };
+        let running = match reader.wait_and_drain(&mut batch, wake_by, stop) {
             Ok(running) => running,
             Err(e) => break Err(e),
         };

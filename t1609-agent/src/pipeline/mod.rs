@@ -48,6 +48,7 @@ use crate::{
     config::Config,
     context::{Context, ExecContext, Targets, augment},
     decode::{Captured, CapturedExec, CapturedNet, TaskEvent},
+    identity::Identity,
     memory::release_free_heap,
     stats::{Counter, Counters},
     triage::{Judged, Triage, Tuning, Verdict},
@@ -78,6 +79,8 @@ pub struct Links {
     pub counters: Arc<Counters>,
     pub control: mpsc::UnboundedSender<Control>,
     pub recorder: Option<Recorder>,
+    /// What each executed file is (step 0 holds a new file's first exec for its verdict).
+    pub identity: Identity,
 }
 
 pub struct Pipeline {
@@ -98,6 +101,7 @@ pub struct Pipeline {
     control: mpsc::UnboundedSender<Control>,
     proc_root: PathBuf,
     periods: u64,
+    identity: Identity,
 }
 
 impl Pipeline {
@@ -131,6 +135,7 @@ impl Pipeline {
             control: links.control,
             proc_root: config.host.proc.clone(),
             periods: 0,
+            identity: links.identity,
         })
     }
 
@@ -142,8 +147,13 @@ impl Pipeline {
     /// Handles a drained batch; `handled` gets what became of each exec, in order.
     pub fn handle(&mut self, batch: &[Captured], handled: &mut Vec<Handled>) {
         handled.clear();
+        self.release_held(false);
         for captured in batch {
             match captured {
+                // 0. identity: a new file's first exec may wait for its verdict.
+                Captured::Exec(exec) if self.identity.admit(exec, Instant::now()) => {
+                    handled.push(Handled::default());
+                }
                 Captured::Exec(exec) => handled.push(self.on_exec(exec)),
                 Captured::Net(net) => self.on_net(net),
                 Captured::Task(task) => self.on_task(task),
@@ -204,7 +214,7 @@ impl Pipeline {
         let mut fates = Fates::default();
         let mut emitted = 0;
         let mut judged = Judged::new(&event, &ctx);
-        for alert in engine.evaluate(&event) {
+        for alert in self.identity.evaluate(&engine, exec, &event) {
             if let Some(pending) = &folds_into {
                 // The runtime exec that carries out an alerted docker/kubectl exec is its
                 // mechanism, not a second incident: it appears in the session alert.
@@ -284,6 +294,7 @@ impl Pipeline {
         let mut doc = alert.to_ecs();
         augment(&mut doc, ctx, leader);
         verdict.apply(&mut doc);
+        self.identity.annotate(&mut doc);
         let target = self.targets.resolve(alert.argv.as_deref(), &mut doc);
         if target.is_exec {
             self.sessions.expect(PendingExec {
@@ -298,6 +309,19 @@ impl Pipeline {
             });
         }
         self.emitter.emit(doc)
+    }
+
+    /// Held execs whose verdict arrived or whose hold ran out (all of them, with `all`:
+    /// the stop), through the exec path.
+    fn release_held(&mut self, all: bool) {
+        while let Some(exec) = self.identity.release(Instant::now(), all) {
+            self.on_exec(&exec);
+        }
+    }
+
+    /// Whether execs wait for their file's verdict (the hot path then wakes sooner).
+    pub fn holding(&self) -> bool {
+        self.identity.holding()
     }
 
     pub fn on_net(&mut self, net: &CapturedNet) {
@@ -341,6 +365,7 @@ impl Pipeline {
     /// that closed (a few at a time, so a stream of distinct alerts frees its kept first
     /// alerts as it goes), and every second the process table's housekeeping.
     pub fn periodic(&mut self) {
+        self.release_held(false);
         if !self.sessions.is_empty() {
             self.flush_sessions(false);
         }
@@ -356,6 +381,7 @@ impl Pipeline {
 
     /// At the stop: every session and dedup window gets its alert before the agent goes.
     pub fn finish(&mut self) {
+        self.release_held(true);
         self.flush_sessions(true);
         self.close_windows(true);
         self.housekeeping();
