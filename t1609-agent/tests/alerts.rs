@@ -169,28 +169,6 @@ fn hostile_argv_cannot_forge_journal_fields_or_split_json() {
     assert!(entries.iter().all(|e| e["T1609_RULE_ID"] != "forged"));
 }
 
-fn docker_container(name: &str) -> String {
-    let _ = Command::new("docker").args(["rm", "-f", name]).output();
-    let out = Command::new("docker")
-        .args([
-            "run",
-            "-d",
-            "--name",
-            name,
-            "t1609-test/busybox:1",
-            "sleep",
-            "600",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 #[test]
 fn real_docker_exec_carries_ancestry_target_and_session_commands() {
     if !privileged_or_skip("real_docker_exec_carries_ancestry_target_and_session_commands")

@@ -69,25 +69,7 @@ struct Target {
 impl Target {
     fn start(tag: &str) -> Target {
         let name = format!("t1609-identity-{tag}-{}", std::process::id());
-        let _ = Command::new("docker").args(["rm", "-f", &name]).output();
-        let out = Command::new("docker")
-            .args([
-                "run",
-                "-d",
-                "--name",
-                &name,
-                "t1609-test/busybox:1",
-                "sleep",
-                "600",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let id = docker_container(&name);
         Target { name, id }
     }
 }

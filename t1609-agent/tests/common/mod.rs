@@ -327,6 +327,30 @@ pub fn services(which: &str) -> bool {
     ok
 }
 
+/// Starts (or restarts) container `name` of the tests' image, sleeping for ten minutes;
+/// returns its id.
+pub fn docker_container(name: &str) -> String {
+    let _ = Command::new("docker").args(["rm", "-f", name]).output();
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            name,
+            "t1609-test/busybox:1",
+            "sleep",
+            "600",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 // ---- Helpers for the fault and hostile-input tests (faults_*.rs, hostile.rs) ----
 
 impl Agent {
