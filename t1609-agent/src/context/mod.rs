@@ -1,8 +1,9 @@
 //! Context stage: builds an exec's ECS event and where it ran in one trip — who ran it
 //! (process table, parent, ancestry, user), from where (cgroups, namespaces, working
-//! directory) — and resolves the container an exec targets ([`target`]). The heavy
-//! lifting is in t1609-context; this module applies it to the kernel's records, reading
-//! /proc only when the kernel says the parent's answer does not hold.
+//! directory) — names its container and pod from the runtimes' cache, and resolves the
+//! container an exec targets ([`target`]). The heavy lifting is in t1609-context; this
+//! module applies it to the kernel's records, reading /proc only when the kernel says the
+//! parent's answer does not hold, and never waiting on a runtime.
 
 mod cgroups;
 mod document;
@@ -17,9 +18,7 @@ use std::{
 
 pub use document::{ancestry_from_doc, augment};
 pub use event::{HostFacts, basename};
-use t1609_context::{
-    Ancestor, CgroupContext, DockerClient, Namespaces, ProcInfo, ProcessTable, Users,
-};
+use t1609_context::{Ancestor, CgroupContext, Namespaces, ProcInfo, ProcessTable, Runtimes, Users};
 use t1609_detect::event::{ParentProcess, ProcessEvent};
 pub use target::{Target, Targets};
 
@@ -33,10 +32,10 @@ pub struct ContextConfig {
     pub max_processes: usize,
     /// How long an exited process stays in the table, so its children's alerts name it.
     pub exit_grace_ms: u64,
-    /// Docker Engine socket used to resolve `docker exec` targets; empty disables it.
-    pub docker_socket: PathBuf,
-    /// Timeout of one runtime lookup.
-    pub runtime_timeout_ms: u64,
+    /// Retired: the runtimes are configured under `[runtimes]` (`validate` says so).
+    pub docker_socket: Option<PathBuf>,
+    /// Retired: `[runtimes] timeout_ms`.
+    pub runtime_timeout_ms: Option<u64>,
     /// Identical alerts within this window collapse into one with a repeat count; 0 disables.
     pub dedup_window_ms: u64,
     /// Open dedup windows whose first alert is kept for the follow-up (the first eighth
@@ -49,8 +48,8 @@ impl Default for ContextConfig {
         Self {
             max_processes: 8_192,
             exit_grace_ms: 60_000,
-            docker_socket: PathBuf::from("/var/run/docker.sock"),
-            runtime_timeout_ms: 100,
+            docker_socket: None,
+            runtime_timeout_ms: None,
             dedup_window_ms: 10_000,
             dedup_kept_alerts: 4_096,
         }
@@ -82,6 +81,7 @@ pub struct Context {
     proc_root: PathBuf,
     users: Users,
     cgroups: cgroups::Cgroups,
+    runtimes: Runtimes,
     /// Execs whose working directory came from their parent instead of /proc.
     pub cwd_reads_saved: u64,
 }
@@ -104,8 +104,14 @@ fn prune_checks(table_len: usize) -> usize {
 }
 
 impl Context {
-    /// `host_root` holds the host's /etc (user and group names), `proc_root` its /proc.
-    pub fn new(cfg: &ContextConfig, host_root: &Path, proc_root: &Path) -> Self {
+    /// `host_root` holds the host's /etc (user and group names), `proc_root` its /proc;
+    /// `runtimes` names containers and pods.
+    pub fn new(
+        cfg: &ContextConfig,
+        host_root: &Path,
+        proc_root: &Path,
+        runtimes: Runtimes,
+    ) -> Self {
         let mut table = ProcessTable::new(
             proc_root,
             cfg.max_processes,
@@ -119,18 +125,34 @@ impl Context {
             proc_root: proc_root.to_owned(),
             users: Users::new(host_root),
             cgroups: cgroups::Cgroups::new(proc_root),
+            runtimes,
             cwd_reads_saved: 0,
         }
     }
 
-    /// The runtime-socket client that [`Targets`] resolves exec targets with.
-    pub fn targets(cfg: &ContextConfig) -> Targets {
-        Targets::new((!cfg.docker_socket.as_os_str().is_empty()).then(|| {
-            DockerClient::new(
-                cfg.docker_socket.clone(),
-                Duration::from_millis(cfg.runtime_timeout_ms),
-            )
-        }))
+    /// Resolves exec targets from the same runtimes' cache.
+    pub fn targets(&self) -> Targets {
+        Targets::new(self.runtimes.clone())
+    }
+
+    /// The container runtimes' cache.
+    pub fn runtimes(&self) -> &Runtimes {
+        &self.runtimes
+    }
+
+    /// Adds what the context stage knows to an ECS document (event or alert): where the
+    /// exec ran (see [`augment`]) and its container and pod as the runtimes name them.
+    pub fn augment(
+        &self,
+        doc: &mut serde_json::Value,
+        ctx: &ExecContext,
+        session_leader: Option<u32>,
+    ) {
+        augment(doc, ctx, session_leader);
+        if let Some(id) = ctx.cgroup.container_id.as_deref() {
+            let meta = self.runtimes.container(id);
+            t1609_context::write_ecs(doc, &meta, ctx.cgroup.pod_uid.as_deref());
+        }
     }
 
     /// Execs whose cgroups came from their parent's `css_set` instead of /proc.
@@ -384,11 +406,8 @@ mod tests {
     fn exec_in_parents_css_set_reuses_its_cgroups_and_a_moved_one_reads_proc() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let cfg = ContextConfig {
-            docker_socket: PathBuf::new(),
-            ..Default::default()
-        };
-        let mut ctx = Context::new(&cfg, Path::new("/nonexistent"), root);
+        let cfg = ContextConfig::default();
+        let mut ctx = Context::new(&cfg, Path::new("/nonexistent"), root, Runtimes::disabled());
         let ev = ProcessEvent::default();
 
         proc_cgroup(root, 100, HOST);

@@ -41,12 +41,13 @@ use crate::{
         emit::Emitter,
         followup::{Detail, FirstAlerts},
         links::AlertLinks,
+        metadata::PendingMetadata,
         network::{self, NetAlertLinks, NetworkRuleError, NetworkRules},
         session::{PendingExec, SessionStep, Sessions, session_alert},
     },
     capture::Handled,
     config::Config,
-    context::{Context, ExecContext, Targets, augment},
+    context::{Context, ExecContext, Targets},
     decode::{Captured, CapturedExec, CapturedNet, TaskEvent},
     memory::release_free_heap,
     stats::{Counter, Counters},
@@ -78,6 +79,8 @@ pub struct Links {
     pub counters: Arc<Counters>,
     pub control: mpsc::UnboundedSender<Control>,
     pub recorder: Option<Recorder>,
+    /// The container runtimes' cache (started on the daemon's runtime).
+    pub runtimes: t1609_context::Runtimes,
 }
 
 pub struct Pipeline {
@@ -93,6 +96,8 @@ pub struct Pipeline {
     network: NetworkRules,
     /// With dedup on: the first alert of each open window, for its follow-up.
     followups: Option<FirstAlerts>,
+    /// Alerts whose container the runtimes had not named yet.
+    pending_metadata: PendingMetadata,
     emitter: Emitter,
     counters: Arc<Counters>,
     control: mpsc::UnboundedSender<Control>,
@@ -108,22 +113,28 @@ impl Pipeline {
             &config.network.expected_clients,
         );
         let tuning = Tuning::new(config.exceptions.clone(), config.context.dedup_window_ms)?;
-        let context = Context::new(&config.context, &config.host.root, &config.host.proc);
+        let context = Context::new(
+            &config.context,
+            &config.host.root,
+            &config.host.proc,
+            links.runtimes,
+        );
         links
             .counters
             .set(Counter::ProcessTable, context.table.len() as u64);
         Ok(Self {
             engine: links.engine,
             repeats: Repeats::new(links.recorder.is_none()),
+            pending_metadata: PendingMetadata::default(),
             followups: tuning
                 .dedup_enabled()
                 .then(|| FirstAlerts::new(config.context.dedup_kept_alerts)),
+            targets: context.targets(),
             context,
             recorder: links.recorder,
             sessions: Sessions::default(),
             session_window: Duration::from_millis(config.session.window_ms),
             tuning,
-            targets: Context::targets(&config.context),
             links: AlertLinks::default(),
             network,
             emitter: links.emitter,
@@ -262,7 +273,7 @@ impl Pipeline {
     ) -> Value {
         let mut doc = event.to_ecs();
         let leader = *leader.get_or_init(|| self.context.session_leader(exec.tgid));
-        augment(&mut doc, ctx, leader);
+        self.context.augment(&mut doc, ctx, leader);
         if exec.session != 0
             && let Some(t) = doc.get_mut("t1609").and_then(Value::as_object_mut)
         {
@@ -282,7 +293,7 @@ impl Pipeline {
         now: Instant,
     ) -> Arc<Value> {
         let mut doc = alert.to_ecs();
-        augment(&mut doc, ctx, leader);
+        self.context.augment(&mut doc, ctx, leader);
         verdict.apply(&mut doc);
         let target = self.targets.resolve(alert.argv.as_deref(), &mut doc);
         if target.is_exec {
@@ -297,7 +308,9 @@ impl Pipeline {
                 tool: target.tool,
             });
         }
-        self.emitter.emit(doc)
+        let doc = self.emitter.emit(doc);
+        self.pending_metadata.note(&doc, now);
+        doc
     }
 
     pub fn on_net(&mut self, net: &CapturedNet) {
@@ -344,6 +357,7 @@ impl Pipeline {
         if !self.sessions.is_empty() {
             self.flush_sessions(false);
         }
+        self.late_metadata();
         self.close_windows(false);
         self.periods += 1;
         if self.periods.is_multiple_of(10) {
@@ -361,6 +375,23 @@ impl Pipeline {
         self.housekeeping();
         if let Some(rec) = self.recorder.as_mut() {
             rec.flush();
+        }
+    }
+
+    /// Follow-ups naming the containers the runtimes have named since alerts on them
+    /// said `metadata_pending`.
+    fn late_metadata(&mut self) {
+        let answered = self.context.runtimes().take_answered();
+        if answered.is_empty() || self.pending_metadata.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for info in answered {
+            let host = self.context.host.hostname.as_deref();
+            for doc in self.pending_metadata.answered(&info, host, now) {
+                self.counters.inc(Counter::MetadataFollowUps);
+                self.emitter.emit(doc);
+            }
         }
     }
 
@@ -403,11 +434,23 @@ impl Pipeline {
             self.session_window
         };
         for s in self.sessions.take_due(window, Instant::now()) {
-            if s.commands.is_empty() && s.linked.is_none() {
-                continue; // a runtime exec that ran nothing we saw, tied to no alert
+            // Nothing ran that the probes saw: the host-side alert already says it all.
+            if s.commands.is_empty() {
+                continue;
             }
-            self.emitter
-                .emit(session_alert(&s, self.context.host.hostname.as_deref()));
+            let mut doc = session_alert(&s, self.context.host.hostname.as_deref());
+            // Named by the runtime: the injected process's container, else runc's target.
+            let id = doc["container"]["id"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| s.container_hint.clone());
+            if let Some(id) = id {
+                doc["container"]["id"] = json!(id);
+                let meta = self.context.runtimes().container(&id);
+                t1609_context::write_ecs(&mut doc, &meta, None);
+            }
+            let doc = self.emitter.emit(doc);
+            self.pending_metadata.note(&doc, Instant::now());
         }
     }
 }
