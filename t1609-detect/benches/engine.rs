@@ -31,7 +31,9 @@ fn ev(cmd: &str, parent: &str) -> ProcessEvent {
                 executable: Some(format!("/usr/bin/{parent}")),
                 args: Some(vec![parent.into()]),
                 command_line: Some(parent.into()),
+                ..Default::default()
             })),
+            ..Default::default()
         },
         user: Identity {
             id: Some("0".into()),
@@ -44,6 +46,7 @@ fn ev(cmd: &str, parent: &str) -> ProcessEvent {
         container_id: None,
         host_hostname: Some("node-1".into()),
         capture: CaptureInfo::default(),
+        ..Default::default()
     }
 }
 

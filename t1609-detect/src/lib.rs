@@ -16,6 +16,7 @@ pub mod engine;
 pub mod eql;
 pub mod event;
 mod fastjson;
+mod index;
 mod load;
 pub mod replay;
 mod reuse;
@@ -29,8 +30,49 @@ pub use replay::{ReplaySummary, replay};
 pub use rules::RuleError;
 pub use t1609_ecs::{Confidence, Severity, digest, new_id, now_rfc3339};
 
+pub use load::{SkipKind, Skipped};
+
 /// Validates the built-in pack plus `paths` (files or directories), returning the number
-/// of rules, or every error found.
+/// of rules loaded, or every error found. [`check_rules_report`] also says which rules
+/// were skipped and why.
 pub fn check_rules(paths: &[std::path::PathBuf]) -> Result<usize, Vec<RuleError>> {
-    load::load_all(paths).map(|r| r.len())
+    load::load_all(paths).map(|r| r.rules.len())
+}
+
+/// What [`check_rules_report`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleReport {
+    /// Rules loaded, the built-in pack included.
+    pub loaded: usize,
+    /// Ids of the loaded rules, by source file (`builtin:rules/t1609.toml` first).
+    pub loaded_ids: Vec<(String, String)>,
+    /// Rules skipped (from directories), each with its reason.
+    pub skipped: Vec<Skipped>,
+}
+
+impl RuleReport {
+    /// The skipped rules counted by kind, most frequent first.
+    pub fn skipped_by_kind(&self) -> Vec<(SkipKind, usize)> {
+        let mut m: std::collections::BTreeMap<SkipKind, usize> = std::collections::BTreeMap::new();
+        for s in &self.skipped {
+            *m.entry(s.kind).or_default() += 1;
+        }
+        let mut v: Vec<_> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+}
+
+/// [`check_rules`], with the loaded and the skipped rules.
+pub fn check_rules_report(paths: &[std::path::PathBuf]) -> Result<RuleReport, Vec<RuleError>> {
+    let l = load::load_all(paths)?;
+    Ok(RuleReport {
+        loaded: l.rules.len(),
+        loaded_ids: l
+            .rules
+            .iter()
+            .map(|r| (r.meta.source.clone(), r.meta.id.clone()))
+            .collect(),
+        skipped: l.skipped,
+    })
 }

@@ -5,9 +5,14 @@
 
 mod ast;
 mod eval;
+mod fields;
+mod fold;
 mod lexer;
 mod parser;
 
-pub use ast::{Cmp, EqlError, Field, Kind, Node, Pattern, StrTest, Val};
+pub use ast::{Cmp, EqlError, EqlErrorKind, Node, Pattern, StrTest, Val};
+pub use fields::{Attr, Field, FieldInfo, Kind, Provision, Who, registry};
 pub use eval::{Ctx, ctx};
+pub(crate) use eval::glob_ci;
+pub(crate) use fold::kind_literals;
 pub use parser::{parse_condition, parse_query};

@@ -2,7 +2,7 @@
 //! within the query and what was expected.
 
 use super::{
-    ast::{Cmp, EqlError, Field, Kind, Node, Pattern, StrTest},
+    ast::{Cmp, EqlError, EqlErrorKind, Field, Kind, Node, Pattern, StrTest},
     lexer::{Tok, Token, lex},
 };
 
@@ -16,14 +16,16 @@ pub fn parse_query(src: &str) -> Result<Node, EqlError> {
     match &cat.tok {
         Tok::Ident(s) if s == "process" => {}
         Tok::Ident(s) if matches!(s.as_str(), "sequence" | "sample") => {
-            return Err(err_at(
+            return Err(kind_at(
                 &cat,
+                EqlErrorKind::Sequence,
                 format!("`{s}` queries are not supported; expected `process where <condition>`"),
             ));
         }
         Tok::Ident(s) if p.peek_is_ident("where") => {
-            return Err(err_at(
+            return Err(kind_at(
                 &cat,
+                EqlErrorKind::Category,
                 format!("event category `{s}` is not supported; expected `process`"),
             ));
         }
@@ -69,18 +71,41 @@ fn describe(t: &Tok) -> String {
 
 /// An error at token `t`.
 fn err_at(t: &Token, message: String) -> EqlError {
+    kind_at(t, EqlErrorKind::Syntax, message)
+}
+
+/// An error of `kind` at token `t`.
+fn kind_at(t: &Token, kind: EqlErrorKind, message: String) -> EqlError {
     EqlError {
         line: t.line,
         column: t.col,
         message,
+        kind,
     }
 }
 
-/// The field `name` names (at token `t`).
+/// The field `name` names (at token `t`). An ECS field the agent never provides is an
+/// error that says why, so that no rule loads only to be silently false.
 fn field(t: &Token, name: &str) -> Result<Field, EqlError> {
     // `?field` marks an optional field in Elastic EQL; absent fields never match here anyway.
     let n = name.strip_prefix('?').unwrap_or(name);
-    Field::from_name(n).ok_or_else(|| err_at(t, format!("unknown field `{n}`; expected one of the documented fields (process.*, user.*, group.*, container.id, host.hostname, t1609.*)")))
+    if let Some(f) = Field::from_name(n) {
+        return Ok(f);
+    }
+    Err(match Field::unavailable(n) {
+        Some(why) => kind_at(
+            t,
+            EqlErrorKind::FieldNotProvided,
+            format!("field `{n}` is not provided by the agent: {why}"),
+        ),
+        None => kind_at(
+            t,
+            EqlErrorKind::UnknownField,
+            format!(
+                "unknown field `{n}`; expected one of the documented fields (process.*, user.*, group.*, container.*, host.*, event.*, t1609.*)"
+            ),
+        ),
+    })
 }
 
 /// Refuses an operator `what` (at `op`) on a field that is not a string.
@@ -122,7 +147,11 @@ impl Parser {
         let t = self.next();
         match t.tok {
             Tok::Eof => Ok(()),
-            Tok::Op("|") => Err(err_at(&t, "pipes are not supported".into())),
+            Tok::Op("|") => Err(kind_at(
+                &t,
+                EqlErrorKind::Unsupported,
+                "pipes are not supported".into(),
+            )),
             ref other => Err(err_at(
                 &t,
                 format!(
@@ -216,12 +245,13 @@ impl Parser {
             Tok::Ident(s) if s == "null" => {
                 return Err(err_at(
                     &t,
-                    "`null` comparisons are not supported; an absent field never matches".into(),
+                    "`null` is only supported as `field == null` or `field != null`".into(),
                 ));
             }
             Tok::Ident(s) => {
-                return Err(err_at(
+                return Err(kind_at(
                     &t,
+                    EqlErrorKind::Unsupported,
                     format!(
                         "expected a literal value, found `{s}` (field-to-field comparison is not supported)"
                     ),
@@ -333,12 +363,36 @@ impl Parser {
             ">" => Cmp::Gt,
             _ => Cmp::Ge,
         };
+        if self.peek_is_ident("null") {
+            let nt = self.next();
+            // Elasticsearch: `!= null` is an exists query, `== null` its negation.
+            return match cmp {
+                Cmp::Eq => Ok(Node::Not(Box::new(Node::Exists(field)))),
+                Cmp::Ne => Ok(Node::Exists(field)),
+                _ => Err(err_at(
+                    &nt,
+                    "`null` can only be compared with `==` or `!=`".into(),
+                )),
+            };
+        }
         let (lit, lt) = self.literal()?;
+        // `a != b` is `not a == b`, as Elasticsearch translates it: on an array, true
+        // when no element equals; on an absent field, true.
+        let ne = |n: Node| {
+            if cmp == Cmp::Ne {
+                Node::Not(Box::new(n))
+            } else {
+                n
+            }
+        };
+        let eq_or = |c: Cmp| if c == Cmp::Ne { Cmp::Eq } else { c };
         match (kind, lit) {
-            (Kind::Str | Kind::StrArray, Lit::Str(s)) => Ok(Node::Str(field, StrTest::Cmp(cmp, s))),
-            (Kind::Num, Lit::Num(n)) => Ok(Node::Num(field, cmp, n)),
+            (Kind::Str | Kind::StrArray, Lit::Str(s)) => {
+                Ok(ne(Node::Str(field, StrTest::Cmp(eq_or(cmp), s))))
+            }
+            (Kind::Num, Lit::Num(n)) => Ok(ne(Node::Num(field, eq_or(cmp), n))),
             (Kind::Bool, Lit::Bool(b)) if matches!(cmp, Cmp::Eq | Cmp::Ne) => {
-                Ok(Node::Bool(field, cmp, b))
+                Ok(ne(Node::Bool(field, Cmp::Eq, b)))
             }
             _ => Err(err_at(
                 &lt,
@@ -468,8 +522,9 @@ impl Parser {
         };
         let supported = ["startsWith", "endsWith", "stringContains", "length"];
         if !supported.contains(&base) {
-            return Err(err_at(
+            return Err(kind_at(
                 t,
+                EqlErrorKind::Unsupported,
                 format!(
                     "unsupported function `{name}`; expected one of startsWith, endsWith, stringContains, length (and ~ forms)"
                 ),
