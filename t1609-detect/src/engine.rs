@@ -259,6 +259,18 @@ impl Engine {
         self.inner.exec.conds[i].as_ref()
     }
 
+    /// An event rule `id` matches, built from its literals (an exec, else an exit), or
+    /// `None` when none could be built ([`crate::witness`]).
+    pub fn example_event(&self, id: &str) -> Option<ProcessEvent> {
+        let i = self.inner.rules.iter().position(|r| r.meta.id == id)?;
+        [
+            (&self.inner.exec, EventType::Start),
+            (&self.inner.exit, EventType::End),
+        ]
+        .into_iter()
+        .find_map(|(view, t)| crate::witness::example(view.conds[i].as_ref()?, t))
+    }
+
     /// The condition of rule `id`, as written (Sigma rules: as translated), or `None`
     /// for a Sigma rule that rsigma evaluates.
     pub fn condition(&self, id: &str) -> Option<&Node> {

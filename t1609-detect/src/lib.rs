@@ -22,6 +22,8 @@ pub mod replay;
 mod reuse;
 pub mod rules;
 pub mod sigma;
+pub mod witness;
+mod witness_regex;
 
 pub use alert::Alert;
 pub use engine::{Engine, WatchSet};
