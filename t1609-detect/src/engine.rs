@@ -10,7 +10,7 @@ use crate::{
     argv::{self, Few, Invocation},
     eql::{self, Field, Node},
     event::{EventType, ProcessEvent},
-    index::{Atom, LiteralIndex, cover},
+    index::{Atom, Cover, LiteralIndex, covers},
     load::{self, Skipped},
     rules::{Condition, Rule, RuleError},
 };
@@ -70,6 +70,9 @@ impl View {
 /// can never match this kind), and the index over them.
 struct Specialised {
     conds: Vec<Option<Node>>,
+    /// Each rule's literal covers, from its folded condition (before `optimized`):
+    /// empty when it has none.
+    covers: Vec<Vec<Cover>>,
     index: LiteralIndex,
 }
 
@@ -85,17 +88,25 @@ impl Specialised {
                 Condition::Sigma(_) => Some(Node::Const(true)),
             })
             .collect();
+        // A Sigma rule rsigma evaluates has no condition of ours to index.
+        let covers: Vec<Vec<Cover>> = conds
+            .iter()
+            .zip(rules)
+            .map(|(c, r)| match (&r.cond, c) {
+                (Condition::Eql(_), Some(c)) => covers(c),
+                _ => Vec::new(),
+            })
+            .collect();
         let index = LiteralIndex::build(conds.iter().enumerate().filter_map(|(i, c)| {
-            let c = c.as_ref()?;
-            let ri = u32::try_from(i).ok()?;
-            // A Sigma rule rsigma evaluates has no condition of ours to index.
-            let cov = match &rules[i].cond {
-                Condition::Sigma(_) => None,
-                Condition::Eql(_) => cover(c),
-            };
-            Some((ri, cov))
+            c.as_ref()?;
+            Some((u32::try_from(i).ok()?, covers[i].clone()))
         }));
-        Specialised { conds, index }
+        let conds = conds.into_iter().map(|c| c.map(Node::optimized)).collect();
+        Specialised {
+            conds,
+            covers,
+            index,
+        }
     }
 }
 
@@ -124,6 +135,7 @@ impl std::fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("rules", &self.inner.rules.len())
             .field("skipped", &self.inner.skipped.len())
+            .field("exec_index", &self.inner.exec.index)
             .finish()
     }
 }
@@ -135,13 +147,17 @@ fn watch_set(rules: &[Rule], exec: &Specialised, exit: &Specialised) -> WatchSet
         if exit.conds[i].is_some() {
             w.exit_rules.insert(r.meta.id.clone());
         }
-        let Some(c) = &exec.conds[i] else { continue };
-        let cov = match &r.cond {
-            Condition::Eql(_) => cover(c),
-            Condition::Sigma(_) => None,
-        };
+        if exec.conds[i].is_none() {
+            continue;
+        }
         let id = &r.meta.id;
-        let Some(cov) = cov else {
+        // Any one cover is implied by the rule: the kernel gets the one it can test best.
+        let Some(cov) = exec.covers[i].iter().min_by_key(|c| {
+            c.atoms
+                .iter()
+                .filter(|a| matches!(a, Atom::Arg(_) | Atom::ParentName(_) | Atom::Sub(..)))
+                .count()
+        }) else {
             w.needs_every_exec = true;
             w.capture_all_reasons.push(format!(
                 "rule `{id}` ({}) tests no executable name, path or argument literal, so every exec must be captured",
@@ -167,7 +183,7 @@ fn watch_set(rules: &[Rule], exec: &Specialised, exit: &Specialised) -> WatchSet
                     w.exe_prefixes.insert(p.clone());
                     why.get_or_insert("an executable-path prefix");
                 }
-                Atom::Arg(_) | Atom::Sub(..) => {
+                Atom::Arg(_) | Atom::ParentName(_) | Atom::Sub(..) => {
                     w.needs_every_exec = true;
                     why = Some("argument or command-line literals only");
                 }
@@ -278,6 +294,27 @@ impl Engine {
             Condition::Eql(n) => Some(n),
             Condition::Sigma(_) => None,
         }
+    }
+
+    /// How many rules the literal index selects for `ev` (the rules then evaluated), and
+    /// their ids: the index's selectivity, for benchmarks and tuning.
+    pub fn candidates(&self, ev: &ProcessEvent) -> Vec<String> {
+        let inner = &*self.inner;
+        let view = match View::of(ev) {
+            View::Exec => &inner.exec,
+            View::Exit => &inner.exit,
+            View::Other => &inner.other,
+        };
+        let args: &[String] = ev.process.args.as_deref().unwrap_or(&[]);
+        let name: &str = match ev.process.name.as_deref() {
+            Some(n) => n,
+            None => args.first().map_or("", |a| argv::basename(a)),
+        };
+        let mut c = Vec::new();
+        view.index.candidates(ev, name, &mut c);
+        c.iter()
+            .map(|&i| inner.rules[i as usize].meta.id.clone())
+            .collect()
     }
 
     /// Evaluates one event: one alert per rule hit, all sharing one group id.

@@ -101,6 +101,7 @@ fn sample(t: &StrTest) -> Option<String> {
         StrTest::Wild { pats, .. } => pattern_sample(pats.first()?),
         StrTest::StartsWith(s, _) | StrTest::EndsWith(s, _) | StrTest::Contains(s, _) => s.clone(),
         StrTest::Regex(re) => crate::witness_regex::sample(re.as_str())?,
+        StrTest::Set(set) => set.sample.clone(),
     })
 }
 

@@ -185,3 +185,34 @@ fn real_rule_sets() {
         failures.join("\n")
     );
 }
+
+#[test]
+#[ignore = "prints the literal index of the full rule sets"]
+fn index_stats() {
+    let (Ok(dr), Ok(sg)) = (
+        std::env::var("T1609_DETECTION_RULES"),
+        std::env::var("T1609_SIGMA_RULES"),
+    ) else {
+        println!("skipped: set T1609_DETECTION_RULES and T1609_SIGMA_RULES");
+        return;
+    };
+    let paths = vec![
+        PathBuf::from(&dr).join("rules/linux"),
+        PathBuf::from(&dr).join("rules/integrations/cloud_defend"),
+        PathBuf::from(&sg).join("rules/linux/process_creation"),
+    ];
+    let e = Engine::load(&paths).expect("load");
+    println!("{e:#?}");
+    let w = e.watch_set();
+    println!(
+        "watch: {} names, {} name prefixes, {} exe prefixes, needs every exec: {}, capture-all reasons: {}",
+        w.names.len(),
+        w.name_prefixes.len(),
+        w.exe_prefixes.len(),
+        w.needs_every_exec,
+        w.capture_all_reasons.len()
+    );
+    for r in &w.capture_all_reasons {
+        println!("  {r}");
+    }
+}

@@ -195,9 +195,8 @@ fn unevaluable_rules_are_skipped_with_their_reason() {
 fn watch_set_and_fields_follow_the_rules() {
     let e = engine();
     let w = e.watch_set();
-    // sshd is named by an exit rule only (exit_rules); s3's `1 of selection*` has a
-    // branch on ProcessId alone, so it has no literal cover.
-    for n in ["nc", "ncat", "curl", "nsenter", "unshare", "wget"] {
+    // sshd is named by an exit rule only (exit_rules).
+    for n in ["nc", "ncat", "curl", "nsenter", "unshare", "wget", "sh"] {
         assert!(w.names.contains(n), "{n}: {:?}", w.names);
     }
     // e4 tests only environment variables and a regex: it needs every exec, and says so.

@@ -110,6 +110,8 @@ pub enum StrTest {
         ci: bool,
     },
     Regex(regex::Regex),
+    /// A long list compiled for evaluation ([`Node::optimized`]).
+    Set(Box<super::set::StrSet>),
     StartsWith(String, bool),
     EndsWith(String, bool),
     Contains(String, bool),

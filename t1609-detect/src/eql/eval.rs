@@ -265,6 +265,7 @@ fn str_test(t: &StrTest, x: &str) -> bool {
             }
         }
         StrTest::Regex(re) => re.is_match(x),
+        StrTest::Set(set) => set.matches(x),
         StrTest::StartsWith(w, ci) => fold(
             x,
             *ci,
@@ -316,7 +317,7 @@ fn contains_ci(x: &[u8], p: &[u8]) -> bool {
 }
 
 /// `ci` here means "compare ASCII case-insensitively" (pattern already lowercased).
-fn pat_match(p: &Pattern, x: &str, ci: bool) -> bool {
+pub(super) fn pat_match(p: &Pattern, x: &str, ci: bool) -> bool {
     match p {
         Pattern::Exact(w) => {
             if ci {

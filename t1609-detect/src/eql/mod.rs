@@ -9,6 +9,7 @@ mod fields;
 mod fold;
 mod lexer;
 mod parser;
+mod set;
 
 pub use ast::{Cmp, EqlError, EqlErrorKind, Node, Pattern, StrTest, Val};
 pub use fields::{Attr, Field, FieldInfo, Kind, Provision, Who, registry};
@@ -16,3 +17,4 @@ pub use eval::{Ctx, ctx};
 pub(crate) use eval::glob_ci;
 pub(crate) use fold::kind_literals;
 pub use parser::{parse_condition, parse_query};
+pub use set::StrSet;

@@ -27,6 +27,8 @@ pub(crate) enum Atom {
     ExePrefix(String),
     /// Some argument is exactly this.
     Arg(String),
+    /// The parent's name is exactly this.
+    ParentName(String),
     /// The field's value (an element, for arrays) contains this.
     Sub(SubField, String),
 }
@@ -43,21 +45,10 @@ pub(crate) enum SubField {
     ParentExecutable,
     ParentCommandLine,
     ParentArgs,
+    EnvVars,
 }
 
 impl SubField {
-    pub(crate) const ALL: [SubField; 9] = [
-        SubField::Name,
-        SubField::Executable,
-        SubField::CommandLine,
-        SubField::Args,
-        SubField::WorkingDirectory,
-        SubField::ParentName,
-        SubField::ParentExecutable,
-        SubField::ParentCommandLine,
-        SubField::ParentArgs,
-    ];
-
     fn of(f: Field) -> Option<SubField> {
         Some(match f {
             Field::Proc(Who::Process, Attr::Name) => SubField::Name,
@@ -69,6 +60,7 @@ impl SubField {
             Field::Proc(Who::Parent, Attr::Executable) => SubField::ParentExecutable,
             Field::Proc(Who::Parent, Attr::CommandLine) => SubField::ParentCommandLine,
             Field::Proc(Who::Parent, Attr::Args) => SubField::ParentArgs,
+            Field::Proc(Who::Process, Attr::EnvVars) => SubField::EnvVars,
             _ => return None,
         })
     }
@@ -81,18 +73,65 @@ impl Atom {
     fn cost(&self) -> u32 {
         let short = |s: &str, n: usize| s.chars().count() < n;
         match self {
+            Atom::Name(n) | Atom::ViaShell(n) if common(n) => 3,
             Atom::Name(_) | Atom::ViaShell(_) => 1,
-            Atom::NamePrefix(p) if short(p, 3) => 6,
+            Atom::NamePrefix(p) if short(p, 3) || common_text(p) => 6,
             Atom::NamePrefix(_) => 2,
-            Atom::ExePrefix(p) if short(p, 6) => 6,
+            Atom::ExePrefix(p) if short(p, 6) || common_text(p) => 8,
             Atom::ExePrefix(_) => 2,
             Atom::Arg(a) if short(a, 3) => 7,
             Atom::Arg(_) => 4,
-            Atom::Sub(_, s) if short(s, 3) => 9,
+            Atom::ParentName(n) if common(n) => 8,
+            Atom::ParentName(_) => 5,
+            Atom::Sub(_, s) if short(s, 3) || common_text(s) => 9,
             Atom::Sub(_, s) if short(s, 5) => 6,
             Atom::Sub(..) => 5,
         }
     }
+}
+
+/// Names of processes that run all the time (shells, init, the usual parents): an atom
+/// on them selects many events.
+fn common(n: &str) -> bool {
+    argv::SHELLS.contains(&n)
+        || matches!(
+            n,
+            "systemd" | "init" | "sudo" | "su" | "sshd" | "cron" | "python" | "python3" | "perl"
+                | "node" | "java" | "env" | "xargs" | "busybox" | "containerd-shim"
+        )
+}
+
+/// Text nearly every exec carries somewhere (system paths, shells, URL schemes): a
+/// literal inside it is found in most events, so it selects little and costs a match
+/// report per event.
+fn common_text(lit: &str) -> bool {
+    const COMMON: &[&str] = &[
+        "/usr/local/sbin/",
+        "/usr/local/bin/",
+        "/usr/sbin/",
+        "/usr/bin/",
+        "/usr/lib/",
+        "/usr/lib64/",
+        "/usr/share/",
+        "/bin/bash",
+        "/bin/dash",
+        "/bin/sh",
+        "/sbin/init",
+        "/home/",
+        "/root/",
+        "/etc/",
+        "/var/lib/",
+        "/opt/",
+        "/proc/self/",
+        "systemd",
+        "python3",
+        "https://",
+        "http://",
+        "sudo",
+        "zsh",
+        "--help",
+    ];
+    COMMON.iter().any(|c| c.contains(lit))
 }
 
 /// A disjunction of atoms (empty: the condition matches nothing).
@@ -102,12 +141,29 @@ pub(crate) struct Cover {
 }
 
 impl Cover {
-    fn cost(&self) -> (u32, usize) {
+    pub(crate) fn cost(&self) -> (u32, usize) {
         (
             self.atoms.iter().map(Atom::cost).max().unwrap_or(0),
             self.atoms.len(),
         )
     }
+}
+
+/// Covers all of which hold on every event `n` matches (a conjunction of covers): the
+/// best one, and for an `and` a second from another term when it is selective enough,
+/// so that a rule on a common name (`cat`) is tried only when its arguments' literal
+/// is there too. Empty when `n` has no cover.
+pub(crate) fn covers(n: &Node) -> Vec<Cover> {
+    let Node::And(v) = n else {
+        return cover(n).into_iter().collect();
+    };
+    let mut all: Vec<Cover> = v.iter().filter_map(cover).collect();
+    all.sort_by_key(Cover::cost);
+    all.truncate(2);
+    if all.len() == 2 && all[1].cost().0 > 7 {
+        all.pop();
+    }
+    all
 }
 
 /// A cover of `n`, or `None` when the condition can match events no literal test picks
@@ -151,8 +207,43 @@ fn lits(t: &StrTest) -> Option<Vec<Lit>> {
         StrTest::StartsWith(s, _) => vec![Lit::Prefix(low(s))],
         StrTest::EndsWith(s, _) => vec![Lit::Suffix(low(s))],
         StrTest::Contains(s, _) => vec![Lit::Contains(low(s))],
-        StrTest::Cmp(..) | StrTest::Regex(_) => return None,
+        StrTest::Regex(re) => return regex_prefixes(re.as_str()),
+        StrTest::Cmp(..) | StrTest::Set(_) => return None,
     })
+}
+
+/// Literals every match of a regex starts with (lowercase): prefixes of the value when
+/// the regex is anchored at the start (EQL's always are), else substrings (Sigma's
+/// `re`), or `None`.
+fn regex_prefixes(src: &str) -> Option<Vec<Lit>> {
+    use regex_syntax::hir::{
+        Look,
+        literal::{ExtractKind, Extractor},
+    };
+    let hir = regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(src)
+        .ok()?;
+    let props = hir.properties();
+    let start = props.look_set_prefix().contains(Look::Start);
+    let end = props.look_set_suffix().contains(Look::End);
+    let mut ex = Extractor::new();
+    ex.kind(ExtractKind::Prefix);
+    let seq = ex.extract(&hir);
+    let lits = seq.literals()?;
+    let mut out = Vec::with_capacity(lits.len());
+    for l in lits {
+        let s = std::str::from_utf8(l.as_bytes()).ok()?.to_lowercase();
+        if s.is_empty() {
+            return None;
+        }
+        out.push(match (start, end && l.is_exact()) {
+            (true, true) => Lit::Exact(s),
+            (true, false) => Lit::Prefix(s),
+            (false, _) => Lit::Contains(s),
+        });
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 fn pattern_lit(p: &Pattern) -> Option<Lit> {
@@ -187,9 +278,10 @@ fn str_cover(f: Field, t: &StrTest) -> Option<Cover> {
     let lits = lits(t)?;
     // Literals are matched ASCII case-insensitively; a non-ASCII one could miss a
     // differently cased value, so such a test gives no cover rather than a wrong one.
+    // Bytes 0-2 mark the index's scanned segments: literals holding them are not indexed.
     if lits.iter().any(|l| {
         let (Lit::Exact(s) | Lit::Prefix(s) | Lit::Suffix(s) | Lit::Contains(s)) = l;
-        !s.is_ascii()
+        !s.is_ascii() || s.bytes().any(|b| b <= 2)
     }) {
         return None;
     }
@@ -208,6 +300,7 @@ fn str_cover(f: Field, t: &StrTest) -> Option<Cover> {
                 Atom::Name(basename(&s).to_owned())
             }
             (SubField::Args, Lit::Exact(s)) => Atom::Arg(s),
+            (SubField::ParentName, Lit::Exact(s)) => Atom::ParentName(s),
             (_, Lit::Exact(s) | Lit::Prefix(s) | Lit::Suffix(s) | Lit::Contains(s)) => {
                 if s.is_empty() {
                     return None;

@@ -64,7 +64,7 @@ fn env_refusal(t: &StrTest) -> Option<String> {
         StrTest::Wild { pats, .. } => pats.iter().map(pattern_text).collect(),
         StrTest::StartsWith(s, _) => vec![format!("{s}*")],
         StrTest::EndsWith(s, _) | StrTest::Contains(s, _) => vec![format!("*{s}")],
-        StrTest::Regex(_) => return None,
+        StrTest::Regex(_) | StrTest::Set(_) => return None,
     };
     for v in values {
         // `NAME=value`: the name is what precedes the first `=`; a wildcard in it can
