@@ -116,6 +116,47 @@ fn short(p: &str) -> String {
         .map_or_else(|| p.to_string(), |f| f.to_string_lossy().into_owned())
 }
 
+/// Every loaded Sigma rule against every loaded rule's example event (and that event
+/// with its command line dropped): the engine's translation and rsigma-eval must agree.
+fn sigma_cross_check(dir: &Path, report: &t1609_detect::RuleReport) -> Vec<String> {
+    let engine = Engine::load(&[dir.to_owned()]).expect("load");
+    let mut events = Vec::new();
+    for (src, id) in &report.loaded_ids {
+        if !src.starts_with("builtin:")
+            && let Some(ev) = engine.example_event(id)
+        {
+            let mut bare = ev.clone();
+            bare.process.command_line = None;
+            events.push(ev);
+            events.push(bare);
+        }
+    }
+    let mut mismatches = Vec::new();
+    let mut compared = 0usize;
+    for (src, id) in &report.loaded_ids {
+        if src.starts_with("builtin:") {
+            continue;
+        }
+        let text = std::fs::read_to_string(src).expect("read");
+        let coll = rsigma_parser::parse_sigma_yaml(&text).expect("parse");
+        let Ok(rule) = rsigma_eval::compile_rule(&coll.rules[0]) else {
+            continue;
+        };
+        for ev in &events {
+            let doc = t1609_detect::sigma::sigma_doc(ev);
+            let theirs =
+                rsigma_eval::evaluate_rule(&rule, &rsigma_eval::JsonEvent::borrow(&doc)).is_some();
+            let ours = engine.evaluate(ev).iter().any(|a| &a.rule_id == id);
+            compared += 1;
+            if ours != theirs {
+                mismatches.push(format!("{id} ({}): ours {ours}, rsigma {theirs} on {ev:?}", short(src)));
+            }
+        }
+    }
+    println!(" translation vs rsigma-eval: {compared} comparisons, {} disagreements", mismatches.len());
+    mismatches
+}
+
 #[test]
 #[ignore = "needs checkouts of detection-rules and sigma (T1609_DETECTION_RULES, T1609_SIGMA_RULES)"]
 fn real_rule_sets() {
@@ -159,6 +200,7 @@ fn real_rule_sets() {
     if let Ok(root) = std::env::var("T1609_SIGMA_RULES") {
         let paths = vec![PathBuf::from(root).join("rules/linux/process_creation")];
         let (o, report) = run("sigma", &paths);
+        failures.extend(sigma_cross_check(&paths[0], &report));
         println!(
             "sigma: {} of {} rules load ({} skipped)",
             o.loaded,

@@ -222,3 +222,41 @@ fn watch_set_and_fields_follow_the_rules() {
         );
     }
 }
+
+/// rsigma's own evaluator (the reference for Sigma) on the Sigma document of an event.
+fn rsigma_fires(file: &Path, ev: &ProcessEvent) -> bool {
+    let text = std::fs::read_to_string(file).expect("read");
+    let coll = rsigma_parser::parse_sigma_yaml(&text).expect("parse");
+    let rule = rsigma_eval::compile_rule(&coll.rules[0]).expect("compile");
+    let doc = t1609_detect::sigma::sigma_doc(ev);
+    rsigma_eval::evaluate_rule(&rule, &rsigma_eval::JsonEvent::borrow(&doc)).is_some()
+}
+
+/// The Sigma rules, translated into the engine's conditions, agree with rsigma-eval on
+/// every case event.
+#[test]
+fn sigma_translation_agrees_with_rsigma() {
+    let e = engine();
+    let text = std::fs::read_to_string(dir("rules").join("cases.jsonl")).expect("cases");
+    let files: Vec<PathBuf> = std::fs::read_dir(dir("rules").join("sigma"))
+        .expect("dir")
+        .flatten()
+        .map(|d| d.path())
+        .collect();
+    let mut compared = 0;
+    for line in text.lines() {
+        let c: Value = serde_json::from_str(line).expect("case");
+        let ev = ProcessEvent::from_ecs(&c["event"]).expect("event");
+        for f in &files {
+            let body = std::fs::read_to_string(f).expect("read");
+            let id = SIGMA_IDS
+                .iter()
+                .find(|id| body.contains(*id))
+                .expect("an id of ours");
+            let ours = e.evaluate(&ev).iter().any(|a| a.rule_id == *id);
+            assert_eq!(ours, rsigma_fires(f, &ev), "{id} on {ev:#?}");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 100);
+}
