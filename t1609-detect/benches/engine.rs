@@ -181,7 +181,7 @@ fn per_alert_costs(engine: &Engine, matching: &[ProcessEvent], dur: Duration) ->
 }
 
 /// The rule sets of the extra tables: in-repo test rules always; the snapshots of
-/// Elastic's detection-rules and SigmaHQ when their checkouts are named.
+/// Elastic's detection-rules and `SigmaHQ` when their checkouts are named.
 fn extra_sets() -> Vec<(String, Vec<std::path::PathBuf>)> {
     let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut sets = vec![(
@@ -214,7 +214,10 @@ fn table(label: &str, engine: &Engine, dur: Duration) {
     let [unwatched, watched_benign, matching] = workloads();
     let quiet = |v: Vec<ProcessEvent>| -> (Vec<ProcessEvent>, usize) {
         let n = v.len();
-        let kept: Vec<ProcessEvent> = v.into_iter().filter(|e| engine.evaluate(e).is_empty()).collect();
+        let kept: Vec<ProcessEvent> = v
+            .into_iter()
+            .filter(|e| engine.evaluate(e).is_empty())
+            .collect();
         let dropped = n - kept.len();
         (kept, dropped)
     };
@@ -239,8 +242,12 @@ fn table(label: &str, engine: &Engine, dur: Duration) {
     });
     println!();
     println!("{label} ({} rules), one core", engine.rule_count());
-    println!("| workload                                             | events/s wall | events/s CPU |");
-    println!("|------------------------------------------------------|---------------|--------------|");
+    println!(
+        "| workload                                             | events/s wall | events/s CPU |"
+    );
+    println!(
+        "|------------------------------------------------------|---------------|--------------|"
+    );
     for (l, r) in [
         ("non-matching, common host commands", r1),
         ("non-matching, container tools (argv parsed)", r2),
@@ -253,6 +260,28 @@ fn table(label: &str, engine: &Engine, dur: Duration) {
         d1 + d2,
         alerts as f64 / (r4.wall * dur.as_secs_f64()).max(1.0)
     );
+}
+
+/// The full rule set's non-matching loop alone, with how many rules each event tried.
+fn profile_full() {
+    if let Some((label, paths)) = extra_sets().pop() {
+        let e = Engine::load(&paths).expect("load");
+        let [unwatched, watched, _] = workloads();
+        let events: Vec<ProcessEvent> = unwatched
+            .into_iter()
+            .chain(watched)
+            .filter(|ev| e.evaluate(ev).is_empty())
+            .collect();
+        for ev in &events {
+            println!(
+                "{:?}: {} rules tried",
+                ev.process.command_line.as_deref().unwrap_or(""),
+                e.candidates(ev).len()
+            );
+        }
+        let (r, _) = measure(&events, Duration::from_secs(4), |ev| e.evaluate(ev).len());
+        println!("{label}: non-matching {:.0}/s CPU", r.cpu);
+    }
 }
 
 fn main() {
@@ -292,26 +321,8 @@ fn main() {
         alerts.len()
     };
 
-    // `--profile-full`: only the full rule set's non-matching loop, for perf.
     if std::env::args().any(|a| a == "--profile-full") {
-        if let Some((label, paths)) = extra_sets().pop() {
-            let e = Engine::load(&paths).expect("load");
-            let [unwatched, watched, _] = workloads();
-            let events: Vec<ProcessEvent> = unwatched
-                .into_iter()
-                .chain(watched)
-                .filter(|ev| e.evaluate(ev).is_empty())
-                .collect();
-            for ev in &events {
-                println!(
-                    "{:?}: {} rules tried",
-                    ev.process.command_line.as_deref().unwrap_or(""),
-                    e.candidates(ev).len()
-                );
-            }
-            let (r, _) = measure(&events, Duration::from_secs(4), |ev| e.evaluate(ev).len());
-            println!("{label}: non-matching {:.0}/s CPU", r.cpu);
-        }
+        profile_full();
         return;
     }
     // `--profile-matching`: only the matching loop, for perf.
@@ -380,6 +391,11 @@ fn main() {
     println!(
         " targets: >= 1,000,000/s non-matching, >= 200,000/s matching; CPU = per second of this thread's on-CPU time)"
     );
+    extra_tables(dur);
+}
+
+/// The tables of [`extra_sets`].
+fn extra_tables(dur: Duration) {
     for (label, paths) in extra_sets() {
         match Engine::load(&paths) {
             Ok(e) => table(&label, &e, dur),

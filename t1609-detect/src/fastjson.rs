@@ -15,7 +15,7 @@ use std::{
 use crate::{
     alert::Alert,
     argv::Invocation,
-    event::{Creds, Identity, ProcessEvent, RelatedProcess},
+    event::{Creds, Identity, Process, ProcessEvent, RelatedProcess},
 };
 
 /// JSON string contents escaped exactly as `serde_json` does: `"` and `\`, the short forms
@@ -299,46 +299,7 @@ fn write_event_part(out: &mut Vec<u8>, ev: &ProcessEvent) {
         && p.session_leader.is_none()
         && p.group_leader.is_none();
     if !process_empty {
-        let mut o = Obj::open(doc.key(k!("process")));
-        o.opt_num(k!("pid"), p.pid);
-        o.opt_str(k!("name"), p.name.as_deref());
-        o.opt_str(k!("executable"), p.executable.as_deref());
-        o.opt_strs(k!("args"), p.args.as_deref());
-        o.opt_num(k!("args_count"), p.args_count);
-        o.opt_str(k!("command_line"), p.command_line.as_deref());
-        o.opt_str(k!("working_directory"), p.working_directory.as_deref());
-        if let Some(pp) = p.parent.as_deref() {
-            write_related(o.key(k!("parent")), pp);
-        }
-        o.opt_bool(k!("interactive"), p.interactive);
-        let t = p.tty;
-        if t.char_device_major.is_some() || t.char_device_minor.is_some() {
-            let mut tty = Obj::open(o.key(k!("tty")));
-            let mut cd = Obj::open(tty.key(k!("char_device")));
-            cd.opt_num(k!("major"), t.char_device_major);
-            cd.opt_num(k!("minor"), t.char_device_minor);
-            cd.close();
-            tty.close();
-        }
-        write_creds(&mut o, &p.creds);
-        o.opt_strs(k!("env_vars"), p.env_vars.as_deref());
-        if let Some(c) = p.exit_code {
-            let out = o.key(k!("exit_code"));
-            if c < 0 {
-                out.push(b'-');
-            }
-            push_u64(out, c.unsigned_abs());
-        }
-        for (k, r) in [
-            (k!("entry_leader"), &p.entry_leader),
-            (k!("session_leader"), &p.session_leader),
-            (k!("group_leader"), &p.group_leader),
-        ] {
-            if let Some(r) = r.as_deref() {
-                write_related(o.key(k), r);
-            }
-        }
-        o.close();
+        write_process(doc.key(k!("process")), p);
     }
     for (k, id) in [(k!("user"), &ev.user), (k!("group"), &ev.group)] {
         write_identity(&mut doc, k, id);
@@ -383,6 +344,50 @@ fn write_event_part(out: &mut Vec<u8>, ev: &ProcessEvent) {
     o.opt_strs(k!("args_b64"), c.args_b64.as_deref());
     o.opt_str(k!("executable_b64"), c.executable_b64.as_deref());
     // Left open: the alert's own t1609 members follow.
+}
+
+/// The `process` object.
+fn write_process(out: &mut Vec<u8>, p: &Process) {
+    let mut o = Obj::open(out);
+    o.opt_num(k!("pid"), p.pid);
+    o.opt_str(k!("name"), p.name.as_deref());
+    o.opt_str(k!("executable"), p.executable.as_deref());
+    o.opt_strs(k!("args"), p.args.as_deref());
+    o.opt_num(k!("args_count"), p.args_count);
+    o.opt_str(k!("command_line"), p.command_line.as_deref());
+    o.opt_str(k!("working_directory"), p.working_directory.as_deref());
+    if let Some(pp) = p.parent.as_deref() {
+        write_related(o.key(k!("parent")), pp);
+    }
+    o.opt_bool(k!("interactive"), p.interactive);
+    let t = p.tty;
+    if t.char_device_major.is_some() || t.char_device_minor.is_some() {
+        let mut tty = Obj::open(o.key(k!("tty")));
+        let mut cd = Obj::open(tty.key(k!("char_device")));
+        cd.opt_num(k!("major"), t.char_device_major);
+        cd.opt_num(k!("minor"), t.char_device_minor);
+        cd.close();
+        tty.close();
+    }
+    write_creds(&mut o, &p.creds);
+    o.opt_strs(k!("env_vars"), p.env_vars.as_deref());
+    if let Some(c) = p.exit_code {
+        let out = o.key(k!("exit_code"));
+        if c < 0 {
+            out.push(b'-');
+        }
+        push_u64(out, c.unsigned_abs());
+    }
+    for (k, r) in [
+        (k!("entry_leader"), &p.entry_leader),
+        (k!("session_leader"), &p.session_leader),
+        (k!("group_leader"), &p.group_leader),
+    ] {
+        if let Some(r) = r.as_deref() {
+            write_related(o.key(k), r);
+        }
+    }
+    o.close();
 }
 
 fn creds_empty(c: &Creds) -> bool {

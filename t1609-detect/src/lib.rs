@@ -28,11 +28,10 @@ mod witness_regex;
 pub use alert::Alert;
 pub use engine::{Engine, WatchSet};
 pub use event::{EventError, ProcessEvent};
+pub use load::{SkipKind, Skipped};
 pub use replay::{ReplaySummary, replay};
 pub use rules::RuleError;
 pub use t1609_ecs::{Confidence, Severity, digest, new_id, now_rfc3339};
-
-pub use load::{SkipKind, Skipped};
 
 /// Validates the built-in pack plus `paths` (files or directories), returning the number
 /// of rules loaded, or every error found. [`check_rules_report`] also says which rules

@@ -25,8 +25,7 @@ use std::collections::HashMap;
 
 use rsigma_eval::{CompiledRule, JsonEvent, evaluate_rule};
 use rsigma_ir::{
-    IrCondition, IrDetection, IrDetectionItem, IrMatcher, IrNumber, IrPatternPart, IrRule,
-    IrStrOp,
+    IrCondition, IrDetection, IrDetectionItem, IrMatcher, IrNumber, IrPatternPart, IrRule, IrStrOp,
 };
 use rsigma_parser::{Quantifier, SelectorPattern};
 use serde_json::{Map, Value};
@@ -138,7 +137,10 @@ fn condition(c: &IrCondition, dets: &HashMap<&str, Node>) -> Result<Node, Untran
             if names.is_empty() {
                 return Err(construct("a selector that names no detection"));
             }
-            let nodes: Vec<Node> = names.iter().filter_map(|n| dets.get(**n).cloned()).collect();
+            let nodes: Vec<Node> = names
+                .iter()
+                .filter_map(|n| dets.get(**n).cloned())
+                .collect();
             match quantifier {
                 Quantifier::Any | Quantifier::Count(1) => Node::Or(nodes),
                 Quantifier::All => Node::And(nodes),
@@ -262,7 +264,11 @@ fn matcher(f: Field, m: &IrMatcher) -> Result<Node, Untranslated> {
         IrMatcher::AllOf(v) => {
             Node::And(v.iter().map(|x| matcher(f, x)).collect::<Result<_, _>>()?)
         }
-        _ => return Err(construct("an encoding, CIDR, field reference or placeholder modifier")),
+        _ => {
+            return Err(construct(
+                "an encoding, CIDR, field reference or placeholder modifier",
+            ));
+        }
     })
 }
 

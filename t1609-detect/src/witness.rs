@@ -93,13 +93,15 @@ fn expand_all<'a>(
 /// A string the test accepts.
 fn sample(t: &StrTest) -> Option<String> {
     Some(match t {
-        StrTest::Cmp(Cmp::Eq | Cmp::Le | Cmp::Ge, s) => s.clone(),
+        StrTest::Cmp(Cmp::Eq | Cmp::Le | Cmp::Ge, s)
+        | StrTest::StartsWith(s, _)
+        | StrTest::EndsWith(s, _)
+        | StrTest::Contains(s, _) => s.clone(),
         StrTest::Cmp(Cmp::Gt, s) => format!("{s}~"),
         StrTest::Cmp(Cmp::Lt, s) => s.get(..s.len().saturating_sub(1))?.to_owned(),
         StrTest::Cmp(Cmp::Ne, s) => format!("{s}x"),
         StrTest::In(v) | StrTest::InCi(v) => v.first()?.clone(),
         StrTest::Wild { pats, .. } => pattern_sample(pats.first()?),
-        StrTest::StartsWith(s, _) | StrTest::EndsWith(s, _) | StrTest::Contains(s, _) => s.clone(),
         StrTest::Regex(re) => crate::witness_regex::sample(re.as_str())?,
         StrTest::Set(set) => set.sample.clone(),
     })

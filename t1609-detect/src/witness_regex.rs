@@ -29,7 +29,11 @@ fn walk(h: &Hir, out: &mut String, depth: usize) -> Option<()> {
                 .iter()
                 .flat_map(|r| [r.start(), r.end()])
                 .find(char::is_ascii_alphanumeric)
-                .or_else(|| c.ranges().first().map(|r| r.start()))?;
+                .or_else(|| {
+                    c.ranges()
+                        .first()
+                        .map(regex_syntax::hir::ClassUnicodeRange::start)
+                })?;
             out.push(pick);
         }
         HirKind::Class(Class::Bytes(c)) => {
@@ -37,7 +41,7 @@ fn walk(h: &Hir, out: &mut String, depth: usize) -> Option<()> {
             out.push(char::from(b).is_ascii().then_some(char::from(b))?);
         }
         HirKind::Repetition(r) => {
-            for _ in 0..r.min.max(0) {
+            for _ in 0..r.min {
                 walk(&r.sub, out, depth + 1)?;
             }
         }

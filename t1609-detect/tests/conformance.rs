@@ -1,5 +1,5 @@
 //! Conformance against the real rule sets, kept out of the repository: Elastic's
-//! detection-rules (`rules/linux`, `rules/integrations/cloud_defend`) and SigmaHQ's
+//! detection-rules (`rules/linux`, `rules/integrations/cloud_defend`) and `SigmaHQ`'s
 //! `rules/linux/process_creation`, from checkouts named by environment variables:
 //!
 //! ```sh
@@ -19,19 +19,23 @@ use std::{
 
 use t1609_detect::{Engine, check_rules_report};
 
-/// The `process where` rules of a detection-rules directory (file, rule_id).
+/// The `process where` rules of a detection-rules directory (file, `rule_id`).
 fn elastic_process_rules(dirs: &[PathBuf]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut stack: Vec<PathBuf> = dirs.to_vec();
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "toml") {
                 let text = std::fs::read_to_string(&p).unwrap_or_default();
-                let Ok(v) = toml::from_str::<toml::Value>(&text) else { continue };
+                let Ok(v) = toml::from_str::<toml::Value>(&text) else {
+                    continue;
+                };
                 let r = &v["rule"];
                 let q = r.get("query").and_then(toml::Value::as_str).unwrap_or("");
                 if r.get("language").and_then(toml::Value::as_str) == Some("eql")
@@ -58,7 +62,10 @@ fn run(label: &str, paths: &[PathBuf]) -> (Outcome, t1609_detect::RuleReport) {
     let report = check_rules_report(paths).unwrap_or_else(|e| {
         panic!(
             "{label}: {}",
-            e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     });
     let engine = Engine::load(paths).expect("load");
@@ -149,11 +156,17 @@ fn sigma_cross_check(dir: &Path, report: &t1609_detect::RuleReport) -> Vec<Strin
             let ours = engine.evaluate(ev).iter().any(|a| &a.rule_id == id);
             compared += 1;
             if ours != theirs {
-                mismatches.push(format!("{id} ({}): ours {ours}, rsigma {theirs} on {ev:?}", short(src)));
+                mismatches.push(format!(
+                    "{id} ({}): ours {ours}, rsigma {theirs} on {ev:?}",
+                    short(src)
+                ));
             }
         }
     }
-    println!(" translation vs rsigma-eval: {compared} comparisons, {} disagreements", mismatches.len());
+    println!(
+        " translation vs rsigma-eval: {compared} comparisons, {} disagreements",
+        mismatches.len()
+    );
     mismatches
 }
 

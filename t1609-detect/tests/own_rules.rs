@@ -12,7 +12,9 @@ use t1609_detect::{
 };
 
 fn dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(name)
 }
 
 fn engine() -> Engine {
@@ -57,7 +59,8 @@ fn each_rule_fires_on_its_positive_and_not_on_its_near_miss() {
         let c: Value = serde_json::from_str(line).expect("case");
         let id = c["rule"].as_str().expect("rule");
         let want = c["fires"].as_bool().expect("fires");
-        let ev = ProcessEvent::from_ecs(&c["event"]).unwrap_or_else(|err| panic!("line {}: {err}", i + 1));
+        let ev = ProcessEvent::from_ecs(&c["event"])
+            .unwrap_or_else(|err| panic!("line {}: {err}", i + 1));
         let fired = e.evaluate(&ev).iter().any(|a| a.rule_id == id);
         assert_eq!(
             fired,
@@ -82,7 +85,9 @@ fn each_rule_fires_on_its_positive_and_not_on_its_near_miss() {
 fn each_rule_fires_on_the_example_built_from_its_literals() {
     let e = engine();
     for id in ELASTIC_IDS.iter().chain(SIGMA_IDS) {
-        let ev = e.example_event(id).unwrap_or_else(|| panic!("{id}: no example"));
+        let ev = e
+            .example_event(id)
+            .unwrap_or_else(|| panic!("{id}: no example"));
         assert!(
             e.evaluate(&ev).iter().any(|a| a.rule_id == *id),
             "{id}: {ev:#?}"
@@ -118,7 +123,10 @@ fn metadata_comes_from_the_rule_file() {
         "Container Administration Command"
     );
     // Alerts carry the new fields, and the fast writer agrees with the definition.
-    assert_eq!(doc["process"]["entry_leader"]["entry_meta"]["type"], "container");
+    assert_eq!(
+        doc["process"]["entry_leader"]["entry_meta"]["type"],
+        "container"
+    );
     assert_eq!(doc["host"]["os"]["type"], "linux");
     let mut fast = Vec::new();
     a.write_json(&mut fast).expect("write");
@@ -130,7 +138,10 @@ fn metadata_comes_from_the_rule_file() {
         .into_iter()
         .find(|a| a.rule_id == "t1609-test-e3")
         .expect("alert");
-    assert_eq!(a3.to_ecs()["threat"]["technique"]["name"][0], "Technique of the test");
+    assert_eq!(
+        a3.to_ecs()["threat"]["technique"]["name"][0],
+        "Technique of the test"
+    );
 }
 
 #[test]
@@ -177,7 +188,11 @@ fn unevaluable_rules_are_skipped_with_their_reason() {
         SkipKind::OtherLogSource
     );
     assert_eq!(r.skipped.len(), 9);
-    let env = r.skipped.iter().find(|s| s.id == "t1609-skip-env").expect("env");
+    let env = r
+        .skipped
+        .iter()
+        .find(|s| s.id == "t1609-skip-env")
+        .expect("env");
     assert!(
         env.reason.to_uppercase().contains("AWS_SECRET_ACCESS_KEY"),
         "{}",
@@ -188,7 +203,13 @@ fn unevaluable_rules_are_skipped_with_their_reason() {
     let errs = check_rules(&[dir("rules-skipped").join("ext_field.toml")]).expect_err("error");
     assert!(errs[0].to_string().contains("process.Ext."), "{}", errs[0]);
     // The engine loads the rest and says what it skipped.
-    assert_eq!(Engine::load(&[dir("rules-skipped")]).expect("load").skipped().len(), 9);
+    assert_eq!(
+        Engine::load(&[dir("rules-skipped")])
+            .expect("load")
+            .skipped()
+            .len(),
+        9
+    );
 }
 
 #[test]
@@ -202,7 +223,9 @@ fn watch_set_and_fields_follow_the_rules() {
     // e4 tests only environment variables and a regex: it needs every exec, and says so.
     assert!(w.needs_every_exec && w.capture_all);
     assert!(
-        w.capture_all_reasons.iter().any(|r| r.contains("t1609-test-e4")),
+        w.capture_all_reasons
+            .iter()
+            .any(|r| r.contains("t1609-test-e4")),
         "{:?}",
         w.capture_all_reasons
     );

@@ -126,17 +126,20 @@ fn bad_values_are_refused() {
     assert!(m.contains("urgent") || m.contains("variant"), "{m}");
     // Any syntactically valid ATT&CK id is accepted; a malformed one is not.
     let (_, _, _, m) = first_err(&GOOD.replace("[\"T1609\"]", "[\"T99\"]"));
-    assert!(m.contains("T99") && m.contains("ATT&CK technique id"), "{m}");
-    let (_, _, _, m) = first_err(&GOOD.replace("techniques = [", "tactics = [\"TAX\"]\ntechniques = ["));
+    assert!(
+        m.contains("T99") && m.contains("ATT&CK technique id"),
+        "{m}"
+    );
+    let (_, _, _, m) =
+        first_err(&GOOD.replace("techniques = [", "tactics = [\"TAX\"]\ntechniques = ["));
     assert!(m.contains("TAX"), "{m}");
     let d = tmpdir("mitre");
     let p = write(
         &d,
         "new.toml",
-        &GOOD.replace("[\"T1609\"]", "[\"T9999.001\"]").replace(
-            "techniques = [",
-            "tactics = [\"TA0099\"]\ntechniques = [",
-        ),
+        &GOOD
+            .replace("[\"T1609\"]", "[\"T9999.001\"]")
+            .replace("techniques = [", "tactics = [\"TA0099\"]\ntechniques = ["),
     );
     assert_eq!(check_rules(&[p]).expect("valid ids"), 9);
     let (_, _, _, m) = first_err(&GOOD.replace("\"kubectl\"", "\"kubctl\""));

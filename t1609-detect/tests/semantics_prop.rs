@@ -118,7 +118,10 @@ fn quote(s: &str) -> String {
 }
 
 fn list(v: &[String]) -> String {
-    format!("({})", v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", "))
+    format!(
+        "({})",
+        v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
+    )
 }
 
 fn regex_text(toks: &[Tok]) -> String {
@@ -192,7 +195,10 @@ fn reference(q: &Q, ev: &Ev) -> bool {
         Q::Test(f, o) => {
             let values: Option<Vec<&str>> = match f {
                 F::Name => ev.name.as_deref().map(|s| vec![s]),
-                F::Args => ev.args.as_ref().map(|v| v.iter().map(String::as_str).collect()),
+                F::Args => ev
+                    .args
+                    .as_ref()
+                    .map(|v| v.iter().map(String::as_str).collect()),
                 F::ParentName => ev.parent.as_deref().map(|s| vec![s]),
             };
             let any = values.is_some_and(|vs| vs.iter().any(|x| value_passes(o, x)));
@@ -241,7 +247,7 @@ proptest! {
             render(&q)
         );
         std::fs::File::create(d.join("q.toml")).and_then(|mut f| f.write_all(text.as_bytes())).expect("write");
-        let engine = match Engine::load(&[d.clone()]) {
+        let engine = match Engine::load(std::slice::from_ref(&d)) {
             Ok(e) => e,
             // A query that can never match (`x == "a" and x != "a"` folds to nothing)
             // is refused at load; the reference must agree that nothing matches.

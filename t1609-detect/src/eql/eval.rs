@@ -87,7 +87,7 @@ fn count(c: u64) -> Val<'static> {
     Val::Num(i64::try_from(c).unwrap_or(i64::MAX))
 }
 
-fn args_count<'a>(count_field: Option<u64>, args: Option<&'a [String]>) -> Val<'a> {
+fn args_count(count_field: Option<u64>, args: Option<&[String]>) -> Val<'_> {
     // ECS defines args_count as the length of args: a producer that gives args only
     // still answers it.
     match (count_field, args) {
@@ -366,7 +366,11 @@ pub(super) fn pat_match(p: &Pattern, x: &str, ci: bool) -> bool {
 
 /// Whether wildcard pattern `p` (`*`, `?`) matches `x`, ignoring case.
 pub(crate) fn glob_ci(p: &str, x: &str) -> bool {
-    pat_match(&Pattern::compile(&p.to_lowercase()), &x.to_lowercase(), false)
+    pat_match(
+        &Pattern::compile(&p.to_lowercase()),
+        &x.to_lowercase(),
+        false,
+    )
 }
 
 /// Iterative wildcard match with single-star backtracking: linear in practice, never

@@ -112,9 +112,7 @@ impl Attr {
         match self {
             Attr::SameAsProcess => !matches!(who, Who::Process | Who::Parent),
             Attr::EntryMetaType => who == Who::EntryLeader,
-            Attr::EnvVars | Attr::ExitCode | Attr::TtyMajor | Attr::TtyMinor => {
-                who == Who::Process
-            }
+            Attr::EnvVars | Attr::ExitCode | Attr::TtyMajor | Attr::TtyMinor => who == Who::Process,
             _ => true,
         }
     }
@@ -190,10 +188,22 @@ simple_fields! {
 /// Other names of registry fields: Elastic Defend keeps the real ids of the process
 /// under `user.Ext.real` and `group.Ext.real`.
 const ALIASES: &[(&str, Field)] = &[
-    ("user.Ext.real.id", Field::Proc(Who::Process, Attr::RealUserId)),
-    ("user.Ext.real.name", Field::Proc(Who::Process, Attr::RealUserName)),
-    ("group.Ext.real.id", Field::Proc(Who::Process, Attr::RealGroupId)),
-    ("group.Ext.real.name", Field::Proc(Who::Process, Attr::RealGroupName)),
+    (
+        "user.Ext.real.id",
+        Field::Proc(Who::Process, Attr::RealUserId),
+    ),
+    (
+        "user.Ext.real.name",
+        Field::Proc(Who::Process, Attr::RealUserName),
+    ),
+    (
+        "group.Ext.real.id",
+        Field::Proc(Who::Process, Attr::RealGroupId),
+    ),
+    (
+        "group.Ext.real.name",
+        Field::Proc(Who::Process, Attr::RealGroupName),
+    ),
 ];
 
 /// Whether and when the live agent fills a field.
@@ -344,8 +354,10 @@ impl Field {
             Field::Proc(_, Attr::WorkingDirectory) => {
                 Provision::WhenKnown("the kernel's or /proc's directory path resolves")
             }
-            Field::Proc(_, Attr::UserName | Attr::GroupName | Attr::RealUserName)
-            | Field::Proc(_, Attr::RealGroupName)
+            Field::Proc(
+                _,
+                Attr::UserName | Attr::GroupName | Attr::RealUserName | Attr::RealGroupName,
+            )
             | Field::UserName
             | Field::GroupName => Provision::WhenKnown("the id has a name on the host"),
             Field::Proc(_, Attr::TtyMajor | Attr::TtyMinor) | Field::CapTty => {
@@ -386,38 +398,50 @@ const UNAVAILABLE: &[(&str, &str)] = &[
         "process.parent.Ext.",
         "Elastic Defend's own extension fields are not captured",
     ),
-    (
-        "process.thread.",
-        "thread capabilities are not captured",
-    ),
+    ("process.thread.", "thread capabilities are not captured"),
     ("process.hash.", "executables are not hashed"),
     ("process.pe.", "Windows PE metadata does not exist on Linux"),
-    (
-        "process.code_signature.",
-        "code signatures are not checked",
-    ),
+    ("process.code_signature.", "code signatures are not checked"),
     ("process.io.", "terminal input and output are not captured"),
-    ("process.start", "process start times are not part of the event"),
+    (
+        "process.start",
+        "process start times are not part of the event",
+    ),
     ("process.end", "process end times are not part of the event"),
     (
         "process.previous.",
         "previous images of a process are not tracked",
     ),
-    ("file.", "file events are not captured: the agent sees execs and exits"),
+    (
+        "file.",
+        "file events are not captured: the agent sees execs and exits",
+    ),
     ("dll.", "library loads are not captured"),
     ("network.", "network events are not part of process events"),
-    ("destination.", "network events are not part of process events"),
+    (
+        "destination.",
+        "network events are not part of process events",
+    ),
     ("source.", "network events are not part of process events"),
     ("dns.", "DNS events are not captured"),
     ("url.", "network events are not part of process events"),
-    ("auditd.", "Auditbeat's auditd fields: the agent is not an audit log reader"),
+    (
+        "auditd.",
+        "Auditbeat's auditd fields: the agent is not an audit log reader",
+    ),
     (
         "event.outcome",
         "exec events have no outcome: only successful execs are seen",
     ),
     ("registry.", "Windows registry events do not exist on Linux"),
-    ("user.Ext.", "Elastic Defend's own extension fields are not captured"),
-    ("group.Ext.", "Elastic Defend's own extension fields are not captured"),
+    (
+        "user.Ext.",
+        "Elastic Defend's own extension fields are not captured",
+    ),
+    (
+        "group.Ext.",
+        "Elastic Defend's own extension fields are not captured",
+    ),
     (
         "container.image.",
         "container images are resolved only for the exec'd target, not the event's own container",
@@ -425,10 +449,16 @@ const UNAVAILABLE: &[(&str, &str)] = &[
     ("orchestrator.", "pod metadata is not looked up for rules"),
     ("cloud.", "cloud metadata is not collected"),
     ("host.id", "host ids are not collected"),
-    ("host.name", "the event carries host.hostname, not host.name"),
+    (
+        "host.name",
+        "the event carries host.hostname, not host.name",
+    ),
     ("host.ip", "host addresses are not collected"),
     ("agent.", "Elastic Agent metadata does not exist here"),
-    ("data_stream.", "Elasticsearch data streams do not exist here"),
+    (
+        "data_stream.",
+        "Elasticsearch data streams do not exist here",
+    ),
 ];
 
 impl fmt::Display for Field {

@@ -15,6 +15,7 @@ use crate::event::{EventType, ProcessEvent};
 
 impl Node {
     /// This condition for events of `event_type` whose `event.action` is `action`.
+    #[must_use]
     pub fn specialize(&self, event_type: EventType, action: Option<&str>) -> Node {
         let probe = ProcessEvent {
             event_type,
@@ -27,6 +28,7 @@ impl Node {
     }
 
     /// Simplifies `And`/`Or`/`Not` around constants (and flattens nested lists).
+    #[must_use]
     pub fn simplified(self) -> Node {
         match self {
             Node::And(v) => {
@@ -92,9 +94,7 @@ fn fold(n: &Node, probe: &ProcessEvent) -> Node {
         Node::Or(v) => Node::Or(v.iter().map(|c| fold(c, probe)).collect()).simplified(),
         Node::Not(c) => Node::Not(Box::new(fold(c, probe))).simplified(),
         Node::Const(_) => n.clone(),
-        Node::Str(f, _) | Node::Num(f, _, _) | Node::NumIn(f, _) | Node::Bool(f, _, _) => {
-            leaf(*f)
-        }
+        Node::Str(f, _) | Node::Num(f, _, _) | Node::NumIn(f, _) | Node::Bool(f, _, _) => leaf(*f),
         Node::Length(f, _, _) | Node::Exists(f) => leaf(*f),
     }
 }

@@ -12,9 +12,9 @@ mod parser;
 mod set;
 
 pub use ast::{Cmp, EqlError, EqlErrorKind, Node, Pattern, StrTest, Val};
-pub use fields::{Attr, Field, FieldInfo, Kind, Provision, Who, registry};
-pub use eval::{Ctx, ctx};
 pub(crate) use eval::glob_ci;
+pub use eval::{Ctx, ctx};
+pub use fields::{Attr, Field, FieldInfo, Kind, Provision, Who, registry};
 pub(crate) use fold::kind_literals;
 pub use parser::{parse_condition, parse_query};
 pub use set::StrSet;

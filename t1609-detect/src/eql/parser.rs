@@ -12,14 +12,22 @@ pub fn parse_query(src: &str) -> Result<Node, EqlError> {
     // name them before lexing the rest.
     let head = src.trim_start();
     for kw in ["sequence", "sample"] {
-        if head.starts_with(kw) && !head[kw.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_') {
+        if head.starts_with(kw)
+            && !head[kw.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+        {
             let at = src.len() - head.len();
             let line = src[..at].matches('\n').count() + 1;
-            let column = src[..at].rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let column = src[..at]
+                .rsplit('\n')
+                .next()
+                .map_or(0, |l| l.chars().count())
+                + 1;
             return Err(EqlError {
                 line,
                 column,
-                message: format!("`{kw}` queries are not supported; expected `process where <condition>`"),
+                message: format!(
+                    "`{kw}` queries are not supported; expected `process where <condition>`"
+                ),
                 kind: EqlErrorKind::Sequence,
             });
         }

@@ -139,6 +139,7 @@ fn cost(n: &Node) -> u32 {
 
 impl Node {
     /// This condition with long lists compiled and `and` terms ordered cheapest first.
+    #[must_use]
     pub fn optimized(self) -> Node {
         match self {
             Node::And(v) => {
@@ -157,12 +158,18 @@ impl Node {
 fn compile(t: StrTest) -> StrTest {
     let set = match &t {
         StrTest::Wild { pats, ci } if pats.len() >= MIN_LEN => StrSet::new(pats, *ci),
-        StrTest::In(v) if v.len() >= MIN_LEN => {
-            StrSet::new(&v.iter().map(|s| Pattern::Exact(s.clone())).collect::<Vec<_>>(), false)
-        }
-        StrTest::InCi(v) if v.len() >= MIN_LEN => {
-            StrSet::new(&v.iter().map(|s| Pattern::Exact(s.clone())).collect::<Vec<_>>(), true)
-        }
+        StrTest::In(v) if v.len() >= MIN_LEN => StrSet::new(
+            &v.iter()
+                .map(|s| Pattern::Exact(s.clone()))
+                .collect::<Vec<_>>(),
+            false,
+        ),
+        StrTest::InCi(v) if v.len() >= MIN_LEN => StrSet::new(
+            &v.iter()
+                .map(|s| Pattern::Exact(s.clone()))
+                .collect::<Vec<_>>(),
+            true,
+        ),
         _ => None,
     };
     match set {
@@ -197,7 +204,10 @@ mod tests {
         for q in queries {
             let plain = parse_query(q).expect("parse");
             let fast = plain.clone().optimized();
-            assert!(matches!(&fast, Node::Str(_, StrTest::Set(_))) || q.contains('É'), "{q}");
+            assert!(
+                matches!(&fast, Node::Str(_, StrTest::Set(_))) || q.contains('É'),
+                "{q}"
+            );
             for v in values {
                 let ev = ProcessEvent {
                     process: crate::event::Process {

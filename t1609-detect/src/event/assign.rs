@@ -66,22 +66,22 @@ impl Process {
         self.args_count = *args_count;
         self.command_line.clone_from(command_line);
         self.working_directory.clone_from(working_directory);
-        assign_related(&mut self.parent, parent);
+        assign_related(&mut self.parent, parent.as_deref());
         self.interactive = *interactive;
         self.tty = *tty;
         self.creds.assign_from(creds);
         self.env_vars.clone_from(env_vars);
         self.exit_code = *exit_code;
-        assign_related(&mut self.entry_leader, entry_leader);
-        assign_related(&mut self.session_leader, session_leader);
-        assign_related(&mut self.group_leader, group_leader);
+        assign_related(&mut self.entry_leader, entry_leader.as_deref());
+        assign_related(&mut self.session_leader, session_leader.as_deref());
+        assign_related(&mut self.group_leader, group_leader.as_deref());
     }
 }
 
-fn assign_related(dst: &mut Option<Box<RelatedProcess>>, src: &Option<Box<RelatedProcess>>) {
+fn assign_related(dst: &mut Option<Box<RelatedProcess>>, src: Option<&RelatedProcess>) {
     match (dst, src) {
         (Some(d), Some(s)) => d.assign_from(s),
-        (d, s) => d.clone_from(s),
+        (d, s) => *d = s.map(|s| Box::new(s.clone())),
     }
 }
 
@@ -172,8 +172,10 @@ impl CaptureInfo {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{EventType, Tty};
-    use super::*;
+    use super::{
+        super::{EventType, Tty},
+        *,
+    };
 
     fn related(name: &str) -> RelatedProcess {
         let s = |v: &str| Some(v.to_string());

@@ -302,4 +302,3 @@ pub enum EventError {
         expected: &'static str,
     },
 }
-

@@ -159,10 +159,7 @@ impl Reader<'_> {
                 .as_i64()
                 .map(Some)
                 .ok_or_else(|| Self::err(f, "an integer")),
-            Some(Value::String(s)) => s
-                .parse()
-                .map(Some)
-                .map_err(|_| Self::err(f, "an integer")),
+            Some(Value::String(s)) => s.parse().map(Some).map_err(|_| Self::err(f, "an integer")),
             Some(_) => Err(Self::err(f, "an integer")),
         }
     }
@@ -243,7 +240,11 @@ impl Reader<'_> {
         Ok(c)
     }
     /// The parent or a leader at `prefix`; `entry` reads `entry_meta.type` too.
-    fn related(&self, prefix: &str, entry: bool) -> Result<Option<Box<RelatedProcess>>, EventError> {
+    fn related(
+        &self,
+        prefix: &str,
+        entry: bool,
+    ) -> Result<Option<Box<RelatedProcess>>, EventError> {
         let f = |name: &str| format!("{prefix}.{name}");
         let r = RelatedProcess {
             pid: self.u32(&f("pid"))?,

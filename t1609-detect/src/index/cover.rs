@@ -76,16 +76,14 @@ impl Atom {
             Atom::Name(n) | Atom::ViaShell(n) if common(n) => 3,
             Atom::Name(_) | Atom::ViaShell(_) => 1,
             Atom::NamePrefix(p) if short(p, 3) || common_text(p) => 6,
-            Atom::NamePrefix(_) => 2,
             Atom::ExePrefix(p) if short(p, 6) || common_text(p) => 8,
-            Atom::ExePrefix(_) => 2,
+            Atom::NamePrefix(_) | Atom::ExePrefix(_) => 2,
             Atom::Arg(a) if short(a, 3) => 7,
             Atom::Arg(_) => 4,
             Atom::ParentName(n) if common(n) => 8,
-            Atom::ParentName(_) => 5,
             Atom::Sub(_, s) if short(s, 3) || common_text(s) => 9,
             Atom::Sub(_, s) if short(s, 5) => 6,
-            Atom::Sub(..) => 5,
+            Atom::ParentName(_) | Atom::Sub(..) => 5,
         }
     }
 }
@@ -96,8 +94,21 @@ fn common(n: &str) -> bool {
     argv::SHELLS.contains(&n)
         || matches!(
             n,
-            "systemd" | "init" | "sudo" | "su" | "sshd" | "cron" | "python" | "python3" | "perl"
-                | "node" | "java" | "env" | "xargs" | "busybox" | "containerd-shim"
+            "systemd"
+                | "init"
+                | "sudo"
+                | "su"
+                | "sshd"
+                | "cron"
+                | "python"
+                | "python3"
+                | "perl"
+                | "node"
+                | "java"
+                | "env"
+                | "xargs"
+                | "busybox"
+                | "containerd-shim"
         )
 }
 
@@ -200,10 +211,7 @@ fn lits(t: &StrTest) -> Option<Vec<Lit>> {
     Some(match t {
         StrTest::Cmp(Cmp::Eq, s) => vec![Lit::Exact(low(s))],
         StrTest::In(v) | StrTest::InCi(v) => v.iter().map(|s| Lit::Exact(low(s))).collect(),
-        StrTest::Wild { pats, .. } => pats
-            .iter()
-            .map(|p| pattern_lit(p))
-            .collect::<Option<Vec<_>>>()?,
+        StrTest::Wild { pats, .. } => pats.iter().map(pattern_lit).collect::<Option<Vec<_>>>()?,
         StrTest::StartsWith(s, _) => vec![Lit::Prefix(low(s))],
         StrTest::EndsWith(s, _) => vec![Lit::Suffix(low(s))],
         StrTest::Contains(s, _) => vec![Lit::Contains(low(s))],
@@ -220,10 +228,7 @@ fn regex_prefixes(src: &str) -> Option<Vec<Lit>> {
         Look,
         literal::{ExtractKind, Extractor},
     };
-    let hir = regex_syntax::ParserBuilder::new()
-        .build()
-        .parse(src)
-        .ok()?;
+    let hir = regex_syntax::ParserBuilder::new().build().parse(src).ok()?;
     let props = hir.properties();
     let start = props.look_set_prefix().contains(Look::Start);
     let end = props.look_set_suffix().contains(Look::End);
@@ -343,7 +348,11 @@ fn tool_cover(t: &StrTest) -> Option<Cover> {
     }
     // Wrappers and `#!` shims can run any tool.
     names.extend(argv::LIVE_WRAPPERS.iter().map(|s| (*s).to_string()));
-    names.extend(["python", "python3", "perl"].iter().map(|s| (*s).to_string()));
+    names.extend(
+        ["python", "python3", "perl"]
+            .iter()
+            .map(|s| (*s).to_string()),
+    );
     let mut atoms: Vec<Atom> = names
         .into_iter()
         .map(|n| {
@@ -355,7 +364,11 @@ fn tool_cover(t: &StrTest) -> Option<Cover> {
             }
         })
         .collect();
-    atoms.extend(argv::SHELLS.iter().map(|s| Atom::ViaShell((*s).to_string())));
+    atoms.extend(
+        argv::SHELLS
+            .iter()
+            .map(|s| Atom::ViaShell((*s).to_string())),
+    );
     atoms.sort();
     atoms.dedup();
     Some(Cover { atoms })

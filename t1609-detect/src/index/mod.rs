@@ -74,12 +74,15 @@ impl Seg {
 /// Separates segments: no literal holds it, so none matches across two.
 const SEPARATOR: u8 = 0;
 
+/// The rules behind one scanned literal, by the segment it must be found in.
+type Hits = Vec<(Seg, Vec<u32>)>;
+
 /// Every substring and prefix literal in one automaton, scanned once per event over the
 /// event's fields laid end to end (one scan costs far less than one per field).
 struct Scan {
     ac: AhoCorasick,
     /// Per literal: the rules behind it, by segment.
-    hits: Vec<Vec<(Seg, Vec<u32>)>>,
+    hits: Vec<Hits>,
     /// The segments some literal needs, in scan order.
     segs: Vec<Seg>,
     /// No argument literal of the process (of the parent) holds a space: when the
@@ -107,7 +110,7 @@ impl Scan {
         if lits.is_empty() {
             return None;
         }
-        let mut by_lit: HashMap<Vec<u8>, Vec<(Seg, Vec<u32>)>> = HashMap::new();
+        let mut by_lit: HashMap<Vec<u8>, Hits> = HashMap::new();
         let mut segs: Vec<Seg> = Vec::new();
         for ((seg, lit), rules) in lits {
             let mut key = Vec::with_capacity(lit.len() + 1);
@@ -119,9 +122,9 @@ impl Scan {
             }
         }
         let no_space = |f: SubField| {
-            by_lit.iter().all(|(lit, h)| {
-                !h.iter().any(|(s, _)| *s == Seg::Sub(f)) || !lit.contains(&b' ')
-            })
+            by_lit
+                .iter()
+                .all(|(lit, h)| !h.iter().any(|(s, _)| *s == Seg::Sub(f)) || !lit.contains(&b' '))
         };
         let args_in_line = segs.contains(&Seg::Sub(SubField::Args)) && no_space(SubField::Args);
         let parent_args_in_line =
@@ -135,7 +138,7 @@ impl Scan {
             }
         }
         segs.sort();
-        let mut pats: Vec<(Vec<u8>, Vec<(Seg, Vec<u32>)>)> = by_lit.into_iter().collect();
+        let mut pats: Vec<(Vec<u8>, Hits)> = by_lit.into_iter().collect();
         pats.sort();
         // A DFA: built once per rule load, the fastest to scan with. Literals and text
         // are both lowercase, so the automaton is case-sensitive, which keeps it small
@@ -266,9 +269,16 @@ impl std::fmt::Debug for LiteralIndex {
             .field("names", &self.names.len())
             .field("args", &self.args.len())
             .field("parent_names", &self.parent_names.len())
-            .field("scanned_literals", &self.scan.as_ref().map_or(0, |s| s.hits.len()))
-            .field("scanned_segments", &self.scan.as_ref().map(|s| s.segs.clone()))
+            .field(
+                "scanned_literals",
+                &self.scan.as_ref().map_or(0, |s| s.hits.len()),
+            )
+            .field(
+                "scanned_segments",
+                &self.scan.as_ref().map(|s| s.segs.clone()),
+            )
             .field("any", &self.any)
+            .field("two_covers", &self.two.len())
             .finish()
     }
 }
@@ -288,20 +298,20 @@ impl LiteralIndex {
                 ix.two.insert(rule);
             }
             for (k, c) in cs.into_iter().take(2).enumerate() {
-            let ri = rule << 1 | u32::from(k == 1);
-            for a in c.atoms {
-                let slot = match a {
-                    Atom::Name(n) | Atom::ViaShell(n) => ix.names.entry(n).or_default(),
-                    Atom::Arg(s) => ix.args.entry(s).or_default(),
-                    Atom::ParentName(s) => ix.parent_names.entry(s).or_default(),
-                    Atom::NamePrefix(p) => scanned.entry((Seg::NamePrefix, p)).or_default(),
-                    Atom::ExePrefix(p) => scanned.entry((Seg::ExePrefix, p)).or_default(),
-                    Atom::Sub(f, s) => scanned.entry((Seg::Sub(f), s)).or_default(),
-                };
-                if slot.last() != Some(&ri) {
-                    slot.push(ri);
+                let ri = rule << 1 | u32::from(k == 1);
+                for a in c.atoms {
+                    let slot = match a {
+                        Atom::Name(n) | Atom::ViaShell(n) => ix.names.entry(n).or_default(),
+                        Atom::Arg(s) => ix.args.entry(s).or_default(),
+                        Atom::ParentName(s) => ix.parent_names.entry(s).or_default(),
+                        Atom::NamePrefix(p) => scanned.entry((Seg::NamePrefix, p)).or_default(),
+                        Atom::ExePrefix(p) => scanned.entry((Seg::ExePrefix, p)).or_default(),
+                        Atom::Sub(f, s) => scanned.entry((Seg::Sub(f), s)).or_default(),
+                    };
+                    if slot.last() != Some(&ri) {
+                        slot.push(ri);
+                    }
                 }
-            }
             }
         }
         ix.scan = Scan::build(scanned);

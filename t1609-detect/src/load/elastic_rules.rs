@@ -13,7 +13,7 @@ use serde::Deserialize;
 use t1609_ecs::{Confidence, MitreRef, Severity};
 
 use super::{
-    Skipped, SkipKind,
+    SkipKind, Skipped,
     checks::check,
     mitre::{tactic_ref, technique_ref},
     toml_rules::Source,
@@ -105,7 +105,10 @@ pub(super) fn parse_elastic_rule(file: &str, text: &str) -> Result<Parsed, Vec<R
         }],
     };
     let language = r.language.as_deref().unwrap_or("");
-    let Some(query) = r.query.as_ref().filter(|_| r.rule_type == "eql" && language == "eql")
+    let Some(query) = r
+        .query
+        .as_ref()
+        .filter(|_| r.rule_type == "eql" && language == "eql")
     else {
         let what = match (r.rule_type.as_str(), language) {
             (_, "kuery") => "KQL".to_string(),
@@ -152,11 +155,23 @@ pub(super) fn parse_elastic_rule(file: &str, text: &str) -> Result<Parsed, Vec<R
             refusal.message,
         ));
     }
+    let meta = meta(r, id.clone(), file).map_err(fail)?;
+    let needs_argv = node.needs_argv();
+    Ok(Parsed {
+        rules: vec![Rule {
+            meta: Arc::new(meta.finish()),
+            cond: Condition::Eql(node),
+            overrides: Vec::new(),
+            needs_argv,
+        }],
+        skipped: Vec::new(),
+    })
+}
+
+/// The rule's metadata, or what is wrong with it.
+fn meta(r: ElasticRule, id: String, file: &str) -> Result<RuleMeta, String> {
     if r.risk_score > 100 {
-        return Err(fail(format!(
-            "expected risk_score 0-100, found {}",
-            r.risk_score
-        )));
+        return Err(format!("expected risk_score 0-100, found {}", r.risk_score));
     }
     let severity: Severity = match r.severity.as_str() {
         "low" => Severity::Low,
@@ -164,13 +179,13 @@ pub(super) fn parse_elastic_rule(file: &str, text: &str) -> Result<Parsed, Vec<R
         "high" => Severity::High,
         "critical" => Severity::Critical,
         other => {
-            return Err(fail(format!(
+            return Err(format!(
                 "expected severity low, medium, high or critical, found `{other}`"
-            )));
+            ));
         }
     };
-    let (tactics, techniques) = threat(&r.threat).map_err(fail)?;
-    let meta = RuleMeta {
+    let (tactics, techniques) = threat(&r.threat)?;
+    Ok(RuleMeta {
         id,
         name: r.name,
         description: r.description.trim().to_string(),
@@ -184,16 +199,6 @@ pub(super) fn parse_elastic_rule(file: &str, text: &str) -> Result<Parsed, Vec<R
         source: file.into(),
         ecs_rule: empty_raw(),
         ecs_threat: empty_raw(),
-    };
-    let needs_argv = node.needs_argv();
-    Ok(Parsed {
-        rules: vec![Rule {
-            meta: Arc::new(meta.finish()),
-            cond: Condition::Eql(node),
-            overrides: Vec::new(),
-            needs_argv,
-        }],
-        skipped: Vec::new(),
     })
 }
 

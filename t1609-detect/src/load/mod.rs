@@ -12,11 +12,9 @@ mod mitre;
 mod sigma_rules;
 mod toml_rules;
 
-use std::fmt;
-
 use std::{
     collections::HashMap,
-    fs,
+    fmt, fs,
     path::{Path, PathBuf},
 };
 

@@ -78,8 +78,9 @@ pub(super) fn parse_sigma_rules(file: &str, text: &str) -> Result<Parsed, Vec<Ru
             id: String::new(),
             name: String::new(),
             kind: SkipKind::Sequence,
-            reason: "Sigma correlation and filter rules are not supported; expected detection rules"
-                .into(),
+            reason:
+                "Sigma correlation and filter rules are not supported; expected detection rules"
+                    .into(),
         });
         return Ok(out);
     }
@@ -89,28 +90,18 @@ pub(super) fn parse_sigma_rules(file: &str, text: &str) -> Result<Parsed, Vec<Ru
             "expected at least one Sigma detection rule".into(),
         )]);
     }
-    let mut errors = Vec::new();
     for rule in &coll.rules {
         match compile_sigma_rule(file, text, rule) {
-            Ok(Ok(r)) => out.rules.push(r),
-            Ok(Err(s)) => out.skipped.push(s),
-            Err(e) => errors.push(e),
+            Ok(r) => out.rules.push(r),
+            Err(s) => out.skipped.push(s),
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
+    Ok(out)
 }
 
 /// One Sigma detection rule of `file` (whose text is `text`): the rule, or why it is
-/// skipped, or an error.
-fn compile_sigma_rule(
-    file: &str,
-    text: &str,
-    rule: &SigmaRuleSpec,
-) -> Result<Result<Rule, Skipped>, RuleError> {
+/// skipped.
+fn compile_sigma_rule(file: &str, text: &str, rule: &SigmaRuleSpec) -> Result<Rule, Skipped> {
     let id = rule.id.clone().unwrap_or_else(|| slug_id(&rule.title));
     let skip = |kind: SkipKind, line: usize, reason: String| Skipped {
         file: file.into(),
@@ -125,30 +116,30 @@ fn compile_sigma_rule(
     let product = ls.product.as_deref().unwrap_or("");
     let category = ls.category.as_deref().unwrap_or("");
     if product != "linux" || category != "process_creation" {
-        return Ok(Err(skip(
+        return Err(skip(
             SkipKind::OtherLogSource,
             key_line(text, "logsource"),
             format!(
                 "Sigma rule `{}` refused: logsource product `{product}`, category `{category}`; only product `linux`, category `process_creation` is supported",
                 rule.title
             ),
-        )));
+        ));
     }
     let det_line = key_line(text, "detection");
     let ir = match lower_rule(rule, &LowerOptions::default()) {
         Ok(ir) => ir,
         Err(e) => {
-            return Ok(Err(skip(
+            return Err(skip(
                 SkipKind::Unsupported,
                 det_line,
                 format!("Sigma rule `{}`: {e}", rule.title),
-            )));
+            ));
         }
     };
     let cond = match translate(&ir) {
         Ok(node) => {
             if let Err(r) = super::checks::check(&node) {
-                return Ok(Err(skip(r.kind, det_line, r.message)));
+                return Err(skip(r.kind, det_line, r.message));
             }
             Condition::Eql(node)
         }
@@ -158,24 +149,35 @@ fn compile_sigma_rule(
             } else {
                 SkipKind::FieldNotProvided
             };
-            return Ok(Err(skip(
+            return Err(skip(
                 kind,
                 det_line,
                 format!("Sigma rule `{}`: {msg}", rule.title),
-            )));
+            ));
         }
         // rsigma-eval runs what the translation does not cover (`what`).
         Err(Untranslated::Construct(_what)) => match compile_rule(rule) {
             Ok(c) => Condition::Sigma(Box::new(SigmaRule::new(c))),
             Err(e) => {
-                return Ok(Err(skip(
+                return Err(skip(
                     SkipKind::Unsupported,
                     det_line,
                     format!("Sigma rule `{}`: {e}", rule.title),
-                )));
+                ));
             }
         },
     };
+    let needs_argv = matches!(&cond, Condition::Eql(n) if n.needs_argv());
+    Ok(Rule {
+        meta: Arc::new(sigma_meta(rule, id, file).finish()),
+        cond,
+        overrides: Vec::new(),
+        needs_argv,
+    })
+}
+
+/// Metadata of a Sigma rule: severity from `level`, ATT&CK from `attack.*` tags.
+fn sigma_meta(rule: &SigmaRuleSpec, id: String, file: &str) -> RuleMeta {
     let severity = match rule.level {
         Some(Level::Critical) => Severity::Critical,
         Some(Level::High) => Severity::High,
@@ -192,7 +194,7 @@ fn compile_sigma_rule(
             tactics.push(t);
         }
     }
-    let meta = RuleMeta {
+    RuleMeta {
         id,
         name: rule.title.clone(),
         description: rule.description.clone().unwrap_or_default(),
@@ -206,14 +208,7 @@ fn compile_sigma_rule(
         source: file.into(),
         ecs_rule: empty_raw(),
         ecs_threat: empty_raw(),
-    };
-    let needs_argv = matches!(&cond, Condition::Eql(n) if n.needs_argv());
-    Ok(Ok(Rule {
-        meta: Arc::new(meta.finish()),
-        cond,
-        overrides: Vec::new(),
-        needs_argv,
-    }))
+    }
 }
 
 /// The id of a rule without one: `sigma.` and its title, lowercased, other characters

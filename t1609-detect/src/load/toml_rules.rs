@@ -96,12 +96,7 @@ impl Source<'_> {
     /// finds where the string's content starts (after `'''`/`"""` and a trimmed newline,
     /// or one quote) and adds the error's line/column. Exact for literal strings, which
     /// the pack uses.
-    pub(super) fn in_string(
-        &self,
-        span: Range<usize>,
-        e: &EqlError,
-        message: String,
-    ) -> RuleError {
+    pub(super) fn in_string(&self, span: Range<usize>, e: &EqlError, message: String) -> RuleError {
         let text = self.text;
         let mut span = span;
         // The span may start at the key (`query = ...`): move to the opening quote.
