@@ -94,8 +94,12 @@ fn fold(n: &Node, probe: &ProcessEvent) -> Node {
         Node::Or(v) => Node::Or(v.iter().map(|c| fold(c, probe)).collect()).simplified(),
         Node::Not(c) => Node::Not(Box::new(fold(c, probe))).simplified(),
         Node::Const(_) => n.clone(),
-        Node::Str(f, _) | Node::Num(f, _, _) | Node::NumIn(f, _) | Node::Bool(f, _, _) => leaf(*f),
-        Node::Length(f, _, _) | Node::Exists(f) => leaf(*f),
+        Node::Str(f, _)
+        | Node::Num(f, _, _)
+        | Node::NumIn(f, _)
+        | Node::Bool(f, _, _)
+        | Node::Length(f, _, _)
+        | Node::Exists(f) => leaf(*f),
     }
 }
 
