@@ -299,40 +299,31 @@ impl Engine {
     /// How many rules the literal index selects for `ev` (the rules then evaluated), and
     /// their ids: the index's selectivity, for benchmarks and tuning.
     pub fn candidates(&self, ev: &ProcessEvent) -> Vec<String> {
-        let inner = &*self.inner;
-        let view = match View::of(ev) {
-            View::Exec => &inner.exec,
-            View::Exit => &inner.exit,
-            View::Other => &inner.other,
-        };
-        let args: &[String] = ev.process.args.as_deref().unwrap_or(&[]);
-        let name: &str = match ev.process.name.as_deref() {
-            Some(n) => n,
-            None => args.first().map_or("", |a| argv::basename(a)),
-        };
+        let view = self.view(ev);
         let mut c = Vec::new();
-        view.index.candidates(ev, name, &mut c);
+        view.index.candidates(ev, event_name(ev), &mut c);
         c.iter()
-            .map(|&i| inner.rules[i as usize].meta.id.clone())
+            .map(|&i| self.inner.rules[i as usize].meta.id.clone())
             .collect()
+    }
+
+    /// The rules as `ev`'s kind of event sees them.
+    fn view(&self, ev: &ProcessEvent) -> &Specialised {
+        match View::of(ev) {
+            View::Exec => &self.inner.exec,
+            View::Exit => &self.inner.exit,
+            View::Other => &self.inner.other,
+        }
     }
 
     /// Evaluates one event: one alert per rule hit, all sharing one group id.
     pub fn evaluate(&self, ev: &ProcessEvent) -> Vec<Alert> {
-        let inner = &*self.inner;
-        let view = match View::of(ev) {
-            View::Exec => &inner.exec,
-            View::Exit => &inner.exit,
-            View::Other => &inner.other,
-        };
+        let view = self.view(ev);
         if view.index.is_empty() {
             return Vec::new();
         }
         let args: &[String] = ev.process.args.as_deref().unwrap_or(&[]);
-        let name: &str = match ev.process.name.as_deref() {
-            Some(n) => n,
-            None => args.first().map_or("", |a| argv::basename(a)),
-        };
+        let name = event_name(ev);
         CANDIDATES.with(|c| match c.try_borrow_mut() {
             Ok(mut c) => self.evaluate_with(ev, view, name, args, &mut c),
             Err(_) => self.evaluate_with(ev, view, name, args, &mut Vec::new()),
@@ -439,6 +430,20 @@ impl Engine {
             });
         }
         alerts
+    }
+}
+
+/// The process name the index and the argv parse go by: `process.name`, else argv[0]'s
+/// basename.
+fn event_name(ev: &ProcessEvent) -> &str {
+    match ev.process.name.as_deref() {
+        Some(n) => n,
+        None => ev
+            .process
+            .args
+            .as_deref()
+            .and_then(<[String]>::first)
+            .map_or("", |a| argv::basename(a)),
     }
 }
 

@@ -8,7 +8,7 @@
 //! It gives up (`None`) rather than guess when the bounds are hit.
 
 use crate::{
-    eql::{Attr, Cmp, Field, Node, Pattern, StrTest, Who, ctx},
+    eql::{Attr, Cmp, Field, Node, StrTest, Who, ctx},
     event::{EventType, ProcessEvent, RelatedProcess},
 };
 
@@ -101,23 +101,10 @@ fn sample(t: &StrTest) -> Option<String> {
         StrTest::Cmp(Cmp::Lt, s) => s.get(..s.len().saturating_sub(1))?.to_owned(),
         StrTest::Cmp(Cmp::Ne, s) => format!("{s}x"),
         StrTest::In(v) | StrTest::InCi(v) => v.first()?.clone(),
-        StrTest::Wild { pats, .. } => pattern_sample(pats.first()?),
+        StrTest::Wild { pats, .. } => pats.first()?.example(),
         StrTest::Regex(re) => crate::witness_regex::sample(re.as_str())?,
         StrTest::Set(set) => set.sample.clone(),
     })
-}
-
-fn pattern_sample(p: &Pattern) -> String {
-    match p {
-        Pattern::Exact(s) | Pattern::Prefix(s) | Pattern::Suffix(s) | Pattern::Contains(s) => {
-            s.clone()
-        }
-        Pattern::Glob(g) => g
-            .iter()
-            .filter(|c| **c != '*')
-            .map(|c| if *c == '?' { 'a' } else { *c })
-            .collect(),
-    }
 }
 
 fn satisfy(ev: &mut ProcessEvent, leaf: &Node) {

@@ -57,6 +57,22 @@ struct Outcome {
     not_fired: Vec<String>,
 }
 
+impl Outcome {
+    /// Prints how many rules fired on their own example; returns those that did not.
+    fn print_firing(self) -> Vec<String> {
+        println!(
+            " fire on an event built from their own literals: {} of {} (no example built: {})",
+            self.fired,
+            self.loaded,
+            self.no_example.len()
+        );
+        for n in &self.no_example {
+            println!("   no example: {n}");
+        }
+        self.not_fired
+    }
+}
+
 /// Loads `paths`, then tries each loaded rule (not the built-in pack) on its example.
 fn run(label: &str, paths: &[PathBuf]) -> (Outcome, t1609_detect::RuleReport) {
     let report = check_rules_report(paths).unwrap_or_else(|e| {
@@ -197,16 +213,7 @@ fn real_rule_sets() {
         print_skipped(&report, Some(&process));
         println!(" all skipped rules, by reason:");
         print_skipped(&report, None);
-        println!(
-            " fire on an event built from their own literals: {} of {} (no example built: {})",
-            o.fired,
-            o.loaded,
-            o.no_example.len()
-        );
-        for n in &o.no_example {
-            println!("   no example: {n}");
-        }
-        failures.extend(o.not_fired);
+        failures.extend(o.print_firing());
     } else {
         println!("skipped: set T1609_DETECTION_RULES to a detection-rules checkout");
     }
@@ -221,16 +228,7 @@ fn real_rule_sets() {
             report.skipped.len()
         );
         print_skipped(&report, None);
-        println!(
-            " fire on an event built from their own literals: {} of {} (no example built: {})",
-            o.fired,
-            o.loaded,
-            o.no_example.len()
-        );
-        for n in &o.no_example {
-            println!("   no example: {n}");
-        }
-        failures.extend(o.not_fired);
+        failures.extend(o.print_firing());
     } else {
         println!("skipped: set T1609_SIGMA_RULES to a sigma checkout");
     }

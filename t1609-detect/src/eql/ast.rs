@@ -96,6 +96,22 @@ impl Pattern {
     }
 }
 
+impl Pattern {
+    /// A value the pattern matches: its literal text, `*` dropped, `?` as `a`.
+    pub fn example(&self) -> String {
+        match self {
+            Pattern::Exact(s) | Pattern::Prefix(s) | Pattern::Suffix(s) | Pattern::Contains(s) => {
+                s.clone()
+            }
+            Pattern::Glob(g) => g
+                .iter()
+                .filter(|c| **c != '*')
+                .map(|c| if *c == '?' { 'a' } else { *c })
+                .collect(),
+        }
+    }
+}
+
 /// A string test applied to a string field, or to each element of an array field.
 #[derive(Clone, Debug)]
 pub enum StrTest {

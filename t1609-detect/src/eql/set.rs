@@ -70,7 +70,7 @@ impl StrSet {
                     .ok()?,
             );
         }
-        s.sample = pats.first().map(pattern_sample).unwrap_or_default();
+        s.sample = pats.first().map(Pattern::example).unwrap_or_default();
         Some(s)
     }
 
@@ -104,19 +104,6 @@ fn pattern_is_ascii(p: &Pattern) -> bool {
             s.is_ascii()
         }
         Pattern::Glob(g) => g.iter().all(char::is_ascii),
-    }
-}
-
-fn pattern_sample(p: &Pattern) -> String {
-    match p {
-        Pattern::Exact(s) | Pattern::Prefix(s) | Pattern::Suffix(s) | Pattern::Contains(s) => {
-            s.clone()
-        }
-        Pattern::Glob(g) => g
-            .iter()
-            .filter(|c| **c != '*')
-            .map(|c| if *c == '?' { 'a' } else { *c })
-            .collect(),
     }
 }
 
