@@ -257,6 +257,10 @@ pub(crate) struct LiteralIndex {
     args: Table,
     parent_names: Table,
     scan: Option<Scan>,
+    /// Some first cover has scanned literals, so every event is scanned; else only the
+    /// events where some rule's first cover hit need their second cover scanned (most
+    /// never do).
+    scan_always: bool,
     /// Rules with no cover: tried on every event.
     any: Vec<u32>,
     /// Rules with two covers (hits are `rule << 1 | cover`): a candidate needs both.
@@ -277,6 +281,7 @@ impl std::fmt::Debug for LiteralIndex {
                 "scanned_segments",
                 &self.scan.as_ref().map(|s| s.segs.clone()),
             )
+            .field("scan_always", &self.scan_always)
             .field("any", &self.any)
             .field("two_covers", &self.two.len())
             .finish()
@@ -288,7 +293,8 @@ impl LiteralIndex {
     /// absent from this kind of event is not passed at all).
     pub(crate) fn build(rules: impl IntoIterator<Item = (u32, Vec<Cover>)>) -> Self {
         let mut ix = LiteralIndex::default();
-        let mut scanned: HashMap<(Seg, String), Vec<u32>> = HashMap::new();
+        // By cover: first covers' literals, second covers'.
+        let mut scanned: [HashMap<(Seg, String), Vec<u32>>; 2] = Default::default();
         for (rule, cs) in rules {
             if cs.is_empty() {
                 ix.any.push(rule << 1);
@@ -304,9 +310,9 @@ impl LiteralIndex {
                         Atom::Name(n) | Atom::ViaShell(n) => ix.names.entry(n).or_default(),
                         Atom::Arg(s) => ix.args.entry(s).or_default(),
                         Atom::ParentName(s) => ix.parent_names.entry(s).or_default(),
-                        Atom::NamePrefix(p) => scanned.entry((Seg::NamePrefix, p)).or_default(),
-                        Atom::ExePrefix(p) => scanned.entry((Seg::ExePrefix, p)).or_default(),
-                        Atom::Sub(f, s) => scanned.entry((Seg::Sub(f), s)).or_default(),
+                        Atom::NamePrefix(p) => scanned[k].entry((Seg::NamePrefix, p)).or_default(),
+                        Atom::ExePrefix(p) => scanned[k].entry((Seg::ExePrefix, p)).or_default(),
+                        Atom::Sub(f, s) => scanned[k].entry((Seg::Sub(f), s)).or_default(),
                     };
                     if slot.last() != Some(&ri) {
                         slot.push(ri);
@@ -314,7 +320,13 @@ impl LiteralIndex {
                 }
             }
         }
-        ix.scan = Scan::build(scanned);
+        let [mut all, second] = scanned;
+        ix.scan_always = !all.is_empty();
+        for (k, mut rules) in second {
+            let slot = all.entry(k).or_default();
+            slot.append(&mut rules);
+        }
+        ix.scan = Scan::build(all);
         ix
     }
 
@@ -346,7 +358,12 @@ impl LiteralIndex {
         if let Some(pn) = p.parent.as_deref().and_then(|pp| pp.name.as_deref()) {
             lookup(&self.parent_names, pn, out);
         }
-        if let Some(s) = &self.scan {
+        if let Some(s) = &self.scan
+            && (self.scan_always
+                || out
+                    .iter()
+                    .any(|&x| x & 1 == 0 && self.two.contains(&(x >> 1))))
+        {
             s.scan(ev, name, out);
         }
         out.extend_from_slice(&self.any);
