@@ -1,13 +1,16 @@
 //! Detection engine of t1609-agent: MITRE ATT&CK T1609 (Container Administration
 //! Command) from process exec events.
 //!
-//! - [`event`]: the ECS process event, its record format and parser;
-//! - [`eql`]: the EQL subset (`process where <condition>`);
-//! - [`sigma`]: Sigma `process_creation` rules (rsigma);
+//! - [`event`]: the ECS process event (exec or exit), its record format and parser;
+//! - [`eql`]: the EQL subset (`process where <condition>`), with Elasticsearch's
+//!   semantics, and the field registry;
+//! - [`sigma`]: Sigma `process_creation` rules (rsigma), translated into EQL conditions;
 //! - [`argv`]: structured argv parsing of container tools, kubelet clients and wrappers;
-//! - [`rules`]: what a loaded rule is; `load` reads the TOML and Sigma rule files, and
-//!   the shipped pack `rules/t1609.toml`;
-//! - [`engine`]: rule index, evaluation, watch set; [`alert`]: ECS alerts;
+//! - [`rules`]: what a loaded rule is; `load` reads our TOML, Elastic's detection-rules
+//!   TOML and Sigma rule files, and the shipped pack `rules/t1609.toml`;
+//! - `index`: the literal index (which rules an event can match);
+//! - [`engine`]: rules per kind of event, evaluation, watch set; [`alert`]: ECS alerts;
+//! - [`witness`]: example events built from a rule's literals;
 //! - [`replay`](mod@replay): offline evaluation of recorded events.
 
 pub mod alert;
