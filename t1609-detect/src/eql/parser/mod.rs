@@ -37,6 +37,7 @@ pub fn parse_query(src: &str) -> Result<Node, EqlError> {
     let mut p = Parser {
         toks: lex(src)?,
         pos: 0,
+        depth: 0,
     };
     let cat = p.next();
     match &cat.tok {
@@ -71,6 +72,7 @@ pub fn parse_condition(src: &str) -> Result<Node, EqlError> {
     let mut p = Parser {
         toks: lex(src)?,
         pos: 0,
+        depth: 0,
     };
     let node = p.expr()?;
     p.expect_eof()?;
@@ -80,7 +82,13 @@ pub fn parse_condition(src: &str) -> Result<Node, EqlError> {
 struct Parser {
     toks: Vec<Token>,
     pos: usize,
+    /// Parentheses and `not`s open around the current token.
+    depth: usize,
 }
+
+/// Nesting deeper than this is refused: conditions are walked recursively (here and in
+/// folding, indexing and evaluation), and a hostile rule must not exhaust the stack.
+const MAX_DEPTH: usize = 128;
 
 fn describe(t: &Tok) -> String {
     match t {
@@ -214,10 +222,25 @@ impl Parser {
         })
     }
 
+    /// Enters one level of nesting at `t`, or refuses to go deeper than [`MAX_DEPTH`].
+    fn deeper(&mut self, t: &Token) -> Result<(), EqlError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(err_at(
+                t,
+                format!("expected at most {MAX_DEPTH} nested parentheses or `not`s"),
+            ));
+        }
+        Ok(())
+    }
+
     fn not(&mut self) -> Result<Node, EqlError> {
         if self.peek_is_ident("not") {
-            self.next();
-            return Ok(Node::Not(Box::new(self.not()?)));
+            let t = self.next();
+            self.deeper(&t)?;
+            let n = Node::Not(Box::new(self.not()?));
+            self.depth -= 1;
+            return Ok(n);
         }
         self.primary()
     }
@@ -226,7 +249,9 @@ impl Parser {
         let t = self.next();
         match &t.tok {
             Tok::LParen => {
+                self.deeper(&t)?;
                 let n = self.expr()?;
+                self.depth -= 1;
                 let c = self.next();
                 if c.tok != Tok::RParen {
                     return Err(err_at(
