@@ -50,8 +50,8 @@ impl Serialize for Alert {
                 severity: self.severity.ecs_number(),
                 risk_score: self.risk_score,
                 category: ["process"],
-                kind_type: ["start"],
-                action: "exec",
+                kind_type: [self.event.event_type.as_str()],
+                action: self.event.action(),
                 created: &self.created,
             },
             AlertExtra {
@@ -80,7 +80,8 @@ struct AlertMeta<'a> {
     category: [&'static str; 1],
     #[serde(rename = "type")]
     kind_type: [&'static str; 1],
-    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'a str>,
     created: &'a str,
 }
 

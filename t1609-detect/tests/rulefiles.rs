@@ -124,8 +124,24 @@ fn unknown_rule_key_is_refused() {
 fn bad_values_are_refused() {
     let (_, _, _, m) = first_err(&GOOD.replace("\"critical\"", "\"urgent\""));
     assert!(m.contains("urgent") || m.contains("variant"), "{m}");
-    let (_, _, _, m) = first_err(&GOOD.replace("[\"T1609\"]", "[\"T9999\"]"));
-    assert!(m.contains("T9999"), "{m}");
+    // Any syntactically valid ATT&CK id is accepted; a malformed one is not.
+    let (_, _, _, m) = first_err(&GOOD.replace("[\"T1609\"]", "[\"T99\"]"));
+    assert!(
+        m.contains("T99") && m.contains("ATT&CK technique id"),
+        "{m}"
+    );
+    let (_, _, _, m) =
+        first_err(&GOOD.replace("techniques = [", "tactics = [\"TAX\"]\ntechniques = ["));
+    assert!(m.contains("TAX"), "{m}");
+    let d = tmpdir("mitre");
+    let p = write(
+        &d,
+        "new.toml",
+        &GOOD
+            .replace("[\"T1609\"]", "[\"T9999.001\"]")
+            .replace("techniques = [", "tactics = [\"TA0099\"]\ntechniques = ["),
+    );
+    assert_eq!(check_rules(&[p]).expect("valid ids"), 9);
     let (_, _, _, m) = first_err(&GOOD.replace("\"kubectl\"", "\"kubctl\""));
     assert!(m.contains("kubctl"), "{m}");
     let (_, _, _, m) = first_err(&GOOD.replace("risk_score = 99", "risk_score = 101"));
@@ -204,10 +220,11 @@ fn sigma_linux_process_creation_rules_work() {
     let d = tmpdir("sigma");
     write(&d, "docker_exec.yml", SIGMA);
     let e = Engine::load(&[d]).expect("load");
-    assert!(
-        e.watch_set().capture_all,
-        "sigma rules cannot be indexed by name"
-    );
+    // Translated into the engine's conditions, the rule is indexed by the executable
+    // name its `Image|endswith: /docker` implies: no capture-all.
+    let w = e.watch_set();
+    assert!(!w.capture_all, "{:?}", w.capture_all_reasons);
+    assert!(w.names.contains("docker"));
     let mut ev = t1609_detect::event::ProcessEvent::default();
     ev.process.executable = Some("/usr/bin/docker".into());
     ev.process.name = Some("docker".into());

@@ -107,6 +107,7 @@ pub fn process_event(
             args: Some(args),
             working_directory: cwd.map(str::to_owned),
             parent: parent.map(Box::new),
+            ..Default::default()
         },
         user: Identity {
             id: Some(exec.uid.to_string()),
@@ -134,5 +135,6 @@ pub fn process_event(
             args_b64,
             executable_b64,
         },
+        ..Default::default()
     }
 }

@@ -208,6 +208,7 @@ impl Context {
             executable: p.executable.as_deref().map(str::to_owned),
             command_line: p.args.as_ref().map(|a| a.join(" ")),
             args: p.args.as_deref().map(<[String]>::to_vec),
+            ..Default::default()
         })
     }
 

@@ -166,6 +166,11 @@ struct Obj<'a> {
     first: bool,
 }
 
+// After `k!`, which it uses (macros are scoped by text order).
+mod event;
+
+use event::write_event_part;
+
 #[expect(
     clippy::inline_always,
     reason = "inlined, each key is a copy of known length rather than a memcpy call"
@@ -227,6 +232,12 @@ impl<'a> Obj<'a> {
         out.extend_from_slice(if v { b"true" } else { b"false" });
     }
     #[inline(always)]
+    fn opt_bool(&mut self, k: &str, v: Option<bool>) {
+        if let Some(v) = v {
+            self.bool(k, v);
+        }
+    }
+    #[inline(always)]
     fn true_only(&mut self, k: &str, v: bool) {
         if v {
             self.bool(k, true);
@@ -263,76 +274,6 @@ fn push_strs(out: &mut Vec<u8>, v: &[String]) {
         push_str(out, s);
     }
     out.push(b']');
-}
-
-/// The event's part of an alert, from `"process"` through the capture fields of
-/// `"t1609"` (its object left open). The same for every alert of one event.
-fn write_event_part(out: &mut Vec<u8>, ev: &ProcessEvent) {
-    let p = &ev.process;
-    // Leading comma: the document's `event`, `rule` and `threat` members precede it.
-    let mut doc = Obj::resume(out, false);
-    let process_empty = p.pid.is_none()
-        && p.name.is_none()
-        && p.executable.is_none()
-        && p.args.is_none()
-        && p.args_count.is_none()
-        && p.command_line.is_none()
-        && p.working_directory.is_none()
-        && p.parent.is_none();
-    if !process_empty {
-        let mut o = Obj::open(doc.key(k!("process")));
-        o.opt_num(k!("pid"), p.pid);
-        o.opt_str(k!("name"), p.name.as_deref());
-        o.opt_str(k!("executable"), p.executable.as_deref());
-        o.opt_strs(k!("args"), p.args.as_deref());
-        o.opt_num(k!("args_count"), p.args_count);
-        o.opt_str(k!("command_line"), p.command_line.as_deref());
-        o.opt_str(k!("working_directory"), p.working_directory.as_deref());
-        if let Some(pp) = p.parent.as_deref() {
-            let mut q = Obj::open(o.key(k!("parent")));
-            q.opt_num(k!("pid"), pp.pid);
-            q.opt_str(k!("name"), pp.name.as_deref());
-            q.opt_str(k!("executable"), pp.executable.as_deref());
-            q.opt_strs(k!("args"), pp.args.as_deref());
-            q.opt_str(k!("command_line"), pp.command_line.as_deref());
-            q.close();
-        }
-        o.close();
-    }
-    for (k, id) in [(k!("user"), &ev.user), (k!("group"), &ev.group)] {
-        if id.id.is_some() || id.name.is_some() {
-            let mut o = Obj::open(doc.key(k));
-            o.opt_str(k!("id"), id.id.as_deref());
-            o.opt_str(k!("name"), id.name.as_deref());
-            o.close();
-        }
-    }
-    if let Some(c) = ev.container_id.as_deref() {
-        let mut o = Obj::open(doc.key(k!("container")));
-        o.str(k!("id"), c);
-        o.close();
-    }
-    if let Some(h) = ev.host_hostname.as_deref() {
-        let mut o = Obj::open(doc.key(k!("host")));
-        o.str(k!("hostname"), h);
-        o.close();
-    }
-    let c = &ev.capture;
-    let mut o = Obj::open(doc.key(k!("t1609")));
-    o.opt_num(k!("cgroup_id"), c.cgroup_id);
-    o.opt_num(k!("pid_ns"), c.pid_ns);
-    o.opt_num(k!("mnt_ns"), c.mnt_ns);
-    o.opt_num(k!("tgid"), c.tgid);
-    o.opt_num(k!("euid"), c.euid);
-    o.opt_num(k!("egid"), c.egid);
-    o.opt_num(k!("loginuid"), c.loginuid);
-    o.opt_str(k!("tty"), c.tty.as_deref());
-    o.opt_num(k!("argv_total_len"), c.argv_total_len);
-    o.bool(k!("argv_truncated"), c.argv_truncated);
-    o.bool(k!("argv_incomplete"), c.argv_incomplete);
-    o.opt_strs(k!("args_b64"), c.args_b64.as_deref());
-    o.opt_str(k!("executable_b64"), c.executable_b64.as_deref());
-    // Left open: the alert's own t1609 members follow.
 }
 
 fn write_invocation(out: &mut Vec<u8>, inv: &Invocation) {
@@ -407,9 +348,15 @@ pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert) {
     push_u64(out, u64::from(a.severity.ecs_number()));
     out.extend_from_slice(b",\"risk_score\":");
     push_u64(out, u64::from(a.risk_score));
-    out.extend_from_slice(
-        b",\"category\":[\"process\"],\"type\":[\"start\"],\"action\":\"exec\",\"created\":",
-    );
+    out.extend_from_slice(b",\"category\":[\"process\"],\"type\":[\"");
+    // Our own static names: nothing to escape.
+    out.extend_from_slice(a.event.event_type.as_str().as_bytes());
+    out.extend_from_slice(b"\"]");
+    if let Some(action) = a.event.action() {
+        out.extend_from_slice(b",\"action\":");
+        push_str(out, action);
+    }
+    out.extend_from_slice(b",\"created\":");
     push_str(out, &a.created);
     out.extend_from_slice(b"},\"rule\":");
     out.extend_from_slice(r.ecs_rule.get().as_bytes());
