@@ -168,6 +168,13 @@ fn watch_set(rules: &[Rule], exec: &Specialised, exit: &Specialised) -> WatchSet
         let mut why: Option<&str> = None;
         for a in &cov.atoms {
             match a {
+                // A rule that asks not to be watched by name (it would have the probe
+                // report every shell on the host) is covered live by what is captured for
+                // other reasons (sessions), and evaluated on replayed events.
+                Atom::Name(n) if !r.watch_names => {
+                    w.shells.insert(n.clone());
+                    w.shell_rules.insert(id.clone());
+                }
                 Atom::Name(n) => {
                     w.names.insert(n.clone());
                 }

@@ -105,4 +105,7 @@ pub(crate) struct Rule {
     pub cond: Condition,
     pub overrides: Vec<SeverityOverride>,
     pub needs_argv: bool,
+    /// Its executable names go into the kernel's watch set (`watch = false` in a TOML
+    /// rule: evaluated only on what is captured anyway, and in replay).
+    pub watch_names: bool,
 }

@@ -163,6 +163,7 @@ pub(super) fn parse_elastic_rule(file: &str, text: &str) -> Result<Parsed, Vec<R
             cond: Condition::Eql(node),
             overrides: Vec::new(),
             needs_argv,
+            watch_names: true,
         }],
         skipped: Vec::new(),
     })

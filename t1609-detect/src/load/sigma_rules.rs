@@ -173,6 +173,7 @@ fn compile_sigma_rule(file: &str, text: &str, rule: &SigmaRuleSpec) -> Result<Ru
         cond,
         overrides: Vec::new(),
         needs_argv,
+        watch_names: true,
     })
 }
 

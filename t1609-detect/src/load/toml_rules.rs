@@ -38,6 +38,9 @@ struct RuleSpec {
     false_positives: Vec<String>,
     #[serde(default = "yes")]
     enabled: bool,
+    /// `false`: the rule's executable names stay out of the kernel's watch set.
+    #[serde(default = "yes")]
+    watch: bool,
     query: toml::Spanned<String>,
     #[serde(default)]
     severity_when: Vec<OverrideSpec>,
@@ -217,6 +220,7 @@ fn compile_spec(src: &Source, spec: RuleSpec) -> Result<Option<Rule>, RuleError>
         cond: Condition::Eql(node),
         overrides,
         needs_argv,
+        watch_names: spec.watch,
     }))
 }
 
