@@ -7,7 +7,23 @@ use std::{
 
 use t1609_detect::{Engine, RuleError, check_rules};
 
-fn tmpdir(tag: &str) -> PathBuf {
+/// A scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmpdir(tag: &str) -> Scratch {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let d = std::env::temp_dir().join(format!(
@@ -16,7 +32,7 @@ fn tmpdir(tag: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("mkdir");
-    d
+    Scratch(d)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -53,8 +69,8 @@ fn extra_rules_load_and_fire() {
     let d = tmpdir("good");
     write(&d, "local.toml", GOOD);
     write(&d, "README.md", "not a rule");
-    assert_eq!(check_rules(std::slice::from_ref(&d)).expect("valid"), 10);
-    let e = Engine::load(&[d]).expect("load");
+    assert_eq!(check_rules(std::slice::from_ref(&*d)).expect("valid"), 10);
+    let e = Engine::load(&[d.to_path_buf()]).expect("load");
     let ev = t1609_detect::event::ProcessEvent {
         process: t1609_detect::event::Process {
             name: Some("kubectl".into()),
@@ -156,7 +172,7 @@ fn duplicate_ids_and_other_files_are_refused() {
     let d = tmpdir("dup");
     write(&d, "a.toml", GOOD);
     write(&d, "b.toml", GOOD);
-    let errs = check_rules(&[d]).expect_err("dup");
+    let errs = check_rules(&[d.to_path_buf()]).expect_err("dup");
     assert!(
         errs.iter()
             .any(|e| matches!(e, RuleError::Duplicate { .. })),
@@ -185,7 +201,7 @@ fn capture_all_rule_sets_watch_flag_with_reason() {
             "process.command_line : \"*kubelet*\" and ",
         ),
     );
-    let w = Engine::load(&[d]).expect("load").watch_set();
+    let w = Engine::load(&[d.to_path_buf()]).expect("load").watch_set();
     assert!(w.capture_all);
     assert!(
         w.capture_all_reasons
@@ -220,7 +236,7 @@ level: high
 fn sigma_linux_process_creation_rules_work() {
     let d = tmpdir("sigma");
     write(&d, "docker_exec.yml", SIGMA);
-    let e = Engine::load(&[d]).expect("load");
+    let e = Engine::load(&[d.to_path_buf()]).expect("load");
     // Translated into the engine's conditions, the rule is indexed by the executable
     // name its `Image|endswith: /docker` implies: no capture-all.
     let w = e.watch_set();

@@ -8,6 +8,7 @@
 mod cgroups;
 mod document;
 mod event;
+pub mod extras;
 pub mod target;
 
 use std::{
@@ -18,6 +19,7 @@ use std::{
 
 pub use document::{ancestry_from_doc, augment};
 pub use event::{HostFacts, basename};
+pub use extras::{EnvVarsCapture, Wants};
 use t1609_context::{Ancestor, CgroupContext, Namespaces, ProcInfo, ProcessTable, Runtimes, Users};
 use t1609_detect::event::{ParentProcess, ProcessEvent};
 pub use target::{Target, Targets};
@@ -41,6 +43,9 @@ pub struct ContextConfig {
     /// Open dedup windows whose first alert is kept for the follow-up (the first eighth
     /// whole, the rest lean); past it a follow-up is built from the dedup key.
     pub dedup_kept_alerts: usize,
+    /// When `process.env_vars` is read from /proc: `auto` (a loaded rule tests it),
+    /// `always` (so `--record` keeps it for replay), `never`.
+    pub env_vars: EnvVarsCapture,
 }
 
 impl Default for ContextConfig {
@@ -52,6 +57,7 @@ impl Default for ContextConfig {
             runtime_timeout_ms: None,
             dedup_window_ms: 10_000,
             dedup_kept_alerts: 4_096,
+            env_vars: EnvVarsCapture::Auto,
         }
     }
 }
@@ -82,6 +88,9 @@ pub struct Context {
     users: Users,
     cgroups: cgroups::Cgroups,
     runtimes: Runtimes,
+    env_vars: EnvVarsCapture,
+    /// What the loaded rules need read from /proc beyond the kernel's record.
+    wants: Wants,
     /// Execs whose working directory came from their parent instead of /proc.
     pub cwd_reads_saved: u64,
 }
@@ -120,14 +129,26 @@ impl Context {
         table.seed_from_proc();
         Self {
             table,
-            host: HostFacts::read(proc_root),
+            host: HostFacts::read(host_root, proc_root),
             host_ns: t1609_context::host_namespaces(proc_root).ok(),
             proc_root: proc_root.to_owned(),
             users: Users::new(host_root),
             cgroups: cgroups::Cgroups::new(proc_root),
             runtimes,
+            env_vars: cfg.env_vars,
+            wants: Wants::default(),
             cwd_reads_saved: 0,
         }
+    }
+
+    /// Takes what the rules of `engine` need (at the start and after a reload).
+    pub fn set_engine(&mut self, engine: &t1609_detect::Engine) {
+        self.wants = Wants::of(engine, self.env_vars);
+    }
+
+    /// What the loaded rules need read from /proc for every exec.
+    pub fn wants(&self) -> Wants {
+        self.wants
     }
 
     /// Resolves exec targets from the same runtimes' cache.
@@ -175,6 +196,15 @@ impl Context {
                 name: Some(String::from_utf8_lossy(comm).into_owned()),
                 ..Default::default()
             }));
+        }
+        if self.wants.any() {
+            extras::fill(
+                &mut event,
+                self.wants,
+                &self.proc_root,
+                &mut self.table,
+                exec.tgid,
+            );
         }
         let ctx = self.on_exec(exec, &event, cwd);
         if event.container_id.is_none() {

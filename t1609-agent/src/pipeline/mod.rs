@@ -103,6 +103,8 @@ pub struct Pipeline {
     control: mpsc::UnboundedSender<Control>,
     proc_root: PathBuf,
     periods: u64,
+    /// The rules the context's wants were taken from.
+    wants_of: Option<Arc<Engine>>,
 }
 
 impl Pipeline {
@@ -142,6 +144,7 @@ impl Pipeline {
             control: links.control,
             proc_root: config.host.proc.clone(),
             periods: 0,
+            wants_of: None,
         })
     }
 
@@ -172,17 +175,28 @@ impl Pipeline {
         self.counters.inc(Counter::EventsCaptured);
         let now = Instant::now();
         let engine = self.engine.borrow().clone();
-        // 1. shortcut
+        if !self
+            .wants_of
+            .as_ref()
+            .is_some_and(|e| Arc::ptr_eq(e, &engine))
+        {
+            self.context.set_engine(&engine);
+            self.wants_of = Some(engine.clone());
+        }
+        // 1. shortcut: not when the rules need what the repeat's identity does not
+        // compare (the leaders, the environment), read from /proc for each exec.
         let c = &self.counters;
-        if self.repeats.replay(
-            exec,
-            &engine,
-            &mut self.context,
-            &mut self.tuning,
-            &mut self.links,
-            c,
-            now,
-        ) {
+        if !self.context.wants().any()
+            && self.repeats.replay(
+                exec,
+                &engine,
+                &mut self.context,
+                &mut self.tuning,
+                &mut self.links,
+                c,
+                now,
+            )
+        {
             return Handled {
                 replayed: true,
                 alerts: 0,
