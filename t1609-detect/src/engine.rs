@@ -43,6 +43,9 @@ pub struct WatchSet {
     pub needs_every_exec: bool,
     /// Rules that match exit events (`event.type: end`).
     pub exit_rules: BTreeSet<String>,
+    /// Rules that match exit events and never an exec: the live agent, which captures
+    /// execs, cannot fire them.
+    pub exit_only_rules: BTreeSet<String>,
 }
 
 /// Which specialisation of the rules an event gets.
@@ -148,6 +151,9 @@ fn watch_set(rules: &[Rule], exec: &Specialised, exit: &Specialised) -> WatchSet
             w.exit_rules.insert(r.meta.id.clone());
         }
         if exec.conds[i].is_none() {
+            if exit.conds[i].is_some() {
+                w.exit_only_rules.insert(r.meta.id.clone());
+            }
             continue;
         }
         let id = &r.meta.id;

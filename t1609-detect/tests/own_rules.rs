@@ -237,6 +237,10 @@ fn watch_set_and_fields_follow_the_rules() {
         w.capture_all_reasons
     );
     assert!(w.exit_rules.contains("t1609-test-e6"));
+    assert!(w.exit_only_rules.contains("t1609-test-e6"));
+    // A rule silent on event.type matches exits too, but is not exit-only.
+    assert!(w.exit_rules.contains("t1609.container_exec"));
+    assert!(!w.exit_only_rules.contains("t1609.container_exec"));
     assert!(!w.names.contains("sshd"));
     let used = e.fields_used();
     for name in [

@@ -89,9 +89,9 @@ fn report_engine(config: &Config, engine: &Engine) {
         }
     }
     let set = engine.watch_set();
-    if !set.exit_rules.is_empty() {
+    if !set.exit_only_rules.is_empty() {
         warn!(
-            rules = ?set.exit_rules,
+            rules = ?set.exit_only_rules,
             "rules that match exit events apply to replayed events only: the live agent captures execs"
         );
     }
