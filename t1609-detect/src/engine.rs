@@ -8,9 +8,9 @@ use t1609_ecs::{Digest, new_id, now_rfc3339};
 use crate::{
     alert::Alert,
     argv::{self, Few, Invocation},
-    eql::{self, Field, Node},
+    eql::{self, Attr, Field, Node, Who},
     event::{EventType, ProcessEvent},
-    index::{Atom, Cover, LiteralIndex, covers},
+    index::{Atom, Cover, LiteralIndex, SubField, covers},
     load::{self, Skipped},
     rules::{Condition, Rule, RuleError},
 };
@@ -48,6 +48,46 @@ pub struct WatchSet {
     pub exit_only_rules: BTreeSet<String>,
 }
 
+/// Event fields that cost the agent a /proc read per exec: filled only when a rule that
+/// may match the event tests them ([`Engine::extras_needed`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extras {
+    pub session_leader: bool,
+    pub group_leader: bool,
+    pub env_vars: bool,
+}
+
+impl Extras {
+    fn of_rule(r: &Rule) -> Extras {
+        let mut x = Extras::default();
+        let mut add = |f: Field| match f {
+            Field::Proc(Who::SessionLeader, _) => x.session_leader = true,
+            Field::Proc(Who::GroupLeader, _) => x.group_leader = true,
+            Field::Proc(Who::Process, Attr::EnvVars) => x.env_vars = true,
+            _ => {}
+        };
+        if let Condition::Eql(n) = &r.cond {
+            n.fields(&mut add);
+        }
+        for o in &r.overrides {
+            o.cond.fields(&mut add);
+        }
+        x
+    }
+
+    fn or(self, o: Extras) -> Extras {
+        Extras {
+            session_leader: self.session_leader || o.session_leader,
+            group_leader: self.group_leader || o.group_leader,
+            env_vars: self.env_vars || o.env_vars,
+        }
+    }
+
+    pub fn any(self) -> bool {
+        self.session_leader || self.group_leader || self.env_vars
+    }
+}
+
 /// Which specialisation of the rules an event gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum View {
@@ -77,6 +117,11 @@ struct Specialised {
     /// empty when it has none.
     covers: Vec<Vec<Cover>>,
     index: LiteralIndex,
+    /// Each rule's [`Extras`] (default for a rule absent from this kind of event).
+    extras: Vec<Extras>,
+    /// The extras of the rules the index selects by an environment variable: the index
+    /// cannot tell whether they are candidates before the variables are read.
+    env_indexed: Extras,
 }
 
 impl Specialised {
@@ -104,11 +149,27 @@ impl Specialised {
             c.as_ref()?;
             Some((u32::try_from(i).ok()?, covers[i].clone()))
         }));
+        let extras: Vec<Extras> = rules
+            .iter()
+            .zip(&conds)
+            .map(|(r, c)| c.as_ref().map_or_else(Extras::default, |_| Extras::of_rule(r)))
+            .collect();
+        let env_indexed = covers
+            .iter()
+            .zip(&extras)
+            .filter(|(cs, _)| {
+                cs.iter()
+                    .flat_map(|c| &c.atoms)
+                    .any(|a| matches!(a, Atom::Sub(SubField::EnvVars, _)))
+            })
+            .fold(Extras::default(), |acc, (_, x)| acc.or(*x));
         let conds = conds.into_iter().map(|c| c.map(Node::optimized)).collect();
         Specialised {
             conds,
             covers,
             index,
+            extras,
+            env_indexed,
         }
     }
 }
@@ -327,6 +388,26 @@ impl Engine {
             View::Exit => &self.inner.exit,
             View::Other => &self.inner.other,
         }
+    }
+
+    /// The extras the rules that may match `ev` test (its candidates, by the literal
+    /// index, and the rules indexed by an environment variable): what the agent reads
+    /// from /proc for this exec before [`Engine::evaluate`].
+    pub fn extras_needed(&self, ev: &ProcessEvent) -> Extras {
+        let view = self.view(ev);
+        if !view.extras.iter().any(|x| x.any()) {
+            return Extras::default();
+        }
+        let name = event_name(ev);
+        let scan = |c: &mut Vec<u32>| {
+            view.index.candidates(ev, name, c);
+            c.iter()
+                .fold(view.env_indexed, |acc, &ri| acc.or(view.extras[ri as usize]))
+        };
+        CANDIDATES.with(|c| match c.try_borrow_mut() {
+            Ok(mut c) => scan(&mut c),
+            Err(_) => scan(&mut Vec::new()),
+        })
     }
 
     /// Evaluates one event: one alert per rule hit, all sharing one group id.

@@ -29,7 +29,7 @@ pub mod witness;
 mod witness_regex;
 
 pub use alert::Alert;
-pub use engine::{Engine, WatchSet};
+pub use engine::{Engine, Extras, WatchSet};
 pub use event::{EventError, ProcessEvent};
 pub use load::{SkipKind, Skipped};
 pub use replay::{ReplaySummary, replay};

@@ -297,3 +297,53 @@ fn sigma_other_logsources_and_unknown_fields_are_refused() {
     let p = write(&d, "broken.yml", "title: x\n  bad: [\n");
     assert!(check_rules(&[p]).is_err());
 }
+
+fn own_rule(id: &str, query: &str) -> String {
+    format!(
+        "[[rule]]\nid = \"{id}\"\nname = \"{id}\"\ndescription = \"x\"\nseverity = \"high\"\nconfidence = \"medium\"\nrisk_score = 70\ntechniques = [\"T1609\"]\nquery = '''\n{query}\n'''\n"
+    )
+}
+
+fn exec_named(name: &str) -> t1609_detect::ProcessEvent {
+    let mut ev = t1609_detect::ProcessEvent::default();
+    ev.process.name = Some(name.into());
+    ev.process.executable = Some(format!("/usr/bin/{name}"));
+    ev.process.args = Some(vec![name.into()]);
+    ev
+}
+
+/// The agent reads leaders and environment variables from /proc for an exec only when a
+/// rule that may match it tests them: the leader rule's candidates only; an
+/// environment-only rule, which the index cannot select before the variables are read,
+/// every exec.
+#[test]
+fn extras_are_needed_only_by_the_candidates_that_test_them() {
+    let d = tmpdir("extras");
+    write(
+        &d,
+        "leader.toml",
+        &own_rule(
+            "local.leader",
+            r#"process where process.name == "leadtool" and process.session_leader.name == "sshd""#,
+        ),
+    );
+    let e = Engine::load(&[d.to_path_buf()]).expect("load");
+    let x = e.extras_needed(&exec_named("leadtool"));
+    assert!(x.session_leader && !x.group_leader && !x.env_vars, "{x:?}");
+    assert!(!e.extras_needed(&exec_named("ls")).any());
+    // The built-in pack alone needs none.
+    let builtin = Engine::builtin().expect("builtin");
+    assert!(!builtin.extras_needed(&exec_named("docker")).any());
+
+    write(
+        &d,
+        "env.toml",
+        &own_rule(
+            "local.preload",
+            r#"process where process.env_vars : "LD_PRELOAD=/tmp/*""#,
+        ),
+    );
+    let e = Engine::load(&[d.to_path_buf()]).expect("load");
+    let x = e.extras_needed(&exec_named("ls"));
+    assert!(x.env_vars && !x.session_leader, "{x:?}");
+}

@@ -1,13 +1,13 @@
 //! The event fields that cost a /proc read per exec — the session and process-group
-//! leaders, the captured environment variables — filled only when a loaded rule tests
-//! them ([`Wants`]). Best effort like the rest: a process gone before we look has none.
+//! leaders, the captured environment variables — filled only when a rule that may match
+//! the exec tests them (`Engine::extras_needed`). Best effort like the rest: a process
+//! gone before we look has none.
 
 use std::path::Path;
 
 use t1609_context::ProcessTable;
 use t1609_detect::{
-    Engine,
-    eql::{Attr, Field, Who},
+    Extras,
     event::{
         ENV_VAR_VALUE_MAX, ENV_VARS_CAPTURED, ENV_VARS_MAX, Process, ProcessEvent, RelatedProcess,
     },
@@ -26,35 +26,18 @@ pub enum EnvVarsCapture {
     Never,
 }
 
-/// What the loaded rules need beyond the kernel's record.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Wants {
-    pub session_leader: bool,
-    pub group_leader: bool,
-    pub env_vars: bool,
-}
-
-impl Wants {
-    pub fn of(engine: &Engine, env: EnvVarsCapture) -> Wants {
-        let used = engine.fields_used();
-        let any = |who: Who| {
-            used.iter()
-                .any(|f| matches!(f, Field::Proc(w, _) if *w == who))
-        };
-        let env_rules = used.contains(&Field::Proc(Who::Process, Attr::EnvVars));
-        Wants {
-            session_leader: any(Who::SessionLeader),
-            group_leader: any(Who::GroupLeader),
-            env_vars: match env {
-                EnvVarsCapture::Auto => env_rules,
+impl EnvVarsCapture {
+    /// What to read for an exec: what its candidate rules need, the environment as
+    /// configured.
+    pub fn apply(self, needed: Extras) -> Extras {
+        Extras {
+            env_vars: match self {
+                EnvVarsCapture::Auto => needed.env_vars,
                 EnvVarsCapture::Always => true,
                 EnvVarsCapture::Never => false,
             },
+            ..needed
         }
-    }
-
-    pub fn any(self) -> bool {
-        self.session_leader || self.group_leader || self.env_vars
     }
 }
 
@@ -133,7 +116,7 @@ pub fn captured_env_vars(environ: &[u8]) -> Option<Vec<String>> {
 /// Fills what `wants` asks for into `event`, for the exec of `pid`.
 pub fn fill(
     event: &mut ProcessEvent,
-    wants: Wants,
+    wants: Extras,
     proc_root: &Path,
     table: &mut ProcessTable,
     pid: u32,

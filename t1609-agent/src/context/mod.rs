@@ -19,7 +19,7 @@ use std::{
 
 pub use document::{ancestry_from_doc, augment};
 pub use event::{HostFacts, basename};
-pub use extras::{EnvVarsCapture, Wants};
+pub use extras::EnvVarsCapture;
 use t1609_context::{Ancestor, CgroupContext, Namespaces, ProcInfo, ProcessTable, Runtimes, Users};
 use t1609_detect::event::{ParentProcess, ProcessEvent};
 pub use target::{Target, Targets};
@@ -68,6 +68,9 @@ pub struct ExecContext {
     pub cgroup: CgroupContext,
     pub in_container: bool,
     pub ancestry: Vec<Ancestor>,
+    /// Leaders or environment variables were read from /proc for the rules: the
+    /// outcome may depend on what a repeat's identity does not compare.
+    pub extras_read: bool,
 }
 
 impl ExecContext {
@@ -89,8 +92,6 @@ pub struct Context {
     cgroups: cgroups::Cgroups,
     runtimes: Runtimes,
     env_vars: EnvVarsCapture,
-    /// What the loaded rules need read from /proc beyond the kernel's record.
-    wants: Wants,
     /// Execs whose working directory came from their parent instead of /proc.
     pub cwd_reads_saved: u64,
 }
@@ -136,20 +137,11 @@ impl Context {
             cgroups: cgroups::Cgroups::new(proc_root),
             runtimes,
             env_vars: cfg.env_vars,
-            wants: Wants::default(),
             cwd_reads_saved: 0,
         }
     }
 
-    /// Takes what the rules of `engine` need (at the start and after a reload).
-    pub fn set_engine(&mut self, engine: &t1609_detect::Engine) {
-        self.wants = Wants::of(engine, self.env_vars);
-    }
 
-    /// What the loaded rules need read from /proc for every exec.
-    pub fn wants(&self) -> Wants {
-        self.wants
-    }
 
     /// Resolves exec targets from the same runtimes' cache.
     pub fn targets(&self) -> Targets {
@@ -182,7 +174,13 @@ impl Context {
     }
 
     /// The exec's ECS event and where it ran, in one trip; the table learns the exec.
-    pub fn build(&mut self, exec: &CapturedExec) -> (ProcessEvent, ExecContext) {
+    /// The fields that cost a /proc read are read when `engine`'s rules that may match
+    /// the exec test them (then `ExecContext::extras_read`).
+    pub fn build(
+        &mut self,
+        exec: &CapturedExec,
+        engine: &t1609_detect::Engine,
+    ) -> (ProcessEvent, ExecContext) {
         let parent = self.parent_of(exec.ppid);
         let cwd = self.cwd_of(exec);
         let mut event =
@@ -197,16 +195,12 @@ impl Context {
                 ..Default::default()
             }));
         }
-        if self.wants.any() {
-            extras::fill(
-                &mut event,
-                self.wants,
-                &self.proc_root,
-                &mut self.table,
-                exec.tgid,
-            );
+        let extras = self.env_vars.apply(engine.extras_needed(&event));
+        if extras.any() {
+            extras::fill(&mut event, extras, &self.proc_root, &mut self.table, exec.tgid);
         }
-        let ctx = self.on_exec(exec, &event, cwd);
+        let mut ctx = self.on_exec(exec, &event, cwd);
+        ctx.extras_read = extras.any();
         if event.container_id.is_none() {
             event.container_id.clone_from(&ctx.cgroup.container_id);
         }
@@ -309,6 +303,7 @@ impl Context {
             cgroup,
             in_container,
             ancestry: self.ancestry(exec),
+            extras_read: false,
         }
     }
 

@@ -22,7 +22,7 @@ use tracing::{debug, error, info, warn};
 use super::{DaemonError, RunArgs};
 use crate::{
     config::{CaptureMode, Config},
-    context::Wants,
+    context::EnvVarsCapture,
     deliver::Output,
 };
 
@@ -107,11 +107,10 @@ fn report_engine(config: &Config, engine: &Engine) {
             "rules test the entry leader, which the live agent does not fill: a test for its presence never matches live"
         );
     }
-    let wants = Wants::of(engine, config.context.env_vars);
     let env_rules = engine
         .fields_used()
         .contains(&Field::Proc(Who::Process, Attr::EnvVars));
-    if env_rules && !wants.env_vars {
+    if env_rules && config.context.env_vars == EnvVarsCapture::Never {
         warn!("rules test process.env_vars, which [context] env_vars = \"never\" leaves empty");
     }
 }

@@ -103,8 +103,6 @@ pub struct Pipeline {
     control: mpsc::UnboundedSender<Control>,
     proc_root: PathBuf,
     periods: u64,
-    /// The rules the context's wants were taken from.
-    wants_of: Option<Arc<Engine>>,
 }
 
 impl Pipeline {
@@ -144,7 +142,6 @@ impl Pipeline {
             control: links.control,
             proc_root: config.host.proc.clone(),
             periods: 0,
-            wants_of: None,
         })
     }
 
@@ -175,19 +172,9 @@ impl Pipeline {
         self.counters.inc(Counter::EventsCaptured);
         let now = Instant::now();
         let engine = self.engine.borrow().clone();
-        if !self
-            .wants_of
-            .as_ref()
-            .is_some_and(|e| Arc::ptr_eq(e, &engine))
-        {
-            self.context.set_engine(&engine);
-            self.wants_of = Some(engine.clone());
-        }
-        // 1. shortcut: not when the rules need what the repeat's identity does not
-        // compare (the leaders, the environment), read from /proc for each exec.
+        // 1. shortcut
         let c = &self.counters;
-        if !self.context.wants().any()
-            && self.repeats.replay(
+        if self.repeats.replay(
                 exec,
                 &engine,
                 &mut self.context,
@@ -203,7 +190,7 @@ impl Pipeline {
             };
         }
         // 2. event
-        let (event, ctx) = self.context.build(exec);
+        let (event, ctx) = self.context.build(exec, &engine);
         // The session leader, read from /proc once, only if something is written.
         let leader = OnceCell::new();
         // 3. record
@@ -226,7 +213,10 @@ impl Pipeline {
             SessionStep::Nothing => None,
         };
         // 5. evaluate, 6. triage, 7. emit
-        let mut fates = Fates::default();
+        let mut fates = Fates {
+            read_extras: ctx.extras_read,
+            ..Fates::default()
+        };
         let mut emitted = 0;
         let mut judged = Judged::new(&event, &ctx);
         for alert in engine.evaluate(&event) {
