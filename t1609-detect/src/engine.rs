@@ -152,7 +152,10 @@ impl Specialised {
         let extras: Vec<Extras> = rules
             .iter()
             .zip(&conds)
-            .map(|(r, c)| c.as_ref().map_or_else(Extras::default, |_| Extras::of_rule(r)))
+            .map(|(r, c)| {
+                c.as_ref()
+                    .map_or_else(Extras::default, |_| Extras::of_rule(r))
+            })
             .collect();
         let env_indexed = covers
             .iter()
@@ -401,8 +404,9 @@ impl Engine {
         let name = event_name(ev);
         let scan = |c: &mut Vec<u32>| {
             view.index.candidates(ev, name, c);
-            c.iter()
-                .fold(view.env_indexed, |acc, &ri| acc.or(view.extras[ri as usize]))
+            c.iter().fold(view.env_indexed, |acc, &ri| {
+                acc.or(view.extras[ri as usize])
+            })
         };
         CANDIDATES.with(|c| match c.try_borrow_mut() {
             Ok(mut c) => scan(&mut c),

@@ -141,8 +141,6 @@ impl Context {
         }
     }
 
-
-
     /// Resolves exec targets from the same runtimes' cache.
     pub fn targets(&self) -> Targets {
         Targets::new(self.runtimes.clone())
@@ -197,7 +195,13 @@ impl Context {
         }
         let extras = self.env_vars.apply(engine.extras_needed(&event));
         if extras.any() {
-            extras::fill(&mut event, extras, &self.proc_root, &mut self.table, exec.tgid);
+            extras::fill(
+                &mut event,
+                extras,
+                &self.proc_root,
+                &mut self.table,
+                exec.tgid,
+            );
         }
         let mut ctx = self.on_exec(exec, &event, cwd);
         ctx.extras_read = extras.any();

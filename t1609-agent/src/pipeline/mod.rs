@@ -175,15 +175,14 @@ impl Pipeline {
         // 1. shortcut
         let c = &self.counters;
         if self.repeats.replay(
-                exec,
-                &engine,
-                &mut self.context,
-                &mut self.tuning,
-                &mut self.links,
-                c,
-                now,
-            )
-        {
+            exec,
+            &engine,
+            &mut self.context,
+            &mut self.tuning,
+            &mut self.links,
+            c,
+            now,
+        ) {
             return Handled {
                 replayed: true,
                 alerts: 0,
