@@ -123,7 +123,7 @@ fn replay(
 }
 
 /// `rules check`: the count loaded, then the rules skipped, by kind and one per line
-/// (a rule file of Elastic's or SigmaHQ's holds rules for other event kinds too).
+/// (a rule file of Elastic's or `SigmaHQ`'s holds rules for other event kinds too).
 fn print_rule_report(report: &t1609_detect::RuleReport) {
     println!(
         "ok: {} rules loaded, {} skipped",

@@ -25,7 +25,7 @@ pub struct HostFacts {
     pub os: HostOs,
 }
 
-/// `host.os.name`: `NAME` of the host's os-release (the DaemonSet mounts the host's /etc
+/// `host.os.name`: `NAME` of the host's os-release (the `DaemonSet` mounts the host's /etc
 /// under `host_root`), the distribution without its version, as Elastic Defend writes it.
 fn os_name(host_root: &Path) -> Option<String> {
     ["etc/os-release", "usr/lib/os-release"]

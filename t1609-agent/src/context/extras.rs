@@ -138,14 +138,14 @@ pub fn fill(
     table: &mut ProcessTable,
     pid: u32,
 ) {
-    if wants.session_leader || wants.group_leader {
-        if let Some((pgrp, sid)) = group_and_session(proc_root, pid) {
-            if wants.session_leader {
-                event.process.session_leader = related(table, sid, &event.process);
-            }
-            if wants.group_leader {
-                event.process.group_leader = related(table, pgrp, &event.process);
-            }
+    if (wants.session_leader || wants.group_leader)
+        && let Some((pgrp, sid)) = group_and_session(proc_root, pid)
+    {
+        if wants.session_leader {
+            event.process.session_leader = related(table, sid, &event.process);
+        }
+        if wants.group_leader {
+            event.process.group_leader = related(table, pgrp, &event.process);
         }
     }
     if wants.env_vars
