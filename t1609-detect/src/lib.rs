@@ -9,7 +9,9 @@
 //! - [`rules`]: what a loaded rule is; `load` reads our TOML, Elastic's detection-rules
 //!   TOML and Sigma rule files, and the shipped pack `rules/t1609.toml`;
 //! - `index`: the literal index (which rules an event can match);
-//! - [`engine`]: rules per kind of event, evaluation, watch set; [`alert`]: ECS alerts;
+//! - [`engine`]: rules per kind of event, evaluation, watch set; [`alert`]: ECS alerts,
+//!   written as JSON text by a hand-written writer (`Alert::write_json`) to which other
+//!   crates add fields ([`AlertFields`]);
 //! - [`witness`]: example events built from a rule's literals;
 //! - [`replay`](mod@replay): offline evaluation of recorded events.
 
@@ -31,6 +33,7 @@ mod witness_regex;
 pub use alert::Alert;
 pub use engine::{Engine, Extras, WatchSet};
 pub use event::{EventError, ProcessEvent};
+pub use fastjson::{AlertFields, ExtraFields, Members};
 pub use load::{SkipKind, Skipped};
 pub use replay::{ReplaySummary, replay};
 pub use rules::RuleError;

@@ -78,6 +78,16 @@ impl RuleMeta {
         self.ecs_threat = raw(&threat);
         self
     }
+
+    /// The alert's `rule` object, as JSON text.
+    pub fn ecs_rule(&self) -> &RawValue {
+        &self.ecs_rule
+    }
+
+    /// The alert's `threat` object, as JSON text.
+    pub fn ecs_threat(&self) -> &RawValue {
+        &self.ecs_threat
+    }
 }
 
 /// `{}`: the fragments' value until [`RuleMeta::finish`] fills them.

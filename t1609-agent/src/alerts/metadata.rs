@@ -45,18 +45,29 @@ impl PendingMetadata {
         else {
             return;
         };
+        let group_id = doc["t1609"]["group_id"].as_str().unwrap_or(event_id);
+        let rule_id = doc["rule"]["id"].as_str().unwrap_or_default();
+        self.note_pending(id, group_id, event_id, rule_id, now);
+    }
+
+    /// Notes an alert, just emitted, whose container `id`'s metadata was pending (what
+    /// [`PendingMetadata::note`] reads from a document).
+    pub fn note_pending(
+        &mut self,
+        id: &str,
+        group_id: &str,
+        event_id: &str,
+        rule_id: &str,
+        now: Instant,
+    ) {
         let id: Arc<str> = id.into();
-        let group_id = doc["t1609"]["group_id"]
-            .as_str()
-            .unwrap_or(event_id)
-            .to_owned();
         self.by_container
             .entry(id.clone())
             .or_default()
             .push(Waiting {
-                group_id,
+                group_id: group_id.to_owned(),
                 event_id: event_id.to_owned(),
-                rule_id: doc["rule"]["id"].as_str().unwrap_or_default().to_owned(),
+                rule_id: rule_id.to_owned(),
                 at: now,
             });
         self.order.push_back((id, now));

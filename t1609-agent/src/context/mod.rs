@@ -9,6 +9,7 @@ mod cgroups;
 mod document;
 mod event;
 pub mod extras;
+mod fields;
 pub mod target;
 
 use std::{
@@ -20,8 +21,12 @@ use std::{
 pub use document::{ancestry_from_doc, augment};
 pub use event::{HostFacts, basename};
 pub use extras::EnvVarsCapture;
+pub use fields::ExecFields;
 use t1609_context::{Ancestor, CgroupContext, Namespaces, ProcInfo, ProcessTable, Runtimes, Users};
-use t1609_detect::event::{ParentProcess, ProcessEvent};
+use t1609_detect::{
+    AlertFields,
+    event::{ParentProcess, ProcessEvent},
+};
 pub use target::{Target, Targets};
 
 use crate::decode::CapturedExec;
@@ -159,11 +164,18 @@ impl Context {
         ctx: &ExecContext,
         session_leader: Option<u32>,
     ) {
-        augment(doc, ctx, session_leader);
-        if let Some(id) = ctx.cgroup.container_id.as_deref() {
-            let meta = self.runtimes.container(id);
-            t1609_context::write_ecs(doc, &meta, ctx.cgroup.pod_uid.as_deref());
-        }
+        self.fields(ctx, session_leader).add_to_value(doc);
+    }
+
+    /// What the context stage adds to an alert written as text: [`Context::augment`]'s
+    /// fields, typed ([`ExecFields`]).
+    pub fn fields<'a>(&self, ctx: &'a ExecContext, session_leader: Option<u32>) -> ExecFields<'a> {
+        let meta = ctx
+            .cgroup
+            .container_id
+            .as_deref()
+            .map(|id| self.runtimes.container(id));
+        ExecFields::new(ctx, session_leader, meta)
     }
 
     /// Execs whose cgroups came from their parent's `css_set` instead of /proc.

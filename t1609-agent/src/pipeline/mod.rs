@@ -31,6 +31,7 @@ use std::{
 use record::Recorder;
 use repeat::{Fates, Repeats};
 use serde_json::{Value, json};
+use t1609_context::DedupKey;
 use t1609_detect::{Alert, Engine, event::ProcessEvent};
 use t1609_ecs::{new_id, now_rfc3339};
 use tokio::sync::{mpsc, watch};
@@ -47,7 +48,7 @@ use crate::{
     },
     capture::Handled,
     config::Config,
-    context::{Context, ExecContext, Targets},
+    context::{Context, ExecContext, Target, Targets},
     decode::{Captured, CapturedExec, CapturedNet, TaskEvent},
     memory::release_free_heap,
     stats::{Counter, Counters},
@@ -250,10 +251,7 @@ impl Pipeline {
                     fates.emitted_or_folded = true;
                     emitted += 1;
                     let leader = *leader.get_or_init(|| self.context.session_leader(exec.tgid));
-                    let doc = self.emit(&alert, &ctx, leader, &verdict, now);
-                    if let Some(first) = self.followups.as_mut() {
-                        first.remember(key, &doc);
-                    }
+                    self.emit(&alert, &ctx, leader, &verdict, key, now);
                 }
             }
         }
@@ -286,20 +284,45 @@ impl Pipeline {
         doc
     }
 
-    /// Step 7: the alert's document, its target, the session it expects, the sinks.
+    /// Step 7: the alert's document, written once as text with what the agent adds (the
+    /// exec's context, the exceptions' verdict, the exec's target), the sinks, the session
+    /// it expects, the late container name it waits for, and the follow-up's copy.
     fn emit(
         &mut self,
         alert: &Alert,
         ctx: &ExecContext,
         leader: Option<u32>,
         verdict: &Verdict,
+        key: DedupKey,
         now: Instant,
-    ) -> Arc<Value> {
-        let mut doc = alert.to_ecs();
-        self.context.augment(&mut doc, ctx, leader);
-        verdict.apply(&mut doc);
-        let target = self.targets.resolve(alert.argv.as_deref(), &mut doc);
-        if target.is_exec {
+    ) {
+        let exec = self.context.fields(ctx, leader);
+        let target = self.targets.resolve(alert.argv.as_deref());
+        let fields = (&exec, verdict, &target);
+        let sent = self.emitter.emit_alert(alert, &fields);
+        match sent.parsed() {
+            // Built as a document (kubectl): the correlator may have regrouped it.
+            Some(doc) => self.pending_metadata.note(doc, now),
+            None => {
+                if let Some(id) = exec.pending_container() {
+                    let group = alert.group_id.as_deref().unwrap_or(&alert.event_id);
+                    self.pending_metadata.note_pending(
+                        id,
+                        group,
+                        &alert.event_id,
+                        &alert.rule_id,
+                        now,
+                    );
+                }
+            }
+        }
+        if let Some(first) = self.followups.as_mut() {
+            first.remember(key, &sent, Some((alert, &fields)));
+        }
+        let Target {
+            key, is_exec, tool, ..
+        } = target;
+        if is_exec {
             self.sessions.expect(PendingExec {
                 group_id: alert
                     .group_id
@@ -307,13 +330,10 @@ impl Pipeline {
                     .unwrap_or_else(|| alert.event_id.clone()),
                 event_id: alert.event_id.clone(),
                 at: now,
-                target: target.key,
-                tool: target.tool,
+                target: key,
+                tool,
             });
         }
-        let doc = self.emitter.emit(doc);
-        self.pending_metadata.note(&doc, now);
-        doc
     }
 
     pub fn on_net(&mut self, net: &CapturedNet) {
@@ -452,8 +472,8 @@ impl Pipeline {
                 let meta = self.context.runtimes().container(&id);
                 t1609_context::write_ecs(&mut doc, &meta, None);
             }
-            let doc = self.emitter.emit(doc);
-            self.pending_metadata.note(&doc, Instant::now());
+            let sent = self.emitter.emit(doc);
+            self.pending_metadata.note(sent.doc(), Instant::now());
         }
     }
 }

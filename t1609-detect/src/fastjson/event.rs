@@ -2,12 +2,17 @@
 //! group, container, host and the capture fields, in the order and with the omissions of
 //! the `Serialize` impls (`crate::event`).
 
-use super::{Obj, push_u64};
+use std::ops::Range;
+
+use super::{AlertFields, Members, Obj, push_u64};
 use crate::event::{Creds, Identity, Process, ProcessEvent, RelatedProcess};
 
 /// The event's part of an alert, from `"process"` through the capture fields of
-/// `"t1609"` (its object left open). The same for every alert of one event.
-pub(super) fn write_event_part(out: &mut Vec<u8>, ev: &ProcessEvent) {
+/// `"t1609"` (its object left open). The same for every alert of one event. Returns
+/// where the `container` member lies in what it wrote (an empty range where it would go
+/// when the event has none), so that writers of container fields can replace it.
+pub(super) fn write_event_part(out: &mut Vec<u8>, ev: &ProcessEvent) -> Range<usize> {
+    let start = out.len();
     let p = &ev.process;
     // Leading comma: the document's `event`, `rule` and `threat` members precede it.
     let mut doc = Obj::resume(out, false);
@@ -34,16 +39,9 @@ pub(super) fn write_event_part(out: &mut Vec<u8>, ev: &ProcessEvent) {
     for (k, id) in [(k!("user"), &ev.user), (k!("group"), &ev.group)] {
         write_identity(&mut doc, k, id);
     }
-    if ev.container_id.is_some() || ev.container_privileged.is_some() {
-        let mut o = Obj::open(doc.key(k!("container")));
-        o.opt_str(k!("id"), ev.container_id.as_deref());
-        if let Some(privileged) = ev.container_privileged {
-            let mut sc = Obj::open(o.key(k!("security_context")));
-            sc.bool(k!("privileged"), privileged);
-            sc.close();
-        }
-        o.close();
-    }
+    let container_at = doc.out.len() - start;
+    write_container(doc.out, ev, None);
+    let container = container_at..doc.out.len() - start;
     let os = &ev.host_os;
     let os_empty = os.kind.is_none() && os.name.is_none() && os.kernel.is_none();
     if ev.host_hostname.is_some() || !os_empty {
@@ -74,6 +72,27 @@ pub(super) fn write_event_part(out: &mut Vec<u8>, ev: &ProcessEvent) {
     o.opt_strs(k!("args_b64"), c.args_b64.as_deref());
     o.opt_str(k!("executable_b64"), c.executable_b64.as_deref());
     // Left open: the alert's own t1609 members follow.
+    container
+}
+
+/// The `container` member (with its leading comma): the event's id and security context,
+/// and what `fields` adds; omitted when empty.
+pub(super) fn write_container(
+    out: &mut Vec<u8>,
+    ev: &ProcessEvent,
+    fields: Option<&dyn AlertFields>,
+) {
+    let mut c = Members::lazy(out, b",\"container\":{");
+    let mut id = ev.container_id.as_deref();
+    if let Some(f) = fields {
+        f.container(&mut c);
+        id = f.container_id().or(id);
+    }
+    c.opt_str("id", id);
+    if let Some(privileged) = ev.container_privileged {
+        c.object("security_context", |sc| sc.bool("privileged", privileged));
+    }
+    c.close();
 }
 
 /// The `process` object.

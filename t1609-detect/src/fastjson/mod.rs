@@ -6,9 +6,16 @@
 //! `Serialize` impls remain the definition of the document (`Alert::to_ecs` uses them);
 //! `tests/alert_json.rs` checks the two agree on the corpus and against a golden file.
 //! A field added to the event, the alert or [`Invocation`] must be added here too.
+//!
+//! [`Alert::json_with`] writes the same document with what other crates add
+//! ([`AlertFields`], in `fields`): the agent's context, verdict and exec target go into
+//! the text as it is written, so that the agent never builds a `Value` for an alert. The
+//! event's part is cached per event with the place of its `container` member, which is
+//! rewritten per alert when fields add to it.
 
 use std::{
     cell::RefCell,
+    ops::Range,
     sync::{Arc, Weak},
 };
 
@@ -168,8 +175,10 @@ struct Obj<'a> {
 
 // After `k!`, which it uses (macros are scoped by text order).
 mod event;
+mod fields;
 
 use event::write_event_part;
+pub use fields::{AlertFields, ExtraFields, Members};
 
 #[expect(
     clippy::inline_always,
@@ -324,18 +333,57 @@ fn write_invocation(out: &mut Vec<u8>, inv: &Invocation) {
 struct EventCache {
     ev: Weak<ProcessEvent>,
     bytes: Vec<u8>,
+    /// Where the `container` member lies in `bytes`.
+    container: Range<usize>,
 }
 
 thread_local! {
     static CACHE: RefCell<EventCache> = const {
-        RefCell::new(EventCache { ev: Weak::new(), bytes: Vec::new() })
+        RefCell::new(EventCache { ev: Weak::new(), bytes: Vec::new(), container: 0..0 })
     };
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The whole alert document into `out`.
-pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert) {
+/// The event part (see `event::write_event_part`), from the cache beside the engine's
+/// event copy or this thread's cache, with the container rewritten when `fields` add to
+/// it.
+fn write_event(out: &mut Vec<u8>, ev: &Arc<ProcessEvent>, fields: Option<&dyn AlertFields>) {
+    let mut splice = |bytes: &[u8], container: Range<usize>| match fields {
+        None => out.extend_from_slice(bytes),
+        Some(f) => {
+            out.extend_from_slice(&bytes[..container.start]);
+            event::write_container(out, ev, Some(f));
+            out.extend_from_slice(&bytes[container.end..]);
+        }
+    };
+    // The engine's reused event copy caches its part beside it; other events (alerts
+    // kept past the next evaluation, or written on another thread) use the cache below.
+    if crate::reuse::with_cached(ev, write_event_part, &mut splice) {
+        return;
+    }
+    let cached = CACHE.with(|c| {
+        let Ok(mut c) = c.try_borrow_mut() else {
+            return false;
+        };
+        if !std::ptr::eq(c.ev.as_ptr(), Arc::as_ptr(ev)) {
+            c.bytes.clear();
+            c.container = write_event_part(&mut c.bytes, ev);
+            c.ev = Arc::downgrade(ev);
+        }
+        splice(&c.bytes, c.container.clone());
+        true
+    });
+    if !cached {
+        let mut bytes = Vec::new();
+        let container = write_event_part(&mut bytes, ev);
+        splice(&bytes, container);
+    }
+}
+
+/// The whole alert document into `out`, with what `fields` add.
+pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert, fields: Option<&dyn AlertFields>) {
     let r = &*a.rule;
+    let severity = fields.and_then(AlertFields::severity).unwrap_or(a.severity);
     // The rule's fragments plus room for a typical event: one allocation at most.
     out.reserve(r.ecs_rule.get().len() + r.ecs_threat.get().len() + 2048);
     let ts = a.event.timestamp.as_deref().unwrap_or(&a.created);
@@ -345,7 +393,7 @@ pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert) {
     out.extend_from_slice(b",\"event\":{\"kind\":\"alert\",\"id\":");
     push_str(out, &a.event_id);
     out.extend_from_slice(b",\"severity\":");
-    push_u64(out, u64::from(a.severity.ecs_number()));
+    push_u64(out, u64::from(severity.ecs_number()));
     out.extend_from_slice(b",\"risk_score\":");
     push_u64(out, u64::from(a.risk_score));
     out.extend_from_slice(b",\"category\":[\"process\"],\"type\":[\"");
@@ -362,60 +410,90 @@ pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert) {
     out.extend_from_slice(r.ecs_rule.get().as_bytes());
     out.extend_from_slice(b",\"threat\":");
     out.extend_from_slice(r.ecs_threat.get().as_bytes());
-    let doc = Obj::resume(out, false);
-    // The engine's reused event copy caches its part beside it; other events (alerts
-    // kept past the next evaluation, or written on another thread) use the cache below.
-    if !crate::reuse::write_cached(&a.event, doc.out, write_event_part) {
-        CACHE.with(|c| match c.try_borrow_mut() {
-            Ok(mut c) => {
-                if !std::ptr::eq(c.ev.as_ptr(), Arc::as_ptr(&a.event)) {
-                    c.bytes.clear();
-                    write_event_part(&mut c.bytes, &a.event);
-                    c.ev = Arc::downgrade(&a.event);
-                }
-                doc.out.extend_from_slice(&c.bytes);
-            }
-            Err(_) => write_event_part(doc.out, &a.event),
-        });
-    }
+    write_event(out, &a.event, fields);
     // Inside the open t1609 object, which always has members by now.
-    let mut t = Obj::resume(&mut *doc.out, false);
-    t.static_str(k!("severity"), a.severity.as_str());
+    let mut t = Obj::resume(&mut *out, false);
+    t.static_str(k!("severity"), severity.as_str());
     t.static_str(k!("confidence"), a.confidence.as_str());
     t.opt_str(k!("group_id"), a.group_id.as_deref());
     t.opt_str(k!("event_id"), a.source_event_id.as_deref());
     if let Some(inv) = &a.argv {
         crate::reuse::write_invocation_cached(inv, t.key(k!("argv")), write_invocation);
     }
-    t.close();
-    doc.out.push(b'}');
+    if let Some(f) = fields {
+        f.t1609(&mut Members::resume(&mut *t.out, false));
+        t.close();
+        f.top(&mut Members::resume(out, false));
+    } else {
+        t.close();
+    }
+    out.push(b'}');
 }
 
 impl Alert {
     /// Writes the alert's ECS JSON (no newline) straight to `w`: the fast path, with no
     /// intermediate `Value`. Same document as [`Alert::to_ecs`].
     pub fn write_json(&self, w: impl std::io::Write) -> serde_json::Result<()> {
-        write_alert_to(self, w).map_err(serde_json::Error::io)
+        with_buf(|buf| {
+            write_alert(buf, self, None);
+            w_all(w, buf)
+        })
+        .map_err(serde_json::Error::io)
+    }
+
+    /// The alert as one ECS document with what `fields` add, built as a `Value`: the
+    /// definition of what [`Alert::json_with`] writes.
+    pub fn to_ecs_with(&self, fields: &dyn AlertFields) -> serde_json::Value {
+        let mut doc = self.to_ecs();
+        fields.add_to_value(&mut doc);
+        doc
+    }
+
+    /// Writes the alert's ECS JSON with what `fields` add (no newline) straight to `w`.
+    pub fn write_json_with(
+        &self,
+        fields: &dyn AlertFields,
+        w: impl std::io::Write,
+    ) -> serde_json::Result<()> {
+        with_buf(|buf| {
+            write_alert(buf, self, Some(fields));
+            w_all(w, buf)
+        })
+        .map_err(serde_json::Error::io)
+    }
+
+    /// The alert's ECS JSON with what `fields` add, as one line without newline: every
+    /// control character inside strings is escaped.
+    pub fn json_with(&self, fields: &dyn AlertFields) -> String {
+        with_buf(|buf| {
+            write_alert(buf, self, Some(fields));
+            // Written from `&str`s and ASCII punctuation: always UTF-8.
+            match std::str::from_utf8(buf) {
+                Ok(s) => s.to_owned(),
+                Err(_) => String::from_utf8_lossy(buf).into_owned(),
+            }
+        })
     }
 }
 
-/// Builds the document in a reused per-thread buffer and hands it to `w` in one write.
-fn write_alert_to(a: &Alert, mut w: impl std::io::Write) -> std::io::Result<()> {
-    BUF.with(|b| {
-        if let Ok(mut buf) = b.try_borrow_mut() {
+fn w_all(mut w: impl std::io::Write, buf: &[u8]) -> std::io::Result<()> {
+    w.write_all(buf)
+}
+
+/// Runs `f` on this thread's reused buffer, emptied; documents are built there and
+/// handed on in one write or copy.
+fn with_buf<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    BUF.with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => {
             buf.clear();
-            write_alert(&mut buf, a);
-            let r = w.write_all(&buf);
+            let r = f(&mut buf);
             if buf.capacity() > 1 << 20 {
                 *buf = Vec::new();
             }
             r
-        } else {
-            // Re-entered (a writer that writes alerts): a buffer of its own.
-            let mut buf = Vec::with_capacity(4096);
-            write_alert(&mut buf, a);
-            w.write_all(&buf)
         }
+        // Re-entered (a writer that writes alerts): a buffer of its own.
+        Err(_) => f(&mut Vec::with_capacity(4096)),
     })
 }
 
