@@ -202,6 +202,9 @@ pub struct Config {
     /// Container tools known by what their file is (installed tools, hash lists, the
     /// classification queue).
     pub identity: crate::identity::IdentityConfig,
+    /// Container runtimes that name containers and pods (containerd, CRI-O, Docker,
+    /// podman): detected at their usual sockets, or configured.
+    pub runtimes: t1609_context::RuntimesConfig,
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -335,13 +338,27 @@ impl Config {
 
     fn check_context(&self) -> Result<(), Rejected> {
         let c = &self.context;
-        // Lookups run on the capture thread: a long timeout would stall capture as long.
-        check(
-            (1..=1000).contains(&c.runtime_timeout_ms),
-            "context.runtime_timeout_ms",
-            c.runtime_timeout_ms,
-            "1 to 1000 milliseconds",
-        )?;
+        if let Some(p) = &c.docker_socket {
+            return Err((
+                "context.docker_socket",
+                format!("{:?}", p.display().to_string()),
+                "retired: runtimes are found at their usual sockets, or set under [runtimes] (docker = [\"/path\"], auto_detect, enabled)",
+            ));
+        }
+        if let Some(ms) = c.runtime_timeout_ms {
+            return Err((
+                "context.runtime_timeout_ms",
+                ms.to_string(),
+                "retired: [runtimes] timeout_ms (the capture thread no longer waits on a runtime)",
+            ));
+        }
+        if let Err(e) = self.runtimes.validate() {
+            return Err((
+                "runtimes",
+                e.to_string(),
+                "see deploy/README.md, Container runtimes",
+            ));
+        }
         check(
             (8..=65_536).contains(&c.dedup_kept_alerts),
             "context.dedup_kept_alerts",
@@ -500,7 +517,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("context.runtime_timeout_ms") && err.contains("1 to 1000"),
+            err.contains("context.runtime_timeout_ms") && err.contains("[runtimes] timeout_ms"),
+            "{err}"
+        );
+        let err = parse("[runtimes]\ntimeout_ms = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("runtimes.timeout_ms") && err.contains("10 to 60000"),
             "{err}"
         );
         let err = parse("[context]\ndedup_kept_alerts = 0\n")

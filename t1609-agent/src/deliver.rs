@@ -3,6 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+pub use t1609_deliver::Alert as SentAlert;
 use t1609_deliver::{DeliverConfig, DeliverError, DeliverStats, Dispatcher};
 
 pub struct Output {
@@ -19,6 +20,11 @@ impl Output {
     /// Never blocks: the alert is queued, spooled, or counted as dropped.
     pub fn submit(&self, alert: Arc<serde_json::Value>) {
         self.dispatcher.submit(alert);
+    }
+
+    /// [`Output::submit`] for an alert already made (written as text, or built).
+    pub fn submit_alert(&self, alert: &SentAlert) {
+        self.dispatcher.submit_alert(alert);
     }
 
     pub fn stats(&self) -> DeliverStats {

@@ -122,6 +122,22 @@ fn replay(
     })
 }
 
+/// `rules check`: the count loaded, then the rules skipped, by kind and one per line
+/// (Elastic's and Sigma's rule directories hold rules for other event kinds too).
+fn print_rule_report(report: &t1609_detect::RuleReport) {
+    println!(
+        "ok: {} rules loaded, {} skipped",
+        report.loaded,
+        report.skipped.len()
+    );
+    for (kind, n) in report.skipped_by_kind() {
+        println!("  {n:>5} skipped: {}", kind.describe());
+    }
+    for s in &report.skipped {
+        println!("{s}");
+    }
+}
+
 fn main() -> ExitCode {
     t1609_agent::memory::tune_allocator();
     let cli = Cli::parse();
@@ -156,9 +172,9 @@ fn main() -> ExitCode {
         } => replay(&input, &rules, config.as_ref()),
         Command::Rules {
             command: RulesCommand::Check { paths },
-        } => match t1609_detect::check_rules(&paths) {
-            Ok(n) => {
-                println!("ok: {n} rules");
+        } => match t1609_detect::check_rules_report(&paths) {
+            Ok(report) => {
+                print_rule_report(&report);
                 Ok(ExitCode::SUCCESS)
             }
             Err(errors) => {

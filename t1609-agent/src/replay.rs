@@ -14,6 +14,7 @@ use crate::{
     alerts::followup::FirstAlerts,
     config::Config,
     context::ancestry_from_doc,
+    deliver::SentAlert,
     triage::{Triage, Tuning},
 };
 
@@ -56,10 +57,11 @@ impl<W: Write> TunedOutput<'_, W> {
             Triage::Repeat(_) => self.deduplicated += 1,
             Triage::Emit { key, .. } => {
                 self.written += 1;
-                serde_json::to_writer(&mut self.out, &doc)?;
+                let sent = SentAlert::new(std::sync::Arc::new(doc));
+                self.out.write_all(sent.json().as_bytes())?;
                 self.out.write_all(b"\n")?;
                 if self.tuning.dedup_enabled() {
-                    self.first_alerts.remember(key, &std::sync::Arc::new(doc));
+                    self.first_alerts.remember(key, &sent, None);
                 }
             }
         }

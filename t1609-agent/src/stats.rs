@@ -68,6 +68,13 @@ pub enum Counter {
     IdentityHoldTimeouts,
     IdentityHoldFull,
     IdentityInstalledTools,
+    MetadataFollowUps,
+    RuntimeHits,
+    RuntimePending,
+    RuntimeErrors,
+    RuntimeEvents,
+    RuntimeContainers,
+    RuntimeEndpointsUp,
 }
 
 /// How one [`Counter`] is shown.
@@ -139,7 +146,7 @@ use Counter as C;
 use Kind::{Counter as Count, Gauge};
 
 /// In [`Counter`] order (a test checks it).
-pub const DEFS: [Def; 43] = [
+pub const DEFS: [Def; 50] = [
     def(
         C::EventsCaptured,
         Count,
@@ -421,6 +428,55 @@ pub const DEFS: [Def; 43] = [
         Gauge,
         "identity_installed_tools",
         "Installed tools in the probe's inode map (clients and runtimes found at start-up or reload)",
+        None,
+    ),
+    def(
+        C::MetadataFollowUps,
+        Count,
+        "container_metadata_follow_ups",
+        "Follow-ups naming the container of an earlier alert once its runtime answered",
+        Some("metadata_follow_ups"),
+    ),
+    def(
+        C::RuntimeHits,
+        Count,
+        "runtime_metadata_hits",
+        "Container and target reads the runtimes' cache answered",
+        Some("runtime_hits"),
+    ),
+    def(
+        C::RuntimePending,
+        Count,
+        "runtime_metadata_pending",
+        "Container and target reads the runtimes' cache could not answer (the alert says metadata_pending and why)",
+        Some("runtime_pending"),
+    ),
+    def(
+        C::RuntimeErrors,
+        Count,
+        "runtime_errors",
+        "Calls to a container runtime that failed or timed out",
+        Some("runtime_errors"),
+    ),
+    def(
+        C::RuntimeEvents,
+        Count,
+        "runtime_events",
+        "Container events received from the runtimes' event streams",
+        None,
+    ),
+    def(
+        C::RuntimeContainers,
+        Gauge,
+        "runtime_containers",
+        "Containers (and pod sandboxes) in the runtimes' cache",
+        None,
+    ),
+    def(
+        C::RuntimeEndpointsUp,
+        Gauge,
+        "runtime_endpoints_up",
+        "Container runtime endpoints answering",
         None,
     ),
 ];

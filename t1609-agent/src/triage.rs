@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use t1609_context::{
-    Ancestor, DedupKey, DedupOutcome, Deduper, ExceptionConfig, ExceptionError, Exceptions, Subject,
+    Ancestor, DedupKey, DedupOutcome, Deduper, ExceptionConfig, ExceptionError, Exceptions,
+    Severity, Subject,
 };
-use t1609_detect::event::ProcessEvent;
+use t1609_detect::{AlertFields, Members, event::ProcessEvent};
 
 use crate::context::ExecContext;
 
@@ -214,7 +215,7 @@ impl Tuning {
 #[derive(Debug, Default)]
 pub struct Verdict {
     pub suppress: bool,
-    pub lower: Option<t1609_context::Severity>,
+    pub lower: Option<Severity>,
     pub tags: Vec<String>,
 }
 
@@ -233,6 +234,30 @@ impl Verdict {
             doc["tags"] = json!(self.tags);
         }
         true
+    }
+}
+
+/// The lowered severity and the tags, written into an alert's text.
+impl AlertFields for Verdict {
+    fn add_to_value(&self, doc: &mut Value) {
+        // A suppressed alert is never written.
+        let _ = self.apply(doc);
+    }
+
+    fn severity(&self) -> Option<Severity> {
+        self.lower
+    }
+
+    fn t1609(&self, t: &mut Members<'_>) {
+        if self.lower.is_some() {
+            t.bool("severity_lowered_by_exception", true);
+        }
+    }
+
+    fn top(&self, doc: &mut Members<'_>) {
+        if !self.tags.is_empty() {
+            doc.strs("tags", &self.tags);
+        }
     }
 }
 

@@ -526,7 +526,7 @@ fn hung_runtime_socket_does_not_stall_capture() {
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let agent = Agent::start_with_config(
         &format!(
-            "[context]\ndocker_socket = {:?}\nruntime_timeout_ms = 100\n",
+            "[runtimes]\nauto_detect = false\ndocker = [{:?}]\ntimeout_ms = 100\n",
             socket.to_str().unwrap()
         ),
         &["--output", "stdout"],

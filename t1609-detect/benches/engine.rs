@@ -8,7 +8,7 @@ use std::{
 
 use t1609_detect::{
     Engine,
-    event::{CaptureInfo, Identity, ParentProcess, Process, ProcessEvent},
+    event::{CaptureInfo, HostOs, Identity, ParentProcess, Process, ProcessEvent},
 };
 
 fn ev(cmd: &str, parent: &str) -> ProcessEvent {
@@ -31,7 +31,9 @@ fn ev(cmd: &str, parent: &str) -> ProcessEvent {
                 executable: Some(format!("/usr/bin/{parent}")),
                 args: Some(vec![parent.into()]),
                 command_line: Some(parent.into()),
+                ..Default::default()
             })),
+            ..Default::default()
         },
         user: Identity {
             id: Some("0".into()),
@@ -43,7 +45,14 @@ fn ev(cmd: &str, parent: &str) -> ProcessEvent {
         },
         container_id: None,
         host_hostname: Some("node-1".into()),
+        // As the live agent fills them: rules of Elastic's test host.os.type first.
+        host_os: HostOs {
+            kind: Some("linux".into()),
+            name: Some("Debian GNU/Linux".into()),
+            kernel: Some("6.12.0-1-amd64".into()),
+        },
         capture: CaptureInfo::default(),
+        ..Default::default()
     }
 }
 
@@ -171,6 +180,110 @@ fn per_alert_costs(engine: &Engine, matching: &[ProcessEvent], dur: Duration) ->
     (ns_write, ns_to_ecs, bytes / pre.len().max(1))
 }
 
+/// The rule sets of the extra tables: in-repo test rules always; the snapshots of
+/// Elastic's detection-rules and `SigmaHQ` when their checkouts are named.
+fn extra_sets() -> Vec<(String, Vec<std::path::PathBuf>)> {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sets = vec![(
+        "built-in pack + this crate's test rules (tests/rules: detection-rules TOML and Sigma)"
+            .to_string(),
+        vec![here.join("tests/rules")],
+    )];
+    let dr = std::env::var_os("T1609_DETECTION_RULES").map(std::path::PathBuf::from);
+    let sg = std::env::var_os("T1609_SIGMA_RULES").map(std::path::PathBuf::from);
+    match (&dr, &sg) {
+        (Some(dr), Some(sg)) => sets.push((
+            "built-in pack + Elastic detection-rules (rules/linux, cloud_defend) + SigmaHQ linux/process_creation"
+                .to_string(),
+            vec![
+                dr.join("rules/linux"),
+                dr.join("rules/integrations/cloud_defend"),
+                sg.join("rules/linux/process_creation"),
+            ],
+        )),
+        _ => println!(
+            "skipped: set T1609_DETECTION_RULES and T1609_SIGMA_RULES to checkouts of elastic/detection-rules and SigmaHQ/sigma for the full rule set's table"
+        ),
+    }
+    sets
+}
+
+/// One table for `engine`: the non-matching workloads (events the engine alerts on are
+/// left out and counted) and the matching one.
+fn table(label: &str, engine: &Engine, dur: Duration) {
+    let [unwatched, watched_benign, matching] = workloads();
+    let quiet = |v: Vec<ProcessEvent>| -> (Vec<ProcessEvent>, usize) {
+        let n = v.len();
+        let kept: Vec<ProcessEvent> = v
+            .into_iter()
+            .filter(|e| engine.evaluate(e).is_empty())
+            .collect();
+        let dropped = n - kept.len();
+        (kept, dropped)
+    };
+    let (unwatched, d1) = quiet(unwatched);
+    let (watched_benign, d2) = quiet(watched_benign);
+    let matching: Vec<ProcessEvent> = matching
+        .into_iter()
+        .filter(|e| !engine.evaluate(e).is_empty())
+        .collect();
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    let (r1, _) = measure(&unwatched, dur, |e| engine.evaluate(e).len());
+    let (r2, _) = measure(&watched_benign, dur, |e| engine.evaluate(e).len());
+    let (r4, alerts) = measure(&matching, dur, |e| {
+        let alerts = engine.evaluate(e);
+        for a in &alerts {
+            buf.clear();
+            let _ = a.write_json(&mut buf);
+            buf.push(b'\n');
+        }
+        black_box(&buf);
+        alerts.len()
+    });
+    println!();
+    println!("{label} ({} rules), one core", engine.rule_count());
+    println!(
+        "| workload                                             | events/s wall | events/s CPU |"
+    );
+    println!(
+        "|------------------------------------------------------|---------------|--------------|"
+    );
+    for (l, r) in [
+        ("non-matching, common host commands", r1),
+        ("non-matching, container tools (argv parsed)", r2),
+        ("matching, evaluate + Alert::write_json (fast path)", r4),
+    ] {
+        println!("| {l:<52} | {:>13.0} | {:>12.0} |", r.wall, r.cpu);
+    }
+    println!(
+        "({} of the non-matching events alert with this rule set and were left out; matching: {:.2} alerts per event)",
+        d1 + d2,
+        alerts as f64 / (r4.wall * dur.as_secs_f64()).max(1.0)
+    );
+}
+
+/// The full rule set's non-matching loop alone, with how many rules each event tried.
+fn profile_full() {
+    if let Some((label, paths)) = extra_sets().pop() {
+        let e = Engine::load(&paths).expect("load");
+        let [unwatched, watched, _] = workloads();
+        let events: Vec<ProcessEvent> = unwatched
+            .into_iter()
+            .chain(watched)
+            .filter(|ev| e.evaluate(ev).is_empty())
+            .collect();
+        for ev in &events {
+            println!(
+                "{:?}: {} rules tried",
+                ev.process.command_line.as_deref().unwrap_or(""),
+                e.candidates(ev).len()
+            );
+        }
+        let (r, _) = measure(&events, Duration::from_secs(4), |ev| e.evaluate(ev).len());
+        println!("{label}: non-matching {:.0}/s CPU", r.cpu);
+    }
+}
+
 fn main() {
     let engine = Engine::builtin().expect("builtin pack");
     let dur = Duration::from_millis(if std::env::args().any(|a| a == "--quick") {
@@ -208,6 +321,10 @@ fn main() {
         alerts.len()
     };
 
+    if std::env::args().any(|a| a == "--profile-full") {
+        profile_full();
+        return;
+    }
     // `--profile-matching`: only the matching loop, for perf.
     if std::env::args().any(|a| a == "--profile-matching") {
         let (r, _) = measure(&matching, Duration::from_secs(3), &mut eval_and_write);
@@ -274,4 +391,15 @@ fn main() {
     println!(
         " targets: >= 1,000,000/s non-matching, >= 200,000/s matching; CPU = per second of this thread's on-CPU time)"
     );
+    extra_tables(dur);
+}
+
+/// The tables of [`extra_sets`].
+fn extra_tables(dur: Duration) {
+    for (label, paths) in extra_sets() {
+        match Engine::load(&paths) {
+            Ok(e) => table(&label, &e, dur),
+            Err(err) => println!("{label}: cannot load: {err}"),
+        }
+    }
 }

@@ -43,7 +43,7 @@ impl Alert {
 
     /// The pre-serialised `threat`: the rule's, plus masquerading (T1036.003) when the
     /// command ran under a name that lies (`Invocation::extra_techniques`).
-    pub(crate) fn threat(&self) -> &RawValue {
+    pub fn threat(&self) -> &RawValue {
         let masquerade = self
             .argv
             .as_deref()
@@ -74,8 +74,8 @@ impl Serialize for Alert {
                 severity: self.severity.ecs_number(),
                 risk_score: self.risk_score,
                 category: ["process"],
-                kind_type: ["start"],
-                action: "exec",
+                kind_type: [self.event.event_type.as_str()],
+                action: self.event.action(),
                 created: &self.created,
             },
             AlertExtra {
@@ -104,7 +104,8 @@ struct AlertMeta<'a> {
     category: [&'static str; 1],
     #[serde(rename = "type")]
     kind_type: [&'static str; 1],
-    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'a str>,
     created: &'a str,
 }
 

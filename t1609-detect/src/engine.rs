@@ -1,20 +1,17 @@
-//! The engine: rules indexed by executable name, evaluation, and watch-set derivation.
+//! The engine: rules specialised per kind of event, a literal index per kind, evaluation,
+//! and what the kernel must capture for the loaded rules.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    hash::{BuildHasherDefault, Hasher},
-    path::PathBuf,
-    sync::Arc,
-};
+use std::{cell::RefCell, collections::BTreeSet, path::PathBuf, sync::Arc};
 
 use t1609_ecs::{Digest, new_id, now_rfc3339};
 
 use crate::{
     alert::Alert,
     argv::{self, Few, Invocation},
-    eql::{self, Field, Node, StrTest},
-    event::ProcessEvent,
-    load,
+    eql::{self, Attr, Field, Node, Who},
+    event::{EventType, ProcessEvent},
+    index::{Atom, Cover, LiteralIndex, SubField, covers},
+    load::{self, Skipped},
     rules::{Condition, Rule, RuleError},
 };
 
@@ -23,7 +20,10 @@ use crate::{
 pub struct WatchSet {
     /// Executable basenames to capture.
     pub names: BTreeSet<String>,
-    /// Some rule can match any executable: capture every exec.
+    /// Some rule can match an exec that `names` does not select: capture every exec.
+    /// True when `needs_every_exec` is, and also when some rule is indexed by a name or
+    /// path prefix (`name_prefixes`, `exe_prefixes`), which a filter on `names` alone
+    /// cannot select.
     pub capture_all: bool,
     /// Why `capture_all` is on (one line per rule), for the agent's warning.
     pub capture_all_reasons: Vec<String>,
@@ -32,59 +32,163 @@ pub struct WatchSet {
     pub shells: BTreeSet<String>,
     /// Rules that use shells as wrappers (replay-only coverage).
     pub shell_rules: BTreeSet<String>,
+    /// Process-name prefixes (lowercase) some rule is indexed by: a kernel filter that
+    /// tests them (besides `names`) needs no capture-all for those rules.
+    pub name_prefixes: BTreeSet<String>,
+    /// Executable-path prefixes (lowercase) some rule is indexed by (`/tmp/`,
+    /// `/dev/shm/`), likewise.
+    pub exe_prefixes: BTreeSet<String>,
+    /// Some rule truly needs every exec: it has no literal on the name or the path
+    /// (only on arguments, the command line or other fields, or none at all).
+    pub needs_every_exec: bool,
+    /// Rules that match exit events (`event.type: end`).
+    pub exit_rules: BTreeSet<String>,
+    /// Rules that match exit events and never an exec: the live agent, which captures
+    /// execs, cannot fire them.
+    pub exit_only_rules: BTreeSet<String>,
+}
+
+/// Event fields that cost the agent a /proc read per exec: filled only when a rule that
+/// may match the event tests them ([`Engine::extras_needed`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extras {
+    pub session_leader: bool,
+    pub group_leader: bool,
+    pub env_vars: bool,
+}
+
+impl Extras {
+    fn of_rule(r: &Rule) -> Extras {
+        let mut x = Extras::default();
+        let mut add = |f: Field| match f {
+            Field::Proc(Who::SessionLeader, _) => x.session_leader = true,
+            Field::Proc(Who::GroupLeader, _) => x.group_leader = true,
+            Field::Proc(Who::Process, Attr::EnvVars) => x.env_vars = true,
+            _ => {}
+        };
+        if let Condition::Eql(n) = &r.cond {
+            n.fields(&mut add);
+        }
+        for o in &r.overrides {
+            o.cond.fields(&mut add);
+        }
+        x
+    }
+
+    fn or(self, o: Extras) -> Extras {
+        Extras {
+            session_leader: self.session_leader || o.session_leader,
+            group_leader: self.group_leader || o.group_leader,
+            env_vars: self.env_vars || o.env_vars,
+        }
+    }
+
+    pub fn any(self) -> bool {
+        self.session_leader || self.group_leader || self.env_vars
+    }
+}
+
+/// Which specialisation of the rules an event gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum View {
+    /// `event.type: start`, `event.action: exec`: what the agent records for an exec.
+    Exec,
+    /// `event.type: end`, `event.action: end`: an exit.
+    Exit,
+    /// Anything else (replayed documents of other producers).
+    Other,
+}
+
+impl View {
+    fn of(ev: &ProcessEvent) -> View {
+        match (ev.event_type, ev.event_action.as_deref()) {
+            (EventType::Start, None | Some("exec")) => View::Exec,
+            (EventType::End, None | Some("end")) => View::Exit,
+            _ => View::Other,
+        }
+    }
+}
+
+/// The rules as one kind of event sees them: each rule's folded condition (`None`: it
+/// can never match this kind), and the index over them.
+struct Specialised {
+    conds: Vec<Option<Node>>,
+    /// Each rule's literal covers, from its folded condition (before `optimized`):
+    /// empty when it has none.
+    covers: Vec<Vec<Cover>>,
+    index: LiteralIndex,
+    /// Each rule's [`Extras`] (default for a rule absent from this kind of event).
+    extras: Vec<Extras>,
+    /// The extras of the rules the index selects by an environment variable: the index
+    /// cannot tell whether they are candidates before the variables are read.
+    env_indexed: Extras,
+}
+
+impl Specialised {
+    fn new(rules: &[Rule], fold: impl Fn(&Node) -> Node) -> Specialised {
+        let conds: Vec<Option<Node>> = rules
+            .iter()
+            .map(|r| match &r.cond {
+                Condition::Eql(n) => match fold(n) {
+                    Node::Const(false) => None,
+                    n => Some(n),
+                },
+                Condition::Sigma(_) => Some(Node::Const(true)),
+            })
+            .collect();
+        // A Sigma rule rsigma evaluates has no condition of ours to index.
+        let covers: Vec<Vec<Cover>> = conds
+            .iter()
+            .zip(rules)
+            .map(|(c, r)| match (&r.cond, c) {
+                (Condition::Eql(_), Some(c)) => covers(c),
+                _ => Vec::new(),
+            })
+            .collect();
+        let index = LiteralIndex::build(conds.iter().enumerate().filter_map(|(i, c)| {
+            c.as_ref()?;
+            Some((u32::try_from(i).ok()?, covers[i].clone()))
+        }));
+        let extras: Vec<Extras> = rules
+            .iter()
+            .zip(&conds)
+            .map(|(r, c)| {
+                c.as_ref()
+                    .map_or_else(Extras::default, |_| Extras::of_rule(r))
+            })
+            .collect();
+        let env_indexed = covers
+            .iter()
+            .zip(&extras)
+            .filter(|(cs, _)| {
+                cs.iter()
+                    .flat_map(|c| &c.atoms)
+                    .any(|a| matches!(a, Atom::Sub(SubField::EnvVars, _)))
+            })
+            .fold(Extras::default(), |acc, (_, x)| acc.or(*x));
+        let conds = conds.into_iter().map(|c| c.map(Node::optimized)).collect();
+        Specialised {
+            conds,
+            covers,
+            index,
+            extras,
+            env_indexed,
+        }
+    }
 }
 
 struct Inner {
     rules: Vec<Rule>,
-    /// Lowercased executable name -> rule indexes.
-    by_name: HashMap<String, Vec<usize>, BuildHasherDefault<NameHasher>>,
-    /// Rules that can match any name.
-    any: Vec<usize>,
+    exec: Specialised,
+    exit: Specialised,
+    other: Specialised,
     watch: WatchSet,
-    has_sigma: bool,
+    skipped: Vec<Skipped>,
 }
 
-impl Inner {
-    /// The rules of the tool the file is; else those `found` by name; else, for a name
-    /// the index lacks, those of the name once normalised, a plugin's host or the
-    /// arguments' shape (`argv::index_key`).
-    fn rules_for<'a>(
-        &'a self,
-        identified: Option<&str>,
-        found: Option<&'a Vec<usize>>,
-        name: &str,
-        args: &[String],
-    ) -> Option<&'a Vec<usize>> {
-        match identified {
-            Some(n) => self.by_name.get(n),
-            None => found.or_else(|| argv::index_key(name, args).and_then(|k| self.by_name.get(k))),
-        }
-    }
-}
-
-/// FNV-1a over the executable name, for the per-exec rule lookup (`SipHash` was most of
-/// the cost of an unwatched exec). The table is filled from the rules only, so a hostile
-/// name can at worst collide with a few keys: no flooding.
-struct NameHasher(u64);
-
-impl Default for NameHasher {
-    fn default() -> Self {
-        NameHasher(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = self.0;
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-        self.0 = h;
-    }
-    fn finish(&self) -> u64 {
-        // The table picks buckets and tags from different bits: spread them all.
-        t1609_ecs::splitmix(self.0)
-    }
+thread_local! {
+    /// Candidate rule indexes, reused across evaluations.
+    static CANDIDATES: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The rule engine. Cheap to clone (shared, immutable).
@@ -97,79 +201,80 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("rules", &self.inner.rules.len())
+            .field("skipped", &self.inner.skipped.len())
+            .field("exec_index", &self.inner.exec.index)
             .finish()
     }
 }
 
-/// Names a condition can match on: `None` means any name.
-fn name_constraint(n: &Node) -> Option<BTreeSet<String>> {
-    match n {
-        Node::Const(false) => Some(BTreeSet::new()),
-        Node::Str(Field::ProcessName, t) => match t {
-            StrTest::Cmp(eql::Cmp::Eq, s) => Some([s.to_lowercase()].into()),
-            StrTest::In(v) | StrTest::InCi(v) => Some(v.iter().map(|s| s.to_lowercase()).collect()),
-            StrTest::Wild { pats, .. } => pats
+/// The watch set of the exec view.
+fn watch_set(rules: &[Rule], exec: &Specialised, exit: &Specialised) -> WatchSet {
+    let mut w = WatchSet::default();
+    for (i, r) in rules.iter().enumerate() {
+        if exit.conds[i].is_some() {
+            w.exit_rules.insert(r.meta.id.clone());
+        }
+        if exec.conds[i].is_none() {
+            if exit.conds[i].is_some() {
+                w.exit_only_rules.insert(r.meta.id.clone());
+            }
+            continue;
+        }
+        let id = &r.meta.id;
+        // Any one cover is implied by the rule: the kernel gets the one it can test best.
+        let Some(cov) = exec.covers[i].iter().min_by_key(|c| {
+            c.atoms
                 .iter()
-                .map(|p| match p {
-                    eql::Pattern::Exact(s) => Some(s.to_lowercase()),
-                    _ => None,
-                })
-                .collect(),
-            _ => None,
-        },
-        Node::Str(Field::ArgvTool, t) => {
-            let tools: Vec<String> = match t {
-                StrTest::Cmp(eql::Cmp::Eq, s) => vec![s.clone()],
-                StrTest::In(v) | StrTest::InCi(v) => v.clone(),
-                StrTest::Wild { pats, .. } => pats
-                    .iter()
-                    .map(|p| match p {
-                        eql::Pattern::Exact(s) => Some(s.clone()),
-                        _ => None,
-                    })
-                    .collect::<Option<Vec<_>>>()?,
-                _ => return None,
-            };
-            let mut names = BTreeSet::new();
-            for t in &tools {
-                let exe = argv::exe_names_for_tool(t);
-                if exe.is_empty() {
-                    // Not a tool we know executables for: any name might yield it.
-                    return None;
+                .filter(|a| matches!(a, Atom::Arg(_) | Atom::ParentName(_) | Atom::Sub(..)))
+                .count()
+        }) else {
+            w.needs_every_exec = true;
+            w.capture_all_reasons.push(format!(
+                "rule `{id}` ({}) tests no executable name, path or argument literal, so every exec must be captured",
+                r.meta.source
+            ));
+            continue;
+        };
+        let mut why: Option<&str> = None;
+        for a in &cov.atoms {
+            match a {
+                // A rule that asks not to be watched by name (it would have the probe
+                // report every shell on the host) is covered live by what is captured for
+                // other reasons (sessions), and evaluated on replayed events.
+                Atom::Name(n) if !r.watch_names => {
+                    w.shells.insert(n.clone());
+                    w.shell_rules.insert(id.clone());
                 }
-                names.extend(exe.iter().map(|s| (*s).to_string()));
-            }
-            // Wrappers and shims can run any tool.
-            names.extend(argv::LIVE_WRAPPERS.iter().map(|s| (*s).to_string()));
-            names.extend(argv::SHELLS.iter().map(|s| (*s).to_string()));
-            names.extend(
-                ["python", "python3", "perl"]
-                    .iter()
-                    .map(|s| (*s).to_string()),
-            );
-            Some(names)
-        }
-        Node::And(v) => {
-            let mut acc: Option<BTreeSet<String>> = None;
-            for c in v {
-                if let Some(s) = name_constraint(c) {
-                    acc = Some(match acc {
-                        None => s,
-                        Some(a) => a.intersection(&s).cloned().collect(),
-                    });
+                Atom::Name(n) => {
+                    w.names.insert(n.clone());
+                }
+                Atom::ViaShell(n) => {
+                    w.shells.insert(n.clone());
+                    w.shell_rules.insert(id.clone());
+                }
+                Atom::NamePrefix(p) => {
+                    w.name_prefixes.insert(p.clone());
+                    why.get_or_insert("a process-name prefix");
+                }
+                Atom::ExePrefix(p) => {
+                    w.exe_prefixes.insert(p.clone());
+                    why.get_or_insert("an executable-path prefix");
+                }
+                Atom::Arg(_) | Atom::ParentName(_) | Atom::Sub(..) => {
+                    w.needs_every_exec = true;
+                    why = Some("argument or command-line literals only");
                 }
             }
-            acc
         }
-        Node::Or(v) => {
-            let mut acc = BTreeSet::new();
-            for c in v {
-                acc.extend(name_constraint(c)?);
-            }
-            Some(acc)
+        if let Some(why) = why {
+            w.capture_all_reasons.push(format!(
+                "rule `{id}` ({}) is selected by {why}, which the name filter cannot test, so every exec must be captured",
+                r.meta.source
+            ));
         }
-        _ => None,
     }
+    w.capture_all = w.needs_every_exec || !w.name_prefixes.is_empty() || !w.exe_prefixes.is_empty();
+    w
 }
 
 impl Engine {
@@ -179,54 +284,28 @@ impl Engine {
     }
 
     /// The built-in pack plus rule files or directories. Returns the first error; use
-    /// [`crate::check_rules`] to see them all.
+    /// [`crate::check_rules`] to see them all. Rules of Elastic's detection-rules format
+    /// that the engine cannot evaluate are skipped, not errors: [`Engine::skipped`].
     pub fn load(extra: &[PathBuf]) -> Result<Engine, RuleError> {
         match load::load_all(extra) {
-            Ok(r) => Ok(Self::from_rules(r)),
+            Ok(l) => Ok(Self::from_loaded(l.rules, l.skipped)),
             Err(mut e) => Err(e.remove(0)),
         }
     }
 
-    pub(crate) fn from_rules(rules: Vec<Rule>) -> Engine {
-        let mut by_name: HashMap<String, Vec<usize>, BuildHasherDefault<NameHasher>> =
-            HashMap::default();
-        let mut any = Vec::new();
-        let mut watch = WatchSet::default();
-        let mut has_sigma = false;
-        for (i, r) in rules.iter().enumerate() {
-            let names = match &r.cond {
-                Condition::Eql(n) => name_constraint(n),
-                Condition::Sigma(_) => {
-                    has_sigma = true;
-                    None
-                }
-            };
-            let Some(names) = names else {
-                any.push(i);
-                watch.capture_all = true;
-                watch.capture_all_reasons.push(format!(
-                    "rule `{}` ({}) does not restrict process.name or t1609.argv.tool to known names, so every exec must be captured",
-                    r.meta.id, r.meta.source
-                ));
-                continue;
-            };
-            for n in names {
-                if argv::SHELLS.contains(&n.as_str()) {
-                    watch.shells.insert(n.clone());
-                    watch.shell_rules.insert(r.meta.id.clone());
-                } else {
-                    watch.names.insert(n.clone());
-                }
-                by_name.entry(n).or_default().push(i);
-            }
-        }
+    fn from_loaded(rules: Vec<Rule>, skipped: Vec<Skipped>) -> Engine {
+        let exec = Specialised::new(&rules, |n| n.specialize(EventType::Start, Some("exec")));
+        let exit = Specialised::new(&rules, |n| n.specialize(EventType::End, Some("end")));
+        let other = Specialised::new(&rules, |n| n.clone().simplified());
+        let watch = watch_set(&rules, &exec, &exit);
         Engine {
             inner: Arc::new(Inner {
                 rules,
-                by_name,
-                any,
+                exec,
+                exit,
+                other,
                 watch,
-                has_sigma,
+                skipped,
             }),
         }
     }
@@ -244,6 +323,97 @@ impl Engine {
         self.inner.rules.iter().map(|r| r.meta.id.clone()).collect()
     }
 
+    /// Rule files' rules that were not loaded, each with its reason.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.inner.skipped
+    }
+
+    /// Every field some loaded rule tests: what the capture side must fill (the
+    /// expensive ones, leaders and environment variables, only when asked for).
+    pub fn fields_used(&self) -> BTreeSet<Field> {
+        let mut out = BTreeSet::new();
+        for r in &self.inner.rules {
+            let mut add = |f: Field| {
+                out.insert(f);
+            };
+            if let Condition::Eql(n) = &r.cond {
+                n.fields(&mut add);
+            }
+            for o in &r.overrides {
+                o.cond.fields(&mut add);
+            }
+        }
+        out
+    }
+
+    /// The condition of rule `id`, as evaluated on exec events (after folding).
+    pub fn exec_condition(&self, id: &str) -> Option<&Node> {
+        let i = self.inner.rules.iter().position(|r| r.meta.id == id)?;
+        self.inner.exec.conds[i].as_ref()
+    }
+
+    /// An event rule `id` matches, built from its literals (an exec, else an exit), or
+    /// `None` when none could be built ([`crate::witness`]).
+    pub fn example_event(&self, id: &str) -> Option<ProcessEvent> {
+        let i = self.inner.rules.iter().position(|r| r.meta.id == id)?;
+        [
+            (&self.inner.exec, EventType::Start),
+            (&self.inner.exit, EventType::End),
+        ]
+        .into_iter()
+        .find_map(|(view, t)| crate::witness::example(view.conds[i].as_ref()?, t))
+    }
+
+    /// The condition of rule `id`, as written (Sigma rules: as translated), or `None`
+    /// for a Sigma rule that rsigma evaluates.
+    pub fn condition(&self, id: &str) -> Option<&Node> {
+        match &self.inner.rules.iter().find(|r| r.meta.id == id)?.cond {
+            Condition::Eql(n) => Some(n),
+            Condition::Sigma(_) => None,
+        }
+    }
+
+    /// How many rules the literal index selects for `ev` (the rules then evaluated), and
+    /// their ids: the index's selectivity, for benchmarks and tuning.
+    pub fn candidates(&self, ev: &ProcessEvent) -> Vec<String> {
+        let view = self.view(ev);
+        let mut c = Vec::new();
+        view.index.candidates(ev, event_name(ev), &mut c);
+        c.iter()
+            .map(|&i| self.inner.rules[i as usize].meta.id.clone())
+            .collect()
+    }
+
+    /// The rules as `ev`'s kind of event sees them.
+    fn view(&self, ev: &ProcessEvent) -> &Specialised {
+        match View::of(ev) {
+            View::Exec => &self.inner.exec,
+            View::Exit => &self.inner.exit,
+            View::Other => &self.inner.other,
+        }
+    }
+
+    /// The extras the rules that may match `ev` test (its candidates, by the literal
+    /// index, and the rules indexed by an environment variable): what the agent reads
+    /// from /proc for this exec before [`Engine::evaluate`].
+    pub fn extras_needed(&self, ev: &ProcessEvent) -> Extras {
+        let view = self.view(ev);
+        if !view.extras.iter().any(|x| x.any()) {
+            return Extras::default();
+        }
+        let name = event_name(ev);
+        let scan = |c: &mut Vec<u32>| {
+            view.index.candidates(ev, name, c);
+            c.iter().fold(view.env_indexed, |acc, &ri| {
+                acc.or(view.extras[ri as usize])
+            })
+        };
+        CANDIDATES.with(|c| match c.try_borrow_mut() {
+            Ok(mut c) => scan(&mut c),
+            Err(_) => scan(&mut Vec::new()),
+        })
+    }
+
     /// Evaluates one event: one alert per rule hit, all sharing one group id.
     pub fn evaluate(&self, ev: &ProcessEvent) -> Vec<Alert> {
         self.evaluate_as(ev, None)
@@ -258,37 +428,59 @@ impl Engine {
     }
 
     fn evaluate_as(&self, ev: &ProcessEvent, tool: Option<&str>) -> Vec<Alert> {
-        let inner = &*self.inner;
-        let args: &[String] = ev.process.args.as_deref().unwrap_or(&[]);
-        let name: &str = match ev.process.name.as_deref() {
-            Some(n) => n,
-            None => args.first().map_or("", |a| argv::basename(a)),
-        };
-        let found = inner.by_name.get(name).or_else(|| {
-            if name.bytes().any(|b| b.is_ascii_uppercase()) || !name.is_ascii() {
-                inner.by_name.get(&name.to_lowercase())
-            } else {
-                None
-            }
-        });
-        let identified = tool.and_then(argv::identified_name);
-        let found = inner.rules_for(identified, found, name, args);
-        let parse = || match (tool, identified) {
-            (Some(t), Some(_)) => argv::parse_identified_shared(t, name, args),
-            _ => argv::parse_shared(Some(name).filter(|n| !n.is_empty()), args),
-        };
-        let indexed: &[usize] = found.map_or(&[], Vec::as_slice);
-        if indexed.is_empty() && inner.any.is_empty() {
+        let view = self.view(ev);
+        if view.index.is_empty() {
             return Vec::new();
         }
+        let args: &[String] = ev.process.args.as_deref().unwrap_or(&[]);
+        let name = event_name(ev);
+        let identified = tool.and_then(argv::identified_name);
+        // The rules of the tool the file is; else those indexed under the name; else, for
+        // a name the index lacks, those of the name once normalised, a plugin's host or
+        // the arguments' shape (`argv::index_key`).
+        let key = match identified {
+            Some(n) => n,
+            None if !view.index.knows_name(name) => argv::index_key(name, args).unwrap_or(name),
+            None => name,
+        };
+        let as_tool = tool.filter(|_| identified.is_some());
+        CANDIDATES.with(|c| match c.try_borrow_mut() {
+            Ok(mut c) => self.evaluate_with(ev, view, (name, key, as_tool), args, &mut c),
+            Err(_) => self.evaluate_with(ev, view, (name, key, as_tool), args, &mut Vec::new()),
+        })
+    }
+
+    /// `names`: the event's name, the name its rules are looked up under, and the tool
+    /// the file was identified as.
+    fn evaluate_with(
+        &self,
+        ev: &ProcessEvent,
+        view: &Specialised,
+        (name, key, as_tool): (&str, &str, Option<&str>),
+        args: &[String],
+        candidates: &mut Vec<u32>,
+    ) -> Vec<Alert> {
+        let inner = &*self.inner;
+        view.index.candidates(ev, key, candidates);
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        let parse = || match as_tool {
+            Some(t) => argv::parse_identified_shared(t, name, args),
+            None => argv::parse_shared(Some(name).filter(|n| !n.is_empty()), args),
+        };
         let mut parsed: Option<Vec<Arc<Invocation>>> = None;
         let mut sigma_doc: Option<serde_json::Value> = None;
         // (rule, invocation) pairs; a handful at most, so kept in place.
         let mut hits: Few<(usize, Option<usize>), 8> = Few::new((0, None));
-        for &ri in indexed.iter().chain(inner.any.iter()) {
+        for &ri in candidates.iter() {
+            let ri = ri as usize;
             let rule = &inner.rules[ri];
+            let Some(node) = view.conds[ri].as_ref() else {
+                continue;
+            };
             match &rule.cond {
-                Condition::Eql(node) => {
+                Condition::Eql(_) => {
                     if rule.needs_argv {
                         let invs = parsed.get_or_insert_with(parse);
                         if invs.is_empty() {
@@ -313,7 +505,6 @@ impl Engine {
                 }
             }
         }
-        let _ = inner.has_sigma;
         if hits.is_empty() {
             return Vec::new();
         }
@@ -362,6 +553,20 @@ impl Engine {
             });
         }
         alerts
+    }
+}
+
+/// The process name the index and the argv parse go by: `process.name`, else argv[0]'s
+/// basename.
+fn event_name(ev: &ProcessEvent) -> &str {
+    match ev.process.name.as_deref() {
+        Some(n) => n,
+        None => ev
+            .process
+            .args
+            .as_deref()
+            .and_then(<[String]>::first)
+            .map_or("", |a| argv::basename(a)),
     }
 }
 

@@ -10,7 +10,7 @@
 //! beside it and dropped exactly when the copy is refilled. The same goes for the parsed
 //! invocations the alerts of one event share (a wrapper's alerts and its command's).
 
-use std::{cell::RefCell, sync::Arc};
+use std::{cell::RefCell, ops::Range, sync::Arc};
 
 use crate::{argv::Invocation, event::ProcessEvent};
 
@@ -21,6 +21,8 @@ struct Slot {
     ev: Option<Arc<ProcessEvent>>,
     /// The event part of `ev`'s alert JSON, once rendered; empty until then.
     json: Vec<u8>,
+    /// Where the `container` member lies in `json`.
+    container: Range<usize>,
     /// Rendered invocations and their ranges in `inv_json`. Holding a reference keeps
     /// each one immutable and its address unique while cached.
     invs: Vec<(Arc<Invocation>, std::ops::Range<usize>)>,
@@ -29,7 +31,13 @@ struct Slot {
 
 thread_local! {
     static SLOT: RefCell<Slot> = const {
-        RefCell::new(Slot { ev: None, json: Vec::new(), invs: Vec::new(), inv_json: Vec::new() })
+        RefCell::new(Slot {
+            ev: None,
+            json: Vec::new(),
+            container: 0..0,
+            invs: Vec::new(),
+            inv_json: Vec::new(),
+        })
     };
 }
 
@@ -60,13 +68,13 @@ pub(crate) fn share(ev: &ProcessEvent) -> Arc<ProcessEvent> {
         .unwrap_or_else(|| Arc::new(ev.clone()))
 }
 
-/// Appends the event part of `ev`'s alert JSON to `out` when `ev` is this thread's slot
-/// copy, rendering it with `render` the first time. Returns false, writing nothing, for
-/// any other event.
-pub(crate) fn write_cached(
+/// Hands the event part of `ev`'s alert JSON, and where its `container` member lies in
+/// it, to `use_part` when `ev` is this thread's slot copy, rendering it with `render` the
+/// first time. Returns false, calling nothing, for any other event.
+pub(crate) fn with_cached(
     ev: &Arc<ProcessEvent>,
-    out: &mut Vec<u8>,
-    render: fn(&mut Vec<u8>, &ProcessEvent),
+    render: fn(&mut Vec<u8>, &ProcessEvent) -> Range<usize>,
+    use_part: &mut dyn FnMut(&[u8], Range<usize>),
 ) -> bool {
     SLOT.try_with(|slot| {
         let Ok(mut slot) = slot.try_borrow_mut() else {
@@ -76,9 +84,9 @@ pub(crate) fn write_cached(
         match &slot.ev {
             Some(mine) if Arc::ptr_eq(mine, ev) => {
                 if slot.json.is_empty() {
-                    render(&mut slot.json, ev);
+                    slot.container = render(&mut slot.json, ev);
                 }
-                out.extend_from_slice(&slot.json);
+                use_part(&slot.json, slot.container.clone());
                 true
             }
             _ => false,

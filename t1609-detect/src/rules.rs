@@ -92,6 +92,16 @@ impl RuleMeta {
         self.ecs_threat_masquerade = raw(&threat.to_ecs());
         self
     }
+
+    /// The alert's `rule` object, as JSON text.
+    pub fn ecs_rule(&self) -> &RawValue {
+        &self.ecs_rule
+    }
+
+    /// The alert's `threat` object, as JSON text.
+    pub fn ecs_threat(&self) -> &RawValue {
+        &self.ecs_threat
+    }
 }
 
 /// Masquerading: Rename Legitimate Utilities, and its tactic (Defense Evasion).
@@ -123,4 +133,7 @@ pub(crate) struct Rule {
     pub cond: Condition,
     pub overrides: Vec<SeverityOverride>,
     pub needs_argv: bool,
+    /// Its executable names go into the kernel's watch set (`watch = false` in a TOML
+    /// rule: evaluated only on what is captured anyway, and in replay).
+    pub watch_names: bool,
 }

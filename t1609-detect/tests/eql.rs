@@ -163,15 +163,51 @@ fn array_fields_match_any_element() {
     ));
 }
 
+/// Elasticsearch semantics: a predicate on an absent field is false, so its negation
+/// (and `!=`, which is `not ==`) is true; `== null` / `!= null` test presence.
 #[test]
-fn absent_fields_never_match() {
-    let node = parse_query(r#"process where container.id : "*""#).expect("parse");
+fn absent_fields_follow_elasticsearch() {
     let ev = event(&["docker"]);
-    assert!(!node.eval(&eql::ctx(&ev, None)));
-    let node = parse_query(r#"process where container.id != "x""#).expect("parse");
-    assert!(!node.eval(&eql::ctx(&ev, None)));
-    let node = parse_query(r#"process where not container.id : "*""#).expect("parse");
-    assert!(node.eval(&eql::ctx(&ev, None)));
+    let holds = |src: &str| {
+        parse_query(src)
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
+            .eval(&eql::ctx(&ev, None))
+    };
+    assert!(!holds(r#"process where container.id : "*""#));
+    assert!(holds(r#"process where container.id != "x""#));
+    assert!(holds(r#"process where not container.id : "*""#));
+    assert!(holds("process where container.id == null"));
+    assert!(!holds("process where container.id != null"));
+    assert!(holds("process where process.name != null"));
+    assert!(!holds("process where process.name == null"));
+    // length() is a script in Elasticsearch: null on an absent field, and `not null`
+    // stays null, so neither the test nor its negation matches.
+    assert!(!holds("process where length(container.id) > 0"));
+    assert!(!holds("process where not length(container.id) > 0"));
+    assert!(!holds("process where not not length(container.id) > 0"));
+    assert!(holds("process where not length(process.name) > 100"));
+}
+
+/// `!=` on an array holds when no element equals (it used to hold when some element
+/// differed, so `!=` and `not ==` disagreed).
+#[test]
+fn not_equal_on_arrays_means_no_element_equals() {
+    assert!(!q(
+        r#"process where process.args != "exec""#,
+        &["docker", "exec", "w"]
+    ));
+    assert!(q(
+        r#"process where process.args != "run""#,
+        &["docker", "exec", "w"]
+    ));
+    assert!(!q(
+        "process where process.args_count != 3",
+        &["docker", "exec", "w"]
+    ));
+    assert!(q(
+        r#"process where process.args != "x" and not process.args == "x""#,
+        &["a", "b"]
+    ));
 }
 
 #[test]
@@ -238,8 +274,14 @@ fn errors_name_line_column_and_expectation() {
     assert!(m.contains("invalid regex"), "{m}");
     let (_, _, m) = err("process where process.name == \"unterminated");
     assert!(m.contains("unterminated"), "{m}");
-    let (_, _, m) = err("process where process.name == null");
+    let (_, _, m) = err("process where process.name : null");
     assert!(m.contains("null"), "{m}");
+    let (_, _, m) = err("process where process.args_count > null");
+    assert!(m.contains("null"), "{m}");
+    let (_, _, m) = err("process where process.Ext.token.integrity_level_name == \"x\"");
+    assert!(m.contains("not provided by the agent"), "{m}");
+    let (_, _, m) = err("process where file.path == \"x\"");
+    assert!(m.contains("file events are not captured"), "{m}");
     let (_, _, m) = err("process where");
     assert!(m.contains("expected a field"), "{m}");
 }

@@ -145,3 +145,28 @@ fn control_characters_survive_into_alert_json() {
     let s = alerts[0].to_ecs().to_string();
     assert!(!s.contains('\n') && s.contains("\\n") && s.contains("\\u0000"));
 }
+
+/// Deep nesting in a query is refused with an error, not a stack overflow.
+#[test]
+fn deeply_nested_queries_are_refused() {
+    for q in [
+        format!(
+            "process where {}process.name == \"a\"{}",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        ),
+        format!(
+            "process where {}process.name == \"a\"",
+            "not ".repeat(20000)
+        ),
+    ] {
+        let e = t1609_detect::eql::parse_query(&q).expect_err("too deep");
+        assert!(e.message.contains("nested"), "{}", e.message);
+    }
+    let ok = format!(
+        "process where {}process.name == \"a\"{}",
+        "(".repeat(100),
+        ")".repeat(100)
+    );
+    assert!(t1609_detect::eql::parse_query(&ok).is_ok());
+}

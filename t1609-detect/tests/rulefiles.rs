@@ -7,7 +7,23 @@ use std::{
 
 use t1609_detect::{Engine, RuleError, check_rules};
 
-fn tmpdir(tag: &str) -> PathBuf {
+/// A scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmpdir(tag: &str) -> Scratch {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let d = std::env::temp_dir().join(format!(
@@ -16,7 +32,7 @@ fn tmpdir(tag: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("mkdir");
-    d
+    Scratch(d)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -53,8 +69,8 @@ fn extra_rules_load_and_fire() {
     let d = tmpdir("good");
     write(&d, "local.toml", GOOD);
     write(&d, "README.md", "not a rule");
-    assert_eq!(check_rules(std::slice::from_ref(&d)).expect("valid"), 10);
-    let e = Engine::load(&[d]).expect("load");
+    assert_eq!(check_rules(std::slice::from_ref(&*d)).expect("valid"), 10);
+    let e = Engine::load(&[d.to_path_buf()]).expect("load");
     let ev = t1609_detect::event::ProcessEvent {
         process: t1609_detect::event::Process {
             name: Some("kubectl".into()),
@@ -124,8 +140,25 @@ fn unknown_rule_key_is_refused() {
 fn bad_values_are_refused() {
     let (_, _, _, m) = first_err(&GOOD.replace("\"critical\"", "\"urgent\""));
     assert!(m.contains("urgent") || m.contains("variant"), "{m}");
-    let (_, _, _, m) = first_err(&GOOD.replace("[\"T1609\"]", "[\"T9999\"]"));
-    assert!(m.contains("T9999"), "{m}");
+    // Any syntactically valid ATT&CK id is accepted; a malformed one is not.
+    let (_, _, _, m) = first_err(&GOOD.replace("[\"T1609\"]", "[\"T99\"]"));
+    assert!(
+        m.contains("T99") && m.contains("ATT&CK technique id"),
+        "{m}"
+    );
+    let (_, _, _, m) =
+        first_err(&GOOD.replace("techniques = [", "tactics = [\"TAX\"]\ntechniques = ["));
+    assert!(m.contains("TAX"), "{m}");
+    let d = tmpdir("mitre");
+    let p = write(
+        &d,
+        "new.toml",
+        &GOOD
+            .replace("[\"T1609\"]", "[\"T9999.001\"]")
+            .replace("techniques = [", "tactics = [\"TA0099\"]\ntechniques = ["),
+    );
+    let builtin = check_rules(&[]).expect("the built-in pack loads");
+    assert_eq!(check_rules(&[p]).expect("valid ids"), builtin + 1);
     let (_, _, _, m) = first_err(&GOOD.replace("\"kubectl\"", "\"kubctl\""));
     assert!(m.contains("kubctl"), "{m}");
     let (_, _, _, m) = first_err(&GOOD.replace("risk_score = 99", "risk_score = 101"));
@@ -139,7 +172,7 @@ fn duplicate_ids_and_other_files_are_refused() {
     let d = tmpdir("dup");
     write(&d, "a.toml", GOOD);
     write(&d, "b.toml", GOOD);
-    let errs = check_rules(&[d]).expect_err("dup");
+    let errs = check_rules(&[d.to_path_buf()]).expect_err("dup");
     assert!(
         errs.iter()
             .any(|e| matches!(e, RuleError::Duplicate { .. })),
@@ -168,7 +201,7 @@ fn capture_all_rule_sets_watch_flag_with_reason() {
             "process.command_line : \"*kubelet*\" and ",
         ),
     );
-    let w = Engine::load(&[d]).expect("load").watch_set();
+    let w = Engine::load(&[d.to_path_buf()]).expect("load").watch_set();
     assert!(w.capture_all);
     assert!(
         w.capture_all_reasons
@@ -203,11 +236,12 @@ level: high
 fn sigma_linux_process_creation_rules_work() {
     let d = tmpdir("sigma");
     write(&d, "docker_exec.yml", SIGMA);
-    let e = Engine::load(&[d]).expect("load");
-    assert!(
-        e.watch_set().capture_all,
-        "sigma rules cannot be indexed by name"
-    );
+    let e = Engine::load(&[d.to_path_buf()]).expect("load");
+    // Translated into the engine's conditions, the rule is indexed by the executable
+    // name its `Image|endswith: /docker` implies: no capture-all.
+    let w = e.watch_set();
+    assert!(!w.capture_all, "{:?}", w.capture_all_reasons);
+    assert!(w.names.contains("docker"));
     let mut ev = t1609_detect::event::ProcessEvent::default();
     ev.process.executable = Some("/usr/bin/docker".into());
     ev.process.name = Some("docker".into());
@@ -262,4 +296,54 @@ fn sigma_other_logsources_and_unknown_fields_are_refused() {
     );
     let p = write(&d, "broken.yml", "title: x\n  bad: [\n");
     assert!(check_rules(&[p]).is_err());
+}
+
+fn own_rule(id: &str, query: &str) -> String {
+    format!(
+        "[[rule]]\nid = \"{id}\"\nname = \"{id}\"\ndescription = \"x\"\nseverity = \"high\"\nconfidence = \"medium\"\nrisk_score = 70\ntechniques = [\"T1609\"]\nquery = '''\n{query}\n'''\n"
+    )
+}
+
+fn exec_named(name: &str) -> t1609_detect::ProcessEvent {
+    let mut ev = t1609_detect::ProcessEvent::default();
+    ev.process.name = Some(name.into());
+    ev.process.executable = Some(format!("/usr/bin/{name}"));
+    ev.process.args = Some(vec![name.into()]);
+    ev
+}
+
+/// The agent reads leaders and environment variables from /proc for an exec only when a
+/// rule that may match it tests them: the leader rule's candidates only; an
+/// environment-only rule, which the index cannot select before the variables are read,
+/// every exec.
+#[test]
+fn extras_are_needed_only_by_the_candidates_that_test_them() {
+    let d = tmpdir("extras");
+    write(
+        &d,
+        "leader.toml",
+        &own_rule(
+            "local.leader",
+            r#"process where process.name == "leadtool" and process.session_leader.name == "sshd""#,
+        ),
+    );
+    let e = Engine::load(&[d.to_path_buf()]).expect("load");
+    let x = e.extras_needed(&exec_named("leadtool"));
+    assert!(x.session_leader && !x.group_leader && !x.env_vars, "{x:?}");
+    assert!(!e.extras_needed(&exec_named("ls")).any());
+    // The built-in pack alone needs none.
+    let builtin = Engine::builtin().expect("builtin");
+    assert!(!builtin.extras_needed(&exec_named("docker")).any());
+
+    write(
+        &d,
+        "env.toml",
+        &own_rule(
+            "local.preload",
+            r#"process where process.env_vars : "LD_PRELOAD=/tmp/*""#,
+        ),
+    );
+    let e = Engine::load(&[d.to_path_buf()]).expect("load");
+    let x = e.extras_needed(&exec_named("ls"));
+    assert!(x.env_vars && !x.session_leader, "{x:?}");
 }

@@ -11,7 +11,8 @@ pub struct MitreRef {
     pub reference: String,
 }
 
-/// The tactics the shipped rules use.
+/// The tactics of ATT&CK for Enterprise (the shipped rules use some; rule files of
+/// Elastic's and Sigma's name the others).
 const TACTICS: &[(&str, &str)] = &[
     ("TA0002", "Execution"),
     ("TA0004", "Privilege Escalation"),
@@ -19,6 +20,14 @@ const TACTICS: &[(&str, &str)] = &[
     ("TA0006", "Credential Access"),
     ("TA0007", "Discovery"),
     ("TA0008", "Lateral Movement"),
+    ("TA0001", "Initial Access"),
+    ("TA0003", "Persistence"),
+    ("TA0009", "Collection"),
+    ("TA0010", "Exfiltration"),
+    ("TA0011", "Command and Control"),
+    ("TA0040", "Impact"),
+    ("TA0042", "Resource Development"),
+    ("TA0043", "Reconnaissance"),
 ];
 
 /// The techniques the shipped rules use.

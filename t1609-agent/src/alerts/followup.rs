@@ -16,9 +16,10 @@ use std::{collections::HashMap, sync::Arc};
 
 use serde_json::{Map, Value, json};
 use t1609_context::DedupKey;
+use t1609_detect::{Alert, AlertFields, Confidence, Severity, rules::RuleMeta};
 use t1609_ecs::{AlertDoc, RuleRef, new_id};
 
-use crate::stats::Counter;
+use crate::{deliver::SentAlert, stats::Counter};
 
 /// The default bound on kept first alerts.
 pub const DEFAULT_KEPT: usize = 4096;
@@ -46,8 +47,12 @@ const LEAN_FIELDS: &[&str] = &[
 ];
 
 enum Kept {
-    Whole(Arc<Value>),
+    /// The alert as the sinks share it: its text, parsed when the window closes.
+    Whole(SentAlert),
+    /// A lean copy of a document built as a `Value` (a kubectl alert).
     Lean(Value),
+    /// The fields of a lean copy of an alert written as text.
+    Brief(Box<LeanAlert>),
 }
 
 /// How a closed window's follow-up was built, for the agent's counters.
@@ -111,12 +116,26 @@ impl FirstAlerts {
         }
     }
 
-    /// Keeps `doc`, the first alert of the window just opened for `key`.
-    pub fn remember(&mut self, key: DedupKey, doc: &Arc<Value>) {
+    /// Keeps `sent`, the first alert of the window just opened for `key`. Past the whole
+    /// bound a lean copy is kept: of its document when it was built as one, else of the
+    /// alert and the fields it was written with (`written`), so that its text is not
+    /// parsed.
+    pub fn remember(
+        &mut self,
+        key: DedupKey,
+        sent: &SentAlert,
+        written: Option<(&Alert, &dyn AlertFields)>,
+    ) {
         let kept = if self.whole < self.max_whole {
-            Kept::Whole(doc.clone())
+            Kept::Whole(sent.clone())
         } else if self.len() < self.max_kept {
-            Kept::Lean(lean_copy(doc))
+            match (sent.parsed(), written) {
+                (None, Some((alert, fields))) => {
+                    Kept::Brief(Box::new(LeanAlert::new(alert, fields)))
+                }
+                (Some(doc), _) => Kept::Lean(lean_copy(doc)),
+                (None, None) => Kept::Lean(lean_copy(sent.doc())),
+            }
         } else {
             return;
         };
@@ -170,12 +189,17 @@ impl FirstAlerts {
             return None;
         }
         let (mut doc, detail, first_id) = match kept {
-            Some(Kept::Whole(doc)) => {
-                let mut doc = Arc::unwrap_or_clone(doc);
+            Some(Kept::Whole(sent)) => {
+                let mut doc = sent.doc().clone();
                 let first = doc["event"]["id"].take();
                 (doc, Detail::Whole, first)
             }
             Some(Kept::Lean(mut doc)) => {
+                let first = doc["event"]["id"].take();
+                (doc, Detail::Lean, first)
+            }
+            Some(Kept::Brief(lean)) => {
+                let mut doc = lean.to_value();
                 let first = doc["event"]["id"].take();
                 (doc, Detail::Lean, first)
             }
@@ -210,16 +234,111 @@ fn lean_copy(doc: &Value) -> Value {
         for part in path.split('.') {
             from = &from[part];
         }
-        if from.is_null() {
-            continue;
-        }
-        let mut to = &mut out;
-        for part in path.split('.') {
-            to = &mut to[part];
-        }
-        *to = from.clone();
+        put(&mut out, path, from.clone());
     }
     out
+}
+
+/// Sets the field at dotted `path` of `doc` to `v`, unless `v` is null.
+fn put(doc: &mut Value, path: &str, v: Value) {
+    if v.is_null() {
+        return;
+    }
+    let mut to = doc;
+    for part in path.split('.') {
+        to = &mut to[part];
+    }
+    *to = v;
+}
+
+/// What a lean copy keeps of an alert written as text, taken from the alert and what the
+/// agent added to it; its document ([`LeanAlert::to_value`]) is what [`lean_copy`] makes
+/// of the whole document.
+struct LeanAlert {
+    rule: Arc<RuleMeta>,
+    /// The alert's `threat` (the rule's, or with masquerading added).
+    threat: Box<serde_json::value::RawValue>,
+    event_id: String,
+    event_type: &'static str,
+    action: Option<String>,
+    severity: Severity,
+    risk_score: u8,
+    confidence: Confidence,
+    group_id: Option<String>,
+    host: Value,
+    pid: Option<u32>,
+    executable: Option<String>,
+    command_line: Option<String>,
+    parent_executable: Option<String>,
+    container_id: Option<String>,
+}
+
+impl LeanAlert {
+    /// The lean fields of `alert` written with `fields`.
+    fn new(alert: &Alert, fields: &dyn AlertFields) -> Self {
+        let ev = &alert.event;
+        let p = &ev.process;
+        let os = &ev.host_os;
+        let mut host = json!({});
+        put(&mut host, "hostname", json!(ev.host_hostname));
+        put(&mut host, "os.type", json!(os.kind));
+        put(&mut host, "os.name", json!(os.name));
+        put(&mut host, "os.kernel", json!(os.kernel));
+        Self {
+            rule: alert.rule.clone(),
+            threat: alert.threat().to_owned(),
+            event_id: alert.event_id.clone(),
+            event_type: ev.event_type.as_str(),
+            action: ev.action().map(str::to_owned),
+            severity: fields.severity().unwrap_or(alert.severity),
+            risk_score: alert.risk_score,
+            confidence: alert.stated_confidence(),
+            group_id: alert.group_id.clone(),
+            host: if host.as_object().is_some_and(Map::is_empty) {
+                Value::Null
+            } else {
+                host
+            },
+            pid: p.pid,
+            executable: p.executable.clone(),
+            command_line: p.command_line.clone(),
+            parent_executable: p.parent.as_ref().and_then(|x| x.executable.clone()),
+            container_id: fields
+                .container_id()
+                .or(ev.container_id.as_deref())
+                .map(str::to_owned),
+        }
+    }
+
+    /// The lean document, as [`lean_copy`] makes it of the whole one.
+    fn to_value(&self) -> Value {
+        let raw =
+            |r: &serde_json::value::RawValue| serde_json::from_str(r.get()).unwrap_or(Value::Null);
+        let mut doc = Value::Object(Map::new());
+        for (path, v) in [
+            ("event.kind", json!("alert")),
+            ("event.category", json!(["process"])),
+            ("event.type", json!([self.event_type])),
+            ("event.action", json!(self.action)),
+            ("event.severity", json!(self.severity.ecs_number())),
+            ("event.risk_score", json!(self.risk_score)),
+            ("event.id", json!(self.event_id)),
+            ("rule", raw(self.rule.ecs_rule())),
+            ("threat", raw(&self.threat)),
+            ("host", self.host.clone()),
+            ("process.pid", json!(self.pid)),
+            ("process.executable", json!(self.executable)),
+            ("process.command_line", json!(self.command_line)),
+            ("process.parent.executable", json!(self.parent_executable)),
+            ("container.id", json!(self.container_id)),
+            ("t1609.severity", json!(self.severity.as_str())),
+            ("t1609.confidence", json!(self.confidence.as_str())),
+            ("t1609.group_id", json!(self.group_id)),
+        ] {
+            put(&mut doc, path, v);
+        }
+        doc
+    }
 }
 
 /// A follow-up from the dedup key alone: its rule, normalized command line, parent and
@@ -258,8 +377,8 @@ mod tests {
         )
     }
 
-    fn doc(i: usize) -> Arc<Value> {
-        Arc::new(json!({
+    fn doc(i: usize) -> SentAlert {
+        SentAlert::new(Arc::new(json!({
             "@timestamp": "2026-11-29T00:00:00Z",
             "event": {"id": format!("alert-{i}"), "kind": "alert", "severity": 73},
             "rule": {"id": "t1609.container_exec", "name": "Container exec"},
@@ -268,14 +387,14 @@ mod tests {
                         "parent": {"executable": "/bin/bash", "pid": 1}},
             "user": {"name": "root"},
             "t1609": {"severity": "high", "ancestry": [1, 2, 3]},
-        }))
+        })))
     }
 
     #[test]
     fn windows_without_repeats_leave_no_follow_up_and_no_entry() {
         let mut f = FirstAlerts::default();
         for i in 0..10 {
-            f.remember(key(i), &doc(i));
+            f.remember(key(i), &doc(i), None);
         }
         assert_eq!(f.len(), 10);
         for i in 0..10 {
@@ -289,7 +408,7 @@ mod tests {
     fn follow_up_repeats_the_whole_first_alert_with_its_count() {
         let mut f = FirstAlerts::default();
         let first = doc(1);
-        f.remember(key(1), &first);
+        f.remember(key(1), &first, None);
         let (up, detail) = f.close(&key(1), 7, Some("2026-11-29T00:00:10Z")).unwrap();
         assert_eq!(detail, Detail::Whole);
         assert_eq!(up["t1609"]["repeat_count"], 7);
@@ -306,7 +425,7 @@ mod tests {
         assert_eq!(up["t1609"]["ancestry"], json!([1, 2, 3]));
         assert_eq!(up["user"]["name"], "root");
         // The first alert as the sinks hold it is untouched.
-        assert!(first["t1609"]["repeat_count"].is_null());
+        assert!(first.doc()["t1609"]["repeat_count"].is_null());
     }
 
     #[test]
@@ -315,7 +434,7 @@ mod tests {
         const MAX_WHOLE: usize = DEFAULT_KEPT / 8;
         let mut f = FirstAlerts::default();
         for i in 0..MAX_KEPT + 10 {
-            f.remember(key(i), &doc(i));
+            f.remember(key(i), &doc(i), None);
         }
         assert_eq!(f.len(), MAX_KEPT);
         assert_eq!(f.whole, MAX_WHOLE);
@@ -343,7 +462,7 @@ mod tests {
 
         // A closed whole window frees its place for the next first alert.
         f.close(&key(0), 1, None);
-        f.remember(key(100_000), &doc(100_000));
+        f.remember(key(100_000), &doc(100_000), None);
         assert_eq!(f.whole, MAX_WHOLE);
         let (_, detail) = f.close(&key(100_000), 2, None).unwrap();
         assert_eq!(detail, Detail::Whole);
@@ -355,8 +474,8 @@ mod tests {
     #[test]
     fn a_window_reopened_before_the_flush_keeps_both_first_alerts_apart() {
         let mut f = FirstAlerts::default();
-        f.remember(key(1), &doc(1));
-        f.remember(key(1), &doc(2));
+        f.remember(key(1), &doc(1), None);
+        f.remember(key(1), &doc(2), None);
         assert_eq!((f.len(), f.whole), (2, 2));
         let (old, _) = f.close(&key(1), 5, None).unwrap();
         assert_eq!(old["t1609"]["repeat_of"], "alert-1");

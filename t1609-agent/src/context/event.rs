@@ -8,7 +8,9 @@ use std::path::Path;
 
 use base64::Engine as _;
 use t1609_context::Users;
-use t1609_detect::event::{CaptureInfo, Identity, ParentProcess, Process, ProcessEvent};
+use t1609_detect::event::{
+    CaptureInfo, Creds, HostOs, Identity, ParentProcess, Process, ProcessEvent, Tty,
+};
 use t1609_ecs::BootClock;
 
 use crate::decode::CapturedExec;
@@ -19,10 +21,27 @@ pub struct HostFacts {
     pub hostname: Option<String>,
     /// Prefix of every event id: unique per boot.
     pub boot_id: String,
+    /// `host.os`: read once, at the start.
+    pub os: HostOs,
+}
+
+/// `host.os.name`: `NAME` of the host's `os-release` (a Kubernetes node mounts the host's `/etc`
+/// under `host_root`), the distribution without its version, as Elastic Defend writes it.
+fn os_name(host_root: &Path) -> Option<String> {
+    ["etc/os-release", "usr/lib/os-release"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(host_root.join(p)).ok())
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let v = l.strip_prefix("NAME=")?.trim();
+                let v = v.trim_matches('"').trim_matches('\'');
+                (!v.is_empty()).then(|| v.to_owned())
+            })
+        })
 }
 
 impl HostFacts {
-    pub fn read(proc_root: &Path) -> Self {
+    pub fn read(host_root: &Path, proc_root: &Path) -> Self {
         let hostname = std::fs::read_to_string(proc_root.join("sys/kernel/hostname"))
             .ok()
             .map(|s| s.trim().to_owned())
@@ -32,10 +51,19 @@ impl HostFacts {
                 |_| format!("{:x}", std::process::id()),
                 |s| s.trim().replace('-', ""),
             );
+        let kernel = std::fs::read_to_string(proc_root.join("sys/kernel/osrelease"))
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
         Self {
             clock: BootClock::now(),
             hostname,
             boot_id,
+            os: HostOs {
+                kind: Some("linux".to_owned()),
+                name: os_name(host_root),
+                kernel,
+            },
         }
     }
 
@@ -47,6 +75,31 @@ impl HostFacts {
             exec.ktime_ns,
             exec.tgid
         )
+    }
+}
+
+/// `process.tty.char_device` of the kernel's tty name and index: the device numbers of
+/// Linux's fixed allocation (devices.txt) for the terminals a person types on. Others
+/// (USB serial, vendor drivers) keep `interactive` without numbers.
+fn char_device(tty: &crate::decode::Tty) -> Tty {
+    let (major, minor) = if tty.name.starts_with("pts") {
+        (Some(136 + tty.index / 256), Some(tty.index % 256))
+    } else if tty.name.starts_with("ttyS") {
+        (Some(4), Some(64 + tty.index))
+    } else if tty.name == "console" {
+        (Some(5), Some(1))
+    } else if tty
+        .name
+        .strip_prefix("tty")
+        .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        (Some(4), Some(tty.index))
+    } else {
+        (None, None)
+    };
+    Tty {
+        char_device_major: major,
+        char_device_minor: minor,
     }
 }
 
@@ -95,6 +148,34 @@ pub fn process_event(
     } else {
         args.len() as u64
     };
+    let user = Identity {
+        id: Some(exec.uid.to_string()),
+        name: users.user_name(exec.uid),
+    };
+    let group = Identity {
+        id: Some(exec.gid.to_string()),
+        name: users.group_name(exec.gid),
+    };
+    let creds = Creds {
+        user: if exec.euid == exec.uid {
+            user.clone()
+        } else {
+            Identity {
+                id: Some(exec.euid.to_string()),
+                name: users.user_name(exec.euid),
+            }
+        },
+        real_user: user.clone(),
+        group: if exec.egid == exec.gid {
+            group.clone()
+        } else {
+            Identity {
+                id: Some(exec.egid.to_string()),
+                name: users.group_name(exec.egid),
+            }
+        },
+        real_group: group.clone(),
+    };
     ProcessEvent {
         timestamp: Some(host.clock.rfc3339(exec.ktime_ns)),
         event_id: Some(host.event_id(exec)),
@@ -107,18 +188,18 @@ pub fn process_event(
             args: Some(args),
             working_directory: cwd.map(str::to_owned),
             parent: parent.map(Box::new),
+            // The kernel read the controlling terminal at the exec: none is an answer.
+            interactive: Some(exec.tty.is_some()),
+            tty: exec.tty.as_ref().map(char_device).unwrap_or_default(),
+            creds,
+            ..Default::default()
         },
-        user: Identity {
-            id: Some(exec.uid.to_string()),
-            name: users.user_name(exec.uid),
-        },
-        group: Identity {
-            id: Some(exec.gid.to_string()),
-            name: users.group_name(exec.gid),
-        },
+        user,
+        group,
         // Filled by the context stage, which reads the cgroup once.
         container_id: None,
         host_hostname: host.hostname.clone(),
+        host_os: host.os.clone(),
         capture: CaptureInfo {
             cgroup_id: Some(exec.cgroup_id),
             pid_ns: Some(exec.pid_ns),
@@ -134,5 +215,6 @@ pub fn process_event(
             args_b64,
             executable_b64,
         },
+        ..Default::default()
     }
 }

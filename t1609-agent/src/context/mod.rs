@@ -1,12 +1,15 @@
 //! Context stage: builds an exec's ECS event and where it ran in one trip — who ran it
 //! (process table, parent, ancestry, user), from where (cgroups, namespaces, working
-//! directory) — and resolves the container an exec targets ([`target`]). The heavy
-//! lifting is in t1609-context; this module applies it to the kernel's records, reading
-//! /proc only when the kernel says the parent's answer does not hold.
+//! directory) — names its container and pod from the runtimes' cache, and resolves the
+//! container an exec targets ([`target`]). The heavy lifting is in t1609-context; this
+//! module applies it to the kernel's records, reading /proc only when the kernel says the
+//! parent's answer does not hold, and never waiting on a runtime.
 
 mod cgroups;
 mod document;
 mod event;
+pub mod extras;
+mod fields;
 pub mod target;
 
 use std::{
@@ -17,10 +20,13 @@ use std::{
 
 pub use document::{ancestry_from_doc, augment};
 pub use event::{HostFacts, basename};
-use t1609_context::{
-    Ancestor, CgroupContext, DockerClient, Namespaces, ProcInfo, ProcessTable, Users,
+pub use extras::EnvVarsCapture;
+pub use fields::ExecFields;
+use t1609_context::{Ancestor, CgroupContext, Namespaces, ProcInfo, ProcessTable, Runtimes, Users};
+use t1609_detect::{
+    AlertFields,
+    event::{ParentProcess, ProcessEvent},
 };
-use t1609_detect::event::{ParentProcess, ProcessEvent};
 pub use target::{Target, Targets};
 
 use crate::decode::CapturedExec;
@@ -33,15 +39,18 @@ pub struct ContextConfig {
     pub max_processes: usize,
     /// How long an exited process stays in the table, so its children's alerts name it.
     pub exit_grace_ms: u64,
-    /// Docker Engine socket used to resolve `docker exec` targets; empty disables it.
-    pub docker_socket: PathBuf,
-    /// Timeout of one runtime lookup.
-    pub runtime_timeout_ms: u64,
+    /// Retired: the runtimes are configured under `[runtimes]` (`validate` says so).
+    pub docker_socket: Option<PathBuf>,
+    /// Retired: `[runtimes] timeout_ms`.
+    pub runtime_timeout_ms: Option<u64>,
     /// Identical alerts within this window collapse into one with a repeat count; 0 disables.
     pub dedup_window_ms: u64,
     /// Open dedup windows whose first alert is kept for the follow-up (the first eighth
     /// whole, the rest lean); past it a follow-up is built from the dedup key.
     pub dedup_kept_alerts: usize,
+    /// When `process.env_vars` is read from /proc: `auto` (a loaded rule tests it),
+    /// `always` (so `--record` keeps it for replay), `never`.
+    pub env_vars: EnvVarsCapture,
 }
 
 impl Default for ContextConfig {
@@ -49,10 +58,11 @@ impl Default for ContextConfig {
         Self {
             max_processes: 8_192,
             exit_grace_ms: 60_000,
-            docker_socket: PathBuf::from("/var/run/docker.sock"),
-            runtime_timeout_ms: 100,
+            docker_socket: None,
+            runtime_timeout_ms: None,
             dedup_window_ms: 10_000,
             dedup_kept_alerts: 4_096,
+            env_vars: EnvVarsCapture::Auto,
         }
     }
 }
@@ -63,6 +73,9 @@ pub struct ExecContext {
     pub cgroup: CgroupContext,
     pub in_container: bool,
     pub ancestry: Vec<Ancestor>,
+    /// Leaders or environment variables were read from /proc for the rules: the
+    /// outcome may depend on what a repeat's identity does not compare.
+    pub extras_read: bool,
 }
 
 impl ExecContext {
@@ -82,6 +95,8 @@ pub struct Context {
     proc_root: PathBuf,
     users: Users,
     cgroups: cgroups::Cgroups,
+    runtimes: Runtimes,
+    env_vars: EnvVarsCapture,
     /// Execs whose working directory came from their parent instead of /proc.
     pub cwd_reads_saved: u64,
 }
@@ -104,8 +119,14 @@ fn prune_checks(table_len: usize) -> usize {
 }
 
 impl Context {
-    /// `host_root` holds the host's /etc (user and group names), `proc_root` its /proc.
-    pub fn new(cfg: &ContextConfig, host_root: &Path, proc_root: &Path) -> Self {
+    /// `host_root` holds the host's /etc (user and group names), `proc_root` its /proc;
+    /// `runtimes` names containers and pods.
+    pub fn new(
+        cfg: &ContextConfig,
+        host_root: &Path,
+        proc_root: &Path,
+        runtimes: Runtimes,
+    ) -> Self {
         let mut table = ProcessTable::new(
             proc_root,
             cfg.max_processes,
@@ -114,23 +135,47 @@ impl Context {
         table.seed_from_proc();
         Self {
             table,
-            host: HostFacts::read(proc_root),
+            host: HostFacts::read(host_root, proc_root),
             host_ns: t1609_context::host_namespaces(proc_root).ok(),
             proc_root: proc_root.to_owned(),
             users: Users::new(host_root),
             cgroups: cgroups::Cgroups::new(proc_root),
+            runtimes,
+            env_vars: cfg.env_vars,
             cwd_reads_saved: 0,
         }
     }
 
-    /// The runtime-socket client that [`Targets`] resolves exec targets with.
-    pub fn targets(cfg: &ContextConfig) -> Targets {
-        Targets::new((!cfg.docker_socket.as_os_str().is_empty()).then(|| {
-            DockerClient::new(
-                cfg.docker_socket.clone(),
-                Duration::from_millis(cfg.runtime_timeout_ms),
-            )
-        }))
+    /// Resolves exec targets from the same runtimes' cache.
+    pub fn targets(&self) -> Targets {
+        Targets::new(self.runtimes.clone())
+    }
+
+    /// The container runtimes' cache.
+    pub fn runtimes(&self) -> &Runtimes {
+        &self.runtimes
+    }
+
+    /// Adds what the context stage knows to an ECS document (event or alert): where the
+    /// exec ran (see [`augment`]) and its container and pod as the runtimes name them.
+    pub fn augment(
+        &self,
+        doc: &mut serde_json::Value,
+        ctx: &ExecContext,
+        session_leader: Option<u32>,
+    ) {
+        self.fields(ctx, session_leader).add_to_value(doc);
+    }
+
+    /// What the context stage adds to an alert written as text: [`Context::augment`]'s
+    /// fields, typed ([`ExecFields`]).
+    pub fn fields<'a>(&self, ctx: &'a ExecContext, session_leader: Option<u32>) -> ExecFields<'a> {
+        let meta = ctx
+            .cgroup
+            .container_id
+            .as_deref()
+            .map(|id| self.runtimes.container(id));
+        ExecFields::new(ctx, session_leader, meta)
     }
 
     /// Execs whose cgroups came from their parent's `css_set` instead of /proc.
@@ -139,7 +184,13 @@ impl Context {
     }
 
     /// The exec's ECS event and where it ran, in one trip; the table learns the exec.
-    pub fn build(&mut self, exec: &CapturedExec) -> (ProcessEvent, ExecContext) {
+    /// The fields that cost a /proc read are read when `engine`'s rules that may match
+    /// the exec test them (then `ExecContext::extras_read`).
+    pub fn build(
+        &mut self,
+        exec: &CapturedExec,
+        engine: &t1609_detect::Engine,
+    ) -> (ProcessEvent, ExecContext) {
         let parent = self.parent_of(exec.ppid);
         let cwd = self.cwd_of(exec);
         let mut event =
@@ -154,7 +205,18 @@ impl Context {
                 ..Default::default()
             }));
         }
-        let ctx = self.on_exec(exec, &event, cwd);
+        let extras = self.env_vars.apply(engine.extras_needed(&event));
+        if extras.any() {
+            extras::fill(
+                &mut event,
+                extras,
+                &self.proc_root,
+                &mut self.table,
+                exec.tgid,
+            );
+        }
+        let mut ctx = self.on_exec(exec, &event, cwd);
+        ctx.extras_read = extras.any();
         if event.container_id.is_none() {
             event.container_id.clone_from(&ctx.cgroup.container_id);
         }
@@ -186,6 +248,7 @@ impl Context {
             executable: p.executable.as_deref().map(str::to_owned),
             command_line: p.args.as_ref().map(|a| a.join(" ")),
             args: p.args.as_deref().map(<[String]>::to_vec),
+            ..Default::default()
         })
     }
 
@@ -256,6 +319,7 @@ impl Context {
             cgroup,
             in_container,
             ancestry: self.ancestry(exec),
+            extras_read: false,
         }
     }
 
@@ -384,11 +448,8 @@ mod tests {
     fn exec_in_parents_css_set_reuses_its_cgroups_and_a_moved_one_reads_proc() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let cfg = ContextConfig {
-            docker_socket: PathBuf::new(),
-            ..Default::default()
-        };
-        let mut ctx = Context::new(&cfg, Path::new("/nonexistent"), root);
+        let cfg = ContextConfig::default();
+        let mut ctx = Context::new(&cfg, Path::new("/nonexistent"), root, Runtimes::disabled());
         let ev = ProcessEvent::default();
 
         proc_cgroup(root, 100, HOST);

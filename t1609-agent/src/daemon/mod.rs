@@ -99,6 +99,17 @@ fn store_kernel(counters: &Counters, k: KernelCounters) {
     counters.set(Counter::KernelExePendingFailed, k.exe_pending_failed);
 }
 
+/// Copies the runtimes' cache counters into the agent's.
+fn store_runtimes(counters: &Counters, runtimes: &t1609_context::Runtimes) {
+    let s = runtimes.stats();
+    counters.set(Counter::RuntimeHits, s.hits);
+    counters.set(Counter::RuntimePending, s.pending);
+    counters.set(Counter::RuntimeErrors, s.runtime_errors + s.timeouts);
+    counters.set(Counter::RuntimeEvents, s.events);
+    counters.set(Counter::RuntimeContainers, s.containers);
+    counters.set(Counter::RuntimeEndpointsUp, s.endpoints_up);
+}
+
 /// The metrics endpoint's view, from one snapshot of everything.
 fn refresh(
     health: &Health,
@@ -166,6 +177,8 @@ struct Agent {
     /// The identity stage's scan and verdicts, for reloads (`None`: identity off).
     identity: Option<IdentityControl>,
     hostname: Option<String>,
+    /// The container runtimes' cache, for its counters.
+    runtimes: t1609_context::Runtimes,
     /// The kernel's counters as the last loss check saw them.
     last: KernelCounters,
 }
@@ -220,6 +233,8 @@ async fn start(args: &RunArgs) -> Result<Agent, DaemonError> {
         output.clone(),
         stop_tx.subscribe(),
     )?;
+    let runtimes =
+        t1609_context::Runtimes::start(&config.runtimes, &tokio::runtime::Handle::current());
     let pipeline = Pipeline::new(
         &config,
         Links {
@@ -229,6 +244,7 @@ async fn start(args: &RunArgs) -> Result<Agent, DaemonError> {
             control: control_tx,
             recorder,
             identity,
+            runtimes: runtimes.clone(),
         },
     )?;
     let hostname = pipeline.hostname().map(str::to_owned);
@@ -263,6 +279,7 @@ async fn start(args: &RunArgs) -> Result<Agent, DaemonError> {
         watch = ?names, capture_all, pid = std::process::id(), degraded = ?capture.degraded,
         unix_connects = capture.unix_connects,
         metrics = %metrics_addr,
+        runtimes = ?runtimes.endpoints().iter().map(|e| e.endpoint.clone()).collect::<Vec<_>>(),
         "t1609-agent ready: sched_process_exec attached"
     );
     systemd::notify("READY=1");
@@ -279,6 +296,7 @@ async fn start(args: &RunArgs) -> Result<Agent, DaemonError> {
         audit_task,
         identity: identity_control,
         hostname,
+        runtimes,
         last: KernelCounters::default(),
     })
 }
@@ -340,6 +358,7 @@ impl Agent {
             false,
         );
         store_kernel(&self.counters, now);
+        store_runtimes(&self.counters, &self.runtimes);
         self.last = now;
         let alive = !self.hot_path.is_finished();
         refresh(

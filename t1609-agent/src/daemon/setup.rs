@@ -8,18 +8,22 @@ use std::{
     time::Instant,
 };
 
-use t1609_detect::Engine;
+use t1609_detect::{
+    Engine,
+    eql::{Attr, Field, Who},
+};
 use t1609_k8saudit::{AuditRules, AuditStats, Correlator};
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
 };
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{DaemonError, RunArgs};
 use crate::{
     capture::Capture,
     config::{CaptureMode, Config},
+    context::EnvVarsCapture,
     deliver::Output,
     identity::{self, Identity, IdentityControl},
     stats::Counters,
@@ -77,7 +81,61 @@ pub fn effective_config(args: &RunArgs) -> Result<Config, DaemonError> {
 }
 
 pub fn load_engine(config: &Config) -> Result<Engine, DaemonError> {
-    Engine::load(&config.rules.paths).map_err(DaemonError::Rules)
+    let engine = Engine::load(&config.rules.paths).map_err(DaemonError::Rules)?;
+    report_engine(config, &engine);
+    Ok(engine)
+}
+
+/// Says at the start (and after a reload) what of the rule files will not act live: the
+/// rules skipped, by kind (each one at debug level; `rules check` lists them), the
+/// rules that match only exits, and those testing fields the live agent leaves empty.
+fn report_engine(config: &Config, engine: &Engine) {
+    let skipped = engine.skipped();
+    if !skipped.is_empty() {
+        let report = t1609_detect::RuleReport {
+            loaded: engine.rule_count(),
+            loaded_ids: Vec::new(),
+            skipped: skipped.to_vec(),
+        };
+        let kinds: Vec<String> = report
+            .skipped_by_kind()
+            .iter()
+            .map(|(k, n)| format!("{n} {}", k.describe()))
+            .collect();
+        info!(
+            skipped = skipped.len(),
+            by_kind = %kinds.join("; "),
+            "rules skipped (the engine cannot evaluate them on process events; `t1609-agent rules check` lists each)"
+        );
+        for s in skipped {
+            debug!("{s}");
+        }
+    }
+    let set = engine.watch_set();
+    if !set.exit_only_rules.is_empty() {
+        warn!(
+            rules = ?set.exit_only_rules,
+            "rules that match exit events apply to replayed events only: the live agent captures execs"
+        );
+    }
+    let entry: Vec<String> = engine
+        .fields_used()
+        .iter()
+        .filter(|f| matches!(f, Field::Proc(Who::EntryLeader, _)))
+        .map(|f| f.name())
+        .collect();
+    if !entry.is_empty() {
+        warn!(
+            fields = ?entry,
+            "rules test the entry leader, which the live agent does not fill: a test for its presence never matches live"
+        );
+    }
+    let env_rules = engine
+        .fields_used()
+        .contains(&Field::Proc(Who::Process, Attr::EnvVars));
+    if env_rules && config.context.env_vars == EnvVarsCapture::Never {
+        warn!("rules test process.env_vars, which [context] env_vars = \"never\" leaves empty");
+    }
 }
 
 /// The executable names the probe reports, and whether it must report every exec.
@@ -87,7 +145,14 @@ pub fn watch_names(config: &Config, engine: &Engine) -> (BTreeSet<String>, bool)
     names.extend(config.capture.extra_watch.iter().cloned());
     let all = config.capture.mode == CaptureMode::All || set.capture_all;
     if set.capture_all && config.capture.mode != CaptureMode::All {
-        warn!("a loaded rule can match any executable: capturing every exec");
+        warn!(
+            rules = set.capture_all_reasons.len(),
+            first = set.capture_all_reasons.first().map_or("", String::as_str),
+            "loaded rules can match any executable: capturing every exec (costs CPU on every exec of the host)"
+        );
+        for why in &set.capture_all_reasons {
+            debug!("{why}");
+        }
     }
     (names, all)
 }

@@ -47,7 +47,7 @@ pub use kernel::VerdictMap;
 use lru::LruCache;
 use serde_json::Value;
 use t1609_common::{ExeKey, ExeVerdict, InodeKey};
-use t1609_detect::{Alert, Engine, event::ProcessEvent};
+use t1609_detect::{Alert, AlertFields, Engine, Members, event::ProcessEvent};
 use t1609_identity::{
     Classifier, ClassifyQueue, HashList, HashListError, Inventory, Job, Limits, NameCheck, Outcome,
     QueueError, QueueStats, Source, Submitted, Verdict, Worker, check_name,
@@ -81,8 +81,8 @@ pub struct IdentityControl {
 /// The hot path's side of the stage.
 pub struct Identity {
     live: Option<Live>,
-    /// The verdict on the exec being handled, for [`Identity::evaluate`] and
-    /// [`Identity::annotate`].
+    /// The verdict on the exec being handled, for [`Identity::evaluate`],
+    /// [`Identity::annotate_event`] and [`Identity::alert_fields`].
     current: Option<Arc<Verdict>>,
 }
 
@@ -365,19 +365,39 @@ impl Identity {
         }
     }
 
-    /// Step 7: what the file is, on the alert: `t1609.tool` (name, module, version, how,
-    /// source) and `process.hash.sha256`.
-    pub fn annotate(&self, doc: &mut Value) {
-        let Some(v) = &self.current else {
-            return;
-        };
-        if let Some(t) = &v.tool
-            && let Ok(tool) = serde_json::to_value(t)
-        {
-            doc["t1609"]["tool"] = tool;
+    /// Step 2: the executed file's digest on the event (`process.hash.sha256`), when the
+    /// file was classified.
+    pub fn annotate_event(&self, event: &mut ProcessEvent) {
+        if let Some(h) = self.current.as_ref().and_then(|v| v.sha256.as_ref()) {
+            event.process.hash_sha256 = Some(h.clone());
         }
-        if let Some(h) = &v.sha256 {
-            doc["process"]["hash"]["sha256"] = Value::String(h.clone());
+    }
+
+    /// Step 7: what the file is, on the alert: `t1609.tool` (name, module, version, how,
+    /// source).
+    pub fn alert_fields(&self) -> ToolFields {
+        ToolFields(
+            self.current
+                .as_ref()
+                .and_then(|v| v.tool.as_ref())
+                .and_then(|t| serde_json::to_value(t).ok()),
+        )
+    }
+}
+
+/// `t1609.tool` on an alert whose executed file is a known tool.
+#[derive(Debug, Default)]
+pub struct ToolFields(Option<Value>);
+
+impl AlertFields for ToolFields {
+    fn add_to_value(&self, doc: &mut Value) {
+        if let Some(tool) = &self.0 {
+            doc["t1609"]["tool"] = tool.clone();
+        }
+    }
+    fn t1609(&self, t: &mut Members<'_>) {
+        if let Some(tool) = &self.0 {
+            t.value("tool", tool);
         }
     }
 }

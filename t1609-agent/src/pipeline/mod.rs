@@ -31,6 +31,7 @@ use std::{
 use record::Recorder;
 use repeat::{Fates, Repeats};
 use serde_json::{Value, json};
+use t1609_context::DedupKey;
 use t1609_detect::{Alert, Engine, event::ProcessEvent};
 use t1609_ecs::{new_id, now_rfc3339};
 use tokio::sync::{mpsc, watch};
@@ -41,12 +42,13 @@ use crate::{
         emit::Emitter,
         followup::{Detail, FirstAlerts},
         links::AlertLinks,
+        metadata::PendingMetadata,
         network::{self, NetAlertLinks, NetworkRuleError, NetworkRules},
         session::{PendingExec, SessionStep, Sessions, session_alert},
     },
     capture::Handled,
     config::Config,
-    context::{Context, ExecContext, Targets, augment},
+    context::{Context, ExecContext, Target, Targets},
     decode::{Captured, CapturedExec, CapturedNet, TaskEvent},
     identity::Identity,
     memory::release_free_heap,
@@ -81,6 +83,8 @@ pub struct Links {
     pub recorder: Option<Recorder>,
     /// What each executed file is (step 0 holds a new file's first exec for its verdict).
     pub identity: Identity,
+    /// The container runtimes' cache (started on the daemon's runtime).
+    pub runtimes: t1609_context::Runtimes,
 }
 
 pub struct Pipeline {
@@ -96,6 +100,8 @@ pub struct Pipeline {
     network: NetworkRules,
     /// With dedup on: the first alert of each open window, for its follow-up.
     followups: Option<FirstAlerts>,
+    /// Alerts whose container the runtimes had not named yet.
+    pending_metadata: PendingMetadata,
     emitter: Emitter,
     counters: Arc<Counters>,
     control: mpsc::UnboundedSender<Control>,
@@ -112,22 +118,28 @@ impl Pipeline {
             &config.network.expected_clients,
         );
         let tuning = Tuning::new(config.exceptions.clone(), config.context.dedup_window_ms)?;
-        let context = Context::new(&config.context, &config.host.root, &config.host.proc);
+        let context = Context::new(
+            &config.context,
+            &config.host.root,
+            &config.host.proc,
+            links.runtimes,
+        );
         links
             .counters
             .set(Counter::ProcessTable, context.table.len() as u64);
         Ok(Self {
             engine: links.engine,
             repeats: Repeats::new(links.recorder.is_none()),
+            pending_metadata: PendingMetadata::default(),
             followups: tuning
                 .dedup_enabled()
                 .then(|| FirstAlerts::new(config.context.dedup_kept_alerts)),
+            targets: context.targets(),
             context,
             recorder: links.recorder,
             sessions: Sessions::default(),
             session_window: Duration::from_millis(config.session.window_ms),
             tuning,
-            targets: Context::targets(&config.context),
             links: AlertLinks::default(),
             network,
             emitter: links.emitter,
@@ -188,7 +200,8 @@ impl Pipeline {
             };
         }
         // 2. event
-        let (event, ctx) = self.context.build(exec);
+        let (mut event, ctx) = self.context.build(exec, &engine);
+        self.identity.annotate_event(&mut event);
         // The session leader, read from /proc once, only if something is written.
         let leader = OnceCell::new();
         // 3. record
@@ -211,7 +224,10 @@ impl Pipeline {
             SessionStep::Nothing => None,
         };
         // 5. evaluate, 6. triage, 7. emit
-        let mut fates = Fates::default();
+        let mut fates = Fates {
+            read_extras: ctx.extras_read,
+            ..Fates::default()
+        };
         let mut emitted = 0;
         let mut judged = Judged::new(&event, &ctx);
         for alert in self.identity.evaluate(&engine, exec, &event) {
@@ -246,10 +262,7 @@ impl Pipeline {
                     fates.emitted_or_folded = true;
                     emitted += 1;
                     let leader = *leader.get_or_init(|| self.context.session_leader(exec.tgid));
-                    let doc = self.emit(&alert, &ctx, leader, &verdict, now);
-                    if let Some(first) = self.followups.as_mut() {
-                        first.remember(key, &doc);
-                    }
+                    self.emit(&alert, &ctx, leader, &verdict, key, now);
                 }
             }
         }
@@ -272,7 +285,7 @@ impl Pipeline {
     ) -> Value {
         let mut doc = event.to_ecs();
         let leader = *leader.get_or_init(|| self.context.session_leader(exec.tgid));
-        augment(&mut doc, ctx, leader);
+        self.context.augment(&mut doc, ctx, leader);
         if exec.session != 0
             && let Some(t) = doc.get_mut("t1609").and_then(Value::as_object_mut)
         {
@@ -282,21 +295,46 @@ impl Pipeline {
         doc
     }
 
-    /// Step 7: the alert's document, its target, the session it expects, the sinks.
+    /// Step 7: the alert's document, written once as text with what the agent adds (the
+    /// exec's context, the exceptions' verdict, the exec's target), the sinks, the session
+    /// it expects, the late container name it waits for, and the follow-up's copy.
     fn emit(
         &mut self,
         alert: &Alert,
         ctx: &ExecContext,
         leader: Option<u32>,
         verdict: &Verdict,
+        key: DedupKey,
         now: Instant,
-    ) -> Arc<Value> {
-        let mut doc = alert.to_ecs();
-        augment(&mut doc, ctx, leader);
-        verdict.apply(&mut doc);
-        self.identity.annotate(&mut doc);
-        let target = self.targets.resolve(alert.argv.as_deref(), &mut doc);
-        if target.is_exec {
+    ) {
+        let exec = self.context.fields(ctx, leader);
+        let target = self.targets.resolve(alert.argv.as_deref());
+        let identified = self.identity.alert_fields();
+        let fields = (&exec, verdict, &target, &identified);
+        let sent = self.emitter.emit_alert(alert, &fields);
+        match sent.parsed() {
+            // Built as a document (kubectl): the correlator may have regrouped it.
+            Some(doc) => self.pending_metadata.note(doc, now),
+            None => {
+                if let Some(id) = exec.pending_container() {
+                    let group = alert.group_id.as_deref().unwrap_or(&alert.event_id);
+                    self.pending_metadata.note_pending(
+                        id,
+                        group,
+                        &alert.event_id,
+                        &alert.rule_id,
+                        now,
+                    );
+                }
+            }
+        }
+        if let Some(first) = self.followups.as_mut() {
+            first.remember(key, &sent, Some((alert, &fields)));
+        }
+        let Target {
+            key, is_exec, tool, ..
+        } = target;
+        if is_exec {
             self.sessions.expect(PendingExec {
                 group_id: alert
                     .group_id
@@ -304,11 +342,10 @@ impl Pipeline {
                     .unwrap_or_else(|| alert.event_id.clone()),
                 event_id: alert.event_id.clone(),
                 at: now,
-                target: target.key,
-                tool: target.tool,
+                target: key,
+                tool,
             });
         }
-        self.emitter.emit(doc)
     }
 
     /// Held execs whose verdict arrived or whose hold ran out (all of them, with `all`:
@@ -369,6 +406,7 @@ impl Pipeline {
         if !self.sessions.is_empty() {
             self.flush_sessions(false);
         }
+        self.late_metadata();
         self.close_windows(false);
         self.periods += 1;
         if self.periods.is_multiple_of(10) {
@@ -387,6 +425,23 @@ impl Pipeline {
         self.housekeeping();
         if let Some(rec) = self.recorder.as_mut() {
             rec.flush();
+        }
+    }
+
+    /// Follow-ups naming the containers the runtimes have named since alerts on them
+    /// said `metadata_pending`.
+    fn late_metadata(&mut self) {
+        let answered = self.context.runtimes().take_answered();
+        if answered.is_empty() || self.pending_metadata.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for info in answered {
+            let host = self.context.host.hostname.as_deref();
+            for doc in self.pending_metadata.answered(&info, host, now) {
+                self.counters.inc(Counter::MetadataFollowUps);
+                self.emitter.emit(doc);
+            }
         }
     }
 
@@ -429,11 +484,23 @@ impl Pipeline {
             self.session_window
         };
         for s in self.sessions.take_due(window, Instant::now()) {
-            if s.commands.is_empty() && s.linked.is_none() {
-                continue; // a runtime exec that ran nothing we saw, tied to no alert
+            // Nothing ran that the probes saw: the host-side alert already says it all.
+            if s.commands.is_empty() {
+                continue;
             }
-            self.emitter
-                .emit(session_alert(&s, self.context.host.hostname.as_deref()));
+            let mut doc = session_alert(&s, self.context.host.hostname.as_deref());
+            // Named by the runtime: the injected process's container, else runc's target.
+            let id = doc["container"]["id"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| s.container_hint.clone());
+            if let Some(id) = id {
+                doc["container"]["id"] = json!(id);
+                let meta = self.context.runtimes().container(&id);
+                t1609_context::write_ecs(&mut doc, &meta, None);
+            }
+            let sent = self.emitter.emit(doc);
+            self.pending_metadata.note(sent.doc(), Instant::now());
         }
     }
 }

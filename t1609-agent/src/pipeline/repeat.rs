@@ -57,6 +57,9 @@ pub struct Outcome {
 pub struct Fates {
     /// Some alert was emitted or folded into a session: a repeat must take the full path.
     pub emitted_or_folded: bool,
+    /// The rules read leaders or environment variables, which a repeat's identity does
+    /// not compare: a repeat must take the full path.
+    pub read_extras: bool,
     /// Alerts the exceptions suppressed.
     pub suppressed: u64,
     /// Dedup keys of the alerts that were repeats in their window.
@@ -156,7 +159,7 @@ impl Repeats {
         fates: Fates,
         now: Instant,
     ) {
-        if !self.eligible || fates.emitted_or_folded {
+        if !self.eligible || fates.emitted_or_folded || fates.read_extras {
             return;
         }
         let Some(entry) = table.get(exec.tgid) else {

@@ -5,6 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use t1609_detect::Members;
 
 use crate::docker::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID};
 
@@ -170,6 +171,47 @@ impl ContainerInfo {
     }
 }
 
+/// The same fields written straight into alert JSON text (the agent's fast path): what
+/// [`ContainerInfo::ecs_container`] and [`ContainerInfo::ecs_orchestrator`] build, member
+/// for member (tested against them).
+impl ContainerInfo {
+    /// The members of `container` but its `id`, which the caller writes or replaces.
+    pub fn write_ecs_container(&self, c: &mut Members<'_>) {
+        c.opt_str("name", self.name.as_deref());
+        c.str("runtime", self.runtime.as_str());
+        if self.image.is_some() || self.image_digest.is_some() {
+            c.object("image", |i| {
+                i.opt_str("name", self.image.as_deref());
+                if let Some(d) = self.image_digest.as_deref() {
+                    i.object("hash", |h| h.strs("all", &[d]));
+                }
+            });
+        }
+    }
+
+    /// The `orchestrator` member, for a container of a pod; `false`, writing nothing,
+    /// outside Kubernetes.
+    pub fn write_ecs_orchestrator(&self, doc: &mut Members<'_>) -> bool {
+        let Some(p) = &self.pod else {
+            return false;
+        };
+        doc.object("orchestrator", |o| {
+            o.str("type", "kubernetes");
+            o.str("namespace", &p.namespace);
+            o.object("resource", |r| {
+                r.str("type", "pod");
+                r.str("name", &p.name);
+                if !p.uid.is_empty() {
+                    r.str("id", &p.uid);
+                    r.str("uid", &p.uid);
+                }
+            });
+            o.bool("metadata_pending", false);
+        });
+        true
+    }
+}
+
 /// The image digest in a CRI `image_ref` or a repo digest (`repo@sha256:…`); an image
 /// id alone (`sha256:…` of the config) is not a manifest digest and gives `None`.
 pub fn digest_of_ref(image_ref: &str) -> Option<&str> {
@@ -258,5 +300,46 @@ mod tests {
         let plain = ContainerInfo::new("d", RuntimeKind::Docker, "docker");
         assert!(plain.ecs_orchestrator().is_none());
         assert!(plain.ecs_container().get("image").is_none());
+    }
+
+    /// The text writers write what the `Value` builders build, for every shape.
+    #[test]
+    fn written_fields_match_the_values() {
+        let mut shapes = Vec::new();
+        for (name, image, digest) in [
+            (None, None, None),
+            (some("app\n\"x\""), some("docker.io/x:1"), some("sha256:d")),
+            (None, None, some("sha256:d")),
+            (some("n"), some("i"), None),
+        ] {
+            for uid in ["", "u-1"] {
+                let mut i = ContainerInfo::new("c\u{1}1", RuntimeKind::CriO, "cri");
+                (i.name, i.image, i.image_digest) = (name.clone(), image.clone(), digest.clone());
+                shapes.push(i.clone());
+                i.pod = Some(PodInfo {
+                    name: "web-0".into(),
+                    namespace: "prod".into(),
+                    uid: uid.into(),
+                    container_name: None,
+                });
+                shapes.push(i);
+            }
+        }
+        for i in shapes {
+            let written = Members::object_text(|doc| {
+                doc.object("container", |c| {
+                    c.str("id", &i.id);
+                    i.write_ecs_container(c);
+                });
+                let pod = i.write_ecs_orchestrator(doc);
+                assert_eq!(pod, i.pod.is_some());
+            });
+            let written: Value = serde_json::from_str(&written).unwrap();
+            let mut built = json!({"container": i.ecs_container()});
+            if let Some(o) = i.ecs_orchestrator() {
+                built["orchestrator"] = o;
+            }
+            assert_eq!(written, built, "{i:?}");
+        }
     }
 }

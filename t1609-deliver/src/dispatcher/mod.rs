@@ -162,10 +162,15 @@ impl Dispatcher {
     /// otherwise its worker queues it (memory or spool), or, if its ingress queue is
     /// full, counts it as dropped.
     pub fn submit(&self, alert: Arc<Value>) {
-        let a = Alert::new(alert);
+        self.submit_alert(&Alert::new(alert));
+    }
+
+    /// [`Dispatcher::submit`] for an alert already made, such as one written as text
+    /// ([`Alert::from_text`]): sinks that write text never parse it.
+    pub fn submit_alert(&self, a: &Alert) {
         for s in &self.sinks {
             let Some(lane) = &s.lane else {
-                Self::to_worker(s, &a);
+                Self::to_worker(s, a);
                 continue;
             };
             // Routed under the lane's lock: see `worker::Lane`.
@@ -177,7 +182,7 @@ impl Dispatcher {
                     .delivered
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             } else {
-                Self::to_worker(s, &a);
+                Self::to_worker(s, a);
             }
         }
     }

@@ -8,99 +8,29 @@ pub struct EqlError {
     pub line: usize,
     pub column: usize,
     pub message: String,
+    /// What kind of problem: a rule of a third-party format is skipped for some kinds
+    /// (and the report groups them by kind) rather than refused.
+    pub kind: EqlErrorKind,
 }
 
-/// What a field holds, for type-checking operators at load time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Str,
-    StrArray,
-    Num,
-    Bool,
+/// The kinds of [`EqlError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EqlErrorKind {
+    /// Not valid in the subset's grammar (or a typo).
+    Syntax,
+    /// A `sequence` or `sample` query: several events to correlate.
+    Sequence,
+    /// An event category other than `process` (or `any`).
+    Category,
+    /// A field outside the registry.
+    UnknownField,
+    /// An ECS field the agent never provides.
+    FieldNotProvided,
+    /// A function, pipe or construct the engine does not evaluate.
+    Unsupported,
 }
 
-macro_rules! fields {
-    ($( $var:ident => $name:literal : $kind:ident ),* $(,)?) => {
-        /// A field a query may reference.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum Field { $( $var ),* }
-        impl Field {
-            pub const ALL: &'static [Field] = &[ $( Field::$var ),* ];
-            pub fn name(self) -> &'static str { match self { $( Field::$var => $name ),* } }
-            pub fn kind(self) -> Kind { match self { $( Field::$var => Kind::$kind ),* } }
-            pub fn from_name(n: &str) -> Option<Field> { match n { $( $name => Some(Field::$var), )* _ => None } }
-        }
-    };
-}
-
-fields! {
-    ProcessName => "process.name": Str,
-    ProcessExecutable => "process.executable": Str,
-    ProcessArgs => "process.args": StrArray,
-    ProcessArgsCount => "process.args_count": Num,
-    ProcessCommandLine => "process.command_line": Str,
-    ProcessWorkingDirectory => "process.working_directory": Str,
-    ProcessPid => "process.pid": Num,
-    ParentName => "process.parent.name": Str,
-    ParentExecutable => "process.parent.executable": Str,
-    ParentArgs => "process.parent.args": StrArray,
-    ParentCommandLine => "process.parent.command_line": Str,
-    ParentPid => "process.parent.pid": Num,
-    UserId => "user.id": Str,
-    UserName => "user.name": Str,
-    GroupId => "group.id": Str,
-    GroupName => "group.name": Str,
-    ContainerId => "container.id": Str,
-    HostHostname => "host.hostname": Str,
-    CapArgvTruncated => "t1609.argv_truncated": Bool,
-    CapArgvIncomplete => "t1609.argv_incomplete": Bool,
-    CapTty => "t1609.tty": Str,
-    CapLoginUid => "t1609.loginuid": Num,
-    CapEuid => "t1609.euid": Num,
-    ArgvTool => "t1609.argv.tool": Str,
-    ArgvVerb => "t1609.argv.verb": Str,
-    ArgvContainer => "t1609.argv.container": Str,
-    ArgvPod => "t1609.argv.pod": Str,
-    ArgvNamespace => "t1609.argv.namespace": Str,
-    ArgvImage => "t1609.argv.image": Str,
-    ArgvInteractive => "t1609.argv.interactive": Bool,
-    ArgvTtyFlag => "t1609.argv.tty": Bool,
-    ArgvPrivileged => "t1609.argv.privileged": Bool,
-    ArgvHostNamespaces => "t1609.argv.host_namespaces": StrArray,
-    ArgvMounts => "t1609.argv.mounts": StrArray,
-    ArgvHostRootMount => "t1609.argv.host_root_mount": Bool,
-    ArgvRuntimeSocketMount => "t1609.argv.runtime_socket_mount": Bool,
-    ArgvCapAdd => "t1609.argv.cap_add": StrArray,
-    ArgvSecurityUnconfined => "t1609.argv.security_unconfined": Bool,
-    ArgvDevices => "t1609.argv.devices": StrArray,
-    ArgvCommand => "t1609.argv.command": StrArray,
-    ArgvCommandClass => "t1609.argv.command_class": Str,
-    ArgvCommandIsShell => "t1609.argv.command_is_shell": Bool,
-    ArgvTargetPid => "t1609.argv.target_pid": Str,
-    ArgvHelp => "t1609.argv.help": Bool,
-    ArgvUrl => "t1609.argv.url": Str,
-    ArgvUrlHost => "t1609.argv.url_host": Str,
-    ArgvUrlPort => "t1609.argv.url_port": Num,
-    ArgvUrlPath => "t1609.argv.url_path": Str,
-    ArgvApi => "t1609.argv.api": Str,
-    ArgvApiAction => "t1609.argv.api_action": Str,
-    ArgvUnixSocket => "t1609.argv.unix_socket": Str,
-    ArgvRuntimeSocket => "t1609.argv.runtime_socket": Bool,
-    ArgvRemoteHost => "t1609.argv.remote_host": Str,
-    ArgvRemotePort => "t1609.argv.remote_port": Num,
-    ArgvWrappers => "t1609.argv.wrappers": StrArray,
-    ArgvShim => "t1609.argv.shim": Str,
-    ArgvRecognisedBy => "t1609.argv.recognised_by": Str,
-    ArgvMasquerade => "t1609.argv.masquerade": Str,
-    ArgvPlugin => "t1609.argv.plugin": Str,
-}
-
-impl Field {
-    /// Whether evaluating this field needs the structured argv parse.
-    pub fn needs_argv(self) -> bool {
-        self.name().starts_with("t1609.argv.")
-    }
-}
+pub use super::fields::{Field, Kind};
 
 /// A field's value in one event.
 #[derive(Clone, Copy, Debug)]
@@ -166,6 +96,22 @@ impl Pattern {
     }
 }
 
+impl Pattern {
+    /// A value the pattern matches: its literal text, `*` dropped, `?` as `a`.
+    pub fn example(&self) -> String {
+        match self {
+            Pattern::Exact(s) | Pattern::Prefix(s) | Pattern::Suffix(s) | Pattern::Contains(s) => {
+                s.clone()
+            }
+            Pattern::Glob(g) => g
+                .iter()
+                .filter(|c| **c != '*')
+                .map(|c| if *c == '?' { 'a' } else { *c })
+                .collect(),
+        }
+    }
+}
+
 /// A string test applied to a string field, or to each element of an array field.
 #[derive(Clone, Debug)]
 pub enum StrTest {
@@ -180,6 +126,8 @@ pub enum StrTest {
         ci: bool,
     },
     Regex(regex::Regex),
+    /// A long list compiled for evaluation ([`Node::optimized`]).
+    Set(Box<super::set::StrSet>),
     StartsWith(String, bool),
     EndsWith(String, bool),
     Contains(String, bool),
@@ -197,6 +145,8 @@ pub enum Node {
     Bool(Field, Cmp, bool),
     /// `length(field) <op> n`.
     Length(Field, Cmp, i64),
+    /// `field != null`: the field has a value (an array, at least one element).
+    Exists(Field),
 }
 
 impl Node {
@@ -210,7 +160,8 @@ impl Node {
             | Node::Num(x, _, _)
             | Node::NumIn(x, _)
             | Node::Bool(x, _, _)
-            | Node::Length(x, _, _) => f(*x),
+            | Node::Length(x, _, _)
+            | Node::Exists(x) => f(*x),
         }
     }
 

@@ -1,8 +1,16 @@
-//! Evaluation. An absent field makes its predicate false; array fields match when any
-//! element does.
+//! Evaluation, as Elasticsearch evaluates a single-event EQL query: an absent field
+//! makes its predicate false (so its `not` true), array fields match when any element
+//! does (so `!=`, parsed as `not ==`, holds when no element equals), and `length()` on
+//! an absent field is null, which `not` keeps null.
 
-use super::ast::{Cmp, Field, Node, Pattern, StrTest, Val};
-use crate::{argv::Invocation, event::ProcessEvent};
+use super::{
+    ast::{Cmp, Node, Pattern, StrTest, Val},
+    fields::{Attr, Field, Who},
+};
+use crate::{
+    argv::Invocation,
+    event::{Creds, Process, ProcessEvent, RelatedProcess},
+};
 
 /// What a condition is evaluated against: an event, and the parsed invocation a rule
 /// is being tried against.
@@ -37,34 +45,31 @@ impl<'a> Ctx<'a> {
     pub fn get(&self, f: Field) -> Val<'a> {
         let ev = self.ev;
         let p = &ev.process;
-        let parent = p.parent.as_deref();
         match f {
-            Field::ProcessName => s(p.name.as_deref()),
-            Field::ProcessExecutable => s(p.executable.as_deref()),
-            Field::ProcessArgs => p.args.as_deref().map_or(Val::Missing, strs),
-            Field::ProcessArgsCount => p.args_count.map_or(Val::Missing, |c| {
-                Val::Num(i64::try_from(c).unwrap_or(i64::MAX))
-            }),
-            Field::ProcessCommandLine => s(p.command_line.as_deref()),
-            Field::ProcessWorkingDirectory => s(p.working_directory.as_deref()),
-            Field::ProcessPid => n(p.pid),
-            Field::ParentName => parent.map_or(Val::Missing, |pp| s(pp.name.as_deref())),
-            Field::ParentExecutable => {
-                parent.map_or(Val::Missing, |pp| s(pp.executable.as_deref()))
+            Field::Proc(Who::Process, a) => process_attr(p, a),
+            Field::Proc(who, a) => {
+                let r = match who {
+                    Who::Parent => p.parent.as_deref(),
+                    Who::EntryLeader => p.entry_leader.as_deref(),
+                    Who::SessionLeader => p.session_leader.as_deref(),
+                    Who::GroupLeader => p.group_leader.as_deref(),
+                    Who::Process => None,
+                };
+                r.map_or(Val::Missing, |r| related_attr(r, a))
             }
-            Field::ParentArgs => parent
-                .and_then(|pp| pp.args.as_deref())
-                .map_or(Val::Missing, strs),
-            Field::ParentCommandLine => {
-                parent.map_or(Val::Missing, |pp| s(pp.command_line.as_deref()))
-            }
-            Field::ParentPid => parent.map_or(Val::Missing, |pp| n(pp.pid)),
+            Field::EventType => Val::Str(ev.event_type.as_str()),
+            Field::EventAction => s(ev.action()),
+            Field::EventCategory => Val::Str("process"),
+            Field::HostOsType => s(ev.host_os.kind.as_deref()),
+            Field::HostOsName => s(ev.host_os.name.as_deref()),
+            Field::HostOsKernel => s(ev.host_os.kernel.as_deref()),
+            Field::HostHostname => s(ev.host_hostname.as_deref()),
             Field::UserId => s(ev.user.id.as_deref()),
             Field::UserName => s(ev.user.name.as_deref()),
             Field::GroupId => s(ev.group.id.as_deref()),
             Field::GroupName => s(ev.group.name.as_deref()),
             Field::ContainerId => s(ev.container_id.as_deref()),
-            Field::HostHostname => s(ev.host_hostname.as_deref()),
+            Field::ContainerPrivileged => ev.container_privileged.map_or(Val::Missing, Val::Bool),
             Field::CapArgvTruncated => Val::Bool(ev.capture.argv_truncated),
             Field::CapArgvIncomplete => Val::Bool(ev.capture.argv_incomplete),
             Field::CapTty => s(ev.capture.tty.as_deref()),
@@ -75,6 +80,70 @@ impl<'a> Ctx<'a> {
                 Some(inv) => argv_field(inv, f),
             },
         }
+    }
+}
+
+fn count(c: u64) -> Val<'static> {
+    Val::Num(i64::try_from(c).unwrap_or(i64::MAX))
+}
+
+fn args_count(count_field: Option<u64>, args: Option<&[String]>) -> Val<'_> {
+    // ECS defines args_count as the length of args: a producer that gives args only
+    // still answers it.
+    match (count_field, args) {
+        (Some(c), _) => count(c),
+        (None, Some(a)) => count(a.len() as u64),
+        (None, None) => Val::Missing,
+    }
+}
+
+fn creds_attr(c: &Creds, a: Attr) -> Val<'_> {
+    match a {
+        Attr::UserId => s(c.user.id.as_deref()),
+        Attr::UserName => s(c.user.name.as_deref()),
+        Attr::RealUserId => s(c.real_user.id.as_deref()),
+        Attr::RealUserName => s(c.real_user.name.as_deref()),
+        Attr::GroupId => s(c.group.id.as_deref()),
+        Attr::GroupName => s(c.group.name.as_deref()),
+        Attr::RealGroupId => s(c.real_group.id.as_deref()),
+        Attr::RealGroupName => s(c.real_group.name.as_deref()),
+        _ => Val::Missing,
+    }
+}
+
+fn process_attr(p: &Process, a: Attr) -> Val<'_> {
+    match a {
+        Attr::Pid => n(p.pid),
+        Attr::Name => s(p.name.as_deref()),
+        Attr::Executable => s(p.executable.as_deref()),
+        Attr::Args => p.args.as_deref().map_or(Val::Missing, strs),
+        Attr::ArgsCount => p.args_count.map_or(Val::Missing, count),
+        Attr::CommandLine => s(p.command_line.as_deref()),
+        Attr::WorkingDirectory => s(p.working_directory.as_deref()),
+        Attr::Interactive => p.interactive.map_or(Val::Missing, Val::Bool),
+        Attr::EnvVars => p.env_vars.as_deref().map_or(Val::Missing, strs),
+        Attr::ExitCode => p.exit_code.map_or(Val::Missing, Val::Num),
+        Attr::TtyMajor => n(p.tty.char_device_major),
+        Attr::TtyMinor => n(p.tty.char_device_minor),
+        Attr::SameAsProcess | Attr::EntryMetaType => Val::Missing,
+        _ => creds_attr(&p.creds, a),
+    }
+}
+
+fn related_attr(r: &RelatedProcess, a: Attr) -> Val<'_> {
+    match a {
+        Attr::Pid => n(r.pid),
+        Attr::Name => s(r.name.as_deref()),
+        Attr::Executable => s(r.executable.as_deref()),
+        Attr::Args => r.args.as_deref().map_or(Val::Missing, strs),
+        Attr::ArgsCount => args_count(r.args_count, r.args.as_deref()),
+        Attr::CommandLine => s(r.command_line.as_deref()),
+        Attr::WorkingDirectory => s(r.working_directory.as_deref()),
+        Attr::Interactive => r.interactive.map_or(Val::Missing, Val::Bool),
+        Attr::SameAsProcess => r.same_as_process.map_or(Val::Missing, Val::Bool),
+        Attr::EntryMetaType => s(r.entry_meta_type.as_deref()),
+        Attr::EnvVars | Attr::ExitCode | Attr::TtyMajor | Attr::TtyMinor => Val::Missing,
+        _ => creds_attr(&r.creds, a),
     }
 }
 
@@ -124,11 +193,27 @@ fn argv_field(inv: &Invocation, f: Field) -> Val<'_> {
     }
 }
 
+/// Whether `node` is a script-evaluated predicate whose field is missing: Elasticsearch
+/// runs `length()` as a script, where a missing value is null and `not null` stays null
+/// (no match), whereas a query on a missing field is false and its `not` true.
+fn script_null(node: &Node, ctx: &Ctx<'_>) -> bool {
+    match node {
+        Node::Length(f, _, _) => matches!(ctx.get(*f), Val::Missing),
+        Node::Not(n) => script_null(n, ctx),
+        _ => false,
+    }
+}
+
 fn eval(node: &Node, ctx: &Ctx<'_>) -> bool {
     match node {
         Node::And(v) => v.iter().all(|n| eval(n, ctx)),
         Node::Or(v) => v.iter().any(|n| eval(n, ctx)),
-        Node::Not(n) => !eval(n, ctx),
+        Node::Not(n) => !script_null(n, ctx) && !eval(n, ctx),
+        Node::Exists(f) => match ctx.get(*f) {
+            Val::Missing => false,
+            Val::Strs(v) => !v.is_empty(),
+            _ => true,
+        },
         Node::Const(c) => *c,
         Node::Str(f, t) => match ctx.get(*f) {
             Val::Str(x) => str_test(t, x),
@@ -183,6 +268,7 @@ fn str_test(t: &StrTest, x: &str) -> bool {
             }
         }
         StrTest::Regex(re) => re.is_match(x),
+        StrTest::Set(set) => set.matches(x),
         StrTest::StartsWith(w, ci) => fold(
             x,
             *ci,
@@ -234,7 +320,7 @@ fn contains_ci(x: &[u8], p: &[u8]) -> bool {
 }
 
 /// `ci` here means "compare ASCII case-insensitively" (pattern already lowercased).
-fn pat_match(p: &Pattern, x: &str, ci: bool) -> bool {
+pub(super) fn pat_match(p: &Pattern, x: &str, ci: bool) -> bool {
     match p {
         Pattern::Exact(w) => {
             if ci {
@@ -279,6 +365,15 @@ fn pat_match(p: &Pattern, x: &str, ci: bool) -> bool {
             }
         }
     }
+}
+
+/// Whether wildcard pattern `p` (`*`, `?`) matches `x`, ignoring case.
+pub(crate) fn glob_ci(p: &str, x: &str) -> bool {
+    pat_match(
+        &Pattern::compile(&p.to_lowercase()),
+        &x.to_lowercase(),
+        false,
+    )
 }
 
 /// Iterative wildcard match with single-star backtracking: linear in practice, never

@@ -1,6 +1,6 @@
 //! EQL tokens, with the line and column of each for error messages.
 
-use super::ast::EqlError;
+use super::ast::{EqlError, EqlErrorKind};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Tok {
@@ -115,6 +115,7 @@ impl Lexer {
             line,
             column,
             message,
+            kind: EqlErrorKind::Syntax,
         }
     }
 

@@ -5,9 +5,16 @@
 
 mod ast;
 mod eval;
+mod fields;
+mod fold;
 mod lexer;
 mod parser;
+mod set;
 
-pub use ast::{Cmp, EqlError, Field, Kind, Node, Pattern, StrTest, Val};
+pub use ast::{Cmp, EqlError, EqlErrorKind, Node, Pattern, StrTest, Val};
+pub(crate) use eval::glob_ci;
 pub use eval::{Ctx, ctx};
+pub use fields::{Attr, Field, FieldInfo, Kind, Provision, Who, registry};
+pub(crate) use fold::kind_literals;
 pub use parser::{parse_condition, parse_query};
+pub use set::StrSet;

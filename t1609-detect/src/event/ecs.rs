@@ -44,27 +44,32 @@ impl ProcessEvent {
                 args_count: p.args_count,
                 command_line: p.command_line.as_deref(),
                 working_directory: p.working_directory.as_deref(),
-                parent: p.parent.as_deref().map(|pp| EcsParent {
-                    pid: pp.pid,
-                    name: pp.name.as_deref(),
-                    executable: pp.executable.as_deref(),
-                    args: pp.args.as_deref(),
-                    command_line: pp.command_line.as_deref(),
-                }),
+                parent: p.parent.as_deref().map(EcsRelated::new),
+                interactive: p.interactive,
+                tty: EcsTty::new(p.tty),
+                creds: EcsCreds::new(&p.creds),
+                env_vars: p.env_vars.as_deref(),
+                exit_code: p.exit_code,
+                hash: p.hash_sha256.as_deref().map(|sha256| EcsHash { sha256 }),
+                entry_leader: p.entry_leader.as_deref().map(EcsRelated::new),
+                session_leader: p.session_leader.as_deref().map(EcsRelated::new),
+                group_leader: p.group_leader.as_deref().map(EcsRelated::new),
             },
-            user: EcsIdentity {
-                id: self.user.id.as_deref(),
-                name: self.user.name.as_deref(),
-            },
-            group: EcsIdentity {
-                id: self.group.id.as_deref(),
-                name: self.group.name.as_deref(),
-            },
-            container: EcsOne {
+            user: EcsIdentity::new(&self.user),
+            group: EcsIdentity::new(&self.group),
+            container: EcsContainer {
                 id: self.container_id.as_deref(),
+                security_context: self
+                    .container_privileged
+                    .map(|privileged| EcsSecurityContext { privileged }),
             },
             host: EcsHost {
                 hostname: self.host_hostname.as_deref(),
+                os: EcsOs {
+                    kind: self.host_os.kind.as_deref(),
+                    name: self.host_os.name.as_deref(),
+                    kernel: self.host_os.kernel.as_deref(),
+                },
             },
             t1609: EcsCapture {
                 cgroup_id: c.cgroup_id,
@@ -100,8 +105,8 @@ pub(crate) struct EcsDoc<'a, E, X, T> {
     pub user: EcsIdentity<'a>,
     #[serde(skip_serializing_if = "EcsIdentity::is_empty")]
     pub group: EcsIdentity<'a>,
-    #[serde(skip_serializing_if = "EcsOne::is_empty")]
-    pub container: EcsOne<'a>,
+    #[serde(skip_serializing_if = "EcsContainer::is_empty")]
+    pub container: EcsContainer<'a>,
     #[serde(skip_serializing_if = "EcsHost::is_empty")]
     pub host: EcsHost<'a>,
     pub t1609: EcsCapture<'a, T>,
@@ -117,7 +122,8 @@ pub(crate) struct RecordMeta<'a> {
     category: [&'static str; 1],
     #[serde(rename = "type")]
     kind_type: [&'static str; 1],
-    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
 }
@@ -127,8 +133,8 @@ impl<'a> RecordMeta<'a> {
         RecordMeta {
             kind: "event",
             category: ["process"],
-            kind_type: ["start"],
-            action: "exec",
+            kind_type: [ev.event_type.as_str()],
+            action: ev.action(),
             id: ev.event_id.as_deref(),
         }
     }
@@ -151,7 +157,31 @@ pub(crate) struct EcsProcess<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     working_directory: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    parent: Option<EcsParent<'a>>,
+    parent: Option<EcsRelated<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interactive: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tty: Option<EcsTty>,
+    #[serde(flatten)]
+    creds: EcsCreds<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    env_vars: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash: Option<EcsHash<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entry_leader: Option<EcsRelated<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_leader: Option<EcsRelated<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_leader: Option<EcsRelated<'a>>,
+}
+
+/// `process.hash`.
+#[derive(Serialize)]
+struct EcsHash<'a> {
+    sha256: &'a str,
 }
 
 impl EcsProcess<'_> {
@@ -164,11 +194,76 @@ impl EcsProcess<'_> {
             && self.command_line.is_none()
             && self.working_directory.is_none()
             && self.parent.is_none()
+            && self.interactive.is_none()
+            && self.tty.is_none()
+            && self.creds.is_empty()
+            && self.env_vars.is_none()
+            && self.exit_code.is_none()
+            && self.hash.is_none()
+            && self.entry_leader.is_none()
+            && self.session_leader.is_none()
+            && self.group_leader.is_none()
     }
 }
 
+/// `process.tty`.
 #[derive(Serialize)]
-pub(crate) struct EcsParent<'a> {
+pub(crate) struct EcsTty {
+    char_device: EcsCharDevice,
+}
+
+#[derive(Serialize)]
+struct EcsCharDevice {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    major: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    minor: Option<u32>,
+}
+
+impl EcsTty {
+    fn new(t: super::Tty) -> Option<Self> {
+        (t.char_device_major.is_some() || t.char_device_minor.is_some()).then_some(EcsTty {
+            char_device: EcsCharDevice {
+                major: t.char_device_major,
+                minor: t.char_device_minor,
+            },
+        })
+    }
+}
+
+/// `user`, `real_user`, `group`, `real_group` of a process, each omitted when empty.
+#[derive(Serialize)]
+pub(crate) struct EcsCreds<'a> {
+    #[serde(skip_serializing_if = "EcsIdentity::is_empty")]
+    user: EcsIdentity<'a>,
+    #[serde(skip_serializing_if = "EcsIdentity::is_empty")]
+    real_user: EcsIdentity<'a>,
+    #[serde(skip_serializing_if = "EcsIdentity::is_empty")]
+    group: EcsIdentity<'a>,
+    #[serde(skip_serializing_if = "EcsIdentity::is_empty")]
+    real_group: EcsIdentity<'a>,
+}
+
+impl<'a> EcsCreds<'a> {
+    fn new(c: &'a super::Creds) -> Self {
+        EcsCreds {
+            user: EcsIdentity::new(&c.user),
+            real_user: EcsIdentity::new(&c.real_user),
+            group: EcsIdentity::new(&c.group),
+            real_group: EcsIdentity::new(&c.real_group),
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.user.is_empty()
+            && self.real_user.is_empty()
+            && self.group.is_empty()
+            && self.real_group.is_empty()
+    }
+}
+
+/// The parent or a leader.
+#[derive(Serialize)]
+pub(crate) struct EcsRelated<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -179,6 +274,45 @@ pub(crate) struct EcsParent<'a> {
     args: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     command_line: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    working_directory: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interactive: Option<bool>,
+    #[serde(flatten)]
+    creds: EcsCreds<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    same_as_process: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entry_meta: Option<EcsEntryMeta<'a>>,
+}
+
+#[derive(Serialize)]
+struct EcsEntryMeta<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
+impl<'a> EcsRelated<'a> {
+    fn new(r: &'a super::RelatedProcess) -> Self {
+        EcsRelated {
+            pid: r.pid,
+            name: r.name.as_deref(),
+            executable: r.executable.as_deref(),
+            args: r.args.as_deref(),
+            command_line: r.command_line.as_deref(),
+            args_count: r.args_count,
+            working_directory: r.working_directory.as_deref(),
+            interactive: r.interactive,
+            creds: EcsCreds::new(&r.creds),
+            same_as_process: r.same_as_process,
+            entry_meta: r
+                .entry_meta_type
+                .as_deref()
+                .map(|kind| EcsEntryMeta { kind }),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -189,21 +323,34 @@ pub(crate) struct EcsIdentity<'a> {
     name: Option<&'a str>,
 }
 
-impl EcsIdentity<'_> {
+impl<'a> EcsIdentity<'a> {
+    fn new(i: &'a super::Identity) -> Self {
+        EcsIdentity {
+            id: i.id.as_deref(),
+            name: i.name.as_deref(),
+        }
+    }
     fn is_empty(&self) -> bool {
         self.id.is_none() && self.name.is_none()
     }
 }
 
 #[derive(Serialize)]
-pub(crate) struct EcsOne<'a> {
+pub(crate) struct EcsContainer<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security_context: Option<EcsSecurityContext>,
 }
 
-impl EcsOne<'_> {
+#[derive(Serialize)]
+struct EcsSecurityContext {
+    privileged: bool,
+}
+
+impl EcsContainer<'_> {
     fn is_empty(&self) -> bool {
-        self.id.is_none()
+        self.id.is_none() && self.security_context.is_none()
     }
 }
 
@@ -211,11 +358,29 @@ impl EcsOne<'_> {
 pub(crate) struct EcsHost<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     hostname: Option<&'a str>,
+    #[serde(skip_serializing_if = "EcsOs::is_empty")]
+    os: EcsOs<'a>,
 }
 
 impl EcsHost<'_> {
     fn is_empty(&self) -> bool {
-        self.hostname.is_none()
+        self.hostname.is_none() && self.os.is_empty()
+    }
+}
+
+#[derive(Serialize)]
+struct EcsOs<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel: Option<&'a str>,
+}
+
+impl EcsOs<'_> {
+    fn is_empty(&self) -> bool {
+        self.kind.is_none() && self.name.is_none() && self.kernel.is_none()
     }
 }
 

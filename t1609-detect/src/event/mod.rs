@@ -1,29 +1,142 @@
-//! The process event the engine evaluates: the ECS fields of one exec.
+//! The process event the engine evaluates: the ECS fields of one exec (or exit).
 //!
 //! The live agent builds it from kernel records; `replay` parses it from the ECS JSON
 //! lines that `run --record` writes (`parse`); `ecs` writes it back, alone or as
 //! the base of an alert. A field that is `None` is absent: a rule that needs it does not
 //! match.
 
+mod assign;
 mod ecs;
 mod parse;
 
 use serde::{Deserialize, Serialize};
 
-/// One exec, as ECS fields. `None` means "not known", never "empty".
+/// One process event (an exec, or an exit), as ECS fields. `None` means "not known",
+/// never "empty".
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessEvent {
     /// RFC 3339 wall-clock time of the exec.
     pub timestamp: Option<String>,
     /// Unique id of this event (`event.id`).
     pub event_id: Option<String>,
+    /// `event.type`: `start` for an exec (the default), `end` for an exit.
+    pub event_type: EventType,
+    /// `event.action` when it is not the type's own (`exec` for `start`, `end` for
+    /// `end`): replayed documents of other producers (`executed`, `fork`, ...).
+    pub event_action: Option<String>,
     pub process: Process,
     pub user: Identity,
     pub group: Identity,
     pub container_id: Option<String>,
+    /// `container.security_context.privileged`, from the container runtime.
+    pub container_privileged: Option<bool>,
     pub host_hostname: Option<String>,
+    /// `host.os.{type, name, kernel}`.
+    pub host_os: HostOs,
     /// Capture details of our own (`t1609.*` in ECS output).
     pub capture: CaptureInfo,
+}
+
+/// ECS `event.type` values (the categorisation field's allowed list).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    #[default]
+    Start,
+    End,
+    Change,
+    Info,
+    Access,
+    Admin,
+    Allowed,
+    Connection,
+    Creation,
+    Deletion,
+    Denied,
+    Error,
+    Group,
+    Indicator,
+    Installation,
+    Protocol,
+    User,
+}
+
+impl EventType {
+    pub const ALL: &'static [EventType] = &[
+        EventType::Start,
+        EventType::End,
+        EventType::Change,
+        EventType::Info,
+        EventType::Access,
+        EventType::Admin,
+        EventType::Allowed,
+        EventType::Connection,
+        EventType::Creation,
+        EventType::Deletion,
+        EventType::Denied,
+        EventType::Error,
+        EventType::Group,
+        EventType::Indicator,
+        EventType::Installation,
+        EventType::Protocol,
+        EventType::User,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Start => "start",
+            EventType::End => "end",
+            EventType::Change => "change",
+            EventType::Info => "info",
+            EventType::Access => "access",
+            EventType::Admin => "admin",
+            EventType::Allowed => "allowed",
+            EventType::Connection => "connection",
+            EventType::Creation => "creation",
+            EventType::Deletion => "deletion",
+            EventType::Denied => "denied",
+            EventType::Error => "error",
+            EventType::Group => "group",
+            EventType::Indicator => "indicator",
+            EventType::Installation => "installation",
+            EventType::Protocol => "protocol",
+            EventType::User => "user",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<EventType> {
+        EventType::ALL.iter().copied().find(|t| t.as_str() == s)
+    }
+
+    /// The `event.action` the agent writes for this type: `exec` and `end` (Elastic
+    /// Defend's), none for the types the agent does not produce.
+    pub fn default_action(self) -> Option<&'static str> {
+        match self {
+            EventType::Start => Some("exec"),
+            EventType::End => Some("end"),
+            _ => None,
+        }
+    }
+}
+
+impl ProcessEvent {
+    /// `event.action`: the recorded one, else the type's own.
+    pub fn action(&self) -> Option<&str> {
+        self.event_action
+            .as_deref()
+            .or_else(|| self.event_type.default_action())
+    }
+}
+
+/// `host.os.*`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostOs {
+    /// `host.os.type`: `linux`.
+    pub kind: Option<String>,
+    /// `host.os.name`: the distribution (`Debian GNU/Linux`).
+    pub name: Option<String>,
+    /// `host.os.kernel`: the kernel release (`6.1.0-18-amd64`).
+    pub kernel: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -39,15 +152,108 @@ pub struct Process {
     pub command_line: Option<String>,
     pub working_directory: Option<String>,
     pub parent: Option<Box<ParentProcess>>,
+    /// `process.interactive`: it has a controlling terminal.
+    pub interactive: Option<bool>,
+    /// `process.tty.char_device.{major, minor}`.
+    pub tty: Tty,
+    /// Effective (`process.user`, `process.group`) and real (`process.real_user`,
+    /// `process.real_group`) credentials.
+    pub creds: Creds,
+    /// `process.env_vars`: `NAME=value` for the captured variables only
+    /// ([`ENV_VARS_CAPTURED`], at most [`ENV_VARS_MAX`], values cut at
+    /// [`ENV_VAR_VALUE_MAX`] bytes).
+    pub env_vars: Option<Vec<String>>,
+    /// `process.exit_code`, on exit events.
+    pub exit_code: Option<i64>,
+    /// `process.hash.sha256`: the executed file's digest, when the agent identified the
+    /// file (a container tool, whatever its name).
+    pub hash_sha256: Option<String>,
+    /// `process.entry_leader`: the first process of the session's entry (a login shell,
+    /// sshd's child, a container's init), with `entry_meta.type`.
+    pub entry_leader: Option<Box<RelatedProcess>>,
+    /// `process.session_leader`: the leader of the process's session (setsid).
+    pub session_leader: Option<Box<RelatedProcess>>,
+    /// `process.group_leader`: the leader of the process group.
+    pub group_leader: Option<Box<RelatedProcess>>,
 }
 
+/// Environment variables the agent may capture (`process.env_vars`): the ones rules of
+/// Elastic's and ours test (loader hijacking, history and proxy evasion, runtime
+/// endpoints). A rule that tests another is a load error, since its value is never
+/// captured.
+pub const ENV_VARS_CAPTURED: &[&str] = &[
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+    "GLIBC_TUNABLES",
+    "HISTFILE",
+    "HISTFILESIZE",
+    "HISTSIZE",
+    "HISTCONTROL",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "DOCKER_HOST",
+    "CONTAINER_HOST",
+    "CONTAINERD_ADDRESS",
+    "CONTAINER_RUNTIME_ENDPOINT",
+    "KUBECONFIG",
+    "SUDO_USER",
+    "SUDO_COMMAND",
+    "SSH_CONNECTION",
+];
+/// At most this many `process.env_vars` entries per process.
+pub const ENV_VARS_MAX: usize = 16;
+/// A captured value longer than this many bytes is cut (at a character boundary).
+pub const ENV_VAR_VALUE_MAX: usize = 256;
+
+/// `process.tty.char_device`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tty {
+    pub char_device_major: Option<u32>,
+    pub char_device_minor: Option<u32>,
+}
+
+/// Effective and real user and group of a process (ECS `user`, `real_user`, `group`,
+/// `real_group` under the process).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ParentProcess {
+pub struct Creds {
+    pub user: Identity,
+    pub real_user: Identity,
+    pub group: Identity,
+    pub real_group: Identity,
+}
+
+/// The parent of the process.
+pub type ParentProcess = RelatedProcess;
+
+/// A process related to the event's: its parent, or its entry, session or group leader.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RelatedProcess {
     pub pid: Option<u32>,
     pub name: Option<String>,
     pub executable: Option<String>,
     pub args: Option<Vec<String>>,
     pub command_line: Option<String>,
+    /// Defaults to the length of `args` when evaluated.
+    pub args_count: Option<u64>,
+    pub working_directory: Option<String>,
+    pub interactive: Option<bool>,
+    pub creds: Creds,
+    /// Leaders: whether the leader is the event's process itself.
+    pub same_as_process: Option<bool>,
+    /// Entry leader: `entry_meta.type` (`init`, `sshd`, `ssm`, `kthread`, `terminal`,
+    /// `console`, `container`, `unknown`).
+    pub entry_meta_type: Option<String>,
+}
+
+impl RelatedProcess {
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == RelatedProcess::default()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -55,6 +261,12 @@ pub struct Identity {
     /// ECS keeps ids as strings (`"0"`).
     pub id: Option<String>,
     pub name: Option<String>,
+}
+
+impl Identity {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.id.is_none() && self.name.is_none()
+    }
 }
 
 /// What the kernel told us beyond ECS, kept under `t1609.*`.
@@ -92,161 +304,4 @@ pub enum EventError {
         field: String,
         expected: &'static str,
     },
-}
-
-impl ProcessEvent {
-    /// Makes `self` equal to `src`, reusing `self`'s string and vector buffers (the
-    /// derived `clone_from` would reallocate everything). The destructuring makes a new
-    /// field a compile error here rather than a silently stale copy.
-    pub(crate) fn assign_from(&mut self, src: &ProcessEvent) {
-        let ProcessEvent {
-            timestamp,
-            event_id,
-            process,
-            user,
-            group,
-            container_id,
-            host_hostname,
-            capture,
-        } = src;
-        self.timestamp.clone_from(timestamp);
-        self.event_id.clone_from(event_id);
-        let Process {
-            pid,
-            name,
-            executable,
-            args,
-            args_count,
-            command_line,
-            working_directory,
-            parent,
-        } = process;
-        let p = &mut self.process;
-        p.pid = *pid;
-        p.name.clone_from(name);
-        p.executable.clone_from(executable);
-        p.args.clone_from(args);
-        p.args_count = *args_count;
-        p.command_line.clone_from(command_line);
-        p.working_directory.clone_from(working_directory);
-        match (&mut p.parent, parent) {
-            (Some(dst), Some(src)) => {
-                let ParentProcess {
-                    pid,
-                    name,
-                    executable,
-                    args,
-                    command_line,
-                } = &**src;
-                dst.pid = *pid;
-                dst.name.clone_from(name);
-                dst.executable.clone_from(executable);
-                dst.args.clone_from(args);
-                dst.command_line.clone_from(command_line);
-            }
-            (dst, src) => dst.clone_from(src),
-        }
-        for (dst, src) in [(&mut self.user, user), (&mut self.group, group)] {
-            let Identity { id, name } = src;
-            dst.id.clone_from(id);
-            dst.name.clone_from(name);
-        }
-        self.container_id.clone_from(container_id);
-        self.host_hostname.clone_from(host_hostname);
-        let CaptureInfo {
-            cgroup_id,
-            pid_ns,
-            mnt_ns,
-            tgid,
-            euid,
-            egid,
-            loginuid,
-            tty,
-            argv_total_len,
-            argv_truncated,
-            argv_incomplete,
-            args_b64,
-            executable_b64,
-        } = capture;
-        let c = &mut self.capture;
-        c.cgroup_id = *cgroup_id;
-        c.pid_ns = *pid_ns;
-        c.mnt_ns = *mnt_ns;
-        c.tgid = *tgid;
-        c.euid = *euid;
-        c.egid = *egid;
-        c.loginuid = *loginuid;
-        c.tty.clone_from(tty);
-        c.argv_total_len = *argv_total_len;
-        c.argv_truncated = *argv_truncated;
-        c.argv_incomplete = *argv_incomplete;
-        c.args_b64.clone_from(args_b64);
-        c.executable_b64.clone_from(executable_b64);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn full() -> ProcessEvent {
-        let s = |v: &str| Some(v.to_string());
-        ProcessEvent {
-            timestamp: s("2026-01-01T00:00:00Z"),
-            event_id: s("e1"),
-            process: Process {
-                pid: Some(7),
-                name: s("docker"),
-                executable: s("/usr/bin/docker"),
-                args: Some(vec!["docker".into(), "exec".into(), "web".into()]),
-                args_count: Some(3),
-                command_line: s("docker exec web"),
-                working_directory: s("/root"),
-                parent: Some(Box::new(ParentProcess {
-                    pid: Some(1),
-                    name: s("bash"),
-                    executable: s("/bin/bash"),
-                    args: Some(vec!["bash".into()]),
-                    command_line: s("bash"),
-                })),
-            },
-            user: Identity {
-                id: s("0"),
-                name: s("root"),
-            },
-            group: Identity {
-                id: s("0"),
-                name: None,
-            },
-            container_id: s("4f2a"),
-            host_hostname: s("node-1"),
-            capture: CaptureInfo {
-                cgroup_id: Some(9),
-                tty: s("pts1"),
-                argv_truncated: true,
-                args_b64: Some(vec!["ZG9ja2Vy".into()]),
-                ..Default::default()
-            },
-        }
-    }
-
-    #[test]
-    fn assign_from_copies_every_shape() {
-        let mut no_parent = full();
-        no_parent.process.parent = None;
-        no_parent.process.args = Some(vec!["a".into()]);
-        let mut other_parent = full();
-        if let Some(p) = other_parent.process.parent.as_deref_mut() {
-            p.args = None;
-            p.name = Some("sudo".into());
-        }
-        let shapes = [ProcessEvent::default(), full(), no_parent, other_parent];
-        for src in &shapes {
-            for start in &shapes {
-                let mut dst = start.clone();
-                dst.assign_from(src);
-                assert_eq!(&dst, src);
-            }
-        }
-    }
 }

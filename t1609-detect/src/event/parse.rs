@@ -4,7 +4,10 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::{CaptureInfo, EventError, Identity, ParentProcess, Process, ProcessEvent};
+use super::{
+    CaptureInfo, Creds, EventError, EventType, HostOs, Identity, Process, ProcessEvent,
+    RelatedProcess, Tty,
+};
 
 impl ProcessEvent {
     /// Reads an ECS document, nested objects and dotted keys mixed. Unknown fields are
@@ -17,37 +20,49 @@ impl ProcessEvent {
         let mut flat: HashMap<String, &Value> = HashMap::new();
         flatten("", obj, &mut flat, 0);
         let r = Reader { flat };
-        let parent = ParentProcess {
-            pid: r.u32("process.parent.pid")?,
-            name: r.string("process.parent.name")?,
-            executable: r.string("process.parent.executable")?,
-            args: r.strings("process.parent.args")?,
-            command_line: r.string("process.parent.command_line")?,
+        let event_type = r.event_type()?;
+        let event_action = r
+            .string("event.action")?
+            .filter(|a| Some(a.as_str()) != event_type.default_action());
+        let parent = r.related("process.parent", false)?;
+        let process = Process {
+            pid: r.u32("process.pid")?,
+            name: r.string("process.name")?,
+            executable: r.string("process.executable")?,
+            args: r.strings("process.args")?,
+            args_count: r.u64("process.args_count")?,
+            command_line: r.string("process.command_line")?,
+            working_directory: r.string("process.working_directory")?,
+            parent,
+            interactive: r.bool("process.interactive")?,
+            tty: Tty {
+                char_device_major: r.u32("process.tty.char_device.major")?,
+                char_device_minor: r.u32("process.tty.char_device.minor")?,
+            },
+            creds: r.creds("process", true)?,
+            env_vars: r.strings("process.env_vars")?,
+            exit_code: r.i64("process.exit_code")?,
+            hash_sha256: r.string("process.hash.sha256")?,
+            entry_leader: r.related("process.entry_leader", true)?,
+            session_leader: r.related("process.session_leader", false)?,
+            group_leader: r.related("process.group_leader", false)?,
         };
-        let has_parent = parent != ParentProcess::default();
         Ok(ProcessEvent {
             timestamp: r.string("@timestamp")?,
             event_id: r.string("event.id")?,
-            process: Process {
-                pid: r.u32("process.pid")?,
-                name: r.string("process.name")?,
-                executable: r.string("process.executable")?,
-                args: r.strings("process.args")?,
-                args_count: r.u64("process.args_count")?,
-                command_line: r.string("process.command_line")?,
-                working_directory: r.string("process.working_directory")?,
-                parent: has_parent.then(|| Box::new(parent)),
-            },
-            user: Identity {
-                id: r.id("user.id")?,
-                name: r.string("user.name")?,
-            },
-            group: Identity {
-                id: r.id("group.id")?,
-                name: r.string("group.name")?,
-            },
+            event_type,
+            event_action,
+            process,
+            user: r.identity("user")?,
+            group: r.identity("group")?,
             container_id: r.string("container.id")?,
+            container_privileged: r.bool("container.security_context.privileged")?,
             host_hostname: r.string("host.hostname")?,
+            host_os: HostOs {
+                kind: r.string("host.os.type")?,
+                name: r.string("host.os.name")?,
+                kernel: r.string("host.os.kernel")?,
+            },
             capture: CaptureInfo {
                 cgroup_id: r.u64("t1609.cgroup_id")?,
                 pid_ns: r.u32("t1609.pid_ns")?,
@@ -138,6 +153,17 @@ impl Reader<'_> {
             Some(_) => Err(Self::err(f, "an unsigned integer")),
         }
     }
+    fn i64(&self, f: &str) -> Result<Option<i64>, EventError> {
+        match self.get(f) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| Self::err(f, "an integer")),
+            Some(Value::String(s)) => s.parse().map(Some).map_err(|_| Self::err(f, "an integer")),
+            Some(_) => Err(Self::err(f, "an integer")),
+        }
+    }
     fn u32(&self, f: &str) -> Result<Option<u32>, EventError> {
         match self.u64(f)? {
             None => Ok(None),
@@ -168,5 +194,76 @@ impl Reader<'_> {
                 .map(Some),
             Some(_) => Err(Self::err(f, "an array of strings")),
         }
+    }
+
+    /// `event.type`: a string or an array (ECS); `start` wins, then `end`, then the
+    /// first value. Absent: `start`, since the agent records execs.
+    fn event_type(&self) -> Result<EventType, EventError> {
+        const WANT: &str = "ECS event.type values (start, end, change, info, ...)";
+        let Some(v) = self.strings("event.type")? else {
+            return Ok(EventType::Start);
+        };
+        let mut types = Vec::with_capacity(v.len());
+        for t in &v {
+            types.push(EventType::from_name(t).ok_or_else(|| Self::err("event.type", WANT))?);
+        }
+        Ok([EventType::Start, EventType::End]
+            .into_iter()
+            .find(|t| types.contains(t))
+            .or_else(|| types.first().copied())
+            .unwrap_or_default())
+    }
+    /// `<prefix>.id`, `<prefix>.name`.
+    fn identity(&self, prefix: &str) -> Result<Identity, EventError> {
+        Ok(Identity {
+            id: self.id(&format!("{prefix}.id"))?,
+            name: self.string(&format!("{prefix}.name"))?,
+        })
+    }
+    /// `<prefix>.{user, real_user, group, real_group}`. For the event's own process
+    /// (`top`), Elastic Defend's `user.Ext.real` and `group.Ext.real` stand in for
+    /// absent real ids.
+    fn creds(&self, prefix: &str, top: bool) -> Result<Creds, EventError> {
+        let mut c = Creds {
+            user: self.identity(&format!("{prefix}.user"))?,
+            real_user: self.identity(&format!("{prefix}.real_user"))?,
+            group: self.identity(&format!("{prefix}.group"))?,
+            real_group: self.identity(&format!("{prefix}.real_group"))?,
+        };
+        if top && prefix == "process" {
+            if c.real_user.is_empty() {
+                c.real_user = self.identity("user.Ext.real")?;
+            }
+            if c.real_group.is_empty() {
+                c.real_group = self.identity("group.Ext.real")?;
+            }
+        }
+        Ok(c)
+    }
+    /// The parent or a leader at `prefix`; `entry` reads `entry_meta.type` too.
+    fn related(
+        &self,
+        prefix: &str,
+        entry: bool,
+    ) -> Result<Option<Box<RelatedProcess>>, EventError> {
+        let f = |name: &str| format!("{prefix}.{name}");
+        let r = RelatedProcess {
+            pid: self.u32(&f("pid"))?,
+            name: self.string(&f("name"))?,
+            executable: self.string(&f("executable"))?,
+            args: self.strings(&f("args"))?,
+            command_line: self.string(&f("command_line"))?,
+            args_count: self.u64(&f("args_count"))?,
+            working_directory: self.string(&f("working_directory"))?,
+            interactive: self.bool(&f("interactive"))?,
+            creds: self.creds(prefix, false)?,
+            same_as_process: self.bool(&f("same_as_process"))?,
+            entry_meta_type: if entry {
+                self.string(&f("entry_meta.type"))?
+            } else {
+                None
+            },
+        };
+        Ok((!r.is_empty()).then(|| Box::new(r)))
     }
 }

@@ -4,11 +4,9 @@
 use std::{ops::Range, sync::Arc};
 
 use serde::Deserialize;
-use t1609_ecs::{
-    Confidence, MitreRef, Severity,
-    mitre::{tactic, technique},
-};
+use t1609_ecs::{Confidence, MitreRef, Severity};
 
+use super::mitre::{tactic_ref, technique_ref};
 use crate::{
     argv,
     eql::{self, EqlError, Field, Node, StrTest},
@@ -40,6 +38,9 @@ struct RuleSpec {
     false_positives: Vec<String>,
     #[serde(default = "yes")]
     enabled: bool,
+    /// `false`: the rule's executable names stay out of the kernel's watch set.
+    #[serde(default = "yes")]
+    watch: bool,
     query: toml::Spanned<String>,
     #[serde(default)]
     severity_when: Vec<OverrideSpec>,
@@ -62,7 +63,7 @@ fn yes() -> bool {
 }
 
 /// 1-based line and column (in characters) of byte offset `at` in `text`.
-fn line_col(text: &str, at: usize) -> (usize, usize) {
+pub(super) fn line_col(text: &str, at: usize) -> (usize, usize) {
     let mut at = at.min(text.len());
     while !text.is_char_boundary(at) {
         at -= 1;
@@ -74,13 +75,13 @@ fn line_col(text: &str, at: usize) -> (usize, usize) {
 }
 
 /// The file a rule comes from, which its errors point into.
-struct Source<'a> {
-    file: &'a str,
-    text: &'a str,
+pub(super) struct Source<'a> {
+    pub file: &'a str,
+    pub text: &'a str,
 }
 
 impl Source<'_> {
-    fn invalid(&self, (line, column): (usize, usize), message: String) -> RuleError {
+    pub(super) fn invalid(&self, (line, column): (usize, usize), message: String) -> RuleError {
         RuleError::Invalid {
             file: self.file.into(),
             line,
@@ -90,7 +91,7 @@ impl Source<'_> {
     }
 
     /// An error at byte offset `at` of the file.
-    fn at(&self, at: usize, message: String) -> RuleError {
+    pub(super) fn at(&self, at: usize, message: String) -> RuleError {
         self.invalid(line_col(self.text, at), message)
     }
 
@@ -98,7 +99,7 @@ impl Source<'_> {
     /// finds where the string's content starts (after `'''`/`"""` and a trimmed newline,
     /// or one quote) and adds the error's line/column. Exact for literal strings, which
     /// the pack uses.
-    fn in_string(&self, span: Range<usize>, e: &EqlError, message: String) -> RuleError {
+    pub(super) fn in_string(&self, span: Range<usize>, e: &EqlError, message: String) -> RuleError {
         let text = self.text;
         let mut span = span;
         // The span may start at the key (`query = ...`): move to the opening quote.
@@ -163,20 +164,14 @@ fn compile_spec(src: &Source, spec: RuleSpec) -> Result<Option<Rule>, RuleError>
             spec.risk_score
         )));
     }
-    // The accepted ids are t1609-ecs's MITRE tables; rules/README.md lists them.
-    let resolve = |ids: &[String], lookup: fn(&str) -> Option<MitreRef>, what: &str| {
+    // Any syntactically valid id; named by t1609-ecs's table where it knows it.
+    let resolve = |ids: &[String], lookup: fn(&str, Option<&str>) -> Result<MitreRef, String>| {
         ids.iter()
-            .map(|id| {
-                lookup(id).ok_or_else(|| {
-                    fail(format!(
-                        "unknown {what} `{id}`; expected one of the {what}s listed in rules/README.md"
-                    ))
-                })
-            })
+            .map(|id| lookup(id, None).map_err(&fail))
             .collect::<Result<Vec<_>, _>>()
     };
-    let tactics = resolve(&spec.tactics, tactic, "tactic")?;
-    let techniques = resolve(&spec.techniques, technique, "technique")?;
+    let tactics = resolve(&spec.tactics, tactic_ref)?;
+    let techniques = resolve(&spec.techniques, technique_ref)?;
     if techniques.is_empty() {
         return Err(fail("expected at least one technique".into()));
     }
@@ -187,6 +182,9 @@ fn compile_spec(src: &Source, spec: RuleSpec) -> Result<Option<Rule>, RuleError>
             format!("rule `{}`: {}", spec.id, e.message),
         )
     })?;
+    if let Err(r) = super::checks::check(&node) {
+        return Err(src.at(qspan.start, format!("rule `{}`: {}", spec.id, r.message)));
+    }
     if let Some(bad) = unknown_tool(&node) {
         return Err(fail(format!(
             "unknown t1609.argv.tool value `{bad}`; expected one of {}",
@@ -223,6 +221,7 @@ fn compile_spec(src: &Source, spec: RuleSpec) -> Result<Option<Rule>, RuleError>
         cond: Condition::Eql(node),
         overrides,
         needs_argv,
+        watch_names: spec.watch,
     }))
 }
 

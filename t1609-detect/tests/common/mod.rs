@@ -41,7 +41,9 @@ pub fn event_named(name: Option<&str>, argv: &[&str], parent: Option<&str>) -> P
                 executable: Some(format!("/usr/bin/{}", parent.unwrap_or("bash"))),
                 args: Some(vec![parent.unwrap_or("bash").to_string()]),
                 command_line: Some(parent.unwrap_or("bash").to_string()),
+                ..Default::default()
             })),
+            ..Default::default()
         },
         user: t1609_detect::event::Identity {
             id: Some("0".into()),
@@ -54,6 +56,7 @@ pub fn event_named(name: Option<&str>, argv: &[&str], parent: Option<&str>) -> P
         container_id: None,
         host_hostname: Some("node-1".into()),
         capture: t1609_detect::event::CaptureInfo::default(),
+        ..Default::default()
     }
 }
 

@@ -32,12 +32,12 @@ impl AgentEnv {
         let spool = self.tmp.join("spool");
         std::fs::create_dir_all(&spool)?;
         let path = self.tmp.join("agent.toml");
-        // The sinks (stdout goes to /dev/null, the child's stdout); no runtime lookups so dockerd is
+        // The sinks (stdout goes to /dev/null, the child's stdout); no runtime watched so dockerd is
         // not part of the measure; metrics on an ephemeral port for loss counters.
         std::fs::write(
             &path,
             format!(
-                "[deliver]\nsinks = {:?}\nspool_dir = \"{}\"\n\n[context]\ndocker_socket = \"\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n{}",
+                "[deliver]\nsinks = {:?}\nspool_dir = \"{}\"\n\n[runtimes]\nenabled = false\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n{}",
                 self.sinks,
                 spool.display(),
                 self.config_append

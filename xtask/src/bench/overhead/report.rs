@@ -276,7 +276,7 @@ impl Report<'_> {
             "- RSS/HWM = VmRSS/VmHWM at the end of a round, max over rounds. kernel ns/exec = Σ run_time_ns of all the monitor's programs / execs issued (kernel.bpf_stats_enabled=1, separate phase)."
         );
         println!(
-            "- agent config: stdout sink to /dev/null, docker_socket = \"\" (no dockerd lookups), defaults otherwise; bpftrace: {BPFTRACE_PROG} > /dev/null; auditd: auditctl -a {}.",
+            "- agent config: stdout sink to /dev/null, [runtimes] enabled = false (no runtime watched), defaults otherwise; bpftrace: {BPFTRACE_PROG} > /dev/null; auditd: auditctl -a {}.",
             AUDIT_RULE.join(" ")
         );
         if !self.config_append.trim().is_empty() {

@@ -6,9 +6,16 @@
 //! `Serialize` impls remain the definition of the document (`Alert::to_ecs` uses them);
 //! `tests/alert_json.rs` checks the two agree on the corpus and against a golden file.
 //! A field added to the event, the alert or [`Invocation`] must be added here too.
+//!
+//! [`Alert::json_with`] writes the same document with what other crates add
+//! ([`AlertFields`], in `fields`): the agent's context, verdict and exec target go into
+//! the text as it is written, so that the agent never builds a `Value` for an alert. The
+//! event's part is cached per event with the place of its `container` member, which is
+//! rewritten per alert when fields add to it.
 
 use std::{
     cell::RefCell,
+    ops::Range,
     sync::{Arc, Weak},
 };
 
@@ -166,6 +173,13 @@ struct Obj<'a> {
     first: bool,
 }
 
+// After `k!`, which it uses (macros are scoped by text order).
+mod event;
+mod fields;
+
+use event::write_event_part;
+pub use fields::{AlertFields, ExtraFields, Members};
+
 #[expect(
     clippy::inline_always,
     reason = "inlined, each key is a copy of known length rather than a memcpy call"
@@ -227,6 +241,12 @@ impl<'a> Obj<'a> {
         out.extend_from_slice(if v { b"true" } else { b"false" });
     }
     #[inline(always)]
+    fn opt_bool(&mut self, k: &str, v: Option<bool>) {
+        if let Some(v) = v {
+            self.bool(k, v);
+        }
+    }
+    #[inline(always)]
     fn true_only(&mut self, k: &str, v: bool) {
         if v {
             self.bool(k, true);
@@ -263,76 +283,6 @@ fn push_strs(out: &mut Vec<u8>, v: &[String]) {
         push_str(out, s);
     }
     out.push(b']');
-}
-
-/// The event's part of an alert, from `"process"` through the capture fields of
-/// `"t1609"` (its object left open). The same for every alert of one event.
-fn write_event_part(out: &mut Vec<u8>, ev: &ProcessEvent) {
-    let p = &ev.process;
-    // Leading comma: the document's `event`, `rule` and `threat` members precede it.
-    let mut doc = Obj::resume(out, false);
-    let process_empty = p.pid.is_none()
-        && p.name.is_none()
-        && p.executable.is_none()
-        && p.args.is_none()
-        && p.args_count.is_none()
-        && p.command_line.is_none()
-        && p.working_directory.is_none()
-        && p.parent.is_none();
-    if !process_empty {
-        let mut o = Obj::open(doc.key(k!("process")));
-        o.opt_num(k!("pid"), p.pid);
-        o.opt_str(k!("name"), p.name.as_deref());
-        o.opt_str(k!("executable"), p.executable.as_deref());
-        o.opt_strs(k!("args"), p.args.as_deref());
-        o.opt_num(k!("args_count"), p.args_count);
-        o.opt_str(k!("command_line"), p.command_line.as_deref());
-        o.opt_str(k!("working_directory"), p.working_directory.as_deref());
-        if let Some(pp) = p.parent.as_deref() {
-            let mut q = Obj::open(o.key(k!("parent")));
-            q.opt_num(k!("pid"), pp.pid);
-            q.opt_str(k!("name"), pp.name.as_deref());
-            q.opt_str(k!("executable"), pp.executable.as_deref());
-            q.opt_strs(k!("args"), pp.args.as_deref());
-            q.opt_str(k!("command_line"), pp.command_line.as_deref());
-            q.close();
-        }
-        o.close();
-    }
-    for (k, id) in [(k!("user"), &ev.user), (k!("group"), &ev.group)] {
-        if id.id.is_some() || id.name.is_some() {
-            let mut o = Obj::open(doc.key(k));
-            o.opt_str(k!("id"), id.id.as_deref());
-            o.opt_str(k!("name"), id.name.as_deref());
-            o.close();
-        }
-    }
-    if let Some(c) = ev.container_id.as_deref() {
-        let mut o = Obj::open(doc.key(k!("container")));
-        o.str(k!("id"), c);
-        o.close();
-    }
-    if let Some(h) = ev.host_hostname.as_deref() {
-        let mut o = Obj::open(doc.key(k!("host")));
-        o.str(k!("hostname"), h);
-        o.close();
-    }
-    let c = &ev.capture;
-    let mut o = Obj::open(doc.key(k!("t1609")));
-    o.opt_num(k!("cgroup_id"), c.cgroup_id);
-    o.opt_num(k!("pid_ns"), c.pid_ns);
-    o.opt_num(k!("mnt_ns"), c.mnt_ns);
-    o.opt_num(k!("tgid"), c.tgid);
-    o.opt_num(k!("euid"), c.euid);
-    o.opt_num(k!("egid"), c.egid);
-    o.opt_num(k!("loginuid"), c.loginuid);
-    o.opt_str(k!("tty"), c.tty.as_deref());
-    o.opt_num(k!("argv_total_len"), c.argv_total_len);
-    o.bool(k!("argv_truncated"), c.argv_truncated);
-    o.bool(k!("argv_incomplete"), c.argv_incomplete);
-    o.opt_strs(k!("args_b64"), c.args_b64.as_deref());
-    o.opt_str(k!("executable_b64"), c.executable_b64.as_deref());
-    // Left open: the alert's own t1609 members follow.
 }
 
 fn write_invocation(out: &mut Vec<u8>, inv: &Invocation) {
@@ -383,18 +333,57 @@ fn write_invocation(out: &mut Vec<u8>, inv: &Invocation) {
 struct EventCache {
     ev: Weak<ProcessEvent>,
     bytes: Vec<u8>,
+    /// Where the `container` member lies in `bytes`.
+    container: Range<usize>,
 }
 
 thread_local! {
     static CACHE: RefCell<EventCache> = const {
-        RefCell::new(EventCache { ev: Weak::new(), bytes: Vec::new() })
+        RefCell::new(EventCache { ev: Weak::new(), bytes: Vec::new(), container: 0..0 })
     };
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The whole alert document into `out`.
-pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert) {
+/// The event part (see `event::write_event_part`), from the cache beside the engine's
+/// event copy or this thread's cache, with the container rewritten when `fields` add to
+/// it.
+fn write_event(out: &mut Vec<u8>, ev: &Arc<ProcessEvent>, fields: Option<&dyn AlertFields>) {
+    let mut splice = |bytes: &[u8], container: Range<usize>| match fields {
+        None => out.extend_from_slice(bytes),
+        Some(f) => {
+            out.extend_from_slice(&bytes[..container.start]);
+            event::write_container(out, ev, Some(f));
+            out.extend_from_slice(&bytes[container.end..]);
+        }
+    };
+    // The engine's reused event copy caches its part beside it; other events (alerts
+    // kept past the next evaluation, or written on another thread) use the cache below.
+    if crate::reuse::with_cached(ev, write_event_part, &mut splice) {
+        return;
+    }
+    let cached = CACHE.with(|c| {
+        let Ok(mut c) = c.try_borrow_mut() else {
+            return false;
+        };
+        if !std::ptr::eq(c.ev.as_ptr(), Arc::as_ptr(ev)) {
+            c.bytes.clear();
+            c.container = write_event_part(&mut c.bytes, ev);
+            c.ev = Arc::downgrade(ev);
+        }
+        splice(&c.bytes, c.container.clone());
+        true
+    });
+    if !cached {
+        let mut bytes = Vec::new();
+        let container = write_event_part(&mut bytes, ev);
+        splice(&bytes, container);
+    }
+}
+
+/// The whole alert document into `out`, with what `fields` add.
+pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert, fields: Option<&dyn AlertFields>) {
     let r = &*a.rule;
+    let severity = fields.and_then(AlertFields::severity).unwrap_or(a.severity);
     // The rule's fragments plus room for a typical event: one allocation at most.
     let threat = a.threat().get();
     out.reserve(r.ecs_rule.get().len() + threat.len() + 2048);
@@ -405,71 +394,107 @@ pub(crate) fn write_alert(out: &mut Vec<u8>, a: &Alert) {
     out.extend_from_slice(b",\"event\":{\"kind\":\"alert\",\"id\":");
     push_str(out, &a.event_id);
     out.extend_from_slice(b",\"severity\":");
-    push_u64(out, u64::from(a.severity.ecs_number()));
+    push_u64(out, u64::from(severity.ecs_number()));
     out.extend_from_slice(b",\"risk_score\":");
     push_u64(out, u64::from(a.risk_score));
-    out.extend_from_slice(
-        b",\"category\":[\"process\"],\"type\":[\"start\"],\"action\":\"exec\",\"created\":",
-    );
+    out.extend_from_slice(b",\"category\":[\"process\"],\"type\":[\"");
+    // Our own static names: nothing to escape.
+    out.extend_from_slice(a.event.event_type.as_str().as_bytes());
+    out.extend_from_slice(b"\"]");
+    if let Some(action) = a.event.action() {
+        out.extend_from_slice(b",\"action\":");
+        push_str(out, action);
+    }
+    out.extend_from_slice(b",\"created\":");
     push_str(out, &a.created);
     out.extend_from_slice(b"},\"rule\":");
     out.extend_from_slice(r.ecs_rule.get().as_bytes());
     out.extend_from_slice(b",\"threat\":");
     out.extend_from_slice(threat.as_bytes());
-    let doc = Obj::resume(out, false);
-    // The engine's reused event copy caches its part beside it; other events (alerts
-    // kept past the next evaluation, or written on another thread) use the cache below.
-    if !crate::reuse::write_cached(&a.event, doc.out, write_event_part) {
-        CACHE.with(|c| match c.try_borrow_mut() {
-            Ok(mut c) => {
-                if !std::ptr::eq(c.ev.as_ptr(), Arc::as_ptr(&a.event)) {
-                    c.bytes.clear();
-                    write_event_part(&mut c.bytes, &a.event);
-                    c.ev = Arc::downgrade(&a.event);
-                }
-                doc.out.extend_from_slice(&c.bytes);
-            }
-            Err(_) => write_event_part(doc.out, &a.event),
-        });
-    }
+    write_event(out, &a.event, fields);
     // Inside the open t1609 object, which always has members by now.
-    let mut t = Obj::resume(&mut *doc.out, false);
-    t.static_str(k!("severity"), a.severity.as_str());
+    let mut t = Obj::resume(&mut *out, false);
+    t.static_str(k!("severity"), severity.as_str());
     t.static_str(k!("confidence"), a.stated_confidence().as_str());
     t.opt_str(k!("group_id"), a.group_id.as_deref());
     t.opt_str(k!("event_id"), a.source_event_id.as_deref());
     if let Some(inv) = &a.argv {
         crate::reuse::write_invocation_cached(inv, t.key(k!("argv")), write_invocation);
     }
-    t.close();
-    doc.out.push(b'}');
+    if let Some(f) = fields {
+        f.t1609(&mut Members::resume(&mut *t.out, false));
+        t.close();
+        f.top(&mut Members::resume(out, false));
+    } else {
+        t.close();
+    }
+    out.push(b'}');
 }
 
 impl Alert {
     /// Writes the alert's ECS JSON (no newline) straight to `w`: the fast path, with no
     /// intermediate `Value`. Same document as [`Alert::to_ecs`].
     pub fn write_json(&self, w: impl std::io::Write) -> serde_json::Result<()> {
-        write_alert_to(self, w).map_err(serde_json::Error::io)
+        with_buf(|buf| {
+            write_alert(buf, self, None);
+            w_all(w, buf)
+        })
+        .map_err(serde_json::Error::io)
+    }
+
+    /// The alert as one ECS document with what `fields` add, built as a `Value`: the
+    /// definition of what [`Alert::json_with`] writes.
+    pub fn to_ecs_with(&self, fields: &dyn AlertFields) -> serde_json::Value {
+        let mut doc = self.to_ecs();
+        fields.add_to_value(&mut doc);
+        doc
+    }
+
+    /// Writes the alert's ECS JSON with what `fields` add (no newline) straight to `w`.
+    pub fn write_json_with(
+        &self,
+        fields: &dyn AlertFields,
+        w: impl std::io::Write,
+    ) -> serde_json::Result<()> {
+        with_buf(|buf| {
+            write_alert(buf, self, Some(fields));
+            w_all(w, buf)
+        })
+        .map_err(serde_json::Error::io)
+    }
+
+    /// The alert's ECS JSON with what `fields` add, as one line without newline: every
+    /// control character inside strings is escaped.
+    pub fn json_with(&self, fields: &dyn AlertFields) -> String {
+        with_buf(|buf| {
+            write_alert(buf, self, Some(fields));
+            // Written from `&str`s and ASCII punctuation: always UTF-8.
+            match std::str::from_utf8(buf) {
+                Ok(s) => s.to_owned(),
+                Err(_) => String::from_utf8_lossy(buf).into_owned(),
+            }
+        })
     }
 }
 
-/// Builds the document in a reused per-thread buffer and hands it to `w` in one write.
-fn write_alert_to(a: &Alert, mut w: impl std::io::Write) -> std::io::Result<()> {
-    BUF.with(|b| {
-        if let Ok(mut buf) = b.try_borrow_mut() {
+fn w_all(mut w: impl std::io::Write, buf: &[u8]) -> std::io::Result<()> {
+    w.write_all(buf)
+}
+
+/// Runs `f` on this thread's reused buffer, emptied; documents are built there and
+/// handed on in one write or copy.
+fn with_buf<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    BUF.with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => {
             buf.clear();
-            write_alert(&mut buf, a);
-            let r = w.write_all(&buf);
+            let r = f(&mut buf);
             if buf.capacity() > 1 << 20 {
                 *buf = Vec::new();
             }
             r
-        } else {
-            // Re-entered (a writer that writes alerts): a buffer of its own.
-            let mut buf = Vec::with_capacity(4096);
-            write_alert(&mut buf, a);
-            w.write_all(&buf)
         }
+        // Re-entered (a writer that writes alerts): a buffer of its own.
+        Err(_) => f(&mut Vec::with_capacity(4096)),
     })
 }
 

@@ -1,29 +1,58 @@
 //! Recursive-descent parser for the EQL subset. Every error names its line and column
 //! within the query and what was expected.
 
+mod functions;
+
 use super::{
-    ast::{Cmp, EqlError, Field, Kind, Node, Pattern, StrTest},
+    ast::{Cmp, EqlError, EqlErrorKind, Field, Kind, Node, Pattern, StrTest},
     lexer::{Tok, Token, lex},
 };
 
 /// Parses `process where <condition>`.
 pub fn parse_query(src: &str) -> Result<Node, EqlError> {
+    // Sequences carry syntax of their own (`with maxspan=1s`) that the lexer refuses:
+    // name them before lexing the rest.
+    let head = src.trim_start();
+    for kw in ["sequence", "sample"] {
+        if head.starts_with(kw)
+            && !head[kw.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+        {
+            let at = src.len() - head.len();
+            let line = src[..at].matches('\n').count() + 1;
+            let column = src[..at]
+                .rsplit('\n')
+                .next()
+                .map_or(0, |l| l.chars().count())
+                + 1;
+            return Err(EqlError {
+                line,
+                column,
+                message: format!(
+                    "`{kw}` queries are not supported; expected `process where <condition>`"
+                ),
+                kind: EqlErrorKind::Sequence,
+            });
+        }
+    }
     let mut p = Parser {
         toks: lex(src)?,
         pos: 0,
+        depth: 0,
     };
     let cat = p.next();
     match &cat.tok {
         Tok::Ident(s) if s == "process" => {}
         Tok::Ident(s) if matches!(s.as_str(), "sequence" | "sample") => {
-            return Err(err_at(
+            return Err(kind_at(
                 &cat,
+                EqlErrorKind::Sequence,
                 format!("`{s}` queries are not supported; expected `process where <condition>`"),
             ));
         }
         Tok::Ident(s) if p.peek_is_ident("where") => {
-            return Err(err_at(
+            return Err(kind_at(
                 &cat,
+                EqlErrorKind::Category,
                 format!("event category `{s}` is not supported; expected `process`"),
             ));
         }
@@ -43,6 +72,7 @@ pub fn parse_condition(src: &str) -> Result<Node, EqlError> {
     let mut p = Parser {
         toks: lex(src)?,
         pos: 0,
+        depth: 0,
     };
     let node = p.expr()?;
     p.expect_eof()?;
@@ -52,7 +82,13 @@ pub fn parse_condition(src: &str) -> Result<Node, EqlError> {
 struct Parser {
     toks: Vec<Token>,
     pos: usize,
+    /// Parentheses and `not`s open around the current token.
+    depth: usize,
 }
+
+/// Nesting deeper than this is refused: conditions are walked recursively (here and in
+/// folding, indexing and evaluation), and a hostile rule must not exhaust the stack.
+const MAX_DEPTH: usize = 128;
 
 fn describe(t: &Tok) -> String {
     match t {
@@ -69,18 +105,41 @@ fn describe(t: &Tok) -> String {
 
 /// An error at token `t`.
 fn err_at(t: &Token, message: String) -> EqlError {
+    kind_at(t, EqlErrorKind::Syntax, message)
+}
+
+/// An error of `kind` at token `t`.
+fn kind_at(t: &Token, kind: EqlErrorKind, message: String) -> EqlError {
     EqlError {
         line: t.line,
         column: t.col,
         message,
+        kind,
     }
 }
 
-/// The field `name` names (at token `t`).
+/// The field `name` names (at token `t`). An ECS field the agent never provides is an
+/// error that says why, so that no rule loads only to be silently false.
 fn field(t: &Token, name: &str) -> Result<Field, EqlError> {
     // `?field` marks an optional field in Elastic EQL; absent fields never match here anyway.
     let n = name.strip_prefix('?').unwrap_or(name);
-    Field::from_name(n).ok_or_else(|| err_at(t, format!("unknown field `{n}`; expected one of the documented fields (process.*, user.*, group.*, container.id, host.hostname, t1609.*)")))
+    if let Some(f) = Field::from_name(n) {
+        return Ok(f);
+    }
+    Err(match Field::unavailable(n) {
+        Some(why) => kind_at(
+            t,
+            EqlErrorKind::FieldNotProvided,
+            format!("field `{n}` is not provided by the agent: {why}"),
+        ),
+        None => kind_at(
+            t,
+            EqlErrorKind::UnknownField,
+            format!(
+                "unknown field `{n}`; expected one of the documented fields (process.*, user.*, group.*, container.*, host.*, event.*, t1609.*)"
+            ),
+        ),
+    })
 }
 
 /// Refuses an operator `what` (at `op`) on a field that is not a string.
@@ -122,7 +181,11 @@ impl Parser {
         let t = self.next();
         match t.tok {
             Tok::Eof => Ok(()),
-            Tok::Op("|") => Err(err_at(&t, "pipes are not supported".into())),
+            Tok::Op("|") => Err(kind_at(
+                &t,
+                EqlErrorKind::Unsupported,
+                "pipes are not supported".into(),
+            )),
             ref other => Err(err_at(
                 &t,
                 format!(
@@ -159,10 +222,25 @@ impl Parser {
         })
     }
 
+    /// Enters one level of nesting at `t`, or refuses to go deeper than [`MAX_DEPTH`].
+    fn deeper(&mut self, t: &Token) -> Result<(), EqlError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(err_at(
+                t,
+                format!("expected at most {MAX_DEPTH} nested parentheses or `not`s"),
+            ));
+        }
+        Ok(())
+    }
+
     fn not(&mut self) -> Result<Node, EqlError> {
         if self.peek_is_ident("not") {
-            self.next();
-            return Ok(Node::Not(Box::new(self.not()?)));
+            let t = self.next();
+            self.deeper(&t)?;
+            let n = Node::Not(Box::new(self.not()?));
+            self.depth -= 1;
+            return Ok(n);
         }
         self.primary()
     }
@@ -171,7 +249,9 @@ impl Parser {
         let t = self.next();
         match &t.tok {
             Tok::LParen => {
+                self.deeper(&t)?;
                 let n = self.expr()?;
+                self.depth -= 1;
                 let c = self.next();
                 if c.tok != Tok::RParen {
                     return Err(err_at(
@@ -216,12 +296,13 @@ impl Parser {
             Tok::Ident(s) if s == "null" => {
                 return Err(err_at(
                     &t,
-                    "`null` comparisons are not supported; an absent field never matches".into(),
+                    "`null` is only supported as `field == null` or `field != null`".into(),
                 ));
             }
             Tok::Ident(s) => {
-                return Err(err_at(
+                return Err(kind_at(
                     &t,
+                    EqlErrorKind::Unsupported,
                     format!(
                         "expected a literal value, found `{s}` (field-to-field comparison is not supported)"
                     ),
@@ -333,12 +414,36 @@ impl Parser {
             ">" => Cmp::Gt,
             _ => Cmp::Ge,
         };
+        if self.peek_is_ident("null") {
+            let nt = self.next();
+            // Elasticsearch: `!= null` is an exists query, `== null` its negation.
+            return match cmp {
+                Cmp::Eq => Ok(Node::Not(Box::new(Node::Exists(field)))),
+                Cmp::Ne => Ok(Node::Exists(field)),
+                _ => Err(err_at(
+                    &nt,
+                    "`null` can only be compared with `==` or `!=`".into(),
+                )),
+            };
+        }
         let (lit, lt) = self.literal()?;
+        // `a != b` is `not a == b`, as Elasticsearch translates it: on an array, true
+        // when no element equals; on an absent field, true.
+        let ne = |n: Node| {
+            if cmp == Cmp::Ne {
+                Node::Not(Box::new(n))
+            } else {
+                n
+            }
+        };
+        let eq_or = |c: Cmp| if c == Cmp::Ne { Cmp::Eq } else { c };
         match (kind, lit) {
-            (Kind::Str | Kind::StrArray, Lit::Str(s)) => Ok(Node::Str(field, StrTest::Cmp(cmp, s))),
-            (Kind::Num, Lit::Num(n)) => Ok(Node::Num(field, cmp, n)),
+            (Kind::Str | Kind::StrArray, Lit::Str(s)) => {
+                Ok(ne(Node::Str(field, StrTest::Cmp(eq_or(cmp), s))))
+            }
+            (Kind::Num, Lit::Num(n)) => Ok(ne(Node::Num(field, eq_or(cmp), n))),
             (Kind::Bool, Lit::Bool(b)) if matches!(cmp, Cmp::Eq | Cmp::Ne) => {
-                Ok(Node::Bool(field, cmp, b))
+                Ok(ne(Node::Bool(field, Cmp::Eq, b)))
             }
             _ => Err(err_at(
                 &lt,
@@ -456,137 +561,6 @@ impl Parser {
                 format!("`in` is not supported on boolean field `{}`", field.name()),
             )),
         }
-    }
-
-    /// `startsWith(field, "a", ...)` and the like, or `length(field) <op> n`: `t` is the
-    /// name's token.
-    fn function(&mut self, t: &Token, name: &str) -> Result<Node, EqlError> {
-        self.next(); // (
-        let (base, ci) = match name.strip_suffix('~') {
-            Some(b) => (b, true),
-            None => (name, false),
-        };
-        let supported = ["startsWith", "endsWith", "stringContains", "length"];
-        if !supported.contains(&base) {
-            return Err(err_at(
-                t,
-                format!(
-                    "unsupported function `{name}`; expected one of startsWith, endsWith, stringContains, length (and ~ forms)"
-                ),
-            ));
-        }
-        if base == "length" && ci {
-            return Err(err_at(t, "`length` has no `~` form".into()));
-        }
-        let ft = self.next();
-        let field = match &ft.tok {
-            Tok::Ident(s) => field(&ft, s)?,
-            other => {
-                return Err(err_at(
-                    &ft,
-                    format!(
-                        "expected a field as first argument of `{name}`, found {}",
-                        describe(other)
-                    ),
-                ));
-            }
-        };
-        if !matches!(field.kind(), Kind::Str | Kind::StrArray) {
-            return Err(err_at(
-                &ft,
-                format!(
-                    "`{name}` needs a string field; `{}` is not one",
-                    field.name()
-                ),
-            ));
-        }
-        if base == "length" {
-            return self.length(field);
-        }
-        // startsWith(field, "a", "b", ...): any of the strings.
-        let mut tests = Vec::new();
-        loop {
-            let c = self.next();
-            match c.tok {
-                Tok::Comma => {
-                    let (lit, lt) = self.literal()?;
-                    let Lit::Str(s) = lit else {
-                        return Err(err_at(
-                            &lt,
-                            format!("expected a string argument to `{name}`"),
-                        ));
-                    };
-                    let s = if ci { s.to_lowercase() } else { s };
-                    tests.push(match base {
-                        "startsWith" => StrTest::StartsWith(s, ci),
-                        "endsWith" => StrTest::EndsWith(s, ci),
-                        _ => StrTest::Contains(s, ci),
-                    });
-                }
-                Tok::RParen => break,
-                ref other => {
-                    return Err(err_at(
-                        &c,
-                        format!(
-                            "expected `,` or `)` in `{name}(...)`, found {}",
-                            describe(other)
-                        ),
-                    ));
-                }
-            }
-        }
-        if tests.is_empty() {
-            return Err(err_at(
-                t,
-                format!("`{name}` needs a string argument after the field"),
-            ));
-        }
-        let mut nodes: Vec<Node> = tests.into_iter().map(|s| Node::Str(field, s)).collect();
-        Ok(if nodes.len() == 1 {
-            nodes.pop().unwrap_or(Node::Const(false))
-        } else {
-            Node::Or(nodes)
-        })
-    }
-
-    /// The rest of `length(field) <op> n`, after the field.
-    fn length(&mut self, field: Field) -> Result<Node, EqlError> {
-        let c = self.next();
-        if c.tok != Tok::RParen {
-            return Err(err_at(
-                &c,
-                format!(
-                    "expected `)` after length's argument, found {}",
-                    describe(&c.tok)
-                ),
-            ));
-        }
-        let o = self.next();
-        let cmp = match o.tok {
-            Tok::Op("==") => Cmp::Eq,
-            Tok::Op("!=") => Cmp::Ne,
-            Tok::Op("<") => Cmp::Lt,
-            Tok::Op("<=") => Cmp::Le,
-            Tok::Op(">") => Cmp::Gt,
-            Tok::Op(">=") => Cmp::Ge,
-            ref other => {
-                return Err(err_at(
-                    &o,
-                    format!(
-                        "expected a comparison after `length(...)`, found {}",
-                        describe(other)
-                    ),
-                ));
-            }
-        };
-        let (lit, lt) = self.literal()?;
-        let Lit::Num(n) = lit else {
-            return Err(err_at(
-                &lt,
-                "expected a number to compare `length(...)` with".into(),
-            ));
-        };
-        Ok(Node::Length(field, cmp, n))
     }
 }
 
