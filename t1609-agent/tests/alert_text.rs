@@ -26,7 +26,7 @@ use t1609_context::{
 use t1609_detect::{Alert, AlertFields, Engine, ExtraFields, Severity, event::ProcessEvent};
 
 /// The fields Elastic's rules test, as the agent fills them (host.os, creds, tty,
-/// leaders, captured environment variables), with hostile strings among them.
+/// leaders, captured environment variables, the identified file's digest), with hostile strings among them.
 fn with_elastic_fields(ev: &mut ProcessEvent) {
     use t1609_detect::event::{Identity, RelatedProcess};
     ev.host_os.kind = Some("linux".into());
@@ -34,6 +34,7 @@ fn with_elastic_fields(ev: &mut ProcessEvent) {
     ev.host_os.kernel = Some("6.1.0-\n28".into());
     let p = &mut ev.process;
     p.interactive = Some(true);
+    p.hash_sha256 = Some("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into());
     p.tty.char_device_major = Some(136);
     p.tty.char_device_minor = Some(3);
     p.creds.user = Identity {
