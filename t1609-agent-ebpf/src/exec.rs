@@ -129,9 +129,15 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), u32> {
         (*rec).session = session;
         identity::copy_into(rec);
     }
+    // A file reported only to be classified waits for the reader's next drain (at most
+    // its 100 ms period): most are not tools, and each would otherwise wake it.
     // SAFETY: `rec` is the reservation, now filled.
-    let wake =
-        unsafe { wakeup::exec_flag(rec, session, rec_flags, config.wakeup_interval_ns, ktime_ns) };
+    let wake = if unsafe { identity::only_to_classify(rec) } {
+        wakeup::quiet_wakeup_flag()
+    } else {
+        // SAFETY: `rec` is the reservation, now filled.
+        unsafe { wakeup::exec_flag(rec, session, rec_flags, config.wakeup_interval_ns, ktime_ns) }
+    };
     entry.submit(wake);
     // Outside a session, a reported process is noted only for its exit record.
     if session == 0 {

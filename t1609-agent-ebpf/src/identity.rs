@@ -216,6 +216,18 @@ pub(crate) fn is_tool() -> bool {
         .is_some_and(|s| unsafe { (*s).tool } != 0)
 }
 
+/// Whether the filled record was made only to have its file classified: no watched
+/// name, no session, not a known tool. Read back from the record, not carried in a
+/// register across the argv loop, where it would double the verifier's states.
+///
+/// # Safety
+/// `rec` points into a live ring-buffer reservation of a filled `ExecRecord`.
+#[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+pub(crate) unsafe fn only_to_classify(rec: *const ExecRecord) -> bool {
+    unsafe { (*rec).header.flags & flags::BY_IDENTITY != 0 && (*rec).exe_tool == 0 }
+}
+
 /// Puts what [`identify`] found into the exec record.
 ///
 /// # Safety

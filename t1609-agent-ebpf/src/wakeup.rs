@@ -114,7 +114,7 @@ fn quiet_mode() -> bool {
 /// is half full.
 #[inline(always)]
 #[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
-fn quiet_wakeup_flag() -> u64 {
+pub(crate) fn quiet_wakeup_flag() -> u64 {
     if EVENTS.query(BPF_RB_AVAIL_DATA) > EVENTS.query(BPF_RB_RING_SIZE) / 2 {
         BPF_RB_FORCE_WAKEUP
     } else {

@@ -134,6 +134,8 @@ impl Default for Limits {
 pub(crate) struct Learned {
     sha256: HashMap<String, (&'static ToolSpec, String)>,
     build_id: HashMap<String, (&'static ToolSpec, String)>,
+    /// The sizes of the files behind `sha256`: a file of another size cannot match.
+    sizes: std::collections::HashSet<u64>,
 }
 
 impl Learned {
@@ -144,6 +146,7 @@ impl Learned {
         let source = format!("installed:{}", path.display());
         if let Some(h) = &v.sha256 {
             self.sha256.insert(h.clone(), (spec, source.clone()));
+            self.sizes.insert(v.key.size);
         }
         if let Some(b) = &v.build_id {
             self.build_id.insert(b.clone(), (spec, source));
@@ -255,6 +258,7 @@ impl Classifier {
         let hash = hash && key.size <= self.limits.max_hash_bytes;
         let v = match self.cached(&key) {
             Some(v) if v.sha256.is_some() || !hash => return Ok(v),
+            Some(v) if v.tool.is_none() && !self.hash_may_match(key.size) => return Ok(v),
             // Cached by the scan without its hash: add the hash (which may also
             // identify it).
             Some(mut v) => {
@@ -293,13 +297,23 @@ impl Classifier {
         } else {
             (FileKind::Other, ElfFacts::default())
         };
-        let sha256 = if hash { Some(sha256_of(file)?) } else { None };
         let build_id = facts.build_id();
         let go_path = facts
             .go
             .as_ref()
             .and_then(|g| g.path.clone().or(g.module.clone()));
-        let tool = self.decide(&facts, build_id.as_deref(), sha256.as_deref());
+        let mut tool = self.decide(&facts, build_id.as_deref(), None);
+        // A tool is hashed for its alerts' `process.hash.sha256`; any other file only when
+        // a hash could name it: new binaries of every size are common, hashing them is not
+        // free.
+        let sha256 = if hash && (tool.is_some() || self.hash_may_match(key.size)) {
+            Some(sha256_of(file)?)
+        } else {
+            None
+        };
+        if tool.is_none() && sha256.is_some() {
+            tool = self.decide(&facts, build_id.as_deref(), sha256.as_deref());
+        }
         Ok(Verdict {
             key,
             kind,
@@ -308,6 +322,18 @@ impl Classifier {
             build_id,
             go_path,
         })
+    }
+
+    /// Whether a file of `size` bytes could be named by its sha256: the operator's hash
+    /// list (sizes unknown), or an installed tool's hash of that size.
+    fn hash_may_match(&self, size: u64) -> bool {
+        !self.list.sha256.is_empty()
+            || self
+                .learned
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .sizes
+                .contains(&size)
     }
 
     fn decide(

@@ -343,6 +343,14 @@ impl Identity {
         Some(exec)
     }
 
+    /// An exec the probe reported only so that its file be classified (no watched name,
+    /// no session), now known not to be a tool: not a watched exec (`--record` skips it).
+    /// Without a verdict (the hold ran out, the file was gone) it counts as watched.
+    pub fn reported_for_nothing(&self, exec: &CapturedExec) -> bool {
+        exec.exe.is_some_and(|s| s.by_identity)
+            && self.current.as_ref().is_some_and(|v| v.tool.is_none())
+    }
+
     /// Whether execs are waiting for verdicts (the hot path then wakes every few ms).
     pub fn holding(&self) -> bool {
         self.live.as_ref().is_some_and(|l| !l.held.is_empty())

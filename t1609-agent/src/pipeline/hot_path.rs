@@ -17,7 +17,7 @@ use super::{PERIOD, Pipeline};
 use crate::capture::{CaptureError, Reader, StopSignal};
 
 /// While execs wait for their file's verdict, the thread looks for it this often.
-const HOLD_POLL: Duration = Duration::from_millis(5);
+pub(crate) const HOLD_POLL: Duration = Duration::from_millis(5);
 
 /// Starts the thread. It ends when `stop` fires and the pipeline has handled what the
 /// reader drained last, and the timed work has closed every session and dedup window.

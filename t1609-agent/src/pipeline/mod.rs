@@ -206,9 +206,11 @@ impl Pipeline {
         let leader = OnceCell::new();
         // 3. record
         let member = exec.session != 0 && !exec.session_root;
-        let doc = (self.recorder.is_some() || member)
-            .then(|| self.event_document(exec, &event, &ctx, &leader));
-        if let (Some(rec), Some(doc)) = (self.recorder.as_mut(), &doc) {
+        // An exec reported only so that its file be classified, and not a tool, is no
+        // watched exec: not recorded, though the rules still judge it by argument shape.
+        let recorded = self.recorder.is_some() && !self.identity.reported_for_nothing(exec);
+        let doc = (recorded || member).then(|| self.event_document(exec, &event, &ctx, &leader));
+        if let (true, Some(rec), Some(doc)) = (recorded, self.recorder.as_mut(), &doc) {
             rec.write(doc);
         }
         // 4. session
@@ -419,6 +421,12 @@ impl Pipeline {
 
     /// At the stop: every session and dedup window gets its alert before the agent goes.
     pub fn finish(&mut self) {
+        // Held execs get the verdicts they wait for (each waits at most `hold_ms`): a stop
+        // does not judge a renamed tool by its name.
+        while self.identity.holding() {
+            std::thread::sleep(hot_path::HOLD_POLL);
+            self.release_held(false);
+        }
         self.release_held(true);
         self.flush_sessions(true);
         self.close_windows(true);
