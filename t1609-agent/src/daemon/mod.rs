@@ -192,6 +192,25 @@ pub async fn run(args: RunArgs) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// The metrics and health endpoint, if configured: its address, or `off`.
+async fn serve_metrics(listen: &str, health: &Arc<Health>) -> Result<String, DaemonError> {
+    if listen.is_empty() {
+        return Ok("off".into());
+    }
+    let listener = metrics::bind(listen)
+        .await
+        .map_err(|source| DaemonError::Metrics {
+            listen: listen.to_owned(),
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tokio::spawn(metrics::serve(listener, health.clone()));
+    Ok(addr)
+}
+
 /// Starts every stage, then drops the capabilities loading needed.
 async fn start(args: &RunArgs) -> Result<Agent, DaemonError> {
     let config = setup::effective_config(args)?;
@@ -252,20 +271,7 @@ async fn start(args: &RunArgs) -> Result<Agent, DaemonError> {
         .map_err(io("starting the pipeline thread"))?;
 
     let health = Arc::new(Health::default());
-    let mut metrics_addr = String::from("off");
-    if !config.metrics.listen.is_empty() {
-        let listener = metrics::bind(&config.metrics.listen)
-            .await
-            .map_err(|source| DaemonError::Metrics {
-                listen: config.metrics.listen.clone(),
-                source,
-            })?;
-        metrics_addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        tokio::spawn(metrics::serve(listener, health.clone()));
-    }
+    let metrics_addr = serve_metrics(&config.metrics.listen, &health).await?;
     refresh(&health, &counters, &capture, &output, true);
     // Everything that needs CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN is done: drop them.
     let kept = privilege::drop_after_attach()?;
