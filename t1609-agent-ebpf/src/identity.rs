@@ -191,6 +191,13 @@ fn key(seen: &Seen) -> ExeKey {
     }
 }
 
+/// Notes, for [`copy_into`], that the file was not read.
+#[inline(always)]
+#[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]
+pub(crate) fn unread() {
+    note(ExeKey::default(), flags::EXE_UNREAD);
+}
+
 /// Notes a result for [`copy_into`] without a lookup (the file is known, or unread).
 #[inline(always)]
 #[expect(clippy::inline_always, reason = "eBPF: inlined, no bpf-to-bpf call")]

@@ -58,8 +58,8 @@ pub mod flags {
     pub const SAME_CGROUPS_AS_PARENT: u32 = 1 << 8;
     /// The task's working directory (mount and dentry) is its parent's, at the exec.
     pub const SAME_CWD_AS_PARENT: u32 = 1 << 9;
-    /// The executed file's identity was not read (identity off, or a read failed):
-    /// `exe` and `exe_tool` are zero.
+    /// The executed file's identity was not read (identity off, a watched name, whose
+    /// rules run by name, or a read failed): `exe` and `exe_tool` are zero.
     pub const EXE_UNREAD: u32 = 1 << 10;
     /// The first report of a file `VERDICTS` has no verdict for (now pending there): the
     /// agent classifies it and writes the verdict.
