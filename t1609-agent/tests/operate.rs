@@ -173,15 +173,7 @@ fn config_check_accepts_good_and_names_bad_keys() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
     std::fs::write(&good, "[capture]\nmode = \"rules\"\n[deliver]\nsinks = [\"stdout\"]\n[metrics]\nlisten = \"127.0.0.1:9609\"\n").unwrap();
-    let out = Command::new(agent_bin())
-        .args(["config", "check", good.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    output_ok(Command::new(agent_bin()).args(["config", "check", good.to_str().unwrap()]));
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,

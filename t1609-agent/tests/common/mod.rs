@@ -331,24 +331,29 @@ pub fn services(which: &str) -> bool {
 /// returns its id.
 pub fn docker_container(name: &str) -> String {
     let _ = Command::new("docker").args(["rm", "-f", name]).output();
-    let out = Command::new("docker")
-        .args([
-            "run",
-            "-d",
-            "--name",
-            name,
-            "t1609-test/busybox:1",
-            "sleep",
-            "600",
-        ])
+    let out = output_ok(Command::new("docker").args([
+        "run",
+        "-d",
+        "--name",
+        name,
+        "t1609-test/busybox:1",
+        "sleep",
+        "600",
+    ]));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Runs `cmd` to its end; it must succeed (its stderr says why not).
+pub fn output_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
         .output()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "{}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    out
 }
 
 // ---- Helpers for the fault and hostile-input tests (faults_*.rs, hostile.rs) ----
