@@ -56,7 +56,12 @@ impl Subscriber {
                 match s.read(&mut buf) {
                     Ok(0) => break,
                     Ok(k) => push_lines(&mut partial, &buf[..k], &l),
-                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                        ) =>
+                    {
                         if st.load(Ordering::Relaxed) {
                             break;
                         }

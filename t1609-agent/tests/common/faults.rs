@@ -250,7 +250,12 @@ impl CollectorState {
             match conn.read(&mut buf) {
                 Ok(0) => break,
                 Ok(read) => push_lines(&mut partial, &buf[..read], &self.lines),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                // A signal delivered to this thread can interrupt the read: read again.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => panic!("collector read: {e}"),
             }
         }
