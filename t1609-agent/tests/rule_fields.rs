@@ -120,6 +120,18 @@ fn elastic_rules_see_host_os_creds_env_vars_and_leaders_live() {
     )
     .unwrap();
 
+    // A field the live agent does not fill: the start says so (the rule still loads, for
+    // replayed events that carry it).
+    std::fs::write(
+        rules.path().join("privileged.toml"),
+        elastic_rule(
+            "t1609-live-privileged",
+            r#"process where event.type == "start" and process.name == "sh" and
+  container.security_context.privileged == true"#,
+        ),
+    )
+    .unwrap();
+
     let agent = Agent::start(&["--rules", rules.path().to_str().unwrap()]);
     // Matches: its own session and group (setsid), LD_PRELOAD under /tmp (ld.so warns
     // that the library does not exist, and runs the program).
@@ -222,6 +234,12 @@ fn elastic_rules_see_host_os_creds_env_vars_and_leaders_live() {
         log.iter()
             .any(|l| l.contains("rules skipped") && l.contains("sequence")),
         "the start names the skipped rule's kind:\n{}",
+        log.join("\n")
+    );
+    assert!(
+        log.iter().any(|l| l.contains("does not fill")
+            && l.contains("container.security_context.privileged")),
+        "the start names a tested field the live agent does not fill:\n{}",
         log.join("\n")
     );
 }

@@ -130,6 +130,12 @@ fn report_engine(config: &Config, engine: &Engine) {
             "rules test the entry leader, which the live agent does not fill: a test for its presence never matches live"
         );
     }
+    if engine.fields_used().contains(&Field::ContainerPrivileged) {
+        warn!(
+            field = Field::ContainerPrivileged.name(),
+            "rules test a container's privileged flag, which the live agent does not fill (the runtimes do not report it): such a rule matches only replayed events"
+        );
+    }
     let env_rules = engine
         .fields_used()
         .contains(&Field::Proc(Who::Process, Attr::EnvVars));

@@ -370,9 +370,9 @@ impl Field {
                 Provision::WhenKnown("the process has a controlling terminal")
             }
             Field::ContainerId => Provision::WhenKnown("the process runs in a container"),
-            Field::ContainerPrivileged => {
-                Provision::WhenKnown("the container runtime answered for the container")
-            }
+            Field::ContainerPrivileged => Provision::WhenKnown(
+                "events from other sources (replay): the live agent does not fill it yet",
+            ),
             Field::CapLoginUid => Provision::WhenKnown("the kernel has audit login ids"),
             _ => Provision::Always,
         }
