@@ -237,8 +237,9 @@ fn elastic_rules_see_host_os_creds_env_vars_and_leaders_live() {
         log.join("\n")
     );
     assert!(
-        log.iter().any(|l| l.contains("does not fill")
-            && l.contains("container.security_context.privileged")),
+        log.iter()
+            .any(|l| l.contains("does not fill")
+                && l.contains("container.security_context.privileged")),
         "the start names a tested field the live agent does not fill:\n{}",
         log.join("\n")
     );
