@@ -206,6 +206,11 @@ impl Tuning {
         }
     }
 
+    /// Whether a dedup window is open, or closed with a count not reported yet.
+    pub fn windows_open(&self) -> bool {
+        self.dedup.as_ref().is_some_and(|d| !d.is_idle())
+    }
+
     pub fn dedup_enabled(&self) -> bool {
         self.dedup.is_some()
     }

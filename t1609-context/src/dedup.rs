@@ -237,6 +237,11 @@ impl Deduper {
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
+
+    /// No open window and no closed one waiting to be reported.
+    pub fn is_idle(&self) -> bool {
+        self.slots.is_empty() && self.closed.is_empty()
+    }
 }
 
 #[cfg(test)]

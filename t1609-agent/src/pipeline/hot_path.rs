@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{PERIOD, Pipeline};
+use super::{IDLE_PERIOD, PERIOD, Pipeline};
 use crate::capture::{CaptureError, Reader, StopSignal};
 
 /// While execs wait for their file's verdict, the thread looks for it this often.
@@ -47,11 +47,15 @@ fn run(mut reader: Reader, mut pipeline: Pipeline, stop: &StopSignal) -> Result<
         };
         pipeline.handle(&batch, &mut handled);
         reader.after_batch(&batch, &handled);
-        reader.recycle(&mut batch);
         let now = Instant::now();
+        // Records came: the timed work is due at the busy pace again.
+        if !batch.is_empty() {
+            next_period = next_period.min(now + PERIOD);
+        }
+        reader.recycle(&mut batch);
         if now >= next_period {
-            next_period = now + PERIOD;
             pipeline.periodic();
+            next_period = now + if pipeline.idle() { IDLE_PERIOD } else { PERIOD };
         }
         if !running {
             break Ok(());
