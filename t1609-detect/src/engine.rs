@@ -119,6 +119,8 @@ struct Specialised {
     index: LiteralIndex,
     /// Each rule's [`Extras`] (default for a rule absent from this kind of event).
     extras: Vec<Extras>,
+    /// Whether any rule's [`Extras`] asks for something (most rule sets: none).
+    any_extras: bool,
     /// The extras of the rules the index selects by an environment variable: the index
     /// cannot tell whether they are candidates before the variables are read.
     env_indexed: Extras,
@@ -167,11 +169,13 @@ impl Specialised {
             })
             .fold(Extras::default(), |acc, (_, x)| acc.or(*x));
         let conds = conds.into_iter().map(|c| c.map(Node::optimized)).collect();
+        let any_extras = extras.iter().any(|x| x.any());
         Specialised {
             conds,
             covers,
             index,
             extras,
+            any_extras,
             env_indexed,
         }
     }
@@ -398,7 +402,7 @@ impl Engine {
     /// from /proc for this exec before [`Engine::evaluate`].
     pub fn extras_needed(&self, ev: &ProcessEvent) -> Extras {
         let view = self.view(ev);
-        if !view.extras.iter().any(|x| x.any()) {
+        if !view.any_extras {
             return Extras::default();
         }
         let name = event_name(ev);

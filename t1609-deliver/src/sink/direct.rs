@@ -69,9 +69,9 @@ fn nonblocking_reopen(fd: RawFd) -> Option<OwnedFd> {
     (new >= 0).then(|| unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// Writes `json` and a newline to `fd` with one `writev`; the bytes written.
-pub fn write_line(fd: RawFd, json: &[u8]) -> io::Result<usize> {
-    let iov = [
+/// `json` and a newline, as two iovecs over live buffers the kernel only reads.
+fn line_iov(json: &[u8]) -> [libc::iovec; 2] {
+    [
         libc::iovec {
             iov_base: json.as_ptr().cast_mut().cast(),
             iov_len: json.len(),
@@ -80,7 +80,12 @@ pub fn write_line(fd: RawFd, json: &[u8]) -> io::Result<usize> {
             iov_base: b"\n".as_ptr().cast_mut().cast(),
             iov_len: 1,
         },
-    ];
+    ]
+}
+
+/// Writes `json` and a newline to `fd` with one `writev`; the bytes written.
+pub fn write_line(fd: RawFd, json: &[u8]) -> io::Result<usize> {
+    let iov = line_iov(json);
     // SAFETY: two iovecs over live buffers; the kernel only reads them.
     let n = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
@@ -88,16 +93,7 @@ pub fn write_line(fd: RawFd, json: &[u8]) -> io::Result<usize> {
 
 /// Sends `json` and a newline on a stream socket without blocking; the bytes sent.
 pub fn send_line(fd: RawFd, json: &[u8]) -> io::Result<usize> {
-    let mut iov = [
-        libc::iovec {
-            iov_base: json.as_ptr().cast_mut().cast(),
-            iov_len: json.len(),
-        },
-        libc::iovec {
-            iov_base: b"\n".as_ptr().cast_mut().cast(),
-            iov_len: 1,
-        },
-    ];
+    let mut iov = line_iov(json);
     // SAFETY: a zeroed msghdr with only the iovecs set, which outlive the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_mut_ptr();

@@ -342,9 +342,7 @@ impl LiteralIndex {
     /// The rules `ev` (whose process name is `name`) may match, sorted, each once.
     /// Whether some rule is indexed under the executable name `name`.
     pub(crate) fn knows_name(&self, name: &str) -> bool {
-        let mut found = Vec::new();
-        lookup(&self.names, name, &mut found);
-        !found.is_empty()
+        get(&self.names, name).is_some()
     }
 
     pub(crate) fn candidates(&self, ev: &ProcessEvent, name: &str, out: &mut Vec<u32>) {
@@ -396,16 +394,20 @@ impl LiteralIndex {
 }
 
 /// `key`'s rules, looked up lowercase (allocating only for a key that is not).
-fn lookup(t: &Table, key: &str, out: &mut Vec<u32>) {
+fn get<'t>(t: &'t Table, key: &str) -> Option<&'t Vec<u32>> {
     if t.is_empty() {
-        return;
+        return None;
     }
-    let found = if key.bytes().any(|b| b.is_ascii_uppercase()) || !key.is_ascii() {
+    if key.bytes().any(|b| b.is_ascii_uppercase()) || !key.is_ascii() {
         t.get(&key.to_lowercase())
     } else {
         t.get(key)
-    };
-    if let Some(r) = found {
+    }
+}
+
+/// Appends `key`'s rules to `out`.
+fn lookup(t: &Table, key: &str, out: &mut Vec<u32>) {
+    if let Some(r) = get(t, key) {
         out.extend_from_slice(r);
     }
 }
